@@ -1,0 +1,1 @@
+//! Coding agents: Claude Code sessions in pseudo-terminals, fresh or sticky.

@@ -1,0 +1,1 @@
+//! The engine: schedules a workflow's DAG on a ready queue and runs each node.

@@ -1,0 +1,816 @@
+//! From the YAML tree to the typed model, collecting every problem on the way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::duration;
+use super::model::*;
+use super::yaml::{Node as Y, Value};
+use crate::diagnostic::{suggestion, Diagnostic};
+use crate::source::{SourceFile, Span, Spanned};
+
+/// Keys of the top level.
+pub const WORKFLOW_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "inputs",
+    "env",
+    "defaults",
+    "concurrency",
+    "agents",
+    "isolation",
+    "nodes",
+];
+/// Keys of one input.
+pub const INPUT_KEYS: &[&str] = &["description", "required", "default"];
+/// Keys of `defaults`.
+pub const DEFAULTS_KEYS: &[&str] = &[
+    "agent",
+    "model",
+    "timeout",
+    "idle_timeout",
+    "retries",
+    "shell",
+];
+/// Keys of an agent profile.
+pub const PROFILE_KEYS: &[&str] = &[
+    "use",
+    "program",
+    "model",
+    "permission_mode",
+    "allowed_tools",
+    "disallowed_tools",
+    "max_turns",
+    "args",
+    "env",
+];
+/// The node kinds: a node has exactly one of these keys.
+pub const KIND_KEYS: &[&str] = &["bash", "prompt", "command", "approval", "loop"];
+/// Keys of a node besides its kind.
+pub const NODE_KEYS: &[&str] = &[
+    "id",
+    "depends_on",
+    "when",
+    "trigger",
+    "timeout",
+    "idle_timeout",
+    "retries",
+    "env",
+    "cwd",
+    "continue_on_error",
+    "shell",
+    "agent",
+    "model",
+    "session",
+    "allowed_tools",
+    "max_turns",
+    "outputs",
+    "args",
+];
+/// Keys of an `approval` mapping.
+pub const APPROVAL_KEYS: &[&str] = &["message", "timeout"];
+/// Kinds a loop body can be.
+pub const LOOP_BODY_KEYS: &[&str] = &["bash", "prompt", "command"];
+/// Keys of a `loop` besides its body.
+pub const LOOP_KEYS: &[&str] = &["until", "until_bash", "max_iterations", "fresh"];
+
+/// What decoding produced: the best model it could build, and what was wrong.
+pub struct Decoded {
+    /// `None` when the file is not a mapping at all.
+    pub workflow: Option<Workflow>,
+    /// Ids of nodes left out of the model because their kind was missing or ambiguous;
+    /// references to them are not reported again as unknown.
+    pub dropped_ids: Vec<String>,
+    /// Every problem found.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Decodes a parsed YAML document. `default_name` is used when the file sets no `name`.
+pub fn decode(file: &Arc<SourceFile>, root: &Y, default_name: &str) -> Decoded {
+    let mut cx = Cx {
+        file,
+        diags: Vec::new(),
+        dropped_ids: Vec::new(),
+    };
+    let workflow = cx.workflow(root, default_name);
+    Decoded {
+        workflow,
+        dropped_ids: cx.dropped_ids,
+        diagnostics: cx.diags,
+    }
+}
+
+struct Cx<'a> {
+    file: &'a Arc<SourceFile>,
+    diags: Vec<Diagnostic>,
+    dropped_ids: Vec<String>,
+}
+
+type Entries<'y> = &'y [(Spanned<String>, Y)];
+
+impl Cx<'_> {
+    fn error(
+        &mut self,
+        code: &'static str,
+        span: Span,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::error(code, self.file, span, message));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn wrong_type(&mut self, node: &Y, what: &str, expected: &str) {
+        let help = match (&node.value, expected) {
+            (Value::Str(s), "true or false")
+                if ["yes", "no", "on", "off", "y", "n", "True", "False"].contains(&s.as_str()) =>
+            {
+                Some("YAML 1.2 booleans are only `true` and `false`".to_string())
+            }
+            (Value::Null, _) => Some(format!("give `{what}` a value, or remove the key")),
+            _ => None,
+        };
+        let d = self.error(
+            "wrong-type",
+            node.span,
+            format!("`{what}` must be {expected}, found {}", node.value.kind()),
+        );
+        d.set_label(format!("expected {expected}"));
+        d.help = help;
+    }
+
+    /// The entries of a mapping, or an error.
+    fn map<'y>(&mut self, node: &'y Y, what: &str) -> Option<Entries<'y>> {
+        match &node.value {
+            Value::Map(entries) => Some(entries),
+            _ => {
+                self.wrong_type(node, what, "a mapping");
+                None
+            }
+        }
+    }
+
+    /// Reports every key not in `allowed`, with a did-you-mean.
+    fn check_keys(
+        &mut self,
+        entries: Entries,
+        allowed: &[&[&str]],
+        context: &str,
+        elsewhere: &[(&[&str], &str)],
+    ) {
+        for (key, _) in entries {
+            if allowed
+                .iter()
+                .any(|list| list.contains(&key.value.as_str()))
+            {
+                continue;
+            }
+            let candidates = allowed.iter().flat_map(|l| l.iter().copied());
+            let mut help = suggestion(&key.value, candidates);
+            if help.is_none() {
+                for (list, place) in elsewhere {
+                    if list.contains(&key.value.as_str()) {
+                        help = Some(format!("`{}` belongs {place}", key.value));
+                    }
+                }
+            }
+            let help = help.unwrap_or_else(|| {
+                let all: Vec<_> = allowed
+                    .iter()
+                    .flat_map(|l| l.iter())
+                    .map(|k| format!("`{k}`"))
+                    .collect();
+                format!("{context} accepts {}", all.join(", "))
+            });
+            let message = format!("unknown key `{}` in {context}", key.value);
+            self.error("unknown-key", key.span, message).help = Some(help);
+        }
+    }
+
+    fn string(&mut self, node: &Y, what: &str) -> Option<Spanned<String>> {
+        match &node.value {
+            Value::Str(s) => Some(Spanned::new(s.clone(), node.span)),
+            // `bash: true`, `default: 3`: scalars read as the text they were written as.
+            Value::Bool(_) | Value::Int(_) | Value::Float(_) => Some(Spanned::new(
+                self.file.slice(node.span).trim().to_string(),
+                node.span,
+            )),
+            _ => {
+                self.wrong_type(node, what, "a string");
+                None
+            }
+        }
+    }
+
+    fn nonempty_string(&mut self, node: &Y, what: &str) -> Option<Spanned<String>> {
+        let s = self.string(node, what)?;
+        if s.value.trim().is_empty() {
+            self.error("empty-value", node.span, format!("`{what}` is empty"))
+                .help = Some(format!("give `{what}` a value, or remove the key"));
+            return None;
+        }
+        Some(s)
+    }
+
+    fn bool(&mut self, node: &Y, what: &str) -> Option<Spanned<bool>> {
+        match node.value {
+            Value::Bool(b) => Some(Spanned::new(b, node.span)),
+            _ => {
+                self.wrong_type(node, what, "true or false");
+                None
+            }
+        }
+    }
+
+    fn u32(&mut self, node: &Y, what: &str, min: u32) -> Option<Spanned<u32>> {
+        match node.value {
+            Value::Int(i) if i >= i64::from(min) && i <= i64::from(u32::MAX) => {
+                Some(Spanned::new(i as u32, node.span))
+            }
+            Value::Int(i) => {
+                self.error(
+                    "out-of-range",
+                    node.span,
+                    format!("`{what}` must be at least {min}, found {i}"),
+                )
+                .set_label(format!("must be {min} or more"));
+                None
+            }
+            _ => {
+                self.wrong_type(node, what, "a whole number");
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Y, what: &str) -> Option<Spanned<Duration>> {
+        let text = match &node.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => {
+                self.error(
+                    "bad-duration",
+                    node.span,
+                    format!("`{what}` needs a unit of time"),
+                )
+                .help = Some(format!("write `{i}s` for seconds or `{i}m` for minutes"));
+                return None;
+            }
+            _ => {
+                self.wrong_type(node, what, "a duration like `30s` or `10m`");
+                return None;
+            }
+        };
+        match duration::parse(&text) {
+            Ok(d) if d.is_zero() => {
+                self.error(
+                    "bad-duration",
+                    node.span,
+                    format!("`{what}` must be longer than zero"),
+                );
+                None
+            }
+            Ok(d) => Some(Spanned::new(d, node.span)),
+            Err(why) => {
+                self.error(
+                    "bad-duration",
+                    node.span,
+                    format!("bad duration in `{what}`: {why}"),
+                )
+                .help =
+                    Some("use a number and a unit: ms, s, m, h or d, like `90s` or `1h30m`".into());
+                None
+            }
+        }
+    }
+
+    /// A list of strings; a single string is a list of one.
+    fn string_list(&mut self, node: &Y, what: &str) -> Vec<Spanned<String>> {
+        match &node.value {
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|i| self.nonempty_string(i, what))
+                .collect(),
+            Value::Str(_) => self.nonempty_string(node, what).into_iter().collect(),
+            Value::Null => Vec::new(),
+            _ => {
+                self.wrong_type(node, what, "a list of strings");
+                Vec::new()
+            }
+        }
+    }
+
+    fn string_map(&mut self, node: &Y, what: &str) -> NamedMap<Template> {
+        let Some(entries) = self.map(node, what) else {
+            return NamedMap::default();
+        };
+        let mut out = Vec::new();
+        for (key, value) in entries {
+            if let Some(v) = self.string(value, &format!("{what}.{}", key.value)) {
+                out.push((key.clone(), v));
+            }
+        }
+        NamedMap(out)
+    }
+
+    fn workflow(&mut self, root: &Y, default_name: &str) -> Option<Workflow> {
+        let entries = match &root.value {
+            Value::Map(entries) => entries,
+            Value::Null => {
+                self.diags.push(
+                    Diagnostic::file_error("empty-file", self.file, "the workflow file is empty")
+                        .with_help("a workflow needs at least `nodes:` with one node, like `nodes: [{id: hello, bash: echo hello}]`"),
+                );
+                return None;
+            }
+            _ => {
+                self.wrong_type(root, "the workflow", "a mapping");
+                return None;
+            }
+        };
+        self.check_keys(
+            entries,
+            &[WORKFLOW_KEYS],
+            "the workflow",
+            &[
+                (NODE_KEYS, "to a node, under `nodes:`"),
+                (KIND_KEYS, "to a node, under `nodes:`"),
+            ],
+        );
+        let mut wf = Workflow {
+            source: self.file.clone(),
+            name: Spanned::new(default_name.to_string(), Span::new(0, 0)),
+            description: None,
+            inputs: NamedMap::default(),
+            env: NamedMap::default(),
+            defaults: Defaults::default(),
+            concurrency: None,
+            agents: NamedMap::default(),
+            isolation: None,
+            nodes: Vec::new(),
+        };
+        let mut saw_nodes = false;
+        for (key, value) in entries {
+            match key.value.as_str() {
+                "name" => {
+                    if let Some(n) = self.nonempty_string(value, "name") {
+                        wf.name = n;
+                    }
+                }
+                "description" => wf.description = self.string(value, "description"),
+                "inputs" => wf.inputs = self.inputs(value),
+                "env" => wf.env = self.string_map(value, "env"),
+                "defaults" => wf.defaults = self.defaults(value),
+                "concurrency" => wf.concurrency = self.u32(value, "concurrency", 1),
+                "agents" => wf.agents = self.agents(value),
+                "isolation" => {
+                    if let Some(s) = self.string(value, "isolation") {
+                        match s.value.as_str() {
+                            "worktree" => wf.isolation = Some(s.map(|_| Isolation::Worktree)),
+                            "none" => wf.isolation = Some(s.map(|_| Isolation::None)),
+                            other => {
+                                let help = suggestion(other, ["worktree", "none"])
+                                    .unwrap_or_else(|| "use `worktree` or `none`".into());
+                                self.error(
+                                    "bad-value",
+                                    s.span,
+                                    format!("unknown isolation `{other}`"),
+                                )
+                                .help = Some(help);
+                            }
+                        }
+                    }
+                }
+                "nodes" => {
+                    saw_nodes = true;
+                    wf.nodes = self.nodes(value);
+                }
+                _ => {}
+            }
+        }
+        if !saw_nodes {
+            let span = entries.first().map(|(k, _)| k.span).unwrap_or_default();
+            self.error("missing-key", span, "the workflow has no `nodes`")
+                .help = Some(
+                "add `nodes:` with a list of nodes, like `- id: hello` / `bash: echo hello`".into(),
+            );
+        }
+        Some(wf)
+    }
+
+    fn inputs(&mut self, node: &Y) -> NamedMap<Input> {
+        let Some(entries) = self.map(node, "inputs") else {
+            return NamedMap::default();
+        };
+        let mut out = Vec::new();
+        for (name, value) in entries {
+            check_identifier(self, name, "input name");
+            let mut input = Input::default();
+            match &value.value {
+                Value::Null => {}
+                Value::Map(fields) => {
+                    self.check_keys(
+                        fields,
+                        &[INPUT_KEYS],
+                        &format!("input `{}`", name.value),
+                        &[],
+                    );
+                    for (k, v) in fields {
+                        match k.value.as_str() {
+                            "description" => input.description = self.string(v, "description"),
+                            "required" => input.required = self.bool(v, "required"),
+                            "default" => input.default = self.string(v, "default"),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => self.wrong_type(
+                    value,
+                    &format!("inputs.{}", name.value),
+                    "a mapping with `description`, `required`, `default`",
+                ),
+            }
+            out.push((name.clone(), input));
+        }
+        NamedMap(out)
+    }
+
+    fn defaults(&mut self, node: &Y) -> Defaults {
+        let mut d = Defaults::default();
+        let Some(entries) = self.map(node, "defaults") else {
+            return d;
+        };
+        self.check_keys(entries, &[DEFAULTS_KEYS], "`defaults`", &[]);
+        for (k, v) in entries {
+            match k.value.as_str() {
+                "agent" => d.agent = self.nonempty_string(v, "agent"),
+                "model" => d.model = self.nonempty_string(v, "model"),
+                "timeout" => d.timeout = self.duration(v, "timeout"),
+                "idle_timeout" => d.idle_timeout = self.duration(v, "idle_timeout"),
+                "retries" => d.retries = self.u32(v, "retries", 0),
+                "shell" => d.shell = self.nonempty_string(v, "shell"),
+                _ => {}
+            }
+        }
+        d
+    }
+
+    fn agents(&mut self, node: &Y) -> NamedMap<AgentProfile> {
+        let Some(entries) = self.map(node, "agents") else {
+            return NamedMap::default();
+        };
+        let mut out = Vec::new();
+        for (name, value) in entries {
+            check_identifier(self, name, "agent profile name");
+            let Some(fields) = self.map(value, &format!("agents.{}", name.value)) else {
+                continue;
+            };
+            self.check_keys(
+                fields,
+                &[PROFILE_KEYS],
+                &format!("agent profile `{}`", name.value),
+                &[],
+            );
+            let mut p = AgentProfile::default();
+            for (k, v) in fields {
+                match k.value.as_str() {
+                    "use" => p.uses = self.nonempty_string(v, "use"),
+                    "program" => p.program = self.nonempty_string(v, "program"),
+                    "model" => p.model = self.nonempty_string(v, "model"),
+                    "permission_mode" => {
+                        p.permission_mode = self.nonempty_string(v, "permission_mode")
+                    }
+                    "allowed_tools" => p.allowed_tools = self.string_list(v, "allowed_tools"),
+                    "disallowed_tools" => {
+                        p.disallowed_tools = self.string_list(v, "disallowed_tools")
+                    }
+                    "max_turns" => p.max_turns = self.u32(v, "max_turns", 1),
+                    "args" => p.args = self.string_list(v, "args"),
+                    "env" => p.env = self.string_map(v, "env"),
+                    _ => {}
+                }
+            }
+            out.push((name.clone(), p));
+        }
+        NamedMap(out)
+    }
+
+    fn nodes(&mut self, node: &Y) -> Vec<Node> {
+        let items = match &node.value {
+            Value::Seq(items) => items,
+            Value::Map(_) => {
+                self.wrong_type(node, "nodes", "a list");
+                let d = self.diags.last_mut().expect("just pushed");
+                d.help = Some("write each node as a list item starting with `- id: ...`".into());
+                return Vec::new();
+            }
+            _ => {
+                self.wrong_type(node, "nodes", "a list of nodes");
+                return Vec::new();
+            }
+        };
+        if items.is_empty() {
+            self.error("empty-nodes", node.span, "`nodes` is empty")
+                .help =
+                Some("add at least one node, like `- id: hello` / `bash: echo hello`".into());
+        }
+        items.iter().filter_map(|item| self.node(item)).collect()
+    }
+
+    fn node(&mut self, item: &Y) -> Option<Node> {
+        let entries = self.map(item, "a node")?;
+        self.check_keys(
+            entries,
+            &[NODE_KEYS, KIND_KEYS],
+            "a node",
+            &[
+                (LOOP_KEYS, "inside `loop:`"),
+                (WORKFLOW_KEYS, "at the top level of the workflow"),
+            ],
+        );
+        let start = entries.first().map(|(k, _)| k.span).unwrap_or(item.span);
+        let id = match entries.iter().find(|(k, _)| k.value == "id") {
+            Some((_, v)) => self.nonempty_string(v, "id"),
+            None => {
+                self.error("missing-id", start, "this node has no `id`")
+                    .help = Some("add `id: some-name` (letters, digits, `_` and `-`)".into());
+                None
+            }
+        };
+        if let Some(id) = &id {
+            check_identifier(self, id, "node id");
+        }
+        let kind = self.node_kind(entries, start, id.as_ref().map(|i| i.value.as_str()));
+        let mut node = Node {
+            id: id
+                .clone()
+                .unwrap_or_else(|| Spanned::new(String::new(), start)),
+            kind: NodeKind::Bash(Spanned::new(String::new(), start)),
+            span: start,
+            depends_on: Vec::new(),
+            when: None,
+            trigger: None,
+            timeout: None,
+            idle_timeout: None,
+            retries: None,
+            env: NamedMap::default(),
+            cwd: None,
+            continue_on_error: None,
+            shell: None,
+            agent: None,
+            model: None,
+            session: None,
+            allowed_tools: Vec::new(),
+            max_turns: None,
+            outputs: Vec::new(),
+            args: NamedMap::default(),
+        };
+        for (k, v) in entries {
+            match k.value.as_str() {
+                "depends_on" => node.depends_on = self.string_list(v, "depends_on"),
+                "when" => node.when = self.nonempty_string(v, "when"),
+                "trigger" => node.trigger = self.trigger(v),
+                "timeout" => node.timeout = self.duration(v, "timeout"),
+                "idle_timeout" => node.idle_timeout = self.duration(v, "idle_timeout"),
+                "retries" => node.retries = self.u32(v, "retries", 0),
+                "env" => node.env = self.string_map(v, "env"),
+                "cwd" => node.cwd = self.nonempty_string(v, "cwd"),
+                "continue_on_error" => node.continue_on_error = self.bool(v, "continue_on_error"),
+                "shell" => node.shell = self.nonempty_string(v, "shell"),
+                "agent" => node.agent = self.nonempty_string(v, "agent"),
+                "model" => node.model = self.nonempty_string(v, "model"),
+                "session" => {
+                    node.session = self.nonempty_string(v, "session");
+                    if let Some(s) = &node.session {
+                        check_identifier(self, s, "session name");
+                    }
+                }
+                "allowed_tools" => node.allowed_tools = self.string_list(v, "allowed_tools"),
+                "max_turns" => node.max_turns = self.u32(v, "max_turns", 1),
+                "outputs" => node.outputs = self.string_list(v, "outputs"),
+                "args" => node.args = self.string_map(v, "args"),
+                _ => {}
+            }
+        }
+        match (id, kind) {
+            (Some(_), Some(kind)) => {
+                node.kind = kind;
+                Some(node)
+            }
+            (Some(id), None) => {
+                self.dropped_ids.push(id.value);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn node_kind(&mut self, entries: Entries, start: Span, id: Option<&str>) -> Option<NodeKind> {
+        let kinds: Vec<_> = entries
+            .iter()
+            .filter(|(k, _)| KIND_KEYS.contains(&k.value.as_str()))
+            .collect();
+        let who = id
+            .map(|i| format!("node `{i}`"))
+            .unwrap_or_else(|| "this node".into());
+        match kinds.as_slice() {
+            [] => {
+                self.error("missing-kind", start, format!("{who} has no kind"))
+                    .help = Some(
+                    "give it exactly one of `bash`, `prompt`, `command`, `approval` or `loop`"
+                        .into(),
+                );
+                None
+            }
+            [(key, value)] => self.kind_value(key, value),
+            [(first, _), rest @ ..] => {
+                let names: Vec<_> = kinds
+                    .iter()
+                    .map(|(k, _)| format!("`{}`", k.value))
+                    .collect();
+                let mut d = Diagnostic::error(
+                    "several-kinds",
+                    self.file,
+                    first.span,
+                    format!("{who} has several kinds: {}", names.join(", ")),
+                );
+                for (k, _) in rest {
+                    d = d.with_secondary(k.span, "another kind");
+                }
+                self.diags.push(d.with_help(
+                    "a node does one thing; split it into several nodes joined by `depends_on`",
+                ));
+                None
+            }
+        }
+    }
+
+    fn kind_value(&mut self, key: &Spanned<String>, value: &Y) -> Option<NodeKind> {
+        Some(match key.value.as_str() {
+            "bash" => NodeKind::Bash(self.nonempty_string(value, "bash")?),
+            "prompt" => NodeKind::Prompt(self.nonempty_string(value, "prompt")?),
+            "command" => NodeKind::Command(self.nonempty_string(value, "command")?),
+            "approval" => NodeKind::Approval(self.approval(value)?),
+            "loop" => NodeKind::Loop(Box::new(self.loop_spec(key, value)?)),
+            _ => return None,
+        })
+    }
+
+    fn approval(&mut self, node: &Y) -> Option<Approval> {
+        match &node.value {
+            Value::Str(_) => Some(Approval {
+                message: self.nonempty_string(node, "approval")?,
+                timeout: None,
+            }),
+            Value::Map(entries) => {
+                self.check_keys(entries, &[APPROVAL_KEYS], "`approval`", &[]);
+                let mut message = None;
+                let mut timeout = None;
+                for (k, v) in entries {
+                    match k.value.as_str() {
+                        "message" => message = self.nonempty_string(v, "message"),
+                        "timeout" => timeout = self.duration(v, "timeout"),
+                        _ => {}
+                    }
+                }
+                if message.is_none() && !entries.iter().any(|(k, _)| k.value == "message") {
+                    self.error("missing-key", node.span, "`approval` has no `message`")
+                        .help = Some(
+                        "say what the human approves: `message: Open the pull request?`".into(),
+                    );
+                }
+                Some(Approval {
+                    message: message?,
+                    timeout,
+                })
+            }
+            _ => {
+                self.wrong_type(node, "approval", "a message or a mapping with `message`");
+                None
+            }
+        }
+    }
+
+    fn loop_spec(&mut self, key: &Spanned<String>, node: &Y) -> Option<LoopSpec> {
+        let entries = self.map(node, "loop")?;
+        self.check_keys(
+            entries,
+            &[LOOP_BODY_KEYS, LOOP_KEYS],
+            "`loop`",
+            &[
+                (NODE_KEYS, "to the node, next to `loop:`"),
+                (
+                    &["approval", "loop"],
+                    "to a node; a loop body is `bash`, `prompt` or `command`",
+                ),
+            ],
+        );
+        let bodies: Vec<_> = entries
+            .iter()
+            .filter(|(k, _)| LOOP_BODY_KEYS.contains(&k.value.as_str()))
+            .collect();
+        let body = match bodies.as_slice() {
+            [] => {
+                self.error("missing-kind", key.span, "`loop` has no body")
+                    .help =
+                    Some("give the loop exactly one of `bash`, `prompt` or `command`".into());
+                None
+            }
+            [(k, v)] => match k.value.as_str() {
+                "bash" => self.nonempty_string(v, "bash").map(LoopBody::Bash),
+                "prompt" => self.nonempty_string(v, "prompt").map(LoopBody::Prompt),
+                _ => self.nonempty_string(v, "command").map(LoopBody::Command),
+            },
+            [(first, _), rest @ ..] => {
+                let mut d = Diagnostic::error(
+                    "several-kinds",
+                    self.file,
+                    first.span,
+                    "`loop` has several bodies",
+                );
+                for (k, _) in rest {
+                    d = d.with_secondary(k.span, "another body");
+                }
+                self.diags
+                    .push(d.with_help("a loop repeats one `bash`, `prompt` or `command`"));
+                None
+            }
+        };
+        let mut until = None;
+        let mut until_bash = None;
+        let mut max_iterations = None;
+        let mut fresh = None;
+        for (k, v) in entries {
+            match k.value.as_str() {
+                "until" => until = self.nonempty_string(v, "until"),
+                "until_bash" => until_bash = self.nonempty_string(v, "until_bash"),
+                "max_iterations" => max_iterations = self.u32(v, "max_iterations", 1),
+                "fresh" => fresh = self.bool(v, "fresh"),
+                _ => {}
+            }
+        }
+        let has = |name: &str| entries.iter().any(|(k, _)| k.value == name);
+        if !has("max_iterations") {
+            self.error("loop-unbounded", key.span, "`loop` has no `max_iterations`")
+                .help =
+                Some("add `max_iterations: N` so a loop that never converges still ends".into());
+        }
+        if !has("until") && !has("until_bash") {
+            self.error("loop-no-stop", key.span, "`loop` has no stop condition")
+                .help = Some(
+                "add `until: \"{{contains output 'DONE'}}\"` or `until_bash: cargo test`".into(),
+            );
+        }
+        Some(LoopSpec {
+            body: body?,
+            until,
+            until_bash,
+            max_iterations: max_iterations?,
+            fresh,
+        })
+    }
+
+    fn trigger(&mut self, node: &Y) -> Option<Spanned<Trigger>> {
+        let s = self.string(node, "trigger")?;
+        match Trigger::ALL.iter().find(|(name, _)| *name == s.value) {
+            Some((_, t)) => Some(Spanned::new(*t, s.span)),
+            None => {
+                let names = Trigger::ALL.iter().map(|(n, _)| *n);
+                let help = suggestion(&s.value, names).unwrap_or_else(|| {
+                    "use `all_success`, `all_done`, `one_success` or `none_failed`".into()
+                });
+                self.error(
+                    "bad-value",
+                    s.span,
+                    format!("unknown trigger rule `{}`", s.value),
+                )
+                .help = Some(help);
+                None
+            }
+        }
+    }
+}
+
+/// Ids and names: letters, digits, `_` and `-`.
+fn check_identifier(cx: &mut Cx, name: &Spanned<String>, what: &str) {
+    let ok = !name.value.is_empty()
+        && name
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        let fixed: String = name
+            .value
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        cx.error("bad-id", name.span, format!("bad {what} `{}`", name.value))
+            .set_label("only letters, digits, `_` and `-` are allowed")
+            .help = Some(format!("rename it, for example to `{fixed}`"));
+    }
+}

@@ -1,0 +1,384 @@
+//! The typed model of a workflow file. Every value keeps its source span.
+//!
+//! The same types generate the JSON Schema (`reins schema`); their doc comments become the
+//! schema's descriptions, and a test checks that the loader accepts exactly the keys the schema
+//! lists, so the two cannot drift apart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+
+use crate::source::{SourceFile, Span, Spanned};
+
+/// A template string: Handlebars, rendered in strict mode (an unknown name is an error).
+pub type Template = Spanned<String>;
+
+/// A reins workflow: a DAG of nodes, run by `reins run`.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "reins workflow")]
+pub struct Workflow {
+    /// The file it was loaded from.
+    #[schemars(skip)]
+    pub source: Arc<SourceFile>,
+    /// The workflow's name; defaults to the file name without `.yaml`.
+    pub name: Spanned<String>,
+    /// One line saying what the workflow does, shown by `reins list`.
+    pub description: Option<Spanned<String>>,
+    /// Values a run is started with (`reins run WF --input name=value`), read as `{{inputs.NAME}}`.
+    #[schemars(default)]
+    pub inputs: NamedMap<Input>,
+    /// Environment variables for every bash node (and agent process).
+    #[schemars(default)]
+    pub env: NamedMap<Template>,
+    /// Defaults for every node.
+    #[schemars(default)]
+    pub defaults: Defaults,
+    /// How many nodes may run at once. Defaults to the number of CPUs.
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<Spanned<u32>>,
+    /// Named agent profiles; `claude` is built in.
+    #[schemars(default)]
+    pub agents: NamedMap<AgentProfile>,
+    /// `worktree` runs the workflow in a fresh git worktree on a new branch.
+    pub isolation: Option<Spanned<Isolation>>,
+    /// The nodes of the DAG, in any order (dependencies decide the order of execution).
+    pub nodes: Vec<Node>,
+}
+
+/// Where a run works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// In the current checkout.
+    None,
+    /// In a fresh git worktree on the branch `reins/<workflow>-<run-id>`.
+    Worktree,
+}
+
+/// A declared input of a workflow.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Input {
+    /// What the input is for.
+    pub description: Option<Spanned<String>>,
+    /// A run fails to start unless the input is given (or has a default).
+    #[schemars(default)]
+    pub required: Option<Spanned<bool>>,
+    /// The value used when the input is not given.
+    pub default: Option<Spanned<String>>,
+}
+
+/// Defaults applied to every node that does not set the field itself.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Defaults {
+    /// The agent profile of `prompt` and `command` nodes (default `claude`).
+    pub agent: Option<Spanned<String>>,
+    /// The model agents use, unless a profile or node says otherwise.
+    pub model: Option<Spanned<String>>,
+    /// Wall-clock limit of a node, like `30m`.
+    #[schemars(with = "Option<DurationText>")]
+    pub timeout: Option<Spanned<Duration>>,
+    /// Limit on an agent's silence (no output), like `5m`.
+    #[schemars(with = "Option<DurationText>")]
+    pub idle_timeout: Option<Spanned<Duration>>,
+    /// Extra attempts of a failed node.
+    pub retries: Option<Spanned<u32>>,
+    /// The shell of bash nodes (default `bash`).
+    pub shell: Option<Spanned<String>>,
+}
+
+/// A named agent profile: which CLI runs `prompt` and `command` nodes, and how.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct AgentProfile {
+    /// The profile this one extends (`claude`, or another profile of this file).
+    #[serde(rename = "use")]
+    pub uses: Option<Spanned<String>>,
+    /// The executable to run instead of the base profile's (`claude` on PATH).
+    pub program: Option<Spanned<String>>,
+    /// Model alias or full id (`sonnet`, `opus`, `claude-sonnet-4-5`...).
+    pub model: Option<Spanned<String>>,
+    /// Claude Code permission mode (`default`, `acceptEdits`, `bypassPermissions`, `dontAsk`, `plan`).
+    pub permission_mode: Option<Spanned<String>>,
+    /// Tools the agent may use without asking, like `Read`, `Edit` or `Bash(git *)`.
+    #[schemars(default)]
+    pub allowed_tools: Vec<Spanned<String>>,
+    /// Tools the agent may not use at all.
+    #[schemars(default)]
+    pub disallowed_tools: Vec<Spanned<String>>,
+    /// Limit on model calls in one turn.
+    pub max_turns: Option<Spanned<u32>>,
+    /// Extra command-line arguments for the agent CLI.
+    #[schemars(default)]
+    pub args: Vec<Spanned<String>>,
+    /// Environment variables for the agent process.
+    #[schemars(default)]
+    pub env: NamedMap<Template>,
+}
+
+/// When a node runs, given how its dependencies ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Every dependency succeeded (the default).
+    #[default]
+    AllSuccess,
+    /// Every dependency settled, whatever its status.
+    AllDone,
+    /// At least one dependency succeeded.
+    OneSuccess,
+    /// No dependency failed (skipped ones are fine).
+    NoneFailed,
+}
+
+impl Trigger {
+    /// Every trigger rule, as written in YAML.
+    pub const ALL: [(&'static str, Trigger); 4] = [
+        ("all_success", Trigger::AllSuccess),
+        ("all_done", Trigger::AllDone),
+        ("one_success", Trigger::OneSuccess),
+        ("none_failed", Trigger::NoneFailed),
+    ];
+
+    /// The rule as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("all_success")
+    }
+}
+
+/// One node of the DAG: exactly one of `bash`, `prompt`, `command`, `approval`, `loop`.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Node {
+    /// Unique id (`[A-Za-z0-9_-]+`), used by `depends_on` and `{{nodes.ID.output}}`.
+    pub id: Spanned<String>,
+    /// What the node does.
+    #[serde(flatten)]
+    pub kind: NodeKind,
+    /// Where the node's mapping starts (its first key).
+    #[schemars(skip)]
+    pub span: Span,
+    /// Ids of the nodes that must settle before this one starts.
+    #[schemars(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    /// A condition: the node runs only if it renders to something other than empty, `false` or `0`.
+    pub when: Option<Template>,
+    /// Which outcomes of the dependencies let the node run (default `all_success`).
+    pub trigger: Option<Spanned<Trigger>>,
+    /// Wall-clock limit, like `90s` or `1h30m`.
+    #[schemars(with = "Option<DurationText>")]
+    pub timeout: Option<Spanned<Duration>>,
+    /// Limit on an agent's silence (no output), like `5m`.
+    #[schemars(with = "Option<DurationText>")]
+    pub idle_timeout: Option<Spanned<Duration>>,
+    /// Extra attempts after a failure: `retries: 2` runs the node at most 3 times.
+    pub retries: Option<Spanned<u32>>,
+    /// Environment variables for this node (values are templates).
+    #[schemars(default)]
+    pub env: NamedMap<Template>,
+    /// Working directory, relative to the repository root.
+    pub cwd: Option<Template>,
+    /// A failure of this node does not fail the run (its dependents still see `failed`).
+    pub continue_on_error: Option<Spanned<bool>>,
+    /// The shell of a bash node (default `bash`).
+    pub shell: Option<Spanned<String>>,
+    /// Agent profile of a `prompt`/`command` node (default from `defaults.agent`, else `claude`).
+    pub agent: Option<Spanned<String>>,
+    /// Model of an agent node, overriding the profile's.
+    pub model: Option<Spanned<String>>,
+    /// `fresh` (default): a new conversation; any other name: continue that sticky conversation.
+    pub session: Option<Spanned<String>>,
+    /// Tools the agent may use without asking, added to the profile's.
+    #[schemars(default)]
+    pub allowed_tools: Vec<Spanned<String>>,
+    /// Limit on model calls in one agent turn.
+    pub max_turns: Option<Spanned<u32>>,
+    /// Files the node must leave in the artifacts folder, or it fails.
+    #[schemars(default)]
+    pub outputs: Vec<Spanned<String>>,
+    /// Arguments of a `command` node, read in the command file as `{{args.NAME}}`.
+    #[schemars(default)]
+    pub args: NamedMap<Template>,
+}
+
+/// What a node does.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// A shell script, run with `bash -c` in the repository root. Substituted values are shell-quoted.
+    Bash(Template),
+    /// A prompt for a coding agent.
+    Prompt(Template),
+    /// A Markdown prompt template from `.workflows/commands/NAME.md` (then user-global, then bundled).
+    Command(Spanned<String>),
+    /// A human gate: the run pauses here until `reins approve` or `reins reject`.
+    #[schemars(with = "ApprovalSchema")]
+    Approval(Approval),
+    /// Repeats a body until a condition holds.
+    Loop(Box<LoopSpec>),
+}
+
+impl NodeKind {
+    /// The YAML key of the kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeKind::Bash(_) => "bash",
+            NodeKind::Prompt(_) => "prompt",
+            NodeKind::Command(_) => "command",
+            NodeKind::Approval(_) => "approval",
+            NodeKind::Loop(_) => "loop",
+        }
+    }
+
+    /// Whether it runs a coding agent (directly or as a loop body).
+    pub fn uses_agent(&self) -> bool {
+        match self {
+            NodeKind::Prompt(_) | NodeKind::Command(_) => true,
+            NodeKind::Loop(l) => matches!(l.body, LoopBody::Prompt(_) | LoopBody::Command(_)),
+            _ => false,
+        }
+    }
+}
+
+/// An approval gate.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Approval {
+    /// What the human is asked (a template).
+    pub message: Template,
+    /// How long to wait; an unanswered gate is then rejected.
+    #[schemars(with = "Option<DurationText>")]
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+/// `approval:` is a message, or a mapping with `message` and `timeout`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ApprovalSchema {
+    Message(String),
+    Full(Approval),
+}
+
+/// A loop: its body runs again until `until`/`until_bash` says done, at most `max_iterations` times.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct LoopSpec {
+    /// What each iteration runs: exactly one of `bash`, `prompt`, `command`.
+    #[serde(flatten)]
+    pub body: LoopBody,
+    /// Done when this renders true; it can read `{{output}}` and `{{loop.iteration}}`.
+    pub until: Option<Template>,
+    /// Done when this bash script exits 0.
+    pub until_bash: Option<Template>,
+    /// Required upper bound; reaching it without being done fails the node.
+    #[schemars(range(min = 1))]
+    pub max_iterations: Spanned<u32>,
+    /// `true` starts a new agent session for each iteration; by default they continue one.
+    pub fresh: Option<Spanned<bool>>,
+}
+
+/// The body of a loop.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopBody {
+    /// A shell script.
+    Bash(Template),
+    /// A prompt for a coding agent.
+    Prompt(Template),
+    /// A command file.
+    Command(Spanned<String>),
+}
+
+/// A duration like `500ms`, `30s`, `10m`, `1h30m` or `2d`.
+struct DurationText;
+
+impl JsonSchema for DurationText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": r"^\s*([0-9]+\s*(ms|s|m|h|d)\s*)+$",
+            "description": "A duration like `500ms`, `30s`, `10m`, `1h30m` or `2d`.",
+        })
+    }
+}
+
+/// A mapping from names to values, in source order.
+#[derive(Debug, Clone)]
+pub struct NamedMap<T>(pub Vec<(Spanned<String>, T)>);
+
+impl<T> Default for NamedMap<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T> NamedMap<T> {
+    /// The value of a name.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.0.iter().find(|(k, _)| k.value == name).map(|(_, v)| v)
+    }
+
+    /// Names and values in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Spanned<String>, &T)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The names in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.value.as_str())
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for NamedMap<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Map_of_{}", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": generator.subschema_for::<T>(),
+        })
+    }
+}
+
+impl Workflow {
+    /// The node with this id.
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id.value == id)
+    }
+}
+
+impl Node {
+    /// The trigger rule, defaulting to `all_success`.
+    pub fn trigger(&self) -> Trigger {
+        self.trigger.as_ref().map(|t| t.value).unwrap_or_default()
+    }
+
+    /// The sticky session name, or `None` for a fresh session.
+    pub fn sticky_session(&self) -> Option<&str> {
+        self.session
+            .as_ref()
+            .map(|s| s.value.as_str())
+            .filter(|s| *s != "fresh")
+    }
+}

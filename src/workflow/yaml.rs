@@ -1,0 +1,306 @@
+//! A YAML document as a tree of values that all keep their source span.
+//!
+//! serde-saphyr parses the text (YAML 1.2 core schema: only `true`/`false` are booleans) into
+//! this generic tree; [`super::decode`] then turns the tree into the typed model while
+//! collecting every problem, rather than stopping at the first like a derived `Deserialize`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::diagnostic::Diagnostic;
+use crate::source::{SourceFile, Span, Spanned};
+
+/// A YAML value with its span.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The value.
+    pub value: Value,
+    /// Where it stands (for a mapping or sequence, where it starts).
+    pub span: Span,
+}
+
+/// A YAML value.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// `~`, `null` or nothing.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in source order.
+    Map(Vec<(Spanned<String>, Node)>),
+}
+
+impl Value {
+    /// How the value is named in messages: "a string", "a mapping", ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "nothing (null)",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// Parses a YAML document. A syntax error becomes one diagnostic.
+pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
+    if file.text.trim().is_empty() {
+        return Ok(Node {
+            value: Value::Null,
+            span: Span::new(0, 0),
+        });
+    }
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        with_snippet: false,
+    };
+    match serde_saphyr::from_str_with_options::<RawNode>(&file.text, options) {
+        Ok(raw) => Ok(raw.into_node(file)),
+        Err(err) => Err(syntax_error(file, &err)),
+    }
+}
+
+fn syntax_error(file: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic {
+    let text = err.to_string();
+    // The crate's message reads "error: line L column C: what"; keep only "what".
+    let first = text.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("error:").unwrap_or(first).trim();
+    let message = match first.split_once(": ") {
+        Some((head, rest)) if head.starts_with("line ") => rest,
+        _ => first,
+    };
+    let message = message
+        .split(", set DuplicateKeyPolicy")
+        .next()
+        .unwrap_or(message)
+        .to_string();
+    let (code, help) = if message.starts_with("duplicate mapping key") {
+        (
+            "duplicate-key",
+            "each key may appear once in a mapping; remove or rename one",
+        )
+    } else {
+        ("yaml-syntax", "fix the YAML syntax; quote strings that contain `: ` or start with `{`, `[`, `*`, `&` or `!`")
+    };
+    let message = if message.is_empty() {
+        "invalid YAML".to_string()
+    } else {
+        lowercase_first(&message)
+    };
+    match err.location() {
+        Some(loc) => {
+            let start = file.offset_of(loc.line() as usize, loc.column() as usize);
+            let len = file.text[start..]
+                .chars()
+                .next()
+                .map(char::len_utf8)
+                .unwrap_or(0);
+            Diagnostic::error(code, file, Span::new(start, len), message).with_help(help)
+        }
+        None => Diagnostic::file_error(code, file, message).with_help(help),
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The tree as serde-saphyr hands it over, with the crate's locations.
+struct RawNode(serde_saphyr::Spanned<RawValue>);
+
+enum RawValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<RawNode>),
+    Map(Vec<(serde_saphyr::Spanned<String>, RawNode)>),
+}
+
+fn span_of(file: &SourceFile, loc: &serde_saphyr::Location) -> Span {
+    let s = loc.span();
+    if let (Some(off), Some(len)) = (s.byte_offset(), s.byte_len()) {
+        let off = off as usize;
+        if off <= file.text.len() {
+            return Span::new(off, (len as usize).min(file.text.len() - off));
+        }
+    }
+    let start = file.offset_of(loc.line() as usize, loc.column() as usize);
+    let len: usize = file.text[start..]
+        .chars()
+        .take(s.len() as usize)
+        .map(char::len_utf8)
+        .sum();
+    Span::new(start, len)
+}
+
+impl RawNode {
+    fn into_node(self, file: &SourceFile) -> Node {
+        let span = span_of(file, &self.0.referenced);
+        let value = match self.0.value {
+            RawValue::Null => Value::Null,
+            RawValue::Bool(b) => Value::Bool(b),
+            RawValue::Int(i) => Value::Int(i),
+            RawValue::Float(f) => Value::Float(f),
+            RawValue::Str(s) => Value::Str(s),
+            RawValue::Seq(items) => {
+                Value::Seq(items.into_iter().map(|n| n.into_node(file)).collect())
+            }
+            RawValue::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let key_span = span_of(file, &k.referenced);
+                        (Spanned::new(k.value, key_span), v.into_node(file))
+                    })
+                    .collect(),
+            ),
+        };
+        // A mapping or list has no length of its own: point at its first entry.
+        let span = match &value {
+            Value::Map(entries) if span.len == 0 => {
+                entries.first().map(|(k, _)| k.span).unwrap_or(span)
+            }
+            Value::Seq(items) if span.len == 0 => items
+                .first()
+                .map(|n| Span::new(span.start, 1.max(n.span.start.saturating_sub(span.start))))
+                .unwrap_or(span),
+            _ => span,
+        };
+        Node { value, span }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawNode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_saphyr::Spanned::<RawValue>::deserialize(d).map(RawNode)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<RawValue, E> {
+                Ok(RawValue::Null)
+            }
+            fn visit_none<E>(self) -> Result<RawValue, E> {
+                Ok(RawValue::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawValue, D::Error> {
+                RawValue::deserialize(d)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawValue, E> {
+                Ok(RawValue::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<RawValue, E> {
+                Ok(RawValue::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<RawValue, E> {
+                Ok(match i64::try_from(v) {
+                    Ok(i) => RawValue::Int(i),
+                    Err(_) => RawValue::Float(v as f64),
+                })
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<RawValue, E> {
+                Ok(RawValue::Float(v as f64))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<RawValue, E> {
+                Ok(RawValue::Float(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<RawValue, E> {
+                Ok(RawValue::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawValue, E> {
+                Ok(RawValue::Str(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<RawValue, E> {
+                Ok(RawValue::Str(v))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<RawValue, E> {
+                Ok(RawValue::Str(String::from_utf8_lossy(v).into_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<RawValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = a.next_element::<RawNode>()? {
+                    items.push(item);
+                }
+                Ok(RawValue::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<RawValue, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = a.next_key::<serde_saphyr::Spanned<String>>()? {
+                    let value = a.next_value::<RawNode>()?;
+                    entries.push((key, value));
+                }
+                Ok(RawValue::Map(entries))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> Result<Node, Diagnostic> {
+        parse(&SourceFile::new("t.yaml", s))
+    }
+
+    #[test]
+    fn keys_are_strings_and_spans_are_bytes() {
+        let src = "n: 3\ny: é\nlist: [a, \"b c\"]\n";
+        let node = parse_str(src).unwrap();
+        let Value::Map(entries) = node.value else {
+            panic!()
+        };
+        assert_eq!(entries[0].0.value, "n");
+        assert_eq!(entries[1].0.value, "y");
+        let Value::Seq(items) = &entries[2].1.value else {
+            panic!()
+        };
+        assert_eq!(&src[items[1].span.start..items[1].span.end()], "\"b c\"");
+    }
+
+    #[test]
+    fn yaml_11_booleans_are_strings() {
+        let node = parse_str("a: yes\nb: on\n").unwrap();
+        let Value::Map(entries) = node.value else {
+            panic!()
+        };
+        assert!(matches!(&entries[0].1.value, Value::Str(s) if s == "yes"));
+    }
+
+    #[test]
+    fn syntax_and_duplicate_errors_have_locations() {
+        let d = parse_str("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(d.code, "duplicate-key");
+        assert_eq!(d.line_col(), Some((3, 1)));
+        let d = parse_str("a: 1\nb: [1, 2\nc: 3\n").unwrap_err();
+        assert_eq!(d.code, "yaml-syntax");
+        assert!(d.line_col().is_some());
+    }
+}
