@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod duration;
 pub mod model;
+pub mod template;
 pub mod yaml;
 
 use std::path::Path;
