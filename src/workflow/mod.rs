@@ -4,6 +4,7 @@ pub mod decode;
 pub mod duration;
 pub mod model;
 pub mod template;
+pub mod validate;
 pub mod yaml;
 
 use std::path::Path;

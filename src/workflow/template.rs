@@ -98,6 +98,12 @@ pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
 fn describe_template_error(e: &handlebars::TemplateError) -> String {
     let reason = e.reason().to_string();
     let reason = reason.lines().next().unwrap_or("").trim().to_string();
+    if reason.starts_with("Invalid handlebars syntax")
+        || reason.starts_with("invalid handlebars syntax")
+    {
+        return "template syntax error: a `{{#block}}` is not closed, or a `{{...}}` is malformed"
+            .into();
+    }
     let mut c = reason.chars();
     let lowered: String = match c.next() {
         Some(f) => f.to_lowercase().chain(c).collect(),
