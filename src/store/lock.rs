@@ -1,0 +1,205 @@
+//! The run lock of a working tree: `.reins/lock`.
+//!
+//! One run executes in a working tree at a time (agents edit its files). The lock is an
+//! exclusive `flock` on `.reins/lock`, and the file says who holds it: pid, run id, start
+//! time. The kernel drops a `flock` when its process dies, however it dies, so the lock of a
+//! dead owner is simply taken over by the next `reins run` or `resume`; it can never get stuck.
+//! The file is never deleted (deleting a locked file races with the next locker).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+/// Who holds the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The reins process.
+    pub pid: u32,
+    /// The run it executes.
+    pub run_id: String,
+    /// When it took the lock.
+    #[serde(with = "super::time")]
+    pub since: SystemTime,
+}
+
+/// A held lock; dropping it releases it.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: Flock<File>,
+    path: PathBuf,
+}
+
+/// Why the lock could not be taken.
+#[derive(Debug)]
+pub enum LockError {
+    /// A live process holds it.
+    Busy(Option<Owner>),
+    /// The file could not be used.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Busy(Some(owner)) => write!(
+                f,
+                "run {} is being executed by pid {} in this working tree",
+                owner.run_id, owner.pid
+            ),
+            LockError::Busy(None) => {
+                write!(
+                    f,
+                    "another reins process is executing a run in this working tree"
+                )
+            }
+            LockError::Io(e) => write!(f, "cannot use the run lock: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+impl RunLock {
+    /// Takes the lock of the store at `reins_dir` for `run_id`.
+    pub fn acquire(reins_dir: &Path, run_id: &str) -> Result<Self, LockError> {
+        fs::create_dir_all(reins_dir).map_err(LockError::Io)?;
+        let path = reins_dir.join("lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(LockError::Io)?;
+        let mut file = file;
+        let mut tries = 0;
+        let mut locked = loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => break l,
+                Err((mut back, Errno::EWOULDBLOCK)) => {
+                    let owner = read_owner(&mut back);
+                    // `live_owner` probes with a brief shared lock; a holder whose process is
+                    // gone is such a probe: try again shortly.
+                    let holder_alive = owner.as_ref().is_some_and(|o| pid_alive(o.pid));
+                    tries += 1;
+                    if holder_alive || tries > 10 {
+                        return Err(LockError::Busy(owner.filter(|o| pid_alive(o.pid))));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    file = back;
+                }
+                Err((_, e)) => return Err(LockError::Io(e.into())),
+            }
+        };
+        let owner = Owner {
+            pid: std::process::id(),
+            run_id: run_id.to_string(),
+            since: super::time::now(),
+        };
+        let text = serde_json::to_vec(&owner).map_err(|e| LockError::Io(io::Error::other(e)))?;
+        let write = (|| -> io::Result<()> {
+            locked.set_len(0)?;
+            locked.seek(SeekFrom::Start(0))?;
+            locked.write_all(&text)?;
+            locked.sync_data()
+        })();
+        write.map_err(LockError::Io)?;
+        Ok(Self {
+            _file: locked,
+            path,
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Who executes a run in the store at `reins_dir` right now, if anyone. Never blocks and never
+/// takes the lock away from a live owner.
+pub fn live_owner(reins_dir: &Path) -> Option<Owner> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .open(reins_dir.join("lock"))
+        .ok()?;
+    // If a shared lock can be taken, nobody holds the exclusive one.
+    match Flock::lock(file.try_clone().ok()?, FlockArg::LockSharedNonblock) {
+        Ok(probe) => {
+            drop(probe);
+            None
+        }
+        Err((_, Errno::EWOULDBLOCK)) => read_owner(&mut file),
+        Err(_) => None,
+    }
+}
+
+/// True when a process with this pid exists.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(Errno::ESRCH)
+    )
+}
+
+fn read_owner(file: &mut File) -> Option<Owner> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_released_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(".reins");
+        assert_eq!(live_owner(&dir), None);
+        let lock = RunLock::acquire(&dir, "run-a").unwrap();
+        let owner = live_owner(&dir).expect("held");
+        assert_eq!(owner.run_id, "run-a");
+        assert_eq!(owner.pid, std::process::id());
+        match RunLock::acquire(&dir, "run-b") {
+            Err(e @ LockError::Busy(Some(_))) => {
+                assert!(
+                    e.to_string().contains("run run-a is being executed by pid"),
+                    "{e}"
+                )
+            }
+            other => panic!("expected busy, got {other:?}"),
+        }
+        drop(lock);
+        assert_eq!(live_owner(&dir), None);
+        let again = RunLock::acquire(&dir, "run-b").unwrap();
+        assert_eq!(live_owner(&dir).unwrap().run_id, "run-b");
+        drop(again);
+    }
+
+    #[test]
+    fn a_dead_owners_lock_is_taken_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(".reins");
+        fs::create_dir_all(&dir).unwrap();
+        // A lock file left by a process that died: its flock is gone with it.
+        fs::write(
+            dir.join("lock"),
+            r#"{"pid":999999,"run_id":"old","since":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(live_owner(&dir), None);
+        let lock = RunLock::acquire(&dir, "new").unwrap();
+        assert_eq!(live_owner(&dir).unwrap().run_id, "new");
+        drop(lock);
+    }
+}
