@@ -1,1 +1,5 @@
 //! The engine: schedules a workflow's DAG on a ready queue and runs each node.
+
+pub mod cancel;
+pub mod process;
+pub mod watchdog;
