@@ -60,6 +60,13 @@ impl Canceller {
     pub fn level(&self) -> CancelLevel {
         *self.tx.borrow()
     }
+
+    /// A token watching this canceller.
+    pub fn token(&self) -> CancelToken {
+        CancelToken {
+            rx: self.tx.subscribe(),
+        }
+    }
 }
 
 impl CancelToken {

@@ -1,5 +1,31 @@
 //! The engine: schedules a workflow's DAG on a ready queue and runs each node.
+//!
+//! * [`plan`]: a validated workflow compiled once per run (templates, settings, priorities);
+//! * [`launch`]: starting and resuming runs around the scheduler (lock, run directory, log);
+//! * [`scheduler`]: the ready queue, trigger rules, `when`, retries, cancellation;
+//! * [`runner`]: the seam between the scheduler and what a node does; [`bash`] is the
+//!   built-in runner of `bash` nodes;
+//! * [`context`]: the template context and the `REINS_*` environment of a node;
+//! * [`recorder`]: recording events into the log, the live state and the progress view;
+//! * [`process`]: child processes in their own group, killed as a group, dying with reins;
+//!   [`watchdog`] makes sure of the last part even after `kill -9`;
+//! * [`cancel`]: graceful and forced cancellation.
 
+pub mod bash;
 pub mod cancel;
+pub mod context;
+pub mod launch;
+pub mod plan;
 pub mod process;
+pub mod recorder;
+pub mod runner;
+pub mod scheduler;
+pub mod trigger;
 pub mod watchdog;
+
+pub use cancel::{CancelLevel, CancelToken, Canceller};
+pub use launch::{resume, start, LaunchError, Prepared, Report, Resumed};
+pub use plan::{Field, Plan};
+pub use recorder::{Observer, Recorder};
+pub use runner::{BoxFuture, Job, Kind, Limits, NodeRunner, Outcome, Runners};
+pub use scheduler::Options;

@@ -152,6 +152,10 @@ pub enum Event {
     RunFinished {
         /// `success`, `failed` or `cancelled`.
         status: RunStatus,
+        /// Why the run failed when no node did (a workflow `env:` value that cannot be
+        /// rendered, a log that cannot be written...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// An event this version of reins does not know (written by a newer one).
     #[serde(other)]
@@ -423,6 +427,7 @@ mod tests {
             },
             Event::RunFinished {
                 status: RunStatus::Failed,
+                error: Some("boom".into()),
             },
         ];
         for event in events {

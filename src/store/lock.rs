@@ -30,7 +30,7 @@ pub struct Owner {
 /// A held lock; dropping it releases it.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: Flock<File>,
+    file: Flock<File>,
     path: PathBuf,
 }
 
@@ -96,23 +96,13 @@ impl RunLock {
                 Err((_, e)) => return Err(LockError::Io(e.into())),
             }
         };
-        let owner = Owner {
-            pid: std::process::id(),
-            run_id: run_id.to_string(),
-            since: super::time::now(),
-        };
-        let text = serde_json::to_vec(&owner).map_err(|e| LockError::Io(io::Error::other(e)))?;
-        let write = (|| -> io::Result<()> {
-            locked.set_len(0)?;
-            locked.seek(SeekFrom::Start(0))?;
-            locked.write_all(&text)?;
-            locked.sync_data()
-        })();
-        write.map_err(LockError::Io)?;
-        Ok(Self {
-            _file: locked,
-            path,
-        })
+        write_owner(&mut locked, run_id).map_err(LockError::Io)?;
+        Ok(Self { file: locked, path })
+    }
+
+    /// Records the run the lock is held for (a new run gets its id after taking the lock).
+    pub fn set_run_id(&mut self, run_id: &str) -> io::Result<()> {
+        write_owner(&mut self.file, run_id)
     }
 
     /// The lock file.
@@ -148,6 +138,19 @@ pub fn pid_alive(pid: u32) -> bool {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
         Err(Errno::ESRCH)
     )
+}
+
+fn write_owner(file: &mut File, run_id: &str) -> io::Result<()> {
+    let owner = Owner {
+        pid: std::process::id(),
+        run_id: run_id.to_string(),
+        since: super::time::now(),
+    };
+    let text = serde_json::to_vec(&owner).map_err(io::Error::other)?;
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&text)?;
+    file.sync_data()
 }
 
 fn read_owner(file: &mut File) -> Option<Owner> {

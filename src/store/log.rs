@@ -331,6 +331,7 @@ mod tests {
         let rec = log
             .append(Event::RunFinished {
                 status: RunStatus::Success,
+                error: None,
             })
             .unwrap();
         assert_eq!(rec.seq, 2);

@@ -40,6 +40,8 @@ pub struct RunState {
     pub sessions: BTreeMap<String, String>,
     /// Gates waiting when the run paused.
     pub waiting: Vec<String>,
+    /// Why the run failed when no node did.
+    pub error: Option<String>,
     /// The sequence number of the last event applied.
     pub last_seq: u64,
     #[serde(skip)]
@@ -189,6 +191,7 @@ impl RunState {
                 self.pid = Some(*pid);
                 self.status = RunStatus::Running;
                 self.finished_at = None;
+                self.error = None;
                 self.waiting.clear();
                 self.resumes += 1;
                 for id in reset {
@@ -317,8 +320,9 @@ impl RunState {
                 self.waiting = waiting.clone();
                 self.finished_at = Some(ts);
             }
-            Event::RunFinished { status } => {
+            Event::RunFinished { status, error } => {
                 self.status = *status;
+                self.error = error.clone();
                 self.finished_at = Some(ts);
             }
             Event::Unknown => {}

@@ -1,0 +1,103 @@
+//! The bash runner: `bash -c SCRIPT` (or the node's `shell`) in the working tree or `cwd`.
+//!
+//! The script is the node's `bash:` template rendered in shell mode, so every substituted value
+//! is shell-quoted; the same values are in the environment (`REINS_*`). The rendered script is
+//! kept as `nodes/<id>/command.sh`. The node's output is its stdout with trailing newlines
+//! trimmed; stdout and stderr are also written to `nodes/<id>/stdout.log` and `stderr.log`.
+
+use std::io::Write;
+
+use super::plan::Field;
+use super::process::{self, Ending, Spec};
+use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
+
+/// A script longer than this is run from its file rather than as an argument (one argument is
+/// limited to 128 KiB by the kernel).
+const INLINE_SCRIPT_LIMIT: usize = 96 * 1024;
+
+/// Runs `bash` nodes.
+pub struct BashRunner;
+
+impl NodeRunner for BashRunner {
+    fn run(&self, job: Job) -> BoxFuture<Outcome> {
+        Box::pin(run(job))
+    }
+}
+
+async fn run(job: Job) -> Outcome {
+    let script = match job.plan.render(job.index, Field::Body, &job.context) {
+        Ok(s) => s,
+        Err(e) => return Outcome::fatal(format!("cannot render the script: {e}")),
+    };
+    let script_path = job.dir.join("command.sh");
+    if let Err(e) = std::fs::write(&script_path, &script) {
+        return Outcome::fatal(format!("cannot write {}: {e}", script_path.display()));
+    }
+    let shell = &job.plan.settings[job.index].shell;
+    let mut args: Vec<String> = shell[1..].to_vec();
+    if script.len() > INLINE_SCRIPT_LIMIT {
+        args.push(script_path.display().to_string());
+    } else {
+        args.push("-c".into());
+        args.push(script);
+    }
+    let spec = Spec {
+        program: shell[0].clone(),
+        args,
+        cwd: job.cwd.clone(),
+        env: job.env.clone(),
+        stdout_log: job.dir.join("stdout.log"),
+        stderr_log: job.dir.join("stderr.log"),
+        timeout: job.timeout,
+        grace: job.limits.grace,
+        output_limit: job.limits.output_limit,
+    };
+    if job.attempt > 1 {
+        mark_attempt(&spec, job.attempt);
+    }
+    let finished = match process::run(&spec, &job.cancel, job.watchdog.as_deref()).await {
+        Ok(f) => f,
+        Err(e) => return Outcome::fatal(e.to_string()),
+    };
+    let output = trim_output(finished.stdout);
+    match finished.ending {
+        Ending::Exited(0) => Outcome::Success {
+            output,
+            usage: None,
+        },
+        Ending::Cancelled => Outcome::Cancelled,
+        ending => Outcome::Failure {
+            error: ending.describe(),
+            exit_code: ending.exit_code(),
+            output,
+            usage: None,
+            retryable: true,
+        },
+    }
+}
+
+/// Separates the logs of a retry from the attempt before.
+fn mark_attempt(spec: &Spec, attempt: u32) {
+    for path in [&spec.stdout_log, &spec.stderr_log] {
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(path) {
+            let _ = writeln!(f, "\n==> attempt {attempt} <==");
+        }
+    }
+}
+
+/// Trailing newlines go, like `$(...)` in a shell.
+fn trim_output(mut s: String) -> String {
+    let keep = s.trim_end_matches(['\n', '\r']).len();
+    s.truncate(keep);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trims_trailing_newlines_only() {
+        assert_eq!(super::trim_output("a\n\n".into()), "a");
+        assert_eq!(super::trim_output(" a \r\n".into()), " a ");
+        assert_eq!(super::trim_output("a\nb".into()), "a\nb");
+    }
+}

@@ -1,0 +1,226 @@
+//! What a node sees: the template context and the `REINS_*` environment variables.
+//!
+//! The context's shape is documented in [`crate::workflow::template`]. A node sees the values
+//! of the nodes it depends on, directly or not (a template may only read those; `validate`
+//! checks it). Every value a bash script can read as `{{...}}` it can also read from the
+//! environment, which needs no quoting at all:
+//!
+//! | variable | value |
+//! |---|---|
+//! | `REINS_RUN_ID` | the run id |
+//! | `REINS_RUN_DIR` | absolute path of `.reins/runs/<id>` |
+//! | `REINS_ARTIFACTS` | absolute path of the artifacts folder |
+//! | `REINS_WORKFLOW` | the workflow's name |
+//! | `REINS_NODE` | the node's own id |
+//! | `REINS_ATTEMPT` | 1 for the first attempt, 2 for the first retry... |
+//! | `REINS_INPUT_<NAME>` | each input |
+//! | `REINS_NODE_<ID>_OUTPUT`, `REINS_NODE_<ID>_STATUS` | each upstream node's output and status |
+//!
+//! Names are upper-cased with every other character than `A-Z0-9` turned into `_`. An output
+//! larger than [`ENV_VALUE_LIMIT`] is not exported (the kernel limits one variable to 128 KiB);
+//! read it from `nodes/<id>/stdout.log` in the run directory instead.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::store::{NodeStatus, RunDir};
+use crate::workflow::validate::env_suffix;
+
+/// The largest value exported as an environment variable.
+pub const ENV_VALUE_LIMIT: usize = 100 * 1024;
+
+/// What every node of a run shares.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The run id.
+    pub run_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The working tree (bash nodes start there).
+    pub root: PathBuf,
+    /// The run directory.
+    pub dir: RunDir,
+    /// The inputs, defaults applied.
+    pub inputs: BTreeMap<String, String>,
+    /// The workflow's `env:`, rendered.
+    pub env: Vec<(String, String)>,
+    /// `{{env.X}}`: the process environment, then the workflow's `env:`.
+    pub template_env: BTreeMap<String, String>,
+}
+
+/// A settled node's value as later nodes see it.
+#[derive(Debug, Clone)]
+pub struct NodeValue {
+    /// The status.
+    pub status: NodeStatus,
+    /// The output (empty for a skipped node).
+    pub output: String,
+    /// The output parsed as JSON, when it is JSON.
+    pub json: Option<Json>,
+}
+
+impl NodeValue {
+    /// A value from a status and an output.
+    pub fn new(status: NodeStatus, output: String) -> Self {
+        let trimmed = output.trim_start();
+        let json = if trimmed.starts_with(['{', '[', '"'])
+            || matches!(trimmed, "true" | "false" | "null")
+            || trimmed.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+        {
+            serde_json::from_str(&output).ok()
+        } else {
+            None
+        };
+        Self {
+            status,
+            output,
+            json,
+        }
+    }
+
+    fn to_json(&self) -> Json {
+        let mut m = Map::new();
+        m.insert("output".into(), Json::String(self.output.clone()));
+        m.insert("status".into(), Json::String(self.status.as_str().into()));
+        if let Some(j) = &self.json {
+            m.insert("json".into(), j.clone());
+        }
+        Json::Object(m)
+    }
+}
+
+impl RunInfo {
+    /// The artifacts folder.
+    pub fn artifacts(&self) -> PathBuf {
+        self.dir.artifacts_dir()
+    }
+
+    /// The context without any node values: what the workflow's `env:` is rendered against.
+    pub fn base_context(&self) -> Json {
+        json!({
+            "inputs": self.inputs,
+            "nodes": {},
+            "artifacts": self.artifacts().display().to_string(),
+            "run": { "id": self.run_id },
+            "workflow": { "name": self.workflow },
+            "env": self.template_env,
+        })
+    }
+
+    /// The context of a node, given the values of its upstream nodes.
+    pub fn context<'a>(
+        &self,
+        upstream: impl IntoIterator<Item = (&'a str, &'a NodeValue)>,
+    ) -> Json {
+        let mut ctx = self.base_context();
+        let nodes: Map<String, Json> = upstream
+            .into_iter()
+            .map(|(id, v)| (id.to_string(), v.to_json()))
+            .collect();
+        ctx["nodes"] = Json::Object(nodes);
+        ctx
+    }
+
+    /// The `REINS_*` variables of a node (see the module docs), but `REINS_ATTEMPT`.
+    pub fn reins_env<'a>(
+        &self,
+        node: &str,
+        upstream: impl IntoIterator<Item = (&'a str, &'a NodeValue)>,
+    ) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("REINS_RUN_ID".to_string(), self.run_id.clone()),
+            (
+                "REINS_RUN_DIR".to_string(),
+                self.dir.path.display().to_string(),
+            ),
+            (
+                "REINS_ARTIFACTS".to_string(),
+                self.artifacts().display().to_string(),
+            ),
+            ("REINS_WORKFLOW".to_string(), self.workflow.clone()),
+            ("REINS_NODE".to_string(), node.to_string()),
+        ];
+        for (name, value) in &self.inputs {
+            if value.len() <= ENV_VALUE_LIMIT {
+                env.push((format!("REINS_INPUT_{}", env_suffix(name)), value.clone()));
+            }
+        }
+        for (id, v) in upstream {
+            let key = env_suffix(id);
+            if v.output.len() <= ENV_VALUE_LIMIT {
+                env.push((format!("REINS_NODE_{key}_OUTPUT"), v.output.clone()));
+            }
+            env.push((
+                format!("REINS_NODE_{key}_STATUS"),
+                v.status.as_str().to_string(),
+            ));
+        }
+        env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> RunInfo {
+        RunInfo {
+            run_id: "r".into(),
+            workflow: "wf".into(),
+            root: "/repo".into(),
+            dir: RunDir {
+                id: "r".into(),
+                path: "/repo/.reins/runs/r".into(),
+            },
+            inputs: [("issue-id".to_string(), "42".to_string())].into(),
+            env: Vec::new(),
+            template_env: [("HOME".to_string(), "/home/x".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn context_has_the_documented_shape() {
+        let v = NodeValue::new(NodeStatus::Success, r#"{"n": 3}"#.into());
+        let plain = NodeValue::new(NodeStatus::Skipped, String::new());
+        let ctx = info().context([("a", &v), ("b", &plain)]);
+        assert_eq!(ctx["inputs"]["issue-id"], "42");
+        assert_eq!(ctx["nodes"]["a"]["json"]["n"], 3);
+        assert_eq!(ctx["nodes"]["a"]["status"], "success");
+        assert_eq!(ctx["nodes"]["b"]["output"], "");
+        assert!(ctx["nodes"]["b"].get("json").is_none());
+        assert_eq!(ctx["artifacts"], "/repo/.reins/runs/r/artifacts");
+        assert_eq!(ctx["run"]["id"], "r");
+        assert_eq!(ctx["workflow"]["name"], "wf");
+        assert_eq!(ctx["env"]["HOME"], "/home/x");
+    }
+
+    #[test]
+    fn env_names_are_upper_snake() {
+        let v = NodeValue::new(NodeStatus::Success, "out".into());
+        let env = info().reins_env("me", [("build-1", &v)]);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("REINS_INPUT_ISSUE_ID"), Some("42"));
+        assert_eq!(get("REINS_NODE_BUILD_1_OUTPUT"), Some("out"));
+        assert_eq!(get("REINS_NODE_BUILD_1_STATUS"), Some("success"));
+        assert_eq!(get("REINS_NODE"), Some("me"));
+        assert_eq!(
+            get("REINS_ARTIFACTS"),
+            Some("/repo/.reins/runs/r/artifacts")
+        );
+    }
+
+    #[test]
+    fn only_json_outputs_get_a_json_value() {
+        assert!(NodeValue::new(NodeStatus::Success, "hello".into())
+            .json
+            .is_none());
+        assert!(NodeValue::new(NodeStatus::Success, "[1, 2]".into())
+            .json
+            .is_some());
+        assert!(NodeValue::new(NodeStatus::Success, "12 apples".into())
+            .json
+            .is_none());
+    }
+}

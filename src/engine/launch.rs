@@ -1,0 +1,443 @@
+//! Starting and resuming runs: the steps around the scheduler.
+//!
+//! [`start`] takes the working tree's lock, creates the run directory with its frozen
+//! `run.json` and an empty event log. [`resume`] takes the lock, reloads the frozen workflow
+//! (never the file as it is now), reopens the log (cutting a torn last line) and works out
+//! which nodes run again. Either returns a [`Prepared`] run; [`Prepared::execute`] records
+//! `run_started` or `run_resumed` and runs the scheduler to the end.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::cancel::Canceller;
+use super::context::RunInfo;
+use super::plan::{FrozenCommands, Plan};
+use super::recorder::{Observer, Recorder};
+use super::runner::Runners;
+use super::scheduler::{self, Execution, Options};
+use super::watchdog::Watchdog;
+use crate::diagnostic::suggestion;
+use crate::exit;
+use crate::source::SourceFile;
+use crate::store::{
+    log, Event, EventLog, FrozenFile, LockError, Manifest, NodeStatus, RunDir, RunLock, RunState,
+    RunStatus, Store,
+};
+use crate::workflow::validate::CommandLookup;
+use crate::workflow::{self, Workflow};
+
+/// Why a run could not start or resume.
+#[derive(Debug)]
+pub struct LaunchError {
+    /// What is wrong, in words.
+    pub message: String,
+    /// The exit code it calls for.
+    pub code: i32,
+}
+
+impl LaunchError {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: exit::USAGE,
+        }
+    }
+
+    fn io(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: exit::NODE_FAILED,
+        }
+    }
+}
+
+impl std::fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<LockError> for LaunchError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Busy(_) => {
+                LaunchError::usage(format!("{e}; wait for it, or stop it with `reins cancel`"))
+            }
+            LockError::Io(_) => LaunchError::io(e.to_string()),
+        }
+    }
+}
+
+/// A run ready to execute.
+pub struct Prepared {
+    /// The store.
+    pub store: Store,
+    /// The run's directory.
+    pub run: RunDir,
+    /// Its frozen description.
+    pub manifest: Manifest,
+    /// The workflow, ready to execute.
+    pub plan: Arc<Plan>,
+    lock: RunLock,
+    log: EventLog,
+    state: RunState,
+    first: Event,
+}
+
+/// What [`resume`] found.
+pub enum Resumed {
+    /// Ready to execute.
+    Ready(Box<Prepared>),
+    /// The run already succeeded and `--from` was not given.
+    AlreadySucceeded(RunDir),
+}
+
+/// Resolves `--input name=value` pairs against the workflow's inputs: every name must be
+/// declared, every required input given; defaults fill the rest.
+pub fn resolve_inputs(
+    wf: &Workflow,
+    given: &[(String, String)],
+) -> Result<BTreeMap<String, String>, LaunchError> {
+    let mut values = BTreeMap::new();
+    for (name, value) in given {
+        if wf.inputs.get(name).is_none() {
+            let declared: Vec<&str> = wf.inputs.names().collect();
+            let hint = suggestion(name, declared.iter().copied()).unwrap_or_else(|| {
+                if declared.is_empty() {
+                    "the workflow declares no inputs".into()
+                } else {
+                    format!("its inputs are {}", quoted(&declared))
+                }
+            });
+            return Err(LaunchError::usage(format!(
+                "workflow `{}` has no input `{name}`; {hint}",
+                wf.name.value
+            )));
+        }
+        values.insert(name.clone(), value.clone());
+    }
+    let mut missing = Vec::new();
+    for (name, input) in wf.inputs.iter() {
+        if values.contains_key(&name.value) {
+            continue;
+        }
+        match &input.default {
+            Some(d) => {
+                values.insert(name.value.clone(), d.value.clone());
+            }
+            None if input.required.as_ref().is_some_and(|r| r.value) => {
+                missing.push(name.value.as_str())
+            }
+            None => {
+                values.insert(name.value.clone(), String::new());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let flags: Vec<String> = missing.iter().map(|m| format!("--input {m}=...")).collect();
+        return Err(LaunchError::usage(format!(
+            "missing required input{} {}; pass {}",
+            if missing.len() == 1 { "" } else { "s" },
+            quoted(&missing),
+            flags.join(" ")
+        )));
+    }
+    Ok(values)
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_runners(plan: &Plan, runners: &Runners) -> Result<(), LaunchError> {
+    let missing = runners.missing(plan);
+    let Some((_, kind)) = missing.first() else {
+        return Ok(());
+    };
+    let nodes: Vec<&str> = missing
+        .iter()
+        .filter(|(_, k)| k == kind)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    Err(LaunchError::usage(format!(
+        "this build of reins cannot run {} nodes yet ({}); nothing was run",
+        kind.describe(),
+        quoted(&nodes)
+    )))
+}
+
+/// Prepares a new run of a validated workflow.
+pub fn start(
+    store: &Store,
+    workflow: Workflow,
+    commands: &dyn CommandLookup,
+    inputs: &[(String, String)],
+    runners: &Runners,
+) -> Result<Prepared, LaunchError> {
+    let inputs = resolve_inputs(&workflow, inputs)?;
+    let path = workflow.source.path.clone();
+    let text = workflow.source.text.clone();
+    let name = workflow.name.value.clone();
+    let plan = Plan::new(workflow, commands).map_err(LaunchError::usage)?;
+    check_runners(&plan, runners)?;
+    let frozen: BTreeMap<String, FrozenFile> = plan
+        .commands
+        .iter()
+        .map(|(name, file)| {
+            (
+                name.clone(),
+                FrozenFile {
+                    path: file.file.path.clone(),
+                    text: file.file.text.clone(),
+                },
+            )
+        })
+        .collect();
+    let mut lock = RunLock::acquire(store.dir(), "")?;
+    let mut manifest = Manifest::new(&name, &path, &text, frozen, inputs, store.root());
+    let run = store
+        .create_run(&mut manifest)
+        .map_err(|e| LaunchError::io(format!("cannot create the run directory: {e}")))?;
+    lock.set_run_id(&run.id)
+        .map_err(|e| LaunchError::io(format!("cannot write the run lock: {e}")))?;
+    let log = EventLog::create(&run.events_path())
+        .map_err(|e| LaunchError::io(format!("cannot create the event log: {e}")))?;
+    let first = Event::RunStarted {
+        run_id: run.id.clone(),
+        workflow: name,
+        nodes: plan.dag.ids.clone(),
+        inputs: manifest.inputs.clone(),
+        pid: std::process::id(),
+    };
+    Ok(Prepared {
+        store: store.clone(),
+        run,
+        manifest,
+        plan: Arc::new(plan),
+        lock,
+        log,
+        state: RunState::new(),
+        first,
+    })
+}
+
+/// Prepares a resume of `run`: nodes that succeeded stay settled; every other node runs
+/// (again), and with `from`, that node and everything downstream of it too.
+pub fn resume(
+    store: &Store,
+    run: RunDir,
+    from: Option<&str>,
+    runners: &Runners,
+) -> Result<Resumed, LaunchError> {
+    let manifest = run
+        .manifest()
+        .map_err(|e| LaunchError::io(format!("cannot read run {}: {e}", run.id)))?;
+    let lock = RunLock::acquire(store.dir(), &run.id)?;
+    let file = SourceFile::new(
+        manifest.workflow_path.clone(),
+        manifest.workflow_text.clone(),
+    );
+    let loaded = workflow::load_source(file);
+    let commands = FrozenCommands(manifest.commands.clone());
+    let diagnostics = workflow::validate::validate(&loaded, &commands);
+    let Some(wf) = loaded
+        .workflow
+        .filter(|_| !diagnostics.iter().any(|d| d.is_error()))
+    else {
+        let first = diagnostics
+            .iter()
+            .find(|d| d.is_error())
+            .map(|d| d.message.clone())
+            .unwrap_or_default();
+        return Err(LaunchError::usage(format!(
+            "the workflow frozen in run {} is not valid for this version of reins: {first}",
+            run.id
+        )));
+    };
+    let plan = Plan::new(wf, &commands).map_err(LaunchError::usage)?;
+    check_runners(&plan, runners)?;
+    let (log, contents) = EventLog::open(&run.events_path()).map_err(|e| {
+        LaunchError::io(format!("cannot open the event log of run {}: {e}", run.id))
+    })?;
+    let state = RunState::from_records(&contents.records);
+
+    let mut rerun = vec![false; plan.len()];
+    if let Some(from) = from {
+        let Some(i) = plan.dag.index_of(from) else {
+            let hint =
+                suggestion(from, plan.dag.ids.iter().map(String::as_str)).unwrap_or_else(|| {
+                    format!(
+                        "its nodes are {}",
+                        quoted(&plan.dag.ids.iter().map(String::as_str).collect::<Vec<_>>())
+                    )
+                });
+            return Err(LaunchError::usage(format!(
+                "run {} has no node `{from}`; {hint}",
+                run.id
+            )));
+        };
+        rerun[i] = true;
+        for (d, below) in plan.dag.descendants(i).into_iter().enumerate() {
+            rerun[d] |= below;
+        }
+    } else if state.status == RunStatus::Success {
+        return Ok(Resumed::AlreadySucceeded(run));
+    }
+    let mut reset = Vec::new();
+    for (i, id) in plan.dag.ids.iter().enumerate() {
+        let status = state.node(id).map(|n| n.status).unwrap_or_default();
+        let again = rerun[i] || !matches!(status, NodeStatus::Success | NodeStatus::Waiting);
+        if again && status != NodeStatus::Pending {
+            reset.push(id.clone());
+        }
+    }
+    let first = Event::RunResumed {
+        pid: std::process::id(),
+        from: from.map(str::to_string),
+        reset,
+    };
+    Ok(Resumed::Ready(Box::new(Prepared {
+        store: store.clone(),
+        run,
+        manifest,
+        plan: Arc::new(plan),
+        lock,
+        log,
+        state,
+        first,
+    })))
+}
+
+/// What ran.
+pub struct Report {
+    /// How the run ended.
+    pub status: RunStatus,
+    /// Its state at the end.
+    pub state: RunState,
+}
+
+impl Prepared {
+    /// The state the log holds before this execution.
+    pub fn state(&self) -> &RunState {
+        &self.state
+    }
+
+    /// Records `run_started`/`run_resumed` and executes the run to its end.
+    pub async fn execute(
+        self,
+        observer: Box<dyn Observer>,
+        runners: Runners,
+        options: Options,
+        watchdog: Option<Arc<Watchdog>>,
+        canceller: Canceller,
+    ) -> Report {
+        let Prepared {
+            run,
+            manifest,
+            plan,
+            lock,
+            log,
+            state,
+            first,
+            ..
+        } = self;
+        let recorder = Recorder::new(log, state, observer);
+        recorder.record(first);
+        let mut info = RunInfo {
+            run_id: run.id.clone(),
+            workflow: manifest.workflow.clone(),
+            root: manifest.root.clone(),
+            dir: run.clone(),
+            inputs: manifest.inputs.clone(),
+            env: Vec::new(),
+            template_env: std::env::vars().collect(),
+        };
+        for (name, _) in plan.workflow.env.iter() {
+            match plan.render_workflow_env(&name.value, &info.base_context()) {
+                Ok(value) => {
+                    info.template_env.insert(name.value.clone(), value.clone());
+                    info.env.push((name.value.clone(), value));
+                }
+                Err(e) => {
+                    recorder.record(Event::RunFinished {
+                        status: RunStatus::Failed,
+                        error: Some(format!(
+                            "cannot render the workflow's `env.{}`: {e}",
+                            name.value
+                        )),
+                    });
+                    let _ = recorder.flush();
+                    drop(lock);
+                    return Report {
+                        status: RunStatus::Failed,
+                        state: recorder.state(),
+                    };
+                }
+            }
+        }
+        let status = scheduler::execute(Execution {
+            plan,
+            run: Arc::new(info),
+            recorder: recorder.clone(),
+            runners,
+            options,
+            watchdog,
+            canceller,
+        })
+        .await;
+        let state = recorder.state();
+        drop(recorder);
+        drop(lock);
+        Report { status, state }
+    }
+}
+
+/// Reads a run's state from its log.
+pub fn read_state(run: &RunDir) -> std::io::Result<RunState> {
+    let contents = log::read(&run.events_path())?;
+    Ok(RunState::from_records(&contents.records))
+}
+
+/// The workflow file `name` refers to: a path to a file, or `.workflows/NAME.yaml` (or `.yml`)
+/// in the working tree.
+pub fn find_workflow(name: &str, root: &Path) -> Result<std::path::PathBuf, LaunchError> {
+    let as_path = Path::new(name);
+    if as_path.is_file() {
+        return Ok(as_path.to_path_buf());
+    }
+    let dir = root.join(".workflows");
+    for ext in ["yaml", "yml"] {
+        let p = dir.join(format!("{name}.{ext}"));
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    let known: Vec<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".yaml")
+                .or_else(|| name.strip_suffix(".yml"))
+                .map(str::to_string)
+        })
+        .collect();
+    let hint = suggestion(name, known.iter().map(String::as_str)).unwrap_or_else(|| {
+        if known.is_empty() {
+            "there are no workflows in .workflows/ (create one, or pass a path)".into()
+        } else {
+            let mut k = known.clone();
+            k.sort();
+            format!("workflows here: {}", k.join(", "))
+        }
+    });
+    Err(LaunchError::usage(format!(
+        "no workflow `{name}` (looked for a file, and for .workflows/{name}.yaml); {hint}"
+    )))
+}

@@ -1,0 +1,374 @@
+//! [`Plan`]: a validated workflow made ready to execute, once per run.
+//!
+//! Every template of the workflow is compiled here, once, into one [`Renderer`] (bash scripts
+//! in [`Mode::Shell`], everything else in [`Mode::Plain`]); command files are resolved; each
+//! node's effective settings (timeout, retries, shell...) are computed with the workflow's
+//! `defaults:` applied; and each node gets its scheduling priority, the weight of the longest
+//! chain of work behind it (critical path first).
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use crate::graph::{Dag, DEFAULT_WEIGHT};
+use crate::workflow::template::{Mode, Renderer};
+use crate::workflow::validate::{CommandFile, CommandLookup};
+use crate::workflow::{LoopBody, NodeKind, Trigger, Workflow};
+
+/// A template field of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// What the node runs: the bash script, the prompt, the command file's text, the approval
+    /// message, or a loop's body.
+    Body,
+    /// The `when` condition.
+    When,
+    /// The `cwd`.
+    Cwd,
+    /// One `env:` value.
+    Env(&'a str),
+    /// A loop's `until` condition.
+    Until,
+    /// A loop's `until_bash` script.
+    UntilBash,
+    /// One `args:` value of a command node.
+    Arg(&'a str),
+}
+
+/// A node's settings with the workflow's defaults applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Wall-clock limit of one attempt.
+    pub timeout: Option<Duration>,
+    /// Extra attempts after a failure.
+    pub retries: u32,
+    /// The shell command line bash scripts run with (`-c SCRIPT` is appended).
+    pub shell: Vec<String>,
+    /// A failure does not fail the run.
+    pub continue_on_error: bool,
+    /// The trigger rule.
+    pub trigger: Trigger,
+}
+
+/// A workflow ready to execute.
+pub struct Plan {
+    /// The workflow.
+    pub workflow: Workflow,
+    /// Its dependency graph.
+    pub dag: Dag,
+    /// Settings per node, by index.
+    pub settings: Vec<Settings>,
+    /// Per node: the weight of the heaviest chain from it to the end (itself included).
+    pub priority: Vec<Duration>,
+    /// Per node: the indices of every node it depends on, directly or not.
+    pub ancestors: Vec<Vec<usize>>,
+    /// The command files used by `command:` nodes, by command name.
+    pub commands: BTreeMap<String, CommandFile>,
+    renderer: Renderer,
+}
+
+impl Plan {
+    /// Prepares a validated workflow. Fails on what validation reports too (a template that
+    /// does not compile, a missing command file, a cycle), in words.
+    pub fn new(workflow: Workflow, commands: &dyn CommandLookup) -> Result<Plan, String> {
+        let dag = Dag::new(&workflow);
+        if dag.topo_order().is_none() {
+            return Err("the workflow has a dependency cycle (run `reins validate`)".into());
+        }
+        let mut renderer = Renderer::new();
+        let mut used = BTreeMap::new();
+        let mut add = |key: String, text: &str, mode: Mode| {
+            renderer
+                .add(&key, text, mode)
+                .map_err(|e| format!("template `{key}`: {}", e.message))
+        };
+        for (name, value) in workflow.env.iter() {
+            add(format!("wf/env/{}", name.value), &value.value, Mode::Plain)?;
+        }
+        for (i, node) in workflow.nodes.iter().enumerate() {
+            let key = |field: Field| field_key(i, field);
+            let mut command = |name: &str| -> Result<String, String> {
+                let file = commands.lookup(name).map_err(|(dirs, _)| {
+                    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                    format!(
+                        "node `{}`: command file `{name}.md` not found in {}",
+                        node.id.value,
+                        dirs.join(", ")
+                    )
+                })?;
+                let body = file.body().to_string();
+                used.insert(name.to_string(), file);
+                Ok(body)
+            };
+            match &node.kind {
+                NodeKind::Bash(t) => add(key(Field::Body), &t.value, Mode::Shell)?,
+                NodeKind::Prompt(t) => add(key(Field::Body), &t.value, Mode::Plain)?,
+                NodeKind::Command(name) => {
+                    let body = command(&name.value)?;
+                    add(key(Field::Body), &body, Mode::Plain)?;
+                }
+                NodeKind::Approval(a) => add(key(Field::Body), &a.message.value, Mode::Plain)?,
+                NodeKind::Loop(l) => {
+                    match &l.body {
+                        LoopBody::Bash(t) => add(key(Field::Body), &t.value, Mode::Shell)?,
+                        LoopBody::Prompt(t) => add(key(Field::Body), &t.value, Mode::Plain)?,
+                        LoopBody::Command(name) => {
+                            let body = command(&name.value)?;
+                            add(key(Field::Body), &body, Mode::Plain)?;
+                        }
+                    }
+                    if let Some(t) = &l.until {
+                        add(key(Field::Until), &t.value, Mode::Plain)?;
+                    }
+                    if let Some(t) = &l.until_bash {
+                        add(key(Field::UntilBash), &t.value, Mode::Shell)?;
+                    }
+                }
+            }
+            if let Some(t) = &node.when {
+                add(key(Field::When), &t.value, Mode::Plain)?;
+            }
+            if let Some(t) = &node.cwd {
+                add(key(Field::Cwd), &t.value, Mode::Plain)?;
+            }
+            for (name, value) in node.env.iter() {
+                add(key(Field::Env(&name.value)), &value.value, Mode::Plain)?;
+            }
+            for (name, value) in node.args.iter() {
+                add(key(Field::Arg(&name.value)), &value.value, Mode::Plain)?;
+            }
+        }
+        let defaults = &workflow.defaults;
+        let settings: Vec<Settings> = workflow
+            .nodes
+            .iter()
+            .map(|n| Settings {
+                timeout: n
+                    .timeout
+                    .as_ref()
+                    .or(defaults.timeout.as_ref())
+                    .map(|t| t.value),
+                retries: n
+                    .retries
+                    .as_ref()
+                    .or(defaults.retries.as_ref())
+                    .map(|r| r.value)
+                    .unwrap_or(0),
+                shell: n
+                    .shell
+                    .as_ref()
+                    .or(defaults.shell.as_ref())
+                    .map(|s| s.value.split_whitespace().map(str::to_string).collect())
+                    .filter(|s: &Vec<String>| !s.is_empty())
+                    .unwrap_or_else(|| vec!["bash".to_string()]),
+                continue_on_error: n.continue_on_error.as_ref().is_some_and(|c| c.value),
+                trigger: n.trigger(),
+            })
+            .collect();
+        let weight = |i: usize| settings[i].timeout.unwrap_or(DEFAULT_WEIGHT);
+        let priority = dag.remaining_weight(weight);
+        let ancestors = (0..dag.len())
+            .map(|i| {
+                dag.ancestors(i)
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &a)| a)
+                    .map(|(j, _)| j)
+                    .collect()
+            })
+            .collect();
+        Ok(Plan {
+            workflow,
+            dag,
+            settings,
+            priority,
+            ancestors,
+            commands: used,
+            renderer,
+        })
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.dag.len()
+    }
+
+    /// True when the workflow has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.dag.is_empty()
+    }
+
+    /// The id of node `i`.
+    pub fn id(&self, i: usize) -> &str {
+        &self.dag.ids[i]
+    }
+
+    /// True if node `i` has this template field.
+    pub fn has(&self, i: usize, field: Field) -> bool {
+        self.renderer.has(&field_key(i, field), self.mode(i, field))
+    }
+
+    /// Renders a template field of node `i` against a context (see [`super::context`]).
+    pub fn render(&self, i: usize, field: Field, context: &Json) -> Result<String, String> {
+        let mode = self.mode(i, field);
+        self.renderer.render(&field_key(i, field), mode, context)
+    }
+
+    /// Renders a workflow `env:` value.
+    pub fn render_workflow_env(&self, name: &str, context: &Json) -> Result<String, String> {
+        self.renderer
+            .render(&format!("wf/env/{name}"), Mode::Plain, context)
+    }
+
+    /// The renderer, for one-off templates (e.g. an agent's extra text).
+    pub fn renderer(&self) -> &Renderer {
+        &self.renderer
+    }
+
+    /// How a field is escaped: bash scripts are shell-quoted, everything else is plain.
+    pub fn mode(&self, i: usize, field: Field) -> Mode {
+        let node = &self.workflow.nodes[i];
+        match field {
+            Field::UntilBash => Mode::Shell,
+            Field::Body => match &node.kind {
+                NodeKind::Bash(_) => Mode::Shell,
+                NodeKind::Loop(l) if matches!(l.body, LoopBody::Bash(_)) => Mode::Shell,
+                _ => Mode::Plain,
+            },
+            _ => Mode::Plain,
+        }
+    }
+
+    /// The order in which nodes start when each finishes at once: dependencies first, and among
+    /// ready nodes the one with the most work behind it (what `--dry-run` prints).
+    pub fn schedule_order(&self) -> Vec<usize> {
+        let mut waiting: Vec<usize> = self.dag.deps.iter().map(Vec::len).collect();
+        let mut ready: BinaryHeap<Ready> = (0..self.len())
+            .filter(|&i| waiting[i] == 0)
+            .map(|i| self.ready(i))
+            .collect();
+        let mut order = Vec::with_capacity(self.len());
+        while let Some(Ready { index, .. }) = ready.pop() {
+            order.push(index);
+            for &d in &self.dag.dependents[index] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.push(self.ready(d));
+                }
+            }
+        }
+        order
+    }
+
+    /// Node `i` as an entry of the ready queue.
+    pub fn ready(&self, i: usize) -> Ready {
+        Ready {
+            priority: self.priority[i],
+            index: i,
+        }
+    }
+}
+
+/// An entry of the ready queue: the heaviest remaining chain first, then declaration order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// Weight of the heaviest chain from the node to the end.
+    pub priority: Duration,
+    /// The node.
+    pub index: usize,
+}
+
+impl Ord for Ready {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.index.cmp(&self.index))
+    }
+}
+
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+fn field_key(i: usize, field: Field) -> String {
+    match field {
+        Field::Body => format!("{i}/body"),
+        Field::When => format!("{i}/when"),
+        Field::Cwd => format!("{i}/cwd"),
+        Field::Env(name) => format!("{i}/env/{name}"),
+        Field::Until => format!("{i}/until"),
+        Field::UntilBash => format!("{i}/until_bash"),
+        Field::Arg(name) => format!("{i}/arg/{name}"),
+    }
+}
+
+/// Finds command files among those frozen into a run's `run.json`.
+pub struct FrozenCommands(pub BTreeMap<String, crate::store::FrozenFile>);
+
+impl CommandLookup for FrozenCommands {
+    fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<std::path::PathBuf>, Vec<String>)> {
+        match self.0.get(name) {
+            Some(f) => Ok(CommandFile::parse(crate::source::SourceFile::new(
+                f.path.clone(),
+                f.text.clone(),
+            ))),
+            None => Err((vec!["run.json".into()], self.0.keys().cloned().collect())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+    use crate::workflow::load_source;
+    use crate::workflow::validate::DirCommands;
+    use serde_json::json;
+
+    fn plan(yaml: &str) -> Plan {
+        let wf = load_source(SourceFile::new("t.yaml", yaml))
+            .workflow
+            .unwrap();
+        Plan::new(wf, &DirCommands::default()).unwrap()
+    }
+
+    #[test]
+    fn renders_bash_quoted_and_conditions_plain() {
+        let p = plan(
+            "defaults: {retries: 2, timeout: 1m}
+nodes:
+  - id: a
+    bash: echo {{inputs.x}}
+    when: \"{{inputs.x}}\"
+    timeout: 5s
+    shell: bash -eu
+",
+        );
+        let ctx = json!({"inputs": {"x": "a b"}});
+        assert_eq!(p.render(0, Field::Body, &ctx).unwrap(), "echo 'a b'");
+        assert_eq!(p.render(0, Field::When, &ctx).unwrap(), "a b");
+        assert!(!p.has(0, Field::Cwd));
+        let s = &p.settings[0];
+        assert_eq!(s.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(s.retries, 2);
+        assert_eq!(s.shell, ["bash", "-eu"]);
+    }
+
+    #[test]
+    fn schedule_order_prefers_the_critical_path() {
+        // `short` and `long` are both ready at first; `long` has more work behind it.
+        let p = plan(
+            "nodes:
+  - {id: short, bash: x, timeout: 1s}
+  - {id: long, bash: x, timeout: 10s}
+  - {id: after, bash: x, depends_on: [long], timeout: 10s}
+",
+        );
+        let order: Vec<&str> = p.schedule_order().into_iter().map(|i| p.id(i)).collect();
+        assert_eq!(order, ["long", "after", "short"]);
+        assert_eq!(p.ancestors[2], [1]);
+    }
+}

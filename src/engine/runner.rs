@@ -1,0 +1,204 @@
+//! The seam between the scheduler and what a node does.
+//!
+//! The scheduler decides *when* a node runs (dependencies, trigger rule, `when`, a free slot),
+//! records `node_started` for each attempt, retries with backoff, and records how the node
+//! ended. A [`NodeRunner`] does *one attempt* of one kind of node and returns an [`Outcome`].
+//! [`Runners`] maps node kinds to runners: bash is built in; agent (`prompt`, `command`),
+//! approval and loop runners plug in with [`Runners::set`]. A workflow that uses a kind with
+//! no runner is refused before anything runs ([`Runners::missing`]).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use super::cancel::CancelToken;
+use super::context::RunInfo;
+use super::plan::Plan;
+use super::recorder::Recorder;
+use super::watchdog::Watchdog;
+use crate::store::{NodeState, Usage};
+use crate::workflow::NodeKind;
+
+/// A boxed future, as runners return them.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// How one attempt of a node ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// It succeeded with this output.
+    Success {
+        /// The node's output (`{{nodes.ID.output}}`).
+        output: String,
+        /// Tokens and cost, for agents.
+        usage: Option<Usage>,
+    },
+    /// It failed.
+    Failure {
+        /// What went wrong, in words.
+        error: String,
+        /// The exit code, when a process exited.
+        exit_code: Option<i32>,
+        /// What it produced before failing.
+        output: String,
+        /// Tokens and cost, for agents.
+        usage: Option<Usage>,
+        /// False when another attempt cannot help (a template that does not render, a
+        /// missing program, a rejected gate): `retries` are not used.
+        retryable: bool,
+    },
+    /// An approval gate waits for a human: the branch behind it pauses; the rest of the run
+    /// goes on, then reins exits 3. The runner records `approval_requested` itself.
+    Waiting,
+    /// The run was cancelled while it ran.
+    Cancelled,
+}
+
+impl Outcome {
+    /// A failure that retrying cannot fix.
+    pub fn fatal(error: impl Into<String>) -> Self {
+        Outcome::Failure {
+            error: error.into(),
+            exit_code: None,
+            output: String::new(),
+            usage: None,
+            retryable: false,
+        }
+    }
+}
+
+/// Process-level settings shared by runners.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time between TERM and KILL when stopping a process group.
+    pub grace: Duration,
+    /// Most bytes of stdout kept as a node's output.
+    pub output_limit: usize,
+}
+
+/// Everything one attempt of a node needs.
+#[derive(Clone)]
+pub struct Job {
+    /// The node's index in the plan.
+    pub index: usize,
+    /// The node's id.
+    pub node: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The workflow, its templates and settings.
+    pub plan: Arc<Plan>,
+    /// The run.
+    pub run: Arc<RunInfo>,
+    /// The template context (render with `plan.render(job.index, field, &job.context)`).
+    pub context: Json,
+    /// Environment for the node's processes: the workflow's `env:`, the node's `env:`, then
+    /// the `REINS_*` variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory: the working tree, or the node's `cwd`.
+    pub cwd: PathBuf,
+    /// The node's folder, `nodes/<id>/` (exists).
+    pub dir: PathBuf,
+    /// Wall-clock limit of this attempt.
+    pub timeout: Option<Duration>,
+    /// The node's state before this attempt started: after a resume, what earlier attempts
+    /// left (loop iterations, agent session, approval answer).
+    pub prior: NodeState,
+    /// Agent session ids by session name, when the attempt started.
+    pub sessions: BTreeMap<String, String>,
+    /// Records the runner's own events.
+    pub recorder: Recorder,
+    /// Cancellation of the run.
+    pub cancel: CancelToken,
+    /// Registers process groups so they die with reins.
+    pub watchdog: Option<Arc<Watchdog>>,
+    /// Process-level settings.
+    pub limits: Limits,
+}
+
+/// Runs one attempt of one kind of node.
+pub trait NodeRunner: Send + Sync {
+    /// Runs the attempt. Process groups must be registered with `job.watchdog`, stopped on
+    /// `job.cancel`, and waited for.
+    fn run(&self, job: Job) -> BoxFuture<Outcome>;
+}
+
+/// The kinds of runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// `bash` nodes.
+    Bash,
+    /// `prompt` and `command` nodes.
+    Agent,
+    /// `approval` nodes.
+    Approval,
+    /// `loop` nodes.
+    Loop,
+}
+
+impl Kind {
+    /// The kind of runner a node needs.
+    pub fn of(kind: &NodeKind) -> Kind {
+        match kind {
+            NodeKind::Bash(_) => Kind::Bash,
+            NodeKind::Prompt(_) | NodeKind::Command(_) => Kind::Agent,
+            NodeKind::Approval(_) => Kind::Approval,
+            NodeKind::Loop(_) => Kind::Loop,
+        }
+    }
+
+    /// In words, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Bash => "bash",
+            Kind::Agent => "agent (`prompt`/`command`)",
+            Kind::Approval => "approval",
+            Kind::Loop => "loop",
+        }
+    }
+}
+
+/// The runner of each kind of node.
+#[derive(Clone)]
+pub struct Runners {
+    map: BTreeMap<Kind, Arc<dyn NodeRunner>>,
+}
+
+impl Default for Runners {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runners {
+    /// The runners built into the engine (bash).
+    pub fn new() -> Self {
+        let mut map: BTreeMap<Kind, Arc<dyn NodeRunner>> = BTreeMap::new();
+        map.insert(Kind::Bash, Arc::new(super::bash::BashRunner));
+        Self { map }
+    }
+
+    /// Sets the runner of a kind.
+    pub fn set(&mut self, kind: Kind, runner: Arc<dyn NodeRunner>) -> &mut Self {
+        self.map.insert(kind, runner);
+        self
+    }
+
+    /// The runner of a node kind.
+    pub fn get(&self, kind: &NodeKind) -> Option<Arc<dyn NodeRunner>> {
+        self.map.get(&Kind::of(kind)).cloned()
+    }
+
+    /// Nodes of the plan whose kind has no runner: `(node id, kind)`.
+    pub fn missing(&self, plan: &Plan) -> Vec<(String, Kind)> {
+        plan.workflow
+            .nodes
+            .iter()
+            .filter(|n| !self.map.contains_key(&Kind::of(&n.kind)))
+            .map(|n| (n.id.value.clone(), Kind::of(&n.kind)))
+            .collect()
+    }
+}

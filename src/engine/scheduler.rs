@@ -1,0 +1,503 @@
+//! The scheduler: a ready queue on tokio.
+//!
+//! A node is *decided* the moment its last dependency settles: its trigger rule and `when`
+//! condition either skip it (recorded with the reason, which may in turn decide its
+//! dependents) or put it in the ready queue. A ready node starts as soon as one of the
+//! `concurrency` slots is free; among ready nodes the one with the heaviest chain of work
+//! behind it goes first (critical path first). There are no layers and no barriers: a slow
+//! node delays only what depends on it.
+//!
+//! Each started node runs in a task of its own: it records `node_started`, asks the node
+//! kind's runner for one attempt, retries a retryable failure after an exponential backoff
+//! (the slot stays taken meanwhile), and records how the node ended.
+//!
+//! On cancel nothing new starts or is decided; running nodes are stopped and recorded as
+//! cancelled, and pending ones stay pending (a resume runs them).
+
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::cancel::{CancelLevel, Canceller};
+use super::context::{NodeValue, RunInfo};
+use super::plan::{Field, Plan, Ready};
+use super::recorder::Recorder;
+use super::runner::{Job, Limits, NodeRunner, Outcome, Runners};
+use super::trigger::{self, Decision};
+use super::watchdog::Watchdog;
+use crate::store::{Event, NodeStatus, RunStatus};
+use crate::workflow::template::is_truthy;
+
+/// Longest wait between two attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// How a run executes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Nodes running at once.
+    pub concurrency: usize,
+    /// Wait before the first retry; it doubles for each later one (at most a minute).
+    pub retry_delay: Duration,
+    /// Process-level settings.
+    pub limits: Limits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            retry_delay: Duration::from_secs(1),
+            limits: Limits {
+                grace: Duration::from_secs(3),
+                output_limit: 1 << 20,
+            },
+        }
+    }
+}
+
+/// Everything an execution needs.
+pub struct Execution {
+    /// The workflow, ready to execute.
+    pub plan: Arc<Plan>,
+    /// The run.
+    pub run: Arc<RunInfo>,
+    /// Where events go; its state says which nodes are already settled (a resume).
+    pub recorder: Recorder,
+    /// The runner of each node kind.
+    pub runners: Runners,
+    /// Concurrency, retries, limits.
+    pub options: Options,
+    /// Registers process groups so they die with reins.
+    pub watchdog: Option<Arc<Watchdog>>,
+    /// Cancels the run (Ctrl-C, `reins cancel`, a log that cannot be written).
+    pub canceller: Canceller,
+}
+
+/// How a node's task ended.
+enum Final {
+    Settled(NodeStatus, String),
+    Waiting,
+}
+
+/// Executes a run to its end and records how it ended (`run_finished` or `run_paused`).
+/// The caller records `run_started` or `run_resumed` first.
+pub async fn execute(x: Execution) -> RunStatus {
+    let mut s = Scheduler::new(x);
+    s.run().await;
+    s.finish()
+}
+
+struct Scheduler {
+    x: Execution,
+    status: Vec<NodeStatus>,
+    values: Vec<Option<Arc<NodeValue>>>,
+    unsettled_deps: Vec<usize>,
+    undecided: Vec<usize>,
+    ready: BinaryHeap<Ready>,
+    tasks: JoinSet<(usize, Final)>,
+    task_nodes: HashMap<tokio::task::Id, usize>,
+}
+
+impl Scheduler {
+    fn new(x: Execution) -> Self {
+        let plan = x.plan.clone();
+        let n = plan.len();
+        let state = x.recorder.state();
+        let mut status = vec![NodeStatus::Pending; n];
+        let mut values = vec![None; n];
+        for i in 0..n {
+            if let Some(node) = state.node(plan.id(i)) {
+                if node.status.is_settled() {
+                    status[i] = node.status;
+                    values[i] = Some(Arc::new(NodeValue::new(
+                        node.status,
+                        node.output.clone().unwrap_or_default(),
+                    )));
+                }
+            }
+        }
+        let unsettled_deps: Vec<usize> = (0..n)
+            .map(|i| {
+                plan.dag.deps[i]
+                    .iter()
+                    .filter(|&&d| !status[d].is_settled())
+                    .count()
+            })
+            .collect();
+        let undecided = (0..n)
+            .rev()
+            .filter(|&i| status[i] == NodeStatus::Pending && unsettled_deps[i] == 0)
+            .collect();
+        Self {
+            x,
+            status,
+            values,
+            unsettled_deps,
+            undecided,
+            ready: BinaryHeap::new(),
+            tasks: JoinSet::new(),
+            task_nodes: HashMap::new(),
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.x.canceller.level() != CancelLevel::None
+    }
+
+    async fn run(&mut self) {
+        let token = self.x.canceller.token();
+        let mut cancel_seen = false;
+        loop {
+            self.decide_all();
+            while self.tasks.len() < self.x.options.concurrency.max(1) && !self.cancelled() {
+                let Some(next) = self.ready.pop() else { break };
+                self.start(next.index);
+            }
+            if self.tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = self.tasks.join_next_with_id() => match joined {
+                    Some(Ok((id, (i, fin)))) => {
+                        self.task_nodes.remove(&id);
+                        self.finished(i, fin);
+                    }
+                    Some(Err(e)) => {
+                        if let Some(i) = self.task_nodes.remove(&e.id()) {
+                            self.x.recorder.record(Event::NodeFailed {
+                                node: self.x.plan.id(i).to_string(),
+                                error: format!("internal error: the node's task ended abnormally ({e})"),
+                                exit_code: None,
+                                will_retry: false,
+                                output: String::new(),
+                                usage: None,
+                            });
+                            self.settle(i, NodeStatus::Failed, String::new());
+                        }
+                    }
+                    None => {}
+                },
+                _ = token.at_least(CancelLevel::Graceful), if !cancel_seen => cancel_seen = true,
+            }
+            if self.x.recorder.error().is_some() {
+                self.x.canceller.raise(CancelLevel::Graceful);
+            }
+        }
+    }
+
+    /// Decides every node whose dependencies have all settled.
+    fn decide_all(&mut self) {
+        while !self.cancelled() {
+            let Some(i) = self.undecided.pop() else { break };
+            if self.status[i] == NodeStatus::Pending {
+                self.decide(i);
+            }
+        }
+    }
+
+    fn decide(&mut self, i: usize) {
+        let plan = self.x.plan.clone();
+        let deps: Vec<(&str, NodeStatus)> = plan.dag.deps[i]
+            .iter()
+            .map(|&d| (plan.id(d), self.status[d]))
+            .collect();
+        if let Decision::Skip(reason) = trigger::decide(plan.settings[i].trigger, &deps) {
+            return self.skip(i, reason);
+        }
+        if plan.has(i, Field::When) {
+            match plan.render(i, Field::When, &self.context(i)) {
+                Ok(text) if !is_truthy(&text) => {
+                    let shown: String = text.trim().chars().take(60).collect();
+                    return self.skip(i, format!("`when` is false (it rendered `{shown}`)"));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.x.recorder.record(Event::NodeFailed {
+                        node: plan.id(i).to_string(),
+                        error: format!("cannot render `when`: {e}"),
+                        exit_code: None,
+                        will_retry: false,
+                        output: String::new(),
+                        usage: None,
+                    });
+                    return self.settle(i, NodeStatus::Failed, String::new());
+                }
+            }
+        }
+        self.ready.push(plan.ready(i));
+    }
+
+    fn skip(&mut self, i: usize, reason: String) {
+        self.x.recorder.record(Event::NodeSkipped {
+            node: self.x.plan.id(i).to_string(),
+            reason,
+        });
+        self.settle(i, NodeStatus::Skipped, String::new());
+    }
+
+    fn settle(&mut self, i: usize, status: NodeStatus, output: String) {
+        self.status[i] = status;
+        self.values[i] = Some(Arc::new(NodeValue::new(status, output)));
+        let plan = self.x.plan.clone();
+        for &d in &plan.dag.dependents[i] {
+            self.unsettled_deps[d] -= 1;
+            if self.unsettled_deps[d] == 0 && self.status[d] == NodeStatus::Pending {
+                self.undecided.push(d);
+            }
+        }
+    }
+
+    fn upstream(&self, i: usize) -> Vec<(&str, &NodeValue)> {
+        self.x.plan.ancestors[i]
+            .iter()
+            .filter_map(|&a| self.values[a].as_deref().map(|v| (self.x.plan.id(a), v)))
+            .collect()
+    }
+
+    fn context(&self, i: usize) -> serde_json::Value {
+        self.x.run.context(self.upstream(i))
+    }
+
+    fn start(&mut self, i: usize) {
+        let plan = self.x.plan.clone();
+        let node = &plan.workflow.nodes[i];
+        let id = plan.id(i).to_string();
+        self.status[i] = NodeStatus::Running;
+        let Some(runner) = self.x.runners.get(&node.kind) else {
+            // `Runners::missing` is checked before a run starts; this is a last resort.
+            self.x.recorder.record(Event::NodeFailed {
+                node: id,
+                error: format!("reins has no runner for `{}` nodes", node.kind.name()),
+                exit_code: None,
+                will_retry: false,
+                output: String::new(),
+                usage: None,
+            });
+            return self.settle(i, NodeStatus::Failed, String::new());
+        };
+        let (prior, sessions) = self
+            .x
+            .recorder
+            .with_state(|s| (s.node(&id).cloned().unwrap_or_default(), s.sessions.clone()));
+        let context = self.context(i);
+        let env = self.x.run.env.clone();
+        let reins_env = self.x.run.reins_env(&id, self.upstream(i));
+        let task = Task {
+            index: i,
+            id,
+            plan: plan.clone(),
+            run: self.x.run.clone(),
+            recorder: self.x.recorder.clone(),
+            runner,
+            context,
+            reins_env,
+            prior,
+            sessions,
+            canceller: self.x.canceller.clone(),
+            watchdog: self.x.watchdog.clone(),
+            options: self.x.options.clone(),
+        };
+        let handle = self.tasks.spawn(task.run(env));
+        self.task_nodes.insert(handle.id(), i);
+    }
+
+    fn finished(&mut self, i: usize, fin: Final) {
+        match fin {
+            Final::Settled(status, output) => self.settle(i, status, output),
+            Final::Waiting => self.status[i] = NodeStatus::Waiting,
+        }
+    }
+
+    /// Records how the run ended.
+    fn finish(self) -> RunStatus {
+        let recorder = &self.x.recorder;
+        let failed = (0..self.status.len()).any(|i| {
+            self.status[i] == NodeStatus::Failed && !self.x.plan.settings[i].continue_on_error
+        });
+        let waiting: Vec<String> = (0..self.status.len())
+            .filter(|&i| self.status[i] == NodeStatus::Waiting)
+            .map(|i| self.x.plan.id(i).to_string())
+            .collect();
+        let (status, error) = if let Some(e) = recorder.error() {
+            (RunStatus::Failed, Some(e))
+        } else if self.cancelled() {
+            (RunStatus::Cancelled, None)
+        } else if failed {
+            (RunStatus::Failed, None)
+        } else if !waiting.is_empty() {
+            recorder.record(Event::RunPaused { waiting });
+            let _ = recorder.flush();
+            return RunStatus::Waiting;
+        } else {
+            (RunStatus::Success, None)
+        };
+        recorder.record(Event::RunFinished { status, error });
+        let _ = recorder.flush();
+        status
+    }
+}
+
+/// One node's attempts.
+struct Task {
+    index: usize,
+    id: String,
+    plan: Arc<Plan>,
+    run: Arc<RunInfo>,
+    recorder: Recorder,
+    runner: Arc<dyn NodeRunner>,
+    context: serde_json::Value,
+    reins_env: Vec<(String, String)>,
+    prior: crate::store::NodeState,
+    sessions: std::collections::BTreeMap<String, String>,
+    canceller: Canceller,
+    watchdog: Option<Arc<Watchdog>>,
+    options: Options,
+}
+
+impl Task {
+    async fn run(self, workflow_env: Vec<(String, String)>) -> (usize, Final) {
+        let i = self.index;
+        let settings = &self.plan.settings[i];
+        let prepared = self.prepare(workflow_env);
+        let token = self.canceller.token();
+        let mut attempt = 1;
+        loop {
+            if token.level() != CancelLevel::None {
+                return self.cancelled();
+            }
+            self.recorder.record(Event::NodeStarted {
+                node: self.id.clone(),
+                attempt,
+            });
+            let outcome = match &prepared {
+                Ok((env, cwd, dir)) => {
+                    let mut env = env.clone();
+                    env.push(("REINS_ATTEMPT".into(), attempt.to_string()));
+                    let job = Job {
+                        index: i,
+                        node: self.id.clone(),
+                        attempt,
+                        plan: self.plan.clone(),
+                        run: self.run.clone(),
+                        context: self.context.clone(),
+                        env,
+                        cwd: cwd.clone(),
+                        dir: dir.clone(),
+                        timeout: settings.timeout,
+                        prior: self.prior.clone(),
+                        sessions: self.sessions.clone(),
+                        recorder: self.recorder.clone(),
+                        cancel: token.clone(),
+                        watchdog: self.watchdog.clone(),
+                        limits: self.options.limits.clone(),
+                    };
+                    self.runner.run(job).await
+                }
+                Err(e) => Outcome::fatal(e.clone()),
+            };
+            match outcome {
+                Outcome::Success { output, usage } => {
+                    self.recorder.record(Event::NodeSucceeded {
+                        node: self.id.clone(),
+                        output: output.clone(),
+                        usage,
+                    });
+                    return (i, Final::Settled(NodeStatus::Success, output));
+                }
+                Outcome::Waiting => return (i, Final::Waiting),
+                Outcome::Cancelled => return self.cancelled(),
+                Outcome::Failure {
+                    error,
+                    exit_code,
+                    output,
+                    usage,
+                    retryable,
+                } => {
+                    let will_retry = retryable
+                        && attempt <= settings.retries
+                        && token.level() == CancelLevel::None;
+                    self.recorder.record(Event::NodeFailed {
+                        node: self.id.clone(),
+                        error,
+                        exit_code,
+                        will_retry,
+                        output: output.clone(),
+                        usage,
+                    });
+                    if !will_retry {
+                        return (i, Final::Settled(NodeStatus::Failed, output));
+                    }
+                    let delay = self
+                        .options
+                        .retry_delay
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(MAX_RETRY_DELAY);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = token.at_least(CancelLevel::Graceful) => return self.cancelled(),
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn cancelled(&self) -> (usize, Final) {
+        self.recorder.record(Event::NodeCancelled {
+            node: self.id.clone(),
+        });
+        (
+            self.index,
+            Final::Settled(NodeStatus::Cancelled, String::new()),
+        )
+    }
+
+    /// The node's environment, working directory and folder. Rendering errors fail the node.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        mut env: Vec<(String, String)>,
+    ) -> Result<
+        (
+            Vec<(String, String)>,
+            std::path::PathBuf,
+            std::path::PathBuf,
+        ),
+        String,
+    > {
+        let i = self.index;
+        let node = &self.plan.workflow.nodes[i];
+        for (name, _) in node.env.iter() {
+            let value = self
+                .plan
+                .render(i, Field::Env(&name.value), &self.context)
+                .map_err(|e| format!("cannot render `env.{}`: {e}", name.value))?;
+            env.push((name.value.clone(), value));
+        }
+        env.extend(self.reins_env.iter().cloned());
+        let cwd = if self.plan.has(i, Field::Cwd) {
+            let rel = self
+                .plan
+                .render(i, Field::Cwd, &self.context)
+                .map_err(|e| format!("cannot render `cwd`: {e}"))?;
+            let dir = self.run.root.join(rel.trim());
+            if !dir.is_dir() {
+                return Err(format!(
+                    "`cwd` is {}, which is not a directory",
+                    dir.display()
+                ));
+            }
+            dir
+        } else {
+            self.run.root.clone()
+        };
+        let dir = self.run.dir.node_dir(&self.id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok((env, cwd, dir))
+    }
+}
