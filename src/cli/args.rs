@@ -20,6 +20,109 @@ pub struct Cli {
 pub enum Command {
     /// Check workflow files and report every problem (exit 2 if any error).
     Validate(ValidateArgs),
+    /// Run a workflow.
+    Run(RunArgs),
+    /// Continue a paused, failed, cancelled or interrupted run.
+    Resume(ResumeArgs),
+    /// Stop a run that is executing (or mark an interrupted one cancelled).
+    Cancel(CancelArgs),
+    /// List the runs of this working tree.
+    Runs(RunsArgs),
+    /// Show the state of each node of a run.
+    Status(StatusArgs),
+    /// Show what a run's nodes printed.
+    Logs(LogsArgs),
+}
+
+/// `reins run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow: a name in `.workflows/`, or a path to a file.
+    pub workflow: String,
+    /// An input of the workflow, as `name=value` (repeat for more).
+    #[arg(short, long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
+    pub inputs: Vec<(String, String)>,
+    /// Nodes running at once (default: the workflow's `concurrency`, else the number of CPUs).
+    #[arg(short = 'j', long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+    /// Print the event stream as JSON lines instead of progress.
+    #[arg(long)]
+    pub json: bool,
+    /// Print each rendered command in schedule order; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `reins resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run: an id, a unique prefix of one, or `last`.
+    pub run: String,
+    /// Run this node and everything downstream of it again, even if they succeeded.
+    #[arg(long, value_name = "NODE")]
+    pub from: Option<String>,
+    /// Nodes running at once.
+    #[arg(short = 'j', long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+    /// Print the event stream as JSON lines instead of progress.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `reins cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run: an id, a unique prefix of one, or `last`.
+    pub run: String,
+}
+
+/// `reins runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+}
+
+/// `reins status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run: an id, a unique prefix of one, or `last`.
+    #[arg(default_value = "last")]
+    pub run: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+}
+
+/// `reins logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run: an id, a unique prefix of one, or `last`.
+    pub run: String,
+    /// Only this node.
+    pub node: Option<String>,
+    /// Keep printing as the run goes on, until it ends.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// Output format of `runs` and `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    /// A table for people.
+    Human,
+    /// JSON.
+    Json,
+}
+
+fn parse_input(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
 }
 
 /// `reins validate`.

@@ -1,6 +1,10 @@
 //! The command line: parse arguments, run one command, return an exit code.
 
 mod args;
+mod logs;
+mod progress;
+mod run;
+mod runs;
 mod validate;
 
 use clap::Parser;
@@ -24,5 +28,11 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Validate(opts) => validate::run(opts),
+        Command::Run(opts) => run::run(opts),
+        Command::Resume(opts) => run::resume(opts),
+        Command::Cancel(opts) => runs::cancel(opts),
+        Command::Runs(opts) => runs::list(opts),
+        Command::Status(opts) => runs::status(opts),
+        Command::Logs(opts) => logs::run(opts),
     }
 }

@@ -78,10 +78,21 @@ async fn run(job: Job) -> Outcome {
 
 /// Separates the logs of a retry from the attempt before.
 fn mark_attempt(spec: &Spec, attempt: u32) {
+    use std::io::{Read, Seek, SeekFrom};
     for path in [&spec.stdout_log, &spec.stderr_log] {
-        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(path) {
-            let _ = writeln!(f, "\n==> attempt {attempt} <==");
+        let Ok(mut f) = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+        else {
+            continue;
+        };
+        let mut last = [0u8; 1];
+        if f.seek(SeekFrom::End(-1)).is_err() || f.read_exact(&mut last).is_err() {
+            continue; // empty: nothing to separate
         }
+        let lead = if last[0] == b'\n' { "" } else { "\n" };
+        let _ = writeln!(f, "{lead}==> attempt {attempt} <==");
     }
 }
 

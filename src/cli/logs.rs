@@ -1,0 +1,179 @@
+//! `reins logs RUN [NODE] [-f]`.
+//!
+//! With a node: its stdout log on stdout and its stderr log on stderr (then any other log an
+//! agent runner left, like a transcript). Without one: every node's logs under headers. With
+//! `-f`, a node's logs are followed until the node settles; without a node, the run's events
+//! are followed as plain lines until the run ends.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::args::LogsArgs;
+use super::progress::describe;
+use super::run::{current_store, fail};
+use crate::diagnostic::suggestion;
+use crate::exit;
+use crate::store::lock::live_owner;
+use crate::store::log::Tail;
+use crate::store::{Event, RunDir, RunState, Store};
+
+const POLL: Duration = Duration::from_millis(100);
+
+/// Runs `reins logs`.
+pub fn run(args: LogsArgs) -> i32 {
+    let store = match current_store() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let run = match store.resolve(&args.run) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string(), exit::USAGE),
+    };
+    let state = crate::engine::launch::read_state(&run).unwrap_or_default();
+    match args.node {
+        Some(node) => {
+            if state.node(&node).is_none() {
+                let ids = state.nodes.iter().map(|n| n.id.as_str());
+                let hint = suggestion(&node, ids).unwrap_or_else(|| {
+                    format!(
+                        "its nodes are {}",
+                        state
+                            .nodes
+                            .iter()
+                            .map(|n| format!("`{}`", n.id))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+                return fail(
+                    &format!("run {} has no node `{node}`; {hint}", run.id),
+                    exit::USAGE,
+                );
+            }
+            if args.follow {
+                follow_node(&store, &run, &node)
+            } else {
+                print_node(&run, &node, true);
+                exit::SUCCESS
+            }
+        }
+        None if args.follow => follow_run(&store, &run),
+        None => {
+            for n in &state.nodes {
+                print_node(&run, &n.id, false);
+            }
+            exit::SUCCESS
+        }
+    }
+}
+
+/// The log files of a node: stdout, stderr, then any other `*.log` in its folder.
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = vec![dir.join("stdout.log"), dir.join("stderr.log")];
+    let mut others: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log") && !files.contains(p))
+        .collect();
+    others.sort();
+    files.extend(others);
+    files
+}
+
+fn print_node(run: &RunDir, node: &str, split_streams: bool) {
+    let dir = run.node_dir(node);
+    for path in log_files(&dir) {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        if bytes.is_empty() {
+            continue;
+        }
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if split_streams {
+            if name == "stderr.log" {
+                let _ = io::stderr().write_all(&bytes);
+            } else {
+                let _ = io::stdout().write_all(&bytes);
+            }
+        } else {
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "==> {node}: {name} <==");
+            let _ = out.write_all(&bytes);
+            if !bytes.ends_with(b"\n") {
+                let _ = writeln!(out);
+            }
+        }
+    }
+}
+
+fn follow_node(store: &Store, run: &RunDir, node: &str) -> i32 {
+    let dir = run.node_dir(node);
+    let mut offsets = vec![0u64; 2];
+    let mut events = Tail::new(&run.events_path());
+    let mut state = RunState::new();
+    loop {
+        for r in events.poll().unwrap_or_default() {
+            state.apply(&r);
+        }
+        let settled = state.node(node).is_some_and(|n| n.status.is_settled());
+        let live = live_owner(store.dir()).is_some_and(|o| o.run_id == run.id);
+        let mut grew = false;
+        for (k, name) in ["stdout.log", "stderr.log"].iter().enumerate() {
+            match copy_new(&dir.join(name), &mut offsets[k], k == 1) {
+                Ok(n) => grew |= n > 0,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return fail(&format!("cannot read {name}: {e}"), exit::NODE_FAILED),
+            }
+        }
+        if !grew && (settled || !live) {
+            return exit::SUCCESS;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Copies what was appended to a file since `offset`; returns how many bytes.
+fn copy_new(path: &Path, offset: &mut u64, to_stderr: bool) -> io::Result<u64> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(*offset))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    if !bytes.is_empty() {
+        if to_stderr {
+            io::stderr().write_all(&bytes)?;
+        } else {
+            let mut out = io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+    }
+    *offset += bytes.len() as u64;
+    Ok(bytes.len() as u64)
+}
+
+fn follow_run(store: &Store, run: &RunDir) -> i32 {
+    let mut events = Tail::new(&run.events_path());
+    let mut state = RunState::new();
+    loop {
+        let batch = events.poll().unwrap_or_default();
+        let mut ended = false;
+        for r in &batch {
+            state.apply(r);
+            if let Some(line) = describe(r, &state) {
+                let ts = crate::store::time::format(r.ts);
+                println!("{} {line}", ts.get(11..23).unwrap_or(&ts));
+            }
+            ended |= matches!(r.event, Event::RunFinished { .. } | Event::RunPaused { .. });
+        }
+        let live = live_owner(store.dir()).is_some_and(|o| o.run_id == run.id);
+        if batch.is_empty() && (ended || !live) {
+            return exit::SUCCESS;
+        }
+        let _ = io::stdout().flush();
+        std::thread::sleep(POLL);
+    }
+}

@@ -1,0 +1,269 @@
+//! `reins runs`, `reins status` and `reins cancel`.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use super::args::{CancelArgs, ListFormat, RunsArgs, StatusArgs};
+use super::progress::node_table;
+use super::run::{current_store, fail};
+use crate::exit;
+use crate::store::lock::live_owner;
+use crate::store::{time, Event, EventLog, NodeStatus, RunLock, RunStatus, RunSummary, Store};
+use crate::workflow::duration;
+
+/// Runs `reins runs`.
+pub fn list(args: RunsArgs) -> i32 {
+    let store = match current_store() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let runs = match store.list() {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot list runs: {e}"), exit::NODE_FAILED),
+    };
+    let now = SystemTime::now();
+    match args.format {
+        ListFormat::Json => {
+            let items: Vec<_> = runs.iter().map(|r| summary_json(r, now)).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&items).unwrap_or_default()
+            );
+        }
+        ListFormat::Human => {
+            if runs.is_empty() {
+                println!("no runs yet (start one with `reins run WORKFLOW`)");
+                return exit::SUCCESS;
+            }
+            let wf_width = runs
+                .iter()
+                .map(|r| r.workflow().len())
+                .max()
+                .unwrap_or(8)
+                .max(8);
+            println!(
+                "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  COST",
+                "ID", "WORKFLOW", "STATUS", "STARTED", "DURATION"
+            );
+            for r in &runs {
+                let started = r
+                    .started_at()
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                    .unwrap_or_default();
+                let took = r
+                    .state
+                    .elapsed(now)
+                    .map(duration::format)
+                    .unwrap_or_default();
+                let usage = r.state.total_usage();
+                let cost = if usage.is_zero() {
+                    "-".to_string()
+                } else {
+                    format!("${:.4}", usage.cost_usd)
+                };
+                println!(
+                    "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {cost}",
+                    r.run.id,
+                    r.workflow(),
+                    r.status.as_str(),
+                    started,
+                    took
+                );
+            }
+        }
+    }
+    exit::SUCCESS
+}
+
+fn summary_json(r: &RunSummary, now: SystemTime) -> serde_json::Value {
+    json!({
+        "id": r.run.id,
+        "workflow": r.workflow(),
+        "status": r.status,
+        "started_at": r.started_at().map(time::format),
+        "finished_at": r.state.finished_at.map(time::format),
+        "duration_ms": r.state.elapsed(now).map(|d| d.as_millis() as u64),
+        "cost_usd": r.state.total_usage().cost_usd,
+        "nodes": r.state.counts(),
+        "dir": r.run.path,
+    })
+}
+
+/// Runs `reins status`.
+pub fn status(args: StatusArgs) -> i32 {
+    let store = match current_store() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let run = match store.resolve(&args.run) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string(), exit::USAGE),
+    };
+    let summary = match store.summary(&run) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(
+                &format!("cannot read run {}: {e}", run.id),
+                exit::NODE_FAILED,
+            )
+        }
+    };
+    let now = SystemTime::now();
+    match args.format {
+        ListFormat::Json => {
+            let mut value = serde_json::to_value(&summary.state).unwrap_or_default();
+            value["status"] = json!(summary.status);
+            value["dir"] = json!(run.path);
+            if let Some(m) = &summary.manifest {
+                value["digest"] = json!(m.digest);
+                value["workflow_path"] = json!(m.workflow_path);
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+        ListFormat::Human => {
+            let state = &summary.state;
+            let started = state
+                .started_at
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                .unwrap_or_default();
+            let took = state.elapsed(now).map(duration::format).unwrap_or_default();
+            println!(
+                "run {} of `{}`: {} (started {started}, {took})",
+                run.id,
+                summary.workflow(),
+                summary.status
+            );
+            print!("{}", node_table(state, now));
+            if let Some(e) = &state.error {
+                println!("error: {e}");
+            }
+            match summary.status {
+                RunStatus::Interrupted => println!(
+                    "reins stopped while this run executed; continue it with `reins resume {}`",
+                    run.id
+                ),
+                RunStatus::Running => {
+                    if let Some(o) = live_owner(store.dir()) {
+                        println!("executing in pid {}", o.pid);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    exit::SUCCESS
+}
+
+/// Runs `reins cancel`.
+pub fn cancel(args: CancelArgs) -> i32 {
+    let store = match current_store() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let run = match store.resolve(&args.run) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string(), exit::USAGE),
+    };
+    if let Some(owner) = live_owner(store.dir()).filter(|o| o.run_id == run.id) {
+        return stop_live(&store, &run.id, owner.pid);
+    }
+    let summary = match store.summary(&run) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(
+                &format!("cannot read run {}: {e}", run.id),
+                exit::NODE_FAILED,
+            )
+        }
+    };
+    match summary.status {
+        RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Running => {
+            mark_cancelled(&store, &summary)
+        }
+        done => {
+            println!("run {} already ended: {done}", run.id);
+            exit::SUCCESS
+        }
+    }
+}
+
+/// Sends TERM to the reins process executing the run (it cancels gracefully), a second TERM
+/// if it has not stopped after a while (it forces), and waits for it.
+fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
+    let target = Pid::from_raw(pid as i32);
+    if let Err(e) = kill(target, Signal::SIGTERM) {
+        return fail(
+            &format!("cannot signal pid {pid}, which executes run {run_id}: {e}"),
+            exit::NODE_FAILED,
+        );
+    }
+    println!("cancelling run {run_id} (pid {pid})...");
+    let start = Instant::now();
+    let mut forced = false;
+    loop {
+        let still = live_owner(store.dir()).is_some_and(|o| o.run_id == run_id);
+        if !still {
+            break;
+        }
+        if !forced && start.elapsed() > Duration::from_secs(10) {
+            let _ = kill(target, Signal::SIGTERM);
+            forced = true;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            return fail(
+                &format!("pid {pid} still executes run {run_id} after 30s"),
+                exit::NODE_FAILED,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = store
+        .summary(&store.run(run_id))
+        .map(|s| s.status)
+        .unwrap_or(RunStatus::Interrupted);
+    println!("run {run_id}: {status}");
+    exit::SUCCESS
+}
+
+/// Records the end of a run no process executes: running and waiting nodes are cancelled.
+fn mark_cancelled(store: &Store, summary: &RunSummary) -> i32 {
+    let run = &summary.run;
+    let _lock = match RunLock::acquire(store.dir(), &run.id) {
+        Ok(l) => l,
+        Err(e) => return fail(&e.to_string(), exit::USAGE),
+    };
+    let (mut log, _) = match EventLog::open(&run.events_path()) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                &format!("cannot open the event log: {e}"),
+                exit::NODE_FAILED,
+            )
+        }
+    };
+    for node in &summary.state.nodes {
+        if matches!(node.status, NodeStatus::Running | NodeStatus::Waiting) {
+            let _ = log.append(Event::NodeCancelled {
+                node: node.id.clone(),
+            });
+        }
+    }
+    let _ = log.append(Event::RunFinished {
+        status: RunStatus::Cancelled,
+        error: None,
+    });
+    if let Err(e) = log.close() {
+        return fail(
+            &format!("cannot write the event log: {e}"),
+            exit::NODE_FAILED,
+        );
+    }
+    println!("run {}: cancelled", run.id);
+    exit::SUCCESS
+}
