@@ -32,6 +32,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Show what a run's nodes printed.
     Logs(LogsArgs),
+    /// Scaffold `.workflows/` with a starter workflow and a commands folder.
+    Init(InitArgs),
+    /// Scaffold one more workflow in `.workflows/`.
+    New(NewArgs),
 }
 
 /// `reins run`.
@@ -123,6 +127,21 @@ fn parse_input(text: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!("`{text}` is not NAME=VALUE")),
     }
+}
+
+/// `reins init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project folder (default: the enclosing git repository, else the current folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `reins new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Name of the workflow: `.workflows/NAME.yaml`.
+    pub name: String,
 }
 
 /// `reins validate`.

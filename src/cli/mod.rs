@@ -1,6 +1,7 @@
 //! The command line: parse arguments, run one command, return an exit code.
 
 mod args;
+mod init;
 mod logs;
 mod progress;
 mod run;
@@ -34,5 +35,7 @@ pub fn main() -> i32 {
         Command::Runs(opts) => runs::list(opts),
         Command::Status(opts) => runs::status(opts),
         Command::Logs(opts) => logs::run(opts),
+        Command::Init(opts) => init::init(opts),
+        Command::New(opts) => init::new(opts),
     }
 }

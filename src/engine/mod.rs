@@ -9,7 +9,8 @@
 //! * [`recorder`]: recording events into the log, the live state and the progress view;
 //! * [`process`]: child processes in their own group, killed as a group, dying with reins;
 //!   [`watchdog`] makes sure of the last part even after `kill -9`;
-//! * [`cancel`]: graceful and forced cancellation.
+//! * [`cancel`]: graceful and forced cancellation;
+//! * [`worktree`]: fresh git worktrees for isolated runs.
 
 pub mod bash;
 pub mod cancel;
@@ -22,6 +23,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod trigger;
 pub mod watchdog;
+pub mod worktree;
 
 pub use cancel::{CancelLevel, CancelToken, Canceller};
 pub use launch::{resume, start, LaunchError, Prepared, Report, Resumed};
