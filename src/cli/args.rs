@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// Print each rendered command in schedule order; run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Work in a fresh git worktree on the branch `reins/<workflow>-<run-id>` (like
+    /// `isolation: worktree`).
+    #[arg(long)]
+    pub worktree: bool,
 }
 
 /// `reins resume`.

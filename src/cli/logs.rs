@@ -15,9 +15,8 @@ use super::progress::describe;
 use super::run::{current_store, fail};
 use crate::diagnostic::suggestion;
 use crate::exit;
-use crate::store::lock::live_owner;
 use crate::store::log::Tail;
-use crate::store::{Event, RunDir, RunState, Store};
+use crate::store::{Event, RunDir, RunState};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -53,13 +52,13 @@ pub fn run(args: LogsArgs) -> i32 {
                 );
             }
             if args.follow {
-                follow_node(&store, &run, &node)
+                follow_node(&run, &node)
             } else {
                 print_node(&run, &node, true);
                 exit::SUCCESS
             }
         }
-        None if args.follow => follow_run(&store, &run),
+        None if args.follow => follow_run(&run),
         None => {
             for n in &state.nodes {
                 print_node(&run, &n.id, false);
@@ -110,7 +109,7 @@ fn print_node(run: &RunDir, node: &str, split_streams: bool) {
     }
 }
 
-fn follow_node(store: &Store, run: &RunDir, node: &str) -> i32 {
+fn follow_node(run: &RunDir, node: &str) -> i32 {
     let dir = run.node_dir(node);
     let mut offsets = vec![0u64; 2];
     let mut events = Tail::new(&run.events_path());
@@ -120,7 +119,7 @@ fn follow_node(store: &Store, run: &RunDir, node: &str) -> i32 {
             state.apply(&r);
         }
         let settled = state.node(node).is_some_and(|n| n.status.is_settled());
-        let live = live_owner(store.dir()).is_some_and(|o| o.run_id == run.id);
+        let live = run.is_live();
         let mut grew = false;
         for (k, name) in ["stdout.log", "stderr.log"].iter().enumerate() {
             match copy_new(&dir.join(name), &mut offsets[k], k == 1) {
@@ -155,7 +154,7 @@ fn copy_new(path: &Path, offset: &mut u64, to_stderr: bool) -> io::Result<u64> {
     Ok(bytes.len() as u64)
 }
 
-fn follow_run(store: &Store, run: &RunDir) -> i32 {
+fn follow_run(run: &RunDir) -> i32 {
     let mut events = Tail::new(&run.events_path());
     let mut state = RunState::new();
     loop {
@@ -169,7 +168,7 @@ fn follow_run(store: &Store, run: &RunDir) -> i32 {
             }
             ended |= matches!(r.event, Event::RunFinished { .. } | Event::RunPaused { .. });
         }
-        let live = live_owner(store.dir()).is_some_and(|o| o.run_id == run.id);
+        let live = run.is_live();
         if batch.is_empty() && (ended || !live) {
             return exit::SUCCESS;
         }

@@ -48,7 +48,14 @@ pub fn run(args: RunArgs) -> i32 {
         return dry_run(&store, workflow, &commands, &args.inputs, args.concurrency);
     }
     let runners = Runners::new();
-    match launch::start(&store, workflow, &commands, &args.inputs, &runners) {
+    match launch::start(
+        &store,
+        workflow,
+        &commands,
+        &args.inputs,
+        &runners,
+        args.worktree,
+    ) {
         Ok(prepared) => drive(prepared, runners, args.concurrency, args.json),
         Err(e) => fail(&e.message, e.code),
     }

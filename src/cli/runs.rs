@@ -149,7 +149,7 @@ pub fn status(args: StatusArgs) -> i32 {
                     run.id
                 ),
                 RunStatus::Running => {
-                    if let Some(o) = live_owner(store.dir()) {
+                    if let Some(o) = live_owner(&run.lock_path()) {
                         println!("executing in pid {}", o.pid);
                     }
                 }
@@ -170,7 +170,7 @@ pub fn cancel(args: CancelArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(&e.to_string(), exit::USAGE),
     };
-    if let Some(owner) = live_owner(store.dir()).filter(|o| o.run_id == run.id) {
+    if let Some(owner) = live_owner(&run.lock_path()) {
         return stop_live(&store, &run.id, owner.pid);
     }
     let summary = match store.summary(&run) {
@@ -184,7 +184,7 @@ pub fn cancel(args: CancelArgs) -> i32 {
     };
     match summary.status {
         RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Running => {
-            mark_cancelled(&store, &summary)
+            mark_cancelled(&summary)
         }
         done => {
             println!("run {} already ended: {done}", run.id);
@@ -207,7 +207,7 @@ fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
     let start = Instant::now();
     let mut forced = false;
     loop {
-        let still = live_owner(store.dir()).is_some_and(|o| o.run_id == run_id);
+        let still = store.run(run_id).is_live();
         if !still {
             break;
         }
@@ -232,9 +232,9 @@ fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
 }
 
 /// Records the end of a run no process executes: running and waiting nodes are cancelled.
-fn mark_cancelled(store: &Store, summary: &RunSummary) -> i32 {
+fn mark_cancelled(summary: &RunSummary) -> i32 {
     let run = &summary.run;
-    let _lock = match RunLock::acquire(store.dir(), &run.id) {
+    let _lock = match RunLock::acquire(&run.lock_path(), &run.id) {
         Ok(l) => l,
         Err(e) => return fail(&e.to_string(), exit::USAGE),
     };

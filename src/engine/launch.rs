@@ -69,6 +69,16 @@ impl From<LockError> for LaunchError {
     }
 }
 
+/// Takes the working tree's lock (one run at a time edits a checkout).
+fn lock_tree(store: &Store, run_id: &str) -> Result<RunLock, LaunchError> {
+    RunLock::acquire(&store.tree_lock_path(), run_id).map_err(|e| match e {
+        LockError::Busy(_) => LaunchError::usage(format!(
+            "{e} in this working tree; one run at a time works in a checkout (wait, stop it with `reins cancel`, or run with `--worktree`)"
+        )),
+        LockError::Io(_) => LaunchError::io(e.to_string()),
+    })
+}
+
 /// A run ready to execute.
 pub struct Prepared {
     /// The store.
@@ -79,7 +89,7 @@ pub struct Prepared {
     pub manifest: Manifest,
     /// The workflow, ready to execute.
     pub plan: Arc<Plan>,
-    lock: RunLock,
+    locks: Vec<RunLock>,
     log: EventLog,
     state: RunState,
     first: Event,
@@ -171,15 +181,23 @@ fn check_runners(plan: &Plan, runners: &Runners) -> Result<(), LaunchError> {
     )))
 }
 
-/// Prepares a new run of a validated workflow.
+/// Prepares a new run of a validated workflow. With `isolate` (or `isolation: worktree` in the
+/// workflow) the run works in a fresh git worktree on a branch of its own, and does not take
+/// the working tree's lock.
 pub fn start(
     store: &Store,
     workflow: Workflow,
     commands: &dyn CommandLookup,
     inputs: &[(String, String)],
     runners: &Runners,
+    isolate: bool,
 ) -> Result<Prepared, LaunchError> {
     let inputs = resolve_inputs(&workflow, inputs)?;
+    let isolate = isolate
+        || workflow
+            .isolation
+            .as_ref()
+            .is_some_and(|i| i.value == workflow::Isolation::Worktree);
     let path = workflow.source.path.clone();
     let text = workflow.source.text.clone();
     let name = workflow.name.value.clone();
@@ -198,13 +216,33 @@ pub fn start(
             )
         })
         .collect();
-    let mut lock = RunLock::acquire(store.dir(), "")?;
+    let mut locks = Vec::new();
+    if !isolate {
+        locks.push(lock_tree(store, "")?);
+    }
     let mut manifest = Manifest::new(&name, &path, &text, frozen, inputs, store.root());
     let run = store
         .create_run(&mut manifest)
         .map_err(|e| LaunchError::io(format!("cannot create the run directory: {e}")))?;
-    lock.set_run_id(&run.id)
-        .map_err(|e| LaunchError::io(format!("cannot write the run lock: {e}")))?;
+    for lock in &mut locks {
+        lock.set_run_id(&run.id)
+            .map_err(|e| LaunchError::io(format!("cannot write the run lock: {e}")))?;
+    }
+    locks.push(RunLock::acquire(&run.lock_path(), &run.id)?);
+    if isolate {
+        let created = super::worktree::create(store.root(), &name, &run.id, None)
+            .map_err(LaunchError::usage)
+            .and_then(|wt| {
+                manifest.worktree = Some(wt.path);
+                run.write_manifest(&manifest)
+                    .map_err(|e| LaunchError::io(format!("cannot write run.json: {e}")))
+            });
+        if let Err(e) = created {
+            drop(locks);
+            let _ = std::fs::remove_dir_all(&run.path);
+            return Err(e);
+        }
+    }
     let log = EventLog::create(&run.events_path())
         .map_err(|e| LaunchError::io(format!("cannot create the event log: {e}")))?;
     let first = Event::RunStarted {
@@ -219,7 +257,7 @@ pub fn start(
         run,
         manifest,
         plan: Arc::new(plan),
-        lock,
+        locks,
         log,
         state: RunState::new(),
         first,
@@ -237,7 +275,10 @@ pub fn resume(
     let manifest = run
         .manifest()
         .map_err(|e| LaunchError::io(format!("cannot read run {}: {e}", run.id)))?;
-    let lock = RunLock::acquire(store.dir(), &run.id)?;
+    let mut locks = vec![RunLock::acquire(&run.lock_path(), &run.id)?];
+    if manifest.worktree.is_none() {
+        locks.push(lock_tree(store, &run.id)?);
+    }
     let file = SourceFile::new(
         manifest.workflow_path.clone(),
         manifest.workflow_text.clone(),
@@ -306,7 +347,7 @@ pub fn resume(
         run,
         manifest,
         plan: Arc::new(plan),
-        lock,
+        locks,
         log,
         state,
         first,
@@ -340,7 +381,7 @@ impl Prepared {
             run,
             manifest,
             plan,
-            lock,
+            locks,
             log,
             state,
             first,
@@ -351,7 +392,7 @@ impl Prepared {
         let mut info = RunInfo {
             run_id: run.id.clone(),
             workflow: manifest.workflow.clone(),
-            root: manifest.root.clone(),
+            root: manifest.worktree.clone().unwrap_or_else(|| manifest.root.clone()),
             dir: run.clone(),
             inputs: manifest.inputs.clone(),
             env: Vec::new(),
@@ -372,7 +413,7 @@ impl Prepared {
                         )),
                     });
                     let _ = recorder.flush();
-                    drop(lock);
+                    drop(locks);
                     return Report {
                         status: RunStatus::Failed,
                         state: recorder.state(),
@@ -392,7 +433,7 @@ impl Prepared {
         .await;
         let state = recorder.state();
         drop(recorder);
-        drop(lock);
+        drop(locks);
         Report { status, state }
     }
 }

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use super::event::RunStatus;
 use super::id::is_run_id;
-use super::lock::live_owner;
 use super::log;
 use super::run::{Manifest, RunDir, Store};
 use super::state::RunState;
@@ -162,8 +161,7 @@ impl Store {
             Err(e) => return Err(e),
         };
         let state = RunState::from_records(&contents.records);
-        let live = live_owner(self.dir()).is_some_and(|o| o.run_id == run.id);
-        let status = state.status_given(live);
+        let status = state.status_given(run.is_live());
         Ok(RunSummary {
             run: run.clone(),
             manifest,
@@ -174,7 +172,6 @@ impl Store {
 
     /// Every run, oldest first. Runs that cannot be read are left out.
     pub fn list(&self) -> io::Result<Vec<RunSummary>> {
-        let live = live_owner(self.dir());
         let mut runs = Vec::new();
         for id in self.run_ids()? {
             let run = self.run(&id);
@@ -183,8 +180,7 @@ impl Store {
                 continue;
             };
             let state = RunState::from_records(&contents.records);
-            let is_live = live.as_ref().is_some_and(|o| o.run_id == id);
-            let status = state.status_given(is_live);
+            let status = state.status_given(run.is_live());
             runs.push(RunSummary {
                 run,
                 manifest,

@@ -1,10 +1,10 @@
-//! The run lock of a working tree: `.reins/lock`.
+//! Locks: one per run (`.reins/runs/<id>/lock`: which process executes it) and one per working
+//! tree (`.reins/lock`: one run at a time edits a checkout; runs in their own worktree skip it).
 //!
-//! One run executes in a working tree at a time (agents edit its files). The lock is an
-//! exclusive `flock` on `.reins/lock`, and the file says who holds it: pid, run id, start
-//! time. The kernel drops a `flock` when its process dies, however it dies, so the lock of a
-//! dead owner is simply taken over by the next `reins run` or `resume`; it can never get stuck.
-//! The file is never deleted (deleting a locked file races with the next locker).
+//! A lock is an exclusive `flock` on its file, and the file says who holds it: pid, run id,
+//! start time. The kernel drops a `flock` when its process dies, however it dies, so the lock
+//! of a dead owner is simply taken over by the next `reins run` or `resume`; it can never get
+//! stuck. The file is never deleted (deleting a locked file races with the next locker).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -65,10 +65,12 @@ impl std::fmt::Display for LockError {
 impl std::error::Error for LockError {}
 
 impl RunLock {
-    /// Takes the lock of the store at `reins_dir` for `run_id`.
-    pub fn acquire(reins_dir: &Path, run_id: &str) -> Result<Self, LockError> {
-        fs::create_dir_all(reins_dir).map_err(LockError::Io)?;
-        let path = reins_dir.join("lock");
+    /// Takes the lock at `path` for `run_id`, without waiting.
+    pub fn acquire(path: &Path, run_id: &str) -> Result<Self, LockError> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(LockError::Io)?;
+        }
+        let path = path.to_path_buf();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -111,13 +113,10 @@ impl RunLock {
     }
 }
 
-/// Who executes a run in the store at `reins_dir` right now, if anyone. Never blocks and never
-/// takes the lock away from a live owner.
-pub fn live_owner(reins_dir: &Path) -> Option<Owner> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .open(reins_dir.join("lock"))
-        .ok()?;
+/// Who holds the lock at `path` right now, if anyone. Never blocks and never takes the lock
+/// away from a live owner.
+pub fn live_owner(path: &Path) -> Option<Owner> {
+    let mut file = OpenOptions::new().read(true).open(path).ok()?;
     // If a shared lock can be taken, nobody holds the exclusive one.
     match Flock::lock(file.try_clone().ok()?, FlockArg::LockSharedNonblock) {
         Ok(probe) => {
@@ -167,7 +166,7 @@ mod tests {
     #[test]
     fn one_holder_at_a_time_and_released_on_drop() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join(".reins");
+        let dir = tmp.path().join(".reins/lock");
         assert_eq!(live_owner(&dir), None);
         let lock = RunLock::acquire(&dir, "run-a").unwrap();
         let owner = live_owner(&dir).expect("held");
@@ -192,11 +191,11 @@ mod tests {
     #[test]
     fn a_dead_owners_lock_is_taken_over() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join(".reins");
-        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(tmp.path().join(".reins")).unwrap();
+        let dir = tmp.path().join(".reins/lock");
         // A lock file left by a process that died: its flock is gone with it.
         fs::write(
-            dir.join("lock"),
+            &dir,
             r#"{"pid":999999,"run_id":"old","since":"2026-01-01T00:00:00Z"}"#,
         )
         .unwrap();

@@ -46,8 +46,11 @@ pub struct Manifest {
     /// When the run started.
     #[serde(with = "super::time")]
     pub started_at: SystemTime,
-    /// The working tree the run works in.
+    /// The working tree of the repository the run belongs to.
     pub root: PathBuf,
+    /// The git worktree the run works in instead, when isolated (`isolation: worktree`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<PathBuf>,
 }
 
 /// A file frozen into `run.json`.
@@ -80,6 +83,7 @@ impl Manifest {
             digest: String::new(),
             started_at: super::time::now(),
             root: root.to_path_buf(),
+            worktree: None,
         };
         m.digest = m.compute_digest();
         m
@@ -149,6 +153,11 @@ impl Store {
         &self.dir
     }
 
+    /// `.reins/lock`: the working tree's lock.
+    pub fn tree_lock_path(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
     /// `.reins/runs/`.
     pub fn runs_dir(&self) -> PathBuf {
         self.dir.join("runs")
@@ -193,6 +202,16 @@ impl RunDir {
         self.path.join("run.json")
     }
 
+    /// `lock`: held by the process executing the run.
+    pub fn lock_path(&self) -> PathBuf {
+        self.path.join("lock")
+    }
+
+    /// True when a live process executes the run.
+    pub fn is_live(&self) -> bool {
+        super::lock::live_owner(&self.lock_path()).is_some()
+    }
+
     /// `events.jsonl`.
     pub fn events_path(&self) -> PathBuf {
         self.path.join("events.jsonl")
@@ -221,6 +240,14 @@ impl RunDir {
             safe
         };
         self.path.join("nodes").join(safe)
+    }
+
+    /// Rewrites `run.json` (only before the run's first event).
+    pub fn write_manifest(&self, manifest: &Manifest) -> io::Result<()> {
+        write_atomic(
+            &self.manifest_path(),
+            &serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?,
+        )
     }
 
     /// Reads `run.json`.
