@@ -111,7 +111,7 @@ fn print_node(run: &RunDir, node: &str, split_streams: bool) {
 
 fn follow_node(run: &RunDir, node: &str) -> i32 {
     let dir = run.node_dir(node);
-    let mut offsets = vec![0u64; 2];
+    let mut offsets = [0u64; 2];
     let mut events = Tail::new(&run.events_path());
     let mut state = RunState::new();
     loop {

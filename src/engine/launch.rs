@@ -392,7 +392,10 @@ impl Prepared {
         let mut info = RunInfo {
             run_id: run.id.clone(),
             workflow: manifest.workflow.clone(),
-            root: manifest.worktree.clone().unwrap_or_else(|| manifest.root.clone()),
+            root: manifest
+                .worktree
+                .clone()
+                .unwrap_or_else(|| manifest.root.clone()),
             dir: run.clone(),
             inputs: manifest.inputs.clone(),
             env: Vec::new(),
