@@ -243,7 +243,7 @@ pub fn start(
             return Err(e);
         }
     }
-    let log = EventLog::create(&run.events_path())
+    let log = EventLog::create(&run.events_path(), run.durable_paths())
         .map_err(|e| LaunchError::io(format!("cannot create the event log: {e}")))?;
     let first = Event::RunStarted {
         run_id: run.id.clone(),

@@ -43,7 +43,7 @@ pub struct Spec {
     pub cwd: PathBuf,
     /// Variables added to (or replacing) the inherited environment.
     pub env: Vec<(String, String)>,
-    /// Where stdout goes, besides the captured output.
+    /// Where stdout goes, besides the captured output (appended; its folder must exist).
     pub stdout_log: PathBuf,
     /// Where stderr goes.
     pub stderr_log: PathBuf,
@@ -253,10 +253,11 @@ fn spawn_error(program: &str, e: io::Error) -> io::Error {
 }
 
 fn open_log(path: &PathBuf) -> io::Result<File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    OpenOptions::new().create(true).append(true).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))
 }
 
 fn signal_group(pgid: Pid, signal: Signal) {

@@ -49,16 +49,20 @@ pub struct Contents {
 }
 
 impl EventLog {
-    /// Creates a new, empty log. Fails if the file exists.
-    pub fn create(path: &Path) -> io::Result<Self> {
+    /// Creates a new, empty log. Fails if the file exists. Before the first event is written,
+    /// the writer thread makes the log's own directory entry durable, and each of
+    /// `durable_first` (files and directories written just before, like `run.json`): off the
+    /// caller's path, yet never after an event that needs them.
+    pub fn create(path: &Path, durable_first: Vec<PathBuf>) -> io::Result<Self> {
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(path)?;
+        let mut first = durable_first;
         if let Some(dir) = path.parent() {
-            sync_dir(dir);
+            first.push(dir.to_path_buf());
         }
-        Ok(Self::spawn(path, file, 1))
+        Ok(Self::spawn(path, file, 1, first))
     }
 
     /// Opens an existing log to append to it, cutting off a torn last line first. Returns the
@@ -73,16 +77,16 @@ impl EventLog {
         let mut file = file;
         file.seek(SeekFrom::End(0))?;
         let next = contents.records.last().map(|r| r.seq + 1).unwrap_or(1);
-        Ok((Self::spawn(path, file, next), contents))
+        Ok((Self::spawn(path, file, next, Vec::new()), contents))
     }
 
-    fn spawn(path: &Path, file: File, next_seq: u64) -> Self {
+    fn spawn(path: &Path, file: File, next_seq: u64, durable_first: Vec<PathBuf>) -> Self {
         let (sender, receiver) = mpsc::channel();
         let error = Arc::new(Mutex::new(None));
         let thread_error = error.clone();
         let thread = std::thread::Builder::new()
             .name("reins-event-log".into())
-            .spawn(move || write_loop(file, receiver, thread_error))
+            .spawn(move || write_loop(file, receiver, thread_error, durable_first))
             .ok();
         let (sender, thread) = match thread {
             Some(t) => (Some(sender), Some(t)),
@@ -183,7 +187,12 @@ impl Drop for EventLog {
     }
 }
 
-fn write_loop(mut file: File, receiver: Receiver<Message>, error: Arc<Mutex<Option<String>>>) {
+fn write_loop(
+    mut file: File,
+    receiver: Receiver<Message>,
+    error: Arc<Mutex<Option<String>>>,
+    mut durable_first: Vec<PathBuf>,
+) {
     let mut buffer = Vec::with_capacity(64 * 1024);
     let mut waiters: Vec<SyncSender<io::Result<()>>> = Vec::new();
     while let Ok(first) = receiver.recv() {
@@ -194,6 +203,12 @@ fn write_loop(mut file: File, receiver: Receiver<Message>, error: Arc<Mutex<Opti
                 Message::Flush(tx) => waiters.push(tx),
             }
             next = receiver.try_recv().ok();
+        }
+        for path in durable_first.drain(..) {
+            if let Err(e) = File::open(&path).and_then(|f| f.sync_all()) {
+                let mut slot = error.lock().unwrap_or_else(|e| e.into_inner());
+                slot.get_or_insert_with(|| format!("{}: {e}", path.display()));
+            }
         }
         let result = if buffer.is_empty() {
             Ok(())
@@ -297,7 +312,7 @@ mod tests {
     fn appends_are_numbered_and_durable_after_flush() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
-        let mut log = EventLog::create(&path).unwrap();
+        let mut log = EventLog::create(&path, Vec::new()).unwrap();
         for n in ["a", "b", "c"] {
             log.append(started(n)).unwrap();
         }
@@ -307,14 +322,14 @@ mod tests {
         assert_eq!(seqs, [1, 2, 3]);
         assert!(!contents.torn_tail);
         log.close().unwrap();
-        assert!(EventLog::create(&path).is_err(), "never overwrites a log");
+        assert!(EventLog::create(&path, Vec::new()).is_err(), "never overwrites a log");
     }
 
     #[test]
     fn a_torn_last_line_is_ignored_and_cut_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
-        let mut log = EventLog::create(&path).unwrap();
+        let mut log = EventLog::create(&path, Vec::new()).unwrap();
         log.append(started("a")).unwrap();
         log.close().unwrap();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -355,7 +370,7 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let mut tail = Tail::new(&path);
         assert!(tail.poll().unwrap().is_empty());
-        let mut log = EventLog::create(&path).unwrap();
+        let mut log = EventLog::create(&path, Vec::new()).unwrap();
         log.append(started("a")).unwrap();
         log.flush().unwrap();
         assert_eq!(tail.poll().unwrap().len(), 1);

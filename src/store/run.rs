@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::id::new_run_id;
-use super::log::sync_dir;
 
 /// The frozen description of a run, written once when it starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,7 +170,9 @@ impl Store {
         }
     }
 
-    /// Creates the directory of a new run, chooses its id and writes `run.json` durably.
+    /// Creates the directory of a new run, chooses its id and writes `run.json`. The files
+    /// and folders [`RunDir::durable_paths`] lists are not synced yet: pass them to
+    /// [`super::EventLog::create`], which syncs them before the first event.
     pub fn create_run(&self, manifest: &mut Manifest) -> io::Result<RunDir> {
         let runs = self.runs_dir();
         fs::create_dir_all(&runs)?;
@@ -187,11 +188,7 @@ impl Store {
         manifest.id = run.id.clone();
         fs::create_dir(run.artifacts_dir())?;
         fs::create_dir(run.path.join("nodes"))?;
-        write_atomic(
-            &run.manifest_path(),
-            &serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?,
-        )?;
-        sync_dir(&runs);
+        run.write_manifest(manifest)?;
         Ok(run)
     }
 }
@@ -242,12 +239,23 @@ impl RunDir {
         self.path.join("nodes").join(safe)
     }
 
-    /// Rewrites `run.json` (only before the run's first event).
+    /// Writes `run.json` through a temporary file and a rename (only before the run's first
+    /// event; not synced, see [`RunDir::durable_paths`]).
     pub fn write_manifest(&self, manifest: &Manifest) -> io::Result<()> {
-        write_atomic(
-            &self.manifest_path(),
-            &serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?,
-        )
+        let path = self.manifest_path();
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?)?;
+        fs::rename(&tmp, &path)
+    }
+
+    /// What must be durable before the run's first event: `run.json`, the run's folder and
+    /// the folder of runs.
+    pub fn durable_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.manifest_path(), self.path.clone()];
+        if let Some(runs) = self.path.parent() {
+            paths.push(runs.to_path_buf());
+        }
+        paths
     }
 
     /// Reads `run.json`.
@@ -260,20 +268,6 @@ impl RunDir {
             )
         })
     }
-}
-
-/// Writes a file through a temporary file and a rename, so it is either whole or absent.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir);
-    }
-    Ok(())
 }
 
 /// The working tree containing `dir`: the nearest ancestor holding `.git`, else `dir`.
