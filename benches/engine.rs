@@ -24,7 +24,10 @@ fn main() {
     let root = dir.path();
     std::fs::create_dir_all(root.join(".git")).unwrap();
     std::fs::create_dir_all(root.join(".workflows")).unwrap();
-    println!("reins engine benchmark ({} runs per case, medians)\n", REPEAT);
+    println!(
+        "reins engine benchmark ({} runs per case, medians)\n",
+        REPEAT
+    );
 
     // 1. A chain of 100 `true`.
     let mut chain = String::from("nodes:\n");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::args::LogsArgs;
 use super::progress::describe;
-use super::run::{current_store, fail};
+use super::run::{current_store, fail, say};
 use crate::diagnostic::suggestion;
 use crate::exit;
 use crate::store::log::Tail;
@@ -164,7 +164,7 @@ fn follow_run(run: &RunDir) -> i32 {
             state.apply(r);
             if let Some(line) = describe(r, &state) {
                 let ts = crate::store::time::format(r.ts);
-                println!("{} {line}", ts.get(11..23).unwrap_or(&ts));
+                say!("{} {line}", ts.get(11..23).unwrap_or(&ts));
             }
             ended |= matches!(r.event, Event::RunFinished { .. } | Event::RunPaused { .. });
         }

@@ -212,11 +212,7 @@ impl Live {
                     let s = lines.lock().unwrap_or_else(|e| e.into_inner());
                     let width = terminal_width();
                     for (id, since, attempt) in s.running.iter().take(MAX_LIVE_LINES) {
-                        let mut line = format!(
-                            "  {} {}",
-                            pad(id, 24),
-                            duration::format(Duration::from_secs(since.elapsed().as_secs()))
-                        );
+                        let mut line = format!("  {} {}", pad(id, 24), clock(since.elapsed()));
                         if *attempt > 1 {
                             let _ = write!(line, " (attempt {attempt})");
                         }
@@ -231,10 +227,7 @@ impl Live {
                 "summary",
                 move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
                     let s = summary.lock().unwrap_or_else(|e| e.into_inner());
-                    let elapsed = s
-                        .started
-                        .map(|t| duration::format(Duration::from_secs(t.elapsed().as_secs())))
-                        .unwrap_or_default();
+                    let elapsed = s.started.map(|t| clock(t.elapsed())).unwrap_or_default();
                     let _ = write!(
                         w,
                         "{}/{} settled, {} running",
@@ -305,6 +298,15 @@ impl Observer for Live {
         ) {
             self.bar.finish_and_clear();
         }
+    }
+}
+
+/// Elapsed time for the live view: tenths of a second under a minute.
+fn clock(d: Duration) -> String {
+    if d < Duration::from_secs(60) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        duration::format(d)
     }
 }
 

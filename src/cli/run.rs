@@ -17,6 +17,15 @@ use crate::exit;
 use crate::store::{NodeStatus, Store};
 use crate::workflow::{self, validate, NodeKind};
 
+/// Prints a line on stdout; a closed pipe (`reins runs | head -1`) is not an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
 /// Runs `reins run`.
 pub fn run(args: RunArgs) -> i32 {
     let store = match current_store() {
@@ -75,7 +84,7 @@ pub fn resume(args: ResumeArgs) -> i32 {
     match launch::resume(&store, run, args.from.as_deref(), &runners) {
         Ok(Resumed::Ready(prepared)) => drive(*prepared, runners, args.concurrency, args.json),
         Ok(Resumed::AlreadySucceeded(run)) => {
-            println!(
+            say!(
                 "run {} already succeeded; nothing to do (`--from NODE` runs a node and what depends on it again)",
                 run.id
             );

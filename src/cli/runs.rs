@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::args::{CancelArgs, ListFormat, RunsArgs, StatusArgs};
 use super::progress::node_table;
-use super::run::{current_store, fail};
+use super::run::{current_store, fail, say};
 use crate::exit;
 use crate::store::lock::live_owner;
 use crate::store::{time, Event, EventLog, NodeStatus, RunLock, RunStatus, RunSummary, Store};
@@ -28,14 +28,14 @@ pub fn list(args: RunsArgs) -> i32 {
     match args.format {
         ListFormat::Json => {
             let items: Vec<_> = runs.iter().map(|r| summary_json(r, now)).collect();
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&items).unwrap_or_default()
             );
         }
         ListFormat::Human => {
             if runs.is_empty() {
-                println!("no runs yet (start one with `reins run WORKFLOW`)");
+                say!("no runs yet (start one with `reins run WORKFLOW`)");
                 return exit::SUCCESS;
             }
             let wf_width = runs
@@ -44,9 +44,13 @@ pub fn list(args: RunsArgs) -> i32 {
                 .max()
                 .unwrap_or(8)
                 .max(8);
-            println!(
+            say!(
                 "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  COST",
-                "ID", "WORKFLOW", "STATUS", "STARTED", "DURATION"
+                "ID",
+                "WORKFLOW",
+                "STATUS",
+                "STARTED",
+                "DURATION"
             );
             for r in &runs {
                 let started = r
@@ -64,7 +68,7 @@ pub fn list(args: RunsArgs) -> i32 {
                 } else {
                     format!("${:.4}", usage.cost_usd)
                 };
-                println!(
+                say!(
                     "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {cost}",
                     r.run.id,
                     r.workflow(),
@@ -121,7 +125,7 @@ pub fn status(args: StatusArgs) -> i32 {
                 value["digest"] = json!(m.digest);
                 value["workflow_path"] = json!(m.workflow_path);
             }
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&value).unwrap_or_default()
             );
@@ -133,24 +137,29 @@ pub fn status(args: StatusArgs) -> i32 {
                 .map(|t| humantime::format_rfc3339_seconds(t).to_string())
                 .unwrap_or_default();
             let took = state.elapsed(now).map(duration::format).unwrap_or_default();
-            println!(
+            say!(
                 "run {} of `{}`: {} (started {started}, {took})",
                 run.id,
                 summary.workflow(),
                 summary.status
             );
-            print!("{}", node_table(state, now));
+            {
+                use std::io::Write as _;
+                let _ = std::io::stdout()
+                    .lock()
+                    .write_all(node_table(state, now).as_bytes());
+            }
             if let Some(e) = &state.error {
-                println!("error: {e}");
+                say!("error: {e}");
             }
             match summary.status {
-                RunStatus::Interrupted => println!(
+                RunStatus::Interrupted => say!(
                     "reins stopped while this run executed; continue it with `reins resume {}`",
                     run.id
                 ),
                 RunStatus::Running => {
                     if let Some(o) = live_owner(&run.lock_path()) {
-                        println!("executing in pid {}", o.pid);
+                        say!("executing in pid {}", o.pid);
                     }
                 }
                 _ => {}
@@ -187,7 +196,7 @@ pub fn cancel(args: CancelArgs) -> i32 {
             mark_cancelled(&summary)
         }
         done => {
-            println!("run {} already ended: {done}", run.id);
+            say!("run {} already ended: {done}", run.id);
             exit::SUCCESS
         }
     }
@@ -203,7 +212,7 @@ fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
             exit::NODE_FAILED,
         );
     }
-    println!("cancelling run {run_id} (pid {pid})...");
+    say!("cancelling run {run_id} (pid {pid})...");
     let start = Instant::now();
     let mut forced = false;
     loop {
@@ -227,7 +236,7 @@ fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
         .summary(&store.run(run_id))
         .map(|s| s.status)
         .unwrap_or(RunStatus::Interrupted);
-    println!("run {run_id}: {status}");
+    say!("run {run_id}: {status}");
     exit::SUCCESS
 }
 
@@ -264,6 +273,6 @@ fn mark_cancelled(summary: &RunSummary) -> i32 {
             exit::NODE_FAILED,
         );
     }
-    println!("run {}: cancelled", run.id);
+    say!("run {}: cancelled", run.id);
     exit::SUCCESS
 }

@@ -337,10 +337,21 @@ pub fn resume(
             reset.push(id.clone());
         }
     }
-    let first = Event::RunResumed {
-        pid: std::process::id(),
-        from: from.map(str::to_string),
-        reset,
+    // A run killed before its first event was written starts over.
+    let first = if contents.records.is_empty() {
+        Event::RunStarted {
+            run_id: run.id.clone(),
+            workflow: manifest.workflow.clone(),
+            nodes: plan.dag.ids.clone(),
+            inputs: manifest.inputs.clone(),
+            pid: std::process::id(),
+        }
+    } else {
+        Event::RunResumed {
+            pid: std::process::id(),
+            from: from.map(str::to_string),
+            reset,
+        }
     };
     Ok(Resumed::Ready(Box::new(Prepared {
         store: store.clone(),

@@ -322,7 +322,10 @@ mod tests {
         assert_eq!(seqs, [1, 2, 3]);
         assert!(!contents.torn_tail);
         log.close().unwrap();
-        assert!(EventLog::create(&path, Vec::new()).is_err(), "never overwrites a log");
+        assert!(
+            EventLog::create(&path, Vec::new()).is_err(),
+            "never overwrites a log"
+        );
     }
 
     #[test]

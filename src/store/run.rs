@@ -244,7 +244,10 @@ impl RunDir {
     pub fn write_manifest(&self, manifest: &Manifest) -> io::Result<()> {
         let path = self.manifest_path();
         let tmp = path.with_extension("tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?)?;
+        fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?,
+        )?;
         fs::rename(&tmp, &path)
     }
 
