@@ -1,8 +1,11 @@
 //! The workflow language: load a YAML file into a typed [`Workflow`], every value spanned.
 
+pub mod command_file;
 pub mod decode;
+pub mod discover;
 pub mod duration;
 pub mod model;
+pub mod schema;
 pub mod yaml;
 
 use std::path::Path;
