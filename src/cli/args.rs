@@ -20,6 +20,10 @@ pub struct Cli {
 pub enum Command {
     /// Check workflow files and report every problem (exit 2 if any error).
     Validate(ValidateArgs),
+    /// List the workflows found: project `.workflows/`, user-global, bundled.
+    List(ListArgs),
+    /// Print the JSON Schema of the workflow format, for editors.
+    Schema,
 }
 
 /// `reins validate`.
@@ -30,4 +34,21 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+}
+
+/// `reins list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+}
+
+/// Output format of `reins list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    /// One line per workflow: name, source, path, description.
+    Text,
+    /// A JSON array of objects.
+    Json,
 }

@@ -1,6 +1,8 @@
 //! The command line: parse arguments, run one command, return an exit code.
 
 mod args;
+mod list;
+mod schema;
 mod validate;
 
 use clap::Parser;
@@ -24,5 +26,7 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Validate(opts) => validate::run(opts),
+        Command::List(opts) => list::run(opts),
+        Command::Schema => schema::run(),
     }
 }
