@@ -2,20 +2,73 @@
 
 mod support;
 
+use serde_json::Value;
 use support::Repo;
 
 const HELLO: &str = "description: Say hello\nnodes: [{id: hello, bash: echo hello}]\n";
 
+/// The rows of the text listing below its header: name, source, path, and the rest.
+fn rows(stdout: &str) -> Vec<[String; 4]> {
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap_or("");
+    assert!(header.starts_with("NAME "), "{stdout}");
+    lines
+        .map(|line| {
+            let mut rest = line;
+            let mut cell = || {
+                let t = rest.trim_start();
+                let end = t.find(' ').unwrap_or(t.len());
+                rest = &t[end..];
+                t[..end].to_string()
+            };
+            let (name, source, path) = (cell(), cell(), cell());
+            [name, source, path, rest.trim().to_string()]
+        })
+        .collect()
+}
+
+/// The rows that are not bundled workflows.
+fn local_rows(stdout: &str) -> Vec<[String; 4]> {
+    rows(stdout)
+        .into_iter()
+        .filter(|r| r[1] != "bundled")
+        .collect()
+}
+
+fn row(name: &str, source: &str, path_end: &str, about: &str) -> impl Fn(&[String; 4]) -> bool {
+    let (name, source, path_end, about) = (
+        name.to_string(),
+        source.to_string(),
+        path_end.to_string(),
+        about.to_string(),
+    );
+    move |r| r[0] == name && r[1] == source && r[2].ends_with(&path_end) && r[3] == about
+}
+
+/// Names of the bundled workflows, as `list --format json` reports them.
+fn bundled() -> Vec<String> {
+    let list = Repo::new().reins(&["list", "--format", "json"]).json();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["source"] == "bundled")
+        .map(|w| w["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
-fn empty_project_says_where_it_looked() {
-    let out = Repo::new().reins(&["list"]);
-    out.success()
-        .stdout_has("no workflows found (searched .workflows/, ")
-        .stdout_has("home/workflows/ and the bundled workflows)")
-        .stdout_has("help: add one as `.workflows/NAME.yaml`");
-    let out = Repo::new().reins(&["list", "--format", "json"]);
-    out.success();
-    assert_eq!(out.json(), serde_json::json!([]));
+fn bundled_workflows_are_listed_valid_with_a_description() {
+    let list = Repo::new().reins(&["list", "--format", "json"]).json();
+    for w in list.as_array().unwrap() {
+        assert_eq!(w["source"], "bundled", "{w}");
+        assert_eq!(w["valid"], true, "{w}");
+        assert!(
+            w["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{w}"
+        );
+        let path = w["path"].as_str().unwrap();
+        assert!(path.starts_with("<bundled>/workflows/"), "{path}");
+    }
 }
 
 #[test]
@@ -27,7 +80,7 @@ fn lists_name_source_path_and_description() {
             "nodes: [{id: d, bash: ./deploy}]\n",
         )
         .file(
-            "home/workflows/tidy.yaml",
+            "home/workflows/tidy-up.yaml",
             "description: |\n  Tidy up\n  the tree\nnodes: [{id: t, bash: cargo fmt}]\n",
         )
         // Not workflows: other extensions, the schema file, command files.
@@ -36,31 +89,29 @@ fn lists_name_source_path_and_description() {
         .file("repo/.workflows/commands/plan.yaml", "nodes: []\n");
     let out = repo.reins(&["list"]);
     out.success();
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    let rows = local_rows(&out.stdout);
+    assert_eq!(rows.len(), 3, "{}", out.stdout);
     assert!(
-        lines[0].starts_with("NAME    SOURCE   PATH"),
-        "{}",
-        lines[0]
+        row("deploy", "project", ".workflows/deploy.yml", "")(&rows[0]),
+        "{rows:?}"
     );
     assert!(
-        lines[1].starts_with("deploy  project  .workflows/deploy.yml"),
-        "{}",
-        lines[1]
+        row("hello", "project", ".workflows/hello.yaml", "Say hello")(&rows[1]),
+        "{rows:?}"
     );
-    assert!(
-        lines[2].starts_with("hello   project  .workflows/hello.yaml"),
-        "{}",
-        lines[2]
-    );
-    assert!(lines[2].ends_with("  Say hello"), "{}", lines[2]);
-    assert!(lines[3].starts_with("tidy    user     "), "{}", lines[3]);
     // The first line of a multi-line description.
     assert!(
-        lines[3].ends_with("home/workflows/tidy.yaml  Tidy up"),
-        "{}",
-        lines[3]
+        row("tidy-up", "user", "home/workflows/tidy-up.yaml", "Tidy up")(&rows[2]),
+        "{rows:?}"
     );
+    // Sorted by name, bundled ones included.
+    let names: Vec<String> = self::rows(&out.stdout)
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
 }
 
 #[test]
@@ -74,14 +125,23 @@ fn a_project_workflow_shadows_a_user_one() {
             "home/workflows/build.yaml",
             "description: User build\nnodes: [{id: a, bash: make}]\n",
         );
-    repo.reins(&["list"])
-        .success()
-        .stdout_has("Project build  (shadows user)")
-        .stdout_lacks("User build");
+    let out = repo.reins(&["list"]);
+    out.success().stdout_lacks("User build");
+    let rows = local_rows(&out.stdout);
+    assert_eq!(rows.len(), 1, "{}", out.stdout);
+    let about = "Project build  (shadows user)";
+    assert!(
+        row("build", "project", ".workflows/build.yaml", about)(&rows[0]),
+        "{rows:?}"
+    );
+
     let list = repo.reins(&["list", "--format", "json"]).json();
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    let build = &list[0];
-    assert_eq!(build["name"], "build");
+    let build = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "build")
+        .unwrap();
     assert_eq!(build["source"], "project");
     assert_eq!(build["path"], ".workflows/build.yaml");
     assert_eq!(build["description"], "Project build");
@@ -92,13 +152,61 @@ fn a_project_workflow_shadows_a_user_one() {
 }
 
 #[test]
+fn a_project_workflow_shadows_a_bundled_one() {
+    let Some(name) = bundled().into_iter().next() else {
+        eprintln!("no bundled workflows in this build; nothing to shadow");
+        return;
+    };
+    let repo = Repo::new()
+        .file(
+            &format!("repo/.workflows/{name}.yaml"),
+            "description: Mine\nnodes: [{id: a, bash: make}]\n",
+        )
+        .file(
+            &format!("home/workflows/{name}.yml"),
+            "description: User's\nnodes: [{id: a, bash: make}]\n",
+        );
+    let out = repo.reins(&["list"]);
+    out.success();
+    let rows = rows(&out.stdout);
+    let mine: Vec<_> = rows.iter().filter(|r| r[0] == name).collect();
+    assert_eq!(mine.len(), 1, "{}", out.stdout);
+    let path = format!(".workflows/{name}.yaml");
+    assert!(
+        row(&name, "project", &path, "Mine  (shadows user, bundled)")(mine[0]),
+        "{mine:?}"
+    );
+    let list = repo.reins(&["list", "--format", "json"]).json();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name.as_str())
+        .unwrap();
+    let hidden: Vec<&Value> = entry["shadows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["source"])
+        .collect();
+    assert_eq!(hidden, ["user", "bundled"]);
+    let bundled_path = entry["shadows"][1]["path"].as_str().unwrap();
+    assert_eq!(bundled_path, format!("<bundled>/workflows/{name}.yaml"));
+}
+
+#[test]
 fn a_yml_next_to_a_yaml_is_shadowed_and_shown() {
     let repo = Repo::new()
         .file("repo/.workflows/ci.yaml", "nodes: [{id: a, bash: make}]\n")
         .file("repo/.workflows/ci.yml", "nodes: [{id: a, bash: make}]\n");
-    repo.reins(&["list"])
-        .success()
-        .stdout_has("ci    project  .workflows/ci.yaml  (shadows .workflows/ci.yml)");
+    let out = repo.reins(&["list"]);
+    out.success();
+    let rows = local_rows(&out.stdout);
+    let about = "(shadows .workflows/ci.yml)";
+    assert!(
+        row("ci", "project", ".workflows/ci.yaml", about)(&rows[0]),
+        "{rows:?}"
+    );
 }
 
 #[test]
@@ -110,15 +218,32 @@ fn an_invalid_file_is_listed_not_fatal() {
         )
         .file("repo/.workflows/syntax.yaml", "nodes: [\n")
         .file("repo/.workflows/hello.yaml", HELLO);
-    repo.reins(&["list"])
-        .success()
-        .stdout_has("broken  project  .workflows/broken.yaml  (invalid: run reins validate .workflows/broken.yaml)")
-        .stdout_has("(invalid: run reins validate .workflows/syntax.yaml)")
-        .stdout_has("Say hello");
+    let out = repo.reins(&["list"]);
+    out.success();
+    let rows = local_rows(&out.stdout);
+    let invalid = "(invalid: run reins validate .workflows/broken.yaml)";
+    assert!(
+        row("broken", "project", ".workflows/broken.yaml", invalid)(&rows[0]),
+        "{rows:?}"
+    );
+    assert!(
+        row("hello", "project", ".workflows/hello.yaml", "Say hello")(&rows[1]),
+        "{rows:?}"
+    );
+    let invalid = "(invalid: run reins validate .workflows/syntax.yaml)";
+    assert!(
+        row("syntax", "project", ".workflows/syntax.yaml", invalid)(&rows[2]),
+        "{rows:?}"
+    );
+
     let list = repo.reins(&["list", "--format", "json"]).json();
-    let valid: Vec<_> = list
+    let local: Vec<&Value> = list
         .as_array()
         .unwrap()
+        .iter()
+        .filter(|w| w["source"] == "project")
+        .collect();
+    let valid: Vec<_> = local
         .iter()
         .map(|w| (w["name"].as_str().unwrap(), w["valid"].as_bool().unwrap()))
         .collect();
@@ -127,7 +252,7 @@ fn an_invalid_file_is_listed_not_fatal() {
         [("broken", false), ("hello", true), ("syntax", false)]
     );
     // What the decoder could read is still reported.
-    assert_eq!(list[0]["description"], "Broken");
+    assert_eq!(local[0]["description"], "Broken");
 }
 
 #[test]
@@ -135,11 +260,19 @@ fn finds_the_project_from_a_subfolder() {
     let repo = Repo::new()
         .file("repo/.workflows/hello.yaml", HELLO)
         .cwd("src/deep");
-    repo.reins(&["list"])
-        .success()
-        .stdout_has("hello  project")
-        // The path is shown as it is from the current folder.
-        .stdout_has("/repo/.workflows/hello.yaml");
+    let out = repo.reins(&["list"]);
+    out.success();
+    let rows = local_rows(&out.stdout);
+    // The path is shown as it is from the current folder.
+    assert!(
+        row(
+            "hello",
+            "project",
+            "/repo/.workflows/hello.yaml",
+            "Say hello"
+        )(&rows[0]),
+        "{rows:?}"
+    );
 }
 
 #[test]
@@ -148,16 +281,31 @@ fn user_folder_falls_back_to_xdg_then_home() {
         .file("xdg/reins/workflows/from-xdg.yaml", HELLO)
         .file("user/.config/reins/workflows/from-home.yaml", HELLO)
         .env("REINS_HOME", "");
-    repo.reins(&["list"])
-        .success()
-        .stdout_has("from-home  user")
-        .stdout_lacks("from-xdg");
+    let out = repo.reins(&["list"]);
+    out.success();
+    let rows = local_rows(&out.stdout);
+    // Under $HOME, the path is shown with `~`.
+    let path = "~/.config/reins/workflows/from-home.yaml";
+    assert!(
+        row("from-home", "user", path, "Say hello")(&rows[0]),
+        "{rows:?}"
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+
     let xdg = repo.tmp().join("xdg").display().to_string();
     let repo = repo.env("XDG_CONFIG_HOME", &xdg);
-    repo.reins(&["list"])
-        .success()
-        .stdout_has("from-xdg  user")
-        .stdout_lacks("from-home");
+    let out = repo.reins(&["list"]);
+    let rows = local_rows(&out.stdout);
+    assert!(
+        row(
+            "from-xdg",
+            "user",
+            "xdg/reins/workflows/from-xdg.yaml",
+            "Say hello"
+        )(&rows[0]),
+        "{rows:?}"
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
 }
 
 #[test]

@@ -19,7 +19,18 @@ struct Row {
 /// Runs `reins list`.
 pub fn run(args: ListArgs) -> i32 {
     let search = SearchPath::from_env();
-    let rows: Vec<Row> = search
+    let rows = rows(&search);
+    let out = match args.format {
+        ListFormat::Text => text(&search, &rows),
+        ListFormat::Json => json(&rows),
+    };
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    exit::SUCCESS
+}
+
+/// Every workflow found, loaded to read its description and see whether it is valid.
+fn rows(search: &SearchPath) -> Vec<Row> {
+    search
         .list(Kind::Workflow)
         .into_iter()
         .map(|listed| {
@@ -31,13 +42,7 @@ pub fn run(args: ListArgs) -> i32 {
                 listed,
             }
         })
-        .collect();
-    let out = match args.format {
-        ListFormat::Text => text(&search, &rows),
-        ListFormat::Json => json(&rows),
-    };
-    let _ = std::io::stdout().write_all(out.as_bytes());
-    exit::SUCCESS
+        .collect()
 }
 
 fn text(search: &SearchPath, rows: &[Row]) -> String {
@@ -149,4 +154,25 @@ fn json(rows: &[Row]) -> String {
     let mut s = serde_json::to_string_pretty(&list).unwrap_or_default();
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn nothing_found_says_where_it_looked() {
+        let search = SearchPath::new(Path::new("/nonexistent/x"), |k| {
+            (k == "REINS_HOME").then(|| "/nonexistent/home".into())
+        })
+        .with_bundled(&[], &[]);
+        let rows = rows(&search);
+        assert!(rows.is_empty());
+        assert_eq!(
+            text(&search, &rows),
+            "no workflows found (searched /nonexistent/x/.workflows/, /nonexistent/home/workflows/ and the bundled workflows)\nhelp: add one as `.workflows/NAME.yaml`; `reins validate` checks it\n"
+        );
+        assert_eq!(json(&rows), "[]\n");
+    }
 }

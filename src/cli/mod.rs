@@ -1,6 +1,7 @@
 //! The command line: parse arguments, run one command, return an exit code.
 
 mod args;
+mod init;
 mod list;
 mod schema;
 mod validate;
@@ -28,5 +29,7 @@ pub fn main() -> i32 {
         Command::Validate(opts) => validate::run(opts),
         Command::List(opts) => list::run(opts),
         Command::Schema => schema::run(),
+        Command::Init(opts) => init::init(opts),
+        Command::New(opts) => init::new(opts),
     }
 }

@@ -245,6 +245,18 @@ impl SearchPath {
         }
     }
 
+    /// The same places with other bundled files (tests use fixtures, or none).
+    #[cfg(test)]
+    pub(crate) fn with_bundled(
+        mut self,
+        workflows: &'static [Embedded],
+        commands: &'static [Embedded],
+    ) -> Self {
+        self.bundled_workflows = workflows;
+        self.bundled_commands = commands;
+        self
+    }
+
     /// The project's `.workflows/` folder (which may not exist).
     pub fn project_dir(&self) -> PathBuf {
         self.project_root.join(".workflows")
@@ -389,6 +401,68 @@ impl SearchPath {
     }
 }
 
+impl SearchPath {
+    /// The places searched for the command files of the workflow at `path`: when the file sits
+    /// in a `.workflows/` folder, that folder's project; otherwise the current directory's.
+    pub fn for_workflow(path: &Path) -> Self {
+        let mut search = Self::from_env();
+        let parent = path
+            .parent()
+            .filter(|p| p.file_name() == Some(".workflows".as_ref()));
+        if let Some(project) = parent.and_then(Path::parent) {
+            search.project_root = if project.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                project.to_path_buf()
+            };
+        }
+        search
+    }
+}
+
+/// `validate` and the engine find command files through the same search as `reins run`.
+impl super::validate::CommandLookup for SearchPath {
+    fn lookup(
+        &self,
+        name: &str,
+    ) -> Result<super::validate::CommandFile, (Vec<PathBuf>, Vec<String>)> {
+        let found = match self.resolve_command(name) {
+            Ok(found) => found,
+            Err(DiscoverError::NotFound {
+                searched,
+                available,
+                ..
+            }) => return Err((searched.into_iter().map(PathBuf::from).collect(), available)),
+            Err(DiscoverError::BadPath { path, .. }) => return Err((vec![path], Vec::new())),
+        };
+        let file = match found.read() {
+            Ok(file) => file,
+            Err(_) => return Err((vec![found.path], Vec::new())),
+        };
+        Ok(
+            match super::command_file::parse_command_file(file.clone()) {
+                Ok(command) => super::validate::CommandFile {
+                    body_start: command.body.span.start,
+                    args: command
+                        .args
+                        .iter()
+                        .map(|a| (a.name.value.clone(), a.must_be_given()))
+                        .collect(),
+                    file,
+                    diagnostics: Vec::new(),
+                },
+                // A broken frontmatter: report it, and check no body (it cannot be told apart).
+                Err(diagnostics) => super::validate::CommandFile {
+                    body_start: file.text.len(),
+                    args: Vec::new(),
+                    file,
+                    diagnostics,
+                },
+            },
+        )
+    }
+}
+
 /// Resolves a workflow name or path from the current directory: project, user, bundled.
 pub fn resolve_workflow(name_or_path: &str) -> Result<Found, DiscoverError> {
     SearchPath::from_env().resolve_workflow(name_or_path)
@@ -479,11 +553,10 @@ mod tests {
         fs::create_dir_all(project.join("src/deep")).unwrap();
         let user = tmp.path().join("home");
         let user_env = user.clone();
-        let mut search = SearchPath::new(&project.join("src/deep"), move |k| {
+        let search = SearchPath::new(&project.join("src/deep"), move |k| {
             (k == "REINS_HOME").then(|| user_env.clone().into_os_string())
-        });
-        search.bundled_workflows = FIXTURE_WORKFLOWS;
-        search.bundled_commands = FIXTURE_COMMANDS;
+        })
+        .with_bundled(FIXTURE_WORKFLOWS, FIXTURE_COMMANDS);
         (tmp, search)
     }
 
@@ -688,6 +761,58 @@ mod tests {
         );
         let err = search.resolve_command("../etc/passwd").unwrap_err();
         assert!(matches!(err, DiscoverError::NotFound { .. }));
+    }
+
+    #[test]
+    fn validate_finds_commands_through_the_search_path() {
+        let (tmp, search) = setup();
+        let wf = tmp.path().join("repo/.workflows/w.yaml");
+        write(
+            &wf,
+            "nodes:\n  - id: a\n    command: fixture-greet\n    args: { who: me }\n  - id: b\n    command: fixture-gret\n  - id: c\n    command: broken\n",
+        );
+        write(
+            &tmp.path().join("repo/.workflows/commands/broken.md"),
+            "---\nargz: []\n---\nBody\n",
+        );
+        let loaded = super::super::load_file(&wf);
+        let diags = super::super::validate::validate(&loaded, &search);
+        let errors: Vec<_> = diags
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| {
+                (
+                    d.code,
+                    d.file
+                        .path
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            })
+            .collect();
+        let expected = [("unknown-key", "broken.md"), ("missing-command", "w.yaml")];
+        for e in expected {
+            assert!(
+                errors.iter().any(|(c, f)| (*c, f.as_str()) == e),
+                "{errors:?}"
+            );
+        }
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        let missing = diags.iter().find(|d| d.code == "missing-command").unwrap();
+        assert_eq!(
+            missing.help.as_deref(),
+            Some("did you mean `fixture-greet`?")
+        );
+    }
+
+    #[test]
+    fn a_workflow_in_a_workflows_folder_brings_its_project() {
+        let search = SearchPath::for_workflow(Path::new("/some/repo/.workflows/w.yaml"));
+        assert_eq!(search.project_root, Path::new("/some/repo"));
+        let search = SearchPath::for_workflow(Path::new(".workflows/w.yaml"));
+        assert_eq!(search.project_root, Path::new("."));
     }
 
     #[test]

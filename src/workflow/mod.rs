@@ -6,6 +6,8 @@ pub mod discover;
 pub mod duration;
 pub mod model;
 pub mod schema;
+pub mod template;
+pub mod validate;
 pub mod yaml;
 
 use std::path::Path;
