@@ -217,6 +217,11 @@ fn an_invalid_file_is_listed_not_fatal() {
             "description: Broken\nnodes: [{id: a, bsh: echo}]\n",
         )
         .file("repo/.workflows/syntax.yaml", "nodes: [\n")
+        // Decodes, but `validate` finds an unknown dependency.
+        .file(
+            "repo/.workflows/unknown-dep.yaml",
+            "nodes: [{id: a, bash: echo, depends_on: [b]}]\n",
+        )
         .file("repo/.workflows/hello.yaml", HELLO);
     let out = repo.reins(&["list"]);
     out.success();
@@ -235,6 +240,14 @@ fn an_invalid_file_is_listed_not_fatal() {
         row("syntax", "project", ".workflows/syntax.yaml", invalid)(&rows[2]),
         "{rows:?}"
     );
+    let invalid = "(invalid: run reins validate .workflows/unknown-dep.yaml)";
+    let unknown_dep = row(
+        "unknown-dep",
+        "project",
+        ".workflows/unknown-dep.yaml",
+        invalid,
+    );
+    assert!(unknown_dep(&rows[3]), "{rows:?}");
 
     let list = repo.reins(&["list", "--format", "json"]).json();
     let local: Vec<&Value> = list
@@ -249,7 +262,12 @@ fn an_invalid_file_is_listed_not_fatal() {
         .collect();
     assert_eq!(
         valid,
-        [("broken", false), ("hello", true), ("syntax", false)]
+        [
+            ("broken", false),
+            ("hello", true),
+            ("syntax", false),
+            ("unknown-dep", false)
+        ]
     );
     // What the decoder could read is still reported.
     assert_eq!(local[0]["description"], "Broken");

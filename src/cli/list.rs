@@ -8,6 +8,7 @@ use serde_json::json;
 use super::args::{ListArgs, ListFormat};
 use crate::exit;
 use crate::workflow::discover::{pretty_path, Found, Kind, Listed, SearchPath};
+use crate::workflow::validate::validate;
 
 /// One line of the listing.
 struct Row {
@@ -34,11 +35,12 @@ fn rows(search: &SearchPath) -> Vec<Row> {
         .list(Kind::Workflow)
         .into_iter()
         .map(|listed| {
-            // A file that does not load is still listed, marked invalid.
+            // A file that does not load or validate is still listed, marked invalid.
             let loaded = listed.found.load_workflow();
+            let diagnostics = validate(&loaded, search);
             Row {
                 description: loaded.workflow.and_then(|w| w.description).map(|d| d.value),
-                valid: !loaded.diagnostics.iter().any(|d| d.is_error()),
+                valid: !diagnostics.iter().any(|d| d.is_error()),
                 listed,
             }
         })
