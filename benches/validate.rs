@@ -10,6 +10,8 @@
 //! Each is run `REINS_BENCH_RUNS` times (default 50) after a warm-up; the median and minimum
 //! wall times are printed with their ratio to the baseline, next to Archon 0.9's figures on the
 //! same 2-core machine (design brief §5). Figures, not a pass/fail test.
+//!
+//! `REINS_BENCH_DUMP=FILE` writes the generated workflow to FILE and stops, for profiling.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,6 +27,12 @@ fn main() {
         .filter(|&n| n > 0)
         .unwrap_or(50);
     let reins = env!("CARGO_BIN_EXE_reins");
+    // For profiling: `REINS_BENCH_DUMP=big.yaml cargo bench --bench validate` writes the
+    // workflow and stops, e.g. for `perf record target/release/reins validate big.yaml`.
+    if let Some(dump) = std::env::var_os("REINS_BENCH_DUMP") {
+        std::fs::write(&dump, workflow(1_000)).expect("write REINS_BENCH_DUMP");
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("big.yaml");
     let text = workflow(1_000);
@@ -63,18 +71,18 @@ fn main() {
         Some(ARCHON_SECS),
     );
 
-    // In process, without the process start: what the library spends loading the file.
+    // In process, without the process start: loading alone, then loading and every check.
     let path = Path::new(file);
     let in_process = sample(runs, || {
         let loaded = reins::workflow::load_file(path);
         assert!(loaded.workflow.is_some());
     });
-    report(
-        "load_file in process (1000 nodes)",
-        in_process,
-        baseline,
-        None,
-    );
+    report("  in process: load_file", in_process, baseline, None);
+    let checked = sample(runs, || {
+        let (_, diags) = reins::workflow::validate::check_file(path);
+        assert!(!diags.iter().any(|d| d.is_error()));
+    });
+    report("  in process: check_file", checked, baseline, None);
 }
 
 /// Median and minimum of a set of timings.

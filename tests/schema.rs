@@ -276,3 +276,31 @@ fn reins_schema_prints_the_schema() {
     assert_eq!(out.json(), workflow_schema());
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
+
+#[test]
+fn the_language_reference_documents_every_key() {
+    use reins::workflow::command_file::{ARG_KEYS, FRONTMATTER_KEYS};
+    let doc = std::fs::read_to_string(root().join("docs/workflow-language.md")).unwrap();
+    let lists: &[&[&str]] = &[
+        WORKFLOW_KEYS,
+        INPUT_KEYS,
+        DEFAULTS_KEYS,
+        PROFILE_KEYS,
+        KIND_KEYS,
+        NODE_KEYS,
+        APPROVAL_KEYS,
+        LOOP_BODY_KEYS,
+        LOOP_KEYS,
+        FRONTMATTER_KEYS,
+        ARG_KEYS,
+    ];
+    let missing: Vec<&str> = lists
+        .iter()
+        .flat_map(|l| l.iter().copied())
+        .filter(|k| !doc.contains(&format!("| `{k}` |")) && !doc.contains(&format!("### `{k}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in docs/workflow-language.md: {missing:?}"
+    );
+}
