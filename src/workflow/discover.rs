@@ -321,9 +321,7 @@ impl SearchPath {
             .map(|(_, dir)| format!("{}/", pretty_path(dir).display()))
             .collect();
         searched.push(format!("the bundled {}s", kind.noun()));
-        let mut available: Vec<String> =
-            self.list(kind).into_iter().map(|l| l.found.name).collect();
-        available.dedup();
+        let available = self.list(kind).into_iter().map(|l| l.found.name).collect();
         Err(DiscoverError::NotFound {
             kind,
             name: name.to_string(),
