@@ -1,6 +1,7 @@
 //! Semantic checks of a loaded workflow: ids, dependencies, cycles, templates, profiles,
 //! command files. Every problem is reported; nothing stops at the first.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -216,11 +217,18 @@ pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic
             dag: Dag::new(wf),
             diags: Vec::new(),
             used_inputs: Vec::new(),
+            ancestors: vec![None; wf.nodes.len()],
         };
         v.run(commands);
         diags.extend(v.diags);
     }
     sort(&mut diags);
+    // A command file used by several nodes would report its own problems once per node.
+    let mut seen = HashSet::new();
+    diags.retain(|d| {
+        let spans: Vec<_> = d.labels.iter().map(|l| l.span).collect();
+        seen.insert((d.file.path.clone(), d.code, d.message.clone(), spans))
+    });
     diags
 }
 
@@ -265,9 +273,16 @@ struct Validator<'a> {
     dag: Dag,
     diags: Vec<Diagnostic>,
     used_inputs: Vec<String>,
+    /// Everything each node depends on, directly or not; computed once per node on demand.
+    ancestors: Vec<Option<Vec<bool>>>,
 }
 
 impl Validator<'_> {
+    /// True if node `me` depends on node `other`, directly or not.
+    fn depends_on(&mut self, me: usize, other: usize) -> bool {
+        self.ancestors[me].get_or_insert_with(|| self.dag.ancestors(me))[other]
+    }
+
     fn run(&mut self, commands: &dyn CommandLookup) {
         self.ids();
         self.dependencies();
@@ -282,11 +297,10 @@ impl Validator<'_> {
     }
 
     fn ids(&mut self) {
-        for (i, node) in self.wf.nodes.iter().enumerate() {
-            if let Some(first) = self.wf.nodes[..i]
-                .iter()
-                .find(|n| n.id.value == node.id.value)
-            {
+        let mut first_use: HashMap<&str, &Node> = HashMap::new();
+        for node in &self.wf.nodes {
+            let first = *first_use.entry(node.id.value.as_str()).or_insert(node);
+            if !std::ptr::eq(first, node) {
                 self.diags.push(
                     Diagnostic::error(
                         "duplicate-id",
@@ -303,8 +317,13 @@ impl Validator<'_> {
     }
 
     fn dependencies(&mut self) {
-        let mut ids: Vec<&str> = self.wf.nodes.iter().map(|n| n.id.value.as_str()).collect();
-        ids.dedup();
+        let mut ids: Vec<&str> = Vec::new();
+        let mut known: HashSet<&str> = HashSet::new();
+        for node in &self.wf.nodes {
+            if known.insert(&node.id.value) {
+                ids.push(&node.id.value);
+            }
+        }
         for node in &self.wf.nodes {
             for (k, dep) in node.depends_on.iter().enumerate() {
                 if node.depends_on[..k].iter().any(|d| d.value == dep.value) {
@@ -319,7 +338,7 @@ impl Validator<'_> {
                     );
                     continue;
                 }
-                if ids.contains(&dep.value.as_str()) || self.dropped.contains(&dep.value) {
+                if known.contains(dep.value.as_str()) || self.dropped.contains(&dep.value) {
                     continue;
                 }
                 let help = suggestion(&dep.value, ids.iter().copied())
@@ -345,24 +364,40 @@ impl Validator<'_> {
                 .map(|&i| format!("`{}`", self.dag.ids[i]))
                 .collect();
             let first = &self.wf.nodes[cycle[0]];
+            // The graph orders the members along one cycle when it finds one through all of
+            // them; otherwise they come in declaration order and every edge among them counts.
+            let along = (0..cycle.len())
+                .all(|k| self.dag.deps[cycle[k]].contains(&cycle[(k + 1) % cycle.len()]));
             let message = if cycle.len() == 1 {
                 format!("node `{}` depends on itself", first.id.value)
-            } else {
+            } else if along {
                 format!("dependency cycle: {} -> {}", names.join(" -> "), names[0])
+            } else {
+                format!(
+                    "dependency cycle: nodes {} depend on each other",
+                    names.join(", ")
+                )
             };
-            // Point at each edge of the cycle: the `depends_on` entry of each member.
+            // Point at each edge of the cycle: the `depends_on` entries between members.
             let mut edges = Vec::new();
             for (k, &member) in cycle.iter().enumerate() {
-                let next = &self.dag.ids[cycle[(k + 1) % cycle.len()]];
-                if let Some(dep) = self.wf.nodes[member]
-                    .depends_on
-                    .iter()
-                    .find(|d| &d.value == next)
-                {
-                    edges.push((
-                        dep.span,
-                        format!("`{}` depends on `{}`", self.dag.ids[member], next),
-                    ));
+                let targets: Vec<usize> = if along {
+                    vec![cycle[(k + 1) % cycle.len()]]
+                } else {
+                    cycle.clone()
+                };
+                for target in targets {
+                    let next = &self.dag.ids[target];
+                    if let Some(dep) = self.wf.nodes[member]
+                        .depends_on
+                        .iter()
+                        .find(|d| &d.value == next)
+                    {
+                        edges.push((
+                            dep.span,
+                            format!("`{}` depends on `{}`", self.dag.ids[member], next),
+                        ));
+                    }
                 }
             }
             let mut edges = edges.into_iter();
@@ -399,28 +434,32 @@ impl Validator<'_> {
                 } else if !names.contains(&base.value.as_str()) {
                     self.unknown_agent(base, &names);
                 } else {
-                    // Follow the chain to catch loops like a -> b -> a.
-                    let mut seen = vec![name.value.as_str()];
+                    // Follow the chain to catch loops like a -> b -> a; each member of the
+                    // loop reports it, profiles that merely lead into it do not.
+                    let mut chain = vec![name.value.as_str()];
                     let mut current = base.value.as_str();
-                    while let Some(next) = self.wf.agents.get(current).and_then(|p| p.uses.as_ref())
-                    {
-                        if seen.contains(&current) {
-                            self.diags.push(
-                                Diagnostic::error(
-                                    "unknown-agent",
-                                    self.file,
-                                    base.span,
-                                    format!(
-                                        "agent profiles use each other in a loop: {}",
-                                        seen.join(" -> ")
-                                    ),
-                                )
-                                .with_help("one profile in the chain must `use: claude`"),
-                            );
-                            break;
+                    while !chain.contains(&current) {
+                        chain.push(current);
+                        match self.wf.agents.get(current).and_then(|p| p.uses.as_ref()) {
+                            Some(next) => current = next.value.as_str(),
+                            None => break,
                         }
-                        seen.push(current);
-                        current = next.value.as_str();
+                    }
+                    if current == name.value {
+                        chain.push(current);
+                        let chain: Vec<String> = chain.iter().map(|c| format!("`{c}`")).collect();
+                        self.diags.push(
+                            Diagnostic::error(
+                                "unknown-agent",
+                                self.file,
+                                base.span,
+                                format!(
+                                    "agent profiles use each other in a loop: {}",
+                                    chain.join(" -> ")
+                                ),
+                            )
+                            .with_help("one profile in the chain must `use: claude`"),
+                        );
                     }
                 }
             }
@@ -518,7 +557,7 @@ impl Validator<'_> {
             for (field, span) in agent_fields {
                 if let Some(span) = span {
                     self.diags.push(
-                        Diagnostic::warning("no-effect", self.file, span, format!("`{field}` has no effect on a `{}` node", node.kind.name()))
+                        Diagnostic::warning("no-effect", self.file, span, format!("`{field}` has no effect on {}", kind_phrase(&node.kind)))
                             .with_help("agent settings apply to `prompt` and `command` nodes (and loops of them); remove it"),
                     );
                 }
@@ -534,7 +573,7 @@ impl Validator<'_> {
                     "no-effect",
                     self.file,
                     span,
-                    format!("`args` has no effect on a `{}` node", node.kind.name()),
+                    format!("`args` has no effect on {}", kind_phrase(&node.kind)),
                 )
                 .with_help(
                     "`args` fills `{{args.NAME}}` in a command file; use it with `command:`",
@@ -559,7 +598,14 @@ impl Validator<'_> {
                     command.file.text.len().saturating_sub(command.body_start),
                 );
                 let body = Spanned::new(command.body().to_string(), span);
-                self.template_in(Some(i), &command.file, &body, field, "command file", true);
+                self.template_in(
+                    Some(i),
+                    &command.file,
+                    &body,
+                    field,
+                    "command file",
+                    Some(&command.args),
+                );
                 for (arg, required) in &command.args {
                     if *required && node.args.get(arg).is_none() {
                         self.diags.push(
@@ -625,7 +671,7 @@ impl Validator<'_> {
 
     fn template(&mut self, node: Option<usize>, t: &Spanned<String>, field: Field, what: &str) {
         let file = self.file.clone();
-        self.template_in(node, &file, t, field, what, false);
+        self.template_in(node, &file, t, field, what, None);
     }
 
     /// Checks one template: syntax, helpers, and that every name it reads exists here.
@@ -636,7 +682,7 @@ impl Validator<'_> {
         t: &Spanned<String>,
         field: Field,
         what: &str,
-        in_command: bool,
+        command_args: Option<&[(String, bool)]>,
     ) {
         let analysis: Analysis = match template::analyze(&t.value) {
             Ok(a) => a,
@@ -658,9 +704,17 @@ impl Validator<'_> {
                     .with_help("use `{{...}}` (quoted), or read the value from its environment variable, like \"$REINS_INPUT_NAME\""),
             );
         }
+        // The n-th use of a name points at its n-th place in the text.
+        let mut uses: HashMap<(bool, String), usize> = HashMap::new();
+        let mut nth = |helper: bool, name: &str| -> usize {
+            let n = uses.entry((helper, name.to_string())).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
         for helper in &analysis.helpers {
+            let n = nth(true, helper);
             if !template::known_helpers().any(|k| k == helper) {
-                let span = template::locate(file, t.span, helper);
+                let span = template::locate_nth(file, t.span, helper, n);
                 let help = suggestion(helper, template::known_helpers()).unwrap_or_else(|| {
                     format!("available helpers: {}", list(template::known_helpers()))
                 });
@@ -676,8 +730,8 @@ impl Validator<'_> {
             }
         }
         for r in &analysis.references {
-            let span = template::locate(file, t.span, &r.raw);
-            self.reference(node, file, span, r, field, in_command);
+            let span = template::locate_nth(file, t.span, &r.raw, nth(false, &r.raw));
+            self.reference(node, file, span, r, field, command_args);
         }
     }
 
@@ -688,7 +742,7 @@ impl Validator<'_> {
         span: Span,
         r: &template::Reference,
         field: Field,
-        in_command: bool,
+        command_args: Option<&[(String, bool)]>,
     ) {
         let root = r.segments[0].as_str();
         let in_loop = matches!(field, Field::LoopBody | Field::Until | Field::UntilBash);
@@ -769,7 +823,7 @@ impl Validator<'_> {
                             help.into(),
                         ));
                     }
-                    Some(me) if !self.dag.ancestors(me)[target] => {
+                    Some(me) if !self.depends_on(me, target) => {
                         let me_id = &self.dag.ids[me];
                         self.diags.push(
                             error("not-upstream", format!("node `{me_id}` reads `nodes.{id}` but does not depend on `{id}`"), format!("add `{id}` to `depends_on` of `{me_id}`, so it has run before `{me_id}` starts"))
@@ -816,7 +870,25 @@ impl Validator<'_> {
                     && r.segments.len() == 2 => {}
             "output"
                 if matches!(field, Field::Until | Field::UntilBash) && r.segments.len() == 1 => {}
-            "args" if in_command && r.segments.len() == 2 => {}
+            "args" if r.segments.len() == 2 => match command_args {
+                Some(declared) if declared.iter().any(|(a, _)| *a == r.segments[1]) => {}
+                Some(declared) => {
+                    let name = &r.segments[1];
+                    let help = suggestion(name, declared.iter().map(|(a, _)| a.as_str()))
+                        .unwrap_or_else(|| {
+                            format!("declare it in the frontmatter: `args: [{{ name: {name} }}]`")
+                        });
+                    self.diags.push(
+                        error(
+                            "unknown-argument",
+                            format!("the command reads `args.{name}` but does not declare it"),
+                            help,
+                        )
+                        .with_label("not in the frontmatter's `args`"),
+                    );
+                }
+                None => self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into())),
+            },
             "artifacts" | "run" | "workflow" | "env" => {
                 let shape = match root {
                     "artifacts" => {
@@ -849,7 +921,7 @@ impl Validator<'_> {
                     "in the loop body, read the previous iteration as `{{loop.previous}}`".into(),
                 ));
             }
-            "args" if !in_command => {
+            "args" if command_args.is_none() => {
                 self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into()));
             }
             _ if r.in_block => {}
@@ -876,26 +948,31 @@ impl Validator<'_> {
         }
     }
 
-    /// Two nodes of one sticky session must be ordered, or one waits for the other.
+    /// Two nodes of one sticky session must be ordered, or one waits for the other. Each node
+    /// is reported once, against the first earlier node of its session it is not ordered with.
     fn sessions(&mut self) {
-        let nodes = &self.wf.nodes;
-        for (i, a) in nodes.iter().enumerate() {
-            let Some(name) = a.sticky_session() else {
+        let wf = self.wf;
+        let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (j, b) in wf.nodes.iter().enumerate() {
+            let Some(name) = b.sticky_session() else {
                 continue;
             };
-            for (j, b) in nodes.iter().enumerate().skip(i + 1) {
-                if b.sticky_session() != Some(name) {
-                    continue;
-                }
-                if !self.dag.ancestors(j)[i] && !self.dag.ancestors(i)[j] {
-                    let span = b.session.as_ref().map(|s| s.span).unwrap_or(b.id.span);
-                    self.diags.push(
-                        Diagnostic::warning("unordered-session", self.file, span, format!("nodes `{}` and `{}` share session `{name}` but neither depends on the other", a.id.value, b.id.value))
-                            .with_secondary(a.session.as_ref().map(|s| s.span).unwrap_or(a.id.span), "also in this session")
-                            .with_help(format!("they will take turns in an unspecified order; add `depends_on: [{}]` to `{}` to fix the order", a.id.value, b.id.value)),
-                    );
-                }
-            }
+            let earlier = members.entry(name).or_default();
+            let unordered = earlier
+                .iter()
+                .copied()
+                .find(|&i| !self.depends_on(j, i) && !self.depends_on(i, j));
+            earlier.push(j);
+            let Some(i) = unordered else {
+                continue;
+            };
+            let a = &wf.nodes[i];
+            let span = b.session.as_ref().map(|s| s.span).unwrap_or(b.id.span);
+            self.diags.push(
+                Diagnostic::warning("unordered-session", self.file, span, format!("nodes `{}` and `{}` share session `{name}` but neither depends on the other", a.id.value, b.id.value))
+                    .with_secondary(a.session.as_ref().map(|s| s.span).unwrap_or(a.id.span), "also in this session")
+                    .with_help(format!("they will take turns in an unspecified order; add `depends_on: [{}]` to `{}` to fix the order", a.id.value, b.id.value)),
+            );
         }
     }
 
@@ -939,6 +1016,17 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// "a `bash` node", "an `approval` node".
+fn kind_phrase(kind: &NodeKind) -> String {
+    let name = kind.name();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} `{name}` node")
 }
 
 /// `a-b.c` -> `A_B_C`: how names appear in `REINS_*` environment variables.
