@@ -99,6 +99,20 @@ fn syntax_error(text: &str, e: &handlebars::TemplateError) -> SyntaxError {
     let position = e.pos();
     let reason = e.reason().to_string();
     let reason = reason.lines().next().unwrap_or("").trim().to_string();
+    // `helper "if" was opened, but "each" is closing`
+    let mut quoted = reason.split('"').skip(1).step_by(2);
+    if let (true, Some(opened), Some(closing)) = (
+        reason.contains("was opened, but"),
+        quoted.next(),
+        quoted.next(),
+    ) {
+        return SyntaxError {
+            message: format!(
+                "template syntax error: `{{{{#{opened}}}}}` is closed by `{{{{/{closing}}}}}`; close it with `{{{{/{opened}}}}}`"
+            ),
+            position,
+        };
+    }
     if !reason
         .to_lowercase()
         .starts_with("invalid handlebars syntax")
@@ -126,10 +140,24 @@ fn syntax_error(text: &str, e: &handlebars::TemplateError) -> SyntaxError {
             };
         }
     }
-    SyntaxError {
-        message: "template syntax error: this `{{...}}` is malformed".into(),
-        position,
-    }
+    // Quote the tag the error is in, from its `{{` to its `}}` (or the end of the line).
+    let tag = offset.and_then(|o| text[..o].rfind("{{")).map(|open| {
+        let rest = &text[open..];
+        let end = rest
+            .find("}}")
+            .map(|e| e + 2)
+            .into_iter()
+            .chain(rest.find('\n'))
+            .min()
+            .unwrap_or(rest.len());
+        let tag: String = rest[..end].chars().take(40).collect();
+        tag
+    });
+    let message = match tag {
+        Some(tag) => format!("template syntax error in `{tag}`"),
+        None => "template syntax error: a `{{...}}` is malformed".into(),
+    };
+    SyntaxError { message, position }
 }
 
 fn lowercase_first(s: &str) -> String {
@@ -144,7 +172,7 @@ fn lowercase_first(s: &str) -> String {
 fn openings(text: &str) -> impl Iterator<Item = usize> + '_ {
     text.match_indices("{{")
         .map(|(i, _)| i)
-        .filter(|&i| !text[..i].ends_with('\\') && !(i > 0 && text[..i].ends_with('{')))
+        .filter(|&i| !text[..i].ends_with(['\\', '{']))
 }
 
 /// The last `{{` that no `}}` follows.
