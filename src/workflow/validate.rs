@@ -190,6 +190,17 @@ impl CommandFile {
     }
 }
 
+/// What `{{args.NAME}}` may read in the template being checked.
+#[derive(Clone, Copy)]
+enum Args<'c> {
+    /// Not a command file: there are no arguments.
+    None,
+    /// A command file declaring these arguments in its frontmatter.
+    Declared(&'c [(String, bool)]),
+    /// A command file whose frontmatter is broken (reported on its own): anything goes.
+    Any,
+}
+
 /// Which template fields of a node a check is looking at.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -210,14 +221,16 @@ enum Field {
 pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic> {
     let mut diags = loaded.diagnostics.clone();
     if let Some(wf) = &loaded.workflow {
+        let dag = Dag::new(wf);
+        let ancestors = Ancestors::new(&dag);
         let mut v = Validator {
             wf,
             file: &loaded.file,
             dropped: &loaded.dropped_ids,
-            dag: Dag::new(wf),
+            dag,
             diags: Vec::new(),
             used_inputs: Vec::new(),
-            ancestors: vec![None; wf.nodes.len()],
+            ancestors,
         };
         v.run(commands);
         diags.extend(v.diags);
@@ -266,6 +279,42 @@ pub fn sort(diags: &mut [Diagnostic]) {
     });
 }
 
+/// The transitive dependencies of every node, asked for once per template reference and
+/// per pair of nodes sharing a session, so they are computed once.
+enum Ancestors {
+    /// A DAG: one bit set per node, built in topological order (each node's set is the union
+    /// of its dependencies' sets), `words` 64-bit words per node.
+    Sets { words: usize, bits: Vec<u64> },
+    /// A graph with a cycle (reported on its own): each node's set found by a search, once.
+    Lazy(Vec<Option<Vec<bool>>>),
+}
+
+impl Ancestors {
+    fn new(dag: &Dag) -> Self {
+        let Some(order) = dag.topo_order() else {
+            return Ancestors::Lazy(vec![None; dag.len()]);
+        };
+        let words = dag.len().div_ceil(64);
+        let mut bits = vec![0u64; words * dag.len()];
+        for &i in &order {
+            for &d in &dag.deps[i] {
+                bits[i * words + d / 64] |= 1 << (d % 64);
+                // `d` comes before `i` in the order, so its set is complete.
+                let (before, after) = bits.split_at_mut(i.max(d) * words);
+                let (mine, theirs) = if i > d {
+                    (&mut after[..words], &before[d * words..(d + 1) * words])
+                } else {
+                    (&mut before[i * words..(i + 1) * words], &after[..words])
+                };
+                for (m, t) in mine.iter_mut().zip(theirs) {
+                    *m |= t;
+                }
+            }
+        }
+        Ancestors::Sets { words, bits }
+    }
+}
+
 struct Validator<'a> {
     wf: &'a Workflow,
     file: &'a Arc<SourceFile>,
@@ -273,14 +322,19 @@ struct Validator<'a> {
     dag: Dag,
     diags: Vec<Diagnostic>,
     used_inputs: Vec<String>,
-    /// Everything each node depends on, directly or not; computed once per node on demand.
-    ancestors: Vec<Option<Vec<bool>>>,
+    /// Everything each node depends on, directly or not.
+    ancestors: Ancestors,
 }
 
 impl Validator<'_> {
     /// True if node `me` depends on node `other`, directly or not.
     fn depends_on(&mut self, me: usize, other: usize) -> bool {
-        self.ancestors[me].get_or_insert_with(|| self.dag.ancestors(me))[other]
+        match &mut self.ancestors {
+            Ancestors::Sets { words, bits } => {
+                bits[me * *words + other / 64] & (1 << (other % 64)) != 0
+            }
+            Ancestors::Lazy(sets) => sets[me].get_or_insert_with(|| self.dag.ancestors(me))[other],
+        }
     }
 
     fn run(&mut self, commands: &dyn CommandLookup) {
@@ -593,21 +647,22 @@ impl Validator<'_> {
         match commands.lookup(&name.value) {
             Ok(command) => {
                 self.diags.extend(command.diagnostics.iter().cloned());
+                // A broken frontmatter is reported above; its arguments are not known, so
+                // checking them against it would only repeat that error in other words.
+                let frontmatter_ok = command.diagnostics.is_empty();
+                let args = if frontmatter_ok {
+                    Args::Declared(&command.args)
+                } else {
+                    Args::Any
+                };
                 let span = Span::new(
                     command.body_start,
                     command.file.text.len().saturating_sub(command.body_start),
                 );
                 let body = Spanned::new(command.body().to_string(), span);
-                self.template_in(
-                    Some(i),
-                    &command.file,
-                    &body,
-                    field,
-                    "command file",
-                    Some(&command.args),
-                );
+                self.template_in(Some(i), &command.file, &body, field, "command file", args);
                 for (arg, required) in &command.args {
-                    if *required && node.args.get(arg).is_none() {
+                    if frontmatter_ok && *required && node.args.get(arg).is_none() {
                         self.diags.push(
                             Diagnostic::error(
                                 "missing-argument",
@@ -624,7 +679,7 @@ impl Validator<'_> {
                 }
                 let declared: Vec<&str> = command.args.iter().map(|(a, _)| a.as_str()).collect();
                 for (key, _) in node.args.iter() {
-                    if !declared.contains(&key.value.as_str()) {
+                    if frontmatter_ok && !declared.contains(&key.value.as_str()) {
                         let help =
                             suggestion(&key.value, declared.iter().copied()).unwrap_or_else(|| {
                                 format!(
@@ -671,7 +726,7 @@ impl Validator<'_> {
 
     fn template(&mut self, node: Option<usize>, t: &Spanned<String>, field: Field, what: &str) {
         let file = self.file.clone();
-        self.template_in(node, &file, t, field, what, None);
+        self.template_in(node, &file, t, field, what, Args::None);
     }
 
     /// Checks one template: syntax, helpers, and that every name it reads exists here.
@@ -682,11 +737,17 @@ impl Validator<'_> {
         t: &Spanned<String>,
         field: Field,
         what: &str,
-        command_args: Option<&[(String, bool)]>,
+        command_args: Args,
     ) {
         let analysis: Analysis = match template::analyze(&t.value) {
             Ok(a) => a,
             Err(e) => {
+                // Inputs it names are not "unused" just because the template is broken.
+                for (name, _) in self.wf.inputs.iter() {
+                    if t.value.contains(&format!("inputs.{}", name.value)) {
+                        self.used_inputs.push(name.value.clone());
+                    }
+                }
                 let span = template::locate_position(file, t.span, &t.value, e.position);
                 self.diags.push(
                     Diagnostic::error("template-syntax", file, span, e.message).with_help(format!(
@@ -742,7 +803,7 @@ impl Validator<'_> {
         span: Span,
         r: &template::Reference,
         field: Field,
-        command_args: Option<&[(String, bool)]>,
+        command_args: Args,
     ) {
         let root = r.segments[0].as_str();
         let in_loop = matches!(field, Field::LoopBody | Field::Until | Field::UntilBash);
@@ -871,8 +932,9 @@ impl Validator<'_> {
             "output"
                 if matches!(field, Field::Until | Field::UntilBash) && r.segments.len() == 1 => {}
             "args" if r.segments.len() == 2 => match command_args {
-                Some(declared) if declared.iter().any(|(a, _)| *a == r.segments[1]) => {}
-                Some(declared) => {
+                Args::Any => {}
+                Args::Declared(declared) if declared.iter().any(|(a, _)| *a == r.segments[1]) => {}
+                Args::Declared(declared) => {
                     let name = &r.segments[1];
                     let help = suggestion(name, declared.iter().map(|(a, _)| a.as_str()))
                         .unwrap_or_else(|| {
@@ -887,7 +949,7 @@ impl Validator<'_> {
                         .with_label("not in the frontmatter's `args`"),
                     );
                 }
-                None => self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into())),
+                Args::None => self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into())),
             },
             "artifacts" | "run" | "workflow" | "env" => {
                 let shape = match root {
@@ -921,7 +983,7 @@ impl Validator<'_> {
                     "in the loop body, read the previous iteration as `{{loop.previous}}`".into(),
                 ));
             }
-            "args" if command_args.is_none() => {
+            "args" if matches!(command_args, Args::None) => {
                 self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into()));
             }
             _ if r.in_block => {}
@@ -1048,5 +1110,47 @@ fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
         "none".into()
     } else {
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::load_source;
+
+    #[test]
+    fn ancestor_sets_match_a_search_in_any_node_order() {
+        // Node n{p} has rank p*37 mod 70 and depends on the nodes ranked 3 below it and at a
+        // fifth of its rank: a DAG (not a total order) whose dependencies point both ways in
+        // the list, two words wide.
+        let rank = |p: usize| p * 37 % 70;
+        let at_rank = |r: usize| (0..70).find(|&p| rank(p) == r).expect("a permutation");
+        let mut yaml = String::from("nodes:\n");
+        for p in 0..70 {
+            let r = rank(p);
+            let mut deps = Vec::new();
+            if r >= 3 {
+                deps.push(format!("n{}", at_rank(r - 3)));
+            }
+            if r >= 10 && r % 2 == 0 {
+                deps.push(format!("n{}", at_rank(r / 5)));
+            }
+            yaml.push_str(&format!(
+                "  - {{id: n{p}, bash: x, depends_on: [{}]}}\n",
+                deps.join(", ")
+            ));
+        }
+        let loaded = load_source(SourceFile::new("t.yaml", yaml));
+        let dag = Dag::new(loaded.workflow.as_ref().expect("loads"));
+        let Ancestors::Sets { words, bits } = Ancestors::new(&dag) else {
+            panic!("the graph has no cycle");
+        };
+        for me in 0..dag.len() {
+            let expected = dag.ancestors(me);
+            for (other, &want) in expected.iter().enumerate() {
+                let got = bits[me * words + other / 64] & (1 << (other % 64)) != 0;
+                assert_eq!(got, want, "n{me} depends on n{other}");
+            }
+        }
     }
 }
