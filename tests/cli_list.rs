@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::Value;
-use support::Repo;
+use support::repo::{Check, Repo};
 
 const HELLO: &str = "description: Say hello\nnodes: [{id: hello, bash: echo hello}]\n";
 
@@ -329,7 +329,7 @@ fn user_folder_falls_back_to_xdg_then_home() {
 #[test]
 fn bad_format_is_a_usage_error() {
     let out = Repo::new().reins(&["list", "--format", "yaml"]);
-    out.code(2);
+    out.code_is(2);
     assert!(
         out.stderr.contains("invalid value 'yaml'"),
         "{}",

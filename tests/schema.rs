@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use reins::source::SourceFile;
 use reins::workflow::decode::{self, *};
@@ -269,11 +268,10 @@ fn decoder_key_lists_are_the_schema_properties() {
 
 #[test]
 fn reins_schema_prints_the_schema() {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reins"));
-    cmd.arg("schema");
-    let out = support::run(cmd);
-    out.success();
-    assert_eq!(out.json(), workflow_schema());
+    let out = support::cli::reins().arg("schema").run();
+    assert_eq!(out.code, 0, "{}", out.transcript());
+    let printed: Value = serde_json::from_str(&out.stdout).expect("JSON on stdout");
+    assert_eq!(printed, workflow_schema());
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
 

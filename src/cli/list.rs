@@ -49,15 +49,10 @@ fn rows(search: &SearchPath) -> Vec<Row> {
 
 fn text(search: &SearchPath, rows: &[Row]) -> String {
     if rows.is_empty() {
-        let mut places = vec![format!("{}/", pretty_path(&search.project_dir()).display())];
-        if let Some(user) = &search.user_dir {
-            places.push(format!(
-                "{}/",
-                pretty_path(&user.join("workflows")).display()
-            ));
-        }
+        let mut places = search.searched(Kind::Workflow);
+        let bundled = places.pop().unwrap_or_default();
         return format!(
-            "no workflows found (searched {} and the bundled workflows)\nhelp: add one as `.workflows/NAME.yaml`; `reins validate` checks it\n",
+            "no workflows found (searched {} and {bundled})\nhelp: add one as `.workflows/NAME.yaml`; `reins validate` checks it\n",
             places.join(", ")
         );
     }
@@ -173,7 +168,7 @@ mod tests {
         assert!(rows.is_empty());
         assert_eq!(
             text(&search, &rows),
-            "no workflows found (searched /nonexistent/x/.workflows/, /nonexistent/home/workflows/ and the bundled workflows)\nhelp: add one as `.workflows/NAME.yaml`; `reins validate` checks it\n"
+            "no workflows found (searched .workflows/, $REINS_HOME/workflows/ and the bundled workflows)\nhelp: add one as `.workflows/NAME.yaml`; `reins validate` checks it\n"
         );
         assert_eq!(json(&rows), "[]\n");
     }

@@ -67,74 +67,74 @@ impl CommandFile {
     }
 }
 
-/// Parses a command file: frontmatter (if any) and body. Returns every problem found.
-pub fn parse_command_file(file: Arc<SourceFile>) -> Result<CommandFile, Vec<Diagnostic>> {
+/// Parses a command file: frontmatter (if any) and body.
+///
+/// Always returns the best reading of the file — with a frontmatter that is never closed, the
+/// whole file is the body — and every problem found. A command with an error must not run.
+pub fn parse_command_file(file: Arc<SourceFile>) -> (CommandFile, Vec<Diagnostic>) {
     let mut diags = Vec::new();
-    let (front, body_start) = match split_frontmatter(&file.text) {
-        Split::None => (None, 0),
+    let mut description = None;
+    let mut args = Vec::new();
+    let body_start = match split_frontmatter(&file.text) {
+        Split::None => 0,
         Split::Unclosed { open } => {
             diags.push(
                 Diagnostic::error(
-                    "unclosed-frontmatter",
+                    "command-frontmatter",
                     &file,
                     open,
-                    "the frontmatter has no closing `---` line",
+                    "the frontmatter is never closed",
                 )
-                .with_label("frontmatter starts here")
-                .with_help(
-                    "end the YAML frontmatter with a line of just `---`, then write the prompt",
-                ),
+                .with_help("end it with a line `---`"),
             );
-            return Err(diags);
+            0
         }
         Split::Found {
             open,
             yaml_end,
             body_start,
-        } => (Some((open, yaml_end)), body_start),
-    };
-
-    let mut description = None;
-    let mut args = Vec::new();
-    if let Some((open, yaml_end)) = front {
-        // The YAML parser sees the frontmatter at the same byte offsets as in the file: the
-        // opening `---` (and a byte-order mark) become spaces, and the rest of the file is cut.
-        let mut masked = String::with_capacity(yaml_end);
-        masked.push_str(&" ".repeat(open.end()));
-        masked.push_str(&file.text[open.end()..yaml_end]);
-        let front_file = SourceFile::new(&file.path, masked);
-        match yaml::parse(&front_file) {
-            Err(mut d) => {
-                d.file = file.clone();
-                diags.push(d);
+        } => {
+            // The YAML parser sees the frontmatter at the same byte offsets as in the file: the
+            // opening `---` (and a byte-order mark) become spaces, and the rest is cut off.
+            let mut masked = String::with_capacity(yaml_end);
+            masked.push_str(&" ".repeat(open.end()));
+            masked.push_str(&file.text[open.end()..yaml_end]);
+            let front_file = SourceFile::new(&file.path, masked);
+            match yaml::parse(&front_file) {
+                Err(mut d) => {
+                    d.file = file.clone();
+                    // Nothing points into the opening line (whose byte-order mark was replaced).
+                    for label in &mut d.labels {
+                        if label.span.start < open.end() {
+                            label.span = open;
+                        }
+                    }
+                    diags.push(d);
+                }
+                Ok(root) => {
+                    let mut cx = Cx {
+                        file: &file,
+                        diags: &mut diags,
+                    };
+                    cx.frontmatter(&root, open, &mut description, &mut args);
+                }
             }
-            Ok(root) => {
-                let mut cx = Cx {
-                    file: &file,
-                    diags: &mut diags,
-                };
-                cx.frontmatter(&root, open, &mut description, &mut args);
-            }
+            body_start
         }
-    }
-
+    };
     let body_text = &file.text[body_start..];
-    if body_text.trim().is_empty() {
-        let span = Span::new(body_start, 0);
+    if body_text.trim().is_empty() && diags.is_empty() {
         diags.push(
             Diagnostic::error(
-                "empty-command",
+                "empty-value",
                 &file,
-                span,
+                Span::new(body_start, 0),
                 "the command file has no prompt",
             )
             .with_help("write the prompt in Markdown after the frontmatter"),
         );
     }
-    if diags.iter().any(Diagnostic::is_error) {
-        return Err(diags);
-    }
-    Ok(CommandFile {
+    let command = CommandFile {
         body: Spanned::new(
             body_text.to_string(),
             Span::new(body_start, body_text.len()),
@@ -142,7 +142,8 @@ pub fn parse_command_file(file: Arc<SourceFile>) -> Result<CommandFile, Vec<Diag
         file,
         description,
         args,
-    })
+    };
+    (command, diags)
 }
 
 enum Split {
@@ -208,6 +209,16 @@ fn line_spans(text: &str, from: usize) -> impl Iterator<Item = (usize, usize)> +
     })
 }
 
+/// `a`, `a and b`, `a, b and c`, each in backticks.
+fn english_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 struct Cx<'a> {
     file: &'a Arc<SourceFile>,
     diags: &'a mut Vec<Diagnostic>,
@@ -228,15 +239,20 @@ impl Cx<'_> {
         );
     }
 
-    fn check_keys(&mut self, entries: &[(Spanned<String>, Y)], allowed: &[&str], context: &str) {
+    /// Reports unknown keys of `context`, which is called `what` in the help.
+    fn check_keys(
+        &mut self,
+        entries: &[(Spanned<String>, Y)],
+        allowed: &[&str],
+        context: &str,
+        what: &str,
+    ) {
         for (key, _) in entries {
             if allowed.contains(&key.value.as_str()) {
                 continue;
             }
-            let help = suggestion(&key.value, allowed.iter().copied()).unwrap_or_else(|| {
-                let all: Vec<_> = allowed.iter().map(|k| format!("`{k}`")).collect();
-                format!("{context} accepts {}", all.join(", "))
-            });
+            let help = suggestion(&key.value, allowed.iter().copied())
+                .unwrap_or_else(|| format!("{what} accepts {}", english_list(allowed)));
             self.error(
                 "unknown-key",
                 key.span,
@@ -287,7 +303,12 @@ impl Cx<'_> {
                 return;
             }
         };
-        self.check_keys(entries, FRONTMATTER_KEYS, "the frontmatter");
+        self.check_keys(
+            entries,
+            FRONTMATTER_KEYS,
+            "the command's frontmatter",
+            "the frontmatter",
+        );
         for (key, value) in entries {
             match key.value.as_str() {
                 "description" => *description = self.string(value, "description"),
@@ -303,22 +324,32 @@ impl Cx<'_> {
             Value::Null => return Vec::new(),
             _ => {
                 self.error(
-                    "wrong-type",
+                    "command-frontmatter",
                     node.span,
-                    format!("`args` must be a list, found {}", node.value.kind()),
-                    Some("write each argument as `- { name: issue, required: true }`".into()),
+                    "`args` must be a list".into(),
+                    Some(
+                        "write `args: [{ name: focus, description: ..., required: true }]`".into(),
+                    ),
                 );
                 return Vec::new();
             }
         };
         let mut out: Vec<CommandArg> = Vec::new();
         for item in items {
-            let Value::Map(entries) = &item.value else {
-                self.wrong_type(item, "an argument", "a mapping with `name`");
-                continue;
+            let entries = match &item.value {
+                Value::Map(entries) => entries.as_slice(),
+                // `args: [focus]`: a name alone is an optional argument.
+                Value::Str(_) => &[],
+                _ => {
+                    self.wrong_type(item, "an argument", "a name or a mapping with `name`");
+                    continue;
+                }
             };
-            self.check_keys(entries, ARG_KEYS, "an argument");
-            let mut name = None;
+            self.check_keys(entries, ARG_KEYS, "an argument", "an argument");
+            let mut name = match &item.value {
+                Value::Str(s) => Some(Spanned::new(s.clone(), item.span)),
+                _ => None,
+            };
             let mut arg_description = None;
             let mut required = None;
             let mut default = None;
@@ -337,10 +368,10 @@ impl Cx<'_> {
             let Some(name) = name else {
                 if !entries.iter().any(|(k, _)| k.value == "name") {
                     self.error(
-                        "missing-key",
+                        "command-frontmatter",
                         item.span,
-                        "this argument has no `name`".into(),
-                        Some("add `name: some-name` (letters, digits, `_` and `-`)".into()),
+                        "an argument needs a `name`".into(),
+                        Some("write `args: [{ name: focus, required: true }]`".into()),
                     );
                 }
                 continue;
@@ -361,7 +392,7 @@ impl Cx<'_> {
             }
             if let Some(first) = out.iter().find(|a| a.name.value == name.value) {
                 let d = Diagnostic::error(
-                    "duplicate-arg",
+                    "command-frontmatter",
                     self.file,
                     name.span,
                     format!("argument `{}` is declared twice", name.value),
@@ -387,7 +418,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<CommandFile, Vec<Diagnostic>> {
-        parse_command_file(SourceFile::new("commands/plan.md", text))
+        match parse_command_file(SourceFile::new("commands/plan.md", text)) {
+            (command, diags) if diags.is_empty() => Ok(command),
+            (_, diags) => Err(diags),
+        }
     }
 
     #[test]
@@ -400,12 +434,14 @@ mod tests {
 
     #[test]
     fn frontmatter_gives_description_args_and_body_span() {
-        let text = "---\ndescription: Plan it\nargs:\n  - { name: issue, required: true }\n  - name: depth\n    default: normal\n---\nPlan {{args.issue}}.\n";
+        let text = "---\ndescription: Plan it\nargs:\n  - { name: issue, required: true }\n  - name: depth\n    default: normal\n  - style\n---\nPlan {{args.issue}}.\n";
         let c = parse(text).unwrap();
         assert_eq!(c.description.as_ref().unwrap().value, "Plan it");
-        assert_eq!(c.args.len(), 2);
+        let names: Vec<_> = c.args.iter().map(|a| a.name.value.as_str()).collect();
+        assert_eq!(names, ["issue", "depth", "style"]);
         assert!(c.args[0].must_be_given());
         assert!(!c.arg("depth").unwrap().must_be_given());
+        assert!(!c.arg("style").unwrap().must_be_given());
         assert_eq!(
             c.arg("depth").unwrap().default.as_ref().unwrap().value,
             "normal"
@@ -424,6 +460,11 @@ mod tests {
         let c = parse(text).unwrap();
         assert_eq!(c.description.unwrap().value, "x");
         assert_eq!(c.body.value, "Body\r\n");
+        // A syntax error never points inside the byte-order mark.
+        let errs = parse("\u{feff}---\n: [\n---\nBody\n").unwrap_err();
+        for label in &errs[0].labels {
+            assert!(errs[0].file.text.is_char_boundary(label.span.start));
+        }
     }
 
     #[test]
@@ -431,11 +472,21 @@ mod tests {
         let errs = parse("---\ndescription: ok\nargz: []\n---\nBody\n").unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].code, "unknown-key");
+        assert_eq!(
+            errs[0].message,
+            "unknown key `argz` in the command's frontmatter"
+        );
         assert_eq!(errs[0].line_col(), Some((3, 1)));
         assert_eq!(errs[0].help.as_deref(), Some("did you mean `args`?"));
         assert_eq!(
             errs[0].file.text,
             "---\ndescription: ok\nargz: []\n---\nBody\n"
+        );
+        let errs = parse("---\nsummary: x\n---\nBody\n").unwrap_err();
+        let help = errs[0].help.as_deref();
+        assert_eq!(
+            help,
+            Some("the frontmatter accepts `description` and `args`")
         );
 
         let errs = parse("---\ndescription: [unclosed\n---\nBody\n").unwrap_err();
@@ -448,24 +499,44 @@ mod tests {
     #[test]
     fn bad_args_are_reported() {
         let errs = parse(
-            "---\nargs:\n  - { name: a }\n  - { name: a }\n  - { description: no name }\n  - { name: 'b c', required: yes }\n---\nBody\n",
+            "---\nargs:\n  - { name: a }\n  - { name: a }\n  - { description: no name }\n  - { name: 'b c', required: yes }\n  - [x]\n---\nBody\n",
         )
         .unwrap_err();
-        let codes: Vec<_> = errs.iter().map(|d| d.code).collect();
+        let found: Vec<_> = errs.iter().map(|d| (d.code, d.message.as_str())).collect();
         assert_eq!(
-            codes,
-            ["duplicate-arg", "missing-key", "wrong-type", "bad-id"]
+            found,
+            [
+                ("command-frontmatter", "argument `a` is declared twice"),
+                ("command-frontmatter", "an argument needs a `name`"),
+                (
+                    "wrong-type",
+                    "`required` must be true or false, found a string"
+                ),
+                ("bad-id", "bad argument name `b c`"),
+                (
+                    "wrong-type",
+                    "`an argument` must be a name or a mapping with `name`, found a list"
+                ),
+            ]
         );
         assert_eq!(errs[0].line_col(), Some((4, 13)));
+        let errs = parse("---\nargs: focus\n---\nBody\n").unwrap_err();
+        assert_eq!(errs[0].message, "`args` must be a list");
+        assert_eq!(errs[0].line_col(), Some((2, 7)));
     }
 
     #[test]
     fn unclosed_frontmatter_and_empty_body() {
-        let errs = parse("---\ndescription: x\nBody\n").unwrap_err();
-        assert_eq!(errs[0].code, "unclosed-frontmatter");
+        let (command, errs) =
+            parse_command_file(SourceFile::new("c.md", "---\ndescription: x\nBody\n"));
+        assert_eq!(errs[0].code, "command-frontmatter");
+        assert_eq!(errs[0].message, "the frontmatter is never closed");
         assert_eq!(errs[0].line_col(), Some((1, 1)));
+        // The best reading: the whole file is the body.
+        assert_eq!(command.body.span, Span::new(0, command.file.text.len()));
         let errs = parse("---\ndescription: x\n---\n\n").unwrap_err();
-        assert_eq!(errs[0].code, "empty-command");
+        assert_eq!(errs[0].code, "empty-value");
+        assert_eq!(errs[0].message, "the command file has no prompt");
         // `---` later in the file is Markdown, not frontmatter.
         let c = parse("Title\n---\ntext\n").unwrap();
         assert_eq!(c.body.value, "Title\n---\ntext\n");

@@ -224,6 +224,12 @@ pub struct SearchPath {
     pub project_root: PathBuf,
     /// The user-global folder (holding `workflows/` and `commands/`), if one could be found.
     pub user_dir: Option<PathBuf>,
+    /// How messages name the user-global folder: `$REINS_HOME`, `$XDG_CONFIG_HOME/reins` or
+    /// `~/.config/reins` (which rule applies rather than where it points: short and stable).
+    user_label: &'static str,
+    /// A `commands/` folder searched before all others: the one next to a workflow file given
+    /// by path ([`SearchPath::for_workflow`]).
+    commands_beside: Option<PathBuf>,
     bundled_workflows: &'static [Embedded],
     bundled_commands: &'static [Embedded],
 }
@@ -237,9 +243,15 @@ impl SearchPath {
 
     /// The search path seen from `cwd`, reading environment variables through `env`.
     pub fn new(cwd: &Path, env: impl Fn(&str) -> Option<OsString>) -> Self {
+        let (user_dir, user_label) = match user_dir_and_label(env) {
+            Some((dir, label)) => (Some(dir), label),
+            None => (None, ""),
+        };
         Self {
             project_root: project_root(cwd),
-            user_dir: user_dir(env),
+            user_dir,
+            user_label,
+            commands_beside: None,
             bundled_workflows: BUNDLED_WORKFLOWS,
             bundled_commands: BUNDLED_COMMANDS,
         }
@@ -262,17 +274,34 @@ impl SearchPath {
         self.project_root.join(".workflows")
     }
 
-    /// The folder of `kind` in each place that has one on disk: project, then user.
-    fn dirs(&self, kind: Kind) -> Vec<(Origin, PathBuf)> {
-        let project = match kind {
-            Kind::Workflow => self.project_dir(),
-            Kind::Command => self.project_dir().join("commands"),
+    /// The folder of `kind` in each place that has one on disk, in search order, each with
+    /// how messages name it.
+    fn dirs(&self, kind: Kind) -> Vec<(Origin, PathBuf, String)> {
+        let (project, project_label) = match kind {
+            Kind::Workflow => (self.project_dir(), ".workflows/"),
+            Kind::Command => (self.project_dir().join("commands"), ".workflows/commands/"),
         };
-        let mut dirs = vec![(Origin::Project, project)];
+        let mut dirs = Vec::new();
+        if let (Kind::Command, Some(beside)) = (kind, &self.commands_beside) {
+            if !same_dir(beside, &project) {
+                let label = format!("{}/", display_path(beside).display());
+                dirs.push((Origin::Path, beside.clone(), label));
+            }
+        }
+        dirs.push((Origin::Project, project, project_label.to_string()));
         if let Some(user) = &self.user_dir {
-            dirs.push((Origin::User, user.join(kind.folder())));
+            let label = format!("{}/{}/", self.user_label, kind.folder());
+            dirs.push((Origin::User, user.join(kind.folder()), label));
         }
         dirs
+    }
+
+    /// The places searched for `kind`, as messages name them: `.workflows/`,
+    /// `~/.config/reins/workflows/`, `the bundled workflows`.
+    pub fn searched(&self, kind: Kind) -> Vec<String> {
+        let mut places: Vec<String> = self.dirs(kind).into_iter().map(|(_, _, l)| l).collect();
+        places.push(format!("the bundled {}s", kind.noun()));
+        places
     }
 
     fn bundled(&self, kind: Kind) -> &'static [Embedded] {
@@ -298,7 +327,7 @@ impl SearchPath {
     /// Resolves a name of `kind`: project, then user, then bundled.
     pub fn resolve(&self, kind: Kind, name: &str) -> Result<Found, DiscoverError> {
         if !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != ".." {
-            for (origin, dir) in self.dirs(kind) {
+            for (origin, dir, _) in self.dirs(kind) {
                 for ext in kind.extensions() {
                     let path = dir.join(format!("{name}.{ext}"));
                     if path.is_file() {
@@ -315,12 +344,7 @@ impl SearchPath {
                 return Ok(found);
             }
         }
-        let mut searched: Vec<String> = self
-            .dirs(kind)
-            .iter()
-            .map(|(_, dir)| format!("{}/", pretty_path(dir).display()))
-            .collect();
-        searched.push(format!("the bundled {}s", kind.noun()));
+        let searched = self.searched(kind);
         let available = self.list(kind).into_iter().map(|l| l.found.name).collect();
         Err(DiscoverError::NotFound {
             kind,
@@ -347,7 +371,7 @@ impl SearchPath {
     /// `.yaml` before `.yml`.
     pub fn candidates(&self, kind: Kind) -> Vec<Found> {
         let mut out = Vec::new();
-        for (origin, dir) in self.dirs(kind) {
+        for (origin, dir, _) in self.dirs(kind) {
             let mut here = Vec::new();
             // A folder that does not exist (or cannot be read) simply has no files.
             if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -401,18 +425,21 @@ impl SearchPath {
 
 impl SearchPath {
     /// The places searched for the command files of the workflow at `path`: when the file sits
-    /// in a `.workflows/` folder, that folder's project; otherwise the current directory's.
+    /// in a `.workflows/` folder, that folder's project; otherwise `commands/` next to the file
+    /// first, then the current directory's project.
     pub fn for_workflow(path: &Path) -> Self {
         let mut search = Self::from_env();
-        let parent = path
-            .parent()
-            .filter(|p| p.file_name() == Some(".workflows".as_ref()));
-        if let Some(project) = parent.and_then(Path::parent) {
+        let parent = path.parent().unwrap_or(Path::new(""));
+        if parent.file_name() == Some(".workflows".as_ref()) {
+            let project = parent.parent().unwrap_or(Path::new(""));
             search.project_root = if project.as_os_str().is_empty() {
                 PathBuf::from(".")
             } else {
                 project.to_path_buf()
             };
+        } else {
+            // A workflow kept elsewhere may bring its command files along.
+            search.commands_beside = Some(parent.join("commands"));
         }
         search
     }
@@ -437,27 +464,7 @@ impl super::validate::CommandLookup for SearchPath {
             Ok(file) => file,
             Err(_) => return Err((vec![found.path], Vec::new())),
         };
-        Ok(
-            match super::command_file::parse_command_file(file.clone()) {
-                Ok(command) => super::validate::CommandFile {
-                    body_start: command.body.span.start,
-                    args: command
-                        .args
-                        .iter()
-                        .map(|a| (a.name.value.clone(), a.must_be_given()))
-                        .collect(),
-                    file,
-                    diagnostics: Vec::new(),
-                },
-                // A broken frontmatter: report it, and check no body (it cannot be told apart).
-                Err(diagnostics) => super::validate::CommandFile {
-                    body_start: file.text.len(),
-                    args: Vec::new(),
-                    file,
-                    diagnostics,
-                },
-            },
-        )
+        Ok(super::validate::CommandFile::parse(file))
     }
 }
 
@@ -506,16 +513,29 @@ pub fn project_root(cwd: &Path) -> PathBuf {
 }
 
 /// The user-global folder: `$REINS_HOME`, else `$XDG_CONFIG_HOME/reins`, else `~/.config/reins`.
+/// An empty variable counts as unset.
 pub fn user_dir(env: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    user_dir_and_label(env).map(|(dir, _)| dir)
+}
+
+fn user_dir_and_label(env: impl Fn(&str) -> Option<OsString>) -> Option<(PathBuf, &'static str)> {
     let set = |key: &str| env(key).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(home) = set("REINS_HOME") {
-        return Some(home);
+        return Some((home, "$REINS_HOME"));
     }
     // The XDG spec says a relative XDG_CONFIG_HOME is invalid and must be ignored.
     if let Some(xdg) = set("XDG_CONFIG_HOME").filter(|p| p.is_absolute()) {
-        return Some(xdg.join("reins"));
+        return Some((xdg.join("reins"), "$XDG_CONFIG_HOME/reins"));
     }
-    set("HOME").map(|home| home.join(".config").join("reins"))
+    set("HOME").map(|home| (home.join(".config").join("reins"), "~/.config/reins"))
+}
+
+/// Whether two paths name the same folder (compared as written when either does not exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// A path for people: relative to the current directory when below it, `~/...` under the home
