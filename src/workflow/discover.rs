@@ -826,6 +826,49 @@ mod tests {
     }
 
     #[test]
+    fn messages_name_places_by_rule_not_by_path() {
+        let (_tmp, search) = setup();
+        assert_eq!(
+            search.searched(Kind::Command),
+            [
+                ".workflows/commands/",
+                "$REINS_HOME/commands/",
+                "the bundled commands"
+            ]
+        );
+        let search = SearchPath::new(Path::new("/nonexistent"), |k| {
+            (k == "HOME").then(|| "/home/u".into())
+        });
+        assert_eq!(
+            search.searched(Kind::Workflow)[1],
+            "~/.config/reins/workflows/"
+        );
+    }
+
+    #[test]
+    fn a_workflow_given_by_path_brings_its_commands() {
+        let (tmp, search) = setup();
+        let flow = tmp.path().join("elsewhere/flow.yaml");
+        write(&flow, "nodes: [{id: a, command: local}]\n");
+        write(&tmp.path().join("elsewhere/commands/local.md"), "Local\n");
+        write(
+            &tmp.path().join("repo/.workflows/commands/local.md"),
+            "Project\n",
+        );
+        let mut search = search;
+        search.commands_beside = SearchPath::for_workflow(&flow).commands_beside;
+        let found = search.resolve_command("local").unwrap();
+        assert_eq!(found.origin, Origin::Path);
+        assert_eq!(found.read().unwrap().text, "Local\n");
+        assert!(search.searched(Kind::Command)[0].ends_with("elsewhere/commands/"));
+        // The other places are still searched after it.
+        assert_eq!(
+            search.resolve_command("fixture-greet").unwrap().origin,
+            Origin::Bundled
+        );
+    }
+
+    #[test]
     fn a_workflow_in_a_workflows_folder_brings_its_project() {
         let search = SearchPath::for_workflow(Path::new("/some/repo/.workflows/w.yaml"));
         assert_eq!(search.project_root, Path::new("/some/repo"));
