@@ -189,14 +189,10 @@ fn ignore_runs(root: &Path) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// The folder holding `.workflows/` or `.git`, searching up from the current directory;
-/// the current directory when there is neither.
-pub fn project_root() -> PathBuf {
+/// The project root, searching up from the current directory.
+fn project_root() -> PathBuf {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    cwd.ancestors()
-        .find(|dir| dir.join(".workflows").is_dir() || dir.join(".git").exists())
-        .map(Path::to_path_buf)
-        .unwrap_or(cwd)
+    crate::workflow::discover::project_root(&cwd)
 }
 
 /// The project's test command, from the files that name one.
