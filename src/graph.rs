@@ -89,8 +89,11 @@ impl Dag {
     }
 
     /// Orders the members of a strongly connected component along one cycle through them,
-    /// starting from the first declared member: each member depends on the next.
+    /// starting from the first declared member: each member depends on the next. Such a
+    /// cycle may not exist, and finding one is a Hamiltonian-cycle search, so the search is
+    /// bounded; without a cycle through every member they come back in declaration order.
     fn order_cycle(&self, mut members: Vec<usize>) -> Vec<usize> {
+        const MAX_STEPS: usize = 100_000;
         members.sort_unstable();
         if members.len() == 1 {
             return members;
@@ -99,12 +102,17 @@ impl Dag {
         // Depth-first search for a path back to `start` that stays inside the component.
         let mut path = vec![start];
         let mut next_choice = vec![0usize];
+        let mut steps = 0;
         while let Some(&current) = path.last() {
+            steps += 1;
+            if steps > MAX_STEPS {
+                break;
+            }
             let choice = next_choice.last_mut().expect("same length as path");
             let candidates: Vec<usize> = self.deps[current]
                 .iter()
                 .copied()
-                .filter(|d| members.contains(d))
+                .filter(|d| members.binary_search(d).is_ok())
                 .collect();
             if *choice >= candidates.len() {
                 path.pop();
@@ -121,7 +129,6 @@ impl Dag {
                 next_choice.push(0);
             }
         }
-        // No cycle through every member: fall back to the shortest one found greedily.
         members
     }
 

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::repo::Repo;
+use support::run_repo::Repo;
 
 /// Strings that run `touch pwned-N` if a shell ever interprets them.
 const HOSTILE: &[&str] = &[

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use support::repo::{process_alive, wait_for, Repo};
+use support::run_repo::{process_alive, wait_for, Repo};
 
 const LONG_NODE: &str = r#"nodes:
   - id: long

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use support::repo::{process_alive, wait_for, Repo};
+use support::run_repo::{process_alive, wait_for, Repo};
 
 /// a -> b -> c -> d, and e independent of them; every node appends its id to ran.txt.
 /// `c` runs long the first time (until the file `resumed` exists).

@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::repo::Repo;
+use support::run_repo::Repo;
 
 #[test]
 fn independent_nodes_run_at_the_same_time() {
@@ -302,7 +302,7 @@ fn an_invalid_workflow_is_refused_with_diagnostics() {
     let out = repo.reins(["run", "missing-workflow"]).run();
     out.code(2);
     assert!(
-        out.stderr.contains("no workflow `missing-workflow`"),
+        out.stderr.contains("no workflow named `missing-workflow`"),
         "{}",
         out.stderr
     );

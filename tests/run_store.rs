@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::repo::Repo;
+use support::run_repo::Repo;
 
 fn two_runs() -> Repo {
     let repo = Repo::new().workflow(

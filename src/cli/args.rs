@@ -36,6 +36,10 @@ pub enum Command {
     Init(InitArgs),
     /// Scaffold one more workflow in `.workflows/`.
     New(NewArgs),
+    /// List the workflows found: project `.workflows/`, user-global, bundled.
+    List(ListArgs),
+    /// Print the JSON Schema of the workflow format, for editors.
+    Schema,
 }
 
 /// `reins run`.
@@ -88,7 +92,7 @@ pub struct CancelArgs {
 #[derive(Debug, Args)]
 pub struct RunsArgs {
     /// Output format.
-    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
 }
 
@@ -99,7 +103,7 @@ pub struct StatusArgs {
     #[arg(default_value = "last")]
     pub run: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
 }
 
@@ -113,15 +117,6 @@ pub struct LogsArgs {
     /// Keep printing as the run goes on, until it ends.
     #[arg(short, long)]
     pub follow: bool,
-}
-
-/// Output format of `runs` and `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ListFormat {
-    /// A table for people.
-    Human,
-    /// JSON.
-    Json,
 }
 
 fn parse_input(text: &str) -> Result<(String, String), String> {
@@ -156,4 +151,21 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+}
+
+/// `reins list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+}
+
+/// Output format of `reins list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    /// One line per workflow: name, source, path, description.
+    Text,
+    /// A JSON array of objects.
+    Json,
 }

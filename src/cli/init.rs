@@ -189,14 +189,10 @@ fn ignore_runs(root: &Path) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// The folder holding `.workflows/` or `.git`, searching up from the current directory;
-/// the current directory when there is neither.
-pub fn project_root() -> PathBuf {
+/// The project root, searching up from the current directory.
+fn project_root() -> PathBuf {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    cwd.ancestors()
-        .find(|dir| dir.join(".workflows").is_dir() || dir.join(".git").exists())
-        .map(Path::to_path_buf)
-        .unwrap_or(cwd)
+    crate::workflow::discover::project_root(&cwd)
 }
 
 /// The project's test command, from the files that name one.
@@ -226,7 +222,7 @@ pub fn detect_test_command(root: &Path) -> Option<String> {
 }
 
 fn schema_json() -> String {
-    let schema = schemars::schema_for!(crate::workflow::Workflow);
+    let schema = crate::workflow::schema::workflow_schema();
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');
     text

@@ -2,10 +2,12 @@
 
 mod args;
 mod init;
+mod list;
 mod logs;
 mod progress;
 mod run;
 mod runs;
+mod schema;
 mod validate;
 
 use clap::Parser;
@@ -35,6 +37,8 @@ pub fn main() -> i32 {
         Command::Runs(opts) => runs::list(opts),
         Command::Status(opts) => runs::status(opts),
         Command::Logs(opts) => logs::run(opts),
+        Command::List(opts) => list::run(opts),
+        Command::Schema => schema::run(),
         Command::Init(opts) => init::init(opts),
         Command::New(opts) => init::new(opts),
     }

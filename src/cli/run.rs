@@ -10,12 +10,12 @@ use super::args::{ResumeArgs, RunArgs};
 use super::progress::{self, View};
 use crate::diagnostic::{render_all, Format};
 use crate::engine::context::{NodeValue, RunInfo};
-use crate::engine::launch::{self, find_workflow, resolve_inputs};
+use crate::engine::launch::{self, resolve_inputs};
 use crate::engine::watchdog::Watchdog;
 use crate::engine::{CancelLevel, Canceller, Field, Options, Plan, Prepared, Resumed, Runners};
 use crate::exit;
 use crate::store::{NodeStatus, Store};
-use crate::workflow::{self, validate, NodeKind};
+use crate::workflow::{self, discover, validate, NodeKind};
 
 /// Prints a line on stdout; a closed pipe (`reins runs | head -1`) is not an error.
 macro_rules! say {
@@ -32,11 +32,19 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let path = match find_workflow(&args.workflow, store.root()) {
-        Ok(p) => p,
-        Err(e) => return fail(&e.message, e.code),
+    let found = match discover::resolve_workflow(&args.workflow) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(help) = e.help() {
+                eprintln!("  = help: {help}");
+            }
+            return exit::USAGE;
+        }
     };
-    let (loaded, diagnostics) = validate::check_file(&path);
+    let loaded = found.load_workflow();
+    let commands = discover::SearchPath::for_workflow(&found.path);
+    let diagnostics = validate::validate(&loaded, &commands);
     if !diagnostics.is_empty() {
         let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         let _ =
@@ -47,12 +55,11 @@ pub fn run(args: RunArgs) -> i32 {
         _ => {
             eprintln!(
                 "error: `{}` is not a valid workflow; nothing was run",
-                crate::source::display_path(&path).display()
+                found.path.display()
             );
             return exit::USAGE;
         }
     };
-    let commands = validate::default_commands(&path);
     if args.dry_run {
         return dry_run(&store, workflow, &commands, &args.inputs, args.concurrency);
     }

@@ -33,7 +33,7 @@ pub fn list(args: RunsArgs) -> i32 {
                 serde_json::to_string_pretty(&items).unwrap_or_default()
             );
         }
-        ListFormat::Human => {
+        ListFormat::Text => {
             if runs.is_empty() {
                 say!("no runs yet (start one with `reins run WORKFLOW`)");
                 return exit::SUCCESS;
@@ -130,7 +130,7 @@ pub fn status(args: StatusArgs) -> i32 {
                 serde_json::to_string_pretty(&value).unwrap_or_default()
             );
         }
-        ListFormat::Human => {
+        ListFormat::Text => {
             let state = &summary.state;
             let started = state
                 .started_at

@@ -7,7 +7,6 @@
 //! `run_started` or `run_resumed` and runs the scheduler to the end.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::cancel::Canceller;
@@ -456,43 +455,4 @@ impl Prepared {
 pub fn read_state(run: &RunDir) -> std::io::Result<RunState> {
     let contents = log::read(&run.events_path())?;
     Ok(RunState::from_records(&contents.records))
-}
-
-/// The workflow file `name` refers to: a path to a file, or `.workflows/NAME.yaml` (or `.yml`)
-/// in the working tree.
-pub fn find_workflow(name: &str, root: &Path) -> Result<std::path::PathBuf, LaunchError> {
-    let as_path = Path::new(name);
-    if as_path.is_file() {
-        return Ok(as_path.to_path_buf());
-    }
-    let dir = root.join(".workflows");
-    for ext in ["yaml", "yml"] {
-        let p = dir.join(format!("{name}.{ext}"));
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    let known: Vec<String> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_suffix(".yaml")
-                .or_else(|| name.strip_suffix(".yml"))
-                .map(str::to_string)
-        })
-        .collect();
-    let hint = suggestion(name, known.iter().map(String::as_str)).unwrap_or_else(|| {
-        if known.is_empty() {
-            "there are no workflows in .workflows/ (create one, or pass a path)".into()
-        } else {
-            let mut k = known.clone();
-            k.sort();
-            format!("workflows here: {}", k.join(", "))
-        }
-    });
-    Err(LaunchError::usage(format!(
-        "no workflow `{name}` (looked for a file, and for .workflows/{name}.yaml); {hint}"
-    )))
 }

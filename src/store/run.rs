@@ -136,10 +136,11 @@ impl Store {
         }
     }
 
-    /// The store of the working tree containing `dir`: the nearest ancestor with a `.git`,
-    /// else `dir` itself.
+    /// The store of the project containing `dir` (see
+    /// [`crate::workflow::discover::project_root`]).
     pub fn discover(dir: &Path) -> Self {
-        Self::new(&project_root(dir))
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Self::new(&crate::workflow::discover::project_root(&dir))
     }
 
     /// The working tree.
@@ -273,15 +274,6 @@ impl RunDir {
     }
 }
 
-/// The working tree containing `dir`: the nearest ancestor holding `.git`, else `dir`.
-pub fn project_root(dir: &Path) -> PathBuf {
-    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    dir.ancestors()
-        .find(|d| d.join(".git").exists())
-        .map(Path::to_path_buf)
-        .unwrap_or(dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,14 +302,5 @@ mod tests {
         other.inputs.insert("k".into(), "w".into());
         assert_ne!(other.compute_digest(), m.digest);
         assert!(run.node_dir("../x").ends_with("nodes/___x"));
-    }
-
-    #[test]
-    fn project_root_is_the_nearest_git_ancestor() {
-        let tmp = tempfile::tempdir().unwrap();
-        fs::create_dir_all(tmp.path().join(".git")).unwrap();
-        fs::create_dir_all(tmp.path().join("a/b")).unwrap();
-        let root = project_root(&tmp.path().join("a/b"));
-        assert_eq!(root, std::path::absolute(tmp.path()).unwrap());
     }
 }

@@ -1,8 +1,11 @@
 //! The workflow language: load a YAML file into a typed [`Workflow`], every value spanned.
 
+pub mod command_file;
 pub mod decode;
+pub mod discover;
 pub mod duration;
 pub mod model;
+pub mod schema;
 pub mod template;
 pub mod validate;
 pub mod yaml;
@@ -63,6 +66,10 @@ pub fn load_file(path: &Path) -> Loaded {
                 "unreadable",
                 &file,
                 format!("cannot read the file: {}", err.to_string().to_lowercase()),
+            )
+            .with_help_opt(
+                (err.kind() == std::io::ErrorKind::InvalidData)
+                    .then(|| "workflow files are UTF-8 text; save it as UTF-8".to_string()),
             );
             Loaded {
                 file,

@@ -22,11 +22,12 @@ pub struct Workflow {
     #[schemars(skip)]
     pub source: Arc<SourceFile>,
     /// The workflow's name; defaults to the file name without `.yaml`.
+    #[schemars(with = "Option<String>")]
     pub name: Spanned<String>,
     /// One line saying what the workflow does, shown by `reins list`.
     pub description: Option<Spanned<String>>,
     /// Values a run is started with (`reins run WF --input name=value`), read as `{{inputs.NAME}}`.
-    #[schemars(default)]
+    #[schemars(default, with = "NamedMap<Option<Input>>")]
     pub inputs: NamedMap<Input>,
     /// Environment variables for every bash node (and agent process).
     #[schemars(default)]
@@ -109,6 +110,7 @@ pub struct AgentProfile {
     #[schemars(default)]
     pub disallowed_tools: Vec<Spanned<String>>,
     /// Limit on model calls in one turn.
+    #[schemars(range(min = 1))]
     pub max_turns: Option<Spanned<u32>>,
     /// Extra command-line arguments for the agent CLI.
     #[schemars(default)]
@@ -157,6 +159,7 @@ impl Trigger {
 #[schemars(deny_unknown_fields)]
 pub struct Node {
     /// Unique id (`[A-Za-z0-9_-]+`), used by `depends_on` and `{{nodes.ID.output}}`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub id: Spanned<String>,
     /// What the node does.
     #[serde(flatten)]
@@ -193,11 +196,13 @@ pub struct Node {
     /// Model of an agent node, overriding the profile's.
     pub model: Option<Spanned<String>>,
     /// `fresh` (default): a new conversation; any other name: continue that sticky conversation.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub session: Option<Spanned<String>>,
     /// Tools the agent may use without asking, added to the profile's.
     #[schemars(default)]
     pub allowed_tools: Vec<Spanned<String>>,
     /// Limit on model calls in one agent turn.
+    #[schemars(range(min = 1))]
     pub max_turns: Option<Spanned<u32>>,
     /// Files the node must leave in the artifacts folder, or it fails.
     #[schemars(default)]
@@ -269,6 +274,7 @@ enum ApprovalSchema {
 /// A loop: its body runs again until `until`/`until_bash` says done, at most `max_iterations` times.
 #[derive(Debug, Clone, JsonSchema)]
 #[schemars(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["until"]}, {"required": ["until_bash"]}]))]
 pub struct LoopSpec {
     /// What each iteration runs: exactly one of `bash`, `prompt`, `command`.
     #[serde(flatten)]

@@ -86,30 +86,149 @@ pub fn known_helpers() -> impl Iterator<Item = &'static str> {
 
 /// Parses a template and lists what it reads.
 pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
-    let compiled = Compiled::compile(text).map_err(|e| SyntaxError {
-        message: describe_template_error(&e),
-        position: e.pos(),
-    })?;
+    let compiled = Compiled::compile(text).map_err(|e| syntax_error(text, &e))?;
     let mut analysis = Analysis::default();
     walk(&compiled, false, &mut analysis);
     Ok(analysis)
 }
 
-fn describe_template_error(e: &handlebars::TemplateError) -> String {
+/// Turns Handlebars' error into words a workflow author understands, pointing at the tag
+/// that is wrong: for "the template ended too early", at the `{{` or `{{#block}}` left open
+/// rather than at the end of the text.
+fn syntax_error(text: &str, e: &handlebars::TemplateError) -> SyntaxError {
+    let position = e.pos();
     let reason = e.reason().to_string();
     let reason = reason.lines().next().unwrap_or("").trim().to_string();
-    if reason.starts_with("Invalid handlebars syntax")
-        || reason.starts_with("invalid handlebars syntax")
-    {
-        return "template syntax error: a `{{#block}}` is not closed, or a `{{...}}` is malformed"
-            .into();
+    // `helper "if" was opened, but "each" is closing`
+    let mut quoted = reason.split('"').skip(1).step_by(2);
+    if let (true, Some(opened), Some(closing)) = (
+        reason.contains("was opened, but"),
+        quoted.next(),
+        quoted.next(),
+    ) {
+        return SyntaxError {
+            message: format!(
+                "template syntax error: `{{{{#{opened}}}}}` is closed by `{{{{/{closing}}}}}`; close it with `{{{{/{opened}}}}}`"
+            ),
+            position,
+        };
     }
-    let mut c = reason.chars();
-    let lowered: String = match c.next() {
+    if !reason
+        .to_lowercase()
+        .starts_with("invalid handlebars syntax")
+    {
+        return SyntaxError {
+            message: format!("template syntax error: {}", lowercase_first(&reason)),
+            position,
+        };
+    }
+    let offset = position.map(|(line, col)| offset_in(text, line, col));
+    let at_end = offset.is_none_or(|o| text[o..].trim().is_empty());
+    if at_end {
+        if let Some(open) = unclosed_braces(text) {
+            return SyntaxError {
+                message: "template syntax error: `{{` is never closed with `}}`".into(),
+                position: Some(line_col_in(text, open)),
+            };
+        }
+        if let Some((name, open)) = unclosed_block(text) {
+            return SyntaxError {
+                message: format!(
+                    "template syntax error: `{{{{#{name}}}}}` is never closed; add `{{{{/{name}}}}}`"
+                ),
+                position: Some(line_col_in(text, open)),
+            };
+        }
+    }
+    // Quote the tag the error is in, from its `{{` to its `}}` (or the end of the line).
+    let tag = offset.and_then(|o| text[..o].rfind("{{")).map(|open| {
+        let rest = &text[open..];
+        let end = rest
+            .find("}}")
+            .map(|e| e + 2)
+            .into_iter()
+            .chain(rest.find('\n'))
+            .min()
+            .unwrap_or(rest.len());
+        let tag: String = rest[..end].chars().take(40).collect();
+        tag
+    });
+    let message = match tag {
+        Some(tag) => format!("template syntax error in `{tag}`"),
+        None => "template syntax error: a `{{...}}` is malformed".into(),
+    };
+    SyntaxError { message, position }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
         Some(f) => f.to_lowercase().chain(c).collect(),
         None => "invalid template".into(),
-    };
-    format!("template syntax error: {lowered}")
+    }
+}
+
+/// Byte offsets of every unescaped `{{` in a template.
+fn openings(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.match_indices("{{")
+        .map(|(i, _)| i)
+        .filter(|&i| !text[..i].ends_with(['\\', '{']))
+}
+
+/// The last `{{` that no `}}` follows.
+fn unclosed_braces(text: &str) -> Option<usize> {
+    let last = openings(text).last()?;
+    (!text[last..].contains("}}")).then_some(last)
+}
+
+/// The innermost `{{#block}}` without its `{{/block}}`, with where it opens.
+fn unclosed_block(text: &str) -> Option<(String, usize)> {
+    let mut open: Vec<(String, usize)> = Vec::new();
+    for i in openings(text) {
+        let tag = text[i + 2..].trim_start_matches('~');
+        let name = |rest: &str| -> String {
+            rest.trim_start_matches(['>', '*'])
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '}' && *c != '~')
+                .collect()
+        };
+        if let Some(rest) = tag.strip_prefix('#') {
+            open.push((name(rest), i));
+        } else if let Some(rest) = tag.strip_prefix('/') {
+            let closing = name(rest);
+            if let Some(k) = open.iter().rposition(|(n, _)| *n == closing) {
+                open.truncate(k);
+            }
+        }
+    }
+    open.pop()
+}
+
+/// Byte offset of a 1-based (line, column in characters) inside `text`.
+fn offset_in(text: &str, line: usize, col: usize) -> usize {
+    let mut start = 0;
+    for _ in 1..line {
+        match text[start..].find('\n') {
+            Some(i) => start += i + 1,
+            None => return text.len(),
+        }
+    }
+    let rest = &text[start..];
+    start
+        + rest
+            .char_indices()
+            .take_while(|(_, c)| *c != '\n')
+            .nth(col.saturating_sub(1))
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| rest.find('\n').unwrap_or(rest.len()))
+}
+
+/// 1-based (line, column in characters) of a byte offset inside `text`.
+fn line_col_in(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    (line, before[line_start..].chars().count() + 1)
 }
 
 fn walk(t: &Compiled, in_block: bool, out: &mut Analysis) {
@@ -201,18 +320,49 @@ fn push_path_text(raw: &str, in_block: bool, out: &mut Analysis) {
     });
 }
 
-/// Where `needle` (text inside the template) stands in the file, given the template value's
-/// span; falls back to the whole value.
+/// Where `needle` (a name inside a template, like `nodes.build.output` or `contains`) stands
+/// in the file, given the template value's span; falls back to the whole value.
 pub fn locate(file: &SourceFile, value_span: Span, needle: &str) -> Span {
+    locate_nth(file, value_span, needle, 0)
+}
+
+/// Like [`locate`], for the `n`-th (0-based) time the template uses `needle`. Only whole
+/// names inside `{{...}}` count, so `{{inputs.a}}` is not found inside `{{inputs.ab}}` nor
+/// in plain text around the tags.
+pub fn locate_nth(file: &SourceFile, value_span: Span, needle: &str, n: usize) -> Span {
     let region = file.slice(value_span);
-    match region.find(needle) {
-        Some(i) if !needle.is_empty() => Span::new(value_span.start + i, needle.len()),
-        _ => value_span,
+    if needle.is_empty() {
+        return value_span;
+    }
+    let is_name = |c: char| c.is_alphanumeric() || "_-./@[]".contains(c);
+    let in_tag = |i: usize| match region[..i].rfind("{{") {
+        Some(open) => !region[open..i].contains("}}"),
+        None => false,
+    };
+    let whole: Vec<usize> = region
+        .match_indices(needle)
+        .map(|(i, _)| i)
+        .filter(|&i| {
+            needle.starts_with('{')
+                || (!region[..i].ends_with(is_name)
+                    && !region[i + needle.len()..].starts_with(is_name)
+                    && in_tag(i))
+        })
+        .collect();
+    let found = whole
+        .get(n)
+        .or(whole.last())
+        .copied()
+        .or_else(|| region.find(needle));
+    match found {
+        Some(i) => Span::new(value_span.start + i, needle.len()),
+        None => value_span,
     }
 }
 
-/// Where a (line, column) inside the template text stands in the file: exact for plain and
-/// quoted one-line values, the start of the template's line otherwise.
+/// Where a (line, column) inside the template text stands in the file: the same text is
+/// looked for in the file, counting earlier occurrences, so it works for plain, quoted and
+/// block values alike. Falls back to the whole value.
 pub fn locate_position(
     file: &SourceFile,
     value_span: Span,
@@ -222,24 +372,30 @@ pub fn locate_position(
     let Some((line, col)) = position else {
         return value_span;
     };
-    let Some(line_text) = text.split('\n').nth(line.saturating_sub(1)) else {
+    let at = offset_in(text, line, col);
+    let rest = &text[at..];
+    let needle_len: usize = rest
+        .char_indices()
+        .take_while(|(_, c)| *c != '\n')
+        .take(12)
+        .last()
+        .map(|(i, c)| i + c.len_utf8())
+        .unwrap_or(0);
+    let needle = rest[..needle_len].trim_end();
+    if needle.is_empty() {
+        return value_span;
+    }
+    let earlier = text[..at].match_indices(needle).count();
+    let region = file.slice(value_span);
+    let Some((i, _)) = region.match_indices(needle).nth(earlier) else {
         return value_span;
     };
-    let rest: String = line_text
-        .chars()
-        .skip(col.saturating_sub(1))
-        .take(12)
-        .collect();
-    let rest = rest.trim_end();
-    if rest.is_empty() {
-        return value_span;
-    }
-    let span = locate(file, value_span, rest);
-    if span == value_span {
-        value_span
+    let len = if needle.starts_with("{{") {
+        2
     } else {
-        Span::new(span.start, span.len.min(2))
-    }
+        needle.chars().next().map(char::len_utf8).unwrap_or(0)
+    };
+    Span::new(value_span.start + i, len)
 }
 
 /// How rendered values are escaped.
@@ -285,10 +441,7 @@ impl Renderer {
         };
         registry
             .register_template_string(key, text)
-            .map_err(|e| SyntaxError {
-                message: describe_template_error(&e),
-                position: e.pos(),
-            })
+            .map_err(|e| syntax_error(text, &e))
     }
 
     /// True if a template is registered under `key` for `mode`.

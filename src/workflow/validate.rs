@@ -1,6 +1,7 @@
 //! Semantic checks of a loaded workflow: ids, dependencies, cycles, templates, profiles,
 //! command files. Every problem is reported; nothing stops at the first.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -89,104 +90,32 @@ impl CommandLookup for DirCommands {
 }
 
 impl CommandFile {
-    /// Splits a command file into its frontmatter (`---` ... `---`, YAML with `description`
-    /// and `args`) and its prompt template.
+    /// Reads a command file with [`super::command_file::parse_command_file`]: frontmatter
+    /// (`---` ... `---`, YAML with `description` and `args`) and prompt template.
     pub fn parse(file: Arc<SourceFile>) -> Self {
-        let text = &file.text;
-        let Some(rest) = text
-            .strip_prefix("---\n")
-            .or_else(|| text.strip_prefix("---\r\n"))
-        else {
-            return Self {
-                file: file.clone(),
-                body_start: 0,
-                args: Vec::new(),
-                diagnostics: Vec::new(),
-            };
-        };
-        let front_start = text.len() - rest.len();
-        let Some(end) = rest.find("\n---").map(|i| front_start + i + 1) else {
-            let d = Diagnostic::error(
-                "command-frontmatter",
-                &file,
-                Span::new(0, 3),
-                "the frontmatter is never closed",
-            )
-            .with_help("end it with a line `---`");
-            return Self {
-                file: file.clone(),
-                body_start: 0,
-                args: Vec::new(),
-                diagnostics: vec![d],
-            };
-        };
-        let body_start = text[end..]
-            .find('\n')
-            .map(|i| end + i + 1)
-            .unwrap_or(text.len());
-        // Parse the frontmatter in place: blank out the body so spans stay file offsets.
-        let front = SourceFile::new(file.path.clone(), text[..end].replacen("---", "   ", 1));
-        let mut diagnostics = Vec::new();
-        let mut args = Vec::new();
-        match super::yaml::parse(&front) {
-            Err(mut d) => {
-                d.file = file.clone();
-                diagnostics.push(d);
-            }
-            Ok(root) => {
-                use super::yaml::Value;
-                if let Value::Map(entries) = &root.value {
-                    for (key, value) in entries {
-                        match (key.value.as_str(), &value.value) {
-                            ("description", _) => {}
-                            ("args", Value::Seq(items)) => {
-                                for item in items {
-                                    let mut name = None;
-                                    let mut required = false;
-                                    let mut has_default = false;
-                                    match &item.value {
-                                        Value::Str(s) => name = Some(s.clone()),
-                                        Value::Map(fields) => {
-                                            for (k, v) in fields {
-                                                match (k.value.as_str(), &v.value) {
-                                                    ("name", Value::Str(s)) => name = Some(s.clone()),
-                                                    ("required", Value::Bool(b)) => required = *b,
-                                                    ("default", _) => has_default = true,
-                                                    _ => {}
-                                                }
-                                            }
-                                        }
-                                        _ => {}
-                                    }
-                                    match name {
-                                        Some(n) => args.push((n, required && !has_default)),
-                                        None => diagnostics.push(
-                                            Diagnostic::error("command-frontmatter", &file, item.span, "an argument needs a `name`")
-                                                .with_help("write `args: [{ name: focus, required: true }]`"),
-                                        ),
-                                    }
-                                }
-                            }
-                            ("args", _) => diagnostics.push(
-                                Diagnostic::error("command-frontmatter", &file, value.span, "`args` must be a list")
-                                    .with_help("write `args: [{ name: focus, description: ..., required: true }]`"),
-                            ),
-                            (other, _) => diagnostics.push(
-                                Diagnostic::error("unknown-key", &file, key.span, format!("unknown key `{other}` in the command's frontmatter"))
-                                    .with_help(suggestion(other, ["description", "args"]).unwrap_or_else(|| "the frontmatter accepts `description` and `args`".into())),
-                            ),
-                        }
-                    }
-                }
-            }
-        }
+        let (command, diagnostics) = super::command_file::parse_command_file(file.clone());
         Self {
+            body_start: command.body.span.start,
+            args: command
+                .args
+                .iter()
+                .map(|a| (a.name.value.clone(), a.must_be_given()))
+                .collect(),
             file,
-            body_start,
-            args,
             diagnostics,
         }
     }
+}
+
+/// What `{{args.NAME}}` may read in the template being checked.
+#[derive(Clone, Copy)]
+enum Args<'c> {
+    /// Not a command file: there are no arguments.
+    None,
+    /// A command file declaring these arguments in its frontmatter.
+    Declared(&'c [(String, bool)]),
+    /// A command file whose frontmatter is broken (reported on its own): anything goes.
+    Any,
 }
 
 /// Which template fields of a node a check is looking at.
@@ -209,40 +138,36 @@ enum Field {
 pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic> {
     let mut diags = loaded.diagnostics.clone();
     if let Some(wf) = &loaded.workflow {
+        let dag = Dag::new(wf);
+        let ancestors = Ancestors::new(&dag);
         let mut v = Validator {
             wf,
             file: &loaded.file,
             dropped: &loaded.dropped_ids,
-            dag: Dag::new(wf),
+            dag,
             diags: Vec::new(),
             used_inputs: Vec::new(),
+            ancestors,
         };
         v.run(commands);
         diags.extend(v.diags);
     }
     sort(&mut diags);
+    // A command file used by several nodes would report its own problems once per node.
+    let mut seen = HashSet::new();
+    diags.retain(|d| {
+        let spans: Vec<_> = d.labels.iter().map(|l| l.span).collect();
+        seen.insert((d.file.path.clone(), d.code, d.message.clone(), spans))
+    });
     diags
 }
 
-/// Loads and validates one workflow file, looking for command files next to it
-/// (`commands/` beside the file) and in `.workflows/commands/`.
+/// Loads and validates one workflow file, finding command files like `reins run` does
+/// (project `.workflows/commands/`, user-global, bundled; see [`super::discover`]).
 pub fn check_file(path: &std::path::Path) -> (Loaded, Vec<Diagnostic>) {
     let loaded = super::load_file(path);
-    let diags = validate(&loaded, &default_commands(path));
+    let diags = validate(&loaded, &super::discover::SearchPath::for_workflow(path));
     (loaded, diags)
-}
-
-/// Where command files of the workflow at `path` are looked for.
-pub fn default_commands(path: &std::path::Path) -> DirCommands {
-    let mut dirs = Vec::new();
-    if let Some(parent) = path.parent() {
-        dirs.push(parent.join("commands"));
-    }
-    let project = PathBuf::from(".workflows/commands");
-    if !dirs.contains(&project) {
-        dirs.push(project);
-    }
-    DirCommands { dirs }
 }
 
 /// Sorts diagnostics by file, then position (file-level ones first).
@@ -258,6 +183,42 @@ pub fn sort(diags: &mut [Diagnostic]) {
     });
 }
 
+/// The transitive dependencies of every node, asked for once per template reference and
+/// per pair of nodes sharing a session, so they are computed once.
+enum Ancestors {
+    /// A DAG: one bit set per node, built in topological order (each node's set is the union
+    /// of its dependencies' sets), `words` 64-bit words per node.
+    Sets { words: usize, bits: Vec<u64> },
+    /// A graph with a cycle (reported on its own): each node's set found by a search, once.
+    Lazy(Vec<Option<Vec<bool>>>),
+}
+
+impl Ancestors {
+    fn new(dag: &Dag) -> Self {
+        let Some(order) = dag.topo_order() else {
+            return Ancestors::Lazy(vec![None; dag.len()]);
+        };
+        let words = dag.len().div_ceil(64);
+        let mut bits = vec![0u64; words * dag.len()];
+        for &i in &order {
+            for &d in &dag.deps[i] {
+                bits[i * words + d / 64] |= 1 << (d % 64);
+                // `d` comes before `i` in the order, so its set is complete.
+                let (before, after) = bits.split_at_mut(i.max(d) * words);
+                let (mine, theirs) = if i > d {
+                    (&mut after[..words], &before[d * words..(d + 1) * words])
+                } else {
+                    (&mut before[i * words..(i + 1) * words], &after[..words])
+                };
+                for (m, t) in mine.iter_mut().zip(theirs) {
+                    *m |= t;
+                }
+            }
+        }
+        Ancestors::Sets { words, bits }
+    }
+}
+
 struct Validator<'a> {
     wf: &'a Workflow,
     file: &'a Arc<SourceFile>,
@@ -265,9 +226,21 @@ struct Validator<'a> {
     dag: Dag,
     diags: Vec<Diagnostic>,
     used_inputs: Vec<String>,
+    /// Everything each node depends on, directly or not.
+    ancestors: Ancestors,
 }
 
 impl Validator<'_> {
+    /// True if node `me` depends on node `other`, directly or not.
+    fn depends_on(&mut self, me: usize, other: usize) -> bool {
+        match &mut self.ancestors {
+            Ancestors::Sets { words, bits } => {
+                bits[me * *words + other / 64] & (1 << (other % 64)) != 0
+            }
+            Ancestors::Lazy(sets) => sets[me].get_or_insert_with(|| self.dag.ancestors(me))[other],
+        }
+    }
+
     fn run(&mut self, commands: &dyn CommandLookup) {
         self.ids();
         self.dependencies();
@@ -282,11 +255,10 @@ impl Validator<'_> {
     }
 
     fn ids(&mut self) {
-        for (i, node) in self.wf.nodes.iter().enumerate() {
-            if let Some(first) = self.wf.nodes[..i]
-                .iter()
-                .find(|n| n.id.value == node.id.value)
-            {
+        let mut first_use: HashMap<&str, &Node> = HashMap::new();
+        for node in &self.wf.nodes {
+            let first = *first_use.entry(node.id.value.as_str()).or_insert(node);
+            if !std::ptr::eq(first, node) {
                 self.diags.push(
                     Diagnostic::error(
                         "duplicate-id",
@@ -303,8 +275,13 @@ impl Validator<'_> {
     }
 
     fn dependencies(&mut self) {
-        let mut ids: Vec<&str> = self.wf.nodes.iter().map(|n| n.id.value.as_str()).collect();
-        ids.dedup();
+        let mut ids: Vec<&str> = Vec::new();
+        let mut known: HashSet<&str> = HashSet::new();
+        for node in &self.wf.nodes {
+            if known.insert(&node.id.value) {
+                ids.push(&node.id.value);
+            }
+        }
         for node in &self.wf.nodes {
             for (k, dep) in node.depends_on.iter().enumerate() {
                 if node.depends_on[..k].iter().any(|d| d.value == dep.value) {
@@ -319,7 +296,7 @@ impl Validator<'_> {
                     );
                     continue;
                 }
-                if ids.contains(&dep.value.as_str()) || self.dropped.contains(&dep.value) {
+                if known.contains(dep.value.as_str()) || self.dropped.contains(&dep.value) {
                     continue;
                 }
                 let help = suggestion(&dep.value, ids.iter().copied())
@@ -345,24 +322,40 @@ impl Validator<'_> {
                 .map(|&i| format!("`{}`", self.dag.ids[i]))
                 .collect();
             let first = &self.wf.nodes[cycle[0]];
+            // The graph orders the members along one cycle when it finds one through all of
+            // them; otherwise they come in declaration order and every edge among them counts.
+            let along = (0..cycle.len())
+                .all(|k| self.dag.deps[cycle[k]].contains(&cycle[(k + 1) % cycle.len()]));
             let message = if cycle.len() == 1 {
                 format!("node `{}` depends on itself", first.id.value)
-            } else {
+            } else if along {
                 format!("dependency cycle: {} -> {}", names.join(" -> "), names[0])
+            } else {
+                format!(
+                    "dependency cycle: nodes {} depend on each other",
+                    names.join(", ")
+                )
             };
-            // Point at each edge of the cycle: the `depends_on` entry of each member.
+            // Point at each edge of the cycle: the `depends_on` entries between members.
             let mut edges = Vec::new();
             for (k, &member) in cycle.iter().enumerate() {
-                let next = &self.dag.ids[cycle[(k + 1) % cycle.len()]];
-                if let Some(dep) = self.wf.nodes[member]
-                    .depends_on
-                    .iter()
-                    .find(|d| &d.value == next)
-                {
-                    edges.push((
-                        dep.span,
-                        format!("`{}` depends on `{}`", self.dag.ids[member], next),
-                    ));
+                let targets: Vec<usize> = if along {
+                    vec![cycle[(k + 1) % cycle.len()]]
+                } else {
+                    cycle.clone()
+                };
+                for target in targets {
+                    let next = &self.dag.ids[target];
+                    if let Some(dep) = self.wf.nodes[member]
+                        .depends_on
+                        .iter()
+                        .find(|d| &d.value == next)
+                    {
+                        edges.push((
+                            dep.span,
+                            format!("`{}` depends on `{}`", self.dag.ids[member], next),
+                        ));
+                    }
                 }
             }
             let mut edges = edges.into_iter();
@@ -399,28 +392,32 @@ impl Validator<'_> {
                 } else if !names.contains(&base.value.as_str()) {
                     self.unknown_agent(base, &names);
                 } else {
-                    // Follow the chain to catch loops like a -> b -> a.
-                    let mut seen = vec![name.value.as_str()];
+                    // Follow the chain to catch loops like a -> b -> a; each member of the
+                    // loop reports it, profiles that merely lead into it do not.
+                    let mut chain = vec![name.value.as_str()];
                     let mut current = base.value.as_str();
-                    while let Some(next) = self.wf.agents.get(current).and_then(|p| p.uses.as_ref())
-                    {
-                        if seen.contains(&current) {
-                            self.diags.push(
-                                Diagnostic::error(
-                                    "unknown-agent",
-                                    self.file,
-                                    base.span,
-                                    format!(
-                                        "agent profiles use each other in a loop: {}",
-                                        seen.join(" -> ")
-                                    ),
-                                )
-                                .with_help("one profile in the chain must `use: claude`"),
-                            );
-                            break;
+                    while !chain.contains(&current) {
+                        chain.push(current);
+                        match self.wf.agents.get(current).and_then(|p| p.uses.as_ref()) {
+                            Some(next) => current = next.value.as_str(),
+                            None => break,
                         }
-                        seen.push(current);
-                        current = next.value.as_str();
+                    }
+                    if current == name.value {
+                        chain.push(current);
+                        let chain: Vec<String> = chain.iter().map(|c| format!("`{c}`")).collect();
+                        self.diags.push(
+                            Diagnostic::error(
+                                "unknown-agent",
+                                self.file,
+                                base.span,
+                                format!(
+                                    "agent profiles use each other in a loop: {}",
+                                    chain.join(" -> ")
+                                ),
+                            )
+                            .with_help("one profile in the chain must `use: claude`"),
+                        );
                     }
                 }
             }
@@ -518,7 +515,7 @@ impl Validator<'_> {
             for (field, span) in agent_fields {
                 if let Some(span) = span {
                     self.diags.push(
-                        Diagnostic::warning("no-effect", self.file, span, format!("`{field}` has no effect on a `{}` node", node.kind.name()))
+                        Diagnostic::warning("no-effect", self.file, span, format!("`{field}` has no effect on {}", kind_phrase(&node.kind)))
                             .with_help("agent settings apply to `prompt` and `command` nodes (and loops of them); remove it"),
                     );
                 }
@@ -534,7 +531,7 @@ impl Validator<'_> {
                     "no-effect",
                     self.file,
                     span,
-                    format!("`args` has no effect on a `{}` node", node.kind.name()),
+                    format!("`args` has no effect on {}", kind_phrase(&node.kind)),
                 )
                 .with_help(
                     "`args` fills `{{args.NAME}}` in a command file; use it with `command:`",
@@ -554,14 +551,22 @@ impl Validator<'_> {
         match commands.lookup(&name.value) {
             Ok(command) => {
                 self.diags.extend(command.diagnostics.iter().cloned());
+                // A broken frontmatter is reported above; its arguments are not known, so
+                // checking them against it would only repeat that error in other words.
+                let frontmatter_ok = command.diagnostics.is_empty();
+                let args = if frontmatter_ok {
+                    Args::Declared(&command.args)
+                } else {
+                    Args::Any
+                };
                 let span = Span::new(
                     command.body_start,
                     command.file.text.len().saturating_sub(command.body_start),
                 );
                 let body = Spanned::new(command.body().to_string(), span);
-                self.template_in(Some(i), &command.file, &body, field, "command file", true);
+                self.template_in(Some(i), &command.file, &body, field, "command file", args);
                 for (arg, required) in &command.args {
-                    if *required && node.args.get(arg).is_none() {
+                    if frontmatter_ok && *required && node.args.get(arg).is_none() {
                         self.diags.push(
                             Diagnostic::error(
                                 "missing-argument",
@@ -578,7 +583,7 @@ impl Validator<'_> {
                 }
                 let declared: Vec<&str> = command.args.iter().map(|(a, _)| a.as_str()).collect();
                 for (key, _) in node.args.iter() {
-                    if !declared.contains(&key.value.as_str()) {
+                    if frontmatter_ok && !declared.contains(&key.value.as_str()) {
                         let help =
                             suggestion(&key.value, declared.iter().copied()).unwrap_or_else(|| {
                                 format!(
@@ -625,7 +630,7 @@ impl Validator<'_> {
 
     fn template(&mut self, node: Option<usize>, t: &Spanned<String>, field: Field, what: &str) {
         let file = self.file.clone();
-        self.template_in(node, &file, t, field, what, false);
+        self.template_in(node, &file, t, field, what, Args::None);
     }
 
     /// Checks one template: syntax, helpers, and that every name it reads exists here.
@@ -636,11 +641,17 @@ impl Validator<'_> {
         t: &Spanned<String>,
         field: Field,
         what: &str,
-        in_command: bool,
+        command_args: Args,
     ) {
         let analysis: Analysis = match template::analyze(&t.value) {
             Ok(a) => a,
             Err(e) => {
+                // Inputs it names are not "unused" just because the template is broken.
+                for (name, _) in self.wf.inputs.iter() {
+                    if t.value.contains(&format!("inputs.{}", name.value)) {
+                        self.used_inputs.push(name.value.clone());
+                    }
+                }
                 let span = template::locate_position(file, t.span, &t.value, e.position);
                 self.diags.push(
                     Diagnostic::error("template-syntax", file, span, e.message).with_help(format!(
@@ -658,9 +669,17 @@ impl Validator<'_> {
                     .with_help("use `{{...}}` (quoted), or read the value from its environment variable, like \"$REINS_INPUT_NAME\""),
             );
         }
+        // The n-th use of a name points at its n-th place in the text.
+        let mut uses: HashMap<(bool, String), usize> = HashMap::new();
+        let mut nth = |helper: bool, name: &str| -> usize {
+            let n = uses.entry((helper, name.to_string())).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
         for helper in &analysis.helpers {
+            let n = nth(true, helper);
             if !template::known_helpers().any(|k| k == helper) {
-                let span = template::locate(file, t.span, helper);
+                let span = template::locate_nth(file, t.span, helper, n);
                 let help = suggestion(helper, template::known_helpers()).unwrap_or_else(|| {
                     format!("available helpers: {}", list(template::known_helpers()))
                 });
@@ -676,8 +695,8 @@ impl Validator<'_> {
             }
         }
         for r in &analysis.references {
-            let span = template::locate(file, t.span, &r.raw);
-            self.reference(node, file, span, r, field, in_command);
+            let span = template::locate_nth(file, t.span, &r.raw, nth(false, &r.raw));
+            self.reference(node, file, span, r, field, command_args);
         }
     }
 
@@ -688,7 +707,7 @@ impl Validator<'_> {
         span: Span,
         r: &template::Reference,
         field: Field,
-        in_command: bool,
+        command_args: Args,
     ) {
         let root = r.segments[0].as_str();
         let in_loop = matches!(field, Field::LoopBody | Field::Until | Field::UntilBash);
@@ -769,7 +788,7 @@ impl Validator<'_> {
                             help.into(),
                         ));
                     }
-                    Some(me) if !self.dag.ancestors(me)[target] => {
+                    Some(me) if !self.depends_on(me, target) => {
                         let me_id = &self.dag.ids[me];
                         self.diags.push(
                             error("not-upstream", format!("node `{me_id}` reads `nodes.{id}` but does not depend on `{id}`"), format!("add `{id}` to `depends_on` of `{me_id}`, so it has run before `{me_id}` starts"))
@@ -816,7 +835,26 @@ impl Validator<'_> {
                     && r.segments.len() == 2 => {}
             "output"
                 if matches!(field, Field::Until | Field::UntilBash) && r.segments.len() == 1 => {}
-            "args" if in_command && r.segments.len() == 2 => {}
+            "args" if r.segments.len() == 2 => match command_args {
+                Args::Any => {}
+                Args::Declared(declared) if declared.iter().any(|(a, _)| *a == r.segments[1]) => {}
+                Args::Declared(declared) => {
+                    let name = &r.segments[1];
+                    let help = suggestion(name, declared.iter().map(|(a, _)| a.as_str()))
+                        .unwrap_or_else(|| {
+                            format!("declare it in the frontmatter: `args: [{{ name: {name} }}]`")
+                        });
+                    self.diags.push(
+                        error(
+                            "unknown-argument",
+                            format!("the command reads `args.{name}` but does not declare it"),
+                            help,
+                        )
+                        .with_label("not in the frontmatter's `args`"),
+                    );
+                }
+                Args::None => self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into())),
+            },
             "artifacts" | "run" | "workflow" | "env" => {
                 let shape = match root {
                     "artifacts" => {
@@ -849,7 +887,7 @@ impl Validator<'_> {
                     "in the loop body, read the previous iteration as `{{loop.previous}}`".into(),
                 ));
             }
-            "args" if !in_command => {
+            "args" if matches!(command_args, Args::None) => {
                 self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into()));
             }
             _ if r.in_block => {}
@@ -876,26 +914,31 @@ impl Validator<'_> {
         }
     }
 
-    /// Two nodes of one sticky session must be ordered, or one waits for the other.
+    /// Two nodes of one sticky session must be ordered, or one waits for the other. Each node
+    /// is reported once, against the first earlier node of its session it is not ordered with.
     fn sessions(&mut self) {
-        let nodes = &self.wf.nodes;
-        for (i, a) in nodes.iter().enumerate() {
-            let Some(name) = a.sticky_session() else {
+        let wf = self.wf;
+        let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (j, b) in wf.nodes.iter().enumerate() {
+            let Some(name) = b.sticky_session() else {
                 continue;
             };
-            for (j, b) in nodes.iter().enumerate().skip(i + 1) {
-                if b.sticky_session() != Some(name) {
-                    continue;
-                }
-                if !self.dag.ancestors(j)[i] && !self.dag.ancestors(i)[j] {
-                    let span = b.session.as_ref().map(|s| s.span).unwrap_or(b.id.span);
-                    self.diags.push(
-                        Diagnostic::warning("unordered-session", self.file, span, format!("nodes `{}` and `{}` share session `{name}` but neither depends on the other", a.id.value, b.id.value))
-                            .with_secondary(a.session.as_ref().map(|s| s.span).unwrap_or(a.id.span), "also in this session")
-                            .with_help(format!("they will take turns in an unspecified order; add `depends_on: [{}]` to `{}` to fix the order", a.id.value, b.id.value)),
-                    );
-                }
-            }
+            let earlier = members.entry(name).or_default();
+            let unordered = earlier
+                .iter()
+                .copied()
+                .find(|&i| !self.depends_on(j, i) && !self.depends_on(i, j));
+            earlier.push(j);
+            let Some(i) = unordered else {
+                continue;
+            };
+            let a = &wf.nodes[i];
+            let span = b.session.as_ref().map(|s| s.span).unwrap_or(b.id.span);
+            self.diags.push(
+                Diagnostic::warning("unordered-session", self.file, span, format!("nodes `{}` and `{}` share session `{name}` but neither depends on the other", a.id.value, b.id.value))
+                    .with_secondary(a.session.as_ref().map(|s| s.span).unwrap_or(a.id.span), "also in this session")
+                    .with_help(format!("they will take turns in an unspecified order; add `depends_on: [{}]` to `{}` to fix the order", a.id.value, b.id.value)),
+            );
         }
     }
 
@@ -941,6 +984,17 @@ impl Validator<'_> {
     }
 }
 
+/// "a `bash` node", "an `approval` node".
+fn kind_phrase(kind: &NodeKind) -> String {
+    let name = kind.name();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} `{name}` node")
+}
+
 /// `a-b.c` -> `A_B_C`: how names appear in `REINS_*` environment variables.
 pub fn env_suffix(name: &str) -> String {
     name.chars()
@@ -960,5 +1014,47 @@ fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
         "none".into()
     } else {
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::load_source;
+
+    #[test]
+    fn ancestor_sets_match_a_search_in_any_node_order() {
+        // Node n{p} has rank p*37 mod 70 and depends on the nodes ranked 3 below it and at a
+        // fifth of its rank: a DAG (not a total order) whose dependencies point both ways in
+        // the list, two words wide.
+        let rank = |p: usize| p * 37 % 70;
+        let at_rank = |r: usize| (0..70).find(|&p| rank(p) == r).expect("a permutation");
+        let mut yaml = String::from("nodes:\n");
+        for p in 0..70 {
+            let r = rank(p);
+            let mut deps = Vec::new();
+            if r >= 3 {
+                deps.push(format!("n{}", at_rank(r - 3)));
+            }
+            if r >= 10 && r % 2 == 0 {
+                deps.push(format!("n{}", at_rank(r / 5)));
+            }
+            yaml.push_str(&format!(
+                "  - {{id: n{p}, bash: x, depends_on: [{}]}}\n",
+                deps.join(", ")
+            ));
+        }
+        let loaded = load_source(SourceFile::new("t.yaml", yaml));
+        let dag = Dag::new(loaded.workflow.as_ref().expect("loads"));
+        let Ancestors::Sets { words, bits } = Ancestors::new(&dag) else {
+            panic!("the graph has no cycle");
+        };
+        for me in 0..dag.len() {
+            let expected = dag.ancestors(me);
+            for (other, &want) in expected.iter().enumerate() {
+                let got = bits[me * words + other / 64] & (1 << (other % 64)) != 0;
+                assert_eq!(got, want, "n{me} depends on n{other}");
+            }
+        }
     }
 }

@@ -1,4 +1,7 @@
-//! Helpers shared by the integration tests. Each test crate uses a part of them.
+//! Helpers shared by the integration tests.
+
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod repo;
+pub mod run_repo;

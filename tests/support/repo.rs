@@ -1,339 +1,120 @@
-//! A temporary git repository to drive the `reins` binary in, with a small fluent API:
+//! A temporary project with its own user-global folder, for commands that search for workflows.
 //!
 //! ```ignore
-//! let repo = Repo::new().workflow("wf", "nodes: [{id: a, bash: echo hi}]");
-//! let out = repo.reins(["run", "wf"]).run();
-//! out.code(0);
-//! assert_eq!(repo.node_output("last", "a"), "hi");
+//! let repo = Repo::new().file("repo/.workflows/a.yaml", "nodes: [{id: a, bash: echo}]");
+//! let out = repo.reins(&["list"]);
+//! out.success().stdout_has("a  project");
 //! ```
-//!
-//! Every wait is bounded: a command that runs too long is killed and the test fails with its
-//! output.
 
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use super::cli::{reins, Output};
 
-/// How long a command may run by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A temporary git repository.
+/// A temp folder holding `repo/` (a project, marked by `.git/`), `home/` (`REINS_HOME`) and
+/// `user/` (`HOME`).
 pub struct Repo {
     dir: tempfile::TempDir,
-}
-
-impl Default for Repo {
-    fn default() -> Self {
-        Self::new()
-    }
+    cwd: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Repo {
-    /// An empty repository with a `.workflows/` folder.
+    /// An empty project.
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("reins-test-")
-            .tempdir()
-            .expect("temp dir");
-        let ok = Command::new("git")
-            .args(["init", "-q"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            fs::create_dir_all(dir.path().join(".git")).unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("repo/.git")).expect("mkdir");
+        let cwd = dir.path().join("repo");
+        let home = dir.path().join("home").display().to_string();
+        let user = dir.path().join("user").display().to_string();
+        Self {
+            dir,
+            cwd,
+            env: vec![("REINS_HOME".into(), home), ("HOME".into(), user)],
         }
-        fs::create_dir_all(dir.path().join(".workflows")).unwrap();
-        Self { dir }
     }
 
-    /// The repository's folder.
-    pub fn path(&self) -> &Path {
+    /// The temp folder holding `repo/`, `home/` and `user/`.
+    pub fn tmp(&self) -> &Path {
         self.dir.path()
     }
 
-    /// A path inside the repository.
-    pub fn join(&self, rel: &str) -> PathBuf {
-        self.path().join(rel)
-    }
-
-    /// Writes `.workflows/NAME.yaml`.
-    pub fn workflow(self, name: &str, yaml: &str) -> Self {
-        self.file(&format!(".workflows/{name}.yaml"), yaml)
-    }
-
-    /// Writes a file (creating folders).
-    pub fn file(self, rel: &str, contents: &str) -> Self {
-        self.write(rel, contents);
+    /// Writes a file, relative to [`Repo::tmp`].
+    pub fn file(self, path: &str, text: &str) -> Self {
+        let path = self.dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
         self
     }
 
-    /// Writes a file (creating folders), later in a test.
-    pub fn write(&self, rel: &str, contents: &str) {
-        let path = self.join(rel);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).unwrap();
-        }
-        fs::write(path, contents).unwrap();
-    }
-
-    /// Reads a file of the repository ("" if missing).
-    pub fn read(&self, rel: &str) -> String {
-        fs::read_to_string(self.join(rel)).unwrap_or_default()
-    }
-
-    /// The lines of a file.
-    pub fn lines(&self, rel: &str) -> Vec<String> {
-        self.read(rel).lines().map(str::to_string).collect()
-    }
-
-    /// True if the file exists.
-    pub fn exists(&self, rel: &str) -> bool {
-        self.join(rel).exists()
-    }
-
-    /// A `reins` command in the repository (fast retries and a short kill grace).
-    pub fn reins<I, S>(&self, args: I) -> Cmd
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
-    {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_reins"));
-        command
-            .args(args)
-            .current_dir(self.path())
-            .env("REINS_RETRY_DELAY", "20ms")
-            .env("REINS_KILL_GRACE", "1s")
-            .env("NO_COLOR", "1")
-            .env_remove("TERM")
-            .stdin(Stdio::null());
-        Cmd {
-            command,
-            timeout: DEFAULT_TIMEOUT,
-            out_dir: self.dir.path().join(".test-out"),
-        }
-    }
-
-    /// Ids of the runs, oldest first.
-    pub fn run_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = fs::read_dir(self.join(".reins/runs"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort();
-        ids
-    }
-
-    /// The only run's id (fails if there is not exactly one).
-    pub fn the_run(&self) -> String {
-        let ids = self.run_ids();
-        assert_eq!(ids.len(), 1, "expected exactly one run, found {ids:?}");
-        ids[0].clone()
-    }
-
-    /// A run's directory.
-    pub fn run_dir(&self, id: &str) -> PathBuf {
-        self.join(".reins/runs").join(id)
-    }
-
-    /// A run's events, parsed.
-    pub fn events(&self, id: &str) -> Vec<Value> {
-        fs::read_to_string(self.run_dir(id).join("events.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// `reins status RUN --format json`, parsed.
-    pub fn status(&self, run: &str) -> Value {
-        let out = self.reins(["status", run, "--format", "json"]).run();
-        out.code(0);
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
-    }
-
-    /// One node of `status`.
-    pub fn node(&self, run: &str, node: &str) -> Value {
-        let status = self.status(run);
-        status["nodes"]
-            .as_array()
-            .and_then(|nodes| nodes.iter().find(|n| n["id"] == node).cloned())
-            .unwrap_or_else(|| panic!("no node {node} in {status:#}"))
-    }
-
-    /// Waits until `check` holds, at most `limit`; fails the test with `what` otherwise.
-    pub fn wait_for(&self, what: &str, limit: Duration, check: impl FnMut() -> bool) {
-        wait_for(what, limit, check)
-    }
-
-    /// The pid written in a file of the repository.
-    pub fn pid(&self, rel: &str) -> i32 {
-        self.read(rel)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("no pid in {rel}"))
-    }
-}
-
-/// Waits until `check` holds, at most `limit`; fails the test with `what` otherwise.
-pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A command about to run.
-pub struct Cmd {
-    command: Command,
-    timeout: Duration,
-    out_dir: PathBuf,
-}
-
-/// A finished command.
-#[derive(Debug)]
-pub struct Output {
-    /// The exit code (-1 if killed by a signal).
-    pub code: i32,
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-}
-
-impl Cmd {
-    /// Adds an argument.
-    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
-        self.command.arg(arg);
+    /// Runs reins from this folder, relative to the project root.
+    pub fn cwd(mut self, rel: &str) -> Self {
+        self.cwd = self.dir.path().join("repo").join(rel);
+        std::fs::create_dir_all(&self.cwd).expect("mkdir");
         self
     }
 
-    /// Sets an environment variable.
+    /// Sets an environment variable for reins (empty counts as unset).
     pub fn env(mut self, key: &str, value: &str) -> Self {
-        self.command.env(key, value);
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
         self
     }
 
-    /// Changes the time limit.
-    pub fn timeout(mut self, limit: Duration) -> Self {
-        self.timeout = limit;
+    /// Runs `reins ARGS` in the project, with only this repo's user-global folders visible.
+    pub fn reins(&self, args: &[&str]) -> Output {
+        let mut cmd = reins().args(args).current_dir(&self.cwd);
+        // reins treats an empty variable as unset, so the caller's own folders never leak in.
+        for key in ["REINS_HOME", "XDG_CONFIG_HOME", "HOME"] {
+            cmd = cmd.env(key, "");
+        }
+        for (k, v) in &self.env {
+            cmd = cmd.env(k, v);
+        }
+        cmd.run()
+    }
+}
+
+/// Assertions on a finished command, chained.
+pub trait Check {
+    /// Asserts an exit code.
+    fn code_is(&self, code: i32) -> &Self;
+    /// Asserts exit code 0.
+    fn success(&self) -> &Self {
+        self.code_is(0)
+    }
+    /// Asserts stdout contains a text.
+    fn stdout_has(&self, text: &str) -> &Self;
+    /// Asserts stdout does not contain a text.
+    fn stdout_lacks(&self, text: &str) -> &Self;
+    /// Stdout parsed as JSON.
+    fn json(&self) -> serde_json::Value;
+}
+
+impl Check for Output {
+    fn code_is(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\n{}", self.transcript());
         self
     }
 
-    /// Starts the command, with its output going to files.
-    pub fn spawn(mut self) -> Running {
-        fs::create_dir_all(&self.out_dir).unwrap();
-        let unique = tempfile::Builder::new()
-            .prefix("cmd-")
-            .tempdir_in(&self.out_dir)
-            .unwrap()
-            .keep();
-        let stdout = unique.join("stdout");
-        let stderr = unique.join("stderr");
-        self.command
-            .stdout(fs::File::create(&stdout).unwrap())
-            .stderr(fs::File::create(&stderr).unwrap());
-        let child = self.command.spawn().expect("spawn reins");
-        Running {
-            child,
-            stdout,
-            stderr,
-            timeout: self.timeout,
-            started: Instant::now(),
-        }
-    }
-
-    /// Runs the command to its end (bounded by the time limit).
-    pub fn run(self) -> Output {
-        self.spawn().wait()
-    }
-}
-
-/// A command that runs.
-pub struct Running {
-    /// The process.
-    pub child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    timeout: Duration,
-    started: Instant,
-}
-
-impl Running {
-    /// The process id.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Sends a signal.
-    pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
-    }
-
-    /// What it printed so far.
-    pub fn stdout_so_far(&self) -> String {
-        fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    /// What it printed on stderr so far.
-    pub fn stderr_so_far(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Waits for the end (bounded); fails the test if it runs too long.
-    pub fn wait(mut self) -> Output {
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Output {
-                    code: status.code().unwrap_or(-1),
-                    stdout: fs::read_to_string(&self.stdout).unwrap_or_default(),
-                    stderr: fs::read_to_string(&self.stderr).unwrap_or_default(),
-                };
-            }
-            if self.started.elapsed() > self.timeout {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "reins ran longer than {:?}\nstdout:\n{}\nstderr:\n{}",
-                    self.timeout,
-                    fs::read_to_string(&self.stdout).unwrap_or_default(),
-                    fs::read_to_string(&self.stderr).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Output {
-    /// Asserts the exit code, showing the output if it differs.
-    pub fn code(&self, expected: i32) -> &Self {
-        assert_eq!(
-            self.code, expected,
-            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
+    fn stdout_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}\n{}",
+            self.transcript()
         );
         self
     }
-}
 
-/// True if the process exists and is not a zombie.
-pub fn process_alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z')
-        }
-        Err(_) => false,
+    fn stdout_lacks(&self, text: &str) -> &Self {
+        assert!(
+            !self.stdout.contains(text),
+            "stdout has {text:?}\n{}",
+            self.transcript()
+        );
+        self
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}\n{}", self.transcript()))
     }
 }
