@@ -48,8 +48,11 @@ fn runs_lists_every_run() {
 fn run_arguments_are_ids_prefixes_or_last() {
     let repo = two_runs();
     let ids = repo.run_ids();
+    // `runs` lists by start time (ids started in the same second sort by their random part).
+    let out = repo.reins(["runs", "--format", "json"]).run();
+    let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let last = repo.status("last");
-    assert_eq!(last["run_id"], ids[1].as_str());
+    assert_eq!(last["run_id"], runs[1]["id"]);
     let by_prefix = repo.status(&ids[0]);
     assert_eq!(by_prefix["run_id"], ids[0].as_str());
     // Both ids start with the date: ambiguous.
@@ -64,7 +67,11 @@ fn run_arguments_are_ids_prefixes_or_last() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains(&ids[1]), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(runs[1]["id"].as_str().unwrap()),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
