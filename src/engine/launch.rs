@@ -301,7 +301,14 @@ pub fn resume(
     };
     let plan = Plan::new(wf, &commands).map_err(LaunchError::usage)?;
     check_runners(&plan, runners)?;
-    let (log, contents) = EventLog::open(&run.events_path()).map_err(|e| {
+    let events = run.events_path();
+    let opened = if events.exists() {
+        EventLog::open(&events)
+    } else {
+        // Killed after creating the run directory, before its log: start the log now.
+        EventLog::create(&events, run.durable_paths()).map(|log| (log, Default::default()))
+    };
+    let (log, contents) = opened.map_err(|e| {
         LaunchError::io(format!("cannot open the event log of run {}: {e}", run.id))
     })?;
     let state = RunState::from_records(&contents.records);

@@ -172,22 +172,11 @@ impl Store {
 
     /// Every run, oldest first. Runs that cannot be read are left out.
     pub fn list(&self) -> io::Result<Vec<RunSummary>> {
-        let mut runs = Vec::new();
-        for id in self.run_ids()? {
-            let run = self.run(&id);
-            let manifest = run.manifest().ok();
-            let Ok(contents) = log::read(&run.events_path()) else {
-                continue;
-            };
-            let state = RunState::from_records(&contents.records);
-            let status = state.status_given(run.is_live());
-            runs.push(RunSummary {
-                run,
-                manifest,
-                state,
-                status,
-            });
-        }
+        let mut runs: Vec<RunSummary> = self
+            .run_ids()?
+            .iter()
+            .filter_map(|id| self.summary(&self.run(id)).ok())
+            .collect();
         runs.sort_by_key(|r| (r.started_at(), r.run.id.clone()));
         Ok(runs)
     }
