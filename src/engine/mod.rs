@@ -7,7 +7,8 @@
 //!   built-in runner of `bash` nodes;
 //! * [`context`]: the template context and the `REINS_*` environment of a node;
 //! * [`recorder`]: recording events into the log, the live state and the progress view;
-//! * [`process`]: child processes in their own group, killed as a group, dying with reins;
+//! * [`process`]: child processes in their own group, killed as a group, dying with reins
+//!   ([`spawn`] starts them as cheaply as `posix_spawn`);
 //!   [`watchdog`] makes sure of the last part even after `kill -9`;
 //! * [`cancel`]: graceful and forced cancellation;
 //! * [`worktree`]: fresh git worktrees for isolated runs.
@@ -21,6 +22,7 @@ pub mod process;
 pub mod recorder;
 pub mod runner;
 pub mod scheduler;
+pub mod spawn;
 pub mod trigger;
 pub mod watchdog;
 pub mod worktree;

@@ -17,7 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
 use super::cancel::{CancelLevel, CancelToken};
+use super::spawn;
 use super::watchdog::Watchdog;
 
 /// How long to wait for a stopped group's pipes to close before giving up on them.
@@ -43,7 +44,8 @@ pub struct Spec {
     pub cwd: PathBuf,
     /// Variables added to (or replacing) the inherited environment.
     pub env: Vec<(String, String)>,
-    /// Where stdout goes, besides the captured output (appended; its folder must exist).
+    /// Where stdout goes, besides the captured output (appended, created when the first
+    /// bytes arrive; its folder must exist).
     pub stdout_log: PathBuf,
     /// Where stderr goes.
     pub stderr_log: PathBuf,
@@ -118,42 +120,27 @@ pub async fn run(
     watchdog: Option<&Watchdog>,
 ) -> io::Result<Finished> {
     let started = Instant::now();
-    let stdout_log = open_log(&spec.stdout_log)?;
-    let stderr_log = open_log(&spec.stderr_log)?;
 
-    let mut command = tokio::process::Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .current_dir(&spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(false);
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // reins may have died between fork and prctl: then nobody would signal us.
-            if nix::unistd::getppid().as_raw() as u32 != parent {
-                nix::libc::_exit(137);
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(|e| spawn_error(&spec.program, e))?;
-    let pid = child.id().expect("a just-spawned child has a pid");
+    let mut child = spawn::spawn(&spawn::Command {
+        program: &spec.program,
+        args: &spec.args,
+        cwd: &spec.cwd,
+        env: &spec.env,
+    })?;
+    let pid = child.id();
     let _watched = watchdog.map(|w| w.watch(pid));
     let pgid = Pid::from_raw(pid as i32);
 
     let stdout = pump(
         child.stdout.take().expect("stdout is piped"),
-        stdout_log,
+        spec.stdout_log.clone(),
         spec.output_limit,
     );
-    let stderr = pump(child.stderr.take().expect("stderr is piped"), stderr_log, 0);
+    let stderr = pump(
+        child.stderr.take().expect("stderr is piped"),
+        spec.stderr_log.clone(),
+        0,
+    );
 
     // Phase 1: the leader exits, the timeout passes, or the run is cancelled.
     let timeout = async {
@@ -240,26 +227,6 @@ pub async fn run(
     })
 }
 
-fn spawn_error(program: &str, e: io::Error) -> io::Error {
-    let what = match e.kind() {
-        io::ErrorKind::NotFound => format!("`{program}` is not installed (not found on PATH)"),
-        io::ErrorKind::PermissionDenied => format!("`{program}` is not executable"),
-        _ if e.raw_os_error() == Some(nix::libc::E2BIG) => {
-            "the command line is too long (one argument is limited to 128 KiB)".to_string()
-        }
-        _ => format!("cannot start `{program}`: {e}"),
-    };
-    io::Error::new(e.kind(), what)
-}
-
-fn open_log(path: &PathBuf) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))
-}
-
 fn signal_group(pgid: Pid, signal: Signal) {
     let _ = killpg(pgid, signal);
 }
@@ -270,17 +237,28 @@ fn group_alive(pgid: Pid) -> bool {
 
 type Pump = JoinHandle<(Vec<u8>, bool)>;
 
-/// Copies a pipe to a log file, keeping the first `keep` bytes.
-fn pump(mut pipe: impl AsyncRead + Unpin + Send + 'static, mut log: File, keep: usize) -> Pump {
+/// Copies a pipe to a log file, keeping the first `keep` bytes. The file is created (or
+/// appended to) when the first bytes arrive: a silent process leaves no empty file.
+fn pump(mut pipe: impl AsyncRead + Unpin + Send + 'static, path: PathBuf, keep: usize) -> Pump {
     tokio::spawn(async move {
         let mut kept = Vec::new();
         let mut truncated = false;
+        let mut log: Option<File> = None;
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             match pipe.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let _ = log.write_all(&buf[..n]);
+                    if log.is_none() {
+                        log = OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&path)
+                            .ok();
+                    }
+                    if let Some(log) = &mut log {
+                        let _ = log.write_all(&buf[..n]);
+                    }
                     let room = keep.saturating_sub(kept.len());
                     if n > room {
                         truncated = true;
