@@ -247,15 +247,13 @@ fn dry_run(
         Ok(p) => p,
         Err(e) => return fail(&e, exit::USAGE),
     };
-    let info = RunInfo {
-        run_id: "<run-id>".into(),
-        workflow: name.clone(),
-        root: store.root().to_path_buf(),
-        dir: store.run("<run-id>"),
+    let info = RunInfo::new(
+        "<run-id>".into(),
+        name.clone(),
+        store.root().to_path_buf(),
+        store.run("<run-id>"),
         inputs,
-        env: Vec::new(),
-        template_env: std::env::vars().collect(),
-    };
+    );
     let placeholders: Vec<NodeValue> = (0..plan.len())
         .map(|i| NodeValue::new(NodeStatus::Success, format!("<output of {}>", plan.id(i))))
         .collect();

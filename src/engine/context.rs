@@ -48,6 +48,8 @@ pub struct RunInfo {
     pub env: Vec<(String, String)>,
     /// `{{env.X}}`: the process environment, then the workflow's `env:`.
     pub template_env: BTreeMap<String, String>,
+    /// [`RunInfo::base_context`], built once.
+    base: std::sync::OnceLock<Json>,
 }
 
 /// A settled node's value as later nodes see it.
@@ -92,6 +94,27 @@ impl NodeValue {
 }
 
 impl RunInfo {
+    /// Describes a run; `env` and `template_env` may still be filled in before the first
+    /// context is built.
+    pub fn new(
+        run_id: String,
+        workflow: String,
+        root: PathBuf,
+        dir: RunDir,
+        inputs: BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            run_id,
+            workflow,
+            root,
+            dir,
+            inputs,
+            env: Vec::new(),
+            template_env: std::env::vars().collect(),
+            base: std::sync::OnceLock::new(),
+        }
+    }
+
     /// The artifacts folder.
     pub fn artifacts(&self) -> PathBuf {
         self.dir.artifacts_dir()
@@ -99,6 +122,13 @@ impl RunInfo {
 
     /// The context without any node values: what the workflow's `env:` is rendered against.
     pub fn base_context(&self) -> Json {
+        self.base
+            .get()
+            .cloned()
+            .unwrap_or_else(|| self.build_base())
+    }
+
+    fn build_base(&self) -> Json {
         json!({
             "inputs": self.inputs,
             "nodes": {},
@@ -166,18 +196,18 @@ mod tests {
     use super::*;
 
     fn info() -> RunInfo {
-        RunInfo {
-            run_id: "r".into(),
-            workflow: "wf".into(),
-            root: "/repo".into(),
-            dir: RunDir {
+        let mut info = RunInfo::new(
+            "r".into(),
+            "wf".into(),
+            "/repo".into(),
+            RunDir {
                 id: "r".into(),
                 path: "/repo/.reins/runs/r".into(),
             },
-            inputs: [("issue-id".to_string(), "42".to_string())].into(),
-            env: Vec::new(),
-            template_env: [("HOME".to_string(), "/home/x".to_string())].into(),
-        }
+            [("issue-id".to_string(), "42".to_string())].into(),
+        );
+        info.template_env = [("HOME".to_string(), "/home/x".to_string())].into();
+        info
     }
 
     #[test]

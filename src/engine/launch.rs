@@ -406,18 +406,16 @@ impl Prepared {
         } = self;
         let recorder = Recorder::new(log, state, observer);
         recorder.record(first);
-        let mut info = RunInfo {
-            run_id: run.id.clone(),
-            workflow: manifest.workflow.clone(),
-            root: manifest
+        let mut info = RunInfo::new(
+            run.id.clone(),
+            manifest.workflow.clone(),
+            manifest
                 .worktree
                 .clone()
                 .unwrap_or_else(|| manifest.root.clone()),
-            dir: run.clone(),
-            inputs: manifest.inputs.clone(),
-            env: Vec::new(),
-            template_env: std::env::vars().collect(),
-        };
+            run.clone(),
+            manifest.inputs.clone(),
+        );
         for (name, _) in plan.workflow.env.iter() {
             match plan.render_workflow_env(&name.value, &info.base_context()) {
                 Ok(value) => {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -310,29 +310,27 @@ impl Drop for Child {
     }
 }
 
-/// reins' environment with `overrides` applied, as `KEY=VALUE` byte strings.
+/// reins' environment (read once) with `overrides` applied, as `KEY=VALUE` byte strings.
 fn environment(overrides: &[(String, String)]) -> Vec<Vec<u8>> {
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    let mut index: HashMap<OsString, usize> = vars
+    static BASE: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
+    let base = BASE.get_or_init(|| std::env::vars_os().collect());
+    let mut vars: Vec<(&OsStr, &OsStr)> = base
         .iter()
-        .enumerate()
-        .map(|(i, (k, _))| (k.clone(), i))
+        .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
         .collect();
     for (k, v) in overrides {
-        let key = OsString::from(k);
-        match index.get(&key) {
-            Some(&i) => vars[i].1 = OsString::from(v),
-            None => {
-                index.insert(key.clone(), vars.len());
-                vars.push((key, OsString::from(v)));
-            }
+        let (k, v) = (OsStr::new(k), OsStr::new(v));
+        match vars.iter_mut().find(|(key, _)| *key == k) {
+            Some(slot) => slot.1 = v,
+            None => vars.push((k, v)),
         }
     }
     vars.into_iter()
         .map(|(k, v)| {
-            let mut kv = k.into_vec();
+            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+            kv.extend_from_slice(k.as_bytes());
             kv.push(b'=');
-            kv.extend(v.into_vec());
+            kv.extend_from_slice(v.as_bytes());
             kv
         })
         .collect()
