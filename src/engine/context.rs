@@ -110,7 +110,10 @@ impl RunInfo {
             dir,
             inputs,
             env: Vec::new(),
-            template_env: std::env::vars().collect(),
+            // `std::env::vars` would panic on a variable that is not UTF-8: leave those out.
+            template_env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
             base: std::sync::OnceLock::new(),
         }
     }
