@@ -29,7 +29,7 @@ pub enum Event {
         text: Option<String>,
     },
     /// The final `result` event.
-    Result(ResultEvent),
+    Result(Box<ResultEvent>),
     /// A JSON event of another type or subtype (`system/status`, hooks, tasks ...).
     Other {
         /// `type`, or `type/subtype` when there is a subtype.
@@ -238,7 +238,7 @@ pub fn from_value(v: &Value) -> Event {
                 .and_then(Value::as_str)
                 .map(str::to_string),
         },
-        ("result", _) => Event::Result(result(v)),
+        ("result", _) => Event::Result(Box::new(result(v))),
         (TEXT_LINE_TYPE, _) => Event::Text(str_at(v, "text").unwrap_or_default()),
         (kind, Some(sub)) => Event::Other {
             kind: format!("{kind}/{sub}"),

@@ -270,7 +270,7 @@ impl Attempt<'_> {
             Event::ApiRetry(retry) => {
                 seen.api_error = Some((retry.error_status, retry.error.clone()));
             }
-            Event::Result(result) => seen.result = Some(result.clone()),
+            Event::Result(result) => seen.result = Some((**result).clone()),
             _ => {}
         }
         self.emit(AgentEvent::Event(event));

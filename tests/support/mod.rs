@@ -1,0 +1,15 @@
+//! Helpers shared by the integration tests and benchmarks. Each test binary includes this
+//! folder with `mod support;` and uses what it needs.
+//!
+//! * [`mock_api`]: a stand-in for the Anthropic Messages API, so the real Claude Code CLI runs
+//!   offline ([`MockApi`], [`Turn`]);
+//! * [`claude`]: finding the pinned CLI ([`require_claude`]), its environment against the
+//!   stand-in ([`claude_env`]), a sandbox of folders per test ([`Sandbox`]), the scripted fake
+//!   CLI ([`fake_claude`]) and process checks ([`process_alive`]).
+#![allow(dead_code, unused_imports)]
+
+pub mod claude;
+pub mod mock_api;
+
+pub use claude::{claude_env, fake_claude, process_alive, require_claude, Sandbox};
+pub use mock_api::{MockApi, Recorded, Turn};
