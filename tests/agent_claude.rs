@@ -126,8 +126,8 @@ async fn a_sticky_session_remembers_and_a_fresh_one_does_not() {
     let id = Uuid::new_v4();
 
     let first = world.invocation("MARK-ONE remember the word PAPAYA", SessionMode::New(id));
-    let (outcome, _) = world.run(first).await;
-    assert!(outcome.succeeded(), "{:?}", outcome.verdict);
+    let (first, _) = world.run(first).await;
+    assert!(first.succeeded(), "{:?}", first.verdict);
 
     let second = world.invocation("MARK-TWO which word?", SessionMode::Resume(id));
     let (outcome, _) = world.run(second).await;

@@ -125,9 +125,12 @@ pub struct ResultEvent {
     pub errors: Vec<String>,
     /// The conversation's id.
     pub session_id: Option<String>,
-    /// Cost of the run in US dollars, as the CLI computes it.
+    /// Cost in US dollars as the CLI reports it: on `--resume` this is the whole
+    /// conversation's cost so far, not this run's (see [`ResultEvent::run_cost_usd`]).
     pub total_cost_usd: Option<f64>,
-    /// Token counts of the run.
+    /// Cost of this process's calls only, from `model_usage_since_last_result`.
+    pub run_cost_usd: Option<f64>,
+    /// Token counts of this run (not cumulative over a resumed conversation).
     pub usage: Usage,
     /// Model calls made (one tool call and one reply make 2).
     pub num_turns: Option<u64>,
@@ -295,6 +298,15 @@ fn result(v: &Value) -> ResultEvent {
             .unwrap_or_default(),
         session_id: str_at(v, "session_id"),
         total_cost_usd: v.get("total_cost_usd").and_then(Value::as_f64),
+        run_cost_usd: v
+            .get("model_usage_since_last_result")
+            .and_then(Value::as_object)
+            .map(|models| {
+                models
+                    .values()
+                    .filter_map(|m| m.get("costUSD").and_then(Value::as_f64))
+                    .sum()
+            }),
         usage: Usage {
             input_tokens: u64_at(usage, "input_tokens").unwrap_or(0),
             output_tokens: u64_at(usage, "output_tokens").unwrap_or(0),

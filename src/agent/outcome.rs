@@ -28,8 +28,12 @@ pub struct AgentOutcome {
     pub session_started: bool,
     /// The full model id the CLI used.
     pub model: Option<String>,
-    /// What the run cost in US dollars, as the CLI reports it (0 when it reported nothing).
+    /// What this run cost in US dollars (0 when the CLI reported nothing). Sum these over
+    /// nodes for a run's cost: each turn of a sticky session counts only its own calls.
     pub cost_usd: f64,
+    /// What the whole conversation has cost so far, as the CLI reports it (`total_cost_usd`,
+    /// cumulative over `--resume` turns).
+    pub session_cost_usd: f64,
     /// Token counts of the run.
     pub usage: Usage,
     /// Model calls made.

@@ -99,7 +99,10 @@ pub async fn run(
         session,
         session_started: seen.init.is_some(),
         model: seen.init.as_ref().and_then(|i| i.model.clone()),
-        cost_usd: result.and_then(|r| r.total_cost_usd).unwrap_or(0.0),
+        cost_usd: result
+            .and_then(|r| r.run_cost_usd.or(r.total_cost_usd))
+            .unwrap_or(0.0),
+        session_cost_usd: result.and_then(|r| r.total_cost_usd).unwrap_or(0.0),
         usage: result.map(|r| r.usage).unwrap_or_default(),
         turns: result.and_then(|r| r.num_turns).unwrap_or(0),
         duration: started.elapsed(),
