@@ -234,6 +234,44 @@ async fn an_overloaded_or_failing_api_is_a_transient_failure() {
 }
 
 #[tokio::test]
+async fn a_rejected_api_key_is_not_transient() {
+    let Some(world) = World::new() else { return };
+    world
+        .api
+        .rule("MARK-401", [Turn::error(401, "authentication_error")]);
+    let (outcome, _) = world
+        .run(world.invocation("MARK-401 hello", new_session()))
+        .await;
+    let failure = outcome.failure().expect("a 401 fails the run");
+    assert_eq!(failure.kind, FailureKind::Api, "{}", failure.message);
+    assert!(!failure.transient, "{}", failure.message);
+}
+
+#[tokio::test]
+async fn an_unreachable_api_is_a_transient_failure() {
+    let Some(world) = World::new() else { return };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut inv = world.invocation("hello", new_session());
+    for (key, value) in &mut inv.env {
+        if key == "ANTHROPIC_BASE_URL" {
+            *value = format!("http://{closed}");
+        }
+    }
+    let (outcome, _) = world.run(inv).await;
+    let failure = outcome.failure().expect("no API fails the run");
+    assert_eq!(failure.kind, FailureKind::Api, "{}", failure.message);
+    assert!(failure.transient, "{}", failure.message);
+    assert!(
+        failure.message.contains("Connection refused"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
 async fn a_hung_stream_hits_the_idle_timeout_and_leaves_no_process() {
     let Some(world) = World::new() else { return };
     world.api.rule("MARK-HANG", [Turn::Hang]);
