@@ -382,6 +382,33 @@ async fn a_missing_working_directory_is_reported_before_spawning() {
 }
 
 #[tokio::test]
+async fn a_missing_program_says_how_to_fix_it() {
+    let sandbox = Sandbox::new();
+    let (outcome, _) = run_fake(&sandbox, &script(&[INIT, RESULT]), |inv| {
+        inv.program = "claude".into();
+        inv.env.push(("PATH".into(), "/nonexistent".into()));
+    })
+    .await;
+    let failure = outcome.failure().unwrap();
+    assert_eq!(failure.kind, FailureKind::Start);
+    assert_eq!(
+        failure.message,
+        "claude not found on PATH; install it with `npm i -g @anthropic-ai/claude-code` or set \
+         `program:` in the agent profile"
+    );
+    let (outcome, _) = run_fake(&sandbox, &script(&[INIT, RESULT]), |inv| {
+        inv.program = "/nonexistent/bin/claude".into();
+    })
+    .await;
+    let failure = outcome.failure().unwrap();
+    assert!(
+        failure.message.contains("fix `program:`"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
 async fn an_oversized_argument_is_refused_instead_of_crashing() {
     let sandbox = Sandbox::new();
     let (outcome, events) = run_fake(&sandbox, &script(&[INIT, RESULT]), |inv| {

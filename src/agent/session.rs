@@ -3,14 +3,14 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::events::{self, Event, Lines};
-use super::invocation::{AgentInvocation, SessionMode};
+use super::invocation::{resolve_program_in, AgentInvocation, SessionMode};
 use super::outcome::{self, AgentOutcome, Context, Failure, FailureKind, Observed, Stop, Verdict};
 use super::pty::{ExitStatus, PtyChild, PtyCommand, PtyEvent};
 
@@ -57,9 +57,10 @@ pub async fn run(
     let mut session = inv.session;
     let mut seen = match start(&inv) {
         Err(message) => Err(message),
-        Ok(mut transcript) => {
+        Ok((mut transcript, program)) => {
             let mut attempt = Attempt {
                 inv: &inv,
+                program,
                 transcript: &mut transcript,
                 events: events.as_ref(),
                 cancel: &mut cancel,
@@ -113,18 +114,28 @@ pub async fn run(
     }
 }
 
-/// Creates the node's folder, writes `prompt.md`, opens the transcript.
-fn start(inv: &AgentInvocation) -> Result<File, String> {
+/// Creates the node's folder, writes `prompt.md`, opens the transcript, finds the program.
+fn start(inv: &AgentInvocation) -> Result<(File, PathBuf), String> {
     let cannot = |what: &Path, e: std::io::Error| format!("cannot write {}: {e}", what.display());
     std::fs::create_dir_all(&inv.node_dir).map_err(|e| cannot(&inv.node_dir, e))?;
     let prompt = inv.prompt_path();
     std::fs::write(&prompt, &inv.prompt).map_err(|e| cannot(&prompt, e))?;
     let transcript = inv.transcript_path();
-    File::options()
+    let transcript = File::options()
         .create(true)
         .append(true)
         .open(&transcript)
-        .map_err(|e| cannot(&transcript, e))
+        .map_err(|e| cannot(&transcript, e))?;
+    // Look the program up as the child would: with the PATH it gets, from its folder.
+    let path = inv
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.into())
+        .or_else(|| std::env::var_os("PATH"));
+    let program = resolve_program_in(&inv.program.to_string_lossy(), path, &inv.cwd)?;
+    Ok((transcript, program))
 }
 
 /// The other way to reach the conversation, when the CLI refused this one.
@@ -155,6 +166,7 @@ fn fallback(session: SessionMode, seen: &Observed) -> Option<(SessionMode, &'sta
 /// One process of a run.
 struct Attempt<'a> {
     inv: &'a AgentInvocation,
+    program: PathBuf,
     transcript: &'a mut File,
     events: Option<&'a mpsc::UnboundedSender<AgentEvent>>,
     cancel: &'a mut watch::Receiver<bool>,
@@ -170,7 +182,7 @@ impl Attempt<'_> {
             return Ok(seen);
         }
         let mut child = PtyChild::spawn(PtyCommand {
-            program: self.inv.program.clone(),
+            program: self.program.clone(),
             args: self.inv.args(session),
             env: self.inv.env.clone(),
             env_remove: vec!["CLAUDECODE".into()],
