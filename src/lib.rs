@@ -16,6 +16,7 @@ pub mod cli;
 pub mod diagnostic;
 pub mod engine;
 pub mod exit;
+pub mod graph;
 pub mod source;
 pub mod store;
 pub mod workflow;

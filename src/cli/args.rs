@@ -20,6 +20,25 @@ pub struct Cli {
 pub enum Command {
     /// Check workflow files and report every problem (exit 2 if any error).
     Validate(ValidateArgs),
+    /// Scaffold `.workflows/` with a starter workflow and a commands folder.
+    Init(InitArgs),
+    /// Scaffold one more workflow in `.workflows/`.
+    New(NewArgs),
+}
+
+/// `reins init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project folder (default: the enclosing git repository, else the current folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `reins new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Name of the workflow: `.workflows/NAME.yaml`.
+    pub name: String,
 }
 
 /// `reins validate`.

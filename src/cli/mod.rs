@@ -1,6 +1,7 @@
 //! The command line: parse arguments, run one command, return an exit code.
 
 mod args;
+mod init;
 mod validate;
 
 use clap::Parser;
@@ -24,5 +25,7 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Validate(opts) => validate::run(opts),
+        Command::Init(opts) => init::init(opts),
+        Command::New(opts) => init::new(opts),
     }
 }

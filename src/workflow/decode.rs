@@ -121,19 +121,28 @@ impl Cx<'_> {
     }
 
     fn wrong_type(&mut self, node: &Y, what: &str, expected: &str) {
+        // Keys are quoted (`retries`); descriptions like "a node" are not.
+        let subject = if what.contains(' ') {
+            what.to_string()
+        } else {
+            format!("`{what}`")
+        };
         let help = match (&node.value, expected) {
             (Value::Str(s), "true or false")
                 if ["yes", "no", "on", "off", "y", "n", "True", "False"].contains(&s.as_str()) =>
             {
                 Some("YAML 1.2 booleans are only `true` and `false`".to_string())
             }
-            (Value::Null, _) => Some(format!("give `{what}` a value, or remove the key")),
+            (Value::Null, _) if what.contains(' ') => {
+                Some("fill it in, or remove the empty entry".to_string())
+            }
+            (Value::Null, _) => Some(format!("give {subject} a value, or remove the key")),
             _ => None,
         };
         let d = self.error(
             "wrong-type",
             node.span,
-            format!("`{what}` must be {expected}, found {}", node.value.kind()),
+            format!("{subject} must be {expected}, found {}", node.value.kind()),
         );
         d.set_label(format!("expected {expected}"));
         d.help = help;
@@ -165,15 +174,13 @@ impl Cx<'_> {
             {
                 continue;
             }
+            // A key that is right somewhere else is misplaced, not misspelt: say where it goes.
             let candidates = allowed.iter().flat_map(|l| l.iter().copied());
-            let mut help = suggestion(&key.value, candidates);
-            if help.is_none() {
-                for (list, place) in elsewhere {
-                    if list.contains(&key.value.as_str()) {
-                        help = Some(format!("`{}` belongs {place}", key.value));
-                    }
-                }
-            }
+            let help = elsewhere
+                .iter()
+                .find(|(list, _)| list.contains(&key.value.as_str()))
+                .map(|(_, place)| format!("`{}` belongs {place}", key.value))
+                .or_else(|| suggestion(&key.value, candidates));
             let help = help.unwrap_or_else(|| {
                 let all: Vec<_> = allowed
                     .iter()
@@ -266,7 +273,10 @@ impl Cx<'_> {
                     "bad-duration",
                     node.span,
                     format!("`{what}` must be longer than zero"),
-                );
+                )
+                .help = Some(format!(
+                    "give a positive duration like `30s`, or remove `{what}` for no limit"
+                ));
                 None
             }
             Ok(d) => Some(Spanned::new(d, node.span)),

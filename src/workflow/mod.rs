@@ -3,6 +3,8 @@
 pub mod decode;
 pub mod duration;
 pub mod model;
+pub mod template;
+pub mod validate;
 pub mod yaml;
 
 use std::path::Path;
@@ -61,6 +63,10 @@ pub fn load_file(path: &Path) -> Loaded {
                 "unreadable",
                 &file,
                 format!("cannot read the file: {}", err.to_string().to_lowercase()),
+            )
+            .with_help_opt(
+                (err.kind() == std::io::ErrorKind::InvalidData)
+                    .then(|| "workflow files are UTF-8 text; save it as UTF-8".to_string()),
             );
             Loaded {
                 file,

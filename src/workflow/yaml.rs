@@ -75,7 +75,8 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
 
 fn syntax_error(file: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic {
     let text = err.to_string();
-    // The crate's message reads "error: line L column C: what"; keep only "what".
+    // The crate's message reads "error: line L column C: what" or "what at line L, column C";
+    // keep only "what": the location is shown the reins way.
     let first = text.lines().next().unwrap_or("").trim();
     let first = first.strip_prefix("error:").unwrap_or(first).trim();
     let message = match first.split_once(": ") {
@@ -85,33 +86,137 @@ fn syntax_error(file: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic
     let message = message
         .split(", set DuplicateKeyPolicy")
         .next()
-        .unwrap_or(message)
-        .to_string();
-    let (code, help) = if message.starts_with("duplicate mapping key") {
-        (
-            "duplicate-key",
-            "each key may appear once in a mapping; remove or rename one",
-        )
-    } else {
-        ("yaml-syntax", "fix the YAML syntax; quote strings that contain `: ` or start with `{`, `[`, `*`, `&` or `!`")
+        .unwrap_or(message);
+    let message = match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(", column ") => &message[..i],
+        _ => message,
     };
+    let at = err
+        .location()
+        .map(|loc| file.offset_of(loc.line() as usize, loc.column() as usize));
+    if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
+        return duplicate_key(file, key, at);
+    }
     let message = if message.is_empty() {
         "invalid YAML".to_string()
     } else {
-        lowercase_first(&message)
+        lowercase_first(message)
     };
-    match err.location() {
-        Some(loc) => {
-            let start = file.offset_of(loc.line() as usize, loc.column() as usize);
-            let len = file.text[start..]
-                .chars()
-                .next()
-                .map(char::len_utf8)
-                .unwrap_or(0);
-            Diagnostic::error(code, file, Span::new(start, len), message).with_help(help)
-        }
-        None => Diagnostic::file_error(code, file, message).with_help(help),
+    let help = "fix the YAML syntax; quote strings that contain `: ` or start with `{`, `[`, `*`, `&` or `!`";
+    let Some(start) = at else {
+        return Diagnostic::file_error("yaml-syntax", file, message).with_help(help);
+    };
+    let len = file.text[start..]
+        .chars()
+        .next()
+        .map(char::len_utf8)
+        .unwrap_or(0);
+    let d = Diagnostic::error("yaml-syntax", file, Span::new(start, len), message).with_help(help);
+    match unclosed_flow(&file.text, start) {
+        Some(open) => d.with_secondary(
+            Span::new(open, 1),
+            format!("this `{}` is never closed", &file.text[open..open + 1]),
+        ),
+        None => d,
     }
+}
+
+/// A key given twice in one mapping: underline the second, and point at the first when it
+/// stands on an earlier line of the same block mapping.
+fn duplicate_key(file: &Arc<SourceFile>, key: &str, at: Option<usize>) -> Diagnostic {
+    let message = format!("duplicate key `{key}`");
+    let help = "each key may appear once in a mapping; remove or rename one";
+    let Some(start) = at else {
+        return Diagnostic::file_error("duplicate-key", file, message).with_help(help);
+    };
+    let len = if file.text[start..].starts_with(key) {
+        key.len()
+    } else {
+        file.text[start..].chars().next().map_or(0, char::len_utf8)
+    };
+    let d = Diagnostic::error("duplicate-key", file, Span::new(start, len), message)
+        .with_label("given again here")
+        .with_help(help);
+    match first_key_above(file, key, start) {
+        Some(first) => d.with_secondary(Span::new(first, key.len()), "first given here"),
+        None => d,
+    }
+}
+
+/// The same key at the same column on an earlier line, within one block mapping.
+fn first_key_above(file: &SourceFile, key: &str, at: usize) -> Option<usize> {
+    let (line, col) = file.line_col(at);
+    for l in (1..line).rev() {
+        let text = file.line_text(l);
+        // Content column: after indentation and any `- ` of list items.
+        let trimmed = text.trim_start_matches([' ', '-']);
+        let content_col = text.chars().count() - trimmed.chars().count() + 1;
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if content_col == col {
+            let rest = trimmed.strip_prefix(key).map(str::trim_start);
+            if rest.is_some_and(|r| r.starts_with(':')) {
+                return Some(file.offset_of(l, col));
+            }
+        }
+        let indent = text.len() - text.trim_start_matches(' ').len() + 1;
+        if indent < col {
+            return None;
+        }
+    }
+    None
+}
+
+/// The `[` or `{` of a flow collection opened before `end` and still open there: the usual
+/// cause of a confusing syntax error lines later.
+fn unclosed_flow(text: &str, end: usize) -> Option<usize> {
+    let mut open: Vec<usize> = Vec::new();
+    // Whether the next non-space character starts a value, after `key: ` or `- ` (block
+    // context). Lines of block scalars (`|`) start with text, not values, so a new line does
+    // not count: a prompt saying "[draft" is not a list.
+    let mut value_start = false;
+    let mut chars = text[..end].char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let in_flow = !open.is_empty();
+        match c {
+            '\n' => {
+                value_start = in_flow;
+                continue;
+            }
+            ' ' | '\t' => continue,
+            '#' if i == 0 || text[..i].ends_with([' ', '\t', '\n']) => {
+                while chars.peek().is_some_and(|&(_, c)| c != '\n') {
+                    chars.next();
+                }
+                continue;
+            }
+            '\'' | '"' if in_flow || value_start => {
+                // Skip the quoted scalar ('' escapes a single quote, \ escapes in double).
+                while let Some((_, q)) = chars.next() {
+                    if q == '\\' && c == '"' {
+                        chars.next();
+                    } else if q == c {
+                        if c == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '[' | '{' if in_flow || value_start => open.push(i),
+            ']' | '}' if in_flow => {
+                open.pop();
+            }
+            _ => {}
+        }
+        value_start = in_flow && matches!(c, '[' | '{' | ',' | ':')
+            || !in_flow
+                && (c == '-' || c == ':' || c == '?')
+                && chars.peek().is_none_or(|&(_, n)| n == ' ' || n == '\n');
+    }
+    open.pop()
 }
 
 fn lowercase_first(s: &str) -> String {

@@ -1,0 +1,305 @@
+//! `reins init` and `reins new`: scaffold workflows without ever overwriting a file.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::args::{InitArgs, NewArgs};
+use crate::exit;
+
+/// What `init` did with one file.
+enum Outcome {
+    Created,
+    Skipped,
+}
+
+/// Runs `reins init`.
+pub fn init(args: InitArgs) -> i32 {
+    let root = match args.dir {
+        Some(dir) => dir,
+        None => project_root(),
+    };
+    if !root.is_dir() {
+        eprintln!("error: {} is not a folder", root.display());
+        return exit::USAGE;
+    }
+    let test = detect_test_command(&root);
+    let mut report = String::new();
+    let steps: [(PathBuf, String); 3] = [
+        (
+            root.join(".workflows/starter.yaml"),
+            starter_workflow(test.as_deref()),
+        ),
+        (
+            root.join(".workflows/commands/plan.md"),
+            PLAN_COMMAND.to_string(),
+        ),
+        (root.join(".workflows/reins.schema.json"), schema_json()),
+    ];
+    for (path, contents) in &steps {
+        match write_new(path, contents) {
+            Ok(outcome) => line(&mut report, &root, path, outcome),
+            Err(err) => {
+                eprintln!("error: cannot write {}: {err}", path.display());
+                return exit::USAGE;
+            }
+        }
+    }
+    match ignore_runs(&root) {
+        Ok(true) => {
+            let _ = writeln!(report, "updated  .gitignore (added .reins/)");
+        }
+        Ok(false) => {
+            let _ = writeln!(report, "skipped  .gitignore (already ignores .reins/)");
+        }
+        Err(err) => {
+            eprintln!("error: cannot update .gitignore: {err}");
+            return exit::USAGE;
+        }
+    }
+    print!("{report}");
+    match &test {
+        Some(cmd) => println!("\ndetected test command: {cmd}"),
+        None => println!(
+            "\nno test command detected: edit `test_command` in .workflows/starter.yaml, or pass --input test_command='...'"
+        ),
+    }
+    println!("next: reins validate && reins run starter --input task='describe the change'");
+    exit::SUCCESS
+}
+
+/// Runs `reins new NAME`.
+pub fn new(args: NewArgs) -> i32 {
+    let name = &args.name;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        eprintln!("error: bad workflow name `{name}`: use letters, digits, `-` and `_`");
+        return exit::USAGE;
+    }
+    let path = project_root()
+        .join(".workflows")
+        .join(format!("{name}.yaml"));
+    let contents = format!(
+        "# yaml-language-server: $schema=reins.schema.json\n\
+name: {name}\n\
+description: Describe what {name} does in one line\n\
+inputs:\n\
+\x20 task:\n\
+\x20   description: What the workflow works on\n\
+\x20   required: true\n\
+nodes:\n\
+\x20 - id: inspect\n\
+\x20   bash: git status --short\n\
+\x20 - id: work\n\
+\x20   depends_on: [inspect]\n\
+\x20   prompt: |\n\
+\x20     {{{{inputs.task}}}}\n\
+\x20     The working tree is:\n\
+\x20     {{{{nodes.inspect.output}}}}\n\
+\x20 - id: approve\n\
+\x20   depends_on: [work]\n\
+\x20   approval: \"Keep the changes made for: {{{{inputs.task}}}}?\"\n"
+    );
+    match write_new(&path, &contents) {
+        Ok(Outcome::Created) => {
+            println!("created  {}", display(&project_root(), &path));
+            println!(
+                "next: reins validate {} && reins run {name} --input task='...'",
+                display(&project_root(), &path)
+            );
+            exit::SUCCESS
+        }
+        Ok(Outcome::Skipped) => {
+            eprintln!(
+                "error: {} already exists; pick another name or edit it",
+                path.display()
+            );
+            exit::USAGE
+        }
+        Err(err) => {
+            eprintln!("error: cannot write {}: {err}", path.display());
+            exit::USAGE
+        }
+    }
+}
+
+fn line(report: &mut String, root: &Path, path: &Path, outcome: Outcome) {
+    let verb = match outcome {
+        Outcome::Created => "created ",
+        Outcome::Skipped => "skipped ",
+    };
+    let why = match outcome {
+        Outcome::Created => "",
+        Outcome::Skipped => " (exists; left as is)",
+    };
+    let _ = writeln!(report, "{verb} {}{why}", display(root, path));
+}
+
+fn display(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Writes a file unless it exists (atomically: never clobbers a file created meanwhile).
+fn write_new(path: &Path, contents: &str) -> std::io::Result<Outcome> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, contents.as_bytes())?;
+            Ok(Outcome::Created)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(Outcome::Skipped),
+        Err(err) => Err(err),
+    }
+}
+
+/// Adds `.reins/` to `.gitignore`; false if it was already ignored.
+fn ignore_runs(root: &Path) -> std::io::Result<bool> {
+    let path = root.join(".gitignore");
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => return Err(err),
+    };
+    let ignored = existing.lines().map(str::trim).any(|l| {
+        matches!(
+            l,
+            ".reins" | ".reins/" | "/.reins" | "/.reins/" | ".reins/*" | "/.reins/*"
+        )
+    });
+    if ignored {
+        return Ok(false);
+    }
+    let mut text = existing;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# reins run history and artifacts\n.reins/\n");
+    std::fs::write(&path, text)?;
+    Ok(true)
+}
+
+/// The folder holding `.workflows/` or `.git`, searching up from the current directory;
+/// the current directory when there is neither.
+pub fn project_root() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    cwd.ancestors()
+        .find(|dir| dir.join(".workflows").is_dir() || dir.join(".git").exists())
+        .map(Path::to_path_buf)
+        .unwrap_or(cwd)
+}
+
+/// The project's test command, from the files that name one.
+pub fn detect_test_command(root: &Path) -> Option<String> {
+    let has = |name: &str| root.join(name).exists();
+    let contains = |name: &str, needle: &str| {
+        std::fs::read_to_string(root.join(name))
+            .map(|t| t.contains(needle))
+            .unwrap_or(false)
+    };
+    if has("Cargo.toml") {
+        Some("cargo test".into())
+    } else if has("package.json") && contains("package.json", "\"test\"") {
+        Some("npm test".into())
+    } else if has("pyproject.toml") || has("pytest.ini") || has("setup.py") || has("tox.ini") {
+        Some("python3 -m pytest -q".into())
+    } else if has("go.mod") {
+        Some("go test ./...".into())
+    } else if has("Makefile")
+        && std::fs::read_to_string(root.join("Makefile"))
+            .is_ok_and(|t| t.lines().any(|l| l.starts_with("test:")))
+    {
+        Some("make test".into())
+    } else {
+        None
+    }
+}
+
+fn schema_json() -> String {
+    let schema = schemars::schema_for!(crate::workflow::Workflow);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn starter_workflow(test: Option<&str>) -> String {
+    let test = test.unwrap_or("");
+    let quoted = serde_json::to_string(test).unwrap_or_else(|_| "\"\"".into());
+    STARTER.replace("@TEST_COMMAND@", &quoted)
+}
+
+const STARTER: &str = r#"# yaml-language-server: $schema=reins.schema.json
+# Your first reins workflow. Check it with `reins validate`, run it with:
+#   reins run starter --input task="add a --verbose flag"
+# Every key is described in reins.schema.json (`reins schema`) and in reins' docs/workflow-language.md.
+name: starter
+description: Plan a change, approve the plan, implement it until the tests pass, review it
+inputs:
+  task:
+    description: What to build or change
+    required: true
+  test_command:
+    description: The command that proves the change works
+    default: @TEST_COMMAND@
+agents:
+  builder:
+    use: claude
+    permission_mode: acceptEdits
+    allowed_tools: [Bash]
+  reviewer:
+    use: claude
+    allowed_tools: [Read, Grep, Glob, "Bash(git diff:*)"]
+    disallowed_tools: [Write, Edit, NotebookEdit]
+nodes:
+  - id: tests-before
+    bash: bash -c {{inputs.test_command}}
+    continue_on_error: true
+  - id: plan
+    agent: builder
+    command: plan
+    args: { task: "{{inputs.task}}" }
+    outputs: [plan.md]
+  - id: approve-plan
+    depends_on: [plan]
+    approval: "Read {{artifacts}}/plan.md. Implement it?"
+  - id: implement
+    depends_on: [approve-plan, tests-before]
+    agent: builder
+    session: work
+    loop:
+      prompt: |
+        Implement the next unchecked step of {{artifacts}}/plan.md, then tick it off.
+        Before any change the tests were {{nodes.tests-before.status}}.
+        Reply DONE when every step is done.
+      until_bash: bash -c {{inputs.test_command}}
+      max_iterations: 6
+  - id: review
+    depends_on: [implement]
+    agent: reviewer
+    prompt: Review `git diff` for bugs and missing tests. Reply with your findings, blocking ones first.
+"#;
+
+const PLAN_COMMAND: &str = r#"---
+description: Write a short implementation plan for a task
+args:
+  - name: task
+    description: What to build or change
+    required: true
+---
+Plan this change to the repository; do not edit source files yet.
+
+Task: {{args.task}}
+
+Write `{{artifacts}}/plan.md` with a checklist of small steps (`- [ ] step`), each naming the
+files it touches and the test that proves it. Reply with a three-line summary.
+"#;

@@ -1,0 +1,191 @@
+//! Isolated runs: a fresh git worktree on a new branch, so parallel runs and the user's own
+//! checkout never collide.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A worktree created for a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worktree {
+    /// Where it is checked out.
+    pub path: PathBuf,
+    /// The branch it is on, `reins/<workflow>-<run-id>`.
+    pub branch: String,
+    /// The commit it was cut from.
+    pub base_commit: String,
+}
+
+/// The branch name of a run: `reins/<workflow>-<run-id>`.
+pub fn branch_name(workflow: &str, run_id: &str) -> String {
+    let clean: String = workflow
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("reins/{clean}-{run_id}")
+}
+
+/// Where the worktree of a run lives: `<repo>/.reins/worktrees/<run-id>`.
+pub fn path_for(repo_root: &Path, run_id: &str) -> PathBuf {
+    repo_root.join(".reins").join("worktrees").join(run_id)
+}
+
+/// Creates a worktree for a run on a new branch cut from `base` (default `HEAD`).
+pub fn create(
+    repo_root: &Path,
+    workflow: &str,
+    run_id: &str,
+    base: Option<&str>,
+) -> Result<Worktree, String> {
+    let base = base.unwrap_or("HEAD");
+    let base_commit = git(repo_root, &["rev-parse", "--verify", "--quiet", &format!("{base}^{{commit}}")])
+        .map_err(|_| match base {
+            "HEAD" => "the repository has no commit yet; `--worktree` needs one to branch from (make a first commit)".to_string(),
+            other => format!("`{other}` is not a branch, tag or commit of this repository"),
+        })?;
+    let branch = branch_name(workflow, run_id);
+    let path = path_for(repo_root, run_id);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    git(
+        repo_root,
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "-b",
+            &branch,
+            &path.to_string_lossy(),
+            &base_commit,
+        ],
+    )
+    .map_err(|e| format!("cannot create the worktree: {e}"))?;
+    Ok(Worktree {
+        path,
+        branch,
+        base_commit,
+    })
+}
+
+/// True when the worktree has uncommitted changes (tracked or untracked files).
+pub fn is_dirty(path: &Path) -> Result<bool, String> {
+    git(path, &["status", "--porcelain", "--untracked-files=normal"])
+        .map(|out| !out.trim().is_empty())
+}
+
+/// Removes a worktree; its branch (and the commits on it) stay. Refuses a dirty worktree
+/// unless `force`.
+pub fn remove(repo_root: &Path, path: &Path, force: bool) -> Result<(), String> {
+    if !path.exists() {
+        // Already gone: let git forget about it.
+        let _ = git(repo_root, &["worktree", "prune"]);
+        return Ok(());
+    }
+    if !force && is_dirty(path)? {
+        return Err(format!(
+            "{} has uncommitted changes; commit them on its branch, or pass --force to discard them",
+            path.display()
+        ));
+    }
+    let path_text = path.to_string_lossy();
+    let mut args = vec!["worktree", "remove"];
+    if force {
+        args.push("--force");
+    }
+    args.push(&path_text);
+    git(repo_root, &args).map(|_| ())
+}
+
+/// The top folder of the git repository holding `dir`.
+pub fn repo_root(dir: &Path) -> Result<PathBuf, String> {
+    git(dir, &["rev-parse", "--show-toplevel"])
+        .map(|s| PathBuf::from(s.trim()))
+        .map_err(|_| {
+            format!(
+                "{} is not inside a git repository; `--worktree` needs one",
+                dir.display()
+            )
+        })
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(err.trim().trim_start_matches("fatal: ").to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let ok = Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        run(&["init", "-q", "-b", "main"]);
+        run(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "first",
+        ]);
+        dir
+    }
+
+    #[test]
+    fn create_commit_and_remove() {
+        let dir = repo();
+        let wt = create(dir.path(), "plan to pr", "r1", None).unwrap();
+        assert_eq!(wt.branch, "reins/plan-to-pr-r1");
+        assert!(wt.path.join(".git").exists());
+        assert!(!is_dirty(&wt.path).unwrap());
+        std::fs::write(wt.path.join("new.txt"), "x").unwrap();
+        assert!(is_dirty(&wt.path).unwrap());
+        let err = remove(dir.path(), &wt.path, false).unwrap_err();
+        assert!(err.contains("uncommitted changes"), "{err}");
+        remove(dir.path(), &wt.path, true).unwrap();
+        assert!(!wt.path.exists());
+        // The branch survives its worktree.
+        assert!(git(
+            dir.path(),
+            &["rev-parse", "--verify", "reins/plan-to-pr-r1"]
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn bad_base_is_a_clear_error() {
+        let dir = repo();
+        let err = create(dir.path(), "wf", "r2", Some("no-such-branch")).unwrap_err();
+        assert!(err.contains("`no-such-branch` is not a branch"), "{err}");
+    }
+}

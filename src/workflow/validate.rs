@@ -1,0 +1,1156 @@
+//! Semantic checks of a loaded workflow: ids, dependencies, cycles, templates, profiles,
+//! command files. Every problem is reported; nothing stops at the first.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::model::*;
+use super::template::{self, Analysis};
+use super::Loaded;
+use crate::diagnostic::{suggestion, Diagnostic};
+use crate::graph::Dag;
+use crate::source::{SourceFile, Span, Spanned};
+
+/// The names a template may start with.
+pub const TEMPLATE_ROOTS: &[&str] = &[
+    "inputs",
+    "nodes",
+    "artifacts",
+    "run",
+    "workflow",
+    "env",
+    "loop",
+    "output",
+    "args",
+];
+
+/// The built-in agent profile.
+pub const BUILTIN_AGENT: &str = "claude";
+
+/// A command file found for a `command:` node.
+#[derive(Debug, Clone)]
+pub struct CommandFile {
+    /// The Markdown file.
+    pub file: Arc<SourceFile>,
+    /// Byte offset where the prompt template starts (after any frontmatter).
+    pub body_start: usize,
+    /// Names of the arguments its frontmatter declares, with whether each is required
+    /// (required means no default).
+    pub args: Vec<(String, bool)>,
+    /// Problems found in the file itself (frontmatter).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl CommandFile {
+    /// The prompt template (the text after the frontmatter).
+    pub fn body(&self) -> &str {
+        &self.file.text[self.body_start.min(self.file.text.len())..]
+    }
+}
+
+/// Finds command files by name.
+pub trait CommandLookup {
+    /// The command file for `name`, or the places searched and the names that do exist.
+    fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<PathBuf>, Vec<String>)>;
+}
+
+/// Looks for `NAME.md` in a list of folders, in order.
+#[derive(Debug, Clone, Default)]
+pub struct DirCommands {
+    /// The folders, most specific first.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl CommandLookup for DirCommands {
+    fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<PathBuf>, Vec<String>)> {
+        for dir in &self.dirs {
+            let path = dir.join(format!("{name}.md"));
+            if let Ok(file) = SourceFile::read(&path) {
+                return Ok(CommandFile::parse(file));
+            }
+        }
+        let mut available: Vec<String> = self
+            .dirs
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".md"))
+                    .map(str::to_string)
+            })
+            .collect();
+        available.sort();
+        available.dedup();
+        Err((self.dirs.clone(), available))
+    }
+}
+
+impl CommandFile {
+    /// Splits a command file into its frontmatter (`---` ... `---`, YAML with `description`
+    /// and `args`) and its prompt template.
+    pub fn parse(file: Arc<SourceFile>) -> Self {
+        let text = &file.text;
+        let Some(rest) = text
+            .strip_prefix("---\n")
+            .or_else(|| text.strip_prefix("---\r\n"))
+        else {
+            return Self {
+                file: file.clone(),
+                body_start: 0,
+                args: Vec::new(),
+                diagnostics: Vec::new(),
+            };
+        };
+        let front_start = text.len() - rest.len();
+        let Some(end) = rest.find("\n---").map(|i| front_start + i + 1) else {
+            let d = Diagnostic::error(
+                "command-frontmatter",
+                &file,
+                Span::new(0, 3),
+                "the frontmatter is never closed",
+            )
+            .with_help("end it with a line `---`");
+            return Self {
+                file: file.clone(),
+                body_start: 0,
+                args: Vec::new(),
+                diagnostics: vec![d],
+            };
+        };
+        let body_start = text[end..]
+            .find('\n')
+            .map(|i| end + i + 1)
+            .unwrap_or(text.len());
+        // Parse the frontmatter in place: blank out the body so spans stay file offsets.
+        let front = SourceFile::new(file.path.clone(), text[..end].replacen("---", "   ", 1));
+        let mut diagnostics = Vec::new();
+        let mut args = Vec::new();
+        match super::yaml::parse(&front) {
+            Err(mut d) => {
+                d.file = file.clone();
+                diagnostics.push(d);
+            }
+            Ok(root) => {
+                use super::yaml::Value;
+                if let Value::Map(entries) = &root.value {
+                    for (key, value) in entries {
+                        match (key.value.as_str(), &value.value) {
+                            ("description", _) => {}
+                            ("args", Value::Seq(items)) => {
+                                for item in items {
+                                    let mut name = None;
+                                    let mut required = false;
+                                    let mut has_default = false;
+                                    match &item.value {
+                                        Value::Str(s) => name = Some(s.clone()),
+                                        Value::Map(fields) => {
+                                            for (k, v) in fields {
+                                                match (k.value.as_str(), &v.value) {
+                                                    ("name", Value::Str(s)) => name = Some(s.clone()),
+                                                    ("required", Value::Bool(b)) => required = *b,
+                                                    ("default", _) => has_default = true,
+                                                    _ => {}
+                                                }
+                                            }
+                                        }
+                                        _ => {}
+                                    }
+                                    match name {
+                                        Some(n) => args.push((n, required && !has_default)),
+                                        None => diagnostics.push(
+                                            Diagnostic::error("command-frontmatter", &file, item.span, "an argument needs a `name`")
+                                                .with_help("write `args: [{ name: focus, required: true }]`"),
+                                        ),
+                                    }
+                                }
+                            }
+                            ("args", _) => diagnostics.push(
+                                Diagnostic::error("command-frontmatter", &file, value.span, "`args` must be a list")
+                                    .with_help("write `args: [{ name: focus, description: ..., required: true }]`"),
+                            ),
+                            (other, _) => diagnostics.push(
+                                Diagnostic::error("unknown-key", &file, key.span, format!("unknown key `{other}` in the command's frontmatter"))
+                                    .with_help(suggestion(other, ["description", "args"]).unwrap_or_else(|| "the frontmatter accepts `description` and `args`".into())),
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        Self {
+            file,
+            body_start,
+            args,
+            diagnostics,
+        }
+    }
+}
+
+/// What `{{args.NAME}}` may read in the template being checked.
+#[derive(Clone, Copy)]
+enum Args<'c> {
+    /// Not a command file: there are no arguments.
+    None,
+    /// A command file declaring these arguments in its frontmatter.
+    Declared(&'c [(String, bool)]),
+    /// A command file whose frontmatter is broken (reported on its own): anything goes.
+    Any,
+}
+
+/// Which template fields of a node a check is looking at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// `bash` or the bash body of a loop.
+    Bash,
+    /// `until_bash`.
+    UntilBash,
+    /// `until`.
+    Until,
+    /// A loop body (bash, prompt).
+    LoopBody,
+    /// Anything else: prompt, when, cwd, env, args, approval message.
+    Other,
+}
+
+/// Runs every semantic check on a loaded workflow and returns all diagnostics, the
+/// loader's first, sorted by position.
+pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic> {
+    let mut diags = loaded.diagnostics.clone();
+    if let Some(wf) = &loaded.workflow {
+        let dag = Dag::new(wf);
+        let ancestors = Ancestors::new(&dag);
+        let mut v = Validator {
+            wf,
+            file: &loaded.file,
+            dropped: &loaded.dropped_ids,
+            dag,
+            diags: Vec::new(),
+            used_inputs: Vec::new(),
+            ancestors,
+        };
+        v.run(commands);
+        diags.extend(v.diags);
+    }
+    sort(&mut diags);
+    // A command file used by several nodes would report its own problems once per node.
+    let mut seen = HashSet::new();
+    diags.retain(|d| {
+        let spans: Vec<_> = d.labels.iter().map(|l| l.span).collect();
+        seen.insert((d.file.path.clone(), d.code, d.message.clone(), spans))
+    });
+    diags
+}
+
+/// Loads and validates one workflow file, looking for command files next to it
+/// (`commands/` beside the file) and in `.workflows/commands/`.
+pub fn check_file(path: &std::path::Path) -> (Loaded, Vec<Diagnostic>) {
+    let loaded = super::load_file(path);
+    let diags = validate(&loaded, &default_commands(path));
+    (loaded, diags)
+}
+
+/// Where command files of the workflow at `path` are looked for.
+pub fn default_commands(path: &std::path::Path) -> DirCommands {
+    let mut dirs = Vec::new();
+    if let Some(parent) = path.parent() {
+        dirs.push(parent.join("commands"));
+    }
+    let project = PathBuf::from(".workflows/commands");
+    if !dirs.contains(&project) {
+        dirs.push(project);
+    }
+    DirCommands { dirs }
+}
+
+/// Sorts diagnostics by file, then position (file-level ones first).
+pub fn sort(diags: &mut [Diagnostic]) {
+    diags.sort_by(|a, b| {
+        let key = |d: &Diagnostic| {
+            (
+                d.file.path.clone(),
+                d.labels.first().map(|l| l.span.start + 1).unwrap_or(0),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
+/// The transitive dependencies of every node, asked for once per template reference and
+/// per pair of nodes sharing a session, so they are computed once.
+enum Ancestors {
+    /// A DAG: one bit set per node, built in topological order (each node's set is the union
+    /// of its dependencies' sets), `words` 64-bit words per node.
+    Sets { words: usize, bits: Vec<u64> },
+    /// A graph with a cycle (reported on its own): each node's set found by a search, once.
+    Lazy(Vec<Option<Vec<bool>>>),
+}
+
+impl Ancestors {
+    fn new(dag: &Dag) -> Self {
+        let Some(order) = dag.topo_order() else {
+            return Ancestors::Lazy(vec![None; dag.len()]);
+        };
+        let words = dag.len().div_ceil(64);
+        let mut bits = vec![0u64; words * dag.len()];
+        for &i in &order {
+            for &d in &dag.deps[i] {
+                bits[i * words + d / 64] |= 1 << (d % 64);
+                // `d` comes before `i` in the order, so its set is complete.
+                let (before, after) = bits.split_at_mut(i.max(d) * words);
+                let (mine, theirs) = if i > d {
+                    (&mut after[..words], &before[d * words..(d + 1) * words])
+                } else {
+                    (&mut before[i * words..(i + 1) * words], &after[..words])
+                };
+                for (m, t) in mine.iter_mut().zip(theirs) {
+                    *m |= t;
+                }
+            }
+        }
+        Ancestors::Sets { words, bits }
+    }
+}
+
+struct Validator<'a> {
+    wf: &'a Workflow,
+    file: &'a Arc<SourceFile>,
+    dropped: &'a [String],
+    dag: Dag,
+    diags: Vec<Diagnostic>,
+    used_inputs: Vec<String>,
+    /// Everything each node depends on, directly or not.
+    ancestors: Ancestors,
+}
+
+impl Validator<'_> {
+    /// True if node `me` depends on node `other`, directly or not.
+    fn depends_on(&mut self, me: usize, other: usize) -> bool {
+        match &mut self.ancestors {
+            Ancestors::Sets { words, bits } => {
+                bits[me * *words + other / 64] & (1 << (other % 64)) != 0
+            }
+            Ancestors::Lazy(sets) => sets[me].get_or_insert_with(|| self.dag.ancestors(me))[other],
+        }
+    }
+
+    fn run(&mut self, commands: &dyn CommandLookup) {
+        self.ids();
+        self.dependencies();
+        self.cycles();
+        self.profiles();
+        self.workflow_templates();
+        for i in 0..self.wf.nodes.len() {
+            self.node(i, commands);
+        }
+        self.sessions();
+        self.unused_inputs();
+    }
+
+    fn ids(&mut self) {
+        let mut first_use: HashMap<&str, &Node> = HashMap::new();
+        for node in &self.wf.nodes {
+            let first = *first_use.entry(node.id.value.as_str()).or_insert(node);
+            if !std::ptr::eq(first, node) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "duplicate-id",
+                        self.file,
+                        node.id.span,
+                        format!("duplicate node id `{}`", node.id.value),
+                    )
+                    .with_label("used again here")
+                    .with_secondary(first.id.span, "first used here")
+                    .with_help("every node needs its own id; rename one of them"),
+                );
+            }
+        }
+    }
+
+    fn dependencies(&mut self) {
+        let mut ids: Vec<&str> = Vec::new();
+        let mut known: HashSet<&str> = HashSet::new();
+        for node in &self.wf.nodes {
+            if known.insert(&node.id.value) {
+                ids.push(&node.id.value);
+            }
+        }
+        for node in &self.wf.nodes {
+            for (k, dep) in node.depends_on.iter().enumerate() {
+                if node.depends_on[..k].iter().any(|d| d.value == dep.value) {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            "duplicate-dependency",
+                            self.file,
+                            dep.span,
+                            format!("`{}` is listed twice in `depends_on`", dep.value),
+                        )
+                        .with_help("remove the second one"),
+                    );
+                    continue;
+                }
+                if known.contains(dep.value.as_str()) || self.dropped.contains(&dep.value) {
+                    continue;
+                }
+                let help = suggestion(&dep.value, ids.iter().copied())
+                    .unwrap_or_else(|| format!("known nodes: {}", list(ids.iter().copied())));
+                self.diags.push(
+                    Diagnostic::error(
+                        "unknown-dependency",
+                        self.file,
+                        dep.span,
+                        format!("unknown dependency `{}`", dep.value),
+                    )
+                    .with_label("no node has this id")
+                    .with_help(help),
+                );
+            }
+        }
+    }
+
+    fn cycles(&mut self) {
+        for cycle in self.dag.cycles() {
+            let names: Vec<String> = cycle
+                .iter()
+                .map(|&i| format!("`{}`", self.dag.ids[i]))
+                .collect();
+            let first = &self.wf.nodes[cycle[0]];
+            // The graph orders the members along one cycle when it finds one through all of
+            // them; otherwise they come in declaration order and every edge among them counts.
+            let along = (0..cycle.len())
+                .all(|k| self.dag.deps[cycle[k]].contains(&cycle[(k + 1) % cycle.len()]));
+            let message = if cycle.len() == 1 {
+                format!("node `{}` depends on itself", first.id.value)
+            } else if along {
+                format!("dependency cycle: {} -> {}", names.join(" -> "), names[0])
+            } else {
+                format!(
+                    "dependency cycle: nodes {} depend on each other",
+                    names.join(", ")
+                )
+            };
+            // Point at each edge of the cycle: the `depends_on` entries between members.
+            let mut edges = Vec::new();
+            for (k, &member) in cycle.iter().enumerate() {
+                let targets: Vec<usize> = if along {
+                    vec![cycle[(k + 1) % cycle.len()]]
+                } else {
+                    cycle.clone()
+                };
+                for target in targets {
+                    let next = &self.dag.ids[target];
+                    if let Some(dep) = self.wf.nodes[member]
+                        .depends_on
+                        .iter()
+                        .find(|d| &d.value == next)
+                    {
+                        edges.push((
+                            dep.span,
+                            format!("`{}` depends on `{}`", self.dag.ids[member], next),
+                        ));
+                    }
+                }
+            }
+            let mut edges = edges.into_iter();
+            let (span, label) = edges.next().unwrap_or((first.id.span, String::new()));
+            let mut d = Diagnostic::error("cycle", self.file, span, message).with_label(label);
+            for (span, label) in edges {
+                d = d.with_secondary(span, label);
+            }
+            self.diags.push(d.with_help(
+                "a workflow is a DAG; remove one of these dependencies to break the cycle",
+            ));
+        }
+    }
+
+    fn profiles(&mut self) {
+        let names: Vec<&str> = std::iter::once(BUILTIN_AGENT)
+            .chain(self.wf.agents.names())
+            .collect();
+        for (name, profile) in self.wf.agents.iter() {
+            if name.value == BUILTIN_AGENT && profile.uses.is_none() {
+                continue;
+            }
+            if let Some(base) = &profile.uses {
+                if base.value == name.value {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "unknown-agent",
+                            self.file,
+                            base.span,
+                            format!("agent profile `{}` uses itself", name.value),
+                        )
+                        .with_help("set `use: claude` or another profile"),
+                    );
+                } else if !names.contains(&base.value.as_str()) {
+                    self.unknown_agent(base, &names);
+                } else {
+                    // Follow the chain to catch loops like a -> b -> a; each member of the
+                    // loop reports it, profiles that merely lead into it do not.
+                    let mut chain = vec![name.value.as_str()];
+                    let mut current = base.value.as_str();
+                    while !chain.contains(&current) {
+                        chain.push(current);
+                        match self.wf.agents.get(current).and_then(|p| p.uses.as_ref()) {
+                            Some(next) => current = next.value.as_str(),
+                            None => break,
+                        }
+                    }
+                    if current == name.value {
+                        chain.push(current);
+                        let chain: Vec<String> = chain.iter().map(|c| format!("`{c}`")).collect();
+                        self.diags.push(
+                            Diagnostic::error(
+                                "unknown-agent",
+                                self.file,
+                                base.span,
+                                format!(
+                                    "agent profiles use each other in a loop: {}",
+                                    chain.join(" -> ")
+                                ),
+                            )
+                            .with_help("one profile in the chain must `use: claude`"),
+                        );
+                    }
+                }
+            }
+            for (key, value) in profile.env.iter() {
+                self.template(
+                    None,
+                    value,
+                    Field::Other,
+                    &format!("agents.{}.env.{}", name.value, key.value),
+                );
+            }
+        }
+        if let Some(agent) = &self.wf.defaults.agent {
+            if !names.contains(&agent.value.as_str()) {
+                self.unknown_agent(agent, &names);
+            }
+        }
+    }
+
+    fn unknown_agent(&mut self, agent: &Spanned<String>, names: &[&str]) {
+        let help = suggestion(&agent.value, names.iter().copied()).unwrap_or_else(|| {
+            format!(
+                "define it under `agents:`, or use one of {}",
+                list(names.iter().copied())
+            )
+        });
+        self.diags.push(
+            Diagnostic::error(
+                "unknown-agent",
+                self.file,
+                agent.span,
+                format!("unknown agent profile `{}`", agent.value),
+            )
+            .with_label("not built in and not under `agents:`")
+            .with_help(help),
+        );
+    }
+
+    fn workflow_templates(&mut self) {
+        for (key, value) in self.wf.env.iter() {
+            self.template(None, value, Field::Other, &format!("env.{}", key.value));
+        }
+    }
+
+    fn node(&mut self, i: usize, commands: &dyn CommandLookup) {
+        let wf = self.wf;
+        let node = &wf.nodes[i];
+        match &node.kind {
+            NodeKind::Bash(t) => self.template(Some(i), t, Field::Bash, "bash"),
+            NodeKind::Prompt(t) => self.template(Some(i), t, Field::Other, "prompt"),
+            NodeKind::Command(name) => self.command(i, name, commands, Field::Other),
+            NodeKind::Approval(a) => self.template(Some(i), &a.message, Field::Other, "approval"),
+            NodeKind::Loop(l) => {
+                match &l.body {
+                    LoopBody::Bash(t) => self.template(Some(i), t, Field::LoopBody, "bash"),
+                    LoopBody::Prompt(t) => self.template(Some(i), t, Field::LoopBody, "prompt"),
+                    LoopBody::Command(name) => self.command(i, name, commands, Field::LoopBody),
+                }
+                if let Some(t) = &l.until {
+                    self.template(Some(i), t, Field::Until, "until");
+                }
+                if let Some(t) = &l.until_bash {
+                    self.template(Some(i), t, Field::UntilBash, "until_bash");
+                }
+            }
+        }
+        if let Some(t) = &node.when {
+            self.template(Some(i), t, Field::Other, "when");
+        }
+        if let Some(t) = &node.cwd {
+            self.template(Some(i), t, Field::Other, "cwd");
+        }
+        for (key, value) in node.env.iter() {
+            self.template(Some(i), value, Field::Other, &format!("env.{}", key.value));
+        }
+        for (key, value) in node.args.iter() {
+            self.template(Some(i), value, Field::Other, &format!("args.{}", key.value));
+        }
+        if let Some(agent) = &node.agent {
+            let names: Vec<&str> = std::iter::once(BUILTIN_AGENT)
+                .chain(wf.agents.names())
+                .collect();
+            if !names.contains(&agent.value.as_str()) {
+                self.unknown_agent(agent, &names);
+            }
+        }
+        if !node.kind.uses_agent() {
+            let agent_fields: [(&str, Option<Span>); 5] = [
+                ("agent", node.agent.as_ref().map(|s| s.span)),
+                ("model", node.model.as_ref().map(|s| s.span)),
+                ("session", node.session.as_ref().map(|s| s.span)),
+                ("allowed_tools", node.allowed_tools.first().map(|s| s.span)),
+                ("max_turns", node.max_turns.as_ref().map(|s| s.span)),
+            ];
+            for (field, span) in agent_fields {
+                if let Some(span) = span {
+                    self.diags.push(
+                        Diagnostic::warning("no-effect", self.file, span, format!("`{field}` has no effect on {}", kind_phrase(&node.kind)))
+                            .with_help("agent settings apply to `prompt` and `command` nodes (and loops of them); remove it"),
+                    );
+                }
+            }
+        }
+        if !node.args.is_empty()
+            && !matches!(&node.kind, NodeKind::Command(_))
+            && !matches!(&node.kind, NodeKind::Loop(l) if matches!(l.body, LoopBody::Command(_)))
+        {
+            let span = node.args.0[0].0.span;
+            self.diags.push(
+                Diagnostic::warning(
+                    "no-effect",
+                    self.file,
+                    span,
+                    format!("`args` has no effect on {}", kind_phrase(&node.kind)),
+                )
+                .with_help(
+                    "`args` fills `{{args.NAME}}` in a command file; use it with `command:`",
+                ),
+            );
+        }
+    }
+
+    fn command(
+        &mut self,
+        i: usize,
+        name: &Spanned<String>,
+        commands: &dyn CommandLookup,
+        field: Field,
+    ) {
+        let node = &self.wf.nodes[i];
+        match commands.lookup(&name.value) {
+            Ok(command) => {
+                self.diags.extend(command.diagnostics.iter().cloned());
+                // A broken frontmatter is reported above; its arguments are not known, so
+                // checking them against it would only repeat that error in other words.
+                let frontmatter_ok = command.diagnostics.is_empty();
+                let args = if frontmatter_ok {
+                    Args::Declared(&command.args)
+                } else {
+                    Args::Any
+                };
+                let span = Span::new(
+                    command.body_start,
+                    command.file.text.len().saturating_sub(command.body_start),
+                );
+                let body = Spanned::new(command.body().to_string(), span);
+                self.template_in(Some(i), &command.file, &body, field, "command file", args);
+                for (arg, required) in &command.args {
+                    if frontmatter_ok && *required && node.args.get(arg).is_none() {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "missing-argument",
+                                self.file,
+                                name.span,
+                                format!("command `{}` needs the argument `{arg}`", name.value),
+                            )
+                            .with_help(format!(
+                                "add `args: {{ {arg}: ... }}` to node `{}`",
+                                node.id.value
+                            )),
+                        );
+                    }
+                }
+                let declared: Vec<&str> = command.args.iter().map(|(a, _)| a.as_str()).collect();
+                for (key, _) in node.args.iter() {
+                    if frontmatter_ok && !declared.contains(&key.value.as_str()) {
+                        let help =
+                            suggestion(&key.value, declared.iter().copied()).unwrap_or_else(|| {
+                                format!(
+                                    "declare it in the frontmatter of {} under `args:`",
+                                    command.file.path.display()
+                                )
+                            });
+                        self.diags.push(
+                            Diagnostic::error(
+                                "unknown-argument",
+                                self.file,
+                                key.span,
+                                format!("command `{}` has no argument `{}`", name.value, key.value),
+                            )
+                            .with_help(help),
+                        );
+                    }
+                }
+            }
+            Err((searched, available)) => {
+                let places: Vec<String> =
+                    searched.iter().map(|p| p.display().to_string()).collect();
+                let help = suggestion(&name.value, available.iter().map(String::as_str))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "create `.workflows/commands/{}.md` (searched {})",
+                            name.value,
+                            places.join(", ")
+                        )
+                    });
+                self.diags.push(
+                    Diagnostic::error(
+                        "missing-command",
+                        self.file,
+                        name.span,
+                        format!("command file `{}.md` not found", name.value),
+                    )
+                    .with_label("no such command")
+                    .with_help(help),
+                );
+            }
+        }
+    }
+
+    fn template(&mut self, node: Option<usize>, t: &Spanned<String>, field: Field, what: &str) {
+        let file = self.file.clone();
+        self.template_in(node, &file, t, field, what, Args::None);
+    }
+
+    /// Checks one template: syntax, helpers, and that every name it reads exists here.
+    fn template_in(
+        &mut self,
+        node: Option<usize>,
+        file: &Arc<SourceFile>,
+        t: &Spanned<String>,
+        field: Field,
+        what: &str,
+        command_args: Args,
+    ) {
+        let analysis: Analysis = match template::analyze(&t.value) {
+            Ok(a) => a,
+            Err(e) => {
+                // Inputs it names are not "unused" just because the template is broken.
+                for (name, _) in self.wf.inputs.iter() {
+                    if t.value.contains(&format!("inputs.{}", name.value)) {
+                        self.used_inputs.push(name.value.clone());
+                    }
+                }
+                let span = template::locate_position(file, t.span, &t.value, e.position);
+                self.diags.push(
+                    Diagnostic::error("template-syntax", file, span, e.message).with_help(format!(
+                        "fix the `{{{{...}}}}` in `{what}`; write `\\{{{{` for literal braces"
+                    )),
+                );
+                return;
+            }
+        };
+        if analysis.raw_substitution && matches!(field, Field::Bash | Field::UntilBash) {
+            let span = template::locate(file, t.span, "{{{");
+            self.diags.push(
+                Diagnostic::warning("raw-substitution", file, span, "triple braces insert a value into a shell script without quoting")
+                    .with_label("not shell-quoted")
+                    .with_help("use `{{...}}` (quoted), or read the value from its environment variable, like \"$REINS_INPUT_NAME\""),
+            );
+        }
+        // The n-th use of a name points at its n-th place in the text.
+        let mut uses: HashMap<(bool, String), usize> = HashMap::new();
+        let mut nth = |helper: bool, name: &str| -> usize {
+            let n = uses.entry((helper, name.to_string())).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        for helper in &analysis.helpers {
+            let n = nth(true, helper);
+            if !template::known_helpers().any(|k| k == helper) {
+                let span = template::locate_nth(file, t.span, helper, n);
+                let help = suggestion(helper, template::known_helpers()).unwrap_or_else(|| {
+                    format!("available helpers: {}", list(template::known_helpers()))
+                });
+                self.diags.push(
+                    Diagnostic::error(
+                        "unknown-helper",
+                        file,
+                        span,
+                        format!("unknown template helper `{helper}`"),
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+        for r in &analysis.references {
+            let span = template::locate_nth(file, t.span, &r.raw, nth(false, &r.raw));
+            self.reference(node, file, span, r, field, command_args);
+        }
+    }
+
+    fn reference(
+        &mut self,
+        node: Option<usize>,
+        file: &Arc<SourceFile>,
+        span: Span,
+        r: &template::Reference,
+        field: Field,
+        command_args: Args,
+    ) {
+        let root = r.segments[0].as_str();
+        let in_loop = matches!(field, Field::LoopBody | Field::Until | Field::UntilBash);
+        let error = |code: &'static str, message: String, help: String| {
+            Diagnostic::error(code, file, span, message).with_help(help)
+        };
+        match root {
+            "inputs" => {
+                let Some(name) = r.segments.get(1) else {
+                    self.diags.push(error(
+                        "template-name",
+                        "`inputs` needs a name, like `inputs.issue`".into(),
+                        "write `{{inputs.NAME}}`".into(),
+                    ));
+                    return;
+                };
+                if self.wf.inputs.get(name).is_some() {
+                    self.used_inputs.push(name.clone());
+                } else {
+                    let help = suggestion(name, self.wf.inputs.names()).unwrap_or_else(|| {
+                        format!("declare it: `inputs: {{ {name}: {{ required: true }} }}`")
+                    });
+                    self.diags.push(
+                        error(
+                            "unknown-input",
+                            format!("`inputs.{name}` is not a declared input"),
+                            help,
+                        )
+                        .with_label("no such input"),
+                    );
+                }
+            }
+            "nodes" => {
+                let Some(id) = r.segments.get(1) else {
+                    self.diags.push(error(
+                        "template-name",
+                        "`nodes` needs an id, like `nodes.build.output`".into(),
+                        "write `{{nodes.ID.output}}`".into(),
+                    ));
+                    return;
+                };
+                let Some(target) = self.dag.index_of(id) else {
+                    if !self.dropped.contains(id) {
+                        let help = suggestion(id, self.dag.ids.iter().map(String::as_str))
+                            .unwrap_or_else(|| {
+                                format!(
+                                    "known nodes: {}",
+                                    list(
+                                        self.dag
+                                            .ids
+                                            .iter()
+                                            .map(String::as_str)
+                                            .collect::<std::collections::BTreeSet<_>>()
+                                            .into_iter()
+                                    )
+                                )
+                            });
+                        self.diags.push(
+                            error("unknown-node", format!("`nodes.{id}` names no node"), help)
+                                .with_label("no node has this id"),
+                        );
+                    }
+                    return;
+                };
+                match node {
+                    None => {
+                        self.diags.push(error("not-upstream", format!("`nodes.{id}` cannot be read here"), "workflow-level `env` and agent profiles are rendered before any node runs; move the value into the node that needs it".into()));
+                    }
+                    Some(me) if me == target => {
+                        let help = if in_loop {
+                            "inside a loop, read this iteration's result as `{{output}}` and the previous one as `{{loop.previous}}`"
+                        } else {
+                            "a node cannot read its own result"
+                        };
+                        self.diags.push(error(
+                            "not-upstream",
+                            format!("node `{id}` reads its own result"),
+                            help.into(),
+                        ));
+                    }
+                    Some(me) if !self.depends_on(me, target) => {
+                        let me_id = &self.dag.ids[me];
+                        self.diags.push(
+                            error("not-upstream", format!("node `{me_id}` reads `nodes.{id}` but does not depend on `{id}`"), format!("add `{id}` to `depends_on` of `{me_id}`, so it has run before `{me_id}` starts"))
+                                .with_label("not upstream of this node"),
+                        );
+                    }
+                    Some(_) => {}
+                }
+                match r.segments.get(2).map(String::as_str) {
+                    Some("output" | "status") if r.segments.len() == 3 => {}
+                    Some("json") => {}
+                    other => {
+                        let help = match other
+                            .and_then(|f| suggestion(f, ["output", "status", "json"]))
+                        {
+                            Some(h) => h,
+                            None => {
+                                "a node has `output`, `status` and `json` (when its output is JSON)"
+                                    .into()
+                            }
+                        };
+                        self.diags.push(error(
+                            "template-name",
+                            format!("`{}` is not something a node has", r.raw),
+                            help,
+                        ));
+                    }
+                }
+            }
+            "artifacts" if r.segments.len() == 1 => {}
+            "run"
+                if r.segments.get(1).map(String::as_str) == Some("id") && r.segments.len() == 2 => {
+            }
+            "workflow"
+                if r.segments.get(1).map(String::as_str) == Some("name")
+                    && r.segments.len() == 2 => {}
+            "env" if r.segments.len() == 2 => {}
+            "loop"
+                if in_loop
+                    && matches!(
+                        r.segments.get(1).map(String::as_str),
+                        Some("iteration" | "previous")
+                    )
+                    && r.segments.len() == 2 => {}
+            "output"
+                if matches!(field, Field::Until | Field::UntilBash) && r.segments.len() == 1 => {}
+            "args" if r.segments.len() == 2 => match command_args {
+                Args::Any => {}
+                Args::Declared(declared) if declared.iter().any(|(a, _)| *a == r.segments[1]) => {}
+                Args::Declared(declared) => {
+                    let name = &r.segments[1];
+                    let help = suggestion(name, declared.iter().map(|(a, _)| a.as_str()))
+                        .unwrap_or_else(|| {
+                            format!("declare it in the frontmatter: `args: [{{ name: {name} }}]`")
+                        });
+                    self.diags.push(
+                        error(
+                            "unknown-argument",
+                            format!("the command reads `args.{name}` but does not declare it"),
+                            help,
+                        )
+                        .with_label("not in the frontmatter's `args`"),
+                    );
+                }
+                Args::None => self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into())),
+            },
+            "artifacts" | "run" | "workflow" | "env" => {
+                let shape = match root {
+                    "artifacts" => {
+                        "`{{artifacts}}` is the artifacts folder; write `{{artifacts}}/file.md`"
+                    }
+                    "run" => "the run has `{{run.id}}`",
+                    "workflow" => "the workflow has `{{workflow.name}}`",
+                    _ => "write `{{env.NAME}}`",
+                };
+                self.diags.push(error(
+                    "template-name",
+                    format!("`{}` is not a known value", r.raw),
+                    shape.into(),
+                ));
+            }
+            "loop" | "output" if !in_loop => {
+                self.diags.push(error("template-name", format!("`{}` only exists inside a loop", r.raw), "`{{output}}` is read in `until`, `{{loop.iteration}}` and `{{loop.previous}}` in a loop's body and conditions".into()));
+            }
+            "loop" => {
+                self.diags.push(error(
+                    "template-name",
+                    format!("`{}` is not a known value", r.raw),
+                    "a loop has `{{loop.iteration}}` and `{{loop.previous}}`".into(),
+                ));
+            }
+            "output" => {
+                self.diags.push(error(
+                    "template-name",
+                    "`output` is only known in `until` and `until_bash`".into(),
+                    "in the loop body, read the previous iteration as `{{loop.previous}}`".into(),
+                ));
+            }
+            "args" if matches!(command_args, Args::None) => {
+                self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into()));
+            }
+            _ if r.in_block => {}
+            _ => {
+                let help = suggestion(root, TEMPLATE_ROOTS.iter().copied())
+                    .map(|s| {
+                        format!(
+                            "{s} (templates read {})",
+                            list(TEMPLATE_ROOTS.iter().copied())
+                        )
+                    })
+                    .unwrap_or_else(|| {
+                        format!("templates read {}", list(TEMPLATE_ROOTS.iter().copied()))
+                    });
+                self.diags.push(
+                    error(
+                        "template-name",
+                        format!("unknown name `{}` in template", r.raw),
+                        help,
+                    )
+                    .with_label("not a known value"),
+                );
+            }
+        }
+    }
+
+    /// Two nodes of one sticky session must be ordered, or one waits for the other. Each node
+    /// is reported once, against the first earlier node of its session it is not ordered with.
+    fn sessions(&mut self) {
+        let wf = self.wf;
+        let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (j, b) in wf.nodes.iter().enumerate() {
+            let Some(name) = b.sticky_session() else {
+                continue;
+            };
+            let earlier = members.entry(name).or_default();
+            let unordered = earlier
+                .iter()
+                .copied()
+                .find(|&i| !self.depends_on(j, i) && !self.depends_on(i, j));
+            earlier.push(j);
+            let Some(i) = unordered else {
+                continue;
+            };
+            let a = &wf.nodes[i];
+            let span = b.session.as_ref().map(|s| s.span).unwrap_or(b.id.span);
+            self.diags.push(
+                Diagnostic::warning("unordered-session", self.file, span, format!("nodes `{}` and `{}` share session `{name}` but neither depends on the other", a.id.value, b.id.value))
+                    .with_secondary(a.session.as_ref().map(|s| s.span).unwrap_or(a.id.span), "also in this session")
+                    .with_help(format!("they will take turns in an unspecified order; add `depends_on: [{}]` to `{}` to fix the order", a.id.value, b.id.value)),
+            );
+        }
+    }
+
+    fn unused_inputs(&mut self) {
+        // Bash nodes may read inputs from the environment instead of a template.
+        let scripts: Vec<&str> = self
+            .wf
+            .nodes
+            .iter()
+            .flat_map(|n| match &n.kind {
+                NodeKind::Bash(t) => vec![t.value.as_str()],
+                NodeKind::Loop(l) => {
+                    let body = match &l.body {
+                        LoopBody::Bash(t) => Some(t.value.as_str()),
+                        _ => None,
+                    };
+                    body.into_iter()
+                        .chain(l.until_bash.as_ref().map(|t| t.value.as_str()))
+                        .collect()
+                }
+                _ => vec![],
+            })
+            .collect();
+        for (name, _) in self.wf.inputs.iter() {
+            let var = format!("REINS_INPUT_{}", env_suffix(&name.value));
+            if !self.used_inputs.contains(&name.value) && !scripts.iter().any(|s| s.contains(&var))
+            {
+                self.diags.push(
+                    Diagnostic::warning(
+                        "unused-input",
+                        self.file,
+                        name.span,
+                        format!("input `{}` is never used", name.value),
+                    )
+                    .with_help(format!(
+                        "read it as `{{{{inputs.{}}}}}` or `$REINS_INPUT_{}`, or remove it",
+                        name.value,
+                        env_suffix(&name.value)
+                    )),
+                );
+            }
+        }
+    }
+}
+
+/// "a `bash` node", "an `approval` node".
+fn kind_phrase(kind: &NodeKind) -> String {
+    let name = kind.name();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} `{name}` node")
+}
+
+/// `a-b.c` -> `A_B_C`: how names appear in `REINS_*` environment variables.
+pub fn env_suffix(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::load_source;
+
+    #[test]
+    fn ancestor_sets_match_a_search_in_any_node_order() {
+        // Node n{p} has rank p*37 mod 70 and depends on the nodes ranked 3 below it and at a
+        // fifth of its rank: a DAG (not a total order) whose dependencies point both ways in
+        // the list, two words wide.
+        let rank = |p: usize| p * 37 % 70;
+        let at_rank = |r: usize| (0..70).find(|&p| rank(p) == r).expect("a permutation");
+        let mut yaml = String::from("nodes:\n");
+        for p in 0..70 {
+            let r = rank(p);
+            let mut deps = Vec::new();
+            if r >= 3 {
+                deps.push(format!("n{}", at_rank(r - 3)));
+            }
+            if r >= 10 && r % 2 == 0 {
+                deps.push(format!("n{}", at_rank(r / 5)));
+            }
+            yaml.push_str(&format!(
+                "  - {{id: n{p}, bash: x, depends_on: [{}]}}\n",
+                deps.join(", ")
+            ));
+        }
+        let loaded = load_source(SourceFile::new("t.yaml", yaml));
+        let dag = Dag::new(loaded.workflow.as_ref().expect("loads"));
+        let Ancestors::Sets { words, bits } = Ancestors::new(&dag) else {
+            panic!("the graph has no cycle");
+        };
+        for me in 0..dag.len() {
+            let expected = dag.ancestors(me);
+            for (other, &want) in expected.iter().enumerate() {
+                let got = bits[me * words + other / 64] & (1 << (other % 64)) != 0;
+                assert_eq!(got, want, "n{me} depends on n{other}");
+            }
+        }
+    }
+}
