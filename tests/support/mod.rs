@@ -14,7 +14,5 @@ pub mod claude;
 pub mod cli;
 pub mod mock_api;
 
-pub use claude::{
-    claude_env, fake_claude, group_members, process_alive, require_claude, Sandbox,
-};
+pub use claude::{claude_env, fake_claude, group_members, process_alive, require_claude, Sandbox};
 pub use mock_api::{MockApi, Recorded, Turn};
