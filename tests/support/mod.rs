@@ -1,7 +1,21 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests and benchmarks. Each test binary includes this
+//! folder with `mod support;` and uses what it needs.
+//!
+//! * [`cli`]: driving the built `reins` binary on temp repos;
+//! * [`run_repo`]: a temp git repository for `reins run`, `resume`, `status`, `logs` tests;
+//! * [`mock_api`]: a stand-in for the Anthropic Messages API, so the real Claude Code CLI runs
+//!   offline ([`MockApi`], [`Turn`]);
+//! * [`claude`]: finding the pinned CLI ([`require_claude`]), its environment against the
+//!   stand-in ([`claude_env`]), a sandbox of folders per test ([`Sandbox`]), the scripted fake
+//!   CLI ([`fake_claude`]) and process checks ([`process_alive`], [`group_members`]).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+pub mod claude;
 pub mod cli;
+pub mod mock_api;
 pub mod repo;
 pub mod run_repo;
+
+pub use claude::{claude_env, fake_claude, group_members, process_alive, require_claude, Sandbox};
+pub use mock_api::{MockApi, Recorded, Turn};

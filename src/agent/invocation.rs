@@ -1,0 +1,258 @@
+//! One run of the agent CLI: what to run, where, with which profile, and its command line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+/// Prompts longer than this (100 KiB) go through `prompt.md` in the node's folder: one
+/// argument is capped at 128 KiB, and an argument is visible to everyone in `ps`.
+pub const PROMPT_FILE_THRESHOLD: usize = 100 * 1024;
+
+/// How long an agent may print nothing before it is stopped, unless the caller says otherwise.
+/// It must exceed the longest tool call: Claude Code's Bash tool may run for 10 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Which conversation a run continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionMode {
+    /// Start a conversation with this id (`--session-id`).
+    New(Uuid),
+    /// Continue the conversation with this id (`--resume`).
+    Resume(Uuid),
+}
+
+impl SessionMode {
+    /// The conversation's id.
+    pub fn id(self) -> Uuid {
+        match self {
+            SessionMode::New(id) | SessionMode::Resume(id) => id,
+        }
+    }
+}
+
+/// Everything one agent run needs. The engine fills it from the node and its agent profile.
+#[derive(Debug, Clone)]
+pub struct AgentInvocation {
+    /// The agent CLI, resolved with [`resolve_program`].
+    pub program: PathBuf,
+    /// The prompt, already rendered.
+    pub prompt: String,
+    /// A new conversation or a later turn of a sticky one.
+    pub session: SessionMode,
+    /// `--model`: an alias (`sonnet`) or a full id.
+    pub model: Option<String>,
+    /// `--permission-mode`: `default`, `acceptEdits`, `bypassPermissions`, `dontAsk`, `plan` ...
+    pub permission_mode: Option<String>,
+    /// `--allowedTools`: tools that run without asking, like `Write` or `Bash(git *)`.
+    pub allowed_tools: Vec<String>,
+    /// `--disallowedTools`: tools the agent may not use at all.
+    pub disallowed_tools: Vec<String>,
+    /// `--max-turns`: the most model calls in this run.
+    pub max_turns: Option<u32>,
+    /// More arguments from the profile, placed before the prompt.
+    pub extra_args: Vec<String>,
+    /// Variables set for the agent on top of reins' environment (`CLAUDECODE` is removed).
+    pub env: Vec<(String, String)>,
+    /// Where the agent works. It must exist.
+    pub cwd: PathBuf,
+    /// The node's own folder: `prompt.md` and `transcript.jsonl` are written here.
+    pub node_dir: PathBuf,
+    /// Stop the agent when it prints nothing for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Stop the agent when it runs longer than this in all.
+    pub wall_timeout: Option<Duration>,
+    /// Files the agent must leave behind; relative paths are taken from `cwd`.
+    pub required_outputs: Vec<PathBuf>,
+}
+
+impl AgentInvocation {
+    /// An invocation with no profile settings, the default idle timeout and no wall timeout.
+    pub fn new(
+        program: impl Into<PathBuf>,
+        prompt: impl Into<String>,
+        session: SessionMode,
+        cwd: impl Into<PathBuf>,
+        node_dir: impl Into<PathBuf>,
+    ) -> Self {
+        AgentInvocation {
+            program: program.into(),
+            prompt: prompt.into(),
+            session,
+            model: None,
+            permission_mode: None,
+            allowed_tools: Vec::new(),
+            disallowed_tools: Vec::new(),
+            max_turns: None,
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            cwd: cwd.into(),
+            node_dir: node_dir.into(),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            wall_timeout: None,
+            required_outputs: Vec::new(),
+        }
+    }
+
+    /// Where the prompt is kept for the record (and read from, when it is too long for argv).
+    pub fn prompt_path(&self) -> PathBuf {
+        self.node_dir.join("prompt.md")
+    }
+
+    /// Where the agent's output lines are appended as they arrive.
+    pub fn transcript_path(&self) -> PathBuf {
+        self.node_dir.join("transcript.jsonl")
+    }
+
+    /// True when the prompt goes through `prompt.md` rather than the command line.
+    pub fn prompt_via_file(&self) -> bool {
+        self.prompt.len() > PROMPT_FILE_THRESHOLD
+    }
+
+    /// The prompt argument: the prompt itself, or a short one pointing at `prompt.md`.
+    pub fn prompt_argument(&self) -> String {
+        if !self.prompt_via_file() {
+            return self.prompt.clone();
+        }
+        format!(
+            "Your instructions for this step are in the file {path} ({bytes} bytes). Read the \
+             whole file before doing anything else: it is long, so read it page after page \
+             (with offset and limit) until its end. Then follow those instructions exactly.",
+            path = self.prompt_path().display(),
+            bytes = self.prompt.len(),
+        )
+    }
+
+    /// The arguments after the program, for `session` (which may differ from `self.session`
+    /// when a run falls back from resuming to starting a conversation, or back).
+    ///
+    /// The prompt comes last, after `--`, so that a prompt starting with `-` is never read as
+    /// a flag and variadic flags (`--allowedTools A B`) never swallow it.
+    pub fn args(&self, session: SessionMode) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            // Partial messages stream while the model writes, so a long answer never looks idle.
+            "--include-partial-messages",
+        ]
+        .map(String::from)
+        .to_vec();
+        match session {
+            SessionMode::New(id) => args.extend(["--session-id".into(), id.to_string()]),
+            SessionMode::Resume(id) => args.extend(["--resume".into(), id.to_string()]),
+        }
+        if let Some(model) = &self.model {
+            args.extend(["--model".into(), model.clone()]);
+        }
+        if let Some(mode) = &self.permission_mode {
+            args.extend(["--permission-mode".into(), mode.clone()]);
+        }
+        if !self.allowed_tools.is_empty() {
+            args.push("--allowedTools".into());
+            args.extend(self.allowed_tools.iter().cloned());
+        }
+        if !self.disallowed_tools.is_empty() {
+            args.push("--disallowedTools".into());
+            args.extend(self.disallowed_tools.iter().cloned());
+        }
+        if let Some(turns) = self.max_turns {
+            args.extend(["--max-turns".into(), turns.to_string()]);
+        }
+        if self.prompt_via_file() {
+            // The file tools may read the node's folder even when it lies outside `cwd`.
+            args.extend(["--add-dir".into(), self.node_dir.display().to_string()]);
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args.push("--".into());
+        args.push(self.prompt_argument());
+        args
+    }
+}
+
+/// Finds the agent CLI: a name is looked up on `PATH`, a path is checked as given.
+pub fn resolve_program(program: &str) -> Result<PathBuf, String> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    resolve_program_in(program, std::env::var_os("PATH"), &cwd)
+}
+
+/// [`resolve_program`] with an explicit `PATH` and base directory for relative paths.
+pub fn resolve_program_in(
+    program: &str,
+    path: Option<std::ffi::OsString>,
+    cwd: &Path,
+) -> Result<PathBuf, String> {
+    which::which_in(program, path, cwd).map_err(|_| {
+        let is_path = Path::new(program).components().count() > 1;
+        match (program, is_path) {
+            ("claude", _) => "claude not found on PATH; install it with \
+                 `npm i -g @anthropic-ai/claude-code` or set `program:` in the agent profile"
+                .to_string(),
+            (_, true) => format!(
+                "agent program {program} does not exist or is not executable; \
+                 fix `program:` in the agent profile"
+            ),
+            (_, false) => format!(
+                "{program} not found on PATH; install it or set `program:` in the agent profile \
+                 to its full path"
+            ),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invocation(prompt: &str) -> AgentInvocation {
+        AgentInvocation::new("claude", prompt, SessionMode::New(Uuid::nil()), "/w", "/n")
+    }
+
+    #[test]
+    fn a_new_session_has_the_prompt_last_after_a_separator() {
+        let mut inv = invocation("-starts with a dash");
+        inv.allowed_tools = vec!["Write".into(), "Bash(git *)".into()];
+        inv.permission_mode = Some("acceptEdits".into());
+        let args = inv.args(inv.session);
+        assert_eq!(
+            args.join(" "),
+            "-p --output-format stream-json --verbose --include-partial-messages \
+             --session-id 00000000-0000-0000-0000-000000000000 --permission-mode acceptEdits \
+             --allowedTools Write Bash(git *) -- -starts with a dash"
+        );
+    }
+
+    #[test]
+    fn a_resumed_session_uses_resume() {
+        let inv = invocation("next");
+        let args = inv.args(SessionMode::Resume(Uuid::nil()));
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["--resume", "00000000-0000-0000-0000-000000000000"]));
+        assert!(!args.contains(&"--session-id".to_string()));
+    }
+
+    #[test]
+    fn a_long_prompt_points_at_the_prompt_file() {
+        let inv = invocation(&"x".repeat(PROMPT_FILE_THRESHOLD + 1));
+        let args = inv.args(inv.session);
+        let last = args.last().unwrap();
+        assert!(last.contains("/n/prompt.md"), "{last}");
+        assert!(last.len() < 1024);
+        assert!(args.windows(2).any(|w| w == ["--add-dir", "/n"]));
+        let short = invocation(&"x".repeat(PROMPT_FILE_THRESHOLD));
+        assert!(!short.prompt_via_file());
+    }
+
+    #[test]
+    fn a_missing_claude_says_how_to_install_it() {
+        let err =
+            resolve_program_in("claude", Some("/nonexistent".into()), Path::new("/")).unwrap_err();
+        assert!(err.contains("npm i -g @anthropic-ai/claude-code"), "{err}");
+        let err = resolve_program("claude-surely-not-installed-anywhere").unwrap_err();
+        assert!(err.contains("not found on PATH"), "{err}");
+        let err = resolve_program("/nonexistent/dir/claude").unwrap_err();
+        assert!(err.contains("fix `program:`"), "{err}");
+    }
+}

@@ -1,0 +1,322 @@
+//! One agent run, start to verdict: spawn in a PTY, stream, keep the transcript, enforce the
+//! timeouts and cancellation, judge.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::events::{self, Event, Lines};
+use super::invocation::{resolve_program_in, AgentInvocation, SessionMode};
+use super::outcome::{self, AgentOutcome, Context, Failure, FailureKind, Observed, Stop, Verdict};
+use super::pty::{ExitStatus, PtyChild, PtyCommand, PtyEvent};
+
+/// Between SIGTERM and SIGKILL when reins stops an agent.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long the CLI may take to exit by itself after its `result` event before its group is
+/// stopped (it has nothing left to say; something it started may keep it alive).
+pub const EXIT_AFTER_RESULT: Duration = Duration::from_secs(5);
+
+/// Something that happened during a run, for live progress.
+#[derive(Debug, Clone)]
+pub enum AgentEvent {
+    /// The CLI process started.
+    Spawned {
+        /// Its pid, also its process group id.
+        pid: u32,
+        /// How it reaches the conversation.
+        session: SessionMode,
+    },
+    /// The CLI printed an event.
+    Event(Event),
+}
+
+/// Runs the agent once and judges the run.
+///
+/// The prompt is kept in `node_dir/prompt.md` and every output line is appended to
+/// `node_dir/transcript.jsonl` as it arrives (lines that are not JSON are wrapped as
+/// `{"type":"reins_text","text":…}`; partial-message deltas are not kept, the whole message
+/// follows them). `events`, when given, receives every event as it happens. Setting `cancel`
+/// to true stops the run: its process group gets SIGTERM, then SIGKILL after [`KILL_GRACE`].
+/// Dropping the returned future kills the process group too.
+///
+/// Sessions: the CLI refuses `--resume` of an id it never saw (a crash before the first
+/// event) and `--session-id` of an id already used in the same folder (a crash after it). In
+/// either case `run` retries once the other way with the same id, so the caller can keep one
+/// id per sticky session and pick `New` for its first turn and `Resume` for the others;
+/// [`AgentOutcome::session`] tells which way worked.
+pub async fn run(
+    inv: AgentInvocation,
+    events: Option<mpsc::UnboundedSender<AgentEvent>>,
+    mut cancel: watch::Receiver<bool>,
+) -> AgentOutcome {
+    let started = Instant::now();
+    let mut session = inv.session;
+    let mut seen = match start(&inv) {
+        Err(message) => Err(message),
+        Ok((mut transcript, program)) => {
+            let mut attempt = Attempt {
+                inv: &inv,
+                program,
+                transcript: &mut transcript,
+                events: events.as_ref(),
+                cancel: &mut cancel,
+                wall_deadline: inv.wall_timeout.map(|t| started + t),
+            };
+            let mut seen = attempt.run(session).await;
+            if let Ok(first) = &seen {
+                if let Some((other, why)) = fallback(session, first) {
+                    attempt.note(&format!("reins: {why}"));
+                    session = other;
+                    seen = attempt.run(session).await;
+                }
+            }
+            seen
+        }
+    };
+    let verdict = match &mut seen {
+        Err(message) => Verdict::Failed(Failure {
+            kind: FailureKind::Start,
+            message: std::mem::take(message),
+            transient: false,
+        }),
+        Ok(seen) => outcome::judge(
+            seen,
+            Context {
+                cwd: &inv.cwd,
+                permission_mode: inv.permission_mode.as_deref(),
+                required_outputs: &inv.required_outputs,
+            },
+        ),
+    };
+    let seen = seen.unwrap_or_default();
+    let result = seen.result.as_ref();
+    AgentOutcome {
+        verdict,
+        result_text: result.and_then(|r| r.result.clone()),
+        session,
+        session_started: seen.init.is_some(),
+        model: seen.init.as_ref().and_then(|i| i.model.clone()),
+        cost_usd: result
+            .and_then(|r| r.run_cost_usd.or(r.total_cost_usd))
+            .unwrap_or(0.0),
+        session_cost_usd: result.and_then(|r| r.total_cost_usd).unwrap_or(0.0),
+        usage: result.map(|r| r.usage).unwrap_or_default(),
+        turns: result.and_then(|r| r.num_turns).unwrap_or(0),
+        duration: started.elapsed(),
+        exit: seen.exit,
+        denials: result
+            .map(|r| r.permission_denials.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// Creates the node's folder, writes `prompt.md`, opens the transcript, finds the program.
+fn start(inv: &AgentInvocation) -> Result<(File, PathBuf), String> {
+    let cannot = |what: &Path, e: std::io::Error| format!("cannot write {}: {e}", what.display());
+    std::fs::create_dir_all(&inv.node_dir).map_err(|e| cannot(&inv.node_dir, e))?;
+    let prompt = inv.prompt_path();
+    std::fs::write(&prompt, &inv.prompt).map_err(|e| cannot(&prompt, e))?;
+    let transcript = inv.transcript_path();
+    let transcript = File::options()
+        .create(true)
+        .append(true)
+        .open(&transcript)
+        .map_err(|e| cannot(&transcript, e))?;
+    // Look the program up as the child would: with the PATH it gets, from its folder.
+    let path = inv
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.into())
+        .or_else(|| std::env::var_os("PATH"));
+    let program = resolve_program_in(&inv.program.to_string_lossy(), path, &inv.cwd)?;
+    Ok((transcript, program))
+}
+
+/// The other way to reach the conversation, when the CLI refused this one.
+fn fallback(session: SessionMode, seen: &Observed) -> Option<(SessionMode, &'static str)> {
+    if seen.init.is_some() || seen.stop.is_some() {
+        return None;
+    }
+    let said = |needle: &str| {
+        seen.text_lines.iter().any(|l| l.contains(needle))
+            || seen
+                .result
+                .as_ref()
+                .is_some_and(|r| r.errors.iter().any(|e| e.contains(needle)))
+    };
+    match session {
+        SessionMode::Resume(id) if said("No conversation found with session ID") => Some((
+            SessionMode::New(id),
+            "the conversation to resume was never saved; starting it with --session-id",
+        )),
+        SessionMode::New(id) if said("is already in use") => Some((
+            SessionMode::Resume(id),
+            "the conversation already exists; resuming it with --resume",
+        )),
+        _ => None,
+    }
+}
+
+/// One process of a run.
+struct Attempt<'a> {
+    inv: &'a AgentInvocation,
+    program: PathBuf,
+    transcript: &'a mut File,
+    events: Option<&'a mpsc::UnboundedSender<AgentEvent>>,
+    cancel: &'a mut watch::Receiver<bool>,
+    wall_deadline: Option<Instant>,
+}
+
+impl Attempt<'_> {
+    /// Spawns the CLI for `session` and streams it to its end. `Err` if it could not start.
+    async fn run(&mut self, session: SessionMode) -> Result<Observed, String> {
+        let mut seen = Observed::default();
+        if *self.cancel.borrow() {
+            seen.stop = Some(Stop::Cancelled);
+            return Ok(seen);
+        }
+        let mut child = PtyChild::spawn(PtyCommand {
+            program: self.program.clone(),
+            args: self.inv.args(session),
+            env: self.inv.env.clone(),
+            env_remove: vec!["CLAUDECODE".into()],
+            cwd: self.inv.cwd.clone(),
+        })
+        .await?;
+        self.emit(AgentEvent::Spawned {
+            pid: child.pid(),
+            session,
+        });
+
+        let mut lines = Lines::new();
+        let idle = self.inv.idle_timeout;
+        let mut idle_deadline = idle.map(|t| Instant::now() + t);
+        let mut exit_deadline: Option<Instant> = None;
+        let mut cancel_open = true;
+        let stop = loop {
+            let deadline = [idle_deadline, self.wall_deadline, exit_deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            tokio::select! {
+                event = child.next() => match event {
+                    Some(PtyEvent::Output(bytes)) => {
+                        idle_deadline = idle.map(|t| Instant::now() + t);
+                        self.feed(&mut lines, &mut seen, &bytes);
+                        if seen.result.is_some() && exit_deadline.is_none() {
+                            exit_deadline = Some(Instant::now() + EXIT_AFTER_RESULT);
+                        }
+                    }
+                    Some(PtyEvent::Exited(status)) => {
+                        seen.exit = Some(status);
+                        break None;
+                    }
+                    None => break None,
+                },
+                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
+                    if deadline.is_some() =>
+                {
+                    let now = Instant::now();
+                    if self.wall_deadline.is_some_and(|d| d <= now) {
+                        break Some(Stop::Wall(self.inv.wall_timeout.unwrap_or_default()));
+                    }
+                    if exit_deadline.is_some_and(|d| d <= now) {
+                        // The result is in; the process lingers. Not a failure.
+                        break None;
+                    }
+                    break Some(Stop::Idle(idle.unwrap_or_default()));
+                },
+                changed = self.cancel.changed(), if cancel_open => match changed {
+                    Ok(()) if *self.cancel.borrow() => break Some(Stop::Cancelled),
+                    Ok(()) => {}
+                    Err(_) => cancel_open = false,
+                },
+            }
+        };
+        if seen.exit.is_none() {
+            let lingered = stop.is_none();
+            seen.stop = stop;
+            let status = child
+                .terminate(KILL_GRACE, |bytes| self.feed(&mut lines, &mut seen, &bytes))
+                .await;
+            seen.exit = if lingered {
+                // Stopped after a complete result: judge the result, not the signal.
+                status.map(|_| ExitStatus::Code(0))
+            } else {
+                status
+            };
+        }
+        if let Some(line) = lines.finish() {
+            self.line(&mut seen, line);
+        }
+        Ok(seen)
+    }
+
+    fn feed(&mut self, lines: &mut Lines, seen: &mut Observed, bytes: &[u8]) {
+        for line in lines.push(bytes) {
+            self.line(seen, line);
+        }
+    }
+
+    /// Keeps, notes and forwards one output line.
+    fn line(&mut self, seen: &mut Observed, line: String) {
+        let Some(event) = events::parse_line(&line) else {
+            return;
+        };
+        match &event {
+            Event::Partial { .. } => {}
+            Event::Text(text) => {
+                self.append(&text_line(text));
+                seen.push_text(text.clone());
+            }
+            _ => self.append(line.trim()),
+        }
+        match &event {
+            Event::Init(init) => seen.init = Some(init.clone()),
+            Event::Assistant(message) if message.error.is_some() => {
+                seen.api_error = Some((message.api_error_status, message.error.clone()));
+            }
+            Event::ApiRetry(retry) => {
+                seen.api_error = Some((retry.error_status, retry.error.clone()));
+            }
+            Event::Result(result) => seen.result = Some((**result).clone()),
+            _ => {}
+        }
+        self.emit(AgentEvent::Event(event));
+    }
+
+    /// Records a line of reins' own in the transcript and the event stream.
+    fn note(&mut self, text: &str) {
+        self.append(&text_line(text));
+        self.emit(AgentEvent::Event(Event::Text(text.to_string())));
+    }
+
+    fn append(&mut self, line: &str) {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        if let Err(e) = self.transcript.write_all(&bytes) {
+            tracing::warn!(
+                "cannot append to {}: {e}",
+                self.inv.transcript_path().display()
+            );
+        }
+    }
+
+    fn emit(&self, event: AgentEvent) {
+        if let Some(events) = self.events {
+            let _ = events.send(event);
+        }
+    }
+}
+
+/// A transcript line for text that was not JSON.
+fn text_line(text: &str) -> String {
+    serde_json::json!({ "type": events::TEXT_LINE_TYPE, "text": text }).to_string()
+}
