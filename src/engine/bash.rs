@@ -30,16 +30,23 @@ async fn run(job: Job) -> Outcome {
         Err(e) => return Outcome::fatal(format!("cannot render the script: {e}")),
     };
     let script_path = job.dir.join("command.sh");
-    if let Err(e) = std::fs::write(&script_path, &script) {
-        return Outcome::fatal(format!("cannot write {}: {e}", script_path.display()));
-    }
+    let keep_script = || {
+        std::fs::create_dir_all(&job.dir)
+            .and_then(|_| std::fs::write(&script_path, &script))
+            .map_err(|e| format!("cannot write {}: {e}", script_path.display()))
+    };
     let shell = &job.plan.settings[job.index].shell;
     let mut args: Vec<String> = shell[1..].to_vec();
-    if script.len() > INLINE_SCRIPT_LIMIT {
-        args.push(script_path.display().to_string());
-    } else {
+    let inline = script.len() <= INLINE_SCRIPT_LIMIT;
+    if inline {
         args.push("-c".into());
-        args.push(script);
+        args.push(script.clone());
+    } else {
+        // Too long for one argument: the shell reads it from the file.
+        if let Err(e) = keep_script() {
+            return Outcome::fatal(e);
+        }
+        args.push(script_path.display().to_string());
     }
     let spec = Spec {
         program: shell[0].clone(),
@@ -55,10 +62,25 @@ async fn run(job: Job) -> Outcome {
     if job.attempt > 1 {
         mark_attempt(&spec, job.attempt);
     }
-    let finished = match process::run(&spec, &job.cancel, job.watchdog.as_deref()).await {
+    // The process starts at the first poll of `process::run`; the script is kept for the
+    // record right after, while it runs, off the path from one node to the next.
+    let (finished, kept) = tokio::join!(
+        process::run(&spec, &job.cancel, job.watchdog.as_deref()),
+        async {
+            if inline {
+                keep_script()
+            } else {
+                Ok(())
+            }
+        }
+    );
+    let finished = match finished {
         Ok(f) => f,
         Err(e) => return Outcome::fatal(e.to_string()),
     };
+    if let Err(e) = kept {
+        tracing::warn!("{e}");
+    }
     let output = trim_output(finished.stdout);
     match finished.ending {
         Ending::Exited(0) => Outcome::Success {

@@ -44,8 +44,8 @@ pub struct Spec {
     pub cwd: PathBuf,
     /// Variables added to (or replacing) the inherited environment.
     pub env: Vec<(String, String)>,
-    /// Where stdout goes, besides the captured output (appended, created when the first
-    /// bytes arrive; its folder must exist).
+    /// Where stdout goes, besides the captured output (appended; the file and its folder are
+    /// created when the first bytes arrive).
     pub stdout_log: PathBuf,
     /// Where stderr goes.
     pub stderr_log: PathBuf,
@@ -237,6 +237,17 @@ fn group_alive(pgid: Pid) -> bool {
 
 type Pump = JoinHandle<(Vec<u8>, bool)>;
 
+/// Opens a log for appending, creating its folder if needed.
+fn open_log(path: &std::path::Path) -> Option<File> {
+    let open = || OpenOptions::new().create(true).append(true).open(path);
+    open()
+        .or_else(|_| {
+            std::fs::create_dir_all(path.parent().unwrap_or(path))?;
+            open()
+        })
+        .ok()
+}
+
 /// Copies a pipe to a log file, keeping the first `keep` bytes. The file is created (or
 /// appended to) when the first bytes arrive: a silent process leaves no empty file.
 fn pump(mut pipe: impl AsyncRead + Unpin + Send + 'static, path: PathBuf, keep: usize) -> Pump {
@@ -250,11 +261,7 @@ fn pump(mut pipe: impl AsyncRead + Unpin + Send + 'static, path: PathBuf, keep: 
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     if log.is_none() {
-                        log = OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(&path)
-                            .ok();
+                        log = open_log(&path);
                     }
                     if let Some(log) = &mut log {
                         let _ = log.write_all(&buf[..n]);

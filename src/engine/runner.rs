@@ -100,7 +100,8 @@ pub struct Job {
     pub env: Vec<(String, String)>,
     /// Working directory: the working tree, or the node's `cwd`.
     pub cwd: PathBuf,
-    /// The node's folder, `nodes/<id>/` (exists).
+    /// The node's folder, `nodes/<id>/`. Not created beforehand: a runner creates it
+    /// (`create_dir_all`) when it writes there, so a node that writes nothing costs no inode.
     pub dir: PathBuf,
     /// Wall-clock limit of this attempt.
     pub timeout: Option<Duration>,

@@ -456,7 +456,8 @@ impl Task {
         )
     }
 
-    /// The node's environment, working directory and folder. Rendering errors fail the node.
+    /// The node's environment, working directory and folder (not created: runners create it
+    /// when they write there). Rendering errors fail the node.
     #[allow(clippy::type_complexity)]
     fn prepare(
         &self,
@@ -495,9 +496,6 @@ impl Task {
         } else {
             self.run.root.clone()
         };
-        let dir = self.run.dir.node_dir(&self.id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        Ok((env, cwd, dir))
+        Ok((env, cwd, self.run.dir.node_dir(&self.id)))
     }
 }
