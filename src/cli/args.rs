@@ -24,6 +24,10 @@ pub enum Command {
     Run(RunArgs),
     /// Continue a paused, failed, cancelled or interrupted run.
     Resume(ResumeArgs),
+    /// Pass a waiting approval gate.
+    Approve(AnswerArgs),
+    /// Reject a waiting approval gate: its dependents are skipped.
+    Reject(AnswerArgs),
     /// Stop a run that is executing (or mark an interrupted one cancelled).
     Cancel(CancelArgs),
     /// List the runs of this working tree.
@@ -59,6 +63,9 @@ pub struct RunArgs {
     /// Print each rendered command in schedule order; run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Never ask at a gate on the terminal: stop there and exit 3.
+    #[arg(long)]
+    pub no_input: bool,
     /// Work in a fresh git worktree on the branch `reins/<workflow>-<run-id>` (like
     /// `isolation: worktree`).
     #[arg(long)]
@@ -77,6 +84,24 @@ pub struct ResumeArgs {
     #[arg(short = 'j', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
     /// Print the event stream as JSON lines instead of progress.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `reins approve` and `reins reject`.
+#[derive(Debug, Args)]
+pub struct AnswerArgs {
+    /// The run: an id, a unique prefix of one, or `last`.
+    pub run: String,
+    /// The gate (may be left out when exactly one gate waits).
+    pub node: Option<String>,
+    /// A comment: the gate's output (`{{nodes.GATE.output}}`).
+    #[arg(short, long = "message", value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Continue the run in this command when no reins process executes it.
+    #[arg(long)]
+    pub resume: bool,
+    /// With `--resume`: print the event stream as JSON lines instead of progress.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,5 +1,6 @@
 //! The command line: parse arguments, run one command, return an exit code.
 
+mod answer;
 mod args;
 mod init;
 mod list;
@@ -33,6 +34,8 @@ pub fn main() -> i32 {
         Command::Validate(opts) => validate::run(opts),
         Command::Run(opts) => run::run(opts),
         Command::Resume(opts) => run::resume(opts),
+        Command::Approve(opts) => answer::run(opts, true),
+        Command::Reject(opts) => answer::run(opts, false),
         Command::Cancel(opts) => runs::cancel(opts),
         Command::Runs(opts) => runs::list(opts),
         Command::Status(opts) => runs::status(opts),

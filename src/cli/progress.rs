@@ -360,11 +360,13 @@ pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -
             );
         }
         RunStatus::Waiting => {
-            let _ = writeln!(
-                out,
-                "approve with `reins approve {}`, then `reins resume {}`",
-                state.run_id, state.run_id
-            );
+            for gate in &state.waiting {
+                let _ = writeln!(
+                    out,
+                    "answer `{gate}` with `reins approve {id} {gate} [-m TEXT] --resume` or `reins reject {id} {gate} -m WHY --resume`",
+                    id = state.run_id
+                );
+            }
         }
         _ => {}
     }

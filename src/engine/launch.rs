@@ -337,10 +337,23 @@ pub fn resume(
     }
     let mut reset = Vec::new();
     for (i, id) in plan.dag.ids.iter().enumerate() {
-        let status = state.node(id).map(|n| n.status).unwrap_or_default();
-        let again = rerun[i] || !matches!(status, NodeStatus::Success | NodeStatus::Waiting);
+        let node = state.node(id);
+        let status = node.map(|n| n.status).unwrap_or_default();
+        // A rejection is a decision, not a failure to retry: only `--from` asks again.
+        let rejected = node
+            .and_then(|n| n.approval.as_ref())
+            .and_then(|a| a.answer.as_ref())
+            .is_some_and(|a| !a.approved);
+        let again = rerun[i]
+            || !(matches!(status, NodeStatus::Success | NodeStatus::Waiting)
+                || status == NodeStatus::Failed && rejected);
         if again && status != NodeStatus::Pending {
             reset.push(id.clone());
+        }
+        if again && matches!(plan.workflow.nodes[i].kind, workflow::NodeKind::Approval(_)) {
+            super::approval::retire_answer(&run.node_dir(id)).map_err(|e| {
+                LaunchError::io(format!("cannot set aside the old answer of `{id}`: {e}"))
+            })?;
         }
     }
     // A run killed before its first event was written starts over.

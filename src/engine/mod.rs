@@ -13,6 +13,7 @@
 //! * [`cancel`]: graceful and forced cancellation;
 //! * [`worktree`]: fresh git worktrees for isolated runs.
 
+pub mod approval;
 pub mod bash;
 pub mod cancel;
 pub mod context;

@@ -3,8 +3,8 @@
 //! The scheduler decides *when* a node runs (dependencies, trigger rule, `when`, a free slot),
 //! records `node_started` for each attempt, retries with backoff, and records how the node
 //! ended. A [`NodeRunner`] does *one attempt* of one kind of node and returns an [`Outcome`].
-//! [`Runners`] maps node kinds to runners: bash is built in; agent (`prompt`, `command`),
-//! approval and loop runners plug in with [`Runners::set`]. A workflow that uses a kind with
+//! [`Runners`] maps node kinds to runners: bash and approval are built in; agent (`prompt`,
+//! `command`) and loop runners plug in with [`Runners::set`]. A workflow that uses a kind with
 //! no runner is refused before anything runs ([`Runners::missing`]).
 
 use std::collections::BTreeMap;
@@ -175,10 +175,11 @@ impl Default for Runners {
 }
 
 impl Runners {
-    /// The runners built into the engine (bash).
+    /// The runners built into the engine (bash, approval).
     pub fn new() -> Self {
         let mut map: BTreeMap<Kind, Arc<dyn NodeRunner>> = BTreeMap::new();
         map.insert(Kind::Bash, Arc::new(super::bash::BashRunner));
+        map.insert(Kind::Approval, Arc::new(super::approval::ApprovalRunner));
         Self { map }
     }
 

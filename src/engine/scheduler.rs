@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use super::approval;
 use super::cancel::{CancelLevel, Canceller};
 use super::context::{NodeValue, RunInfo};
 use super::plan::{Field, Plan, Ready};
@@ -29,6 +30,9 @@ use super::trigger::{self, Decision};
 use super::watchdog::Watchdog;
 use crate::store::{Event, NodeStatus, RunStatus};
 use crate::workflow::template::is_truthy;
+
+/// How often waiting gates are checked for an answer while other nodes run.
+const GATE_POLL: Duration = Duration::from_millis(200);
 
 /// Longest wait between two attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
@@ -160,7 +164,9 @@ impl Scheduler {
             if self.tasks.is_empty() {
                 break;
             }
+            let gates_wait = self.status.contains(&NodeStatus::Waiting);
             tokio::select! {
+                _ = tokio::time::sleep(GATE_POLL), if gates_wait => self.wake_answered_gates(),
                 joined = self.tasks.join_next_with_id() => match joined {
                     Some(Ok((id, (i, fin)))) => {
                         self.task_nodes.remove(&id);
@@ -187,6 +193,40 @@ impl Scheduler {
                 self.x.canceller.raise(CancelLevel::Graceful);
             }
         }
+    }
+
+    /// Gates answered from another terminal (or whose timeout passed) while other work still
+    /// runs: start them again, so the runner records the answer and the branch goes on.
+    fn wake_answered_gates(&mut self) {
+        let plan = self.x.plan.clone();
+        for i in 0..self.status.len() {
+            if self.status[i] != NodeStatus::Waiting {
+                continue;
+            }
+            let id = plan.id(i);
+            let state = self
+                .x
+                .recorder
+                .with_state(|s| s.node(id).cloned().unwrap_or_default());
+            let dir = self.x.run.dir.node_dir(id);
+            if approval::ready_to_settle(&plan.workflow.nodes[i], &state, &dir) {
+                self.status[i] = NodeStatus::Pending;
+                self.ready.push(plan.ready(i));
+            }
+        }
+    }
+
+    /// A failed node is *handled* when a failure does not fail the run: it has
+    /// `continue_on_error`, or a dependent of it ran anyway (its trigger rule accepted the
+    /// failure, e.g. `trigger: all_done`, and its `when` held).
+    fn handled(&self, i: usize) -> bool {
+        self.x.plan.settings[i].continue_on_error
+            || self.x.plan.dag.dependents[i].iter().any(|&d| {
+                matches!(
+                    self.status[d],
+                    NodeStatus::Success | NodeStatus::Failed | NodeStatus::Running
+                )
+            })
     }
 
     /// Decides every node whose dependencies have all settled.
@@ -315,9 +355,8 @@ impl Scheduler {
     /// Records how the run ended.
     fn finish(self) -> RunStatus {
         let recorder = &self.x.recorder;
-        let failed = (0..self.status.len()).any(|i| {
-            self.status[i] == NodeStatus::Failed && !self.x.plan.settings[i].continue_on_error
-        });
+        let failed = (0..self.status.len())
+            .any(|i| self.status[i] == NodeStatus::Failed && !self.handled(i));
         let waiting: Vec<String> = (0..self.status.len())
             .filter(|&i| self.status[i] == NodeStatus::Waiting)
             .map(|i| self.x.plan.id(i).to_string())

@@ -97,6 +97,8 @@ pub struct Iteration {
 pub struct ApprovalState {
     /// The rendered question.
     pub message: String,
+    /// When the question was asked (a gate's `timeout` counts from here).
+    pub requested_at: Option<SystemTime>,
     /// The answer.
     pub answer: Option<Answer>,
 }
@@ -278,6 +280,7 @@ impl RunState {
                 n.status = NodeStatus::Waiting;
                 n.approval = Some(ApprovalState {
                     message: message.clone(),
+                    requested_at: Some(ts),
                     answer: None,
                 });
             }
@@ -298,6 +301,7 @@ impl RunState {
                     None => {
                         n.approval = Some(ApprovalState {
                             message: String::new(),
+                            requested_at: None,
                             answer: Some(answer),
                         })
                     }
