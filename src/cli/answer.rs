@@ -235,3 +235,50 @@ fn already_answered(gate: &str, run: &RunDir, first: Option<&AnswerFile>) -> Str
         ),
     }
 }
+
+/// Asks at each waiting gate of a paused run on the terminal (`approve GATE? [y/N]`, then an
+/// optional comment) and records the answers. False when nothing was answered (end of input).
+pub fn ask_inline(run: &RunDir) -> bool {
+    use std::io::{BufRead, Write};
+    let Ok(state) = read_state(run) else {
+        return false;
+    };
+    let mut answered = false;
+    let stdin = std::io::stdin();
+    for n in state.nodes.iter().filter(|n| is_waiting(n, run)) {
+        let message = n
+            .approval
+            .as_ref()
+            .map(|a| a.message.as_str())
+            .unwrap_or("");
+        let mut line = String::new();
+        print!("\n{message}\napprove {}? [y/N] ", n.id);
+        let _ = std::io::stdout().flush();
+        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
+            return answered;
+        }
+        let approved = matches!(line.trim().to_lowercase().as_str(), "y" | "yes");
+        print!("comment (optional): ");
+        let _ = std::io::stdout().flush();
+        let mut comment = String::new();
+        let _ = stdin.lock().read_line(&mut comment);
+        let comment = Some(comment.trim().to_string()).filter(|c| !c.is_empty());
+        let answer = AnswerFile::now(approved, os_user(), comment);
+        let dir = run.node_dir(&n.id);
+        match write_answer(&dir, &answer) {
+            Ok(()) => {
+                record(run, &n.id, &answer);
+                answered = true;
+            }
+            Err(AnswerError::AlreadyAnswered(first)) => {
+                eprintln!("{}", already_answered(&n.id, run, first.as_ref()));
+                answered = true;
+            }
+            Err(AnswerError::Io(e)) => {
+                eprintln!("error: cannot write {}: {e}", answer_path(&dir).display());
+                return false;
+            }
+        }
+    }
+    answered
+}

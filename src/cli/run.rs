@@ -72,7 +72,27 @@ pub fn run(args: RunArgs) -> i32 {
         &runners,
         args.worktree,
     ) {
-        Ok(prepared) => drive(prepared, runners, args.concurrency, args.json),
+        Ok(prepared) => {
+            let run = prepared.run.clone();
+            let mut code = drive(prepared, runners, args.concurrency, args.json);
+            // On a terminal, ask at the gates instead of exiting 3.
+            let interactive = !args.no_input
+                && !args.json
+                && std::io::stdin().is_terminal()
+                && std::io::stdout().is_terminal();
+            while interactive
+                && code == exit::WAITING_FOR_APPROVAL
+                && super::answer::ask_inline(&run)
+            {
+                code = resume(ResumeArgs {
+                    run: run.id.clone(),
+                    from: None,
+                    concurrency: args.concurrency,
+                    json: false,
+                });
+            }
+            code
+        }
         Err(e) => fail(&e.message, e.code),
     }
 }
