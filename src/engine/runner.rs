@@ -6,6 +6,22 @@
 //! [`Runners`] maps node kinds to runners: bash and approval are built in; agent (`prompt`,
 //! `command`) and loop runners plug in with [`Runners::set`]. A workflow that uses a kind with
 //! no runner is refused before anything runs ([`Runners::missing`]).
+//!
+//! ## Loop bodies
+//!
+//! A `loop` node has no runner of its own in the map: [`Runners::get`] wraps the runner of
+//! its body's kind (bash, or agent for `prompt`/`command`) in a
+//! [`super::loops::LoopRunner`], and a loop whose body kind has no runner is refused like any
+//! other node. The loop runner calls the body runner once per iteration with a [`Job`] for the
+//! *loop node* (same `index`, so `plan.workflow.nodes[index].kind` is `NodeKind::Loop`) where:
+//! * `plan.render(index, Field::Body, &context)` renders the body (prompt, command text or
+//!   script) — the same call a plain node makes;
+//! * `context` also holds `loop.iteration` (from 1) and `loop.previous` (the previous
+//!   iteration's output, empty at first); `env` has `REINS_LOOP_ITERATION`;
+//! * `iteration` is `Some(n)`, and `dir` is `nodes/<id>/iteration-<n>/`;
+//! * `session` is [`SessionChoice::Fresh`] with `fresh: true`, else
+//!   [`SessionChoice::Sticky`] of the node's `session:` name (or `loop-<id>`), so iterations
+//!   continue one conversation.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -80,6 +96,26 @@ pub struct Limits {
     pub output_limit: usize,
 }
 
+/// Which agent conversation an attempt runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChoice {
+    /// A new conversation.
+    Fresh,
+    /// The conversation of this session name: continued if it exists (see [`Job::sessions`]),
+    /// else started and recorded under the name.
+    Sticky(String),
+}
+
+impl SessionChoice {
+    /// The session of a node: its `session:` name, `fresh` (or none) for a new conversation.
+    pub fn of(node: &crate::workflow::Node) -> Self {
+        match node.session.as_ref().map(|s| s.value.as_str()) {
+            None | Some("fresh") => SessionChoice::Fresh,
+            Some(name) => SessionChoice::Sticky(name.to_string()),
+        }
+    }
+}
+
 /// Everything one attempt of a node needs.
 #[derive(Clone)]
 pub struct Job {
@@ -110,6 +146,10 @@ pub struct Job {
     pub prior: NodeState,
     /// Agent session ids by session name, when the attempt started.
     pub sessions: BTreeMap<String, String>,
+    /// The conversation an agent runs in (from the node's `session:`; per iteration in loops).
+    pub session: SessionChoice,
+    /// In a loop body: the iteration (from 1).
+    pub iteration: Option<u32>,
     /// Records the runner's own events.
     pub recorder: Recorder,
     /// Cancellation of the run.
@@ -151,6 +191,14 @@ impl Kind {
         }
     }
 
+    /// The kind of runner a loop body needs.
+    pub fn of_body(body: &crate::workflow::LoopBody) -> Kind {
+        match body {
+            crate::workflow::LoopBody::Bash(_) => Kind::Bash,
+            _ => Kind::Agent,
+        }
+    }
+
     /// In words, for messages.
     pub fn describe(self) -> &'static str {
         match self {
@@ -189,9 +237,15 @@ impl Runners {
         self
     }
 
-    /// The runner of a node kind.
+    /// The runner of a node kind. A loop gets a loop runner around its body's runner.
     pub fn get(&self, kind: &NodeKind) -> Option<Arc<dyn NodeRunner>> {
-        self.map.get(&Kind::of(kind)).cloned()
+        match kind {
+            NodeKind::Loop(l) => {
+                let body = self.map.get(&Kind::of_body(&l.body))?.clone();
+                Some(Arc::new(super::loops::LoopRunner { body }))
+            }
+            _ => self.map.get(&Kind::of(kind)).cloned(),
+        }
     }
 
     /// Nodes of the plan whose kind has no runner: `(node id, kind)`.
@@ -199,8 +253,13 @@ impl Runners {
         plan.workflow
             .nodes
             .iter()
-            .filter(|n| !self.map.contains_key(&Kind::of(&n.kind)))
-            .map(|n| (n.id.value.clone(), Kind::of(&n.kind)))
+            .filter_map(|n| {
+                let kind = match &n.kind {
+                    NodeKind::Loop(l) => Kind::of_body(&l.body),
+                    k => Kind::of(k),
+                };
+                (!self.map.contains_key(&kind)).then(|| (n.id.value.clone(), kind))
+            })
             .collect()
     }
 }

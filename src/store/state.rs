@@ -217,7 +217,6 @@ impl RunState {
                 n.error = None;
                 n.exit_code = None;
                 n.skip_reason = None;
-                n.iterations.clear();
             }
             Event::NodeSucceeded {
                 node,

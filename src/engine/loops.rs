@@ -1,0 +1,218 @@
+//! The loop runner: runs a node's body again and again until a condition holds.
+//!
+//! Each iteration is one call of the body's runner (see the loop contract in
+//! [`super::runner`]). After a successful iteration the loop is done when `until` renders true
+//! (it reads `{{output}}`, this iteration's output, and `{{loop.iteration}}`) or `until_bash`
+//! exits 0. Every iteration is recorded (`loop_iteration`: its output and whether the loop
+//! goes on, is done, or failed). The node's output is the last iteration's output.
+//!
+//! * Reaching `max_iterations` without being done fails the node, and says so.
+//! * A failing iteration fails this attempt of the node; a retry (`retries`) runs *that
+//!   iteration* again, not the loop from the start.
+//! * A resumed run continues after the last recorded iteration, with `{{loop.previous}}` set
+//!   to its output. A loop that had finished (a `done` iteration) starts over at 1 when it
+//!   runs again (`resume --from`).
+//! * `timeout` applies to each iteration.
+
+use serde_json::json;
+
+use super::plan::Field;
+use super::process::{self, Ending, Spec};
+use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
+use crate::store::{Event, IterationStatus, Usage};
+use crate::workflow::template::is_truthy;
+use crate::workflow::NodeKind;
+
+/// Runs `loop` nodes around the runner of their body's kind.
+pub struct LoopRunner {
+    /// The runner of the body's kind.
+    pub body: std::sync::Arc<dyn NodeRunner>,
+}
+
+impl NodeRunner for LoopRunner {
+    fn run(&self, job: Job) -> BoxFuture<Outcome> {
+        let body = self.body.clone();
+        Box::pin(run(body, job))
+    }
+}
+
+/// Where the loop picks up: the last iteration recorded and its output, unless the loop
+/// finished (then it starts over).
+fn start_point(job: &Job) -> (u32, String) {
+    let iterations = job
+        .recorder
+        .with_state(|s| s.node(&job.node).map(|n| n.iterations.clone()))
+        .unwrap_or_default();
+    let current = match iterations
+        .iter()
+        .rposition(|it| it.status == IterationStatus::Done)
+    {
+        Some(done) => &iterations[done + 1..],
+        None => &iterations[..],
+    };
+    current
+        .iter()
+        .rev()
+        .find(|it| it.status == IterationStatus::Continue)
+        .map(|it| (it.iteration, it.output.clone()))
+        .unwrap_or((0, String::new()))
+}
+
+async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
+    let node = &job.plan.workflow.nodes[job.index];
+    let NodeKind::Loop(spec) = &node.kind else {
+        return Outcome::fatal("internal error: the loop runner got a node that is not a loop");
+    };
+    let max = spec.max_iterations.value;
+    let session = if spec.fresh.as_ref().is_some_and(|f| f.value) {
+        SessionChoice::Fresh
+    } else {
+        match SessionChoice::of(node) {
+            SessionChoice::Fresh => SessionChoice::Sticky(format!("loop-{}", job.node)),
+            sticky => sticky,
+        }
+    };
+    let (mut n, mut previous) = start_point(&job);
+    let mut usage: Option<Usage> = None;
+    loop {
+        if n >= max {
+            return Outcome::Failure {
+                error: format!(
+                    "the loop ran {max} iteration{} (`max_iterations`) and its condition never held",
+                    if max == 1 { "" } else { "s" }
+                ),
+                exit_code: None,
+                output: previous,
+                usage,
+                retryable: false,
+            };
+        }
+        n += 1;
+        let mut context = job.context.clone();
+        context["loop"] = json!({ "iteration": n, "previous": previous });
+        let mut iteration = job.clone();
+        iteration.context = context.clone();
+        iteration.iteration = Some(n);
+        iteration.session = session.clone();
+        iteration.dir = job.dir.join(format!("iteration-{n}"));
+        iteration
+            .env
+            .push(("REINS_LOOP_ITERATION".into(), n.to_string()));
+        let outcome = body.run(iteration).await;
+        let record = |output: &str, status| {
+            job.recorder.record(Event::LoopIteration {
+                node: job.node.clone(),
+                iteration: n,
+                output: output.to_string(),
+                status,
+            });
+        };
+        match outcome {
+            Outcome::Success {
+                output,
+                usage: used,
+            } => {
+                add(&mut usage, used);
+                context["output"] = json!(output);
+                let done = match until(&job, &context, n, &output).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        record(&output, IterationStatus::Failed);
+                        return Outcome::Failure {
+                            error: format!("iteration {n}: {e}"),
+                            exit_code: None,
+                            output,
+                            usage,
+                            retryable: false,
+                        };
+                    }
+                };
+                if done {
+                    record(&output, IterationStatus::Done);
+                    return Outcome::Success { output, usage };
+                }
+                record(&output, IterationStatus::Continue);
+                previous = output;
+            }
+            Outcome::Failure {
+                error,
+                exit_code,
+                output,
+                usage: used,
+                retryable,
+            } => {
+                add(&mut usage, used);
+                record(&output, IterationStatus::Failed);
+                return Outcome::Failure {
+                    error: format!("iteration {n}: {error}"),
+                    exit_code,
+                    output,
+                    usage,
+                    retryable,
+                };
+            }
+            Outcome::Cancelled => return Outcome::Cancelled,
+            Outcome::Waiting => {
+                return Outcome::fatal("internal error: a loop body cannot wait for approval")
+            }
+        }
+    }
+}
+
+fn add(total: &mut Option<Usage>, used: Option<Usage>) {
+    if let Some(u) = used {
+        total.get_or_insert_with(Usage::default).add(&u);
+    }
+}
+
+/// Whether the loop is done after this iteration: `until` renders true or `until_bash` exits 0.
+async fn until(
+    job: &Job,
+    context: &serde_json::Value,
+    n: u32,
+    output: &str,
+) -> Result<bool, String> {
+    let plan = &job.plan;
+    if plan.has(job.index, Field::Until) {
+        let text = plan
+            .render(job.index, Field::Until, context)
+            .map_err(|e| format!("cannot render `until`: {e}"))?;
+        if is_truthy(&text) {
+            return Ok(true);
+        }
+    }
+    if !plan.has(job.index, Field::UntilBash) {
+        return Ok(false);
+    }
+    let script = plan
+        .render(job.index, Field::UntilBash, context)
+        .map_err(|e| format!("cannot render `until_bash`: {e}"))?;
+    let shell = &plan.settings[job.index].shell;
+    let mut args: Vec<String> = shell[1..].to_vec();
+    args.push("-c".into());
+    args.push(script);
+    let mut env = job.env.clone();
+    env.push(("REINS_LOOP_ITERATION".into(), n.to_string()));
+    env.push(("REINS_OUTPUT".into(), output.to_string()));
+    let dir = job.dir.join(format!("iteration-{n}"));
+    let spec = Spec {
+        program: shell[0].clone(),
+        args,
+        cwd: job.cwd.clone(),
+        env,
+        stdout_log: dir.join("until.stdout.log"),
+        stderr_log: dir.join("until.stderr.log"),
+        timeout: job.timeout,
+        grace: job.limits.grace,
+        output_limit: job.limits.output_limit,
+    };
+    let finished = process::run(&spec, &job.cancel, job.watchdog.as_deref())
+        .await
+        .map_err(|e| format!("cannot run `until_bash`: {e}"))?;
+    match finished.ending {
+        Ending::Exited(0) => Ok(true),
+        Ending::Exited(_) => Ok(false),
+        Ending::Cancelled => Err("cancelled".into()),
+        ending => Err(format!("`until_bash` {}", ending.describe())),
+    }
+}
