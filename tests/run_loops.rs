@@ -1,0 +1,151 @@
+//! Loop nodes: `until`, `until_bash`, `max_iterations`, resume in the middle of a loop.
+
+mod support;
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use support::run_repo::Repo;
+
+fn iterations(repo: &Repo, run: &str) -> Vec<(u64, String, String)> {
+    repo.events(run)
+        .iter()
+        .filter(|e| e["type"] == "loop_iteration")
+        .map(|e| {
+            (
+                e["iteration"].as_u64().unwrap(),
+                e["output"].as_str().unwrap().to_string(),
+                e["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_loop_stops_when_until_holds() {
+    let repo = Repo::new().workflow(
+        "count",
+        r#"nodes:
+  - id: count
+    loop:
+      bash: echo "$REINS_LOOP_ITERATION"; echo {{loop.iteration}} >> ran.txt
+      until: "{{eq output '3'}}"
+      max_iterations: 10
+  - id: after
+    depends_on: [count]
+    bash: echo got {{nodes.count.output}}
+"#,
+    );
+    repo.reins(["run", "count"]).run().code(0);
+    let run = repo.the_run();
+    assert_eq!(repo.lines("ran.txt"), ["1", "2", "3"]);
+    let its = iterations(&repo, &run);
+    assert_eq!(
+        its.iter().map(|i| i.2.as_str()).collect::<Vec<_>>(),
+        ["continue", "continue", "done"]
+    );
+    assert_eq!(repo.node(&run, "count")["output"], "3");
+    assert_eq!(repo.node(&run, "after")["output"], "got 3");
+}
+
+#[test]
+fn a_loop_stops_when_until_bash_exits_0_and_sees_the_previous_output() {
+    let repo = Repo::new().workflow(
+        "grow",
+        r#"nodes:
+  - id: grow
+    loop:
+      bash: echo x{{loop.previous}}
+      until_bash: test {{loop.iteration}} -ge 2 && test -n "$REINS_OUTPUT"
+      max_iterations: 5
+"#,
+    );
+    repo.reins(["run", "grow"]).run().code(0);
+    let run = repo.the_run();
+    let its = iterations(&repo, &run);
+    assert_eq!(its.len(), 2);
+    assert_eq!(its[0].1, "x");
+    assert_eq!(its[1].1, "xx");
+    assert_eq!(repo.node(&run, "grow")["output"], "xx");
+}
+
+#[test]
+fn exhausting_max_iterations_fails_the_node_and_says_so() {
+    let repo = Repo::new().workflow(
+        "never",
+        r#"nodes:
+  - id: never
+    loop:
+      bash: echo again
+      until: "false"
+      max_iterations: 3
+  - id: after
+    depends_on: [never]
+    bash: echo never
+"#,
+    );
+    repo.reins(["run", "never"]).run().code(1);
+    let run = repo.the_run();
+    let node = repo.node(&run, "never");
+    assert_eq!(node["status"], "failed");
+    let error = node["error"].as_str().unwrap();
+    assert!(error.contains("max_iterations"), "{error}");
+    assert!(error.contains('3'), "{error}");
+    assert_eq!(iterations(&repo, &run).len(), 3);
+    assert_eq!(repo.node(&run, "after")["status"], "skipped");
+}
+
+#[test]
+fn a_failing_iteration_is_retried_not_the_whole_loop() {
+    let repo = Repo::new().workflow(
+        "flaky",
+        r#"nodes:
+  - id: flaky
+    retries: 1
+    loop:
+      bash: |
+        echo {{loop.iteration}} >> ran.txt
+        if [ {{loop.iteration}} = 2 ] && [ ! -f failed-once ]; then touch failed-once; exit 1; fi
+        echo {{loop.iteration}}
+      until: "{{eq output '3'}}"
+      max_iterations: 5
+"#,
+    );
+    repo.reins(["run", "flaky"]).run().code(0);
+    assert_eq!(repo.lines("ran.txt"), ["1", "2", "2", "3"]);
+}
+
+#[test]
+fn resume_continues_from_the_next_iteration() {
+    let repo = Repo::new().workflow(
+        "long",
+        r#"nodes:
+  - id: long
+    loop:
+      bash: |
+        echo {{loop.iteration}} >> ran.txt
+        if [ {{loop.iteration}} = 3 ] && [ ! -f resumed ]; then
+          touch stuck; sleep 300 & wait
+        fi
+        echo out-{{loop.iteration}} prev-{{loop.previous}}
+      until: "{{eq loop.iteration 4}}"
+      max_iterations: 6
+"#,
+    );
+    let running = repo.reins(["run", "long"]).spawn();
+    repo.wait_for("iteration 3 to start", Duration::from_secs(20), || {
+        repo.exists("stuck")
+    });
+    running.signal(Signal::SIGKILL);
+    running.wait();
+    let run = repo.the_run();
+    assert_eq!(iterations(&repo, &run).len(), 2);
+    repo.write("resumed", "");
+    repo.reins(["resume", &run]).run().code(0);
+    assert_eq!(repo.lines("ran.txt"), ["1", "2", "3", "3", "4"]);
+    let its = iterations(&repo, &run);
+    let numbers: Vec<u64> = its.iter().map(|i| i.0).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    assert_eq!(its[2].1, "out-3 prev-out-2 prev-out-1 prev-");
+    assert_eq!(repo.node(&run, "long")["output"], its[3].1);
+}
