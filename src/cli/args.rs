@@ -30,6 +30,8 @@ pub enum Command {
     Reject(AnswerArgs),
     /// Stop a run that is executing (or mark an interrupted one cancelled).
     Cancel(CancelArgs),
+    /// Remove the worktrees of finished isolated runs (their branches stay).
+    Clean(CleanArgs),
     /// List the runs of this working tree.
     Runs(RunsArgs),
     /// Show the state of each node of a run.
@@ -104,6 +106,17 @@ pub struct AnswerArgs {
     /// With `--resume`: print the event stream as JSON lines instead of progress.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `reins clean`.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Also remove worktrees with uncommitted changes (the changes are lost).
+    #[arg(long)]
+    pub force: bool,
+    /// Say what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `reins cancel`.

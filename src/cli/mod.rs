@@ -2,6 +2,7 @@
 
 mod answer;
 mod args;
+mod clean;
 mod init;
 mod list;
 mod logs;
@@ -36,6 +37,7 @@ pub fn main() -> i32 {
         Command::Resume(opts) => run::resume(opts),
         Command::Approve(opts) => answer::run(opts, true),
         Command::Reject(opts) => answer::run(opts, false),
+        Command::Clean(opts) => clean::run(opts),
         Command::Cancel(opts) => runs::cancel(opts),
         Command::Runs(opts) => runs::list(opts),
         Command::Status(opts) => runs::status(opts),

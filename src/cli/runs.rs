@@ -44,13 +44,16 @@ pub fn list(args: RunsArgs) -> i32 {
                 .max()
                 .unwrap_or(8)
                 .max(8);
+            let branches = runs.iter().any(|r| branch(r).is_some());
             say!(
-                "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  COST",
+                "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {:<7}{}",
                 "ID",
                 "WORKFLOW",
                 "STATUS",
                 "STARTED",
-                "DURATION"
+                "DURATION",
+                "COST",
+                if branches { "  BRANCH" } else { "" }
             );
             for r in &runs {
                 let started = r
@@ -68,14 +71,16 @@ pub fn list(args: RunsArgs) -> i32 {
                 } else {
                     format!("${:.4}", usage.cost_usd)
                 };
-                say!(
-                    "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {cost}",
+                let line = format!(
+                    "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {cost:<7}{}",
                     r.run.id,
                     r.workflow(),
                     r.status.as_str(),
                     started,
-                    took
+                    took,
+                    branch(r).map(|b| format!("  {b}")).unwrap_or_default()
                 );
+                say!("{}", line.trim_end());
             }
         }
     }
@@ -93,7 +98,16 @@ fn summary_json(r: &RunSummary, now: SystemTime) -> serde_json::Value {
         "cost_usd": r.state.total_usage().cost_usd,
         "nodes": r.state.counts(),
         "dir": r.run.path,
+        "branch": branch(r),
+        "worktree": r.manifest.as_ref().and_then(|m| m.worktree.clone()),
     })
+}
+
+/// The branch of an isolated run (`--worktree`), if any.
+pub(crate) fn branch(r: &RunSummary) -> Option<String> {
+    let m = r.manifest.as_ref()?;
+    m.worktree.as_ref()?;
+    Some(crate::engine::worktree::branch_name(&m.workflow, &r.run.id))
 }
 
 /// Runs `reins status`.
