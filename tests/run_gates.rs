@@ -183,6 +183,10 @@ fn answering_what_is_not_a_waiting_gate_is_a_usage_error() {
         "{}",
         out.stderr
     );
+    repo.reins(["cancel", &run]).run().code(0);
+    let out = repo.reins(["approve", &run]).run();
+    out.code(2);
+    assert!(out.stderr.contains("already ended"), "{}", out.stderr);
 }
 
 #[test]

@@ -16,7 +16,7 @@ use crate::engine::launch::read_state;
 use crate::exit;
 use crate::source::SourceFile;
 use crate::store::lock::live_owner;
-use crate::store::{time, EventLog, NodeState, NodeStatus, RunDir, RunLock, RunState};
+use crate::store::{time, EventLog, NodeState, NodeStatus, RunDir, RunLock, RunState, RunStatus};
 use crate::workflow::{self, Node, NodeKind};
 
 /// Runs `reins approve` (`approved`) or `reins reject`.
@@ -147,6 +147,15 @@ fn pick_gate(
     run: &RunDir,
     verb: &str,
 ) -> Result<String, String> {
+    if matches!(
+        state.status,
+        RunStatus::Success | RunStatus::Failed | RunStatus::Cancelled
+    ) {
+        return Err(format!(
+            "run {} already ended ({}); no gate of it can be answered",
+            run.id, state.status
+        ));
+    }
     let waiting: Vec<&NodeState> = state.nodes.iter().filter(|n| is_waiting(n, run)).collect();
     let Some(id) = &args.node else {
         return match waiting.as_slice() {

@@ -263,3 +263,31 @@ impl Runners {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+    use crate::workflow::load_source;
+    use crate::workflow::validate::DirCommands;
+
+    #[test]
+    fn a_loop_needs_the_runner_of_its_body() {
+        let wf = load_source(SourceFile::new(
+            "t.yaml",
+            "nodes:
+  - id: sh
+    loop: {bash: echo, until: 'true', max_iterations: 2}
+  - id: ask
+    loop: {prompt: hi, until: 'true', max_iterations: 2}
+",
+        ))
+        .workflow
+        .unwrap();
+        let plan = Plan::new(wf, &DirCommands::default()).unwrap();
+        let runners = Runners::new();
+        assert_eq!(runners.missing(&plan), [("ask".to_string(), Kind::Agent)]);
+        assert!(runners.get(&plan.workflow.nodes[0].kind).is_some());
+        assert!(runners.get(&plan.workflow.nodes[1].kind).is_none());
+    }
+}
