@@ -3,8 +3,10 @@
 mod answer;
 mod args;
 mod clean;
+mod graph;
 mod init;
 mod list;
+mod load;
 mod logs;
 mod progress;
 mod run;
@@ -33,6 +35,7 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Validate(opts) => validate::run(opts),
+        Command::Graph(opts) => graph::run(opts),
         Command::Run(opts) => run::run(opts),
         Command::Resume(opts) => run::resume(opts),
         Command::Approve(opts) => answer::run(opts, true),
