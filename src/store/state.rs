@@ -98,6 +98,7 @@ pub struct ApprovalState {
     /// The rendered question.
     pub message: String,
     /// When the question was asked (a gate's `timeout` counts from here).
+    #[serde(with = "super::time::option")]
     pub requested_at: Option<SystemTime>,
     /// The answer.
     pub answer: Option<Answer>,
