@@ -270,3 +270,24 @@ fn a_timed_out_gate_is_rejected_and_cannot_be_approved() {
     assert!(reason.starts_with("timed out after 1"), "{reason}");
     assert!(!repo.exists("ran.txt"));
 }
+
+#[test]
+fn an_answer_file_without_its_event_is_recorded_at_resume() {
+    let repo = Repo::new().workflow("gated", GATED);
+    repo.reins(["run", "gated"]).run().code(3);
+    let run = repo.the_run();
+    // As if `reins approve` died between writing the answer and recording it.
+    repo.write(
+        &format!(".reins/runs/{run}/nodes/gate/answer.json"),
+        r#"{"approved": true, "by": "ann", "at": "2026-11-21T07:00:00Z", "comment": "ok"}"#,
+    );
+    repo.reins(["resume", &run]).run().code(0);
+    let answered: Vec<_> = repo
+        .events(&run)
+        .into_iter()
+        .filter(|e| e["type"] == "approval_answered")
+        .collect();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0]["by"], "ann");
+    assert_eq!(repo.node(&run, "after")["output"], "after ok");
+}

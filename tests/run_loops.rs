@@ -93,6 +93,10 @@ fn exhausting_max_iterations_fails_the_node_and_says_so() {
     assert!(error.contains('3'), "{error}");
     assert_eq!(iterations(&repo, &run).len(), 3);
     assert_eq!(repo.node(&run, "after")["status"], "skipped");
+    // Resuming the exhausted loop starts it over.
+    repo.reins(["resume", &run]).run().code(1);
+    let numbers: Vec<u64> = iterations(&repo, &run).iter().map(|i| i.0).collect();
+    assert_eq!(numbers, [1, 2, 3, 1, 2, 3]);
 }
 
 #[test]

@@ -10,8 +10,8 @@
 //! * A failing iteration fails this attempt of the node; a retry (`retries`) runs *that
 //!   iteration* again, not the loop from the start.
 //! * A resumed run continues after the last recorded iteration, with `{{loop.previous}}` set
-//!   to its output. A loop that had finished (a `done` iteration) starts over at 1 when it
-//!   runs again (`resume --from`).
+//!   to its output. A loop that had finished (a `done` iteration, or `max_iterations` used up)
+//!   starts over at 1 when it runs again (`resume` of the failed loop, `resume --from`).
 //! * `timeout` applies to each iteration.
 
 use serde_json::json;
@@ -37,16 +37,16 @@ impl NodeRunner for LoopRunner {
 }
 
 /// Where the loop picks up: the last iteration recorded and its output, unless the loop
-/// finished (then it starts over).
-fn start_point(job: &Job) -> (u32, String) {
+/// finished (done, or `max` iterations used up: then it starts over).
+fn start_point(job: &Job, max: u32) -> (u32, String) {
     let iterations = job
         .recorder
         .with_state(|s| s.node(&job.node).map(|n| n.iterations.clone()))
         .unwrap_or_default();
-    let current = match iterations
-        .iter()
-        .rposition(|it| it.status == IterationStatus::Done)
-    {
+    let current = match iterations.iter().rposition(|it| {
+        it.status == IterationStatus::Done
+            || it.status == IterationStatus::Continue && it.iteration >= max
+    }) {
         Some(done) => &iterations[done + 1..],
         None => &iterations[..],
     };
@@ -72,7 +72,7 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
             sticky => sticky,
         }
     };
-    let (mut n, mut previous) = start_point(&job);
+    let (mut n, mut previous) = start_point(&job, max);
     let mut usage: Option<Usage> = None;
     loop {
         if n >= max {
