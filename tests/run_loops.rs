@@ -46,6 +46,12 @@ fn a_loop_stops_when_until_holds() {
     );
     assert_eq!(repo.node(&run, "count")["output"], "3");
     assert_eq!(repo.node(&run, "after")["output"], "got 3");
+    let logs = repo.reins(["logs", &run, "count"]).run();
+    logs.code(0);
+    assert_eq!(
+        logs.stdout, "1\n2\n3\n",
+        "each iteration's output, in order"
+    );
 }
 
 #[test]

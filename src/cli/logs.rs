@@ -79,6 +79,25 @@ fn log_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     others.sort();
     files.extend(others);
+    // A loop's iterations, in order.
+    let mut iterations: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n = e
+                .file_name()
+                .to_str()?
+                .strip_prefix("iteration-")?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    iterations.sort();
+    for (_, sub) in iterations {
+        files.extend(log_files(&sub));
+    }
     files
 }
 
@@ -91,9 +110,9 @@ fn print_node(run: &RunDir, node: &str, split_streams: bool) {
         if bytes.is_empty() {
             continue;
         }
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let name = path.strip_prefix(&dir).unwrap_or(&path).to_string_lossy();
         if split_streams {
-            if name == "stderr.log" {
+            if path.file_name().is_some_and(|f| f == "stderr.log") {
                 let _ = io::stderr().write_all(&bytes);
             } else {
                 let _ = io::stdout().write_all(&bytes);
