@@ -147,16 +147,18 @@ fn pick_gate(
     run: &RunDir,
     verb: &str,
 ) -> Result<String, String> {
-    if matches!(
-        state.status,
-        RunStatus::Success | RunStatus::Failed | RunStatus::Cancelled
-    ) {
+    let waiting: Vec<&NodeState> = state.nodes.iter().filter(|n| is_waiting(n, run)).collect();
+    if waiting.is_empty()
+        && matches!(
+            state.status,
+            RunStatus::Success | RunStatus::Failed | RunStatus::Cancelled
+        )
+    {
         return Err(format!(
             "run {} already ended ({}); no gate of it can be answered",
             run.id, state.status
         ));
     }
-    let waiting: Vec<&NodeState> = state.nodes.iter().filter(|n| is_waiting(n, run)).collect();
     let Some(id) = &args.node else {
         return match waiting.as_slice() {
             [one] => Ok(one.id.clone()),
