@@ -291,3 +291,31 @@ fn an_answer_file_without_its_event_is_recorded_at_resume() {
     assert_eq!(answered[0]["by"], "ann");
     assert_eq!(repo.node(&run, "after")["output"], "after ok");
 }
+
+#[test]
+fn a_gate_times_out_while_the_run_still_works() {
+    let repo = Repo::new().workflow(
+        "gated",
+        r#"nodes:
+  - id: gate
+    approval: { message: Go?, timeout: 500ms }
+  - id: rework
+    depends_on: [gate]
+    trigger: all_done
+    bash: echo {{nodes.gate.status}} > reworked.txt
+  - id: slow
+    bash: "for i in $(seq 600); do [ -f reworked.txt ] && exit 0; sleep 0.05; done; exit 1"
+"#,
+    );
+    repo.reins(["run", "gated"]).run().code(0);
+    let run = repo.the_run();
+    assert_eq!(repo.read("reworked.txt").trim(), "failed");
+    let answered: Vec<_> = repo
+        .events(&run)
+        .into_iter()
+        .filter(|e| e["type"] == "approval_answered")
+        .collect();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0]["by"], "reins");
+    assert_eq!(answered[0]["approved"], false);
+}
