@@ -4,7 +4,7 @@
 //! * [`launch`]: starting and resuming runs around the scheduler (lock, run directory, log);
 //! * [`scheduler`]: the ready queue, trigger rules, `when`, retries, cancellation;
 //! * [`runner`]: the seam between the scheduler and what a node does; [`bash`] is the
-//!   built-in runner of `bash` nodes;
+//!   built-in runner of `bash` nodes, [`agent`] of `prompt` and `command` nodes;
 //! * [`context`]: the template context and the `REINS_*` environment of a node;
 //! * [`recorder`]: recording events into the log, the live state and the progress view;
 //! * [`process`]: child processes in their own group, killed as a group, dying with reins
@@ -13,6 +13,7 @@
 //! * [`cancel`]: graceful and forced cancellation;
 //! * [`worktree`]: fresh git worktrees for isolated runs.
 
+pub mod agent;
 pub mod bash;
 pub mod cancel;
 pub mod context;
@@ -31,5 +32,5 @@ pub use cancel::{CancelLevel, CancelToken, Canceller};
 pub use launch::{resume, start, LaunchError, Prepared, Report, Resumed};
 pub use plan::{Field, Plan};
 pub use recorder::{Observer, Recorder};
-pub use runner::{BoxFuture, Job, Kind, Limits, NodeRunner, Outcome, Runners};
+pub use runner::{BoxFuture, Job, Kind, Limits, NodeRunner, Outcome, Runners, SessionChoice};
 pub use scheduler::Options;

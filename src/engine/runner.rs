@@ -3,7 +3,7 @@
 //! The scheduler decides *when* a node runs (dependencies, trigger rule, `when`, a free slot),
 //! records `node_started` for each attempt, retries with backoff, and records how the node
 //! ended. A [`NodeRunner`] does *one attempt* of one kind of node and returns an [`Outcome`].
-//! [`Runners`] maps node kinds to runners: bash is built in; agent (`prompt`, `command`),
+//! [`Runners`] maps node kinds to runners: bash and agent (`prompt`, `command`) are built in;
 //! approval and loop runners plug in with [`Runners::set`]. A workflow that uses a kind with
 //! no runner is refused before anything runs ([`Runners::missing`]).
 
@@ -110,6 +110,9 @@ pub struct Job {
     pub prior: NodeState,
     /// Agent session ids by session name, when the attempt started.
     pub sessions: BTreeMap<String, String>,
+    /// Which conversation an agent attempt runs in: set by the scheduler from the node's
+    /// `session:`; a loop runner may override it per iteration.
+    pub session: SessionChoice,
     /// Records the runner's own events.
     pub recorder: Recorder,
     /// Cancellation of the run.
@@ -118,6 +121,33 @@ pub struct Job {
     pub watchdog: Option<Arc<Watchdog>>,
     /// Process-level settings.
     pub limits: Limits,
+}
+
+/// Which conversation an agent node (or loop iteration) runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChoice {
+    /// A new conversation with an id reins chooses (`session: fresh`, the default).
+    Fresh,
+    /// The sticky conversation of this name: continued if it exists, else started.
+    Sticky(String),
+}
+
+impl SessionChoice {
+    /// The choice a node's `session:` makes.
+    pub fn of(node: &crate::workflow::Node) -> SessionChoice {
+        match node.sticky_session() {
+            Some(name) => SessionChoice::Sticky(name.to_string()),
+            None => SessionChoice::Fresh,
+        }
+    }
+
+    /// The name recorded in `agent_session` events (`fresh` for a one-off conversation).
+    pub fn name(&self) -> &str {
+        match self {
+            SessionChoice::Fresh => "fresh",
+            SessionChoice::Sticky(name) => name,
+        }
+    }
 }
 
 /// Runs one attempt of one kind of node.
@@ -175,10 +205,11 @@ impl Default for Runners {
 }
 
 impl Runners {
-    /// The runners built into the engine (bash).
+    /// The runners built into the engine (bash, and agents for `prompt`/`command`).
     pub fn new() -> Self {
         let mut map: BTreeMap<Kind, Arc<dyn NodeRunner>> = BTreeMap::new();
         map.insert(Kind::Bash, Arc::new(super::bash::BashRunner));
+        map.insert(Kind::Agent, Arc::new(super::agent::AgentRunner));
         Self { map }
     }
 

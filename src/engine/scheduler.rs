@@ -24,7 +24,7 @@ use super::cancel::{CancelLevel, Canceller};
 use super::context::{NodeValue, RunInfo};
 use super::plan::{Field, Plan, Ready};
 use super::recorder::Recorder;
-use super::runner::{Job, Limits, NodeRunner, Outcome, Runners};
+use super::runner::{Job, Limits, NodeRunner, Outcome, Runners, SessionChoice};
 use super::trigger::{self, Decision};
 use super::watchdog::Watchdog;
 use crate::store::{Event, NodeStatus, RunStatus};
@@ -390,6 +390,7 @@ impl Task {
                         timeout: settings.timeout,
                         prior: self.prior.clone(),
                         sessions: self.sessions.clone(),
+                        session: SessionChoice::of(&self.plan.workflow.nodes[i]),
                         recorder: self.recorder.clone(),
                         cancel: token.clone(),
                         watchdog: self.watchdog.clone(),
