@@ -389,3 +389,97 @@ fn kill_9_mid_turn_then_resume_continues_the_session_and_finishes() {
         requests[1].prompts()
     );
 }
+
+#[test]
+fn two_unordered_nodes_of_one_session_take_turns() {
+    let Some(w) = World::new() else { return };
+    let chunks: Vec<String> = (1..=4).map(|i| format!("part{i} ")).collect();
+    w.api.rule(
+        "MARK-FIRST",
+        [Turn::Slow {
+            chunks,
+            delay: Duration::from_millis(300),
+        }],
+    );
+    w.api.rule("MARK-SECOND", [Turn::text("second")]);
+    w.workflow(
+        "turns",
+        "concurrency: 4
+nodes:
+  - {id: a, session: s, prompt: 'MARK-FIRST go'}
+  - {id: b, session: s, prompt: 'MARK-SECOND go'}
+",
+    );
+    w.reins(["run", "turns"]).run().code(0);
+    let events = w.repo.events(&w.repo.the_run());
+    let position = |kind: &str, node: &str| {
+        events
+            .iter()
+            .position(|e| e["type"] == kind && e["node"] == node)
+            .unwrap_or_else(|| panic!("no {kind} of {node}"))
+    };
+    // Whichever went first, the other started its agent only after it ended.
+    let (first, second) = if position("agent_session", "a") < position("agent_session", "b") {
+        ("a", "b")
+    } else {
+        ("b", "a")
+    };
+    assert!(
+        position("node_succeeded", first) < position("agent_session", second),
+        "{events:#?}"
+    );
+    let id = |node: &str| w.events_of("agent_session", node)[0]["session_id"].clone();
+    assert_eq!(id("a"), id("b"), "one conversation");
+}
+
+#[test]
+fn following_an_agent_shows_its_progress_live() {
+    let Some(w) = World::new() else { return };
+    let chunks: Vec<String> = (1..=10).map(|i| format!("part{i} ")).collect();
+    w.api.rule(
+        "MARK-LIVE",
+        [
+            Turn::tool("Bash", json!({"command": "echo from-the-tool"})),
+            Turn::Slow {
+                chunks,
+                delay: Duration::from_millis(300),
+            },
+        ],
+    );
+    w.workflow(
+        "live",
+        "nodes:\n  - {id: ask, allowed_tools: [Bash], prompt: 'MARK-LIVE go'}\n",
+    );
+    let running = w.reins(["run", "live"]).spawn();
+    wait_for("the agent's second call", Duration::from_secs(60), || {
+        w.api.requests_for("MARK-LIVE").len() == 2
+    });
+    let follow = w
+        .reins(["logs", "last", "ask", "-f"])
+        .timeout(Duration::from_secs(60))
+        .spawn();
+    let out = follow.wait();
+    out.code(0);
+    running.wait().code(0);
+    assert!(
+        out.stdout.contains("→ Bash `echo from-the-tool`"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("part10"), "{}", out.stdout);
+    assert!(out.stdout.contains("✓ done"), "{}", out.stdout);
+}
+
+#[test]
+fn a_missing_agent_program_fails_the_node_with_a_fix() {
+    let repo = Repo::new().workflow(
+        "missing",
+        "agents:\n  claude: {program: /nonexistent/bin/claude}\nnodes:\n  - {id: ask, retries: 2, prompt: hello}\n",
+    );
+    let out = repo.reins(["run", "missing"]).run();
+    out.code(1);
+    let node = repo.node(&repo.the_run(), "ask");
+    let error = node["error"].as_str().unwrap();
+    assert!(error.contains("fix `program:`"), "{error}");
+    assert_eq!(node["attempt"], 1, "not retried");
+}
