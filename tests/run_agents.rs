@@ -483,3 +483,24 @@ fn a_missing_agent_program_fails_the_node_with_a_fix() {
     assert!(error.contains("fix `program:`"), "{error}");
     assert_eq!(node["attempt"], 1, "not retried");
 }
+
+#[test]
+fn a_dry_run_shows_a_command_nodes_prompt_with_its_arguments() {
+    let repo = Repo::new()
+        .file(
+            ".workflows/commands/greet.md",
+            "---\nargs:\n  - {name: who, required: true}\n  - {name: tone, default: warm}\n---\nGreet {{args.who}} in a {{args.tone}} way\n",
+        )
+        .workflow(
+            "greet",
+            "nodes:\n  - {id: hi, command: greet, args: {who: '{{inputs.name}}'}}\ninputs:\n  name: {default: Ada}\n",
+        );
+    let out = repo.reins(["run", "greet", "--dry-run"]).run();
+    out.code(0);
+    assert!(
+        out.stdout.contains("> Greet Ada in a warm way"),
+        "{}",
+        out.stdout
+    );
+    assert!(repo.run_ids().is_empty());
+}

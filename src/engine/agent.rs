@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::cancel::CancelLevel;
-use super::plan::Field;
+use super::plan::{Field, Plan};
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
 use crate::agent::{self, AgentEvent, AgentInvocation, AgentOutcome, SessionMode, Verdict};
 use crate::store::{Event, Usage};
@@ -234,7 +234,7 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
     let wf = &job.plan.workflow;
     let node = &wf.nodes[job.index];
     let profile = resolve_profile(wf, profile_name(wf, node));
-    let prompt = prompt(job, node)?;
+    let prompt = render_prompt(&job.plan, job.index, &job.context)?;
     let program = profile.program.clone().unwrap_or_else(|| "claude".into());
     let program = if Path::new(&program).components().count() > 1 {
         job.run.root.join(program) // relative paths start at the repository root
@@ -290,8 +290,11 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
     Ok(inv)
 }
 
-/// The rendered prompt: `prompt:`, or the command file's body with its arguments.
-fn prompt(job: &Job, node: &Node) -> Result<String, String> {
+/// The rendered prompt of node `i`: `prompt:`, or the command file's body (frontmatter
+/// stripped) with `{{args.NAME}}`: the node's `args:` rendered, the frontmatter's defaults for
+/// the rest. Also what `reins run --dry-run` shows.
+pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, String> {
+    let node = &plan.workflow.nodes[i];
     let command = match &node.kind {
         NodeKind::Command(name) => Some(&name.value),
         NodeKind::Loop(l) => match &l.body {
@@ -301,13 +304,12 @@ fn prompt(job: &Job, node: &Node) -> Result<String, String> {
         _ => None,
     };
     let Some(command) = command else {
-        return job
-            .plan
-            .render(job.index, Field::Body, &job.context)
+        return plan
+            .render(i, Field::Body, context)
             .map_err(|e| format!("cannot render the prompt: {e}"));
     };
     let mut args = Map::new();
-    if let Some(file) = job.plan.commands.get(command) {
+    if let Some(file) = plan.commands.get(command) {
         let (parsed, _) = parse_command_file(file.file.clone());
         for arg in parsed.args {
             let default = arg.default.map(|d| d.value).unwrap_or_default();
@@ -315,18 +317,16 @@ fn prompt(job: &Job, node: &Node) -> Result<String, String> {
         }
     }
     for (name, _) in node.args.iter() {
-        let value = job
-            .plan
-            .render(job.index, Field::Arg(&name.value), &job.context)
+        let value = plan
+            .render(i, Field::Arg(&name.value), context)
             .map_err(|e| format!("cannot render `args.{}`: {e}", name.value))?;
         args.insert(name.value.clone(), Json::String(value));
     }
-    let mut context = job.context.clone();
+    let mut context = context.clone();
     if let Some(map) = context.as_object_mut() {
         map.insert("args".into(), Json::Object(args));
     }
-    job.plan
-        .render(job.index, Field::Body, &context)
+    plan.render(i, Field::Body, &context)
         .map_err(|e| format!("cannot render command `{command}`: {e}"))
 }
 
