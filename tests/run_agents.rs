@@ -504,3 +504,27 @@ fn a_dry_run_shows_a_command_nodes_prompt_with_its_arguments() {
     );
     assert!(repo.run_ids().is_empty());
 }
+
+#[test]
+fn ctrl_c_cancels_a_running_agent_and_stops_its_group() {
+    let Some(w) = World::new() else { return };
+    w.api.rule("MARK-CANCEL", [Turn::Hang]);
+    w.workflow(
+        "cancel",
+        "nodes:\n  - {id: ask, session: s, prompt: 'MARK-CANCEL hello'}\n",
+    );
+    let running = w.reins(["run", "cancel"]).spawn();
+    wait_for("the agent's first call", Duration::from_secs(60), || {
+        !w.api.requests_for("MARK-CANCEL").is_empty()
+    });
+    let agents = processes_with("MARK-CANCEL");
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    running.signal(nix::sys::signal::Signal::SIGINT);
+    let out = running.wait();
+    out.code(130);
+    assert!(
+        group_members(agents[0]).is_empty(),
+        "the agent's group is gone"
+    );
+    assert_eq!(w.repo.node(&w.repo.the_run(), "ask")["status"], "cancelled");
+}

@@ -125,7 +125,12 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
                 format!("{node} started")
             }
         }
-        Event::NodeSucceeded { node, .. } => format!("{node} succeeded in {}", elapsed(node)),
+        Event::NodeSucceeded { node, usage, .. } => match usage {
+            Some(u) if !u.is_zero() => {
+                format!("{node} succeeded in {} ({})", elapsed(node), usage_text(u))
+            }
+            _ => format!("{node} succeeded in {}", elapsed(node)),
+        },
         Event::NodeFailed {
             node,
             error,
