@@ -46,12 +46,21 @@ fn kill_9_then_resume_never_runs_a_settled_node_twice() {
         repo.exists("c.started") && repo.exists("c-child.pid")
     });
     let run = repo.the_run();
-    // The log shows c running: everything it depends on is recorded as settled before it.
-    repo.wait_for("c's start in the log", Duration::from_secs(10), || {
-        repo.events(&run)
-            .iter()
-            .any(|e| e["type"] == "node_started" && e["node"] == "c")
-    });
+    // The log shows c running (everything it depends on is recorded as settled before it),
+    // and the independent e settled.
+    repo.wait_for(
+        "c's start and e's end in the log",
+        Duration::from_secs(20),
+        || {
+            let events = repo.events(&run);
+            let has = |kind: &str, node: &str| {
+                events
+                    .iter()
+                    .any(|e| e["type"] == kind && e["node"] == node)
+            };
+            has("node_started", "c") && has("node_succeeded", "e")
+        },
+    );
     let (c, c_child) = (repo.pid("c.pid"), repo.pid("c-child.pid"));
     running.signal(Signal::SIGKILL);
     let out = running.wait();

@@ -8,7 +8,7 @@ use support::run_repo::Repo;
 fn independent_nodes_run_at_the_same_time() {
     // Each node waits (bounded) until all four have started: only a parallel run passes.
     let barrier = r#"mkdir -p started && touch started/$REINS_NODE
-for i in $(seq 200); do [ "$(ls started | wc -l)" -ge 4 ] && exit 0; sleep 0.05; done
+for i in $(seq 600); do [ "$(ls started | wc -l)" -ge 4 ] && exit 0; sleep 0.05; done
 exit 1"#;
     let mut yaml = String::from("concurrency: 4\nnodes:\n");
     for id in ["a", "b", "c", "d"] {
@@ -52,7 +52,7 @@ fn a_node_starts_when_its_own_dependencies_settle_not_its_layer() {
         r#"concurrency: 4
 nodes:
   - id: slow
-    bash: for i in $(seq 200); do [ -f after-fast.done ] && exit 0; sleep 0.05; done; exit 1
+    bash: for i in $(seq 600); do [ -f after-fast.done ] && exit 0; sleep 0.05; done; exit 1
   - id: fast
     bash: "true"
   - id: after-fast

@@ -140,11 +140,14 @@ fn logs_follow_a_running_node() {
   - id: talk
     bash: |
       echo one
-      for i in $(seq 200); do [ -f go ] && break; sleep 0.05; done
+      for i in $(seq 1200); do [ -f go ] && break; sleep 0.05; done
       echo two
 "#,
     );
-    let running = repo.reins(["run", "slow"]).spawn();
+    let running = repo
+        .reins(["run", "slow"])
+        .timeout(Duration::from_secs(90))
+        .spawn();
     repo.wait_for("the run to start", Duration::from_secs(20), || {
         repo.run_ids().len() == 1
             && repo.read(&format!(

@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Check workflow files and report every problem (exit 2 if any error).
     Validate(ValidateArgs),
+    /// Show a workflow's layers, width and critical path.
+    Graph(GraphArgs),
     /// Run a workflow.
     Run(RunArgs),
     /// Continue a paused, failed, cancelled or interrupted run.
@@ -171,4 +173,27 @@ pub enum ListFormat {
     Text,
     /// A JSON array of objects.
     Json,
+}
+
+/// `reins graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Workflow name (`.workflows/NAME.yaml`, user-global, bundled) or path.
+    pub workflow: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    pub format: GraphFormat,
+}
+
+/// Output formats of `reins graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Layers and the critical path, for people.
+    Text,
+    /// Layers as arrays of node ids, the critical path, every node with its dependencies.
+    Json,
+    /// A Mermaid flowchart (renders in GitHub Markdown).
+    Mermaid,
+    /// Graphviz dot.
+    Dot,
 }

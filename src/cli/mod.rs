@@ -1,8 +1,10 @@
 //! The command line: parse arguments, run one command, return an exit code.
 
 mod args;
+mod graph;
 mod init;
 mod list;
+mod load;
 mod logs;
 mod progress;
 mod run;
@@ -31,6 +33,7 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Validate(opts) => validate::run(opts),
+        Command::Graph(opts) => graph::run(opts),
         Command::Run(opts) => run::run(opts),
         Command::Resume(opts) => run::resume(opts),
         Command::Cancel(opts) => runs::cancel(opts),

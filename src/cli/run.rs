@@ -1,6 +1,6 @@
 //! `reins run` and `reins resume`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,14 +8,13 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::args::{ResumeArgs, RunArgs};
 use super::progress::{self, View};
-use crate::diagnostic::{render_all, Format};
 use crate::engine::context::{NodeValue, RunInfo};
 use crate::engine::launch::{self, resolve_inputs};
 use crate::engine::watchdog::Watchdog;
 use crate::engine::{CancelLevel, Canceller, Field, Options, Plan, Prepared, Resumed, Runners};
 use crate::exit;
 use crate::store::{NodeStatus, Store};
-use crate::workflow::{self, discover, validate, NodeKind};
+use crate::workflow::{self, validate, NodeKind};
 
 /// Prints a line on stdout; a closed pipe (`reins runs | head -1`) is not an error.
 macro_rules! say {
@@ -32,33 +31,11 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let found = match discover::resolve_workflow(&args.workflow) {
-        Ok(found) => found,
-        Err(e) => {
-            eprintln!("error: {e}");
-            if let Some(help) = e.help() {
-                eprintln!("  = help: {help}");
-            }
-            return exit::USAGE;
-        }
-    };
-    let loaded = found.load_workflow();
-    let commands = discover::SearchPath::for_workflow(&found.path);
-    let diagnostics = validate::validate(&loaded, &commands);
-    if !diagnostics.is_empty() {
-        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        let _ =
-            std::io::stderr().write_all(render_all(&diagnostics, Format::Human, color).as_bytes());
-    }
-    let workflow = match loaded.workflow {
-        Some(wf) if !diagnostics.iter().any(|d| d.is_error()) => wf,
-        _ => {
-            eprintln!(
-                "error: `{}` is not a valid workflow; nothing was run",
-                found.path.display()
-            );
-            return exit::USAGE;
-        }
+    let super::load::Valid {
+        workflow, commands, ..
+    } = match super::load::valid_workflow(&args.workflow) {
+        Ok(valid) => valid,
+        Err(code) => return code,
     };
     if args.dry_run {
         return dry_run(&store, workflow, &commands, &args.inputs, args.concurrency);

@@ -3,8 +3,8 @@
 //! * The child leads a process group of its own, so a timeout or a cancel stops everything it
 //!   started: `killpg` TERM, a grace period, `killpg` KILL. A group that outlives its leader
 //!   (a script that backgrounded something) is stopped the same way once the leader exits.
-//! * The child gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies with reins even on `kill -9`;
-//!   the [`Watchdog`] covers the rest of its group. Linux sends the parent-death signal when
+//! * The child gets `PR_SET_PDEATHSIG = SIGKILL` ([`super::spawn`]), so it dies with reins
+//!   even on `kill -9`; the [`Watchdog`] covers the rest of its group. Linux sends the parent-death signal when
 //!   the *thread* that forked the child exits, not the process. reins runs its engine on a
 //!   current-thread tokio runtime on the main thread, so every child is forked by a thread that
 //!   lives as long as the process. Never spawn a child from `spawn_blocking` (its threads exit
@@ -404,7 +404,6 @@ mod tests {
             })
             .unwrap();
         assert_eq!(f.ending, Ending::Cancelled);
-        assert!(f.elapsed < Duration::from_secs(5));
     }
 
     #[test]

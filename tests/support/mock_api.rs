@@ -47,6 +47,9 @@ pub enum Turn {
         chunks: Vec<String>,
         delay: Duration,
     },
+    /// A turn made from the prompt when the request arrives, for replies that must name
+    /// something only the prompt knows (like the run's artifacts folder).
+    FromPrompt(fn(&str) -> Turn),
 }
 
 impl Turn {
@@ -418,6 +421,7 @@ fn respond(out: &mut TcpStream, request: &Recorded, shared: &Shared) -> std::io:
             return Ok(false);
         }
         Turn::Error { .. } => unreachable!("answered above"),
+        Turn::FromPrompt(_) => unreachable!("made into a turn by next_turn"),
     };
     sse(
         out,
@@ -505,7 +509,10 @@ fn next_turn(request: &Recorded, shared: &Shared) -> Turn {
     let cursor = cursors.entry(key).or_insert(0);
     let turn = turns[(*cursor).min(turns.len() - 1)].clone();
     *cursor += 1;
-    turn
+    match turn {
+        Turn::FromPrompt(make) => make(&prompt),
+        turn => turn,
+    }
 }
 
 fn prompt_of(body: &Value) -> Option<String> {

@@ -1,0 +1,48 @@
+//! Finding, loading and validating the workflow a command names.
+
+use std::io::{IsTerminal, Write};
+
+use crate::diagnostic::{render_all, Format};
+use crate::exit;
+use crate::workflow::discover::{self, SearchPath};
+use crate::workflow::{validate, Workflow};
+
+/// A workflow that passed validation, with where it came from.
+pub struct Valid {
+    /// The workflow.
+    pub workflow: Workflow,
+    /// Where its command files are looked up.
+    pub commands: SearchPath,
+}
+
+/// Resolves a workflow name or path, loads and validates it. Diagnostics (warnings too) go to
+/// stderr; on any error the exit code to return is given instead.
+pub fn valid_workflow(name_or_path: &str) -> Result<Valid, i32> {
+    let found = match discover::resolve_workflow(name_or_path) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(help) = e.help() {
+                eprintln!("  = help: {help}");
+            }
+            return Err(exit::USAGE);
+        }
+    };
+    let loaded = found.load_workflow();
+    let commands = SearchPath::for_workflow(&found.path);
+    let diagnostics = validate::validate(&loaded, &commands);
+    if !diagnostics.is_empty() {
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let _ =
+            std::io::stderr().write_all(render_all(&diagnostics, Format::Human, color).as_bytes());
+    }
+    match loaded.workflow {
+        Some(workflow) if !diagnostics.iter().any(|d| d.is_error()) => {
+            Ok(Valid { workflow, commands })
+        }
+        _ => {
+            eprintln!("error: `{}` is not a valid workflow", found.path.display());
+            Err(exit::USAGE)
+        }
+    }
+}
