@@ -528,3 +528,63 @@ fn ctrl_c_cancels_a_running_agent_and_stops_its_group() {
     );
     assert_eq!(w.repo.node(&w.repo.the_run(), "ask")["status"], "cancelled");
 }
+
+/// A Write of the file named after `PATH=` in the prompt.
+fn write_the_named_path(prompt: &str) -> Turn {
+    let path = prompt
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("PATH="))
+        .unwrap_or("missing-path.txt");
+    Turn::tool("Write", json!({"file_path": path, "content": "# plan\n"}))
+}
+
+#[test]
+fn an_agent_in_a_worktree_may_write_the_artifacts_of_the_main_checkout() {
+    let Some(w) = World::new() else { return };
+    let committed = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "first",
+        ])
+        .current_dir(w.repo.path())
+        .status()
+        .unwrap();
+    assert!(committed.success());
+    w.api.rule(
+        "MARK-ART",
+        [
+            Turn::FromPrompt(write_the_named_path),
+            Turn::text("The plan is written."),
+        ],
+    );
+    w.workflow(
+        "art",
+        "nodes:
+  - {id: plan, agent: writer, outputs: [plan.md], prompt: 'MARK-ART write PATH={{artifacts}}/plan.md'}
+  - {id: show, depends_on: [plan], bash: 'cat {{artifacts}}/plan.md; pwd'}
+",
+    );
+    let out = w.reins(["run", "art", "--worktree"]).run();
+    out.code(0);
+    let run = w.repo.the_run();
+    assert_eq!(
+        w.repo.read(&format!(".reins/runs/{run}/artifacts/plan.md")),
+        "# plan\n"
+    );
+    let shown = w.repo.node(&run, "show")["output"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(shown.starts_with("# plan\n"), "{shown}");
+    assert!(
+        !shown.ends_with(&w.repo.path().display().to_string()),
+        "the run worked in a worktree: {shown}"
+    );
+}
