@@ -342,24 +342,6 @@ nodes:
 }
 
 #[test]
-fn agent_nodes_are_refused_until_a_runner_exists() {
-    let repo = Repo::new().workflow(
-        "agent",
-        "nodes:\n  - {id: a, bash: touch ran}\n  - {id: ask, prompt: Say hi}\n",
-    );
-    let out = repo.reins(["run", "agent"]).run();
-    out.code(2);
-    assert!(
-        out.stderr
-            .contains("cannot run agent (`prompt`/`command`) nodes yet (`ask`)"),
-        "{}",
-        out.stderr
-    );
-    assert!(!repo.exists("ran"));
-    assert!(repo.run_ids().is_empty());
-}
-
-#[test]
 fn json_prints_the_event_stream() {
     let repo = Repo::new().workflow("j", "nodes:\n  - {id: a, bash: echo hi}\n");
     let out = repo.reins(["run", "j", "--json"]).run();

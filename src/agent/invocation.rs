@@ -50,6 +50,9 @@ pub struct AgentInvocation {
     pub disallowed_tools: Vec<String>,
     /// `--max-turns`: the most model calls in this run.
     pub max_turns: Option<u32>,
+    /// More folders the file tools may use (`--add-dir`), like the run's artifacts folder
+    /// when the agent works in a worktree.
+    pub add_dirs: Vec<PathBuf>,
     /// More arguments from the profile, placed before the prompt.
     pub extra_args: Vec<String>,
     /// Variables set for the agent on top of reins' environment (`CLAUDECODE` is removed).
@@ -84,6 +87,7 @@ impl AgentInvocation {
             allowed_tools: Vec::new(),
             disallowed_tools: Vec::new(),
             max_turns: None,
+            add_dirs: Vec::new(),
             extra_args: Vec::new(),
             env: Vec::new(),
             cwd: cwd.into(),
@@ -160,6 +164,9 @@ impl AgentInvocation {
         if let Some(turns) = self.max_turns {
             args.extend(["--max-turns".into(), turns.to_string()]);
         }
+        for dir in &self.add_dirs {
+            args.extend(["--add-dir".into(), dir.display().to_string()]);
+        }
         if self.prompt_via_file() {
             // The file tools may read the node's folder even when it lies outside `cwd`.
             args.extend(["--add-dir".into(), self.node_dir.display().to_string()]);
@@ -221,6 +228,17 @@ mod tests {
              --session-id 00000000-0000-0000-0000-000000000000 --permission-mode acceptEdits \
              --allowedTools Write Bash(git *) -- -starts with a dash"
         );
+    }
+
+    #[test]
+    fn extra_folders_are_added_before_the_prompt() {
+        let mut inv = invocation("go");
+        inv.add_dirs = vec!["/run/artifacts".into()];
+        let args = inv.args(inv.session);
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["--add-dir", "/run/artifacts"]));
+        assert_eq!(args[args.len() - 2..], ["--", "go"]);
     }
 
     #[test]

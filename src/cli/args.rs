@@ -157,6 +157,9 @@ pub struct LogsArgs {
     /// Keep printing as the run goes on, until it ends.
     #[arg(short, long)]
     pub follow: bool,
+    /// Show an agent's transcript as the JSON lines the agent printed, not as readable text.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 fn parse_input(text: &str) -> Result<(String, String), String> {

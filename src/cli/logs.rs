@@ -1,9 +1,11 @@
 //! `reins logs RUN [NODE] [-f]`.
 //!
-//! With a node: its stdout log on stdout and its stderr log on stderr (then any other log an
-//! agent runner left, like a transcript). Without one: every node's logs under headers. With
-//! `-f`, a node's logs are followed until the node settles; without a node, the run's events
-//! are followed as plain lines until the run ends.
+//! With a node: its stdout log on stdout and its stderr log on stderr (then any other log a
+//! runner left), and an agent's transcript as readable lines: what the assistant said, the
+//! tools it called, denials, retries and the result (`--raw`: the JSON lines themselves).
+//! Without one: every node's logs under headers. With `-f`, a node's logs and transcript are
+//! followed until the node settles; without a node, the run's events are followed as plain
+//! lines until the run ends.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -52,16 +54,16 @@ pub fn run(args: LogsArgs) -> i32 {
                 );
             }
             if args.follow {
-                follow_node(&run, &node)
+                follow_node(&run, &node, args.raw)
             } else {
-                print_node(&run, &node, true);
+                print_node(&run, &node, true, args.raw);
                 exit::SUCCESS
             }
         }
         None if args.follow => follow_run(&run),
         None => {
             for n in &state.nodes {
-                print_node(&run, &n.id, false);
+                print_node(&run, &n.id, false, args.raw);
             }
             exit::SUCCESS
         }
@@ -101,16 +103,53 @@ fn log_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn print_node(run: &RunDir, node: &str, split_streams: bool) {
+fn print_node(run: &RunDir, node: &str, split_streams: bool, raw: bool) {
     let dir = run.node_dir(node);
-    for path in log_files(&dir) {
+    print_logs(&dir, node, split_streams);
+    let transcript = dir.join(TRANSCRIPT);
+    if let Ok(bytes) = std::fs::read(&transcript) {
+        if !bytes.is_empty() {
+            let mut out = io::stdout().lock();
+            if !split_streams {
+                let _ = writeln!(out, "==> {node}: {TRANSCRIPT} <==");
+            }
+            let _ = out.write_all(render_transcript(&bytes, raw).as_bytes());
+        }
+    }
+}
+
+/// An agent's transcript in the node's folder (see [`crate::agent::run`]).
+const TRANSCRIPT: &str = "transcript.jsonl";
+
+/// Transcript lines as readable text (or as they are, with `raw`).
+fn render_transcript(bytes: &[u8], raw: bool) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::new();
+    for line in text.lines() {
+        let shown = if raw {
+            Some(line.to_string())
+        } else {
+            crate::agent::events::parse_line(line)
+                .as_ref()
+                .and_then(crate::agent::render_readable)
+        };
+        if let Some(shown) = shown {
+            out.push_str(&shown);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn print_logs(dir: &Path, node: &str, split_streams: bool) {
+    for path in log_files(dir) {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
         if bytes.is_empty() {
             continue;
         }
-        let name = path.strip_prefix(&dir).unwrap_or(&path).to_string_lossy();
+        let name = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy();
         if split_streams {
             if path.file_name().is_some_and(|f| f == "stderr.log") {
                 let _ = io::stderr().write_all(&bytes);
@@ -128,9 +167,10 @@ fn print_node(run: &RunDir, node: &str, split_streams: bool) {
     }
 }
 
-fn follow_node(run: &RunDir, node: &str) -> i32 {
+fn follow_node(run: &RunDir, node: &str, raw: bool) -> i32 {
     let dir = run.node_dir(node);
     let mut offsets = [0u64; 2];
+    let mut transcript_offset = 0u64;
     let mut events = Tail::new(&run.events_path());
     let mut state = RunState::new();
     loop {
@@ -147,11 +187,33 @@ fn follow_node(run: &RunDir, node: &str) -> i32 {
                 Err(e) => return fail(&format!("cannot read {name}: {e}"), exit::NODE_FAILED),
             }
         }
+        match follow_transcript(&dir.join(TRANSCRIPT), &mut transcript_offset, raw) {
+            Ok(n) => grew |= n > 0,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return fail(&format!("cannot read {TRANSCRIPT}: {e}"), exit::NODE_FAILED),
+        }
         if !grew && (settled || !live) {
             return exit::SUCCESS;
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Prints the transcript's complete lines appended since `offset`; returns how many bytes.
+fn follow_transcript(path: &Path, offset: &mut u64, raw: bool) -> io::Result<u64> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(*offset))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    // A line being written is left for the next poll.
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete > 0 {
+        let mut out = io::stdout().lock();
+        out.write_all(render_transcript(&bytes[..complete], raw).as_bytes())?;
+        out.flush()?;
+    }
+    *offset += complete as u64;
+    Ok(complete as u64)
 }
 
 /// Copies what was appended to a file since `offset`; returns how many bytes.

@@ -125,7 +125,12 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
                 format!("{node} started")
             }
         }
-        Event::NodeSucceeded { node, .. } => format!("{node} succeeded in {}", elapsed(node)),
+        Event::NodeSucceeded { node, usage, .. } => match usage {
+            Some(u) if !u.is_zero() => {
+                format!("{node} succeeded in {} ({})", elapsed(node), usage_text(u))
+            }
+            _ => format!("{node} succeeded in {}", elapsed(node)),
+        },
         Event::NodeFailed {
             node,
             error,
@@ -342,6 +347,10 @@ pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -
         state.run_id, state.workflow
     );
     out.push_str(&node_table(state, now));
+    let total = state.total_usage();
+    if !total.is_zero() {
+        let _ = writeln!(out, "agents: {}", usage_text(&total));
+    }
     let _ = writeln!(
         out,
         "logs: {}/nodes/<node>/ (reins logs {} NODE)",
@@ -373,7 +382,20 @@ pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -
     out
 }
 
-/// One line per node: id, status, duration, attempts, and the error or skip reason.
+/// What agents used: cost, turns and tokens, like `$0.0123 · 2 turns · 24 in / 10 out tokens`.
+pub fn usage_text(usage: &crate::store::Usage) -> String {
+    format!(
+        "${:.4} · {} turn{} · {} in / {} out tokens",
+        usage.cost_usd,
+        usage.turns,
+        if usage.turns == 1 { "" } else { "s" },
+        usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens,
+        usage.output_tokens
+    )
+}
+
+/// One line per node: id, status, duration, attempts, agent usage, and the error or skip
+/// reason.
 pub fn node_table(state: &RunState, now: SystemTime) -> String {
     let width = state
         .nodes
@@ -406,7 +428,12 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
             };
         }
         if !n.usage.is_zero() {
-            let _ = write!(note, " ${:.4}", n.usage.cost_usd);
+            let usage = usage_text(&n.usage);
+            note = if note.is_empty() {
+                usage
+            } else {
+                format!("{usage} · {note}")
+            };
         }
         let line = format!(
             "  {:<width$}  {:<9}  {:>7}  {}",

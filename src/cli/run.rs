@@ -304,7 +304,12 @@ fn dry_run(
             NodeKind::Approval(_) => "?",
             _ => ">",
         };
-        out.push_str(&show(label, plan.render(i, Field::Body, &ctx)));
+        let body = if node.kind.uses_agent() {
+            crate::engine::agent::render_prompt(&plan, i, &ctx)
+        } else {
+            plan.render(i, Field::Body, &ctx)
+        };
+        out.push_str(&show(label, body));
         if plan.has(i, Field::Until) {
             out.push_str(&show("until:", plan.render(i, Field::Until, &ctx)));
         }

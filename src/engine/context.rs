@@ -48,6 +48,8 @@ pub struct RunInfo {
     pub env: Vec<(String, String)>,
     /// `{{env.X}}`: the process environment, then the workflow's `env:`.
     pub template_env: BTreeMap<String, String>,
+    /// One lock per sticky agent session: two nodes of a session never run at once.
+    pub session_locks: super::agent::SessionLocks,
     /// [`RunInfo::base_context`], built once.
     base: std::sync::OnceLock<Json>,
 }
@@ -114,6 +116,7 @@ impl RunInfo {
             template_env: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
+            session_locks: Default::default(),
             base: std::sync::OnceLock::new(),
         }
     }

@@ -4,7 +4,7 @@
 //! * [`launch`]: starting and resuming runs around the scheduler (lock, run directory, log);
 //! * [`scheduler`]: the ready queue, trigger rules, `when`, retries, cancellation;
 //! * [`runner`]: the seam between the scheduler and what a node does; [`bash`] is the
-//!   built-in runner of `bash` nodes;
+//!   built-in runner of `bash` nodes, [`agent`] of `prompt` and `command` nodes;
 //! * [`context`]: the template context and the `REINS_*` environment of a node;
 //! * [`recorder`]: recording events into the log, the live state and the progress view;
 //! * [`process`]: child processes in their own group, killed as a group, dying with reins
@@ -13,6 +13,7 @@
 //! * [`cancel`]: graceful and forced cancellation;
 //! * [`worktree`]: fresh git worktrees for isolated runs.
 
+pub mod agent;
 pub mod approval;
 pub mod bash;
 pub mod cancel;

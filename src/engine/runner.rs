@@ -3,8 +3,8 @@
 //! The scheduler decides *when* a node runs (dependencies, trigger rule, `when`, a free slot),
 //! records `node_started` for each attempt, retries with backoff, and records how the node
 //! ended. A [`NodeRunner`] does *one attempt* of one kind of node and returns an [`Outcome`].
-//! [`Runners`] maps node kinds to runners: bash and approval are built in; agent (`prompt`,
-//! `command`) and loop runners plug in with [`Runners::set`]. A workflow that uses a kind with
+//! [`Runners`] maps node kinds to runners: bash, agent (`prompt`, `command`) and approval are
+//! built in; loops wrap the runner of their body (below). A workflow that uses a kind with
 //! no runner is refused before anything runs ([`Runners::missing`]).
 //!
 //! ## Loop bodies
@@ -96,26 +96,6 @@ pub struct Limits {
     pub output_limit: usize,
 }
 
-/// Which agent conversation an attempt runs in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SessionChoice {
-    /// A new conversation.
-    Fresh,
-    /// The conversation of this session name: continued if it exists (see [`Job::sessions`]),
-    /// else started and recorded under the name.
-    Sticky(String),
-}
-
-impl SessionChoice {
-    /// The session of a node: its `session:` name, `fresh` (or none) for a new conversation.
-    pub fn of(node: &crate::workflow::Node) -> Self {
-        match node.session.as_ref().map(|s| s.value.as_str()) {
-            None | Some("fresh") => SessionChoice::Fresh,
-            Some(name) => SessionChoice::Sticky(name.to_string()),
-        }
-    }
-}
-
 /// Everything one attempt of a node needs.
 #[derive(Clone)]
 pub struct Job {
@@ -158,6 +138,33 @@ pub struct Job {
     pub watchdog: Option<Arc<Watchdog>>,
     /// Process-level settings.
     pub limits: Limits,
+}
+
+/// Which conversation an agent node (or loop iteration) runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChoice {
+    /// A new conversation with an id reins chooses (`session: fresh`, the default).
+    Fresh,
+    /// The sticky conversation of this name: continued if it exists, else started.
+    Sticky(String),
+}
+
+impl SessionChoice {
+    /// The choice a node's `session:` makes.
+    pub fn of(node: &crate::workflow::Node) -> SessionChoice {
+        match node.sticky_session() {
+            Some(name) => SessionChoice::Sticky(name.to_string()),
+            None => SessionChoice::Fresh,
+        }
+    }
+
+    /// The name recorded in `agent_session` events (`fresh` for a one-off conversation).
+    pub fn name(&self) -> &str {
+        match self {
+            SessionChoice::Fresh => "fresh",
+            SessionChoice::Sticky(name) => name,
+        }
+    }
 }
 
 /// Runs one attempt of one kind of node.
@@ -223,10 +230,11 @@ impl Default for Runners {
 }
 
 impl Runners {
-    /// The runners built into the engine (bash, approval).
+    /// The runners built into the engine (bash, agents for `prompt`/`command`, approval).
     pub fn new() -> Self {
         let mut map: BTreeMap<Kind, Arc<dyn NodeRunner>> = BTreeMap::new();
         map.insert(Kind::Bash, Arc::new(super::bash::BashRunner));
+        map.insert(Kind::Agent, Arc::new(super::agent::AgentRunner));
         map.insert(Kind::Approval, Arc::new(super::approval::ApprovalRunner));
         Self { map }
     }
@@ -285,7 +293,9 @@ mod tests {
         .workflow
         .unwrap();
         let plan = Plan::new(wf, &DirCommands::default()).unwrap();
-        let runners = Runners::new();
+        assert!(Runners::new().missing(&plan).is_empty());
+        let mut runners = Runners::new();
+        runners.map.remove(&Kind::Agent);
         assert_eq!(runners.missing(&plan), [("ask".to_string(), Kind::Agent)]);
         assert!(runners.get(&plan.workflow.nodes[0].kind).is_some());
         assert!(runners.get(&plan.workflow.nodes[1].kind).is_none());

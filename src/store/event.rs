@@ -208,6 +208,8 @@ pub struct Usage {
     pub cache_creation_input_tokens: u64,
     /// Model calls.
     pub turns: u32,
+    /// Time the agent ran, in milliseconds.
+    pub duration_ms: u64,
 }
 
 impl Usage {
@@ -219,6 +221,7 @@ impl Usage {
         self.cache_read_input_tokens += other.cache_read_input_tokens;
         self.cache_creation_input_tokens += other.cache_creation_input_tokens;
         self.turns += other.turns;
+        self.duration_ms += other.duration_ms;
     }
 
     /// True when nothing was used.

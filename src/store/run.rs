@@ -171,12 +171,31 @@ impl Store {
         }
     }
 
+    /// Writes `.reins/.gitignore` (`*`) once, so run history, artifacts and worktrees never show
+    /// up in `git status` or a `git add -A`, whether or not the project ignores `.reins/`.
+    fn ignore_in_git(&self) -> io::Result<()> {
+        let path = self.dir.join(".gitignore");
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut file) => io::Write::write_all(
+                &mut file,
+                b"# written by reins: nothing in here belongs in git\n*\n",
+            ),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates the directory of a new run, chooses its id and writes `run.json`. The files
     /// and folders [`RunDir::durable_paths`] lists are not synced yet: pass them to
     /// [`super::EventLog::create`], which syncs them before the first event.
     pub fn create_run(&self, manifest: &mut Manifest) -> io::Result<RunDir> {
         let runs = self.runs_dir();
         fs::create_dir_all(&runs)?;
+        self.ignore_in_git()?;
         let run = loop {
             let id = new_run_id(manifest.started_at);
             let run = self.run(&id);

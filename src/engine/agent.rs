@@ -1,0 +1,384 @@
+//! The agent runner: `prompt` and `command` nodes (and agent loop bodies) run on an agent
+//! profile, through [`crate::agent::run`].
+//!
+//! * The profile is the node's `agent`, else `defaults.agent`, else `claude`, with its `use:`
+//!   chain merged ([`resolve_profile`]); the node's `model`, `allowed_tools` and `max_turns`
+//!   apply on top, and `defaults.model` when nothing else names a model.
+//! * The prompt is the node's `prompt:` rendered in plain mode, or the command file's body
+//!   (frontmatter stripped) rendered with `{{args.NAME}}`: the node's `args:` rendered, the
+//!   frontmatter's defaults for the rest.
+//! * A fresh session gets a new id for each attempt. A sticky session (`session: NAME`)
+//!   continues the conversation recorded under its name (`--resume`), or starts it; two
+//!   attempts of one sticky session never run at once ([`SessionLocks`]). The id is recorded
+//!   (`agent_session`) before the agent starts, so a run killed mid-turn resumes it.
+//! * The agent may always use the run's artifacts folder (`--add-dir`); the node's `outputs`
+//!   must exist there afterwards.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value as Json};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::cancel::CancelLevel;
+use super::plan::{Field, Plan};
+use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
+use crate::agent::{self, AgentEvent, AgentInvocation, AgentOutcome, SessionMode, Verdict};
+use crate::store::{Event, Usage};
+use crate::workflow::command_file::parse_command_file;
+use crate::workflow::template::Mode;
+use crate::workflow::validate::BUILTIN_AGENT;
+use crate::workflow::{LoopBody, Node, NodeKind, Workflow};
+
+/// Runs `prompt` and `command` nodes.
+pub struct AgentRunner;
+
+impl NodeRunner for AgentRunner {
+    fn run(&self, job: Job) -> BoxFuture<Outcome> {
+        Box::pin(run(job))
+    }
+}
+
+/// One async lock per sticky session name, shared by every node of a run.
+#[derive(Debug, Clone, Default)]
+pub struct SessionLocks {
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl SessionLocks {
+    /// The lock of a session. Waiters get it first come, first served: in the order the
+    /// scheduler started them, which respects dependencies.
+    pub fn get(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(name.to_string()).or_default().clone()
+    }
+}
+
+/// An agent profile with its `use:` chain merged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// The agent CLI (`claude` when no profile of the chain sets one).
+    pub program: Option<String>,
+    /// `--model`.
+    pub model: Option<String>,
+    /// `--permission-mode`.
+    pub permission_mode: Option<String>,
+    /// `--allowedTools`, base profile's first.
+    pub allowed_tools: Vec<String>,
+    /// `--disallowedTools`, base profile's first.
+    pub disallowed_tools: Vec<String>,
+    /// `--max-turns`.
+    pub max_turns: Option<u32>,
+    /// Extra arguments, base profile's first.
+    pub args: Vec<String>,
+    /// Environment variables as templates, base profile's first.
+    pub env: Vec<(String, String)>,
+}
+
+/// Merges the profile `name` with the profiles it `use`s, down to the built-in `claude`: a
+/// later (more specific) profile overrides `program`, `model`, `permission_mode` and
+/// `max_turns`; tool lists, `args` and `env` add up, the base's first. A profile of the
+/// workflow named `claude` refines the built-in one.
+pub fn resolve_profile(wf: &Workflow, name: &str) -> Profile {
+    let mut chain = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut current = name;
+    while let Some(profile) = wf.agents.get(current) {
+        if seen.contains(&current) {
+            break; // a loop of `use:`; `validate` reports it
+        }
+        seen.push(current);
+        chain.push(profile);
+        match &profile.uses {
+            Some(base) => current = &base.value,
+            None => break,
+        }
+    }
+    let mut out = Profile::default();
+    for p in chain.iter().rev() {
+        let value =
+            |s: &Option<crate::source::Spanned<String>>| s.as_ref().map(|s| s.value.clone());
+        out.program = value(&p.program).or(out.program);
+        out.model = value(&p.model).or(out.model);
+        out.permission_mode = value(&p.permission_mode).or(out.permission_mode);
+        out.max_turns = p.max_turns.as_ref().map(|m| m.value).or(out.max_turns);
+        let list = |l: &[crate::source::Spanned<String>]| {
+            l.iter().map(|s| s.value.clone()).collect::<Vec<_>>()
+        };
+        out.allowed_tools.extend(list(&p.allowed_tools));
+        out.disallowed_tools.extend(list(&p.disallowed_tools));
+        out.args.extend(list(&p.args));
+        out.env.extend(
+            p.env
+                .iter()
+                .map(|(k, v)| (k.value.clone(), v.value.clone())),
+        );
+    }
+    out
+}
+
+/// The profile name a node runs on: its `agent`, else `defaults.agent`, else `claude`.
+pub fn profile_name<'a>(wf: &'a Workflow, node: &'a Node) -> &'a str {
+    node.agent
+        .as_ref()
+        .or(wf.defaults.agent.as_ref())
+        .map(|a| a.value.as_str())
+        .unwrap_or(BUILTIN_AGENT)
+}
+
+async fn run(job: Job) -> Outcome {
+    let inv = match invocation(&job) {
+        Ok(inv) => inv,
+        Err(e) => return Outcome::fatal(e),
+    };
+    // A sticky session is held for the whole attempt.
+    let _held = match &job.session {
+        SessionChoice::Fresh => None,
+        SessionChoice::Sticky(name) => {
+            let lock = job.run.session_locks.get(name);
+            tokio::select! {
+                held = lock.lock_owned() => Some(held),
+                _ = job.cancel.at_least(CancelLevel::Graceful) => return Outcome::Cancelled,
+            }
+        }
+    };
+    let mut inv = inv;
+    inv.session = choose_session(&job);
+    job.recorder.record(Event::AgentSession {
+        node: job.node.clone(),
+        session: job.session.name().to_string(),
+        session_id: inv.session.id().to_string(),
+    });
+    match drive(&job, inv).await {
+        Some(outcome) => judge(outcome),
+        None => Outcome::Cancelled,
+    }
+}
+
+/// A new id for a fresh session; for a sticky one the id recorded under its name (the
+/// latest event wins), to resume, or a new one.
+fn choose_session(job: &Job) -> SessionMode {
+    let SessionChoice::Sticky(name) = &job.session else {
+        return SessionMode::New(Uuid::new_v4());
+    };
+    let known = job
+        .recorder
+        .with_state(|s| s.sessions.get(name).cloned())
+        .or_else(|| job.sessions.get(name).cloned())
+        .and_then(|id| Uuid::parse_str(&id).ok());
+    match known {
+        Some(id) => SessionMode::Resume(id),
+        None => SessionMode::New(Uuid::new_v4()),
+    }
+}
+
+/// Runs the agent: registers its process group with the watchdog, passes cancellation on
+/// (graceful: TERM then KILL; forced: KILL now). `None` when a forced cancel cut it short.
+async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    // Declared before the run so that the run (and its process group) is dropped first.
+    let mut _watched = None;
+    let run = agent::run(inv, Some(events_tx), cancel_rx);
+    tokio::pin!(run);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            outcome = &mut run => return Some(outcome),
+            Some(event) = events.recv() => {
+                if let AgentEvent::Spawned { pid, .. } = event {
+                    _watched = job.watchdog.as_deref().map(|w| w.watch(pid));
+                }
+            }
+            _ = job.cancel.at_least(CancelLevel::Graceful), if !stopping => {
+                stopping = true;
+                let _ = cancel_tx.send(true);
+            }
+            _ = job.cancel.at_least(CancelLevel::Force), if stopping => return None,
+        }
+    }
+}
+
+/// The node's outcome from the agent's.
+fn judge(o: AgentOutcome) -> Outcome {
+    let usage = Usage {
+        cost_usd: o.cost_usd,
+        input_tokens: o.usage.input_tokens,
+        output_tokens: o.usage.output_tokens,
+        cache_read_input_tokens: o.usage.cache_read_input_tokens,
+        cache_creation_input_tokens: o.usage.cache_creation_input_tokens,
+        turns: u32::try_from(o.turns).unwrap_or(u32::MAX),
+        duration_ms: u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX),
+    };
+    let output = o.result_text.unwrap_or_default();
+    match o.verdict {
+        Verdict::Succeeded => Outcome::Success {
+            output,
+            usage: Some(usage),
+        },
+        Verdict::Cancelled => Outcome::Cancelled,
+        Verdict::Failed(failure) => Outcome::Failure {
+            error: failure.message,
+            exit_code: o.exit.and_then(|e| e.code()),
+            output,
+            usage: Some(usage),
+            retryable: failure.transient,
+        },
+    }
+}
+
+/// Everything but the session: profile, prompt, environment, limits, outputs.
+fn invocation(job: &Job) -> Result<AgentInvocation, String> {
+    let wf = &job.plan.workflow;
+    let node = &wf.nodes[job.index];
+    let profile = resolve_profile(wf, profile_name(wf, node));
+    let prompt = render_prompt(&job.plan, job.index, &job.context)?;
+    let program = profile.program.clone().unwrap_or_else(|| "claude".into());
+    let program = if Path::new(&program).components().count() > 1 {
+        job.run.root.join(program) // relative paths start at the repository root
+    } else {
+        PathBuf::from(program)
+    };
+    let mut inv = AgentInvocation::new(
+        program,
+        prompt,
+        SessionMode::New(Uuid::nil()),
+        &job.cwd,
+        &job.dir,
+    );
+    let value = |s: &Option<crate::source::Spanned<String>>| s.as_ref().map(|s| s.value.clone());
+    inv.model = value(&node.model)
+        .or(profile.model)
+        .or(value(&wf.defaults.model));
+    inv.permission_mode = profile.permission_mode;
+    inv.allowed_tools = profile.allowed_tools;
+    inv.allowed_tools
+        .extend(node.allowed_tools.iter().map(|t| t.value.clone()));
+    inv.disallowed_tools = profile.disallowed_tools;
+    inv.max_turns = node
+        .max_turns
+        .as_ref()
+        .map(|m| m.value)
+        .or(profile.max_turns);
+    inv.extra_args = profile.args;
+    let artifacts = job.run.artifacts();
+    inv.add_dirs = vec![artifacts.clone()];
+    inv.env = job.env.clone();
+    for (name, template) in &profile.env {
+        let value = job
+            .plan
+            .renderer()
+            .render_text(template, Mode::Plain, &job.context)
+            .map_err(|e| format!("cannot render the agent profile's `env.{name}`: {e}"))?;
+        inv.env.push((name.clone(), value));
+    }
+    if let Some(idle) = node
+        .idle_timeout
+        .as_ref()
+        .or(wf.defaults.idle_timeout.as_ref())
+    {
+        inv.idle_timeout = Some(idle.value);
+    }
+    inv.wall_timeout = job.timeout;
+    inv.required_outputs = node
+        .outputs
+        .iter()
+        .map(|o| artifacts.join(&o.value))
+        .collect();
+    Ok(inv)
+}
+
+/// The rendered prompt of node `i`: `prompt:`, or the command file's body (frontmatter
+/// stripped) with `{{args.NAME}}`: the node's `args:` rendered, the frontmatter's defaults for
+/// the rest. Also what `reins run --dry-run` shows.
+pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, String> {
+    let node = &plan.workflow.nodes[i];
+    let command = match &node.kind {
+        NodeKind::Command(name) => Some(&name.value),
+        NodeKind::Loop(l) => match &l.body {
+            LoopBody::Command(name) => Some(&name.value),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(command) = command else {
+        return plan
+            .render(i, Field::Body, context)
+            .map_err(|e| format!("cannot render the prompt: {e}"));
+    };
+    let mut args = Map::new();
+    if let Some(file) = plan.commands.get(command) {
+        let (parsed, _) = parse_command_file(file.file.clone());
+        for arg in parsed.args {
+            let default = arg.default.map(|d| d.value).unwrap_or_default();
+            args.insert(arg.name.value, Json::String(default));
+        }
+    }
+    for (name, _) in node.args.iter() {
+        let value = plan
+            .render(i, Field::Arg(&name.value), context)
+            .map_err(|e| format!("cannot render `args.{}`: {e}", name.value))?;
+        args.insert(name.value.clone(), Json::String(value));
+    }
+    let mut context = context.clone();
+    if let Some(map) = context.as_object_mut() {
+        map.insert("args".into(), Json::Object(args));
+    }
+    plan.render(i, Field::Body, &context)
+        .map_err(|e| format!("cannot render command `{command}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+    use crate::workflow::load_source;
+
+    fn workflow(yaml: &str) -> Workflow {
+        load_source(SourceFile::new("t.yaml", yaml))
+            .workflow
+            .unwrap()
+    }
+
+    #[test]
+    fn profiles_merge_along_their_use_chain() {
+        let wf = workflow(
+            "agents:
+  base: {model: sonnet, permission_mode: acceptEdits, allowed_tools: [Read], args: [--bare], env: {A: a}}
+  reviewer: {use: base, model: opus, allowed_tools: [Grep], max_turns: 3, env: {B: b}}
+defaults: {agent: reviewer}
+nodes:
+  - {id: x, prompt: hi}
+",
+        );
+        let p = resolve_profile(&wf, profile_name(&wf, &wf.nodes[0]));
+        assert_eq!(p.model.as_deref(), Some("opus"));
+        assert_eq!(p.permission_mode.as_deref(), Some("acceptEdits"));
+        assert_eq!(p.allowed_tools, ["Read", "Grep"]);
+        assert_eq!(p.max_turns, Some(3));
+        assert_eq!(p.args, ["--bare"]);
+        assert_eq!(
+            p.env,
+            [("A".to_string(), "a".to_string()), ("B".into(), "b".into())]
+        );
+        assert_eq!(p.program, None);
+        assert_eq!(resolve_profile(&wf, "claude"), Profile::default());
+    }
+
+    #[test]
+    fn a_workflow_profile_named_claude_refines_the_built_in_one() {
+        let wf = workflow(
+            "agents:
+  claude: {program: /opt/claude}
+  fast: {use: claude, model: haiku}
+nodes:
+  - {id: x, prompt: hi, agent: fast}
+",
+        );
+        let p = resolve_profile(&wf, profile_name(&wf, &wf.nodes[0]));
+        assert_eq!(p.program.as_deref(), Some("/opt/claude"));
+        assert_eq!(p.model.as_deref(), Some("haiku"));
+    }
+}
