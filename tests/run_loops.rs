@@ -159,3 +159,69 @@ fn resume_continues_from_the_next_iteration() {
     assert_eq!(its[2].1, "out-3 prev-out-2 prev-out-1 prev-");
     assert_eq!(repo.node(&run, "long")["output"], its[3].1);
 }
+
+/// An agent body on the real CLI (against the offline API stand-in): iterations continue one
+/// conversation by default, and `fresh: true` starts a new one each time.
+#[test]
+fn an_agent_loop_continues_its_session_unless_fresh() {
+    use support::{claude_env, require_claude, MockApi, Turn};
+    let Some(claude) = require_claude() else {
+        return;
+    };
+    let api = MockApi::start();
+    // Later iterations' requests also hold the earlier turns: the later marker comes first.
+    api.rule("MARK-IT2", [Turn::text("DONE")]);
+    api.rule("MARK-IT1", [Turn::text("working")]);
+    let repo = Repo::new();
+    for (name, fresh) in [("sticky", "false"), ("fresh", "true")] {
+        repo.write(
+            &format!(".workflows/{name}.yaml"),
+            &format!(
+                "agents:\n  claude: {{program: '{}'}}\nnodes:
+  - id: impl
+    loop:
+      prompt: MARK-IT{{{{loop.iteration}}}} go on
+      until: \"{{{{contains output 'DONE'}}}}\"
+      max_iterations: 3
+      fresh: {fresh}
+",
+                claude.display()
+            ),
+        );
+    }
+    let home = repo.join(".claude-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let reins = |name: &str| {
+        let mut cmd = repo.reins(["run", name]).timeout(Duration::from_secs(150));
+        for (key, value) in claude_env(&api, &home) {
+            cmd = cmd.env(&key, &value);
+        }
+        cmd.run()
+    };
+    for (name, same_session) in [("sticky", true), ("fresh", false)] {
+        let before = repo.run_ids();
+        reins(name).code(0);
+        let run = repo
+            .run_ids()
+            .into_iter()
+            .find(|id| !before.contains(id))
+            .unwrap();
+        let its = iterations(&repo, &run);
+        assert_eq!(its.len(), 2, "{name}: {its:?}");
+        assert_eq!(its[0].1, "working");
+        assert_eq!(its[1].1, "DONE");
+        let sessions: Vec<String> = repo
+            .events(&run)
+            .iter()
+            .filter(|e| e["type"] == "agent_session")
+            .map(|e| e["session_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(sessions.len(), 2, "{name}");
+        assert_eq!(
+            sessions[0] == sessions[1],
+            same_session,
+            "{name}: {sessions:?}"
+        );
+        assert_eq!(repo.node(&run, "impl")["output"], "DONE");
+    }
+}
