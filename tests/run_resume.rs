@@ -26,7 +26,7 @@ const CHAIN: &str = r#"nodes:
         touch c.started
         wait
       fi
-      echo "c saw {{nodes.b.output}}"
+      echo c saw {{nodes.b.output}}
   - id: d
     depends_on: [c]
     bash: echo d >> ran.txt

@@ -88,7 +88,7 @@ fn every_trigger_rule_and_skip_propagation() {
   - id: all-done
     depends_on: [ok, bad, skipped]
     trigger: all_done
-    bash: echo "{{nodes.bad.status}} {{nodes.skipped.status}}"
+    bash: echo {{nodes.bad.status}} {{nodes.skipped.status}}
   - id: one-success
     depends_on: [bad, ok]
     trigger: one_success

@@ -26,9 +26,9 @@ fn have_git() -> bool {
 const COMMIT: &str = r#"nodes:
   - id: work
     bash: |
-      echo {{run.id}} > "out-{{run.id}}.txt"
-      git -c user.name=t -c user.email=t@example.com add "out-{{run.id}}.txt"
-      git -c user.name=t -c user.email=t@example.com commit -q -m "work of {{run.id}}"
+      echo {{run.id}} > out-{{run.id}}.txt
+      git -c user.name=t -c user.email=t@example.com add out-{{run.id}}.txt
+      git -c user.name=t -c user.email=t@example.com commit -q -m work-of-{{run.id}}
       git rev-parse --abbrev-ref HEAD
 "#;
 

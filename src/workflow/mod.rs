@@ -6,6 +6,7 @@ pub mod discover;
 pub mod duration;
 pub mod model;
 pub mod schema;
+pub mod shell_context;
 pub mod template;
 pub mod validate;
 pub mod yaml;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::model::*;
+use super::shell_context;
 use super::template::{self, Analysis};
 use super::Loaded;
 use crate::diagnostic::{suggestion, Diagnostic};
@@ -127,8 +128,10 @@ enum Field {
     UntilBash,
     /// `until`.
     Until,
-    /// A loop body (bash, prompt).
+    /// A loop body that is a prompt or command.
     LoopBody,
+    /// A loop body that is a bash script.
+    LoopBash,
     /// Anything else: prompt, when, cwd, env, args, approval message.
     Other,
 }
@@ -472,7 +475,7 @@ impl Validator<'_> {
             NodeKind::Approval(a) => self.template(Some(i), &a.message, Field::Other, "approval"),
             NodeKind::Loop(l) => {
                 match &l.body {
-                    LoopBody::Bash(t) => self.template(Some(i), t, Field::LoopBody, "bash"),
+                    LoopBody::Bash(t) => self.template(Some(i), t, Field::LoopBash, "bash"),
                     LoopBody::Prompt(t) => self.template(Some(i), t, Field::LoopBody, "prompt"),
                     LoopBody::Command(name) => self.command(i, name, commands, Field::LoopBody),
                 }
@@ -634,6 +637,49 @@ impl Validator<'_> {
     }
 
     /// Checks one template: syntax, helpers, and that every name it reads exists here.
+    /// Substitutions a shell would not read as a plain word: their quoting cannot protect the
+    /// script there, so they are errors.
+    fn shell_contexts(&mut self, file: &Arc<SourceFile>, t: &Spanned<String>) {
+        for (offset, place) in shell_context::unsafe_substitutions(&t.value) {
+            let end = t.value[offset..]
+                .find("}}")
+                .map(|e| offset + e + 2)
+                .unwrap_or(t.value.len());
+            let tag = &t.value[offset..end];
+            let nth = t.value[..offset].matches(tag).count();
+            let span = template::locate_nth(file, t.span, tag, nth);
+            let name = tag.trim_start_matches('{').trim_end_matches('}').trim();
+            let env_hint = match name.split('.').collect::<Vec<_>>().as_slice() {
+                ["inputs", input] => format!("\"$REINS_INPUT_{}\"", env_suffix(input)),
+                ["nodes", id, "output"] => format!("\"$REINS_NODE_{}_OUTPUT\"", env_suffix(id)),
+                ["nodes", id, "status"] => format!("\"$REINS_NODE_{}_STATUS\"", env_suffix(id)),
+                ["artifacts"] => "\"$REINS_ARTIFACTS\"".to_string(),
+                _ => "its `REINS_*` environment variable".to_string(),
+            };
+            let help = match place {
+                shell_context::Unsafe::Heredoc => format!(
+                    "print the value with `printf '%s\\n' {tag}` instead, or write {env_hint} in the heredoc"
+                ),
+                _ => format!(
+                    "remove the quotes around it: reins shell-quotes every substituted value itself (`echo {tag}`); inside a string, use {env_hint}"
+                ),
+            };
+            self.diags.push(
+                Diagnostic::error(
+                    "unsafe-substitution",
+                    file,
+                    span,
+                    format!(
+                        "`{tag}` is {} in a shell script, where quoting cannot protect it",
+                        place.describe()
+                    ),
+                )
+                .with_label("a value here could run shell code")
+                .with_help(help),
+            );
+        }
+    }
+
     fn template_in(
         &mut self,
         node: Option<usize>,
@@ -661,7 +707,11 @@ impl Validator<'_> {
                 return;
             }
         };
-        if analysis.raw_substitution && matches!(field, Field::Bash | Field::UntilBash) {
+        let is_shell = matches!(field, Field::Bash | Field::UntilBash | Field::LoopBash);
+        if is_shell {
+            self.shell_contexts(file, t);
+        }
+        if analysis.raw_substitution && is_shell {
             let span = template::locate(file, t.span, "{{{");
             self.diags.push(
                 Diagnostic::warning("raw-substitution", file, span, "triple braces insert a value into a shell script without quoting")
@@ -710,7 +760,10 @@ impl Validator<'_> {
         command_args: Args,
     ) {
         let root = r.segments[0].as_str();
-        let in_loop = matches!(field, Field::LoopBody | Field::Until | Field::UntilBash);
+        let in_loop = matches!(
+            field,
+            Field::LoopBody | Field::LoopBash | Field::Until | Field::UntilBash
+        );
         let error = |code: &'static str, message: String, help: String| {
             Diagnostic::error(code, file, span, message).with_help(help)
         };
