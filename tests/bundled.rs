@@ -1,0 +1,428 @@
+//! Every bundled workflow, run end to end in a temporary repository: bash nodes for real, agent
+//! nodes through the real Claude Code CLI against the offline Messages API stand-in, approval
+//! gates answered by the test. Each test checks the artifacts and the side effects.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::run_repo::{Cmd, Output, Repo};
+use support::{claude_env, require_claude, MockApi, Turn};
+
+/// A repository with one commit, the Claude CLI on `PATH` and the stand-in API behind it.
+struct Bench {
+    repo: Repo,
+    api: MockApi,
+    home: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Bench {
+    fn new(files: &[(&str, &str)]) -> Option<Bench> {
+        let claude = require_claude()?;
+        let repo = Repo::new();
+        for (path, contents) in files {
+            repo.write(path, contents);
+        }
+        git(repo.path(), &["add", "-A"]);
+        git(repo.path(), &["commit", "-q", "-m", "start"]);
+        let home = tempfile::tempdir().unwrap();
+        let bin = home.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(claude, bin.join("claude")).unwrap();
+        Some(Bench {
+            repo,
+            api: MockApi::start(),
+            home,
+            bin,
+        })
+    }
+
+    fn reins(&self, args: &[&str]) -> Cmd {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = self.repo.reins(args).env("PATH", &path);
+        for (k, v) in claude_env(&self.api, self.home.path())
+            .into_iter()
+            .chain(git_identity())
+        {
+            cmd = cmd.env(&k, &v);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.reins(args).run()
+    }
+
+    fn artifacts(&self) -> PathBuf {
+        last_artifacts(&self.repo)
+    }
+}
+
+/// The artifacts folder of the latest run.
+fn last_artifacts(repo: &Repo) -> PathBuf {
+    PathBuf::from(
+        repo.status("last")["dir"]
+            .as_str()
+            .expect("status has the run's folder"),
+    )
+    .join("artifacts")
+}
+
+fn git_identity() -> Vec<(String, String)> {
+    ["GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"]
+        .iter()
+        .map(|k| (k.to_string(), "reins test".to_string()))
+        .chain(
+            ["GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"]
+                .iter()
+                .map(|k| (k.to_string(), "test@reins.invalid".to_string())),
+        )
+        .collect()
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .envs(git_identity())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The run's artifacts folder, as the prompt names it.
+fn artifacts_in(prompt: &str) -> String {
+    let end = prompt
+        .find("/artifacts")
+        .expect("the prompt names the artifacts folder")
+        + "/artifacts".len();
+    let start = prompt[..end]
+        .rfind(|c: char| c.is_whitespace() || c == '`' || c == '(')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    prompt[start..end].to_string()
+}
+
+fn write_artifact(prompt: &str, name: &str, content: &str) -> Turn {
+    Turn::tool(
+        "Write",
+        json!({"file_path": format!("{}/{name}", artifacts_in(prompt)), "content": content}),
+    )
+}
+
+fn assert_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.code, code,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+}
+
+fn node_status(bench: &Bench, node: &str) -> String {
+    bench.repo.node("last", node)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn validate_runs_the_detected_lint_and_tests_in_parallel() {
+    // Bash only: no agent, so no CLI needed.
+    let repo = Repo::new();
+    repo.write(
+        "Makefile",
+        "test:\n\t@echo tested > tested.txt\nlint:\n\t@echo linted > linted.txt\n",
+    );
+    let out = repo.reins(["run", "validate"]).run();
+    assert_code(&out, 0);
+    assert!(repo.exists("tested.txt") && repo.exists("linted.txt"));
+    let report = std::fs::read_to_string(last_artifacts(&repo).join("validate.txt")).unwrap();
+    assert_eq!(report.trim(), "lint: success, tests: success");
+
+    // A failing test target fails the run, and the report says which check failed.
+    repo.write("Makefile", "test:\n\t@exit 3\nlint:\n\t@true\n");
+    let out = repo.reins(["run", "validate"]).run();
+    assert_code(&out, 1);
+    let report = std::fs::read_to_string(last_artifacts(&repo).join("validate.txt")).unwrap();
+    assert_eq!(report.trim(), "lint: success, tests: failed");
+
+    // A given command wins over detection; `none` skips linting.
+    let out = repo
+        .reins([
+            "run",
+            "validate",
+            "--input",
+            "test_command=true",
+            "--input",
+            "lint_command=none",
+        ])
+        .run();
+    assert_code(&out, 0);
+    let report = std::fs::read_to_string(last_artifacts(&repo).join("validate.txt")).unwrap();
+    assert_eq!(report.trim(), "lint: skipped, tests: success");
+}
+
+#[test]
+fn review_runs_four_read_only_reviewers_and_merges_their_reports() {
+    let Some(bench) = Bench::new(&[("src.txt", "one\n")]) else {
+        return;
+    };
+    bench.repo.write("src.txt", "one\ntwo\n");
+    for focus in ["correctness", "security", "tests", "docs"] {
+        bench.api.rule(
+            &format!("for **{focus}** only"),
+            [Turn::text(format!(
+                "verdict: approve\n{focus}: nothing to raise"
+            ))],
+        );
+    }
+    bench.api.rule(
+        "Several reviewers each wrote a report",
+        [Turn::text("verdict: approve\nall four reviewers approve")],
+    );
+    let out = bench.run(&["run", "review"]);
+    assert_code(&out, 0);
+    let artifacts = bench.artifacts();
+    for focus in ["correctness", "security", "tests", "docs"] {
+        let report = std::fs::read_to_string(artifacts.join(format!("review-{focus}.md"))).unwrap();
+        assert!(report.starts_with("verdict: approve"), "{report}");
+    }
+    let merged = std::fs::read_to_string(artifacts.join("review.md")).unwrap();
+    assert!(merged.starts_with("verdict: approve\nall four"), "{merged}");
+    // The reviewers could not edit: the tools offered to them have no Write or Edit.
+    for request in bench.api.requests_for("for **security** only") {
+        let tools: Vec<&str> = request.body["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert!(
+            !tools.is_empty() && !tools.contains(&"Write") && !tools.contains(&"Edit"),
+            "{tools:?}"
+        );
+    }
+    // Nothing in the repository changed besides the user's own edit, and the run store keeps
+    // itself out of git.
+    let status = git(bench.repo.path(), &["status", "--short"]);
+    let changes: Vec<&str> = status
+        .lines()
+        .filter(|l| !l.contains(".test-out"))
+        .collect();
+    assert_eq!(changes, [" M src.txt"]);
+}
+
+fn write_root_cause(prompt: &str) -> Turn {
+    write_artifact(
+        prompt,
+        "root-cause.md",
+        "greeting.txt says helo; it should say hello\n",
+    )
+}
+
+#[test]
+fn fix_issue_writes_the_root_cause_then_fixes_until_the_tests_pass() {
+    let Some(bench) = Bench::new(&[("greeting.txt", "helo\n")]) else {
+        return;
+    };
+    bench.api.rule(
+        "You are investigating a bug",
+        [
+            Turn::FromPrompt(write_root_cause),
+            Turn::text("typo in greeting.txt"),
+        ],
+    );
+    bench.api.rule(
+        "Write a regression test that fails",
+        [
+            Turn::tool(
+                "Bash",
+                json!({"command": "echo hello > greeting.txt", "description": "fix the greeting"}),
+            ),
+            Turn::text("DONE"),
+        ],
+    );
+    let out = bench.run(&[
+        "run",
+        "fix-issue",
+        "--input",
+        "issue=the greeting is misspelt",
+        "--input",
+        "test_command=grep -qx hello greeting.txt",
+    ]);
+    assert_code(&out, 0);
+    assert_eq!(bench.repo.read("greeting.txt"), "hello\n");
+    let cause = std::fs::read_to_string(bench.artifacts().join("root-cause.md")).unwrap();
+    assert!(cause.contains("should say hello"));
+    // The investigator saw the bug report the `report` node produced.
+    assert!(bench.api.requests_for("You are investigating a bug")[0]
+        .contains_text("the greeting is misspelt"));
+    assert_eq!(node_status(&bench, "validate"), "success");
+}
+
+fn write_refactor_plan(prompt: &str) -> Turn {
+    write_artifact(
+        prompt,
+        "plan.md",
+        "- [ ] move a.txt to b.txt, keeping a copy\n",
+    )
+}
+
+fn do_refactor_step(prompt: &str) -> Turn {
+    let plan = format!("{}/plan.md", artifacts_in(prompt));
+    Turn::tool(
+        "Bash",
+        json!({"command": format!("cp a.txt b.txt && sed -i 's/- \\[ \\]/- [x]/' {plan}"), "description": "one step"}),
+    )
+}
+
+#[test]
+fn refactor_safely_checks_a_green_baseline_waits_for_approval_then_steps() {
+    let Some(bench) = Bench::new(&[("a.txt", "content\n")]) else {
+        return;
+    };
+    bench.api.rule(
+        "You are planning a refactoring",
+        [Turn::FromPrompt(write_refactor_plan), Turn::text("1 step")],
+    );
+    bench.api.rule(
+        "You are implementing the plan",
+        [Turn::FromPrompt(do_refactor_step), Turn::text("DONE")],
+    );
+    let out = bench.run(&[
+        "run",
+        "refactor-safely",
+        "--input",
+        "goal=split a.txt",
+        "--input",
+        "test_command=test -f a.txt",
+    ]);
+    assert_code(&out, 3);
+    assert!(
+        !bench.repo.exists("b.txt"),
+        "nothing is refactored before the plan is approved"
+    );
+    assert!(bench.artifacts().join("baseline.txt").exists());
+    let out = bench.run(&["approve", "last", "approve-plan", "--resume"]);
+    assert_code(&out, 0);
+    assert!(bench.repo.exists("b.txt"));
+    let plan = std::fs::read_to_string(bench.artifacts().join("plan.md")).unwrap();
+    assert!(!plan.contains("- [ ]"), "{plan}");
+}
+
+fn write_plan(prompt: &str) -> Turn {
+    write_artifact(prompt, "plan.md", "- [ ] add feature.txt\n")
+}
+
+fn write_pr(prompt: &str) -> Turn {
+    write_artifact(
+        prompt,
+        "pr.md",
+        "Add feature.txt\n\nAdds the feature file the task asked for.\n",
+    )
+}
+
+#[test]
+fn plan_to_pr_goes_from_task_to_a_committed_branch_behind_two_gates() {
+    let Some(bench) = Bench::new(&[("README", "project\n")]) else {
+        return;
+    };
+    bench.api.rule(
+        "You are planning a change",
+        [
+            Turn::FromPrompt(write_plan),
+            Turn::text("plan: add feature.txt"),
+        ],
+    );
+    bench.api.rule(
+        "You are implementing the plan",
+        [
+            Turn::tool(
+                "Bash",
+                json!({"command": "echo feature > feature.txt", "description": "add it"}),
+            ),
+            Turn::text("DONE"),
+        ],
+    );
+    bench.api.rule(
+        "for **correctness** only",
+        [Turn::text("verdict: approve\nfine")],
+    );
+    bench
+        .api
+        .rule("for **tests** only", [Turn::text("verdict: approve\nfine")]);
+    bench.api.rule(
+        "Write a pull request description",
+        [Turn::FromPrompt(write_pr), Turn::text("Add feature.txt")],
+    );
+
+    let run = [
+        "run",
+        "plan-to-pr",
+        "--input",
+        "task=add a feature file",
+        "--input",
+        "test_command=test -f feature.txt",
+    ];
+    let out = bench.run(&run);
+    assert_code(&out, 3);
+    assert_eq!(node_status(&bench, "approve-plan"), "waiting");
+    assert_eq!(node_status(&bench, "implement"), "pending");
+
+    let out = bench.run(&["approve", "last", "approve-plan", "-m", "go", "--resume"]);
+    assert_code(&out, 3);
+    assert_eq!(node_status(&bench, "approve-pr"), "waiting");
+    assert_eq!(node_status(&bench, "commit"), "pending");
+
+    let out = bench.run(&["approve", "last", "approve-pr", "--resume"]);
+    assert_code(&out, 0);
+    let run_id = bench.repo.status("last")["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let branch = format!("reins/plan-to-pr-{run_id}");
+    // The work happened on the run's branch, in its own worktree: the checkout is untouched.
+    assert!(!bench.repo.exists("feature.txt"));
+    assert_eq!(
+        git(
+            bench.repo.path(),
+            &["show", &format!("{branch}:feature.txt")]
+        ),
+        "feature\n"
+    );
+    assert_eq!(
+        git(bench.repo.path(), &["log", "-1", "--format=%s", &branch]).trim(),
+        "Add feature.txt"
+    );
+    for artifact in [
+        "plan.md",
+        "pr.md",
+        "review-correctness.md",
+        "review-tests.md",
+    ] {
+        assert!(bench.artifacts().join(artifact).exists(), "{artifact}");
+    }
+    // Without an authenticated gh, the PR step is skipped and says how to open it.
+    if node_status(&bench, "open-pr") == "skipped" {
+        let skipped: Value = bench.repo.node("last", "pr-skipped");
+        assert!(
+            skipped["output"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("gh is missing or not authenticated"),
+            "{skipped}"
+        );
+    }
+}
