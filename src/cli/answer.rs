@@ -7,7 +7,7 @@
 use std::time::SystemTime;
 
 use super::args::{AnswerArgs, ResumeArgs};
-use super::run::{current_store, fail, say};
+use super::run::{fail, resolve_run, say};
 use crate::diagnostic::suggestion;
 use crate::engine::approval::{
     self, answer_path, deadline, os_user, read_answer, write_answer, AnswerError, AnswerFile,
@@ -22,13 +22,9 @@ use crate::workflow::{self, Node, NodeKind};
 /// Runs `reins approve` (`approved`) or `reins reject`.
 pub fn run(args: AnswerArgs, approved: bool) -> i32 {
     let verb = if approved { "approve" } else { "reject" };
-    let store = match current_store() {
-        Ok(s) => s,
+    let (_, run) = match resolve_run(&args.run) {
+        Ok(found) => found,
         Err(code) => return code,
-    };
-    let run = match store.resolve(&args.run) {
-        Ok(r) => r,
-        Err(e) => return fail(&e.to_string(), exit::USAGE),
     };
     let manifest = match run.manifest() {
         Ok(m) => m,

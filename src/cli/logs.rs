@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::args::LogsArgs;
 use super::progress::describe;
-use super::run::{current_store, fail, say};
+use super::run::{fail, resolve_run, say};
 use crate::diagnostic::suggestion;
 use crate::exit;
 use crate::store::log::Tail;
@@ -24,13 +24,9 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Runs `reins logs`.
 pub fn run(args: LogsArgs) -> i32 {
-    let store = match current_store() {
-        Ok(s) => s,
+    let (_, run) = match resolve_run(&args.run) {
+        Ok(found) => found,
         Err(code) => return code,
-    };
-    let run = match store.resolve(&args.run) {
-        Ok(r) => r,
-        Err(e) => return fail(&e.to_string(), exit::USAGE),
     };
     let state = crate::engine::launch::read_state(&run).unwrap_or_default();
     match args.node {

@@ -76,13 +76,9 @@ pub fn run(args: RunArgs) -> i32 {
 
 /// Runs `reins resume`.
 pub fn resume(args: ResumeArgs) -> i32 {
-    let store = match current_store() {
-        Ok(s) => s,
+    let (store, run) = match resolve_run(&args.run) {
+        Ok(found) => found,
         Err(code) => return code,
-    };
-    let run = match store.resolve(&args.run) {
-        Ok(r) => r,
-        Err(e) => return fail(&e.to_string(), exit::USAGE),
     };
     let runners = Runners::new();
     match launch::resume(&store, run, args.from.as_deref(), &runners) {
@@ -106,6 +102,15 @@ pub(crate) fn current_store() -> Result<Store, i32> {
             &format!("cannot read the current directory: {e}"),
             exit::USAGE,
         )),
+    }
+}
+
+/// The store of the current project and the run `run` names (an id prefix or `last`).
+pub(crate) fn resolve_run(run: &str) -> Result<(Store, crate::store::RunDir), i32> {
+    let store = current_store()?;
+    match store.resolve(run) {
+        Ok(found) => Ok((store, found)),
+        Err(e) => Err(fail(&e.to_string(), exit::USAGE)),
     }
 }
 

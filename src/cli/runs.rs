@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::args::{CancelArgs, ListFormat, RunsArgs, StatusArgs};
 use super::progress::node_table;
-use super::run::{current_store, fail, say};
+use super::run::{current_store, fail, resolve_run, say};
 use crate::exit;
 use crate::store::lock::live_owner;
 use crate::store::{time, Event, EventLog, NodeStatus, RunLock, RunStatus, RunSummary, Store};
@@ -112,13 +112,9 @@ pub(crate) fn branch(r: &RunSummary) -> Option<String> {
 
 /// Runs `reins status`.
 pub fn status(args: StatusArgs) -> i32 {
-    let store = match current_store() {
-        Ok(s) => s,
+    let (store, run) = match resolve_run(&args.run) {
+        Ok(found) => found,
         Err(code) => return code,
-    };
-    let run = match store.resolve(&args.run) {
-        Ok(r) => r,
-        Err(e) => return fail(&e.to_string(), exit::USAGE),
     };
     let summary = match store.summary(&run) {
         Ok(s) => s,
@@ -185,13 +181,9 @@ pub fn status(args: StatusArgs) -> i32 {
 
 /// Runs `reins cancel`.
 pub fn cancel(args: CancelArgs) -> i32 {
-    let store = match current_store() {
-        Ok(s) => s,
+    let (store, run) = match resolve_run(&args.run) {
+        Ok(found) => found,
         Err(code) => return code,
-    };
-    let run = match store.resolve(&args.run) {
-        Ok(r) => r,
-        Err(e) => return fail(&e.to_string(), exit::USAGE),
     };
     if let Some(owner) = live_owner(&run.lock_path()) {
         return stop_live(&store, &run.id, owner.pid);
