@@ -52,6 +52,55 @@ fn a_loop_stops_when_until_holds() {
         logs.stdout, "1\n2\n3\n",
         "each iteration's output, in order"
     );
+    let follow = repo.reins(["logs", &run, "count", "--follow"]).run();
+    follow.code(0);
+    assert_eq!(
+        follow.stdout, "1\n2\n3\n",
+        "following a settled loop prints it all"
+    );
+}
+
+#[test]
+fn logs_follow_a_live_loop_through_its_iterations() {
+    let repo = Repo::new().workflow(
+        "steps",
+        r#"nodes:
+  - id: steps
+    loop:
+      bash: |
+        echo step {{loop.iteration}}
+        for i in $(seq 1200); do [ -f go-{{loop.iteration}} ] && break; sleep 0.05; done
+      until: "{{eq loop.iteration 2}}"
+      max_iterations: 5
+"#,
+    );
+    let running = repo
+        .reins(["run", "steps"])
+        .timeout(Duration::from_secs(90))
+        .spawn();
+    repo.wait_for("the first iteration", Duration::from_secs(60), || {
+        repo.run_ids().len() == 1
+            && repo.read(&format!(
+                ".reins/runs/{}/nodes/steps/iteration-1/stdout.log",
+                repo.the_run()
+            )) == "step 1\n"
+    });
+    let follow = repo
+        .reins(["logs", "last", "steps", "--follow"])
+        .timeout(Duration::from_secs(90))
+        .spawn();
+    repo.wait_for("iteration 1 to be shown", Duration::from_secs(60), || {
+        follow.stdout_so_far() == "step 1\n"
+    });
+    repo.write("go-1", "");
+    repo.wait_for("iteration 2 to be shown", Duration::from_secs(60), || {
+        follow.stdout_so_far() == "step 1\nstep 2\n"
+    });
+    repo.write("go-2", "");
+    let out = follow.wait();
+    out.code(0);
+    assert_eq!(out.stdout, "step 1\nstep 2\n");
+    running.wait().code(0);
 }
 
 #[test]

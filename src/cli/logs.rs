@@ -66,35 +66,21 @@ pub fn run(args: LogsArgs) -> i32 {
     }
 }
 
-/// The log files of a node: stdout, stderr, then any other `*.log` in its folder.
+/// The log files of a node: stdout, stderr, then any other `*.log` in its folder; for a loop,
+/// the same for each iteration in order.
 fn log_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = vec![dir.join("stdout.log"), dir.join("stderr.log")];
-    let mut others: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "log") && !files.contains(p))
-        .collect();
-    others.sort();
-    files.extend(others);
-    // A loop's iterations, in order.
-    let mut iterations: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let n = e
-                .file_name()
-                .to_str()?
-                .strip_prefix("iteration-")?
-                .parse()
-                .ok()?;
-            Some((n, e.path()))
-        })
-        .collect();
-    iterations.sort();
-    for (_, sub) in iterations {
-        files.extend(log_files(&sub));
+    let mut files = Vec::new();
+    for folder in node_folders(dir) {
+        let own = [folder.join("stdout.log"), folder.join("stderr.log")];
+        let mut others: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "log") && !own.contains(p))
+            .collect();
+        others.sort();
+        files.extend(own);
+        files.extend(others);
     }
     files
 }
@@ -102,15 +88,24 @@ fn log_files(dir: &Path) -> Vec<PathBuf> {
 fn print_node(run: &RunDir, node: &str, split_streams: bool, raw: bool) {
     let dir = run.node_dir(node);
     print_logs(&dir, node, split_streams);
-    let transcript = dir.join(TRANSCRIPT);
-    if let Ok(bytes) = std::fs::read(&transcript) {
-        if !bytes.is_empty() {
-            let mut out = io::stdout().lock();
-            if !split_streams {
-                let _ = writeln!(out, "==> {node}: {TRANSCRIPT} <==");
-            }
-            let _ = out.write_all(render_transcript(&bytes, raw).as_bytes());
+    for folder in node_folders(&dir) {
+        let Ok(bytes) = std::fs::read(folder.join(TRANSCRIPT)) else {
+            continue;
+        };
+        if bytes.is_empty() {
+            continue;
         }
+        let mut out = io::stdout().lock();
+        if !split_streams {
+            let name = folder.join(TRANSCRIPT);
+            let name = name
+                .strip_prefix(&dir)
+                .unwrap_or(&name)
+                .to_string_lossy()
+                .into_owned();
+            let _ = writeln!(out, "==> {node}: {name} <==");
+        }
+        let _ = out.write_all(render_transcript(&bytes, raw).as_bytes());
     }
 }
 
@@ -165,8 +160,8 @@ fn print_logs(dir: &Path, node: &str, split_streams: bool) {
 
 fn follow_node(run: &RunDir, node: &str, raw: bool) -> i32 {
     let dir = run.node_dir(node);
-    let mut offsets = [0u64; 2];
-    let mut transcript_offset = 0u64;
+    // Read offsets per file: the node's own and, for a loop, each iteration's.
+    let mut offsets: std::collections::HashMap<PathBuf, u64> = std::collections::HashMap::new();
     let mut events = Tail::new(&run.events_path());
     let mut state = RunState::new();
     loop {
@@ -176,23 +171,54 @@ fn follow_node(run: &RunDir, node: &str, raw: bool) -> i32 {
         let settled = state.node(node).is_some_and(|n| n.status.is_settled());
         let live = run.is_live();
         let mut grew = false;
-        for (k, name) in ["stdout.log", "stderr.log"].iter().enumerate() {
-            match copy_new(&dir.join(name), &mut offsets[k], k == 1) {
-                Ok(n) => grew |= n > 0,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return fail(&format!("cannot read {name}: {e}"), exit::NODE_FAILED),
+        for folder in node_folders(&dir) {
+            for name in ["stdout.log", "stderr.log", TRANSCRIPT] {
+                let path = folder.join(name);
+                let offset = offsets.entry(path.clone()).or_insert(0);
+                let read = if name == TRANSCRIPT {
+                    follow_transcript(&path, offset, raw)
+                } else {
+                    copy_new(&path, offset, name == "stderr.log")
+                };
+                match read {
+                    Ok(n) => grew |= n > 0,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return fail(
+                            &format!("cannot read {}: {e}", path.display()),
+                            exit::NODE_FAILED,
+                        )
+                    }
+                }
             }
-        }
-        match follow_transcript(&dir.join(TRANSCRIPT), &mut transcript_offset, raw) {
-            Ok(n) => grew |= n > 0,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return fail(&format!("cannot read {TRANSCRIPT}: {e}"), exit::NODE_FAILED),
         }
         if !grew && (settled || !live) {
             return exit::SUCCESS;
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// A node's folder, then a loop's `iteration-N/` folders in order.
+fn node_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut iterations: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n = e
+                .file_name()
+                .to_str()?
+                .strip_prefix("iteration-")?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    iterations.sort();
+    std::iter::once(dir.to_path_buf())
+        .chain(iterations.into_iter().map(|(_, p)| p))
+        .collect()
 }
 
 /// Prints the transcript's complete lines appended since `offset`; returns how many bytes.
