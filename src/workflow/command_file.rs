@@ -18,8 +18,9 @@
 
 use std::sync::Arc;
 
+use super::decode::Cx;
 use super::yaml::{self, Node as Y, Value};
-use crate::diagnostic::{suggestion, Diagnostic};
+use crate::diagnostic::Diagnostic;
 use crate::source::{SourceFile, Span, Spanned};
 
 /// Keys of the frontmatter.
@@ -112,11 +113,9 @@ pub fn parse_command_file(file: Arc<SourceFile>) -> (CommandFile, Vec<Diagnostic
                     diags.push(d);
                 }
                 Ok(root) => {
-                    let mut cx = Cx {
-                        file: &file,
-                        diags: &mut diags,
-                    };
-                    cx.frontmatter(&root, open, &mut description, &mut args);
+                    let mut cx = Cx::new(&file);
+                    frontmatter(&mut cx, &root, open, &mut description, &mut args);
+                    diags.extend(cx.into_diagnostics());
                 }
             }
             body_start
@@ -209,208 +208,132 @@ fn line_spans(text: &str, from: usize) -> impl Iterator<Item = (usize, usize)> +
     })
 }
 
-/// `a`, `a and b`, `a, b and c`, each in backticks.
-fn english_list(items: &[&str]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
-    match quoted.split_last() {
-        None => String::new(),
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+/// Decodes the frontmatter mapping: `description` and `args`.
+fn frontmatter(
+    cx: &mut Cx,
+    root: &Y,
+    open: Span,
+    description: &mut Option<Spanned<String>>,
+    args: &mut Vec<CommandArg>,
+) {
+    let entries = match &root.value {
+        Value::Null => return,
+        Value::Map(entries) => entries,
+        _ => {
+            let span = if root.span.len == 0 { open } else { root.span };
+            cx.error(
+                "wrong-type",
+                span,
+                format!(
+                    "the frontmatter must be a mapping, found {}",
+                    root.value.kind()
+                ),
+            )
+            .help =
+                Some("write `description: ...` and `args: [...]` between the `---` lines".into());
+            return;
+        }
+    };
+    cx.check_keys(
+        entries,
+        &[FRONTMATTER_KEYS],
+        "the command's frontmatter",
+        &[],
+    );
+    for (key, value) in entries {
+        match key.value.as_str() {
+            "description" => *description = cx.string(value, "description"),
+            "args" => *args = decode_args(cx, value),
+            _ => {}
+        }
     }
 }
 
-struct Cx<'a> {
-    file: &'a Arc<SourceFile>,
-    diags: &'a mut Vec<Diagnostic>,
-}
-
-impl Cx<'_> {
-    fn error(&mut self, code: &'static str, span: Span, message: String, help: Option<String>) {
-        let d = Diagnostic::error(code, self.file, span, message).with_help_opt(help);
-        self.diags.push(d);
-    }
-
-    fn wrong_type(&mut self, node: &Y, what: &str, expected: &str) {
-        self.error(
-            "wrong-type",
-            node.span,
-            format!("`{what}` must be {expected}, found {}", node.value.kind()),
-            None,
-        );
-    }
-
-    /// Reports unknown keys of `context`, which is called `what` in the help.
-    fn check_keys(
-        &mut self,
-        entries: &[(Spanned<String>, Y)],
-        allowed: &[&str],
-        context: &str,
-        what: &str,
-    ) {
-        for (key, _) in entries {
-            if allowed.contains(&key.value.as_str()) {
+/// Decodes `args`: a list of names or of mappings with `name`, `description`, `required`, `default`.
+fn decode_args(cx: &mut Cx, node: &Y) -> Vec<CommandArg> {
+    let items = match &node.value {
+        Value::Seq(items) => items,
+        Value::Null => return Vec::new(),
+        _ => {
+            cx.error("command-frontmatter", node.span, "`args` must be a list")
+                .help =
+                Some("write `args: [{ name: focus, description: ..., required: true }]`".into());
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<CommandArg> = Vec::new();
+    for item in items {
+        let entries = match &item.value {
+            Value::Map(entries) => entries.as_slice(),
+            // `args: [focus]`: a name alone is an optional argument.
+            Value::Str(_) => &[],
+            _ => {
+                cx.wrong_type(item, "an argument", "a name or a mapping with `name`");
                 continue;
             }
-            let help = suggestion(&key.value, allowed.iter().copied())
-                .unwrap_or_else(|| format!("{what} accepts {}", english_list(allowed)));
-            self.error(
-                "unknown-key",
-                key.span,
-                format!("unknown key `{}` in {context}", key.value),
-                Some(help),
-            );
-        }
-    }
-
-    /// A string; other scalars read as the text they were written as.
-    fn string(&mut self, node: &Y, what: &str) -> Option<Spanned<String>> {
-        match &node.value {
-            Value::Str(s) => Some(Spanned::new(s.clone(), node.span)),
-            Value::Bool(_) | Value::Int(_) | Value::Float(_) => Some(Spanned::new(
-                self.file.slice(node.span).trim().to_string(),
-                node.span,
-            )),
-            _ => {
-                self.wrong_type(node, what, "a string");
-                None
-            }
-        }
-    }
-
-    fn frontmatter(
-        &mut self,
-        root: &Y,
-        open: Span,
-        description: &mut Option<Spanned<String>>,
-        args: &mut Vec<CommandArg>,
-    ) {
-        let entries = match &root.value {
-            Value::Null => return,
-            Value::Map(entries) => entries,
-            _ => {
-                let span = if root.span.len == 0 { open } else { root.span };
-                self.error(
-                    "wrong-type",
-                    span,
-                    format!(
-                        "the frontmatter must be a mapping, found {}",
-                        root.value.kind()
-                    ),
-                    Some(
-                        "write `description: ...` and `args: [...]` between the `---` lines".into(),
-                    ),
-                );
-                return;
-            }
         };
-        self.check_keys(
-            entries,
-            FRONTMATTER_KEYS,
-            "the command's frontmatter",
-            "the frontmatter",
-        );
+        cx.check_keys(entries, &[ARG_KEYS], "an argument", &[]);
+        let mut name = match &item.value {
+            Value::Str(s) => Some(Spanned::new(s.clone(), item.span)),
+            _ => None,
+        };
+        let mut arg_description = None;
+        let mut required = None;
+        let mut default = None;
         for (key, value) in entries {
             match key.value.as_str() {
-                "description" => *description = self.string(value, "description"),
-                "args" => *args = self.args(value),
+                "name" => name = cx.string(value, "name"),
+                "description" => arg_description = cx.string(value, "description"),
+                "required" => required = cx.bool(value, "required"),
+                "default" => default = cx.string(value, "default"),
                 _ => {}
             }
         }
-    }
-
-    fn args(&mut self, node: &Y) -> Vec<CommandArg> {
-        let items = match &node.value {
-            Value::Seq(items) => items,
-            Value::Null => return Vec::new(),
-            _ => {
-                self.error(
+        let Some(name) = name else {
+            if !entries.iter().any(|(k, _)| k.value == "name") {
+                cx.error(
                     "command-frontmatter",
-                    node.span,
-                    "`args` must be a list".into(),
-                    Some(
-                        "write `args: [{ name: focus, description: ..., required: true }]`".into(),
-                    ),
-                );
-                return Vec::new();
-            }
-        };
-        let mut out: Vec<CommandArg> = Vec::new();
-        for item in items {
-            let entries = match &item.value {
-                Value::Map(entries) => entries.as_slice(),
-                // `args: [focus]`: a name alone is an optional argument.
-                Value::Str(_) => &[],
-                _ => {
-                    self.wrong_type(item, "an argument", "a name or a mapping with `name`");
-                    continue;
-                }
-            };
-            self.check_keys(entries, ARG_KEYS, "an argument", "an argument");
-            let mut name = match &item.value {
-                Value::Str(s) => Some(Spanned::new(s.clone(), item.span)),
-                _ => None,
-            };
-            let mut arg_description = None;
-            let mut required = None;
-            let mut default = None;
-            for (key, value) in entries {
-                match key.value.as_str() {
-                    "name" => name = self.string(value, "name"),
-                    "description" => arg_description = self.string(value, "description"),
-                    "required" => match value.value {
-                        Value::Bool(b) => required = Some(Spanned::new(b, value.span)),
-                        _ => self.wrong_type(value, "required", "true or false"),
-                    },
-                    "default" => default = self.string(value, "default"),
-                    _ => {}
-                }
-            }
-            let Some(name) = name else {
-                if !entries.iter().any(|(k, _)| k.value == "name") {
-                    self.error(
-                        "command-frontmatter",
-                        item.span,
-                        "an argument needs a `name`".into(),
-                        Some("write `args: [{ name: focus, required: true }]`".into()),
-                    );
-                }
-                continue;
-            };
-            let ok = !name.value.is_empty()
-                && name
-                    .value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !ok {
-                self.error(
-                    "bad-id",
-                    name.span,
-                    format!("bad argument name `{}`", name.value),
-                    Some("use only letters, digits, `_` and `-`".into()),
-                );
-                continue;
-            }
-            if let Some(first) = out.iter().find(|a| a.name.value == name.value) {
-                let d = Diagnostic::error(
-                    "command-frontmatter",
-                    self.file,
-                    name.span,
-                    format!("argument `{}` is declared twice", name.value),
+                    item.span,
+                    "an argument needs a `name`",
                 )
-                .with_secondary(first.name.span, "first declared here")
-                .with_help("remove or rename one");
-                self.diags.push(d);
-                continue;
+                .help = Some("write `args: [{ name: focus, required: true }]`".into());
             }
-            out.push(CommandArg {
-                name,
-                description: arg_description,
-                required,
-                default,
-            });
+            continue;
+        };
+        let ok = !name.value.is_empty()
+            && name
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            cx.error(
+                "bad-id",
+                name.span,
+                format!("bad argument name `{}`", name.value),
+            )
+            .help = Some("use only letters, digits, `_` and `-`".into());
+            continue;
         }
-        out
+        if let Some(first) = out.iter().find(|a| a.name.value == name.value) {
+            let d = Diagnostic::error(
+                "command-frontmatter",
+                cx.file(),
+                name.span,
+                format!("argument `{}` is declared twice", name.value),
+            )
+            .with_secondary(first.name.span, "first declared here")
+            .with_help("remove or rename one");
+            cx.push(d);
+            continue;
+        }
+        out.push(CommandArg {
+            name,
+            description: arg_description,
+            required,
+            default,
+        });
     }
+    out
 }
 
 #[cfg(test)]
@@ -486,7 +409,7 @@ mod tests {
         let help = errs[0].help.as_deref();
         assert_eq!(
             help,
-            Some("the frontmatter accepts `description` and `args`")
+            Some("the command's frontmatter accepts `description` and `args`")
         );
 
         let errs = parse("---\ndescription: [unclosed\n---\nBody\n").unwrap_err();
@@ -515,7 +438,7 @@ mod tests {
                 ("bad-id", "bad argument name `b c`"),
                 (
                     "wrong-type",
-                    "`an argument` must be a name or a mapping with `name`, found a list"
+                    "an argument must be a name or a mapping with `name`, found a list"
                 ),
             ]
         );

@@ -87,11 +87,7 @@ pub struct Decoded {
 
 /// Decodes a parsed YAML document. `default_name` is used when the file sets no `name`.
 pub fn decode(file: &Arc<SourceFile>, root: &Y, default_name: &str) -> Decoded {
-    let mut cx = Cx {
-        file,
-        diags: Vec::new(),
-        dropped_ids: Vec::new(),
-    };
+    let mut cx = Cx::new(file);
     let workflow = cx.workflow(root, default_name);
     Decoded {
         workflow,
@@ -100,7 +96,9 @@ pub fn decode(file: &Arc<SourceFile>, root: &Y, default_name: &str) -> Decoded {
     }
 }
 
-struct Cx<'a> {
+/// The decoder's state: the file and every problem found so far. Its scalar and key helpers
+/// also decode command-file frontmatter ([`super::command_file`]).
+pub(crate) struct Cx<'a> {
     file: &'a Arc<SourceFile>,
     diags: Vec<Diagnostic>,
     dropped_ids: Vec<String>,
@@ -108,8 +106,32 @@ struct Cx<'a> {
 
 type Entries<'y> = &'y [(Spanned<String>, Y)];
 
-impl Cx<'_> {
-    fn error(
+impl<'a> Cx<'a> {
+    /// A decoder for a file, with no problems yet.
+    pub(crate) fn new(file: &'a Arc<SourceFile>) -> Self {
+        Self {
+            file,
+            diags: Vec::new(),
+            dropped_ids: Vec::new(),
+        }
+    }
+
+    /// The file being decoded.
+    pub(crate) fn file(&self) -> &'a Arc<SourceFile> {
+        self.file
+    }
+
+    /// Records a problem built elsewhere.
+    pub(crate) fn push(&mut self, diagnostic: Diagnostic) {
+        self.diags.push(diagnostic);
+    }
+
+    /// Every problem found.
+    pub(crate) fn into_diagnostics(self) -> Vec<Diagnostic> {
+        self.diags
+    }
+
+    pub(crate) fn error(
         &mut self,
         code: &'static str,
         span: Span,
@@ -120,7 +142,7 @@ impl Cx<'_> {
         self.diags.last_mut().expect("just pushed")
     }
 
-    fn wrong_type(&mut self, node: &Y, what: &str, expected: &str) {
+    pub(crate) fn wrong_type(&mut self, node: &Y, what: &str, expected: &str) {
         // Keys are quoted (`retries`); descriptions like "a node" are not.
         let subject = if what.contains(' ') {
             what.to_string()
@@ -160,7 +182,7 @@ impl Cx<'_> {
     }
 
     /// Reports every key not in `allowed`, with a did-you-mean.
-    fn check_keys(
+    pub(crate) fn check_keys(
         &mut self,
         entries: Entries,
         allowed: &[&[&str]],
@@ -182,19 +204,19 @@ impl Cx<'_> {
                 .map(|(_, place)| format!("`{}` belongs {place}", key.value))
                 .or_else(|| suggestion(&key.value, candidates));
             let help = help.unwrap_or_else(|| {
-                let all: Vec<_> = allowed
+                let all: Vec<String> = allowed
                     .iter()
                     .flat_map(|l| l.iter())
                     .map(|k| format!("`{k}`"))
                     .collect();
-                format!("{context} accepts {}", all.join(", "))
+                format!("{context} accepts {}", english_list(&all))
             });
             let message = format!("unknown key `{}` in {context}", key.value);
             self.error("unknown-key", key.span, message).help = Some(help);
         }
     }
 
-    fn string(&mut self, node: &Y, what: &str) -> Option<Spanned<String>> {
+    pub(crate) fn string(&mut self, node: &Y, what: &str) -> Option<Spanned<String>> {
         match &node.value {
             Value::Str(s) => Some(Spanned::new(s.clone(), node.span)),
             // `bash: true`, `default: 3`: scalars read as the text they were written as.
@@ -219,7 +241,7 @@ impl Cx<'_> {
         Some(s)
     }
 
-    fn bool(&mut self, node: &Y, what: &str) -> Option<Spanned<bool>> {
+    pub(crate) fn bool(&mut self, node: &Y, what: &str) -> Option<Spanned<bool>> {
         match node.value {
             Value::Bool(b) => Some(Spanned::new(b, node.span)),
             _ => {
@@ -822,5 +844,14 @@ fn check_identifier(cx: &mut Cx, name: &Spanned<String>, what: &str) {
         cx.error("bad-id", name.span, format!("bad {what} `{}`", name.value))
             .set_label("only letters, digits, `_` and `-` are allowed")
             .help = Some(format!("rename it, for example to `{fixed}`"));
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn english_list(items: &[String]) -> String {
+    match items.split_last() {
+        None => String::new(),
+        Some((only, [])) => only.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
 }
