@@ -11,7 +11,9 @@ use super::progress::node_table;
 use super::run::{current_store, fail, resolve_run, say};
 use crate::exit;
 use crate::store::lock::live_owner;
-use crate::store::{time, Event, EventLog, NodeStatus, RunLock, RunStatus, RunSummary, Store};
+use crate::store::{
+    time, Event, EventLog, NodeStatus, RunDir, RunLock, RunStatus, RunSummary, Store,
+};
 use crate::workflow::duration;
 
 /// Runs `reins runs`.
@@ -116,14 +118,9 @@ pub fn status(args: StatusArgs) -> i32 {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let summary = match store.summary(&run) {
+    let summary = match read_summary(&store, &run) {
         Ok(s) => s,
-        Err(e) => {
-            return fail(
-                &format!("cannot read run {}: {e}", run.id),
-                exit::NODE_FAILED,
-            )
-        }
+        Err(code) => return code,
     };
     let now = SystemTime::now();
     match args.format {
@@ -188,14 +185,9 @@ pub fn cancel(args: CancelArgs) -> i32 {
     if let Some(owner) = live_owner(&run.lock_path()) {
         return stop_live(&store, &run.id, owner.pid);
     }
-    let summary = match store.summary(&run) {
+    let summary = match read_summary(&store, &run) {
         Ok(s) => s,
-        Err(e) => {
-            return fail(
-                &format!("cannot read run {}: {e}", run.id),
-                exit::NODE_FAILED,
-            )
-        }
+        Err(code) => return code,
     };
     match summary.status {
         RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Running => {
@@ -281,4 +273,14 @@ fn mark_cancelled(summary: &RunSummary) -> i32 {
     }
     say!("run {}: cancelled", run.id);
     exit::SUCCESS
+}
+
+/// A run's summary, or the exit code after saying why it cannot be read.
+fn read_summary(store: &Store, run: &RunDir) -> Result<RunSummary, i32> {
+    store.summary(run).map_err(|e| {
+        fail(
+            &format!("cannot read run {}: {e}", run.id),
+            exit::NODE_FAILED,
+        )
+    })
 }
