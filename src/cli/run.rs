@@ -227,7 +227,7 @@ fn dry_run(
     let mut inputs = match resolve_inputs(&workflow, given) {
         Ok(i) => i,
         Err(_) => {
-            // Lenient: show missing inputs as placeholders.
+            // A dry run needs no inputs: a missing one is shown as `<inputs.NAME>`.
             let mut m = std::collections::BTreeMap::new();
             for (name, input) in workflow.inputs.iter() {
                 let v = input
@@ -256,7 +256,8 @@ fn dry_run(
         store.run("<run-id>"),
         inputs,
     );
-    let placeholders: Vec<NodeValue> = (0..plan.len())
+    // Nothing runs, so each upstream output is shown as `<output of ID>`.
+    let stand_ins: Vec<NodeValue> = (0..plan.len())
         .map(|i| NodeValue::new(NodeStatus::Success, format!("<output of {}>", plan.id(i))))
         .collect();
     let concurrency = concurrency
@@ -273,7 +274,7 @@ fn dry_run(
         let node = &plan.workflow.nodes[i];
         let upstream: Vec<(&str, &NodeValue)> = plan.ancestors[i]
             .iter()
-            .map(|&a| (plan.id(a), &placeholders[a]))
+            .map(|&a| (plan.id(a), &stand_ins[a]))
             .collect();
         let ctx = info.context(upstream);
         let deps: Vec<&str> = plan.dag.deps[i].iter().map(|&d| plan.id(d)).collect();

@@ -174,7 +174,7 @@ fn check_runners(plan: &Plan, runners: &Runners) -> Result<(), LaunchError> {
         .map(|(id, _)| id.as_str())
         .collect();
     Err(LaunchError::usage(format!(
-        "this build of reins cannot run {} nodes yet ({}); nothing was run",
+        "no runner is registered for {} nodes ({}); nothing was run",
         kind.describe(),
         quoted(&nodes)
     )))
