@@ -636,46 +636,37 @@ impl Validator<'_> {
         self.template_in(node, &file, t, field, what, Args::None);
     }
 
-    /// Checks one template: syntax, helpers, and that every name it reads exists here.
-    /// Substitutions a shell would not read as a plain word: their quoting cannot protect the
-    /// script there, so they are errors.
-    fn shell_contexts(&mut self, file: &Arc<SourceFile>, t: &Spanned<String>) {
-        for (offset, place) in shell_context::unsafe_substitutions(&t.value) {
-            let end = t.value[offset..]
-                .find("}}")
-                .map(|e| offset + e + 2)
-                .unwrap_or(t.value.len());
-            let tag = &t.value[offset..end];
-            let nth = t.value[..offset].matches(tag).count();
-            let span = template::locate_nth(file, t.span, tag, nth);
-            let name = tag.trim_start_matches('{').trim_end_matches('}').trim();
-            let env_hint = match name.split('.').collect::<Vec<_>>().as_slice() {
-                ["inputs", input] => format!("\"$REINS_INPUT_{}\"", env_suffix(input)),
-                ["nodes", id, "output"] => format!("\"$REINS_NODE_{}_OUTPUT\"", env_suffix(id)),
-                ["nodes", id, "status"] => format!("\"$REINS_NODE_{}_STATUS\"", env_suffix(id)),
-                ["artifacts"] => "\"$REINS_ARTIFACTS\"".to_string(),
-                _ => "its `REINS_*` environment variable".to_string(),
+    /// Values a bash script would read where not even a variable is safe or meaningful
+    /// (arithmetic, single quotes, comments...): errors, each with its fix.
+    fn shell_contexts(&mut self, file: &Arc<SourceFile>, t: &Spanned<String>, analysis: &Analysis) {
+        let mut locator = template::TagLocator::new(file, t.span, &t.value);
+        for found in shell_context::places(&analysis.skeleton) {
+            let Some(&tag_at) = analysis.slots.get(found.slot) else {
+                continue;
             };
-            let help = match place {
-                shell_context::Unsafe::Heredoc => format!(
-                    "print the value with `printf '%s\\n' {tag}` instead, or write {env_hint} in the heredoc"
-                ),
-                _ => format!(
-                    "remove the quotes around it: reins shell-quotes every substituted value itself (`echo {tag}`); inside a string, use {env_hint}"
-                ),
+            // Every tag is located, in order, so the next one is found after it.
+            let span = locator.tag(tag_at);
+            let shell_context::Place::Refused(why) = found.place else {
+                continue;
+            };
+            let tag = locator.tag_text(tag_at);
+            let name = tag.trim_start_matches('{').trim_end_matches('}').trim();
+            let var = match name.split('.').collect::<Vec<_>>().as_slice() {
+                ["inputs", input] => Some(format!("REINS_INPUT_{}", env_suffix(input))),
+                ["nodes", id, "output"] => Some(format!("REINS_NODE_{}_OUTPUT", env_suffix(id))),
+                ["nodes", id, "status"] => Some(format!("REINS_NODE_{}_STATUS", env_suffix(id))),
+                ["artifacts"] => Some("REINS_ARTIFACTS".to_string()),
+                _ => None,
             };
             self.diags.push(
                 Diagnostic::error(
                     "unsafe-substitution",
                     file,
                     span,
-                    format!(
-                        "`{tag}` is {} in a shell script, where quoting cannot protect it",
-                        place.describe()
-                    ),
+                    format!("`{tag}` is {} in a shell script", why.describe()),
                 )
-                .with_label("a value here could run shell code")
-                .with_help(help),
+                .with_label(why.why())
+                .with_help(why.help(tag, var.as_deref())),
             );
         }
     }
@@ -709,27 +700,27 @@ impl Validator<'_> {
         };
         let is_shell = matches!(field, Field::Bash | Field::UntilBash | Field::LoopBash);
         if is_shell {
-            self.shell_contexts(file, t);
+            self.shell_contexts(file, t, &analysis);
         }
         if analysis.raw_substitution && is_shell {
             let span = template::locate(file, t.span, "{{{");
             self.diags.push(
-                Diagnostic::warning("raw-substitution", file, span, "triple braces insert a value into a shell script without quoting")
-                    .with_label("not shell-quoted")
-                    .with_help("use `{{...}}` (quoted), or read the value from its environment variable, like \"$REINS_INPUT_NAME\""),
+                Diagnostic::warning(
+                    "raw-substitution",
+                    file,
+                    span,
+                    "triple braces insert a value into a shell script without quoting",
+                )
+                .with_label("this value becomes script text: it can run as code")
+                .with_help(
+                    "use `{{...}}`: reins then passes the value as a variable, never as code",
+                ),
             );
         }
-        // The n-th use of a name points at its n-th place in the text.
-        let mut uses: HashMap<(bool, String), usize> = HashMap::new();
-        let mut nth = |helper: bool, name: &str| -> usize {
-            let n = uses.entry((helper, name.to_string())).or_insert(0);
-            *n += 1;
-            *n - 1
-        };
-        for helper in &analysis.helpers {
-            let n = nth(true, helper);
+        let mut locator = template::TagLocator::new(file, t.span, &t.value);
+        for (helper, tag) in &analysis.helpers {
             if !template::known_helpers().any(|k| k == helper) {
-                let span = template::locate_nth(file, t.span, helper, n);
+                let span = locator.name(*tag, helper);
                 let help = suggestion(helper, template::known_helpers()).unwrap_or_else(|| {
                     format!("available helpers: {}", list(template::known_helpers()))
                 });
@@ -744,8 +735,9 @@ impl Validator<'_> {
                 );
             }
         }
+        let mut locator = template::TagLocator::new(file, t.span, &t.value);
         for r in &analysis.references {
-            let span = template::locate_nth(file, t.span, &r.raw, nth(false, &r.raw));
+            let span = locator.name(r.tag, &r.raw);
             self.reference(node, file, span, r, field, command_args);
         }
     }
