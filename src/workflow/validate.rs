@@ -246,6 +246,7 @@ impl Validator<'_> {
 
     fn run(&mut self, commands: &dyn CommandLookup) {
         self.ids();
+        self.env_names();
         self.dependencies();
         self.cycles();
         self.profiles();
@@ -272,6 +273,74 @@ impl Validator<'_> {
                     .with_label("used again here")
                     .with_secondary(first.id.span, "first used here")
                     .with_help("every node needs its own id; rename one of them"),
+                );
+            }
+        }
+    }
+
+    /// Node ids and input names become `REINS_*` variables: two that become the same one
+    /// are an error, so is an `env:` key no environment can hold.
+    fn env_names(&mut self) {
+        let wf = self.wf;
+        let clash = |what: &str,
+                     names: Vec<&Spanned<String>>,
+                     (prefix, suffix): (&str, &str),
+                     diags: &mut Vec<Diagnostic>| {
+            let mut seen: HashMap<String, &Spanned<String>> = HashMap::new();
+            for name in names {
+                let var = format!("{prefix}{}{suffix}", env_suffix(&name.value));
+                match seen.get(&var) {
+                    Some(first) if first.value != name.value => diags.push(
+                        Diagnostic::error(
+                            "env-name-clash",
+                            self.file,
+                            name.span,
+                            format!(
+                                "{what} `{}` and `{}` both become the variable `{var}`",
+                                first.value, name.value
+                            ),
+                        )
+                        .with_label("same variable as another")
+                        .with_secondary(first.span, "this one")
+                        .with_help(format!("names become `{prefix}*` variables upper-cased, with `-` and `.` turned into `_`; rename one of them")),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        seen.insert(var, name);
+                    }
+                }
+            }
+        };
+        let ids: Vec<&Spanned<String>> = wf.nodes.iter().map(|n| &n.id).collect();
+        clash("node ids", ids, ("REINS_NODE_", "_OUTPUT"), &mut self.diags);
+        let inputs: Vec<&Spanned<String>> = wf.inputs.iter().map(|(n, _)| n).collect();
+        clash("inputs", inputs, ("REINS_INPUT_", ""), &mut self.diags);
+        let keys = wf
+            .env
+            .iter()
+            .chain(wf.nodes.iter().flat_map(|n| n.env.iter()))
+            .chain(wf.agents.iter().flat_map(|(_, p)| p.env.iter()))
+            .map(|(k, _)| k);
+        for key in keys {
+            let problem = if key.value.is_empty() {
+                Some("is empty")
+            } else if key.value.contains('=') {
+                Some("contains `=`")
+            } else if key.value.contains('\0') {
+                Some("contains a NUL byte")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.diags.push(
+                    Diagnostic::error(
+                        "bad-env-name",
+                        self.file,
+                        key.span,
+                        format!("environment variable name {:?} {problem}", key.value),
+                    )
+                    .with_label("no environment can hold this name")
+                    .with_help("name it with letters, digits and `_`, like `CARGO_TERM_COLOR`"),
                 );
             }
         }
