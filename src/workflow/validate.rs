@@ -151,6 +151,7 @@ pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic
             diags: Vec::new(),
             used_inputs: Vec::new(),
             ancestors,
+            counts: HashMap::new(),
         };
         v.run(commands);
         diags.extend(v.diags);
@@ -162,7 +163,66 @@ pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic
         let spans: Vec<_> = d.labels.iter().map(|l| l.span).collect();
         seen.insert((d.file.path.clone(), d.code, d.message.clone(), spans))
     });
-    diags
+    cap(diags)
+}
+
+/// How many diagnostics of one code in one file are shown; the rest are counted.
+pub const SHOWN_PER_CODE: usize = 10;
+
+/// The most `{{...}}` tags one template may hold: Handlebars' parser takes time quadratic in
+/// a template's tags, so a flood is refused before it is parsed.
+pub const MAX_TAGS_PER_TEMPLATE: usize = 1000;
+
+/// Keeps the first [`SHOWN_PER_CODE`] diagnostics of each code in each file and sums up the
+/// rest in one more ("and 19,990 more"), so a flood of errors is reported in bounded memory.
+fn cap(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut shown: HashMap<(PathBuf, &'static str), usize> = HashMap::new();
+    let mut kept = Vec::with_capacity(diags.len().min(1000));
+    let mut extra: Vec<(Diagnostic, usize)> = Vec::new();
+    for d in diags {
+        let n = shown.entry((d.file.path.clone(), d.code)).or_insert(0);
+        *n += 1;
+        if *n <= SHOWN_PER_CODE {
+            kept.push(d);
+        } else if let Some((_, count)) = extra
+            .iter_mut()
+            .find(|(e, _)| e.code == d.code && e.file.path == d.file.path)
+        {
+            *count += 1;
+        } else {
+            extra.push((d, 1));
+        }
+    }
+    for (first, count) in extra {
+        let mut d = first;
+        let kind = if d.is_error() { "error" } else { "warning" };
+        d.message = format!(
+            "and {} more `{}` {kind}{} like the ones above; the next: {}",
+            thousands(count),
+            d.code,
+            if count == 1 { "" } else { "s" },
+            d.message
+        );
+        d.labels.truncate(1);
+        d.help = Some(format!(
+            "reins shows {SHOWN_PER_CODE} of each kind per file; fix these and validate again"
+        ));
+        kept.push(d);
+    }
+    kept
+}
+
+/// `19990` -> `19,990`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (k, c) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Loads and validates one workflow file, finding command files like `reins run` does
@@ -231,9 +291,20 @@ struct Validator<'a> {
     used_inputs: Vec<String>,
     /// Everything each node depends on, directly or not.
     ancestors: Ancestors,
+    /// Diagnostics pushed per code, so the costly help of a flood is computed only for
+    /// those shown (see [`cap`]).
+    counts: HashMap<&'static str, usize>,
 }
 
 impl Validator<'_> {
+    /// Counts one more diagnostic of `code`; true once more of them are known than are shown,
+    /// when a cheap help will do (it is never displayed).
+    fn flood(&mut self, code: &'static str) -> bool {
+        let n = self.counts.entry(code).or_insert(0);
+        *n += 1;
+        *n > SHOWN_PER_CODE * 4
+    }
+
     /// True if node `me` depends on node `other`, directly or not.
     fn depends_on(&mut self, me: usize, other: usize) -> bool {
         match &mut self.ancestors {
@@ -371,8 +442,12 @@ impl Validator<'_> {
                 if known.contains(dep.value.as_str()) || self.dropped.contains(&dep.value) {
                     continue;
                 }
-                let help = suggestion(&dep.value, ids.iter().copied())
-                    .unwrap_or_else(|| format!("known nodes: {}", list(ids.iter().copied())));
+                let help = if self.flood("unknown-dependency") {
+                    String::new()
+                } else {
+                    suggestion(&dep.value, ids.iter().copied())
+                        .unwrap_or_else(|| format!("known nodes: {}", list(ids.iter().copied())))
+                };
                 self.diags.push(
                     Diagnostic::error(
                         "unknown-dependency",
@@ -749,6 +824,25 @@ impl Validator<'_> {
         what: &str,
         command_args: Args,
     ) {
+        let tags = t.value.matches("{{").count();
+        if tags > MAX_TAGS_PER_TEMPLATE {
+            self.diags.push(
+                Diagnostic::error(
+                    "template-too-large",
+                    file,
+                    t.span,
+                    format!(
+                        "`{what}` holds {} `{{{{...}}}}` tags; one template may hold at most {}",
+                        thousands(tags),
+                        thousands(MAX_TAGS_PER_TEMPLATE)
+                    ),
+                )
+                .with_help(
+                    "split it over several nodes, or read the values from files in `{{artifacts}}`",
+                ),
+            );
+            return;
+        }
         let analysis: Analysis = match template::analyze(&t.value) {
             Ok(a) => a,
             Err(e) => {
@@ -840,6 +934,12 @@ impl Validator<'_> {
                 };
                 if self.wf.inputs.get(name).is_some() {
                     self.used_inputs.push(name.clone());
+                } else if self.flood("unknown-input") {
+                    self.diags.push(error(
+                        "unknown-input",
+                        format!("`inputs.{name}` is not a declared input"),
+                        String::new(),
+                    ));
                 } else {
                     let help = suggestion(name, self.wf.inputs.names()).unwrap_or_else(|| {
                         format!("declare it: `inputs: {{ {name}: {{ required: true }} }}`")
@@ -864,7 +964,9 @@ impl Validator<'_> {
                     return;
                 };
                 let Some(target) = self.dag.index_of(id) else {
-                    if !self.dropped.contains(id) {
+                    if !self.dropped.contains(id) && self.flood("unknown-node") {
+                        self.diags.push(error("unknown-node", format!("`nodes.{id}` names no node"), String::new()));
+                    } else if !self.dropped.contains(id) {
                         let help = suggestion(id, self.dag.ids.iter().map(String::as_str))
                             .unwrap_or_else(|| {
                                 format!(
