@@ -775,6 +775,15 @@ impl Validator<'_> {
         }
     }
 
+    /// Inputs a template names count as used even when it is not checked further.
+    fn mark_inputs_named(&mut self, text: &str) {
+        for (name, _) in self.wf.inputs.iter() {
+            if text.contains(&format!("inputs.{}", name.value)) {
+                self.used_inputs.push(name.value.clone());
+            }
+        }
+    }
+
     fn template(&mut self, node: Option<usize>, t: &Spanned<String>, field: Field, what: &str) {
         let file = self.file.clone();
         self.template_in(node, &file, t, field, what, Args::None);
@@ -826,6 +835,7 @@ impl Validator<'_> {
     ) {
         let tags = t.value.matches("{{").count();
         if tags > MAX_TAGS_PER_TEMPLATE {
+            self.mark_inputs_named(&t.value);
             self.diags.push(
                 Diagnostic::error(
                     "template-too-large",
@@ -847,11 +857,7 @@ impl Validator<'_> {
             Ok(a) => a,
             Err(e) => {
                 // Inputs it names are not "unused" just because the template is broken.
-                for (name, _) in self.wf.inputs.iter() {
-                    if t.value.contains(&format!("inputs.{}", name.value)) {
-                        self.used_inputs.push(name.value.clone());
-                    }
-                }
+                self.mark_inputs_named(&t.value);
                 let span = template::locate_position(file, t.span, &t.value, e.position);
                 self.diags.push(
                     Diagnostic::error("template-syntax", file, span, e.message).with_help(format!(
