@@ -1,5 +1,7 @@
-//! Hostile inputs and node outputs never run as shell code: every `{{value}}` in a bash node is
-//! shell-quoted, and the same values are in the environment.
+//! Hostile inputs, node outputs and agent replies never run as shell code: every `{{value}}`
+//! in a bash node reaches the shell as an environment variable, never as script text, and
+//! where not even a variable is safe `validate` refuses the script. The data-driven suite
+//! reads `tests/data/injection/` (see its README).
 
 mod support;
 
@@ -305,6 +307,70 @@ fn every_payload_in_every_context_is_only_its_literal_value() {
                     &want[..want.len().min(200)]
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn agent_replies_are_hostile_values_too() {
+    let Some(claude) = support::require_claude() else {
+        return;
+    };
+    let (contexts, payloads) = injection_data();
+    let literal: Vec<&Context> = contexts.iter().filter(|c| !c.refused).collect();
+    let chosen = [
+        "newline-ends-a-comment",
+        "single-quote",
+        "subscript",
+        "heredoc-delimiter",
+        "ansi-c",
+        "backticks",
+    ];
+    let api = support::MockApi::start();
+    let mut yaml = format!(
+        "agents:\n  claude: {{program: {}}}\nnodes:\n",
+        scalar(&claude.display().to_string())
+    );
+    let mut replies = Vec::new();
+    for (k, p) in payloads
+        .iter()
+        .filter(|p| chosen.contains(&p.name.as_str()))
+        .enumerate()
+    {
+        let reply = String::from_utf8(p.bytes()).unwrap();
+        api.rule(&format!("MARK-{k}-"), [support::Turn::text(reply.clone())]);
+        yaml.push_str(&format!("  - {{id: ask{k}, prompt: 'MARK-{k}- reply'}}\n"));
+        for c in &literal {
+            yaml.push_str(&format!(
+                "  - id: use{k}-{0}\n    depends_on: [ask{k}]\n    env: {{ OUT: out/{k}-{0}.bin }}\n    bash: {1}\n",
+                c.name,
+                scalar(&c.bash.replace("{{V}}", &format!("{{{{nodes.ask{k}.output}}}}")))
+            ));
+        }
+        replies.push((k, p.name.clone(), reply));
+    }
+    let repo = Repo::new().workflow("agents", &yaml).file("out/.keep", "");
+    let home = repo.join(".claude-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = repo
+        .reins(["run", "agents"])
+        .timeout(std::time::Duration::from_secs(300));
+    for (key, value) in support::claude_env(&api, &home) {
+        cmd = cmd.env(&key, &value);
+    }
+    let out = cmd.run();
+    assert_not_pwned_named(&repo, "agent replies");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for (k, name, reply) in &replies {
+        for c in &literal {
+            let got = std::fs::read(repo.join(&format!("out/{k}-{}.bin", c.name))).unwrap();
+            let want = c.expect.as_deref().unwrap().replace("{V}", reply);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                want,
+                "{name} / {}: the script saw something else than the reply",
+                c.name
+            );
         }
     }
 }
