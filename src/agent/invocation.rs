@@ -1,9 +1,12 @@
 //! One run of the agent CLI: what to run, where, with which profile, and its command line.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
+
+use crate::process::Watchdog;
 
 /// Prompts longer than this (100 KiB) go through `prompt.md` in the node's folder: one
 /// argument is capped at 128 KiB, and an argument is visible to everyone in `ps`.
@@ -67,6 +70,10 @@ pub struct AgentInvocation {
     pub wall_timeout: Option<Duration>,
     /// Files the agent must leave behind; relative paths are taken from `cwd`.
     pub required_outputs: Vec<PathBuf>,
+    /// Time between TERM and KILL when reins stops the agent's process group.
+    pub grace: Duration,
+    /// Registers the agent's process group so that it dies with reins.
+    pub watchdog: Option<Arc<Watchdog>>,
 }
 
 impl AgentInvocation {
@@ -95,6 +102,8 @@ impl AgentInvocation {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             wall_timeout: None,
             required_outputs: Vec::new(),
+            grace: crate::process::DEFAULT_GRACE,
+            watchdog: None,
         }
     }
 
