@@ -227,13 +227,19 @@ impl Group {
         }
     }
 
-    /// True while a member of the group or an escaped descendant is left (reaping the escaped
-    /// ones that are reins' children).
+    /// True while a member of the group or an escaped descendant is left (reaping those that
+    /// are reins' children: as a subreaper, reins adopts the group's orphans, and a zombie
+    /// still counts as a member).
     fn alive(&mut self) -> bool {
         self.escaped.retain(|&pid| {
             let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
             sys::running(pid)
         });
+        let members = Pid::from_raw(-self.pgid.as_raw());
+        while let Ok(
+            nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..),
+        ) = waitpid(members, Some(WaitPidFlag::WNOHANG))
+        {}
         !self.escaped.is_empty() || !matches!(killpg(self.pgid, None), Err(Errno::ESRCH))
     }
 
@@ -247,8 +253,17 @@ impl Group {
         }
         for pid in sys::escaped(self.tag) {
             let pid = Pid::from_raw(pid);
-            if !self.escaped.contains(&pid) {
-                self.escaped.push(pid);
+            if self.escaped.contains(&pid) {
+                continue;
+            }
+            self.escaped.push(pid);
+            // Already being stopped: the newcomer gets the same signal, and a grace period of
+            // its own after TERM.
+            if self.killed_at.is_some() {
+                let _ = kill(pid, Signal::SIGKILL);
+            } else if self.term_at.is_some() {
+                let _ = kill(pid, Signal::SIGTERM);
+                self.term_at = Some(Instant::now());
             }
         }
     }

@@ -239,14 +239,21 @@ pub async fn run(
         }
     }
 
-    // Phase 3: what is left of the group, and what left it, goes the same way.
-    group.settle(spec.grace, stop).await;
-    let output_open = !stdout.ended_soon().await || !stderr.ended_soon().await;
-    group.find_escaped(output_open);
-    group.settle(spec.grace, stop).await;
+    // Phase 3: what is left of the group, and what left it, goes the same way. While the
+    // output stays open, something that left the group holds it: look again.
+    let drain_by = Instant::now() + OUTPUT_DRAIN_LIMIT;
+    loop {
+        group.settle(spec.grace, stop).await;
+        let open = !stdout.ended_soon().await || !stderr.ended_soon().await;
+        group.find_escaped(open);
+        if !open || Instant::now() >= drain_by {
+            group.settle(spec.grace, stop).await;
+            break;
+        }
+    }
 
-    let out = stdout.finish().await;
-    let _ = stderr.finish().await;
+    let out = stdout.finish(drain_by).await;
+    let _ = stderr.finish(drain_by).await;
     let status = status.expect("the loop ends after the leader is reaped");
     let ending = reason.unwrap_or_else(|| match (status.code(), status.signal()) {
         (Some(c), _) => Ending::Exited(c),
@@ -376,13 +383,13 @@ impl Pump {
         task.is_finished()
     }
 
-    /// Waits for the end of the stream, but not forever: a process that escaped the group
-    /// (and, off Linux, was not found) may hold it open. Then keeps what arrived.
-    async fn finish(mut self) -> Captured {
+    /// Waits for the end of the stream until `by`, not forever: a process that escaped the
+    /// group (and, off Linux, was not found) may hold it open. Then keeps what arrived.
+    async fn finish(mut self, by: Instant) -> Captured {
         let Some(mut task) = self.task.take() else {
             return Captured::default();
         };
-        if let Ok(Ok(got)) = tokio::time::timeout(OUTPUT_DRAIN_LIMIT, &mut task).await {
+        if let Ok(Ok(got)) = tokio::time::timeout_at(by.into(), &mut task).await {
             return got;
         }
         if let Some(stop) = self.stop.take() {

@@ -158,16 +158,19 @@ impl PtyChild {
                 Err(_) => ExitStatus::Code(-1),
             };
             let mut group = Group::new(pid as i32, &membership);
-            group.settle(command.grace, &NoStop).await;
-            let open = !ended_soon(&pump).await;
-            group.find_escaped(open);
-            group.settle(command.grace, &NoStop).await;
+            let drain_by = tokio::time::Instant::now() + OUTPUT_DRAIN_LIMIT;
+            loop {
+                group.settle(command.grace, &NoStop).await;
+                let open = !ended_soon(&pump).await;
+                group.find_escaped(open);
+                if !open || tokio::time::Instant::now() >= drain_by {
+                    group.settle(command.grace, &NoStop).await;
+                    break;
+                }
+            }
             // The hung-up terminal ends the reader at once; bound the wait anyway.
             let mut pump = pump;
-            if tokio::time::timeout(OUTPUT_DRAIN_LIMIT, &mut pump)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(drain_by, &mut pump).await.is_err() {
                 let _ = stop_tx.send(());
                 let _ = pump.await;
             }
