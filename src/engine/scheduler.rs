@@ -403,15 +403,26 @@ impl Task {
         let settings = &self.plan.settings[i];
         let prepared = self.prepare(workflow_env);
         let token = self.canceller.token();
+        // A gate that already asked is looked at again (a resume, an answer that arrived): it
+        // is not a new attempt, and it stays `waiting` until its answer settles it.
+        let gate_asked_before = matches!(
+            self.plan.workflow.nodes[i].kind,
+            crate::workflow::NodeKind::Approval(_)
+        ) && self.prior.approval.is_some();
         let mut attempt = 1;
         loop {
             if token.level() != CancelLevel::None {
+                if gate_asked_before {
+                    return (i, Final::Waiting); // its request stays open
+                }
                 return self.cancelled();
             }
-            self.recorder.record(Event::NodeStarted {
-                node: self.id.clone(),
-                attempt,
-            });
+            if !(gate_asked_before && attempt == 1) {
+                self.recorder.record(Event::NodeStarted {
+                    node: self.id.clone(),
+                    attempt,
+                });
+            }
             let outcome = match &prepared {
                 Ok((env, cwd, dir)) => {
                     let mut env = env.clone();
