@@ -191,6 +191,9 @@ pub fn start(
     runners: &Runners,
     isolate: bool,
 ) -> Result<Prepared, LaunchError> {
+    store
+        .check_dir()
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     let inputs = resolve_inputs(&workflow, inputs)?;
     let isolate = isolate
         || workflow
@@ -270,6 +273,9 @@ pub fn resume(
     from: Option<&str>,
     runners: &Runners,
 ) -> Result<Resumed, LaunchError> {
+    store
+        .check_dir()
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     let manifest = run
         .manifest()
         .map_err(|e| LaunchError::io(format!("cannot read run {}: {e}", run.id)))?;
@@ -424,6 +430,9 @@ fn check_started_digest(
 /// Checks that a run is still what it was frozen as: `run.json` ([`Manifest::verify`]) and the
 /// digest its `run_started` event recorded. `approve`/`reject` call it before answering.
 pub fn verify_frozen(store: &Store, run: &RunDir, manifest: &Manifest) -> Result<(), LaunchError> {
+    store
+        .check_dir()
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     manifest
         .verify(run, store.root())
         .map_err(LaunchError::usage)?;

@@ -225,6 +225,46 @@ impl Store {
         }
     }
 
+    /// Refuses a `.reins` (or `.reins/runs`) that is a symbolic link leading out of the working
+    /// tree: run state, answers and locks must live in the repository they belong to, not
+    /// wherever a link planted by a node (or anyone) points.
+    pub fn check_dir(&self) -> io::Result<()> {
+        let root = self
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| self.root.clone());
+        for dir in [self.dir.clone(), self.runs_dir()] {
+            let is_link = fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink());
+            if !is_link {
+                continue;
+            }
+            let target = fs::canonicalize(&dir);
+            let inside = target
+                .as_ref()
+                .is_ok_and(|t| t.starts_with(&root) && *t != root);
+            if !inside {
+                let shown = match &target {
+                    Ok(t) => t.display().to_string(),
+                    Err(_) => fs::read_link(&dir)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_else(|_| "?".into()),
+                };
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symbolic link to {shown}, outside the repository {}; reins keeps \
+                         run state inside the working tree it belongs to: remove the link \
+                         (`rm {}`) and run again",
+                        dir.display(),
+                        root.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `.reins/.gitignore` (`*`) once, so run history, artifacts and worktrees never show
     /// up in `git status` or a `git add -A`, whether or not the project ignores `.reins/`.
     fn ignore_in_git(&self) -> io::Result<()> {
@@ -254,6 +294,7 @@ impl Store {
         manifest: &mut Manifest,
         prepare: impl FnOnce(&str, &mut Manifest) -> Result<(), String>,
     ) -> Result<(RunDir, RunLock), CreateError> {
+        self.check_dir()?;
         let runs = self.runs_dir();
         fs::create_dir_all(&runs)?;
         self.ignore_in_git()?;
