@@ -171,3 +171,43 @@ fn clean_keeps_the_worktree_of_a_run_being_resumed_and_says_what_removing_costs(
     );
     assert!(!worktree.exists());
 }
+
+#[test]
+fn outputs_are_a_contract_on_bash_nodes_and_a_link_out_does_not_satisfy_it() {
+    let repo = Repo::new().file("secret.txt", "s\n").workflow(
+        "outs",
+        r#"nodes:
+  - id: writes
+    bash: echo plan > "$REINS_ARTIFACTS/plan.md"
+    outputs: [plan.md]
+  - id: forgets
+    bash: echo nothing
+    outputs: [report.md]
+  - id: links-out
+    bash: ln -s "$PWD/secret.txt" "$REINS_ARTIFACTS/stolen.md"
+    outputs: [stolen.md]
+  - id: loops
+    loop:
+      bash: echo "$REINS_LOOP_ITERATION" | tee "$REINS_ARTIFACTS/loop-$REINS_LOOP_ITERATION.md"
+      until: "{{eq output '2'}}"
+      max_iterations: 3
+    outputs: [loop-2.md, loop-3.md]
+    continue_on_error: true
+"#,
+    );
+    repo.reins(["run", "outs"]).run().code(1);
+    let run = repo.the_run();
+    assert_eq!(repo.node(&run, "writes")["status"], "success");
+    let error = |id: &str| {
+        let node = repo.node(&run, id);
+        assert_eq!(node["status"], "failed", "{node:#}");
+        node["error"].as_str().unwrap().to_string()
+    };
+    assert!(error("forgets").contains("`report.md` does not exist"));
+    assert!(error("links-out").contains("outside the artifacts folder"));
+    let e = error("loops");
+    assert!(
+        e.contains("`loop-3.md` does not exist") && !e.contains("loop-2"),
+        "{e}"
+    );
+}

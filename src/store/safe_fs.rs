@@ -146,9 +146,53 @@ pub fn relative<'a>(base: &Path, path: &'a Path) -> io::Result<&'a Path> {
     })
 }
 
+/// Checks a declared output: `rel` names an existing file or folder inside `artifacts`, and
+/// does not lead out of it through a link (a link to a file inside is fine). The error says
+/// what is wrong with it.
+pub fn check_output(artifacts: &Path, rel: &str) -> Result<(), String> {
+    if let Err(e) = parts(Path::new(rel)) {
+        return Err(format!("`{rel}`: {e}"));
+    }
+    let path = artifacts.join(rel);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Err(format!("`{rel}` does not exist"));
+    }
+    let base = artifacts
+        .canonicalize()
+        .map_err(|e| format!("cannot read {}: {e}", artifacts.display()))?;
+    match path.canonicalize() {
+        Ok(real) if real.starts_with(&base) => Ok(()),
+        Ok(real) => Err(format!(
+            "`{rel}` is a link to {}, outside the artifacts folder",
+            real.display()
+        )),
+        Err(_) => Err(format!("`{rel}` is a link to nothing")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_must_really_be_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let artifacts = tmp.path().join("artifacts");
+        std::fs::create_dir_all(artifacts.join("sub")).unwrap();
+        std::fs::write(artifacts.join("sub/plan.md"), "x").unwrap();
+        std::fs::write(tmp.path().join("secret"), "x").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("secret"), artifacts.join("out.md")).unwrap();
+        std::os::unix::fs::symlink("sub/plan.md", artifacts.join("in.md")).unwrap();
+        assert_eq!(check_output(&artifacts, "sub/plan.md"), Ok(()));
+        assert_eq!(check_output(&artifacts, "in.md"), Ok(()));
+        let e = check_output(&artifacts, "out.md").unwrap_err();
+        assert!(e.contains("outside the artifacts folder"), "{e}");
+        assert!(check_output(&artifacts, "none.md")
+            .unwrap_err()
+            .contains("does not exist"));
+        assert!(check_output(&artifacts, "../secret").is_err());
+        assert!(check_output(&artifacts, "/etc/passwd").is_err());
+    }
 
     #[test]
     fn never_follows_a_link_at_any_level() {
