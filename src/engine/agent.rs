@@ -75,6 +75,8 @@ pub struct Profile {
     pub args: Vec<String>,
     /// Environment variables as templates, base profile's first.
     pub env: Vec<(String, String)>,
+    /// The agent may run `reins` and write run state (`allow_control_plane: true`).
+    pub allow_control_plane: bool,
 }
 
 /// Merges the profile `name` with the profiles it `use`s, down to the built-in `claude`: a
@@ -104,6 +106,9 @@ pub fn resolve_profile(wf: &Workflow, name: &str) -> Profile {
         out.model = value(&p.model).or(out.model);
         out.permission_mode = value(&p.permission_mode).or(out.permission_mode);
         out.max_turns = p.max_turns.as_ref().map(|m| m.value).or(out.max_turns);
+        if let Some(allow) = &p.allow_control_plane {
+            out.allow_control_plane = allow.value;
+        }
         let list = |l: &[crate::source::Spanned<String>]| {
             l.iter().map(|s| s.value.clone()).collect::<Vec<_>>()
         };
@@ -256,6 +261,15 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
         .map(|m| m.value)
         .or(profile.max_turns);
     inv.extra_args = profile.args;
+    if !profile.allow_control_plane {
+        inv.control_plane = job
+            .run
+            .dir
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf);
+    }
     let artifacts = job.run.artifacts();
     inv.add_dirs = vec![artifacts.clone()];
     inv.env = job.env.clone();
