@@ -240,6 +240,36 @@ impl Plan {
         }
     }
 
+    /// The values node `i`'s `when` reads (empty without a `when`).
+    pub fn when_references(&self, i: usize) -> Vec<crate::workflow::template::Reference> {
+        self.workflow.nodes[i]
+            .when
+            .as_ref()
+            .and_then(|w| crate::workflow::template::analyze(&w.value).ok())
+            .map(|a| a.references)
+            .unwrap_or_default()
+    }
+
+    /// True when node `d`'s `when` reads the status of node `i` (`nodes.ID.status`).
+    pub fn when_reads_status_of(&self, d: usize, i: usize) -> bool {
+        let id = self.id(i);
+        self.ancestors[d].contains(&i)
+            && self.when_references(d).iter().any(|r| {
+                r.segments.len() >= 3
+                    && r.segments[0] == "nodes"
+                    && r.segments[1] == id
+                    && r.segments[2] == "status"
+            })
+    }
+
+    /// True when node `i`'s `when` reads a value only known once the run executes: an
+    /// upstream node's output or status.
+    pub fn when_depends_on_run(&self, i: usize) -> bool {
+        self.when_references(i)
+            .iter()
+            .any(|r| r.segments.first().is_some_and(|s| s == "nodes") || r.in_block)
+    }
+
     /// The order in which nodes start when each finishes at once: dependencies first, and among
     /// ready nodes the one with the most work behind it (what `--dry-run` prints).
     pub fn schedule_order(&self) -> Vec<usize> {

@@ -216,17 +216,26 @@ impl Scheduler {
         }
     }
 
-    /// A failed node is *handled* when a failure does not fail the run: it has
-    /// `continue_on_error`, or a dependent of it ran anyway (its trigger rule accepted the
-    /// failure, e.g. `trigger: all_done`, and its `when` held).
+    /// A failed node is *handled* when its failure does not fail the run: it has
+    /// `continue_on_error`, or a node ran *because of* the failure: one whose `when` reads
+    /// this node's status (a rework branch), or a direct dependent with `trigger: one_success`.
+    /// A dependent that merely runs anyway (`trigger: all_done` cleanup) does not hide it.
     fn handled(&self, i: usize) -> bool {
-        self.x.plan.settings[i].continue_on_error
-            || self.x.plan.dag.dependents[i].iter().any(|&d| {
-                matches!(
-                    self.status[d],
-                    NodeStatus::Success | NodeStatus::Failed | NodeStatus::Running
-                )
+        let plan = &self.x.plan;
+        let ran = |d: usize| {
+            matches!(
+                self.status[d],
+                NodeStatus::Success
+                    | NodeStatus::Failed
+                    | NodeStatus::Running
+                    | NodeStatus::Waiting
+            )
+        };
+        plan.settings[i].continue_on_error
+            || plan.dag.dependents[i].iter().any(|&d| {
+                ran(d) && plan.settings[d].trigger == crate::workflow::Trigger::OneSuccess
             })
+            || (0..plan.len()).any(|d| ran(d) && plan.when_reads_status_of(d, i))
     }
 
     /// Decides every node whose dependencies have all settled.
