@@ -75,3 +75,94 @@ nodes:
     );
     repo.reins(["run", "unrelated"]).run().code(1);
 }
+
+#[test]
+fn every_ready_node_runs_at_once_by_default() {
+    // Sixteen nodes wait (bounded) until all sixteen have started: with the old default of
+    // one node per CPU they could not.
+    let barrier = r#"mkdir -p started && touch started/$REINS_NODE
+for i in $(seq 400); do [ "$(ls started | wc -l)" -ge 16 ] && exit 0; sleep 0.05; done
+exit 1"#;
+    let mut yaml = String::from("nodes:\n");
+    for i in 0..16 {
+        yaml.push_str(&format!("  - id: n{i}\n    bash: |\n"));
+        for line in barrier.lines() {
+            yaml.push_str(&format!("      {line}\n"));
+        }
+    }
+    let repo = Repo::new().workflow("wide", &yaml);
+    repo.reins(["run", "wide"]).run().code(0);
+}
+
+/// A stand-in agent CLI that notes when two of them overlap, anywhere on the machine.
+fn overlap_agent(shared: &std::path::Path) -> String {
+    format!(
+        r#"#!/usr/bin/env bash
+session=x
+args=("$@")
+for ((i = 0; i < ${{#args[@]}}; i++)); do
+  case "${{args[$i]}}" in --session-id | --resume) session="${{args[$((i + 1))]}}" ;; esac
+done
+mkdir '{busy}' 2>/dev/null || echo overlap >> '{overlaps}'
+echo run >> '{runs}'
+sleep 0.3
+rmdir '{busy}' 2>/dev/null
+echo '{{"type":"system","subtype":"init","session_id":"'$session'","model":"m","cwd":"/"}}'
+echo '{{"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"'$session'","num_turns":1,"total_cost_usd":0,"usage":{{}},"permission_denials":[]}}'
+"#,
+        busy = shared.join("busy").display(),
+        overlaps = shared.join("overlaps").display(),
+        runs = shared.join("runs").display(),
+    )
+}
+
+#[test]
+fn agent_sessions_share_one_cap_across_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let shared = tempfile::tempdir().unwrap();
+    let state = shared.path().join("state");
+    let script = shared.path().join("agent.sh");
+    std::fs::write(&script, overlap_agent(shared.path())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yaml = format!(
+        "agents:\n  claude: {{program: '{}'}}\nnodes:\n  - {{id: a, prompt: one}}\n  - {{id: b, prompt: two}}\n  - {{id: c, bash: echo plain}}\n",
+        script.display()
+    );
+    let first = Repo::new().workflow("agents", &yaml);
+    let second = Repo::new().workflow("agents", &yaml);
+    // Two runs in two repositories, one user: REINS_MAX_AGENTS=1 lets one agent run at a time.
+    let runs: Vec<_> = [&first, &second]
+        .iter()
+        .map(|repo| {
+            repo.reins(["run", "agents"])
+                .env("XDG_STATE_HOME", state.to_str().unwrap())
+                .env("REINS_MAX_AGENTS", "1")
+                .spawn()
+        })
+        .collect();
+    for run in runs {
+        run.wait().code(0);
+    }
+    let read = |name: &str| std::fs::read_to_string(shared.path().join(name)).unwrap_or_default();
+    assert_eq!(read("runs").lines().count(), 4);
+    assert_eq!(read("overlaps"), "", "two agent sessions ran at once");
+    // `--max-agents` overrides the environment: two at once may overlap again.
+    std::fs::remove_file(shared.path().join("runs")).unwrap();
+    first
+        .reins(["run", "agents", "--max-agents", "2"])
+        .env("XDG_STATE_HOME", state.to_str().unwrap())
+        .env("REINS_MAX_AGENTS", "lots")
+        .run()
+        .code(0);
+    assert_eq!(read("runs").lines().count(), 2);
+    let bad = first
+        .reins(["run", "agents"])
+        .env("REINS_MAX_AGENTS", "lots")
+        .run();
+    bad.code(2);
+    assert!(
+        bad.stderr.contains("REINS_MAX_AGENTS is `lots`"),
+        "{}",
+        bad.stderr
+    );
+}

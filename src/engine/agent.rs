@@ -144,6 +144,11 @@ async fn run(job: Job) -> Outcome {
             }
         }
     };
+    // One of the machine-wide agent slots is held for the whole attempt too.
+    let _slot = match super::agent_slots::hold(&job).await {
+        Ok(slot) => slot,
+        Err(outcome) => return outcome,
+    };
     let mut inv = inv;
     inv.session = choose_session(&job);
     job.recorder.record(Event::AgentSession {

@@ -5,6 +5,7 @@
 //! * [`scheduler`]: the ready queue, trigger rules, `when`, retries, cancellation;
 //! * [`runner`]: the seam between the scheduler and what a node does; [`bash`] is the
 //!   built-in runner of `bash` nodes, [`agent`] of `prompt` and `command` nodes;
+//! * [`agent_slots`]: the machine-wide cap on agent sessions running at once;
 //! * [`context`]: the template context and the `REINS_*` environment of a node;
 //! * [`recorder`]: recording events into the log, the live state and the progress view;
 //! * [`process`]: child processes in their own group, killed as a group, dying with reins
@@ -14,6 +15,7 @@
 //! * [`worktree`]: fresh git worktrees for isolated runs.
 
 pub mod agent;
+pub mod agent_slots;
 pub mod approval;
 pub mod bash;
 pub mod cancel;

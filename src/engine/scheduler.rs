@@ -37,10 +37,16 @@ const GATE_POLL: Duration = Duration::from_millis(200);
 /// Longest wait between two attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
+/// Nodes running at once unless `concurrency:` or `--concurrency` says otherwise. Nodes mostly
+/// wait (on agents, the network, `sleep`), so this is not the number of CPUs; it only keeps a
+/// fan-out of hundreds from using up file descriptors.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
 /// How a run executes.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Nodes running at once.
+    /// Nodes running at once: by default every ready node, up to [`DEFAULT_CONCURRENCY`]
+    /// (agent sessions have their own machine-wide cap, [`Limits::agent_slots`]).
     pub concurrency: usize,
     /// Wait before the first retry; it doubles for each later one (at most a minute).
     pub retry_delay: Duration,
@@ -51,13 +57,12 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            concurrency: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            concurrency: DEFAULT_CONCURRENCY,
             retry_delay: Duration::from_secs(1),
             limits: Limits {
                 grace: Duration::from_secs(3),
                 output_limit: 1 << 20,
+                agent_slots: None,
             },
         }
     }
