@@ -166,3 +166,35 @@ fn agent_sessions_share_one_cap_across_runs() {
         bad.stderr
     );
 }
+
+#[test]
+fn a_dry_run_says_a_condition_on_run_time_values_is_decided_at_run_time() {
+    let repo = Repo::new().workflow(
+        "cond",
+        r#"inputs:
+  mode: {default: fast}
+nodes:
+  - id: test
+    bash: exit 1
+  - id: rework
+    depends_on: [test]
+    trigger: all_done
+    when: "{{eq nodes.test.status 'failed'}}"
+    bash: echo rework
+  - id: quick
+    when: "{{eq inputs.mode 'fast'}}"
+    bash: echo quick
+"#,
+    );
+    let out = repo.reins(["run", "cond", "--dry-run"]).run();
+    out.code(0);
+    assert!(
+        out.stdout
+            .contains("when: decided at run time ({{eq nodes.test.status 'failed'}})"),
+        "{}",
+        out.stdout
+    );
+    // A condition on inputs is known now.
+    assert!(out.stdout.contains("when: true"), "{}", out.stdout);
+    assert!(!repo.exists(".reins/runs"));
+}

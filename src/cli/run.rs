@@ -337,7 +337,13 @@ fn dry_run(
             s
         };
         if plan.has(i, Field::When) {
-            out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+            if plan.when_depends_on_run(i) {
+                // Stand-in outputs and statuses would make it look decided: it is not.
+                let text = node.when.as_ref().map(|w| w.value.trim()).unwrap_or("");
+                out.push_str(&show("when:", Ok(format!("decided at run time ({text})"))));
+            } else {
+                out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+            }
         }
         let label = match &node.kind {
             NodeKind::Bash(_) => "$",
