@@ -198,3 +198,87 @@ nodes:
     assert!(out.stdout.contains("when: true"), "{}", out.stdout);
     assert!(!repo.exists(".reins/runs"));
 }
+
+#[test]
+fn resume_says_what_it_runs() {
+    let repo = Repo::new().workflow(
+        "gated",
+        r#"nodes:
+  - id: gate
+    approval: Ship it?
+  - id: ship
+    depends_on: [gate]
+    bash: echo shipped
+"#,
+    );
+    repo.reins(["run", "gated"]).run().code(3);
+    let run = repo.the_run();
+    repo.reins(["approve", &run, "gate"]).run().code(0);
+    let out = repo.reins(["resume", &run]).run();
+    out.code(0);
+    assert!(
+        out.stdout
+            .contains("resumed: 2 nodes to run (`gate`, `ship`)"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stderr.contains("changed since"), "{}", out.stderr);
+}
+
+#[test]
+fn resuming_a_changed_workflow_says_so_and_how_to_run_the_new_one() {
+    let repo = Repo::new().workflow("wf", "nodes:\n  - {id: a, bash: '[ -f ok ] || exit 1'}\n");
+    repo.reins(["run", "wf"]).run().code(1);
+    let run = repo.the_run();
+    repo.write("ok", "");
+    repo.write(
+        ".workflows/wf.yaml",
+        "nodes:\n  - {id: a, bash: echo new}\n",
+    );
+    let out = repo.reins(["resume", &run]).run();
+    out.code(0);
+    assert!(
+        out.stderr.contains(&format!(
+            "note: .workflows/wf.yaml changed since run {run} started; resuming runs the workflow as it was then"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("start a new run: `reins run wf`"),
+        "{}",
+        out.stderr
+    );
+    // The frozen version ran.
+    assert_eq!(repo.node(&run, "a")["output"], "");
+}
+
+#[test]
+fn an_interrupted_runs_duration_stops_growing() {
+    use nix::sys::signal::Signal;
+    use std::time::Duration;
+    let repo = Repo::new().workflow(
+        "slow",
+        "nodes:\n  - {id: a, bash: 'touch started; sleep 30'}\n",
+    );
+    let running = repo.reins(["run", "slow"]).spawn();
+    repo.wait_for("a to start", Duration::from_secs(20), || {
+        repo.exists("started")
+    });
+    let run = repo.the_run();
+    repo.wait_for("a's start in the log", Duration::from_secs(20), || {
+        repo.events(&run)
+            .iter()
+            .any(|e| e["type"] == "node_started")
+    });
+    running.signal(Signal::SIGKILL);
+    running.wait();
+    let status = repo.status(&run);
+    assert_eq!(status["status"], "interrupted");
+    let first = repo.reins(["status", &run]).run().stdout;
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = repo.reins(["status", &run]).run().stdout;
+    assert_eq!(first, second, "the duration kept growing");
+    assert!(status["finished_at"].is_string(), "{status}");
+    assert_eq!(status["nodes"][0]["finished_at"], status["finished_at"]);
+}

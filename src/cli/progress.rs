@@ -106,16 +106,33 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             nodes.len(),
             if nodes.len() == 1 { "" } else { "s" }
         ),
-        Event::RunResumed { reset, from, .. } => {
+        Event::RunResumed { from, .. } => {
             let from = from
                 .as_ref()
                 .map(|f| format!(" from `{f}`"))
                 .unwrap_or_default();
+            // What this execution runs: every node not settled yet (those set back to pending
+            // and those that never started), and gates that wait for (or got) an answer.
+            let to_run: Vec<&str> = state
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.status, NodeStatus::Pending | NodeStatus::Waiting))
+                .map(|n| n.id.as_str())
+                .collect();
+            let mut names: Vec<String> = to_run.iter().take(5).map(|n| format!("`{n}`")).collect();
+            if to_run.len() > 5 {
+                names.push(format!("{} more", to_run.len() - 5));
+            }
             format!(
-                "run {} resumed{from}: {} node{} to run again",
+                "run {} resumed{from}: {} node{} to run{}",
                 state.run_id,
-                reset.len(),
-                if reset.len() == 1 { "" } else { "s" }
+                to_run.len(),
+                if to_run.len() == 1 { "" } else { "s" },
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", names.join(", "))
+                }
             )
         }
         Event::NodeStarted { node, attempt } => {

@@ -90,13 +90,16 @@ pub fn resume(args: ResumeArgs) -> i32 {
     };
     let runners = Runners::new();
     match launch::resume(&store, run, args.from.as_deref(), &runners) {
-        Ok(Resumed::Ready(prepared)) => drive(
-            *prepared,
-            runners,
-            args.concurrency,
-            args.max_agents,
-            args.json,
-        ),
+        Ok(Resumed::Ready(prepared)) => {
+            say_changed(&prepared);
+            drive(
+                *prepared,
+                runners,
+                args.concurrency,
+                args.max_agents,
+                args.json,
+            )
+        }
         Ok(Resumed::AlreadySucceeded(run)) => {
             say!(
                 "run {} already succeeded; nothing to do (`--from NODE` runs a node and what depends on it again)",
@@ -106,6 +109,26 @@ pub fn resume(args: ResumeArgs) -> i32 {
         }
         Err(e) => fail(&e.message, e.code),
     }
+}
+
+/// Says so when the workflow (or a command file) changed since the run started: a resume runs
+/// the frozen version, and a new run the changed one.
+fn say_changed(prepared: &Prepared) {
+    let Some(first) = prepared.changed.first() else {
+        return;
+    };
+    let files: Vec<String> = prepared
+        .changed
+        .iter()
+        .map(|p| format!("{}", p.display()))
+        .collect();
+    let workflow = &prepared.manifest.workflow;
+    eprintln!(
+        "note: {} changed since run {} started; resuming runs the workflow as it was then (frozen in run.json). To run the changed {}, start a new run: `reins run {workflow}`",
+        files.join(", "),
+        prepared.run.id,
+        if *first == prepared.manifest.workflow_path { "workflow" } else { "files" },
+    );
 }
 
 /// The store of the working tree around the current directory.

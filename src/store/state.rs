@@ -44,6 +44,9 @@ pub struct RunState {
     pub error: Option<String>,
     /// The sequence number of the last event applied.
     pub last_seq: u64,
+    /// When the last event applied happened.
+    #[serde(with = "super::time::option")]
+    pub last_event_at: Option<SystemTime>,
     #[serde(skip)]
     index: HashMap<String, usize>,
 }
@@ -172,6 +175,7 @@ impl RunState {
     pub fn apply(&mut self, record: &Record) {
         self.last_seq = record.seq;
         let ts = record.ts;
+        self.last_event_at = Some(ts);
         match &record.event {
             Event::RunStarted {
                 run_id,
@@ -339,6 +343,21 @@ impl RunState {
         match self.status {
             RunStatus::Running if !live => RunStatus::Interrupted,
             s => s,
+        }
+    }
+
+    /// Stops the clocks of an interrupted run (no process executes it any more): the run and
+    /// its running nodes count as having stopped at the last event, so their durations do not
+    /// keep growing while nobody works on them.
+    pub fn stop_clocks(&mut self) {
+        let Some(last) = self.last_event_at else {
+            return;
+        };
+        self.finished_at.get_or_insert(last);
+        for n in &mut self.nodes {
+            if n.status == NodeStatus::Running {
+                n.finished_at.get_or_insert(last);
+            }
         }
     }
 
