@@ -282,3 +282,55 @@ fn an_interrupted_runs_duration_stops_growing() {
     assert!(status["finished_at"].is_string(), "{status}");
     assert_eq!(status["nodes"][0]["finished_at"], status["finished_at"]);
 }
+
+#[test]
+fn a_truncated_output_says_so_everywhere_and_its_file_holds_all_of_it() {
+    let repo = Repo::new().workflow(
+        "big",
+        r#"nodes:
+  - id: big
+    bash: head -c 3040870 /dev/zero | tr '\0' a
+  - id: reader
+    depends_on: [big]
+    bash: |
+      printf '%s' "$REINS_NODE_BIG_OUTPUT" | wc -c > env-size.txt
+      wc -c < {{nodes.big.output_file}} > file-size.txt
+      test "$REINS_NODE_BIG_OUTPUT_FILE" = {{nodes.big.output_file}}
+  - id: bystander
+    depends_on: [big]
+    bash: echo {{nodes.big.status}}
+"#,
+    );
+    repo.reins(["validate", ".workflows/big.yaml"])
+        .run()
+        .code(0);
+    let out = repo.reins(["run", "big"]).run();
+    out.code(0);
+    let run = repo.the_run();
+    let cut: Vec<_> = repo
+        .events(&run)
+        .into_iter()
+        .filter(|e| e["type"] == "output_truncated")
+        .collect();
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert_eq!(cut[0]["node"], "big");
+    assert_eq!(cut[0]["kept_bytes"], 1 << 20);
+    assert_eq!(cut[0]["total_bytes"], 3040870);
+    let said = "output truncated: 1 MiB of 2.9 MiB kept";
+    assert!(out.stdout.contains(said), "summary:\n{}", out.stdout);
+    let status = repo.reins(["status", &run]).run();
+    assert!(status.stdout.contains(said), "status:\n{}", status.stdout);
+    // The whole output is in the file; the environment cannot hold even the kept part.
+    assert_eq!(repo.read("file-size.txt").trim(), "3040870");
+    assert_eq!(repo.read("env-size.txt").trim(), "0");
+    let log = std::fs::read_to_string(repo.run_dir(&run).join("nodes/reader/stderr.log")).unwrap();
+    assert!(
+        log.contains("reins: the output of `big` was cut: output truncated: 1 MiB of 2.9 MiB kept"),
+        "{log}"
+    );
+    // A node that reads only the status gets no note.
+    assert!(!repo
+        .run_dir(&run)
+        .join("nodes/bystander/stderr.log")
+        .exists());
+}

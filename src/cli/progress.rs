@@ -160,6 +160,14 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
                 format!("{node} failed in {}: {error}", elapsed(node))
             }
         }
+        Event::OutputTruncated {
+            node,
+            kept_bytes,
+            total_bytes,
+        } => format!(
+            "{node}: {} (all of it in nodes/{node}/output.txt)",
+            truncation_text(*kept_bytes, *total_bytes)
+        ),
         Event::NodeSkipped { node, reason } => format!("{node} skipped: {reason}"),
         Event::NodeCancelled { node } => format!("{node} cancelled"),
         Event::AgentSession {
@@ -399,6 +407,15 @@ pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -
     out
 }
 
+/// `output truncated: 1 MiB of 2.9 MiB kept`.
+pub fn truncation_text(kept: u64, total: u64) -> String {
+    crate::store::Truncation {
+        kept_bytes: kept,
+        total_bytes: total,
+    }
+    .describe()
+}
+
 /// What agents used: cost, turns and tokens, like `$0.0123 · 2 turns · 24 in / 10 out tokens`.
 pub fn usage_text(usage: &crate::store::Usage) -> String {
     format!(
@@ -437,6 +454,14 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
                 .unwrap_or_default(),
             _ => String::new(),
         };
+        if let Some(t) = n.output_truncated {
+            let cut = truncation_text(t.kept_bytes, t.total_bytes);
+            note = if note.is_empty() {
+                cut
+            } else {
+                format!("{note} ({cut})")
+            };
+        }
         if n.attempt > 1 {
             note = if note.is_empty() {
                 format!("{} attempts", n.attempt)

@@ -15,10 +15,13 @@
 //! | `REINS_ATTEMPT` | 1 for the first attempt, 2 for the first retry... |
 //! | `REINS_INPUT_<NAME>` | each input |
 //! | `REINS_NODE_<ID>_OUTPUT`, `REINS_NODE_<ID>_STATUS` | each upstream node's output and status |
+//! | `REINS_NODE_<ID>_OUTPUT_FILE` | the file with an upstream node's whole output (one that ran) |
 //!
 //! Names are upper-cased with every other character than `A-Z0-9` turned into `_`. An output
 //! larger than [`ENV_VALUE_LIMIT`] is not exported (the kernel limits one variable to 128 KiB);
-//! read it from `nodes/<id>/stdout.log` in the run directory instead.
+//! read `REINS_NODE_<ID>_OUTPUT_FILE` instead. An output is at most 1 MiB (the first MiB a
+//! node printed); its file always holds all of it. A node that reads a cut (or unexported)
+//! output gets a note saying so at the top of its `stderr.log`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -54,6 +57,11 @@ pub struct RunInfo {
     base: std::sync::OnceLock<Json>,
 }
 
+/// Where a node's whole output is kept for the nodes after it: `nodes/<id>/output.txt`.
+pub fn output_file(node_dir: &std::path::Path) -> PathBuf {
+    node_dir.join("output.txt")
+}
+
 /// A settled node's value as later nodes see it.
 #[derive(Debug, Clone)]
 pub struct NodeValue {
@@ -63,6 +71,10 @@ pub struct NodeValue {
     pub output: String,
     /// The output parsed as JSON, when it is JSON.
     pub json: Option<Json>,
+    /// The file with the whole output (`{{nodes.ID.output_file}}`), for a node that ran.
+    pub output_file: Option<PathBuf>,
+    /// Set when `output` holds less than the node printed.
+    pub truncated: Option<crate::store::Truncation>,
 }
 
 impl NodeValue {
@@ -81,13 +93,28 @@ impl NodeValue {
             status,
             output,
             json,
+            output_file: None,
+            truncated: None,
         }
+    }
+
+    /// The same value with the file of its whole output, and how it was truncated.
+    pub fn with_file(
+        mut self,
+        file: Option<PathBuf>,
+        truncated: Option<crate::store::Truncation>,
+    ) -> Self {
+        self.output_file = file;
+        self.truncated = truncated;
+        self
     }
 
     fn to_json(&self) -> Json {
         let mut m = Map::new();
         m.insert("output".into(), Json::String(self.output.clone()));
         m.insert("status".into(), Json::String(self.status.as_str().into()));
+        let file = self.output_file.as_ref().map(|f| f.display().to_string());
+        m.insert("output_file".into(), Json::String(file.unwrap_or_default()));
         if let Some(j) = &self.json {
             m.insert("json".into(), j.clone());
         }
@@ -192,6 +219,12 @@ impl RunInfo {
                 format!("REINS_NODE_{key}_STATUS"),
                 v.status.as_str().to_string(),
             ));
+            if let Some(file) = &v.output_file {
+                env.push((
+                    format!("REINS_NODE_{key}_OUTPUT_FILE"),
+                    file.display().to_string(),
+                ));
+            }
         }
         env
     }

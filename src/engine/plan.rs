@@ -240,6 +240,32 @@ impl Plan {
         }
     }
 
+    /// The raw text of every template of node `i` (and of its command file), to look for
+    /// what it reads.
+    pub fn template_texts(&self, i: usize) -> Vec<&str> {
+        let node = &self.workflow.nodes[i];
+        let mut texts: Vec<&str> = Vec::new();
+        let command = |name: &str| self.commands.get(name).map(|c| c.file.text.as_str());
+        match &node.kind {
+            NodeKind::Bash(t) | NodeKind::Prompt(t) => texts.push(&t.value),
+            NodeKind::Command(name) => texts.extend(command(&name.value)),
+            NodeKind::Approval(a) => texts.push(&a.message.value),
+            NodeKind::Loop(l) => {
+                match &l.body {
+                    LoopBody::Bash(t) | LoopBody::Prompt(t) => texts.push(&t.value),
+                    LoopBody::Command(name) => texts.extend(command(&name.value)),
+                }
+                texts.extend(l.until.iter().map(|t| t.value.as_str()));
+                texts.extend(l.until_bash.iter().map(|t| t.value.as_str()));
+            }
+        }
+        texts.extend(node.when.iter().map(|t| t.value.as_str()));
+        texts.extend(node.cwd.iter().map(|t| t.value.as_str()));
+        texts.extend(node.env.iter().map(|(_, v)| v.value.as_str()));
+        texts.extend(node.args.iter().map(|(_, v)| v.value.as_str()));
+        texts
+    }
+
     /// The values node `i`'s `when` reads (empty without a `when`).
     pub fn when_references(&self, i: usize) -> Vec<crate::workflow::template::Reference> {
         self.workflow.nodes[i]

@@ -122,10 +122,19 @@ impl Scheduler {
             if let Some(node) = state.node(plan.id(i)) {
                 if node.status.is_settled() {
                     status[i] = node.status;
-                    values[i] = Some(Arc::new(NodeValue::new(
+                    let output = node.output.clone().unwrap_or_default();
+                    let file = keep_output(
+                        &plan,
+                        &x.run,
+                        i,
                         node.status,
-                        node.output.clone().unwrap_or_default(),
-                    )));
+                        &output,
+                        node.output_truncated,
+                        false,
+                    );
+                    values[i] = Some(Arc::new(
+                        NodeValue::new(node.status, output).with_file(file, node.output_truncated),
+                    ));
                 }
             }
         }
@@ -295,8 +304,15 @@ impl Scheduler {
 
     fn settle(&mut self, i: usize, status: NodeStatus, output: String) {
         self.status[i] = status;
-        self.values[i] = Some(Arc::new(NodeValue::new(status, output)));
         let plan = self.x.plan.clone();
+        let truncated = self
+            .x
+            .recorder
+            .with_state(|s| s.node(plan.id(i)).and_then(|n| n.output_truncated));
+        let file = keep_output(&plan, &self.x.run, i, status, &output, truncated, true);
+        self.values[i] = Some(Arc::new(
+            NodeValue::new(status, output).with_file(file, truncated),
+        ));
         for &d in &plan.dag.dependents[i] {
             self.unsettled_deps[d] -= 1;
             if self.unsettled_deps[d] == 0 && self.status[d] == NodeStatus::Pending {
@@ -337,6 +353,7 @@ impl Scheduler {
             .x
             .recorder
             .with_state(|s| (s.node(&id).cloned().unwrap_or_default(), s.sessions.clone()));
+        self.note_cut_outputs(i);
         let context = self.context(i);
         let env = self.x.run.env.clone();
         let reins_env = self.x.run.reins_env(&id, self.upstream(i));
@@ -357,6 +374,62 @@ impl Scheduler {
         };
         let handle = self.tasks.spawn(task.run(env));
         self.task_nodes.insert(handle.id(), i);
+    }
+
+    /// Before node `i` starts: for each upstream output it reads that holds less than the
+    /// node printed (truncated, or too large for `REINS_NODE_<ID>_OUTPUT`), a note at the top
+    /// of its `stderr.log` saying so and where the whole output is.
+    fn note_cut_outputs(&self, i: usize) {
+        let plan = &self.x.plan;
+        let texts = plan.template_texts(i);
+        let mut notes = String::new();
+        for &a in &plan.ancestors[i] {
+            let Some(v) = self.values[a].as_deref() else {
+                continue;
+            };
+            let id = plan.id(a);
+            let Some(file) = &v.output_file else { continue };
+            let key = crate::workflow::validate::env_suffix(id);
+            let reads = |needle: &str, longer: &str| {
+                texts.iter().any(|t| {
+                    t.match_indices(needle)
+                        .any(|(at, _)| !t[at..].starts_with(longer))
+                })
+            };
+            let in_template = reads(
+                &format!("nodes.{id}.output"),
+                &format!("nodes.{id}.output_file"),
+            );
+            let env_var = format!("REINS_NODE_{key}_OUTPUT");
+            let in_env = reads(&env_var, &format!("{env_var}_FILE"));
+            let file = file.display();
+            if let Some(t) = v.truncated.filter(|_| in_template || in_env) {
+                notes.push_str(&format!(
+                    "reins: the output of `{id}` was cut: {}; `{{{{nodes.{id}.output}}}}` holds the first part, the whole output is in {file} (`{{{{nodes.{id}.output_file}}}}`, ${env_var}_FILE)\n",
+                    t.describe(),
+                ));
+            } else if in_env && v.output.len() > super::context::ENV_VALUE_LIMIT {
+                notes.push_str(&format!(
+                    "reins: ${env_var} is not set: the output of `{id}` is {}, more than one environment variable may hold; read {file} (${env_var}_FILE)\n",
+                    crate::store::state::size_text(v.output.len() as u64),
+                ));
+            }
+        }
+        if notes.is_empty() {
+            return;
+        }
+        let dir = self.x.run.dir.node_dir(plan.id(i));
+        let written = std::fs::create_dir_all(&dir).and_then(|_| {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("stderr.log"))?
+                .write_all(notes.as_bytes())
+        });
+        if let Err(e) = written {
+            tracing::warn!("cannot write to the log of `{}`: {e}", plan.id(i));
+        }
     }
 
     fn finished(&mut self, i: usize, fin: Final) {
@@ -392,6 +465,34 @@ impl Scheduler {
         let _ = recorder.flush();
         status
     }
+}
+
+/// The file with the whole output of node `i` (`{{nodes.ID.output_file}}`), for a node that
+/// ran and has dependents: written here from `output` unless the runner already kept it
+/// there (a truncated output) or, on a resume (`fresh` false), it is there already.
+fn keep_output(
+    plan: &Plan,
+    run: &RunInfo,
+    i: usize,
+    status: NodeStatus,
+    output: &str,
+    truncated: Option<crate::store::Truncation>,
+    fresh: bool,
+) -> Option<std::path::PathBuf> {
+    if !matches!(status, NodeStatus::Success | NodeStatus::Failed)
+        || plan.dag.dependents[i].is_empty()
+    {
+        return None;
+    }
+    let dir = run.dir.node_dir(plan.id(i));
+    let file = super::context::output_file(&dir);
+    if truncated.is_none() && (fresh || !file.exists()) {
+        let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, output));
+        if let Err(e) = written {
+            tracing::warn!("cannot write {}: {e}", file.display());
+        }
+    }
+    Some(file)
 }
 
 /// One node's attempts.

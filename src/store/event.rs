@@ -91,6 +91,17 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usage: Option<Usage>,
     },
+    /// A node printed more than reins keeps as its output (`{{nodes.ID.output}}`): the output
+    /// holds the first `kept_bytes`; the whole output is in `nodes/ID/output.txt`
+    /// (`{{nodes.ID.output_file}}`). Recorded before the attempt's end.
+    OutputTruncated {
+        /// The node id.
+        node: String,
+        /// Bytes kept as the output.
+        kept_bytes: u64,
+        /// Bytes the node printed.
+        total_bytes: u64,
+    },
     /// A node did not run: its trigger rule or `when` condition said no.
     NodeSkipped {
         /// The node id.
@@ -174,7 +185,8 @@ impl Event {
             | Event::AgentSession { node, .. }
             | Event::ApprovalRequested { node, .. }
             | Event::ApprovalAnswered { node, .. }
-            | Event::LoopIteration { node, .. } => Some(node),
+            | Event::LoopIteration { node, .. }
+            | Event::OutputTruncated { node, .. } => Some(node),
             _ => None,
         }
     }
@@ -403,6 +415,11 @@ mod tests {
             Event::NodeSkipped {
                 node: "a".into(),
                 reason: "why".into(),
+            },
+            Event::OutputTruncated {
+                node: "a".into(),
+                kept_bytes: 1 << 20,
+                total_bytes: 3 << 20,
             },
             Event::AgentSession {
                 node: "a".into(),

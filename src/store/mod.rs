@@ -22,4 +22,4 @@ pub use index::{ResolveError, RunSummary};
 pub use lock::{LockError, Owner, RunLock};
 pub use log::EventLog;
 pub use run::{FrozenFile, Manifest, RunDir, Store};
-pub use state::{NodeState, RunState};
+pub use state::{NodeState, RunState, Truncation};

@@ -62,6 +62,8 @@ pub struct NodeState {
     pub attempt: u32,
     /// What it produced (success), or printed before failing.
     pub output: Option<String>,
+    /// Set when its output holds less than it printed (see [`Event::OutputTruncated`]).
+    pub output_truncated: Option<Truncation>,
     /// Why it failed (also set while it waits for a retry).
     pub error: Option<String>,
     /// Exit code of its process, when it failed by exiting.
@@ -82,6 +84,42 @@ pub struct NodeState {
     pub iterations: Vec<Iteration>,
     /// The approval gate's question and answer.
     pub approval: Option<ApprovalState>,
+}
+
+/// An output cut to the limit: how much was kept of how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Truncation {
+    /// Bytes kept as `{{nodes.ID.output}}`.
+    pub kept_bytes: u64,
+    /// Bytes the node printed (all in `nodes/ID/output.txt`).
+    pub total_bytes: u64,
+}
+
+impl Truncation {
+    /// In words: `output truncated: 1 MiB of 2.9 MiB kept`.
+    pub fn describe(&self) -> String {
+        format!(
+            "output truncated: {} of {} kept",
+            size_text(self.kept_bytes),
+            size_text(self.total_bytes)
+        )
+    }
+}
+
+/// A size in bytes for people: `300 B`, `12 KiB`, `2.9 MiB`.
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || (value - value.round()).abs() < 0.05 {
+        format!("{} {}", value.round(), UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// One loop iteration.
@@ -219,6 +257,7 @@ impl RunState {
                 n.started_at = Some(ts);
                 n.finished_at = None;
                 n.output = None;
+                n.output_truncated = None;
                 n.error = None;
                 n.exit_code = None;
                 n.skip_reason = None;
@@ -256,6 +295,16 @@ impl RunState {
                     n.status = NodeStatus::Failed;
                     n.finished_at = Some(ts);
                 }
+            }
+            Event::OutputTruncated {
+                node,
+                kept_bytes,
+                total_bytes,
+            } => {
+                self.node_mut(node).output_truncated = Some(Truncation {
+                    kept_bytes: *kept_bytes,
+                    total_bytes: *total_bytes,
+                });
             }
             Event::NodeSkipped { node, reason } => {
                 let n = self.node_mut(node);
@@ -470,6 +519,14 @@ mod tests {
         assert_eq!(state.node("a").unwrap().status, NodeStatus::Success);
         assert_eq!(state.resumes, 1);
         assert_eq!(state.last_seq, 8);
+    }
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(size_text(300), "300 B");
+        assert_eq!(size_text(1 << 20), "1 MiB");
+        assert_eq!(size_text(3040870), "2.9 MiB");
+        assert_eq!(size_text(12 * 1024 + 10), "12 KiB");
     }
 
     #[test]

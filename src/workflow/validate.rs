@@ -652,6 +652,9 @@ impl Validator<'_> {
             let env_hint = match name.split('.').collect::<Vec<_>>().as_slice() {
                 ["inputs", input] => format!("\"$REINS_INPUT_{}\"", env_suffix(input)),
                 ["nodes", id, "output"] => format!("\"$REINS_NODE_{}_OUTPUT\"", env_suffix(id)),
+                ["nodes", id, "output_file"] => {
+                    format!("\"$REINS_NODE_{}_OUTPUT_FILE\"", env_suffix(id))
+                }
                 ["nodes", id, "status"] => format!("\"$REINS_NODE_{}_STATUS\"", env_suffix(id)),
                 ["artifacts"] => "\"$REINS_ARTIFACTS\"".to_string(),
                 _ => "its `REINS_*` environment variable".to_string(),
@@ -851,15 +854,15 @@ impl Validator<'_> {
                     Some(_) => {}
                 }
                 match r.segments.get(2).map(String::as_str) {
-                    Some("output" | "status") if r.segments.len() == 3 => {}
+                    Some("output" | "output_file" | "status") if r.segments.len() == 3 => {}
                     Some("json") => {}
                     other => {
                         let help = match other
-                            .and_then(|f| suggestion(f, ["output", "status", "json"]))
+                            .and_then(|f| suggestion(f, ["output", "output_file", "status", "json"]))
                         {
                             Some(h) => h,
                             None => {
-                                "a node has `output`, `status` and `json` (when its output is JSON)"
+                                "a node has `output`, `output_file`, `status` and `json` (when its output is JSON)"
                                     .into()
                             }
                         };
