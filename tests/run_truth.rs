@@ -334,3 +334,109 @@ fn a_truncated_output_says_so_everywhere_and_its_file_holds_all_of_it() {
         .join("nodes/bystander/stderr.log")
         .exists());
 }
+
+#[test]
+fn a_failed_nodes_line_shows_why_and_where_the_log_is() {
+    let repo = Repo::new().workflow(
+        "broken",
+        r#"nodes:
+  - id: test
+    bash: |
+      echo compiling
+      echo "error[E0308]: mismatched types" >&2
+      echo "  --> src/lib.rs:3:5" >&2
+      exit 1
+"#,
+    );
+    let out = repo.reins(["run", "broken"]).run();
+    out.code(1);
+    let run = repo.the_run();
+    let log = format!("whole log: .reins/runs/{run}/nodes/test/stderr.log");
+    // The plain progress line, then the summary.
+    for text in [
+        "│ error[E0308]: mismatched types",
+        "│   --> src/lib.rs:3:5",
+        &log,
+    ] {
+        assert_eq!(
+            out.stdout.matches(text).count(),
+            2,
+            "{text}\n{}",
+            out.stdout
+        );
+    }
+    assert!(!out.stdout.contains("│ compiling"), "{}", out.stdout);
+    let status = repo.reins(["status", &run]).run();
+    assert!(status.stdout.contains(&log), "{}", status.stdout);
+    let failed: Vec<_> = repo
+        .events(&run)
+        .into_iter()
+        .filter(|e| e["type"] == "node_failed")
+        .collect();
+    assert_eq!(
+        failed[0]["log_tail"],
+        serde_json::json!(["error[E0308]: mismatched types", "  --> src/lib.rs:3:5"])
+    );
+}
+
+#[test]
+fn an_api_that_cannot_be_reached_shows_up_as_retries_within_seconds() {
+    let Some(claude) = support::require_claude() else {
+        return;
+    };
+    let api = support::MockApi::start();
+    let repo = Repo::new().workflow(
+        "ask",
+        &format!(
+            "agents:\n  claude: {{program: '{}'}}\nnodes:\n  - {{id: ask, prompt: hello}}\n",
+            claude.display()
+        ),
+    );
+    let home = repo.join(".claude-home");
+    std::fs::create_dir_all(&home).unwrap();
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut cmd = repo
+        .reins(["run", "ask"])
+        .timeout(std::time::Duration::from_secs(90));
+    for (key, value) in support::claude_env(&api, &home) {
+        cmd = cmd.env(&key, &value);
+    }
+    let started = std::time::Instant::now();
+    let out = cmd
+        .env("ANTHROPIC_BASE_URL", &url)
+        .env("CLAUDE_CODE_MAX_RETRIES", "2")
+        .run();
+    out.code(1);
+    assert!(
+        out.stdout
+            .contains("ask retrying (1 of 2): connection refused"),
+        "{}",
+        out.stdout
+    );
+    let run = repo.the_run();
+    let retries: Vec<_> = repo
+        .events(&run)
+        .into_iter()
+        .filter(|e| e["type"] == "agent_retry")
+        .collect();
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    // The first retry is on record within seconds of the start, not minutes.
+    let first = repo
+        .events(&run)
+        .into_iter()
+        .find(|e| e["type"] == "agent_retry")
+        .unwrap();
+    assert_eq!(first["attempt"], 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    // The failure says what the agent said, and where its transcript is.
+    assert!(
+        out.stdout.contains(&format!(
+            "whole log: .reins/runs/{run}/nodes/ask/transcript.jsonl"
+        )),
+        "{}",
+        out.stdout
+    );
+}

@@ -152,14 +152,27 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             node,
             error,
             will_retry,
+            log_tail,
+            log,
             ..
         } => {
             if *will_retry {
                 format!("{node} failed: {error}; retrying")
             } else {
-                format!("{node} failed in {}: {error}", elapsed(node))
+                let mut text = format!("{node} failed in {}: {error}", elapsed(node));
+                text.push_str(&failure_lines(&state.run_id, log_tail, log.as_deref()));
+                text
             }
         }
+        Event::AgentRetry {
+            node,
+            attempt,
+            max_retries,
+            reason,
+        } => match max_retries {
+            Some(max) => format!("{node} retrying ({attempt} of {max}): {reason}"),
+            None => format!("{node} retrying ({attempt}): {reason}"),
+        },
         Event::OutputTruncated {
             node,
             kept_bytes,
@@ -407,6 +420,18 @@ pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -
     out
 }
 
+/// The lines under a failed node: the last lines of its log, then where the whole log is.
+pub fn failure_lines(run_id: &str, tail: &[String], log: Option<&str>) -> String {
+    let mut out = String::new();
+    for line in tail {
+        let _ = write!(out, "\n    │ {line}");
+    }
+    if let Some(log) = log {
+        let _ = write!(out, "\n    whole log: .reins/runs/{run_id}/{log}");
+    }
+    out
+}
+
 /// `output truncated: 1 MiB of 2.9 MiB kept`.
 pub fn truncation_text(kept: u64, total: u64) -> String {
     crate::store::Truncation {
@@ -485,6 +510,12 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
             note.lines().next().unwrap_or("")
         );
         let _ = writeln!(out, "{}", line.trim_end());
+        if n.status == NodeStatus::Failed {
+            let lines = failure_lines(&state.run_id, &n.log_tail, n.log.as_deref());
+            if !lines.is_empty() {
+                let _ = writeln!(out, "{}", lines.trim_start_matches('\n'));
+            }
+        }
     }
     out
 }

@@ -186,6 +186,7 @@ async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
     let (cancel_tx, cancel_rx) = watch::channel(false);
     // Declared before the run so that the run (and its process group) is dropped first.
     let mut _watched = None;
+    let mut retries = super::api_retry::RetryReporter::new(&inv.env);
     let run = agent::run(inv, Some(events_tx), cancel_rx);
     tokio::pin!(run);
     let mut stopping = false;
@@ -193,8 +194,14 @@ async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
         tokio::select! {
             outcome = &mut run => return Some(outcome),
             Some(event) = events.recv() => {
-                if let AgentEvent::Spawned { pid, .. } = event {
-                    _watched = job.watchdog.as_deref().map(|w| w.watch(pid));
+                match event {
+                    AgentEvent::Spawned { pid, .. } => {
+                        _watched = job.watchdog.as_deref().map(|w| w.watch(pid));
+                    }
+                    AgentEvent::Event(agent::Event::ApiRetry(retry)) => {
+                        retries.report(job, &retry).await;
+                    }
+                    _ => {}
                 }
             }
             _ = job.cancel.at_least(CancelLevel::Graceful), if !stopping => {

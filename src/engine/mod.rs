@@ -6,6 +6,7 @@
 //! * [`runner`]: the seam between the scheduler and what a node does; [`bash`] is the
 //!   built-in runner of `bash` nodes, [`agent`] of `prompt` and `command` nodes;
 //! * [`agent_slots`]: the machine-wide cap on agent sessions running at once;
+//!   [`api_retry`]: the agent CLI's API retries, recorded as they happen;
 //! * [`context`]: the template context and the `REINS_*` environment of a node;
 //! * [`recorder`]: recording events into the log, the live state and the progress view;
 //! * [`process`]: child processes in their own group, killed as a group, dying with reins
@@ -16,6 +17,7 @@
 
 pub mod agent;
 pub mod agent_slots;
+pub mod api_retry;
 pub mod approval;
 pub mod bash;
 pub mod cancel;

@@ -195,6 +195,8 @@ impl Scheduler {
                                 will_retry: false,
                                 output: String::new(),
                                 usage: None,
+                                log_tail: Vec::new(),
+                                log: None,
                             });
                             self.settle(i, NodeStatus::Failed, String::new());
                         }
@@ -286,6 +288,8 @@ impl Scheduler {
                         will_retry: false,
                         output: String::new(),
                         usage: None,
+                        log_tail: Vec::new(),
+                        log: None,
                     });
                     return self.settle(i, NodeStatus::Failed, String::new());
                 }
@@ -346,6 +350,8 @@ impl Scheduler {
                 will_retry: false,
                 output: String::new(),
                 usage: None,
+                log_tail: Vec::new(),
+                log: None,
             });
             return self.settle(i, NodeStatus::Failed, String::new());
         };
@@ -495,6 +501,68 @@ fn keep_output(
     Some(file)
 }
 
+/// Lines of a failed node's log shown with its failure.
+const TAIL_LINES: usize = 5;
+
+/// The last lines of a failed node's log (its stderr, else its stdout), each at most 200
+/// characters, and where the whole log is, relative to the run directory. An agent's log is its
+/// transcript: its error text is in the failure already, so no lines are shown.
+fn failure_log(
+    plan: &Plan,
+    i: usize,
+    id: &str,
+    dir: &std::path::Path,
+) -> (Vec<String>, Option<String>) {
+    let rel = |file: &str| format!("nodes/{id}/{file}");
+    if plan.workflow.nodes[i].kind.uses_agent() {
+        return (Vec::new(), Some(rel("transcript.jsonl")));
+    }
+    if matches!(
+        plan.workflow.nodes[i].kind,
+        crate::workflow::NodeKind::Approval(_)
+    ) {
+        return (Vec::new(), None);
+    }
+    for file in ["stderr.log", "stdout.log"] {
+        let lines = tail(&dir.join(file), TAIL_LINES);
+        if !lines.is_empty() {
+            return (lines, Some(rel(file)));
+        }
+    }
+    (Vec::new(), None)
+}
+
+/// The last `n` lines of a file that are not blank, reading at most its last 16 KiB.
+pub fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let start = len.saturating_sub(16 * 1024);
+    let mut bytes = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<String> = text
+        .lines()
+        .skip(usize::from(start > 0)) // a cut first line
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("==> attempt "))
+        .map(|l| {
+            let l = l.trim_end();
+            if l.chars().count() > 200 {
+                format!("{}…", l.chars().take(200).collect::<String>())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let keep = lines.len().saturating_sub(n);
+    lines.drain(..keep);
+    lines
+}
+
 /// One node's attempts.
 struct Task {
     index: usize,
@@ -576,6 +644,11 @@ impl Task {
                     let will_retry = retryable
                         && attempt <= settings.retries
                         && token.level() == CancelLevel::None;
+                    let (log_tail, log) = if will_retry {
+                        (Vec::new(), None)
+                    } else {
+                        failure_log(&self.plan, i, &self.id, &self.run.dir.node_dir(&self.id))
+                    };
                     self.recorder.record(Event::NodeFailed {
                         node: self.id.clone(),
                         error,
@@ -583,6 +656,8 @@ impl Task {
                         will_retry,
                         output: output.clone(),
                         usage,
+                        log_tail,
+                        log,
                     });
                     if !will_retry {
                         return (i, Final::Settled(NodeStatus::Failed, output));

@@ -66,6 +66,12 @@ pub struct NodeState {
     pub output_truncated: Option<Truncation>,
     /// Why it failed (also set while it waits for a retry).
     pub error: Option<String>,
+    /// The last lines of its log when it failed (see [`Event::NodeFailed`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
+    /// Where its whole log is, relative to the run directory, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
     /// Exit code of its process, when it failed by exiting.
     pub exit_code: Option<i32>,
     /// Why it was skipped.
@@ -258,6 +264,8 @@ impl RunState {
                 n.finished_at = None;
                 n.output = None;
                 n.output_truncated = None;
+                n.log_tail.clear();
+                n.log = None;
                 n.error = None;
                 n.exit_code = None;
                 n.skip_reason = None;
@@ -283,9 +291,13 @@ impl RunState {
                 will_retry,
                 output,
                 usage,
+                log_tail,
+                log,
             } => {
                 let n = self.node_mut(node);
                 n.error = Some(error.clone());
+                n.log_tail = log_tail.clone();
+                n.log = log.clone();
                 n.exit_code = *exit_code;
                 n.output = Some(output.clone());
                 if let Some(u) = usage {
@@ -360,6 +372,7 @@ impl RunState {
                     }
                 }
             }
+            Event::AgentRetry { .. } => {}
             Event::LoopIteration {
                 node,
                 iteration,
@@ -469,6 +482,8 @@ mod tests {
                 will_retry: true,
                 output: String::new(),
                 usage: None,
+                log_tail: Vec::new(),
+                log: None,
             },
             Event::NodeStarted {
                 node: "a".into(),
