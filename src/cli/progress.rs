@@ -17,6 +17,12 @@ use crate::engine::Observer;
 use crate::store::{Event, IterationStatus, NodeStatus, Record, RunState, RunStatus};
 use crate::workflow::duration;
 
+/// True when stdout is a terminal and `NO_COLOR` is unset.
+pub fn colors_on_stdout() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
 /// Most running nodes listed in the live view.
 const MAX_LIVE_LINES: usize = 12;
 
@@ -360,26 +366,85 @@ pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -
     if let Some(e) = &state.error {
         let _ = writeln!(out, "error: {e}");
     }
+    for hint in next_steps(state, status) {
+        let _ = writeln!(out, "{hint}");
+    }
+    out
+}
+
+/// What to do next with a run in `status`: how to continue it, answer its gates, or ask a
+/// rejected gate again. Shared by the summary and `reins status`.
+pub fn next_steps(state: &RunState, status: RunStatus) -> Vec<String> {
+    let id = &state.run_id;
+    let mut out = Vec::new();
+    let rejected: Vec<&str> = state
+        .nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Failed && gate_answer(n) == Some(false))
+        .map(|n| n.id.as_str())
+        .collect();
+    let other_failures = state.nodes.iter().any(|n| {
+        matches!(n.status, NodeStatus::Failed | NodeStatus::Cancelled)
+            && !rejected.contains(&n.id.as_str())
+    });
     match status {
         RunStatus::Failed | RunStatus::Cancelled | RunStatus::Interrupted => {
-            let _ = writeln!(
-                out,
-                "continue it with `reins resume {}` (nodes that succeeded do not run again)",
-                state.run_id
-            );
+            for gate in &rejected {
+                out.push(format!(
+                    "`{gate}` was rejected; `reins resume {id} --from {gate}` asks it again (plain `reins resume` keeps the rejection)"
+                ));
+            }
+            if other_failures || rejected.is_empty() || status != RunStatus::Failed {
+                out.push(format!(
+                    "continue it with `reins resume {id}` (nodes that succeeded do not run again)"
+                ));
+            }
         }
         RunStatus::Waiting => {
-            for gate in &state.waiting {
-                let _ = writeln!(
-                    out,
-                    "answer `{gate}` with `reins approve {id} {gate} [-m TEXT] --resume` or `reins reject {id} {gate} -m WHY --resume`",
-                    id = state.run_id
-                );
+            let answered: Vec<&str> = state
+                .nodes
+                .iter()
+                .filter(|n| n.status == NodeStatus::Waiting && gate_answer(n).is_some())
+                .map(|n| n.id.as_str())
+                .collect();
+            for gate in state
+                .waiting
+                .iter()
+                .filter(|g| !answered.contains(&g.as_str()))
+            {
+                out.push(format!(
+                    "answer `{gate}` with `reins approve {id} {gate} [-m TEXT] --resume` or `reins reject {id} {gate} -m WHY --resume`"
+                ));
+            }
+            if !answered.is_empty() {
+                out.push(format!(
+                    "{} answered; continue the run with `reins resume {id}`",
+                    answered
+                        .iter()
+                        .map(|g| format!("`{g}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         }
         _ => {}
     }
     out
+}
+
+/// A gate's recorded answer: approved (true) or rejected (false); `None` for no answer.
+fn gate_answer(n: &crate::store::NodeState) -> Option<bool> {
+    n.approval.as_ref()?.answer.as_ref().map(|a| a.approved)
+}
+
+/// A node's state in words: its status, except for a gate answered while no process ran the
+/// run, which is `approved (resume to continue)` (or rejected) rather than `waiting`.
+pub fn status_label(n: &crate::store::NodeState) -> String {
+    match (n.status, gate_answer(n)) {
+        (NodeStatus::Waiting, Some(true)) => "approved (resume to continue)".into(),
+        (NodeStatus::Waiting, Some(false)) => "rejected (resume to continue)".into(),
+        _ => n.status.as_str().to_string(),
+    }
 }
 
 /// What agents used: cost, turns and tokens, like `$0.0123 · 2 turns · 24 in / 10 out tokens`.
@@ -404,8 +469,10 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
         .max()
         .unwrap_or(4)
         .max(4);
+    let labels: Vec<String> = state.nodes.iter().map(status_label).collect();
+    let label_width = labels.iter().map(|l| l.len()).max().unwrap_or(9).max(9);
     let mut out = String::new();
-    for n in &state.nodes {
+    for (n, label) in state.nodes.iter().zip(&labels) {
         let took = match n.status {
             NodeStatus::Pending | NodeStatus::Skipped => String::new(),
             _ => n.elapsed(now).map(duration::format).unwrap_or_default(),
@@ -436,9 +503,8 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
             };
         }
         let line = format!(
-            "  {:<width$}  {:<9}  {:>7}  {}",
+            "  {:<width$}  {label:<label_width$}  {:>7}  {}",
             n.id,
-            n.status.as_str(),
             took,
             note.lines().next().unwrap_or("")
         );

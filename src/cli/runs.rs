@@ -7,7 +7,7 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use super::args::{CancelArgs, ListFormat, RunsArgs, StatusArgs};
-use super::progress::node_table;
+use super::progress::{next_steps, node_table};
 use super::run::{current_store, fail, resolve_run, say};
 use crate::exit;
 use crate::store::lock::live_owner;
@@ -160,16 +160,18 @@ pub fn status(args: StatusArgs) -> i32 {
                 say!("error: {e}");
             }
             match summary.status {
-                RunStatus::Interrupted => say!(
-                    "reins stopped while this run executed; continue it with `reins resume {}`",
-                    run.id
-                ),
+                RunStatus::Interrupted => {
+                    say!("reins stopped while this run executed");
+                }
                 RunStatus::Running => {
                     if let Some(o) = live_owner(&run.lock_path()) {
                         say!("executing in pid {}", o.pid);
                     }
                 }
                 _ => {}
+            }
+            for hint in next_steps(state, summary.status) {
+                say!("{hint}");
             }
         }
     }
