@@ -119,6 +119,7 @@ impl Repo {
             command,
             timeout: DEFAULT_TIMEOUT,
             out_dir: self.dir.path().join(".test-out"),
+            discard_stdout: false,
         }
     }
 
@@ -200,6 +201,7 @@ pub struct Cmd {
     command: Command,
     timeout: Duration,
     out_dir: PathBuf,
+    discard_stdout: bool,
 }
 
 /// A finished command.
@@ -220,9 +222,21 @@ impl Cmd {
         self
     }
 
+    /// Adds arguments.
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: &[S]) -> Self {
+        self.command.args(args);
+        self
+    }
+
     /// Sets an environment variable.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.command.env(key, value);
+        self
+    }
+
+    /// Sends stdout to `/dev/null` (for commands that print hundreds of megabytes).
+    pub fn discard_stdout(mut self) -> Self {
+        self.discard_stdout = true;
         self
     }
 
@@ -242,8 +256,13 @@ impl Cmd {
             .keep();
         let stdout = unique.join("stdout");
         let stderr = unique.join("stderr");
+        let out = if self.discard_stdout {
+            Stdio::null()
+        } else {
+            fs::File::create(&stdout).unwrap().into()
+        };
         self.command
-            .stdout(fs::File::create(&stdout).unwrap())
+            .stdout(out)
             .stderr(fs::File::create(&stderr).unwrap());
         let child = self.command.spawn().expect("spawn reins");
         Running {
