@@ -123,6 +123,21 @@ impl Repo {
         }
     }
 
+    /// `reins ARGS` on a pseudo-terminal in the repository, with the same environment as
+    /// [`Repo::reins`] plus `extra`.
+    pub fn terminal(&self, args: &[&str], extra: &[(&str, &str)]) -> super::pty::Terminal {
+        let mut env: Vec<(String, String)> = vec![
+            ("REINS_RETRY_DELAY".into(), "20ms".into()),
+            ("REINS_KILL_GRACE".into(), "1s".into()),
+            (
+                "REINS_HOME".into(),
+                self.dir.path().join(".test-home").display().to_string(),
+            ),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        super::pty::Terminal::start(self.path(), args, &env)
+    }
+
     /// Ids of the runs, oldest first.
     pub fn run_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = fs::read_dir(self.join(".reins/runs"))
