@@ -65,3 +65,82 @@ fn answering_at_the_prompt_prints_one_summary_at_the_end() {
     let run = repo.the_run();
     assert_eq!(repo.node(&run, "after")["output"], "shipped looks good");
 }
+
+/// A gate that waits while a slow node runs, and a node that fails without failing the run.
+const MIXED: &str = r#"nodes:
+  - id: ok
+    bash: echo fine
+  - id: bad
+    bash: exit 1
+    continue_on_error: true
+  - id: gate
+    depends_on: [ok]
+    approval: "Go?"
+  - id: slow
+    depends_on: [ok]
+    bash: sleep 1.5
+"#;
+
+#[test]
+fn the_live_view_marks_nodes_in_colour_and_counts_them() {
+    let repo = Repo::new().workflow("mixed", MIXED);
+    let mut term = repo.terminal(&["run", "mixed", "--no-input"], &[]);
+    term.wait_for("1 running · 1 waiting · \x1b[31m1 failed\x1b[0m");
+    assert_eq!(term.wait(), 3, "{}", term.screen());
+    let screen = term.screen();
+    for shown in [
+        "\x1b[32m✓\x1b[0m ok succeeded in",
+        "\x1b[31m✗\x1b[0m bad failed in",
+        "\x1b[33m?\x1b[0m gate waits for approval: Go?",
+        "\x1b[32m✓\x1b[0m slow succeeded in",
+    ] {
+        assert!(screen.contains(shown), "{shown:?} not in:\n{screen}");
+    }
+    // Without colour: the same marks, plain.
+    let mut term = repo.terminal(&["run", "mixed", "--no-input"], PLAIN);
+    assert_eq!(term.wait(), 3, "{}", term.screen());
+    assert!(
+        term.screen().contains("✗ bad failed in"),
+        "{}",
+        term.screen()
+    );
+    assert!(!term.screen().contains("\x1b[31m"), "{}", term.screen());
+}
+
+#[test]
+fn the_live_view_shows_a_running_agents_current_tool() {
+    let Some(claude) = support::require_claude() else {
+        return;
+    };
+    let api = support::MockApi::start();
+    api.rule(
+        "MARK-TOOL",
+        [
+            support::Turn::tool(
+                "Bash",
+                serde_json::json!({"command": "sleep 3; echo slept", "description": "wait"}),
+            ),
+            support::Turn::text("done"),
+        ],
+    );
+    let repo = Repo::new().workflow(
+        "agent",
+        &format!(
+            "agents:\n  claude: {{program: '{}', allowed_tools: [Bash]}}\nnodes:\n  - id: think\n    prompt: MARK-TOOL\n",
+            claude.display()
+        ),
+    );
+    let home = repo.join(".claude-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let env = support::claude_env(&api, &home);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut term = repo.terminal(&["run", "agent"], &env);
+    term.wait_for("Bash: sleep 3; echo slept");
+    term.wait_for("0/1 done · 1 running · 0 waiting · 0 failed");
+    assert_eq!(term.wait(), 0, "{}", term.screen());
+    assert!(
+        term.screen().contains("think succeeded in"),
+        "{}",
+        term.screen()
+    );
+}

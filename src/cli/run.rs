@@ -256,7 +256,7 @@ fn drive(
     };
     let run_dir = prepared.run.path.clone();
     let (canceller, _) = Canceller::new();
-    let (observer, bar) = progress::observer(view);
+    let (observer, bar) = progress::observer(view, &run_dir);
     let report = runtime.block_on(async {
         // Register the handlers before anything runs, so no Ctrl-C is lost.
         let signals = [
