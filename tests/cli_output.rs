@@ -59,7 +59,9 @@ fn plain_progress_summary_status_and_logs() {
     out.code(0);
     snapshot("logs_all_nodes", &out.stdout);
 
-    repo.reins(["reject", &run, "ship", "-m", "not today"]).run().code(0);
+    repo.reins(["reject", &run, "ship", "-m", "not today"])
+        .run()
+        .code(0);
     let out = repo.reins(["status", &run]).run();
     snapshot("status_rejected_not_resumed", &out.stdout);
     let out = repo.reins(["resume", &run]).run();

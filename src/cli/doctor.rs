@@ -295,7 +295,7 @@ fn git_checks(cwd: &Path) -> Vec<Check> {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
-            let shown = crate::workflow::discover::pretty_path(Path::new(&root));
+            let shown = shown_dir(Path::new(&root));
             out.push(if has_commit {
                 Check::ok("git repository", shown.display().to_string())
             } else {
@@ -446,6 +446,16 @@ fn probe(program: &Path, args: &[&str]) -> Option<(bool, String)> {
         status.success(),
         String::from_utf8_lossy(&text).into_owned(),
     ))
+}
+
+/// A folder for people: relative or under `~` when shorter, never empty.
+fn shown_dir(path: &Path) -> PathBuf {
+    let shown = crate::workflow::discover::pretty_path(path);
+    if shown.as_os_str().is_empty() {
+        path.to_path_buf()
+    } else {
+        shown
+    }
 }
 
 fn first_line(text: &str) -> &str {
