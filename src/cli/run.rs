@@ -38,47 +38,129 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(valid) => valid,
         Err(code) => return code,
     };
+    let inputs = match with_value(&workflow, args.value.as_deref(), &args.inputs) {
+        Ok(i) => i,
+        Err(message) => return fail(&message, exit::USAGE),
+    };
     if args.dry_run {
-        return dry_run(&store, workflow, &commands, &args.inputs, args.concurrency);
+        return dry_run(&store, workflow, &commands, &inputs, args.concurrency);
     }
+    let json = args.wants_json();
     let runners = Runners::new();
+    tracing::debug!(workflow = %workflow.name.value, path = %workflow.source.path.display(), "starting a run");
     match launch::start(
         &store,
         workflow,
         &commands,
-        &args.inputs,
+        &inputs,
         &runners,
         args.worktree,
+        args.base.as_deref(),
     ) {
         Ok(prepared) => {
             let run = prepared.run.clone();
+            // On a terminal, ask at the gates instead of exiting 3.
+            let interactive = !args.no_input
+                && !json
+                && std::io::IsTerminal::is_terminal(&std::io::stdin())
+                && std::io::IsTerminal::is_terminal(&std::io::stdout());
             let mut code = drive(
                 prepared,
                 runners,
                 args.concurrency,
                 args.max_agents,
-                args.json,
+                json,
+                interactive,
             );
-            // On a terminal, ask at the gates instead of exiting 3.
-            let interactive = !args.no_input
-                && !args.json
-                && std::io::IsTerminal::is_terminal(&std::io::stdin())
-                && std::io::IsTerminal::is_terminal(&std::io::stdout());
-            while interactive
-                && code == exit::WAITING_FOR_APPROVAL
-                && super::answer::ask_inline(&run)
-            {
-                code = resume(ResumeArgs {
-                    run: run.id.clone(),
-                    from: None,
-                    concurrency: args.concurrency,
-                    max_agents: args.max_agents,
-                    json: false,
-                });
+            while interactive && code == exit::WAITING_FOR_APPROVAL {
+                match super::answer::ask_inline(&run) {
+                    super::answer::Asked::Answered => {}
+                    super::answer::Asked::Interrupted => return exit::CANCELLED,
+                    super::answer::Asked::Nothing => {
+                        print_summary(&run);
+                        return code;
+                    }
+                }
+                // `reins approve --resume` from another shell may have taken the run on.
+                if let Some(owner) = crate::store::lock::live_owner(&run.lock_path()) {
+                    say!(
+                        "run {} continues in pid {} (follow it with `reins logs {} -f`)",
+                        run.id,
+                        owner.pid,
+                        run.id
+                    );
+                    return exit::SUCCESS;
+                }
+                code = resume_run(
+                    &run.id,
+                    args.concurrency,
+                    args.max_agents,
+                    false,
+                    interactive,
+                );
             }
             code
         }
         Err(e) => fail(&e.message, e.code),
+    }
+}
+
+/// The inputs of `reins run WORKFLOW VALUE`: VALUE fills the workflow's only required input
+/// that `--input` did not give; without VALUE, the `--input` pairs as they are.
+fn with_value(
+    workflow: &workflow::Workflow,
+    value: Option<&str>,
+    given: &[(String, String)],
+) -> Result<Vec<(String, String)>, String> {
+    let mut inputs = given.to_vec();
+    let Some(value) = value else {
+        return Ok(inputs);
+    };
+    let open: Vec<&str> = workflow
+        .inputs
+        .iter()
+        .filter(|(_, i)| i.default.is_none() && i.required.as_ref().is_some_and(|r| r.value))
+        .map(|(name, _)| name.value.as_str())
+        .filter(|name| !given.iter().any(|(g, _)| g == name))
+        .collect();
+    let name = &workflow.name.value;
+    match open.as_slice() {
+        [one] => {
+            inputs.push((one.to_string(), value.to_string()));
+            Ok(inputs)
+        }
+        [] => {
+            let all: Vec<String> = workflow
+                .inputs
+                .names()
+                .map(|n| format!("--input {n}=..."))
+                .collect();
+            Err(if all.is_empty() {
+                format!("workflow `{name}` takes no inputs; leave out `{value}`")
+            } else {
+                format!(
+                    "workflow `{name}` has no required input left for `{value}` to fill; name the input: {}",
+                    all.join(", ")
+                )
+            })
+        }
+        many => Err(format!(
+            "workflow `{name}` has {} required inputs, so `{value}` cannot say which one it is; pass {}",
+            many.len(),
+            many.iter()
+                .map(|n| format!("--input {n}=..."))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+    }
+}
+
+/// Prints the summary of a run as its log has it now.
+fn print_summary(run: &crate::store::RunDir) {
+    if let Ok(state) = launch::read_state(run) {
+        let status = state.status_given(run.is_live());
+        let text = progress::summary(&state, status, &run.path);
+        let _ = std::io::stdout().write_all(text.as_bytes());
     }
 }
 
@@ -88,6 +170,7 @@ pub fn resume(args: ResumeArgs) -> i32 {
         Ok(found) => found,
         Err(code) => return code,
     };
+    let json = args.wants_json();
     let runners = Runners::new();
     match launch::resume(&store, run, args.from.as_deref(), &runners) {
         Ok(Resumed::Ready(prepared)) => {
@@ -97,7 +180,8 @@ pub fn resume(args: ResumeArgs) -> i32 {
                 runners,
                 args.concurrency,
                 args.max_agents,
-                args.json,
+                json,
+                false,
             )
         }
         Ok(Resumed::AlreadySucceeded(run)) => {
@@ -131,6 +215,36 @@ fn say_changed(prepared: &Prepared) {
     );
 }
 
+/// Resumes a run by id (after an answer given at the terminal or with `approve --resume`).
+pub(crate) fn resume_run(
+    id: &str,
+    concurrency: Option<u32>,
+    max_agents: Option<u32>,
+    json: bool,
+    interactive: bool,
+) -> i32 {
+    let (store, run) = match resolve_run(id) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let runners = Runners::new();
+    match launch::resume(&store, run, None, &runners) {
+        Ok(Resumed::Ready(prepared)) => drive(
+            *prepared,
+            runners,
+            concurrency,
+            max_agents,
+            json,
+            interactive,
+        ),
+        Ok(Resumed::AlreadySucceeded(run)) => {
+            say!("run {} already succeeded; nothing to do", run.id);
+            exit::SUCCESS
+        }
+        Err(e) => fail(&e.message, e.code),
+    }
+}
+
 /// The store of the working tree around the current directory.
 pub(crate) fn current_store() -> Result<Store, i32> {
     match std::env::current_dir() {
@@ -157,13 +271,16 @@ pub(crate) fn fail(message: &str, code: i32) -> i32 {
     code
 }
 
-/// Executes a prepared run with progress, signals and a summary; returns the exit code.
+/// Executes a prepared run with progress, signals and a summary; returns the exit code. With
+/// `ask_next` (the gates are asked on the terminal next) a run that pauses prints no summary:
+/// the prompt follows, and the summary comes once at the end.
 fn drive(
     prepared: Prepared,
     runners: Runners,
     concurrency: Option<u32>,
     max_agents: Option<u32>,
     json: bool,
+    ask_next: bool,
 ) -> i32 {
     let view = View::detect(json);
     let mut options = Options::default();
@@ -206,7 +323,7 @@ fn drive(
     };
     let run_dir = prepared.run.path.clone();
     let (canceller, _) = Canceller::new();
-    let (observer, bar) = progress::observer(view);
+    let (observer, bar) = progress::observer(view, &run_dir);
     let report = runtime.block_on(async {
         // Register the handlers before anything runs, so no Ctrl-C is lost.
         let signals = [
@@ -224,7 +341,8 @@ fn drive(
     });
     drop(runtime);
     drop(watchdog);
-    if view != View::Json {
+    let paused = report.status == crate::store::RunStatus::Waiting;
+    if view != View::Json && !(ask_next && paused) {
         let text = progress::summary(&report.state, report.status, &run_dir);
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());

@@ -72,7 +72,7 @@ impl From<LockError> for LaunchError {
 fn lock_tree(store: &Store, run_id: &str) -> Result<RunLock, LaunchError> {
     RunLock::acquire(&store.tree_lock_path(), run_id).map_err(|e| match e {
         LockError::Busy(_) => LaunchError::usage(format!(
-            "{e} in this working tree; one run at a time works in a checkout (wait, stop it with `reins cancel`, or run with `--worktree`)"
+            "{e}; one run at a time works in a checkout (wait, stop it with `reins cancel`, or run with `--worktree`)"
         )),
         LockError::Io(_) => LaunchError::io(e.to_string()),
     })
@@ -184,8 +184,8 @@ fn check_runners(plan: &Plan, runners: &Runners) -> Result<(), LaunchError> {
 }
 
 /// Prepares a new run of a validated workflow. With `isolate` (or `isolation: worktree` in the
-/// workflow) the run works in a fresh git worktree on a branch of its own, and does not take
-/// the working tree's lock.
+/// workflow) the run works in a fresh git worktree on a branch of its own, cut from `base`
+/// (default `HEAD`), and does not take the working tree's lock.
 pub fn start(
     store: &Store,
     workflow: Workflow,
@@ -193,6 +193,7 @@ pub fn start(
     inputs: &[(String, String)],
     runners: &Runners,
     isolate: bool,
+    base: Option<&str>,
 ) -> Result<Prepared, LaunchError> {
     store
         .check_dir()
@@ -203,6 +204,11 @@ pub fn start(
             .isolation
             .as_ref()
             .is_some_and(|i| i.value == workflow::Isolation::Worktree);
+    if let (Some(base), false) = (base, isolate) {
+        return Err(LaunchError::usage(format!(
+            "`--base {base}` picks what a run's worktree is cut from, and this run works in the checkout; add `--worktree`"
+        )));
+    }
     let path = workflow.source.path.clone();
     let text = workflow.source.text.clone();
     let name = workflow.name.value.clone();
@@ -231,7 +237,7 @@ pub fn start(
     let (run, run_lock) = store
         .create_run(&mut manifest, |id, manifest| {
             if isolate {
-                let wt = super::worktree::create(&root, &wf_name, id, None)?;
+                let wt = super::worktree::create(&root, &wf_name, id, base)?;
                 manifest.worktree = Some(wt.path);
             }
             Ok(())
