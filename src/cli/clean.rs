@@ -6,7 +6,6 @@
 
 use super::args::CleanArgs;
 use super::run::{current_store, fail, say};
-use super::runs::branch;
 use crate::engine::worktree;
 use crate::exit;
 use crate::store::RunStatus;
@@ -35,7 +34,7 @@ pub fn run(args: CleanArgs) -> i32 {
         ) {
             continue;
         }
-        let branch = branch(r).unwrap_or_default();
+        let branch = r.branch().unwrap_or_default();
         if !args.force {
             match worktree::is_dirty(&path) {
                 Ok(false) => {}
