@@ -9,6 +9,7 @@
 //! * [`engine`] schedules the DAG on a ready queue and runs each node;
 //! * [`agent`] runs coding agents (Claude Code) in pseudo-terminal sessions;
 //! * [`store`] keeps every run durable as an append-only event log;
+//! * [`serve`] shows runs in the browser and answers gates there (`reins serve`);
 //! * [`cli`] is the thin command-line layer over all of it.
 
 pub mod agent;
@@ -17,6 +18,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod exit;
 pub mod graph;
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod workflow;

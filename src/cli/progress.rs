@@ -375,6 +375,9 @@ pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -
                     "answer `{gate}` with `reins approve {id} {gate} [-m TEXT] --resume` or `reins reject {id} {gate} -m WHY --resume`",
                     id = state.run_id
                 );
+                if let Some(url) = crate::serve::registry::gate_url(run_dir, &state.run_id, gate) {
+                    let _ = writeln!(out, "or in the browser: {url}");
+                }
             }
         }
         _ => {}
