@@ -16,6 +16,7 @@ pub mod cli;
 pub mod mock_api;
 pub mod repo;
 pub mod run_repo;
+pub mod serve;
 
 pub use claude::{claude_env, fake_claude, group_members, process_alive, require_claude, Sandbox};
 pub use mock_api::{MockApi, Recorded, Turn};
