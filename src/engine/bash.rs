@@ -8,8 +8,9 @@
 use std::io::Write;
 
 use super::plan::Field;
-use super::process::{self, Ending, Spec};
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
+use crate::process::{self, Ending, Spec};
+use crate::store::safe_fs;
 
 /// A script longer than this is run from its file rather than as an argument (one argument is
 /// limited to 128 KiB by the kernel).
@@ -30,9 +31,11 @@ async fn run(job: Job) -> Outcome {
         Err(e) => return Outcome::fatal(format!("cannot render the script: {e}")),
     };
     let script_path = job.dir.join("command.sh");
+    // Never through a link a node planted in the run directory (see `store::safe_fs`).
     let keep_script = || {
-        std::fs::create_dir_all(&job.dir)
-            .and_then(|_| std::fs::write(&script_path, &script))
+        let base = &job.run.dir.path;
+        safe_fs::relative(base, &script_path)
+            .and_then(|rel| safe_fs::write(base, rel, script.as_bytes()))
             .map_err(|e| format!("cannot write {}: {e}", script_path.display()))
     };
     let shell = &job.plan.settings[job.index].shell;

@@ -27,7 +27,7 @@ use super::plan::{Field, Plan, Ready};
 use super::recorder::Recorder;
 use super::runner::{Job, Limits, NodeRunner, Outcome, Runners, SessionChoice};
 use super::trigger::{self, Decision};
-use super::watchdog::Watchdog;
+use crate::process::Watchdog;
 use crate::store::{Event, NodeStatus, RunStatus};
 use crate::workflow::template::is_truthy;
 
@@ -56,7 +56,7 @@ impl Default for Options {
                 .unwrap_or(2),
             retry_delay: Duration::from_secs(1),
             limits: Limits {
-                grace: Duration::from_secs(3),
+                grace: crate::process::DEFAULT_GRACE,
                 output_limit: 1 << 20,
             },
         }
@@ -403,15 +403,26 @@ impl Task {
         let settings = &self.plan.settings[i];
         let prepared = self.prepare(workflow_env);
         let token = self.canceller.token();
+        // A gate that already asked is looked at again (a resume, an answer that arrived): it
+        // is not a new attempt, and it stays `waiting` until its answer settles it.
+        let gate_asked_before = matches!(
+            self.plan.workflow.nodes[i].kind,
+            crate::workflow::NodeKind::Approval(_)
+        ) && self.prior.approval.is_some();
         let mut attempt = 1;
         loop {
             if token.level() != CancelLevel::None {
+                if gate_asked_before {
+                    return (i, Final::Waiting); // its request stays open
+                }
                 return self.cancelled();
             }
-            self.recorder.record(Event::NodeStarted {
-                node: self.id.clone(),
-                attempt,
-            });
+            if !(gate_asked_before && attempt == 1) {
+                self.recorder.record(Event::NodeStarted {
+                    node: self.id.clone(),
+                    attempt,
+                });
+            }
             let outcome = match &prepared {
                 Ok((env, cwd, dir)) => {
                     let mut env = env.clone();
@@ -436,7 +447,8 @@ impl Task {
                         watchdog: self.watchdog.clone(),
                         limits: self.options.limits.clone(),
                     };
-                    self.runner.run(job).await
+                    let outcome = self.runner.run(job).await;
+                    self.check_outputs(outcome)
                 }
                 Err(e) => Outcome::fatal(e.clone()),
             };
@@ -484,6 +496,38 @@ impl Task {
                     attempt += 1;
                 }
             }
+        }
+    }
+
+    /// A node's `outputs` are a contract whatever its kind: a success that did not leave each
+    /// of them inside the artifacts folder (a link that leads out of it does not count) fails.
+    fn check_outputs(&self, outcome: Outcome) -> Outcome {
+        let node = &self.plan.workflow.nodes[self.index];
+        let Outcome::Success { output, usage } = outcome else {
+            return outcome;
+        };
+        if matches!(node.kind, crate::workflow::NodeKind::Approval(_)) {
+            return Outcome::Success { output, usage }; // `validate` warns: no effect
+        }
+        let artifacts = self.run.artifacts();
+        let problems: Vec<String> = node
+            .outputs
+            .iter()
+            .filter_map(|o| crate::store::safe_fs::check_output(&artifacts, &o.value).err())
+            .collect();
+        if problems.is_empty() {
+            return Outcome::Success { output, usage };
+        }
+        Outcome::Failure {
+            error: format!(
+                "the node finished but its declared outputs are not in {}: {}",
+                artifacts.display(),
+                problems.join("; ")
+            ),
+            exit_code: None,
+            output,
+            usage,
+            retryable: false,
         }
     }
 
