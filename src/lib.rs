@@ -11,6 +11,7 @@
 //!   the other Unixes;
 //! * [`agent`] runs coding agents (Claude Code) in pseudo-terminal sessions;
 //! * [`store`] keeps every run durable as an append-only event log;
+//! * [`serve`] shows runs in the browser and answers gates there (`reins serve`);
 //! * [`cli`] is the thin command-line layer over all of it.
 
 pub mod agent;
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod exit;
 pub mod graph;
 pub mod process;
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod workflow;

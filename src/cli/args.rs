@@ -53,6 +53,25 @@ pub enum Command {
     List(ListArgs),
     /// Print the JSON Schema of the workflow format, for editors.
     Schema,
+    /// Show the runs in the browser, live, and answer gates there.
+    Serve(ServeArgs),
+}
+
+/// `reins serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on. Anything but a loopback address requires a token.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// The port (0: any free port).
+    #[arg(long, default_value_t = 7878)]
+    pub port: u16,
+    /// The token every request must carry (default: none on loopback, else a new random one).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Show runs only: no answering, cancelling or resuming.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 /// `reins run`.

@@ -10,7 +10,6 @@
 
 use super::args::CleanArgs;
 use super::run::{current_store, fail, say};
-use super::runs::branch;
 use crate::engine::worktree;
 use crate::exit;
 use crate::store::{RunLock, RunStatus, RunSummary};
@@ -52,7 +51,7 @@ pub fn run(args: CleanArgs) -> i32 {
             busy += 1;
             continue;
         }
-        let branch = branch(r).unwrap_or_default();
+        let branch = r.branch().unwrap_or_default();
         let last_word = if r.status == RunStatus::Success {
             String::new()
         } else {

@@ -13,6 +13,7 @@ mod progress;
 mod run;
 mod runs;
 mod schema;
+mod serve;
 mod validate;
 
 use clap::Parser;
@@ -49,6 +50,7 @@ pub fn main() -> i32 {
         Command::Logs(opts) => logs::run(opts),
         Command::List(opts) => list::run(opts),
         Command::Schema => schema::run(),
+        Command::Serve(opts) => serve::run(opts),
         Command::Init(opts) => init::init(opts),
         Command::New(opts) => init::new(opts),
         Command::Show(opts) => init::show(opts),

@@ -605,6 +605,13 @@ pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -
     for hint in next_steps(state, status) {
         let _ = writeln!(out, "{hint}");
     }
+    if status == RunStatus::Waiting {
+        for gate in &state.waiting {
+            if let Some(url) = crate::serve::registry::gate_url(run_dir, &state.run_id, gate) {
+                let _ = writeln!(out, "or in the browser: {url}");
+            }
+        }
+    }
     out
 }
 

@@ -11,9 +11,7 @@ use super::progress::{next_steps, node_table};
 use super::run::{current_store, fail, resolve_run, say};
 use crate::exit;
 use crate::store::lock::live_owner;
-use crate::store::{
-    time, Event, EventLog, NodeStatus, RunDir, RunLock, RunStatus, RunSummary, Store,
-};
+use crate::store::{Event, EventLog, NodeStatus, RunDir, RunLock, RunStatus, RunSummary, Store};
 use crate::workflow::duration;
 
 /// Runs `reins runs`.
@@ -29,7 +27,7 @@ pub fn list(args: RunsArgs) -> i32 {
     let now = SystemTime::now();
     match args.format {
         ListFormat::Json => {
-            let items: Vec<_> = runs.iter().map(|r| summary_json(r, now)).collect();
+            let items: Vec<_> = runs.iter().map(|r| r.to_json(now)).collect();
             say!(
                 "{}",
                 serde_json::to_string_pretty(&items).unwrap_or_default()
@@ -46,7 +44,7 @@ pub fn list(args: RunsArgs) -> i32 {
                 .max()
                 .unwrap_or(8)
                 .max(8);
-            let branches = runs.iter().any(|r| branch(r).is_some());
+            let branches = runs.iter().any(|r| r.branch().is_some());
             say!(
                 "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {:<7}{}",
                 "ID",
@@ -80,36 +78,13 @@ pub fn list(args: RunsArgs) -> i32 {
                     r.status.as_str(),
                     started,
                     took,
-                    branch(r).map(|b| format!("  {b}")).unwrap_or_default()
+                    r.branch().map(|b| format!("  {b}")).unwrap_or_default()
                 );
                 say!("{}", line.trim_end());
             }
         }
     }
     exit::SUCCESS
-}
-
-fn summary_json(r: &RunSummary, now: SystemTime) -> serde_json::Value {
-    json!({
-        "id": r.run.id,
-        "workflow": r.workflow(),
-        "status": r.status,
-        "started_at": r.started_at().map(time::format),
-        "finished_at": r.state.finished_at.map(time::format),
-        "duration_ms": r.state.elapsed(now).map(|d| d.as_millis() as u64),
-        "cost_usd": r.state.total_usage().cost_usd,
-        "nodes": r.state.counts(),
-        "dir": r.run.path,
-        "branch": branch(r),
-        "worktree": r.manifest.as_ref().and_then(|m| m.worktree.clone()),
-    })
-}
-
-/// The branch of an isolated run (`--worktree`), if any.
-pub(crate) fn branch(r: &RunSummary) -> Option<String> {
-    let m = r.manifest.as_ref()?;
-    m.worktree.as_ref()?;
-    Some(crate::engine::worktree::branch_name(&m.workflow, &r.run.id))
 }
 
 /// Runs `reins status`.

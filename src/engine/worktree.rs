@@ -15,20 +15,7 @@ pub struct Worktree {
     pub base_commit: String,
 }
 
-/// The branch name of a run: `reins/<workflow>-<run-id>`.
-pub fn branch_name(workflow: &str, run_id: &str) -> String {
-    let clean: String = workflow
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("reins/{clean}-{run_id}")
-}
+pub use crate::store::run::branch_name;
 
 /// Where the worktree of a run lives: `<repo>/.reins/worktrees/<run-id>`.
 pub fn path_for(repo_root: &Path, run_id: &str) -> PathBuf {

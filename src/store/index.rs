@@ -38,6 +38,30 @@ impl RunSummary {
             .started_at
             .or(self.manifest.as_ref().map(|m| m.started_at))
     }
+
+    /// The branch of an isolated run (`--worktree`), if any.
+    pub fn branch(&self) -> Option<String> {
+        let m = self.manifest.as_ref()?;
+        m.worktree.as_ref()?;
+        Some(super::run::branch_name(&m.workflow, &self.run.id))
+    }
+
+    /// The run as one item of `reins runs --format json` (and of the web view's run list).
+    pub fn to_json(&self, now: SystemTime) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.run.id,
+            "workflow": self.workflow(),
+            "status": self.status,
+            "started_at": self.started_at().map(super::time::format),
+            "finished_at": self.state.finished_at.map(super::time::format),
+            "duration_ms": self.state.elapsed(now).map(|d| d.as_millis() as u64),
+            "cost_usd": self.state.total_usage().cost_usd,
+            "nodes": self.state.counts(),
+            "dir": self.run.path,
+            "branch": self.branch(),
+            "worktree": self.manifest.as_ref().and_then(|m| m.worktree.clone()),
+        })
+    }
 }
 
 /// Why a `RUN` argument names no single run.

@@ -53,6 +53,21 @@ pub struct Manifest {
     pub worktree: Option<PathBuf>,
 }
 
+/// The branch name of a run: `reins/<workflow>-<run-id>`.
+pub fn branch_name(workflow: &str, run_id: &str) -> String {
+    let clean: String = workflow
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("reins/{clean}-{run_id}")
+}
+
 /// A file frozen into `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrozenFile {

@@ -18,6 +18,7 @@ pub mod mock_api;
 pub mod pty;
 pub mod repo;
 pub mod run_repo;
+pub mod serve;
 
 pub use claude::{claude_env, fake_claude, group_members, process_alive, require_claude, Sandbox};
 pub use mock_api::{MockApi, Recorded, Turn};

@@ -1,0 +1,507 @@
+//! The JSON API under `/api/`, documented in `docs/web.md`. The page uses nothing else.
+
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::guard::error;
+use super::{actions, files, live, view, Shared};
+use crate::store::lock::live_owner;
+use crate::store::{NodeStatus, RunStatus, RunSummary};
+
+/// The API's routes.
+pub fn router(app: Shared) -> axum::Router<Shared> {
+    let _ = app;
+    Router::new()
+        .route("/api/info", get(info))
+        .route("/api/runs", get(runs))
+        .route("/api/events", get(runs_events))
+        .route("/api/runs/{id}", get(run))
+        .route("/api/runs/{id}/events", get(run_events))
+        .route("/api/runs/{id}/nodes/{node}", get(node))
+        .route("/api/runs/{id}/nodes/{node}/logs", get(node_log))
+        .route("/api/runs/{id}/artifacts", get(artifacts))
+        .route("/api/runs/{id}/artifacts/{*path}", get(artifact))
+        .route("/api/runs/{id}/gates/{node}/approve", post(approve))
+        .route("/api/runs/{id}/gates/{node}/reject", post(reject))
+        .route("/api/runs/{id}/cancel", post(cancel))
+        .route("/api/runs/{id}/resume", post(resume))
+        .route("/api/{*rest}", get(not_found).post(not_found))
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such API path (see docs/web.md)")
+}
+
+fn no_run(id: &str) -> Response {
+    error(StatusCode::NOT_FOUND, &format!("no run `{id}`"))
+}
+
+async fn info(State(app): State<Shared>) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "root": app.store.root(),
+        "read_only": app.config.read_only,
+    }))
+}
+
+/// Gates of a run that wait for an answer.
+fn waiting_gates(summary: &RunSummary) -> Vec<String> {
+    summary
+        .state
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.status == NodeStatus::Waiting
+                && n.approval.as_ref().is_some_and(|a| a.answer.is_none())
+        })
+        .map(|n| n.id.clone())
+        .collect()
+}
+
+/// A run as an item of the run list: `reins runs --format json`'s item, plus the gates that
+/// wait and whether a process executes it.
+pub fn list_item(summary: &RunSummary, now: SystemTime) -> Value {
+    let mut item = summary.to_json(now);
+    item["waiting_gates"] = json!(waiting_gates(summary));
+    item["live"] = json!(summary.status == RunStatus::Running);
+    item
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    status: Option<String>,
+    workflow: Option<String>,
+}
+
+async fn runs(State(app): State<Shared>, Query(q): Query<RunsQuery>) -> Response {
+    let all = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || app.runs.all())
+            .await
+            .unwrap_or_default()
+    };
+    let now = SystemTime::now();
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    let mut workflows = std::collections::BTreeSet::new();
+    for r in &all {
+        *counts.entry(r.status.as_str()).or_default() += 1;
+        workflows.insert(r.workflow().to_string());
+    }
+    let mut shown: Vec<&RunSummary> = all
+        .iter()
+        .filter(|r| {
+            q.status
+                .as_deref()
+                .is_none_or(|s| s.is_empty() || r.status.as_str() == s)
+        })
+        .filter(|r| {
+            q.workflow
+                .as_deref()
+                .is_none_or(|w| w.is_empty() || r.workflow() == w)
+        })
+        .collect();
+    // Runs waiting for a human first, then the newest.
+    shown.sort_by_key(|r| {
+        (
+            waiting_gates(r).is_empty(),
+            std::cmp::Reverse((r.started_at(), r.run.id.clone())),
+        )
+    });
+    let items: Vec<Value> = shown.iter().map(|r| list_item(r, now)).collect();
+    Json(json!({
+        "runs": items,
+        "counts": counts,
+        "total": all.len(),
+        "workflows": workflows,
+    }))
+    .into_response()
+}
+
+async fn runs_events(State(app): State<Shared>) -> Response {
+    live::runs_stream(app).into_response()
+}
+
+async fn run(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+    let Some(summary) = app.runs.one(&id) else {
+        return no_run(&id);
+    };
+    let now = SystemTime::now();
+    let wf = summary.manifest.as_ref().and_then(view::frozen_workflow);
+    let graph = wf.as_ref().map(view::graph).unwrap_or_default();
+    let gates = view::gates(wf.as_ref(), &summary.state, &summary.run);
+    let owner = live_owner(&summary.run.lock_path());
+    let live = owner.is_some();
+    let status = summary.status;
+    let ended = !live
+        && matches!(
+            status,
+            RunStatus::Failed | RunStatus::Cancelled | RunStatus::Interrupted | RunStatus::Waiting
+        );
+    let writable = !app.config.read_only;
+    Json(json!({
+        "run": list_item(&summary, now),
+        "state": summary.state,
+        "status": status,
+        "graph": graph,
+        "gates": gates,
+        "inputs": summary.manifest.as_ref().map(|m| m.inputs.clone()).unwrap_or_default(),
+        "owner_pid": owner.map(|o| o.pid),
+        "owned_by_server": app.owned.contains(&id),
+        "actions": {
+            "cancel": writable && (live || matches!(status, RunStatus::Waiting | RunStatus::Interrupted)),
+            "resume": writable && ended,
+            "resume_from": writable && !live,
+            "answer": writable,
+        },
+    }))
+    .into_response()
+}
+
+async fn run_events(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<AfterQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if app.runs.one(&id).is_none() {
+        return no_run(&id);
+    }
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .or(q.after)
+        .unwrap_or(0);
+    live::run_events(app, id, after).into_response()
+}
+
+#[derive(Deserialize)]
+struct AfterQuery {
+    after: Option<u64>,
+}
+
+/// The run and one of its nodes (by workflow or state), or the response refusing them.
+fn find_node(
+    app: &Shared,
+    id: &str,
+    node: &str,
+) -> Result<(RunSummary, view::GraphNode), Box<Response>> {
+    let Some(summary) = app.runs.one(id) else {
+        return Err(Box::new(no_run(id)));
+    };
+    let wf = summary.manifest.as_ref().and_then(view::frozen_workflow);
+    let graph = wf.as_ref().map(view::graph).unwrap_or_default();
+    match graph.into_iter().find(|g| g.id == node) {
+        Some(g) => Ok((summary, g)),
+        None => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            &format!("run {id} has no node `{node}`"),
+        ))),
+    }
+}
+
+/// The most of a transcript or prompt one request reads.
+const MAX_TEXT: u64 = 4 << 20;
+
+fn read_text(base: &std::path::Path, rel: &str) -> Option<String> {
+    let file = files::open_inside(base, rel).ok()?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_TEXT), &mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn node(State(app): State<Shared>, Path((id, node)): Path<(String, String)>) -> Response {
+    let (summary, graph) = match find_node(&app, &id, &node) {
+        Ok(found) => found,
+        Err(refused) => return *refused,
+    };
+    let dir = summary.run.node_dir(&node);
+    let listed = files::list_files(&dir, 500);
+    let mut transcript = Vec::new();
+    for f in listed
+        .iter()
+        .filter(|f| f.path.ends_with("transcript.jsonl"))
+    {
+        if let Some(text) = read_text(&dir, &f.path) {
+            transcript.extend(view::transcript(&text));
+        }
+    }
+    let prompt = read_text(&dir, "prompt.md");
+    let command = read_text(&dir, "command.sh");
+    let wf = summary.manifest.as_ref().and_then(view::frozen_workflow);
+    let gate = view::gates(wf.as_ref(), &summary.state, &summary.run)
+        .into_iter()
+        .find(|g| g.node == node);
+    let state = view::node_or_pending(&summary.state, &node);
+    let now = SystemTime::now();
+    Json(json!({
+        "node": graph,
+        "state": state,
+        "elapsed_ms": state.elapsed(now).map(|d| d.as_millis() as u64),
+        "files": listed,
+        "prompt": prompt,
+        "command": command,
+        "transcript": transcript,
+        "gate": gate,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    file: Option<String>,
+    offset: Option<u64>,
+}
+
+async fn node_log(
+    State(app): State<Shared>,
+    Path((id, node)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let (summary, _) = match find_node(&app, &id, &node) {
+        Ok(found) => found,
+        Err(refused) => return *refused,
+    };
+    let rel = q.file.unwrap_or_else(|| "stdout.log".into());
+    let dir = summary.run.node_dir(&node);
+    match files::open_inside(&dir, &rel).and_then(|f| files::read_chunk(f, q.offset.unwrap_or(0))) {
+        Ok(chunk) => Json(json!({ "file": rel, "chunk": chunk })).into_response(),
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            &format!("node `{node}` has no file `{rel}`"),
+        ),
+    }
+}
+
+async fn artifacts(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+    let Some(summary) = app.runs.one(&id) else {
+        return no_run(&id);
+    };
+    let listed = files::list_files(&summary.run.artifacts_dir(), 2000);
+    Json(json!({ "files": listed })).into_response()
+}
+
+#[derive(Deserialize)]
+struct ArtifactQuery {
+    download: Option<String>,
+}
+
+async fn artifact(
+    State(app): State<Shared>,
+    Path((id, path)): Path<(String, String)>,
+    Query(q): Query<ArtifactQuery>,
+) -> Response {
+    let Some(summary) = app.runs.one(&id) else {
+        return no_run(&id);
+    };
+    let missing = || {
+        error(
+            StatusCode::NOT_FOUND,
+            &format!("run {id} has no artifact `{path}`"),
+        )
+    };
+    let Ok(file) = files::open_inside(&summary.run.artifacts_dir(), &path) else {
+        return missing();
+    };
+    if q.download.is_some() {
+        let name: String = path
+            .rsplit('/')
+            .next()
+            .unwrap_or("artifact")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .collect();
+        let body = Body::from_stream(tokio_util_stream(file));
+        return (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{name}\""),
+                ),
+            ],
+            body,
+        )
+            .into_response();
+    }
+    let chunk = match files::read_chunk(file, 0) {
+        Ok(c) => c,
+        Err(_) => return missing(),
+    };
+    let binary = chunk.text.contains('\0') || chunk.text.contains('\u{FFFD}');
+    let markdown = path.ends_with(".md") || path.ends_with(".markdown");
+    let complete = chunk.next_offset >= chunk.size;
+    Json(json!({
+        "path": path,
+        "size": chunk.size,
+        "kind": if binary { "binary" } else if markdown { "markdown" } else { "text" },
+        "truncated": !complete,
+        "text": if binary { None } else { Some(&chunk.text) },
+        "html": (markdown && !binary).then(|| view::markdown(&chunk.text)),
+    }))
+    .into_response()
+}
+
+/// A file as a stream of byte chunks, read off the async threads.
+fn tokio_util_stream(
+    file: std::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
+    futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = std::io::Read::read(&mut file, &mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((buf, file))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match read {
+            Ok((buf, _)) if buf.is_empty() => None,
+            Ok((buf, file)) => Some((Ok(buf), Some(file))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct AnswerBody {
+    comment: Option<String>,
+    reason: Option<String>,
+}
+
+async fn approve(
+    State(app): State<Shared>,
+    Path((id, node)): Path<(String, String)>,
+    body: Option<Json<AnswerBody>>,
+) -> Response {
+    let comment = body
+        .and_then(|Json(b)| b.comment)
+        .filter(|c| !c.trim().is_empty());
+    answer(app, id, node, true, comment).await
+}
+
+async fn reject(
+    State(app): State<Shared>,
+    Path((id, node)): Path<(String, String)>,
+    body: Option<Json<AnswerBody>>,
+) -> Response {
+    let reason = body
+        .and_then(|Json(b)| b.reason.or(b.comment))
+        .filter(|c| !c.trim().is_empty());
+    let Some(reason) = reason else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a rejection needs a reason: send {\"reason\": \"...\"}",
+        );
+    };
+    answer(app, id, node, false, Some(reason)).await
+}
+
+/// Answers with `reins approve|reject`, then continues the run when nothing executes it.
+async fn answer(
+    app: Shared,
+    id: String,
+    node: String,
+    approved: bool,
+    comment: Option<String>,
+) -> Response {
+    if let Err(refused) = find_node(&app, &id, &node) {
+        return *refused;
+    }
+    let mut args = vec![if approved { "approve" } else { "reject" }.to_string()];
+    if let Some(c) = &comment {
+        args.push(format!("--message={c}"));
+    }
+    args.extend(["--".to_string(), id.clone(), node.clone()]);
+    let out = match actions::run_cli(&app, &args).await {
+        Ok(out) => out,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot run reins: {e}"),
+            )
+        }
+    };
+    if !out.ok() {
+        return error(StatusCode::CONFLICT, out.stderr.trim());
+    }
+    continue_if_idle(&app, &id, out.stdout).await
+}
+
+/// Starts `reins resume` for a run no process executes; says what happened.
+async fn continue_if_idle(app: &Shared, id: &str, message: String) -> Response {
+    let run = app.store.run(id);
+    if run.is_live() || app.owned.contains(id) {
+        return Json(json!({ "message": message, "continued": false })).into_response();
+    }
+    match actions::spawn_resume(app, id, None) {
+        Ok(pid) => {
+            Json(json!({ "message": message, "continued": true, "pid": pid })).into_response()
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("{message}; but the run cannot be continued: {e}"),
+        ),
+    }
+}
+
+async fn cancel(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+    if app.runs.one(&id).is_none() {
+        return no_run(&id);
+    }
+    match actions::run_cli(&app, &["cancel".into(), "--".into(), id.clone()]).await {
+        Ok(out) if out.ok() => Json(json!({ "message": out.stdout })).into_response(),
+        Ok(out) => error(StatusCode::CONFLICT, out.stderr.trim()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot run reins: {e}"),
+        ),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ResumeBody {
+    from: Option<String>,
+}
+
+async fn resume(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    body: Option<Json<ResumeBody>>,
+) -> Response {
+    let from = body.and_then(|Json(b)| b.from).filter(|f| !f.is_empty());
+    if let Some(from) = &from {
+        if let Err(refused) = find_node(&app, &id, from) {
+            return *refused;
+        }
+    } else if app.runs.one(&id).is_none() {
+        return no_run(&id);
+    }
+    if let Some(owner) = live_owner(&app.store.run(&id).lock_path()) {
+        return error(
+            StatusCode::CONFLICT,
+            &format!("run {id} is executing (pid {})", owner.pid),
+        );
+    }
+    match actions::spawn_resume(&app, &id, from.as_deref()) {
+        Ok(pid) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "message": format!("resuming run {id}"), "pid": pid })),
+        )
+            .into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot resume run {id}: {e}"),
+        ),
+    }
+}

@@ -1,0 +1,323 @@
+//! What the page shows that the store does not keep in that shape: the workflow's DAG, the
+//! gates with their questions in Markdown, an agent's transcript with tool calls paired with
+//! their results.
+
+use std::time::SystemTime;
+
+use pulldown_cmark::{CowStr, Event as Md, Options, Parser, Tag};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::agent::events::{self, Assistant, Event as AgentEvent};
+use crate::engine::approval;
+use crate::source::SourceFile;
+use crate::store::{time, Manifest, NodeState, RunDir, RunState};
+use crate::workflow::{self, LoopBody, NodeKind, Workflow};
+
+/// One node of the DAG.
+#[derive(Debug, Serialize)]
+pub struct GraphNode {
+    /// The node id.
+    pub id: String,
+    /// `bash`, `prompt`, `command`, `approval` or `loop`.
+    pub kind: &'static str,
+    /// For a loop, the kind of its body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<&'static str>,
+    /// The ids it depends on.
+    pub depends_on: Vec<String>,
+    /// What it runs, as written in the workflow (a template; a command's name).
+    pub source: String,
+    /// For a loop, its `max_iterations`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_iterations: Option<u32>,
+}
+
+/// The workflow frozen in a run, if it can be read.
+pub fn frozen_workflow(manifest: &Manifest) -> Option<Workflow> {
+    workflow::load_source(SourceFile::new(
+        manifest.workflow_path.clone(),
+        manifest.workflow_text.clone(),
+    ))
+    .workflow
+}
+
+/// The DAG of a workflow, node by node in the workflow's order.
+pub fn graph(wf: &Workflow) -> Vec<GraphNode> {
+    wf.nodes
+        .iter()
+        .map(|n| {
+            let (body, source, max_iterations) = match &n.kind {
+                NodeKind::Bash(t) | NodeKind::Prompt(t) => (None, t.value.clone(), None),
+                NodeKind::Command(c) => (None, c.value.clone(), None),
+                NodeKind::Approval(a) => (None, a.message.value.clone(), None),
+                NodeKind::Loop(l) => {
+                    let (kind, text) = match &l.body {
+                        LoopBody::Bash(t) => ("bash", t.value.clone()),
+                        LoopBody::Prompt(t) => ("prompt", t.value.clone()),
+                        LoopBody::Command(c) => ("command", c.value.clone()),
+                    };
+                    (Some(kind), text, Some(l.max_iterations.value))
+                }
+            };
+            GraphNode {
+                id: n.id.value.clone(),
+                kind: n.kind.name(),
+                body,
+                depends_on: n.depends_on.iter().map(|d| d.value.clone()).collect(),
+                source,
+                max_iterations,
+            }
+        })
+        .collect()
+}
+
+/// A gate as the page shows it.
+#[derive(Debug, Serialize)]
+pub struct Gate {
+    /// The node id.
+    pub node: String,
+    /// The question, as rendered when it was asked.
+    pub message: String,
+    /// The question as HTML (Markdown, raw HTML escaped).
+    pub message_html: String,
+    /// When it was asked.
+    pub requested_at: Option<String>,
+    /// When it times out, if it has a timeout.
+    pub deadline: Option<String>,
+    /// Still waiting for an answer.
+    pub waiting: bool,
+    /// The answer: approved, by, comment.
+    pub answer: Option<Value>,
+}
+
+/// The gates of a run that have asked their question.
+pub fn gates(wf: Option<&Workflow>, state: &RunState, run: &RunDir) -> Vec<Gate> {
+    state
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let asked = n.approval.as_ref()?;
+            let node = wf.and_then(|w| w.nodes.iter().find(|x| x.id.value == n.id));
+            let deadline = node.and_then(|node| approval::deadline(node, n));
+            let answer = asked
+                .answer
+                .as_ref()
+                .map(|a| serde_json::to_value(a).unwrap_or_default());
+            let waiting = answer.is_none()
+                && matches!(
+                    n.status,
+                    crate::store::NodeStatus::Waiting | crate::store::NodeStatus::Running
+                )
+                && !approval::answer_path(&run.node_dir(&n.id)).exists();
+            Some(Gate {
+                node: n.id.clone(),
+                message: asked.message.clone(),
+                message_html: markdown(&asked.message),
+                requested_at: asked.requested_at.map(time::format),
+                deadline: deadline.map(time::format),
+                waiting,
+                answer,
+            })
+        })
+        .collect()
+}
+
+/// Markdown as HTML that cannot run anything: raw HTML is shown as text and links to
+/// `javascript:`, `data:` or `vbscript:` lose their target.
+pub fn markdown(text: &str) -> String {
+    let options =
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    let events = Parser::new_ext(text, options).map(|event| match event {
+        Md::Html(raw) | Md::InlineHtml(raw) => Md::Text(raw),
+        Md::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => Md::Start(Tag::Link {
+            link_type,
+            dest_url: safe_url(dest_url),
+            title,
+            id,
+        }),
+        Md::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => Md::Start(Tag::Image {
+            link_type,
+            dest_url: safe_url(dest_url),
+            title,
+            id,
+        }),
+        other => other,
+    });
+    let mut html = String::new();
+    pulldown_cmark::html::push_html(&mut html, events);
+    html
+}
+
+fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
+    let lower: String = url
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if ["javascript:", "data:", "vbscript:", "file:"]
+        .iter()
+        .any(|s| lower.starts_with(s))
+    {
+        CowStr::Borrowed("#")
+    } else {
+        url
+    }
+}
+
+/// One entry of an agent's transcript.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// What the assistant said.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// A tool call and, once it came back, its result.
+    Tool {
+        /// The tool.
+        name: String,
+        /// One line: the tool and its target, as `reins logs` shows it.
+        summary: String,
+        /// The call's arguments.
+        input: Value,
+        /// The result's text, when it came back.
+        result: Option<String>,
+        /// True when the tool failed or was refused.
+        is_error: bool,
+    },
+    /// Anything else worth a line: the session starting, a retry, a denial, the result.
+    Note {
+        /// The line, as `reins logs` shows it.
+        text: String,
+    },
+}
+
+/// An agent's transcript (`transcript.jsonl`) as entries, tool results joined to their calls.
+pub fn transcript(text: &str) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    let mut calls: std::collections::HashMap<String, usize> = Default::default();
+    for line in text.lines() {
+        let Some(event) = events::parse_line(line) else {
+            continue;
+        };
+        match &event {
+            AgentEvent::Assistant(message) => {
+                for t in message
+                    .texts
+                    .iter()
+                    .map(|t| t.trim())
+                    .filter(|t| !t.is_empty())
+                {
+                    out.push(Entry::Text {
+                        text: t.to_string(),
+                    });
+                }
+                for tool in &message.tool_uses {
+                    let one = AgentEvent::Assistant(Assistant {
+                        texts: Vec::new(),
+                        tool_uses: vec![tool.clone()],
+                        error: None,
+                        api_error_status: None,
+                    });
+                    calls.insert(tool.id.clone(), out.len());
+                    out.push(Entry::Tool {
+                        name: tool.name.clone(),
+                        summary: crate::agent::render_readable(&one).unwrap_or_default(),
+                        input: tool.input.clone(),
+                        result: None,
+                        is_error: false,
+                    });
+                }
+                if let Some(e) = &message.error {
+                    out.push(Entry::Note {
+                        text: format!("✗ API error: {e}"),
+                    });
+                }
+            }
+            AgentEvent::ToolResults(results) => {
+                for r in results {
+                    match calls.get(&r.tool_use_id).and_then(|&i| out.get_mut(i)) {
+                        Some(Entry::Tool {
+                            result, is_error, ..
+                        }) => {
+                            *result = Some(r.content.clone());
+                            *is_error = r.is_error;
+                        }
+                        _ => out.push(Entry::Note {
+                            text: format!("tool result: {}", r.content),
+                        }),
+                    }
+                }
+            }
+            other => {
+                if let Some(text) = crate::agent::render_readable(other) {
+                    out.push(Entry::Note { text });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Seconds from now until `at` (negative once passed).
+pub fn seconds_until(at: SystemTime) -> i64 {
+    match at.duration_since(SystemTime::now()) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// The node's state, for a node the state does not know yet (never started).
+pub fn node_or_pending(state: &RunState, id: &str) -> NodeState {
+    state.node(id).cloned().unwrap_or_else(|| NodeState {
+        id: id.to_string(),
+        ..NodeState::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_runs_nothing() {
+        let html = markdown("**Ship** it? <script>alert(1)</script> [x](javascript:alert(1))");
+        assert!(html.contains("<strong>Ship</strong>"), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("javascript:"), "{html}");
+    }
+
+    #[test]
+    fn tool_results_join_their_calls() {
+        let text = concat!(
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Writing"},{"type":"tool_use","id":"t1","name":"Write","input":{"file_path":"a.md","content":"x"}}]}}"#,
+            "\n",
+            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","content":"ok"}]}}"#,
+            "\n"
+        );
+        let entries = transcript(text);
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        match &entries[1] {
+            Entry::Tool {
+                summary, result, ..
+            } => {
+                assert_eq!(summary, "→ Write a.md");
+                assert_eq!(result.as_deref(), Some("ok"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
