@@ -11,6 +11,11 @@
 //! wall times are printed with their ratio to the baseline, next to Archon 0.9's figures on the
 //! same 2-core machine (design brief §5). Figures, not a pass/fail test.
 //!
+//! Then, in process, hostile files that must be refused in bounded time (issue 9): 1,000
+//! templates of 20 tags each in one string, 5,000 dependency typos, 20,000 unknown names on
+//! one line (capped to ten shown), a 50,000-node workflow; each printed with its ratio to
+//! validating the 1,000-node workflow.
+//!
 //! `REINS_BENCH_DUMP=FILE` writes the generated workflow to FILE and stops, for profiling.
 
 use std::path::Path;
@@ -83,6 +88,62 @@ fn main() {
         assert!(!diags.iter().any(|d| d.is_error()));
     });
     report("  in process: check_file", checked, baseline, None);
+
+    // Hostile files: bounded by construction; the figures show how bounded.
+    let hostile = [
+        ("20,000 tags in one string", tags_in_one_string()),
+        ("5,000 dependency typos", typos(5_000)),
+        (
+            "20,000 unknown names, one line",
+            unknown_names_on_one_line(20_000),
+        ),
+        ("50,000 nodes", plain_nodes(50_000)),
+    ];
+    let few = (runs / 10).max(3);
+    for (what, text) in hostile {
+        let file = dir.path().join("hostile.yaml");
+        std::fs::write(&file, &text).expect("write the hostile workflow");
+        let stats = sample(few, || {
+            let _ = reins::workflow::validate::check_file(&file);
+        });
+        println!(
+            "  hostile: {what:<30} median {:>8.2} ms  {:>6.1}x the 1000-node check",
+            ms(stats.median),
+            stats.median.as_secs_f64() / checked.median.as_secs_f64()
+        );
+    }
+}
+
+/// One bash string of 20,000 tags (refused: at most 1,000 tags per template).
+fn tags_in_one_string() -> String {
+    let tags = vec!["{{inputs.x}}"; 20_000].join(" ");
+    format!("inputs:\n  x: {{default: a}}\nnodes:\n  - id: a\n    bash: echo {tags}\n")
+}
+
+fn typos(n: usize) -> String {
+    let mut y = String::from("nodes:\n");
+    for i in 0..n {
+        y.push_str(&format!("  - {{id: n{i}, bash: x, depends_on: [m{i}]}}\n"));
+    }
+    y
+}
+
+fn unknown_names_on_one_line(n: usize) -> String {
+    let names: Vec<String> = (0..n).map(|i| format!("{{{{inputs.nope{i}}}}}")).collect();
+    let nodes: Vec<String> = names
+        .chunks(1000)
+        .enumerate()
+        .map(|(k, c)| format!("{{id: n{k}, bash: \"echo {}\"}}", c.join(" ")))
+        .collect();
+    format!("nodes: [{}]\n", nodes.join(", "))
+}
+
+fn plain_nodes(n: usize) -> String {
+    let mut y = String::from("nodes:\n");
+    for i in 0..n {
+        y.push_str(&format!("  - {{id: n{i}, bash: echo {i}}}\n"));
+    }
+    y
 }
 
 /// Median and minimum of a set of timings.

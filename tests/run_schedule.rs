@@ -331,8 +331,10 @@ nodes:
     let middle = out.stdout.find("2. middle").expect(&out.stdout);
     let last = out.stdout.find("3. last").expect(&out.stdout);
     assert!(first < middle && middle < last);
+    // The script as it runs, its values beside it.
     assert!(
-        out.stdout.contains(r"$ echo 'it'\''s here' > ran-first"),
+        out.stdout
+            .contains("$ echo \"$REINS_VALUE_1\" > ran-first\n     REINS_VALUE_1='it'\\''s here'"),
         "{}",
         out.stdout
     );

@@ -32,7 +32,7 @@ async fn run(job: Job) -> Outcome {
     let script = match job
         .plan
         .render_script(job.index, Field::Body, &job.context)
-        .and_then(|s| pass_values(s, &job.dir, &mut env))
+        .and_then(|s| pass_values(s, &job.run.dir.path, &job.dir, &mut env))
     {
         Ok(s) => s,
         Err(e) => return Outcome::fatal(format!("cannot render the script: {e}")),
@@ -125,6 +125,7 @@ const VALUES_BUDGET: usize = 512 * 1024;
 /// `NAME=$(cat -- "$NAME_FILE"; printf x); NAME=${NAME%x}`.
 pub(super) fn pass_values(
     script: crate::workflow::template::Script,
+    run_dir: &Path,
     dir: &Path,
     env: &mut Vec<(String, String)>,
 ) -> Result<String, String> {
@@ -136,10 +137,8 @@ pub(super) fn pass_values(
             env.push((name, value));
             continue;
         }
-        let folder = dir.join("values");
-        let path = folder.join(&name);
-        std::fs::create_dir_all(&folder)
-            .and_then(|_| std::fs::write(&path, value.as_bytes()))
+        let path = dir.join("values").join(&name);
+        write_value(run_dir, &path, value.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         preamble.push_str(&format!(
             "{name}=$(cat -- \"${name}_FILE\"; printf x); {name}=${{{name}%x}}; "
@@ -148,6 +147,15 @@ pub(super) fn pass_values(
     }
     // On the script's first line, so the shell's line numbers stay those of the workflow.
     Ok(preamble + &script.text)
+}
+
+/// Writes a value's file in the run directory `base`, never through a link a node planted.
+pub(super) fn write_value(base: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let rel = safe_fs::relative(base, path)?;
+    if let Some(parent) = rel.parent() {
+        safe_fs::create_dirs(base, parent)?;
+    }
+    safe_fs::write(base, rel, bytes)
 }
 
 /// The output was cut to the limit: keeps the whole of it as `output.txt` (this attempt's part

@@ -228,9 +228,8 @@ impl RunInfo {
                 if file_stands_in {
                     return;
                 }
-                let folder = self.dir.node_dir(node).join("values");
-                let path = folder.join(&name);
-                match std::fs::create_dir_all(&folder).and_then(|_| std::fs::write(&path, value)) {
+                let path = self.dir.node_dir(node).join("values").join(&name);
+                match super::bash::write_value(&self.dir.path, &path, value.as_bytes()) {
                     Ok(()) => env.push((format!("{name}_FILE"), path.display().to_string())),
                     Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
                 }

@@ -188,7 +188,7 @@ async fn until(
     let mut env = job.env.clone();
     let script = plan
         .render_script(job.index, Field::UntilBash, context)
-        .and_then(|s| super::bash::pass_values(s, &dir.join("until"), &mut env))
+        .and_then(|s| super::bash::pass_values(s, &job.run.dir.path, &dir.join("until"), &mut env))
         .map_err(|e| format!("cannot render `until_bash`: {e}"))?;
     let shell = &plan.settings[job.index].shell;
     let mut args: Vec<String> = shell[1..].to_vec();

@@ -235,7 +235,7 @@ impl Plan {
         &self.renderer
     }
 
-    /// How a field is escaped: bash scripts are shell-quoted, everything else is plain.
+    /// How a field is escaped: bash scripts by reference, everything else plain.
     pub fn mode(&self, i: usize, field: Field) -> Mode {
         let node = &self.workflow.nodes[i];
         match field {

@@ -219,7 +219,7 @@ pub struct Node {
 #[derive(Debug, Clone, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
-    /// A shell script, run with `bash -c` in the repository root. Substituted values are shell-quoted.
+    /// A shell script, run with `bash -c` in the repository root. Substituted values reach it as environment variables, never as script text.
     Bash(Template),
     /// A prompt for a coding agent.
     Prompt(Template),

@@ -4,8 +4,9 @@
 //! * [`analyze`] reads a template's source and lists every value it reads ([`Reference`]) with
 //!   its place in the workflow file, so `validate` can point at `{{nodes.typo.output}}`;
 //! * [`Renderer`] holds every template of a workflow, compiled once, and renders them against a
-//!   context. In [`Mode::Shell`] every substituted value is shell-quoted, so no input or node
-//!   output can inject shell code into a bash node.
+//!   context. A bash template is rendered by reference ([`Renderer::render_script`]): every
+//!   substituted value becomes an environment variable the script reads, never script text, so
+//!   no input, node output or agent reply can inject shell code into a bash node.
 //!
 //! The context a template sees is a JSON object with these keys:
 //!
@@ -571,7 +572,8 @@ impl<'a> TagLocator<'a> {
 pub enum Mode {
     /// As is: prompts, messages, conditions.
     Plain,
-    /// Every `{{substitution}}` shell-quoted: bash scripts.
+    /// Bash scripts: every `{{substitution}}` becomes a variable reference
+    /// ([`Renderer::render_script`]).
     Shell,
 }
 
