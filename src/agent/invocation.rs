@@ -1,9 +1,12 @@
 //! One run of the agent CLI: what to run, where, with which profile, and its command line.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
+
+use crate::process::Watchdog;
 
 /// Prompts longer than this (100 KiB) go through `prompt.md` in the node's folder: one
 /// argument is capped at 128 KiB, and an argument is visible to everyone in `ps`.
@@ -71,6 +74,10 @@ pub struct AgentInvocation {
     /// may not run `reins` nor write run state there. Each harness maps this to its own
     /// mechanism; Claude Code gets [`control_plane_rules`] as `--disallowedTools`.
     pub control_plane: Option<PathBuf>,
+    /// Time between TERM and KILL when reins stops the agent's process group.
+    pub grace: Duration,
+    /// Registers the agent's process group so that it dies with reins.
+    pub watchdog: Option<Arc<Watchdog>>,
 }
 
 /// Claude Code deny rules that keep an agent off reins' control plane: running `reins`
@@ -130,6 +137,8 @@ impl AgentInvocation {
             wall_timeout: None,
             required_outputs: Vec::new(),
             control_plane: None,
+            grace: crate::process::DEFAULT_GRACE,
+            watchdog: None,
         }
     }
 

@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value as Json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::cancel::CancelLevel;
 use super::plan::{Field, Plan};
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
-use crate::agent::{self, AgentEvent, AgentInvocation, AgentOutcome, SessionMode, Verdict};
+use crate::agent::{self, AgentInvocation, AgentOutcome, SessionMode, Verdict};
 use crate::store::{Event, Usage};
 use crate::workflow::command_file::parse_command_file;
 use crate::workflow::template::Mode;
@@ -179,24 +179,17 @@ fn choose_session(job: &Job) -> SessionMode {
     }
 }
 
-/// Runs the agent: registers its process group with the watchdog, passes cancellation on
-/// (graceful: TERM then KILL; forced: KILL now). `None` when a forced cancel cut it short.
+/// Runs the agent (its process group registers itself with the watchdog), passes
+/// cancellation on (graceful: TERM then KILL; forced: KILL now). `None` when a forced cancel
+/// cut it short.
 async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
-    let (events_tx, mut events) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    // Declared before the run so that the run (and its process group) is dropped first.
-    let mut _watched = None;
-    let run = agent::run(inv, Some(events_tx), cancel_rx);
+    let run = agent::run(inv, None, cancel_rx);
     tokio::pin!(run);
     let mut stopping = false;
     loop {
         tokio::select! {
             outcome = &mut run => return Some(outcome),
-            Some(event) = events.recv() => {
-                if let AgentEvent::Spawned { pid, .. } = event {
-                    _watched = job.watchdog.as_deref().map(|w| w.watch(pid));
-                }
-            }
             _ = job.cancel.at_least(CancelLevel::Graceful), if !stopping => {
                 stopping = true;
                 let _ = cancel_tx.send(true);
@@ -296,6 +289,8 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
         inv.idle_timeout = Some(idle.value);
     }
     inv.wall_timeout = job.timeout;
+    inv.grace = job.limits.grace;
+    inv.watchdog = job.watchdog.clone();
     inv.required_outputs = node
         .outputs
         .iter()

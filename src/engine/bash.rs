@@ -8,8 +8,8 @@
 use std::io::Write;
 
 use super::plan::Field;
-use super::process::{self, Ending, Spec};
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
+use crate::process::{self, Ending, Spec};
 use crate::store::safe_fs;
 
 /// A script longer than this is run from its file rather than as an argument (one argument is

@@ -15,9 +15,9 @@ use super::plan::{FrozenCommands, Plan};
 use super::recorder::{Observer, Recorder};
 use super::runner::Runners;
 use super::scheduler::{self, Execution, Options};
-use super::watchdog::Watchdog;
 use crate::diagnostic::suggestion;
 use crate::exit;
+use crate::process::Watchdog;
 use crate::source::SourceFile;
 use crate::store::{
     log, CreateError, Event, EventLog, FrozenFile, LockError, Manifest, NodeStatus, RunDir,

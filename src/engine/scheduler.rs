@@ -27,7 +27,7 @@ use super::plan::{Field, Plan, Ready};
 use super::recorder::Recorder;
 use super::runner::{Job, Limits, NodeRunner, Outcome, Runners, SessionChoice};
 use super::trigger::{self, Decision};
-use super::watchdog::Watchdog;
+use crate::process::Watchdog;
 use crate::store::{Event, NodeStatus, RunStatus};
 use crate::workflow::template::is_truthy;
 
@@ -56,7 +56,7 @@ impl Default for Options {
                 .unwrap_or(2),
             retry_delay: Duration::from_secs(1),
             limits: Limits {
-                grace: Duration::from_secs(3),
+                grace: crate::process::DEFAULT_GRACE,
                 output_limit: 1 << 20,
             },
         }
