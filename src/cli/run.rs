@@ -316,6 +316,9 @@ fn dry_run(
             plan.render(i, Field::Body, &ctx)
         };
         out.push_str(&show(label, body));
+        if plan.mode(i, Field::Body) == crate::workflow::template::Mode::Shell {
+            out.push_str(&script_values(&plan, i, Field::Body, &ctx));
+        }
         if plan.has(i, Field::Until) {
             out.push_str(&show("until:", plan.render(i, Field::Until, &ctx)));
         }
@@ -324,8 +327,29 @@ fn dry_run(
                 "until_bash: $",
                 plan.render(i, Field::UntilBash, &ctx),
             ));
+            out.push_str(&script_values(&plan, i, Field::UntilBash, &ctx));
         }
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
     exit::SUCCESS
+}
+
+/// The values a bash script reads, one a line beside it in `--dry-run`: each variable with
+/// its value shell-quoted (long values shortened).
+fn script_values(plan: &Plan, i: usize, field: Field, ctx: &serde_json::Value) -> String {
+    let Ok(script) = plan.render_script(i, field, ctx) else {
+        return String::new();
+    };
+    let mut s = String::new();
+    for (name, value) in &script.values {
+        let shown: String = value.chars().take(200).collect();
+        let more = if shown.len() < value.len() {
+            format!(" ({} bytes in all)", value.len())
+        } else {
+            String::new()
+        };
+        let quoted = crate::workflow::template::shell_quote(&shown);
+        s.push_str(&format!("     {name}={quoted}{more}\n"));
+    }
+    s
 }

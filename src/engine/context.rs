@@ -16,9 +16,11 @@
 //! | `REINS_INPUT_<NAME>` | each input |
 //! | `REINS_NODE_<ID>_OUTPUT`, `REINS_NODE_<ID>_STATUS` | each upstream node's output and status |
 //!
-//! Names are upper-cased with every other character than `A-Z0-9` turned into `_`. An output
-//! larger than [`ENV_VALUE_LIMIT`] is not exported (the kernel limits one variable to 128 KiB);
-//! read it from `nodes/<id>/stdout.log` in the run directory instead.
+//! Names are upper-cased with every other character than `A-Z0-9` turned into `_` (`validate`
+//! refuses two names that would share a variable). A value no environment can hold — larger
+//! than [`ENV_VALUE_LIMIT`] (the kernel limits one variable to 128 KiB), past the budget of all
+//! of them, or holding a NUL byte — is written to `nodes/<node>/values/<NAME>` and
+//! `<NAME>_FILE` (`REINS_INPUT_X_FILE`, say) holds that file's path instead.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,6 +32,10 @@ use crate::workflow::validate::env_suffix;
 
 /// The largest value exported as an environment variable.
 pub const ENV_VALUE_LIMIT: usize = 100 * 1024;
+
+/// The most the `REINS_INPUT_*` and `REINS_NODE_*` values of one node take of its
+/// environment; past it, values go through files.
+pub const ENV_BUDGET: usize = 1024 * 1024;
 
 /// What every node of a run shares.
 #[derive(Debug, Clone)]
@@ -178,16 +184,29 @@ impl RunInfo {
             ("REINS_WORKFLOW".to_string(), self.workflow.clone()),
             ("REINS_NODE".to_string(), node.to_string()),
         ];
-        for (name, value) in &self.inputs {
-            if value.len() <= ENV_VALUE_LIMIT {
-                env.push((format!("REINS_INPUT_{}", env_suffix(name)), value.clone()));
+        let mut used = 0;
+        let mut export = |env: &mut Vec<(String, String)>, name: String, value: &str| {
+            if value.len() <= ENV_VALUE_LIMIT
+                && used + value.len() <= ENV_BUDGET
+                && !value.contains('\0')
+            {
+                used += value.len();
+                env.push((name, value.to_string()));
+                return;
             }
+            let folder = self.dir.node_dir(node).join("values");
+            let path = folder.join(&name);
+            match std::fs::create_dir_all(&folder).and_then(|_| std::fs::write(&path, value)) {
+                Ok(()) => env.push((format!("{name}_FILE"), path.display().to_string())),
+                Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
+            }
+        };
+        for (name, value) in &self.inputs {
+            export(&mut env, format!("REINS_INPUT_{}", env_suffix(name)), value);
         }
         for (id, v) in upstream {
             let key = env_suffix(id);
-            if v.output.len() <= ENV_VALUE_LIMIT {
-                env.push((format!("REINS_NODE_{key}_OUTPUT"), v.output.clone()));
-            }
+            export(&mut env, format!("REINS_NODE_{key}_OUTPUT"), &v.output);
             env.push((
                 format!("REINS_NODE_{key}_STATUS"),
                 v.status.as_str().to_string(),

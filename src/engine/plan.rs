@@ -1,7 +1,7 @@
 //! [`Plan`]: a validated workflow made ready to execute, once per run.
 //!
 //! Every template of the workflow is compiled here, once, into one [`Renderer`] (bash scripts
-//! in [`Mode::Shell`], everything else in [`Mode::Plain`]); command files are resolved; each
+//! in [`Mode::Shell`], rendered by reference, everything else in [`Mode::Plain`]); command files are resolved; each
 //! node's effective settings (timeout, retries, shell...) are computed with the workflow's
 //! `defaults:` applied; and each node gets its scheduling priority, the weight of the longest
 //! chain of work behind it (critical path first).
@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::graph::{Dag, DEFAULT_WEIGHT};
-use crate::workflow::template::{Mode, Renderer};
+use crate::workflow::template::{Mode, Renderer, Script};
 use crate::workflow::validate::{CommandFile, CommandLookup};
 use crate::workflow::{LoopBody, NodeKind, Trigger, Workflow};
 
@@ -209,10 +209,19 @@ impl Plan {
         self.renderer.has(&field_key(i, field), self.mode(i, field))
     }
 
-    /// Renders a template field of node `i` against a context (see [`super::context`]).
+    /// Renders a template field of node `i` against a context (see [`super::context`]). A
+    /// bash script comes back as it runs: its values are references (see
+    /// [`Plan::render_script`] for the values themselves).
     pub fn render(&self, i: usize, field: Field, context: &Json) -> Result<String, String> {
-        let mode = self.mode(i, field);
-        self.renderer.render(&field_key(i, field), mode, context)
+        match self.mode(i, field) {
+            Mode::Shell => self.render_script(i, field, context).map(|s| s.text),
+            mode => self.renderer.render(&field_key(i, field), mode, context),
+        }
+    }
+
+    /// Renders a bash field of node `i` by reference: the script and the values it reads.
+    pub fn render_script(&self, i: usize, field: Field, context: &Json) -> Result<Script, String> {
+        self.renderer.render_script(&field_key(i, field), context)
     }
 
     /// Renders a workflow `env:` value.
@@ -336,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn renders_bash_quoted_and_conditions_plain() {
+    fn renders_bash_by_reference_and_conditions_plain() {
         let p = plan(
             "defaults: {retries: 2, timeout: 1m}
 nodes:
@@ -348,7 +357,10 @@ nodes:
 ",
         );
         let ctx = json!({"inputs": {"x": "a b"}});
-        assert_eq!(p.render(0, Field::Body, &ctx).unwrap(), "echo 'a b'");
+        assert_eq!(
+            p.render(0, Field::Body, &ctx).unwrap(),
+            "echo \"$REINS_VALUE_1\""
+        );
         assert_eq!(p.render(0, Field::When, &ctx).unwrap(), "a b");
         assert!(!p.has(0, Field::Cwd));
         let s = &p.settings[0];

@@ -562,6 +562,13 @@ impl Task {
                 .plan
                 .render(i, Field::Env(&name.value), &self.context)
                 .map_err(|e| format!("cannot render `env.{}`: {e}", name.value))?;
+            if value.contains('\0') {
+                return Err(format!(
+                    "`env.{}` cannot be set: {} contains a NUL byte, which no environment can hold",
+                    name.value,
+                    crate::workflow::template::describe_value(&self.context, &value)
+                ));
+            }
             env.push((name.value.clone(), value));
         }
         env.extend(self.reins_env.iter().cloned());
