@@ -48,6 +48,7 @@ pub fn run(args: AnswerArgs, approved: bool) -> i32 {
             run: run.id.clone(),
             from: None,
             concurrency: None,
+            max_agents: None,
             json: args.json,
         });
     }

@@ -8,6 +8,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::args::{ResumeArgs, RunArgs};
 use super::progress::{self, View};
+use crate::engine::agent_slots::AgentSlots;
 use crate::engine::context::{NodeValue, RunInfo};
 use crate::engine::launch::{self, resolve_inputs};
 use crate::engine::{CancelLevel, Canceller, Field, Options, Plan, Prepared, Resumed, Runners};
@@ -51,7 +52,13 @@ pub fn run(args: RunArgs) -> i32 {
     ) {
         Ok(prepared) => {
             let run = prepared.run.clone();
-            let mut code = drive(prepared, runners, args.concurrency, args.json);
+            let mut code = drive(
+                prepared,
+                runners,
+                args.concurrency,
+                args.max_agents,
+                args.json,
+            );
             // On a terminal, ask at the gates instead of exiting 3.
             let interactive = !args.no_input
                 && !args.json
@@ -65,6 +72,7 @@ pub fn run(args: RunArgs) -> i32 {
                     run: run.id.clone(),
                     from: None,
                     concurrency: args.concurrency,
+                    max_agents: args.max_agents,
                     json: false,
                 });
             }
@@ -82,7 +90,16 @@ pub fn resume(args: ResumeArgs) -> i32 {
     };
     let runners = Runners::new();
     match launch::resume(&store, run, args.from.as_deref(), &runners) {
-        Ok(Resumed::Ready(prepared)) => drive(*prepared, runners, args.concurrency, args.json),
+        Ok(Resumed::Ready(prepared)) => {
+            say_changed(&prepared);
+            drive(
+                *prepared,
+                runners,
+                args.concurrency,
+                args.max_agents,
+                args.json,
+            )
+        }
         Ok(Resumed::AlreadySucceeded(run)) => {
             say!(
                 "run {} already succeeded; nothing to do (`--from NODE` runs a node and what depends on it again)",
@@ -92,6 +109,26 @@ pub fn resume(args: ResumeArgs) -> i32 {
         }
         Err(e) => fail(&e.message, e.code),
     }
+}
+
+/// Says so when the workflow (or a command file) changed since the run started: a resume runs
+/// the frozen version, and a new run the changed one.
+fn say_changed(prepared: &Prepared) {
+    let Some(first) = prepared.changed.first() else {
+        return;
+    };
+    let files: Vec<String> = prepared
+        .changed
+        .iter()
+        .map(|p| format!("{}", p.display()))
+        .collect();
+    let workflow = &prepared.manifest.workflow;
+    eprintln!(
+        "note: {} changed since run {} started; resuming runs the workflow as it was then (frozen in run.json). To run the changed {}, start a new run: `reins run {workflow}`",
+        files.join(", "),
+        prepared.run.id,
+        if *first == prepared.manifest.workflow_path { "workflow" } else { "files" },
+    );
 }
 
 /// The store of the working tree around the current directory.
@@ -121,9 +158,24 @@ pub(crate) fn fail(message: &str, code: i32) -> i32 {
 }
 
 /// Executes a prepared run with progress, signals and a summary; returns the exit code.
-fn drive(prepared: Prepared, runners: Runners, concurrency: Option<u32>, json: bool) -> i32 {
+fn drive(
+    prepared: Prepared,
+    runners: Runners,
+    concurrency: Option<u32>,
+    max_agents: Option<u32>,
+    json: bool,
+) -> i32 {
     let view = View::detect(json);
     let mut options = Options::default();
+    let config = crate::engine::agent_slots::config_path();
+    match crate::engine::agent_slots::resolve_max(
+        max_agents,
+        |k| std::env::var(k).ok(),
+        config.as_deref(),
+    ) {
+        Ok((max, _)) => options.limits.agent_slots = AgentSlots::for_user(max),
+        Err(e) => return fail(&e, exit::USAGE),
+    }
     if let Some(c) = concurrency.or(prepared.plan.workflow.concurrency.as_ref().map(|c| c.value)) {
         options.concurrency = c as usize;
     }
@@ -263,7 +315,12 @@ fn dry_run(
     let concurrency = concurrency
         .or(workflow_concurrency)
         .map(|c| c.to_string())
-        .unwrap_or_else(|| "number of CPUs".into());
+        .unwrap_or_else(|| {
+            format!(
+                "every ready node, up to {}",
+                crate::engine::scheduler::DEFAULT_CONCURRENCY
+            )
+        });
     let mut out = String::new();
     out.push_str(&format!(
         "dry run of `{name}`: {} node{} in schedule order (concurrency {concurrency}); nothing runs\n",
@@ -303,7 +360,13 @@ fn dry_run(
             s
         };
         if plan.has(i, Field::When) {
-            out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+            if plan.when_depends_on_run(i) {
+                // Stand-in outputs and statuses would make it look decided: it is not.
+                let text = node.when.as_ref().map(|w| w.value.trim()).unwrap_or("");
+                out.push_str(&show("when:", Ok(format!("decided at run time ({text})"))));
+            } else {
+                out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+            }
         }
         let label = match &node.kind {
             NodeKind::Bash(_) => "$",

@@ -12,6 +12,7 @@ use super::plan::Field;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
 use crate::process::{self, Ending, Spec};
 use crate::store::safe_fs;
+use crate::store::Event;
 
 /// A script longer than this is run from its file rather than as an argument (one argument is
 /// limited to 128 KiB by the kernel).
@@ -71,6 +72,8 @@ async fn run(job: Job) -> Outcome {
     if job.attempt > 1 {
         mark_attempt(&spec, job.attempt);
     }
+    // Where this attempt's stdout starts in the log, to find all of it if it is truncated.
+    let log_start = std::fs::metadata(&spec.stdout_log).map_or(0, |m| m.len());
     // The process starts at the first poll of `process::run`; the script is kept for the
     // record right after, while it runs, off the path from one node to the next.
     let (finished, kept) = tokio::join!(
@@ -89,6 +92,9 @@ async fn run(job: Job) -> Outcome {
     };
     if let Err(e) = kept {
         tracing::warn!("{e}");
+    }
+    if finished.truncated {
+        note_truncation(&job, &spec, log_start);
     }
     let output = trim_output(finished.stdout);
     match finished.ending {
@@ -142,6 +148,45 @@ pub(super) fn pass_values(
     }
     // On the script's first line, so the shell's line numbers stay those of the workflow.
     Ok(preamble + &script.text)
+}
+
+/// The output was cut to the limit: keeps the whole of it as `output.txt` (this attempt's part
+/// of `stdout.log`, trailing newlines trimmed like the output) and records how much was kept.
+fn note_truncation(job: &Job, spec: &Spec, log_start: u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let dest = super::context::output_file(&job.dir);
+    let copied = (|| -> std::io::Result<u64> {
+        let mut log = std::fs::File::open(&spec.stdout_log)?;
+        log.seek(SeekFrom::Start(log_start))?;
+        let mut out = std::fs::File::create(&dest)?;
+        let total = std::io::copy(&mut log, &mut out)?;
+        // Trim trailing newlines, like the output.
+        let mut len = total;
+        let mut last = [0u8; 1];
+        let mut reader = std::fs::File::open(&dest)?;
+        while len > 0 {
+            reader.seek(SeekFrom::Start(len - 1))?;
+            reader.read_exact(&mut last)?;
+            if !matches!(last[0], b'\n' | b'\r') {
+                break;
+            }
+            len -= 1;
+        }
+        out.set_len(len)?;
+        Ok(total)
+    })();
+    let total_bytes = match copied {
+        Ok(total) => total,
+        Err(e) => {
+            tracing::warn!("cannot keep the whole output of `{}`: {e}", job.node);
+            0
+        }
+    };
+    job.recorder.record(Event::OutputTruncated {
+        node: job.node.clone(),
+        kept_bytes: job.limits.output_limit as u64,
+        total_bytes: total_bytes.max(job.limits.output_limit as u64 + 1),
+    });
 }
 
 /// Separates the logs of a retry from the attempt before.

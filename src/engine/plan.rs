@@ -249,6 +249,62 @@ impl Plan {
         }
     }
 
+    /// The raw text of every template of node `i` (and of its command file), to look for
+    /// what it reads.
+    pub fn template_texts(&self, i: usize) -> Vec<&str> {
+        let node = &self.workflow.nodes[i];
+        let mut texts: Vec<&str> = Vec::new();
+        let command = |name: &str| self.commands.get(name).map(|c| c.file.text.as_str());
+        match &node.kind {
+            NodeKind::Bash(t) | NodeKind::Prompt(t) => texts.push(&t.value),
+            NodeKind::Command(name) => texts.extend(command(&name.value)),
+            NodeKind::Approval(a) => texts.push(&a.message.value),
+            NodeKind::Loop(l) => {
+                match &l.body {
+                    LoopBody::Bash(t) | LoopBody::Prompt(t) => texts.push(&t.value),
+                    LoopBody::Command(name) => texts.extend(command(&name.value)),
+                }
+                texts.extend(l.until.iter().map(|t| t.value.as_str()));
+                texts.extend(l.until_bash.iter().map(|t| t.value.as_str()));
+            }
+        }
+        texts.extend(node.when.iter().map(|t| t.value.as_str()));
+        texts.extend(node.cwd.iter().map(|t| t.value.as_str()));
+        texts.extend(node.env.iter().map(|(_, v)| v.value.as_str()));
+        texts.extend(node.args.iter().map(|(_, v)| v.value.as_str()));
+        texts
+    }
+
+    /// The values node `i`'s `when` reads (empty without a `when`).
+    pub fn when_references(&self, i: usize) -> Vec<crate::workflow::template::Reference> {
+        self.workflow.nodes[i]
+            .when
+            .as_ref()
+            .and_then(|w| crate::workflow::template::analyze(&w.value).ok())
+            .map(|a| a.references)
+            .unwrap_or_default()
+    }
+
+    /// True when node `d`'s `when` reads the status of node `i` (`nodes.ID.status`).
+    pub fn when_reads_status_of(&self, d: usize, i: usize) -> bool {
+        let id = self.id(i);
+        self.ancestors[d].contains(&i)
+            && self.when_references(d).iter().any(|r| {
+                r.segments.len() >= 3
+                    && r.segments[0] == "nodes"
+                    && r.segments[1] == id
+                    && r.segments[2] == "status"
+            })
+    }
+
+    /// True when node `i`'s `when` reads a value only known once the run executes: an
+    /// upstream node's output or status.
+    pub fn when_depends_on_run(&self, i: usize) -> bool {
+        self.when_references(i)
+            .iter()
+            .any(|r| r.segments.first().is_some_and(|s| s == "nodes") || r.in_block)
+    }
+
     /// The order in which nodes start when each finishes at once: dependencies first, and among
     /// ready nodes the one with the most work behind it (what `--dry-run` prints).
     pub fn schedule_order(&self) -> Vec<usize> {

@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `inputs.NAME` | the run's input value |
 //! | `nodes.ID.output` | stdout of a bash node (trailing newline trimmed), final text of an agent, comment of a gate |
+//! | `nodes.ID.output_file` | the file with the node's whole output (the output is cut at 1 MiB) |
 //! | `nodes.ID.status` | `success`, `failed`, `skipped`, `cancelled` |
 //! | `nodes.ID.json` | the output parsed as JSON, when it is JSON |
 //! | `artifacts` | absolute path of the run's artifacts folder |

@@ -853,6 +853,9 @@ impl Validator<'_> {
             let var = match name.split('.').collect::<Vec<_>>().as_slice() {
                 ["inputs", input] => Some(format!("REINS_INPUT_{}", env_suffix(input))),
                 ["nodes", id, "output"] => Some(format!("REINS_NODE_{}_OUTPUT", env_suffix(id))),
+                ["nodes", id, "output_file"] => {
+                    Some(format!("REINS_NODE_{}_OUTPUT_FILE", env_suffix(id)))
+                }
                 ["nodes", id, "status"] => Some(format!("REINS_NODE_{}_STATUS", env_suffix(id))),
                 ["artifacts"] => Some("REINS_ARTIFACTS".to_string()),
                 _ => None,
@@ -1066,15 +1069,15 @@ impl Validator<'_> {
                     Some(_) => {}
                 }
                 match r.segments.get(2).map(String::as_str) {
-                    Some("output" | "status") if r.segments.len() == 3 => {}
+                    Some("output" | "output_file" | "status") if r.segments.len() == 3 => {}
                     Some("json") => {}
                     other => {
                         let help = match other
-                            .and_then(|f| suggestion(f, ["output", "status", "json"]))
+                            .and_then(|f| suggestion(f, ["output", "output_file", "status", "json"]))
                         {
                             Some(h) => h,
                             None => {
-                                "a node has `output`, `status` and `json` (when its output is JSON)"
+                                "a node has `output`, `output_file`, `status` and `json` (when its output is JSON)"
                                     .into()
                             }
                         };
