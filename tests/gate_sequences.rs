@@ -1,4 +1,5 @@
-//! Gate sequences: a property test over random sequences of `run`, `resume`, `resume --from`,
+//! Gate sequences: a property test over random sequences of `run` (perhaps killed), `resume`,
+//! `resume --from`,
 //! `approve`, `reject` (with and without `--resume`) and `kill -9` in the middle of any of
 //! them, on the built binary and a temp repository. A hostile node plants forged answers and
 //! runs `reins approve` from inside the run every time it runs. After every step:
@@ -222,15 +223,40 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn one_answer_per_request_and_never_without_a_human(steps in prop::collection::vec(step(), 1..7)) {
+    fn one_answer_per_request_and_never_without_a_human(
+        kill_first_run in prop::option::of(0u64..150),
+        steps in prop::collection::vec(step(), 1..7),
+    ) {
         let repo = Repo::new().workflow("gates", WORKFLOW);
-        let out = repo
+        let first = repo
             .reins(["run", "gates"])
             .env("REINS_BIN", env!("CARGO_BIN_EXE_reins"))
-            .run();
+            .spawn();
+        if let Some(ms) = kill_first_run {
+            std::thread::sleep(Duration::from_millis(ms));
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(first.pid()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let out = first.wait();
         no_panic(&out);
-        prop_assert_eq!(out.code, 3, "{}", out.stderr);
-        let run = repo.the_run();
+        if kill_first_run.is_none() {
+            prop_assert_eq!(out.code, 3, "{}", out.stderr);
+        }
+        // A run exists only once it can be resumed: killed earlier, there is none at all.
+        let runs: Vec<String> = repo
+            .run_ids()
+            .into_iter()
+            .filter(|id| !id.starts_with('.'))
+            .collect();
+        prop_assert!(runs.len() <= 1);
+        let Some(run) = runs.into_iter().next() else {
+            let out = repo.reins(["status", "last"]).run();
+            prop_assert!(out.stderr.contains("no runs yet"), "{}", out.stderr);
+            return Ok(());
+        };
+        prop_assert!(repo.run_dir(&run).join("run.json").is_file());
         let mut model = Model::default();
         check(&repo, &model, &run, &[]);
         for (i, step) in steps.iter().enumerate() {

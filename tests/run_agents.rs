@@ -347,6 +347,13 @@ fn kill_9_mid_turn_then_resume_continues_the_session_and_finishes() {
     wait_for("the agent's first call", Duration::from_secs(60), || {
         !w.api.requests_for("MARK-KILL").is_empty()
     });
+    // The CLI saves the conversation on its own schedule; kill once it is on disk, as a
+    // conversation the CLI never saved cannot be continued by anyone.
+    wait_for(
+        "the CLI to save the conversation",
+        Duration::from_secs(30),
+        || saved_conversations(&w.repo.join(".claude-home"), "MARK-KILL") > 0,
+    );
     let agents = processes_with("MARK-KILL");
     assert_eq!(agents.len(), 1, "{agents:?}");
     let group = agents[0];
@@ -587,4 +594,17 @@ fn an_agent_in_a_worktree_may_write_the_artifacts_of_the_main_checkout() {
         !shown.ends_with(&w.repo.path().display().to_string()),
         "the run worked in a worktree: {shown}"
     );
+}
+
+/// Conversation files under a CLI home (`.claude/projects/*/*.jsonl`) that mention `needle`.
+fn saved_conversations(home: &std::path::Path, needle: &str) -> usize {
+    let Ok(projects) = std::fs::read_dir(home.join(".claude/projects")) else {
+        return 0;
+    };
+    projects
+        .filter_map(|p| std::fs::read_dir(p.ok()?.path()).ok())
+        .flatten()
+        .filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
+        .filter(|text| text.contains(needle))
+        .count()
 }

@@ -70,14 +70,14 @@ pub struct AgentInvocation {
     pub wall_timeout: Option<Duration>,
     /// Files the agent must leave behind; relative paths are taken from `cwd`.
     pub required_outputs: Vec<PathBuf>,
-    /// Time between TERM and KILL when reins stops the agent's process group.
-    pub grace: Duration,
-    /// Registers the agent's process group so that it dies with reins.
-    pub watchdog: Option<Arc<Watchdog>>,
     /// reins' `.reins/` folder, when the agent is denied the control plane (the default): it
     /// may not run `reins` nor write run state there. Each harness maps this to its own
     /// mechanism; Claude Code gets [`control_plane_rules`] as `--disallowedTools`.
     pub control_plane: Option<PathBuf>,
+    /// Time between TERM and KILL when reins stops the agent's process group.
+    pub grace: Duration,
+    /// Registers the agent's process group so that it dies with reins.
+    pub watchdog: Option<Arc<Watchdog>>,
 }
 
 /// Claude Code deny rules that keep an agent off reins' control plane: running `reins`
@@ -136,9 +136,9 @@ impl AgentInvocation {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             wall_timeout: None,
             required_outputs: Vec::new(),
+            control_plane: None,
             grace: crate::process::DEFAULT_GRACE,
             watchdog: None,
-            control_plane: None,
         }
     }
 
