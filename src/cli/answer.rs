@@ -49,6 +49,7 @@ pub fn run(args: AnswerArgs, approved: bool) -> i32 {
             from: None,
             concurrency: None,
             format: args.format,
+            max_agents: None,
             json: args.json,
         });
     }

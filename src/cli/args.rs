@@ -66,9 +66,14 @@ pub struct RunArgs {
     /// An input of the workflow, as `name=value` (repeat for more).
     #[arg(short, long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
-    /// Nodes running at once (default: the workflow's `concurrency`, else the number of CPUs).
+    /// Nodes running at once (default: the workflow's `concurrency`, else every ready node, up
+    /// to 64).
     #[arg(short = 'j', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
+    /// Agent sessions running at once on this machine, across all your runs (default:
+    /// `REINS_MAX_AGENTS`, else `max_agents` in the user config file, else what fits memory).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_agents: Option<u32>,
     /// `json`: print the event stream as JSON lines instead of progress.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<ListFormat>,
@@ -109,6 +114,9 @@ pub struct ResumeArgs {
     /// Nodes running at once.
     #[arg(short = 'j', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
+    /// Agent sessions running at once on this machine, across all your runs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_agents: Option<u32>,
     /// `json`: print the event stream as JSON lines instead of progress.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<ListFormat>,

@@ -116,16 +116,33 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             nodes.len(),
             if nodes.len() == 1 { "" } else { "s" }
         ),
-        Event::RunResumed { reset, from, .. } => {
+        Event::RunResumed { from, .. } => {
             let from = from
                 .as_ref()
                 .map(|f| format!(" from `{f}`"))
                 .unwrap_or_default();
+            // What this execution runs: every node not settled yet (those set back to pending
+            // and those that never started), and gates that wait for (or got) an answer.
+            let to_run: Vec<&str> = state
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.status, NodeStatus::Pending | NodeStatus::Waiting))
+                .map(|n| n.id.as_str())
+                .collect();
+            let mut names: Vec<String> = to_run.iter().take(5).map(|n| format!("`{n}`")).collect();
+            if to_run.len() > 5 {
+                names.push(format!("{} more", to_run.len() - 5));
+            }
             format!(
-                "run {} resumed{from}: {} node{} to run again",
+                "run {} resumed{from}: {} node{} to run{}",
                 state.run_id,
-                reset.len(),
-                if reset.len() == 1 { "" } else { "s" }
+                to_run.len(),
+                if to_run.len() == 1 { "" } else { "s" },
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", names.join(", "))
+                }
             )
         }
         Event::NodeStarted { node, attempt } => {
@@ -145,14 +162,35 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             node,
             error,
             will_retry,
+            log_tail,
+            log,
             ..
         } => {
             if *will_retry {
                 format!("{node} failed: {error}; retrying")
             } else {
-                format!("{node} failed in {}: {error}", elapsed(node))
+                let mut text = format!("{node} failed in {}: {error}", elapsed(node));
+                text.push_str(&failure_lines(&state.run_id, log_tail, log.as_deref()));
+                text
             }
         }
+        Event::AgentRetry {
+            node,
+            attempt,
+            max_retries,
+            reason,
+        } => match max_retries {
+            Some(max) => format!("{node} retrying ({attempt} of {max}): {reason}"),
+            None => format!("{node} retrying ({attempt}): {reason}"),
+        },
+        Event::OutputTruncated {
+            node,
+            kept_bytes,
+            total_bytes,
+        } => format!(
+            "{node}: {} (all of it in nodes/{node}/output.txt)",
+            truncation_text(*kept_bytes, *total_bytes)
+        ),
         Event::NodeSkipped { node, reason } => format!("{node} skipped: {reason}"),
         Event::NodeCancelled { node } => format!("{node} cancelled"),
         Event::AgentSession {
@@ -645,6 +683,27 @@ pub fn status_label(n: &crate::store::NodeState) -> String {
     }
 }
 
+/// The lines under a failed node: the last lines of its log, then where the whole log is.
+pub fn failure_lines(run_id: &str, tail: &[String], log: Option<&str>) -> String {
+    let mut out = String::new();
+    for line in tail {
+        let _ = write!(out, "\n    │ {line}");
+    }
+    if let Some(log) = log {
+        let _ = write!(out, "\n    whole log: .reins/runs/{run_id}/{log}");
+    }
+    out
+}
+
+/// `output truncated: 1 MiB of 2.9 MiB kept`.
+pub fn truncation_text(kept: u64, total: u64) -> String {
+    crate::store::Truncation {
+        kept_bytes: kept,
+        total_bytes: total,
+    }
+    .describe()
+}
+
 /// What agents used: cost, turns and tokens, like `$0.0123 · 2 turns · 24 in / 10 out tokens`.
 pub fn usage_text(usage: &crate::store::Usage) -> String {
     format!(
@@ -685,6 +744,14 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
                 .unwrap_or_default(),
             _ => String::new(),
         };
+        if let Some(t) = n.output_truncated {
+            let cut = truncation_text(t.kept_bytes, t.total_bytes);
+            note = if note.is_empty() {
+                cut
+            } else {
+                format!("{note} ({cut})")
+            };
+        }
         if n.attempt > 1 {
             note = if note.is_empty() {
                 format!("{} attempts", n.attempt)
@@ -707,6 +774,12 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
             note.lines().next().unwrap_or("")
         );
         let _ = writeln!(out, "{}", line.trim_end());
+        if n.status == NodeStatus::Failed {
+            let lines = failure_lines(&state.run_id, &n.log_tail, n.log.as_deref());
+            if !lines.is_empty() {
+                let _ = writeln!(out, "{}", lines.trim_start_matches('\n'));
+            }
+        }
     }
     out
 }

@@ -8,6 +8,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::args::{ResumeArgs, RunArgs};
 use super::progress::{self, View};
+use crate::engine::agent_slots::AgentSlots;
 use crate::engine::context::{NodeValue, RunInfo};
 use crate::engine::launch::{self, resolve_inputs};
 use crate::engine::{CancelLevel, Canceller, Field, Options, Plan, Prepared, Resumed, Runners};
@@ -63,7 +64,14 @@ pub fn run(args: RunArgs) -> i32 {
                 && !json
                 && std::io::IsTerminal::is_terminal(&std::io::stdin())
                 && std::io::IsTerminal::is_terminal(&std::io::stdout());
-            let mut code = drive(prepared, runners, args.concurrency, json, interactive);
+            let mut code = drive(
+                prepared,
+                runners,
+                args.concurrency,
+                args.max_agents,
+                json,
+                interactive,
+            );
             while interactive && code == exit::WAITING_FOR_APPROVAL {
                 match super::answer::ask_inline(&run) {
                     super::answer::Asked::Answered => {}
@@ -83,7 +91,7 @@ pub fn run(args: RunArgs) -> i32 {
                     );
                     return exit::SUCCESS;
                 }
-                code = resume_run(&run.id, args.concurrency, false, interactive);
+                code = resume_run(&run.id, args.concurrency, args.max_agents, interactive);
             }
             code
         }
@@ -159,7 +167,17 @@ pub fn resume(args: ResumeArgs) -> i32 {
     let json = args.wants_json();
     let runners = Runners::new();
     match launch::resume(&store, run, args.from.as_deref(), &runners) {
-        Ok(Resumed::Ready(prepared)) => drive(*prepared, runners, args.concurrency, json, false),
+        Ok(Resumed::Ready(prepared)) => {
+            say_changed(&prepared);
+            drive(
+                *prepared,
+                runners,
+                args.concurrency,
+                args.max_agents,
+                json,
+                false,
+            )
+        }
         Ok(Resumed::AlreadySucceeded(run)) => {
             say!(
                 "run {} already succeeded; nothing to do (`--from NODE` runs a node and what depends on it again)",
@@ -172,20 +190,55 @@ pub fn resume(args: ResumeArgs) -> i32 {
 }
 
 /// Resumes a run by id (after an answer given at the terminal or with `approve --resume`).
-pub(crate) fn resume_run(id: &str, concurrency: Option<u32>, json: bool, interactive: bool) -> i32 {
+pub(crate) fn resume_run(
+    id: &str,
+    concurrency: Option<u32>,
+    max_agents: Option<u32>,
+    interactive: bool,
+) -> i32 {
     let (store, run) = match resolve_run(id) {
         Ok(found) => found,
         Err(code) => return code,
     };
     let runners = Runners::new();
     match launch::resume(&store, run, None, &runners) {
-        Ok(Resumed::Ready(prepared)) => drive(*prepared, runners, concurrency, json, interactive),
+        Ok(Resumed::Ready(prepared)) => {
+            say_changed(&prepared);
+            drive(
+                *prepared,
+                runners,
+                concurrency,
+                max_agents,
+                false,
+                interactive,
+            )
+        }
         Ok(Resumed::AlreadySucceeded(run)) => {
             say!("run {} already succeeded; nothing to do", run.id);
             exit::SUCCESS
         }
         Err(e) => fail(&e.message, e.code),
     }
+}
+
+/// Says so when the workflow (or a command file) changed since the run started: a resume runs
+/// the frozen version, and a new run the changed one.
+fn say_changed(prepared: &Prepared) {
+    let Some(first) = prepared.changed.first() else {
+        return;
+    };
+    let files: Vec<String> = prepared
+        .changed
+        .iter()
+        .map(|p| format!("{}", p.display()))
+        .collect();
+    let workflow = &prepared.manifest.workflow;
+    eprintln!(
+        "note: {} changed since run {} started; resuming runs the workflow as it was then (frozen in run.json). To run the changed {}, start a new run: `reins run {workflow}`",
+        files.join(", "),
+        prepared.run.id,
+        if *first == prepared.manifest.workflow_path { "workflow" } else { "files" },
+    );
 }
 
 /// The store of the working tree around the current directory.
@@ -221,11 +274,21 @@ fn drive(
     prepared: Prepared,
     runners: Runners,
     concurrency: Option<u32>,
+    max_agents: Option<u32>,
     json: bool,
     ask_next: bool,
 ) -> i32 {
     let view = View::detect(json);
     let mut options = Options::default();
+    let config = crate::engine::agent_slots::config_path();
+    match crate::engine::agent_slots::resolve_max(
+        max_agents,
+        |k| std::env::var(k).ok(),
+        config.as_deref(),
+    ) {
+        Ok((max, _)) => options.limits.agent_slots = AgentSlots::for_user(max),
+        Err(e) => return fail(&e, exit::USAGE),
+    }
     if let Some(c) = concurrency.or(prepared.plan.workflow.concurrency.as_ref().map(|c| c.value)) {
         options.concurrency = c as usize;
     }
@@ -366,7 +429,12 @@ fn dry_run(
     let concurrency = concurrency
         .or(workflow_concurrency)
         .map(|c| c.to_string())
-        .unwrap_or_else(|| "number of CPUs".into());
+        .unwrap_or_else(|| {
+            format!(
+                "every ready node, up to {}",
+                crate::engine::scheduler::DEFAULT_CONCURRENCY
+            )
+        });
     let mut out = String::new();
     out.push_str(&format!(
         "dry run of `{name}`: {} node{} in schedule order (concurrency {concurrency}); nothing runs\n",
@@ -406,7 +474,13 @@ fn dry_run(
             s
         };
         if plan.has(i, Field::When) {
-            out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+            if plan.when_depends_on_run(i) {
+                // Stand-in outputs and statuses would make it look decided: it is not.
+                let text = node.when.as_ref().map(|w| w.value.trim()).unwrap_or("");
+                out.push_str(&show("when:", Ok(format!("decided at run time ({text})"))));
+            } else {
+                out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+            }
         }
         let label = match &node.kind {
             NodeKind::Bash(_) => "$",
@@ -419,6 +493,9 @@ fn dry_run(
             plan.render(i, Field::Body, &ctx)
         };
         out.push_str(&show(label, body));
+        if plan.mode(i, Field::Body) == crate::workflow::template::Mode::Shell {
+            out.push_str(&script_values(&plan, i, Field::Body, &ctx));
+        }
         if plan.has(i, Field::Until) {
             out.push_str(&show("until:", plan.render(i, Field::Until, &ctx)));
         }
@@ -427,8 +504,29 @@ fn dry_run(
                 "until_bash: $",
                 plan.render(i, Field::UntilBash, &ctx),
             ));
+            out.push_str(&script_values(&plan, i, Field::UntilBash, &ctx));
         }
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
     exit::SUCCESS
+}
+
+/// The values a bash script reads, one a line beside it in `--dry-run`: each variable with
+/// its value shell-quoted (long values shortened).
+fn script_values(plan: &Plan, i: usize, field: Field, ctx: &serde_json::Value) -> String {
+    let Ok(script) = plan.render_script(i, field, ctx) else {
+        return String::new();
+    };
+    let mut s = String::new();
+    for (name, value) in &script.values {
+        let shown: String = value.chars().take(200).collect();
+        let more = if shown.len() < value.len() {
+            format!(" ({} bytes in all)", value.len())
+        } else {
+            String::new()
+        };
+        let quoted = crate::workflow::template::shell_quote(&shown);
+        s.push_str(&format!("     {name}={quoted}{more}\n"));
+    }
+    s
 }

@@ -88,6 +88,9 @@ pub struct Prepared {
     pub manifest: Manifest,
     /// The workflow, ready to execute.
     pub plan: Arc<Plan>,
+    /// On a resume: the workflow file and command files that changed on disk since the run
+    /// started (the run still executes them as frozen in `run.json`).
+    pub changed: Vec<std::path::PathBuf>,
     locks: Vec<RunLock>,
     log: EventLog,
     state: RunState,
@@ -264,6 +267,7 @@ pub fn start(
         run,
         manifest,
         plan: Arc::new(plan),
+        changed: Vec::new(),
         locks,
         log,
         state: RunState::new(),
@@ -397,9 +401,11 @@ pub fn resume(
             reset,
         }
     };
+    let changed = changed_sources(&manifest);
     Ok(Resumed::Ready(Box::new(Prepared {
         store: store.clone(),
         run,
+        changed,
         manifest,
         plan: Arc::new(plan),
         locks,
@@ -446,6 +452,26 @@ pub fn verify_frozen(store: &Store, run: &RunDir, manifest: &Manifest) -> Result
         Ok(contents) => check_started_digest(run, manifest, &contents.records),
         Err(_) => Ok(()),
     }
+}
+
+/// The files frozen in a run's manifest (the workflow, its command files) whose text on disk
+/// differs now, or that are gone. Bundled files are left out: they change only with reins.
+fn changed_sources(manifest: &Manifest) -> Vec<std::path::PathBuf> {
+    let frozen = std::iter::once((&manifest.workflow_path, &manifest.workflow_text))
+        .chain(manifest.commands.values().map(|f| (&f.path, &f.text)));
+    frozen
+        .filter(|(path, _)| !path.starts_with("<bundled>"))
+        .filter(|(path, text)| {
+            let on_disk = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                manifest.root.join(path)
+            };
+            let now = std::fs::read_to_string(&on_disk).or_else(|_| std::fs::read_to_string(path));
+            now.map_or(true, |now| now != **text)
+        })
+        .map(|(path, _)| path.clone())
+        .collect()
 }
 
 /// What ran.

@@ -113,6 +113,9 @@ impl Repo {
             .env("NO_COLOR", "1")
             // Only this repository's workflows: no user-global folder.
             .env("REINS_HOME", self.dir.path().join(".test-home"))
+            // Agent slots of this repository's runs only (the machine-wide cap lives there).
+            .env("XDG_STATE_HOME", self.dir.path().join(".test-state"))
+            .env_remove("REINS_MAX_AGENTS")
             .env_remove("TERM")
             .stdin(Stdio::null());
         Cmd {
