@@ -48,8 +48,8 @@ pub fn run(args: AnswerArgs, approved: bool) -> i32 {
             run: run.id.clone(),
             from: None,
             concurrency: None,
-            format: args.format,
             max_agents: None,
+            format: args.format,
             json: args.json,
         });
     }

@@ -668,21 +668,6 @@ pub fn next_steps(state: &RunState, status: RunStatus) -> Vec<String> {
     out
 }
 
-/// A gate's recorded answer: approved (true) or rejected (false); `None` for no answer.
-fn gate_answer(n: &crate::store::NodeState) -> Option<bool> {
-    n.approval.as_ref()?.answer.as_ref().map(|a| a.approved)
-}
-
-/// A node's state in words: its status, except for a gate answered while no process ran the
-/// run, which is `approved (resume to continue)` (or rejected) rather than `waiting`.
-pub fn status_label(n: &crate::store::NodeState) -> String {
-    match (n.status, gate_answer(n)) {
-        (NodeStatus::Waiting, Some(true)) => "approved (resume to continue)".into(),
-        (NodeStatus::Waiting, Some(false)) => "rejected (resume to continue)".into(),
-        _ => n.status.as_str().to_string(),
-    }
-}
-
 /// The lines under a failed node: the last lines of its log, then where the whole log is.
 pub fn failure_lines(run_id: &str, tail: &[String], log: Option<&str>) -> String {
     let mut out = String::new();
@@ -702,6 +687,21 @@ pub fn truncation_text(kept: u64, total: u64) -> String {
         total_bytes: total,
     }
     .describe()
+}
+
+/// A gate's recorded answer: approved (true) or rejected (false); `None` for no answer.
+fn gate_answer(n: &crate::store::NodeState) -> Option<bool> {
+    n.approval.as_ref()?.answer.as_ref().map(|a| a.approved)
+}
+
+/// A node's state in words: its status, except for a gate answered while no process ran the
+/// run, which is `approved (resume to continue)` (or rejected) rather than `waiting`.
+pub fn status_label(n: &crate::store::NodeState) -> String {
+    match (n.status, gate_answer(n)) {
+        (NodeStatus::Waiting, Some(true)) => "approved (resume to continue)".into(),
+        (NodeStatus::Waiting, Some(false)) => "rejected (resume to continue)".into(),
+        _ => n.status.as_str().to_string(),
+    }
 }
 
 /// What agents used: cost, turns and tokens, like `$0.0123 · 2 turns · 24 in / 10 out tokens`.

@@ -91,7 +91,13 @@ pub fn run(args: RunArgs) -> i32 {
                     );
                     return exit::SUCCESS;
                 }
-                code = resume_run(&run.id, args.concurrency, args.max_agents, interactive);
+                code = resume_run(
+                    &run.id,
+                    args.concurrency,
+                    args.max_agents,
+                    false,
+                    interactive,
+                );
             }
             code
         }
@@ -189,38 +195,6 @@ pub fn resume(args: ResumeArgs) -> i32 {
     }
 }
 
-/// Resumes a run by id (after an answer given at the terminal or with `approve --resume`).
-pub(crate) fn resume_run(
-    id: &str,
-    concurrency: Option<u32>,
-    max_agents: Option<u32>,
-    interactive: bool,
-) -> i32 {
-    let (store, run) = match resolve_run(id) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
-    let runners = Runners::new();
-    match launch::resume(&store, run, None, &runners) {
-        Ok(Resumed::Ready(prepared)) => {
-            say_changed(&prepared);
-            drive(
-                *prepared,
-                runners,
-                concurrency,
-                max_agents,
-                false,
-                interactive,
-            )
-        }
-        Ok(Resumed::AlreadySucceeded(run)) => {
-            say!("run {} already succeeded; nothing to do", run.id);
-            exit::SUCCESS
-        }
-        Err(e) => fail(&e.message, e.code),
-    }
-}
-
 /// Says so when the workflow (or a command file) changed since the run started: a resume runs
 /// the frozen version, and a new run the changed one.
 fn say_changed(prepared: &Prepared) {
@@ -239,6 +213,36 @@ fn say_changed(prepared: &Prepared) {
         prepared.run.id,
         if *first == prepared.manifest.workflow_path { "workflow" } else { "files" },
     );
+}
+
+/// Resumes a run by id (after an answer given at the terminal or with `approve --resume`).
+pub(crate) fn resume_run(
+    id: &str,
+    concurrency: Option<u32>,
+    max_agents: Option<u32>,
+    json: bool,
+    interactive: bool,
+) -> i32 {
+    let (store, run) = match resolve_run(id) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let runners = Runners::new();
+    match launch::resume(&store, run, None, &runners) {
+        Ok(Resumed::Ready(prepared)) => drive(
+            *prepared,
+            runners,
+            concurrency,
+            max_agents,
+            json,
+            interactive,
+        ),
+        Ok(Resumed::AlreadySucceeded(run)) => {
+            say!("run {} already succeeded; nothing to do", run.id);
+            exit::SUCCESS
+        }
+        Err(e) => fail(&e.message, e.code),
+    }
 }
 
 /// The store of the working tree around the current directory.
