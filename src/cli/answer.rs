@@ -7,7 +7,7 @@
 
 use super::args::{AnswerArgs, ResumeArgs};
 use super::run::{current_store, fail, resolve_run, say};
-use crate::engine::approval::{self, os_user, Given, Refused};
+use crate::engine::approval::{self, os_user, AnswerFile, Given, Refused};
 use crate::engine::launch::read_state;
 use crate::exit;
 use crate::store::RunDir;
@@ -48,6 +48,8 @@ pub fn run(args: AnswerArgs, approved: bool) -> i32 {
             run: run.id.clone(),
             from: None,
             concurrency: None,
+            max_agents: None,
+            format: args.format,
             json: args.json,
         });
     }
@@ -55,36 +57,69 @@ pub fn run(args: AnswerArgs, approved: bool) -> i32 {
     exit::SUCCESS
 }
 
+/// What came of asking at the gates on the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// At least one gate was answered (here, or from another shell meanwhile): resume.
+    Answered,
+    /// Ctrl-C at the prompt: the run keeps waiting.
+    Interrupted,
+    /// Nothing was answered (end of input).
+    Nothing,
+}
+
+/// One line read at the prompt, or why none was.
+enum Reply {
+    Line(String),
+    EndOfInput,
+    Interrupted,
+    AnsweredElsewhere(AnswerFile),
+}
+
 /// Asks at each waiting gate of a paused run on the terminal (`approve GATE? [y/N]`, then an
-/// optional comment) and records the answers. False when nothing was answered (end of input).
-pub fn ask_inline(run: &RunDir) -> bool {
-    use std::io::{BufRead, Write};
+/// optional comment) and records the answers. Ctrl-C ends the prompt (the run keeps waiting);
+/// an answer given meanwhile from another shell (`reins approve`) ends it with who answered.
+pub fn ask_inline(run: &RunDir) -> Asked {
+    use std::io::Write;
     let Ok(state) = read_state(run) else {
-        return false;
+        return Asked::Nothing;
     };
     let Ok(store) = current_store() else {
-        return false;
+        return Asked::Nothing;
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Asked::Nothing;
     };
     let mut answered = false;
-    let stdin = std::io::stdin();
     for n in state.nodes.iter().filter(|n| approval::is_waiting(n, run)) {
-        let message = n
-            .approval
-            .as_ref()
-            .map(|a| a.message.as_str())
-            .unwrap_or("");
-        let mut line = String::new();
-        print!("\n{message}\napprove {}? [y/N] ", n.id);
+        let Some(asked) = &n.approval else { continue };
+        print!("\n{}\napprove {}? [y/N] ", asked.message, n.id);
         let _ = std::io::stdout().flush();
-        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
-            return answered;
-        }
-        let approved = matches!(line.trim().to_lowercase().as_str(), "y" | "yes");
+        let approved = match runtime.block_on(read_reply(run, &n.id, &asked.request)) {
+            Reply::Line(line) => matches!(line.trim().to_lowercase().as_str(), "y" | "yes"),
+            Reply::EndOfInput => break,
+            Reply::Interrupted => return interrupted(run, &n.id),
+            Reply::AnsweredElsewhere(a) => {
+                elsewhere(&n.id, &a);
+                answered = true;
+                continue;
+            }
+        };
         print!("comment (optional): ");
         let _ = std::io::stdout().flush();
-        let mut comment = String::new();
-        let _ = stdin.lock().read_line(&mut comment);
-        let comment = Some(comment.trim().to_string()).filter(|c| !c.is_empty());
+        let comment = match runtime.block_on(read_reply(run, &n.id, &asked.request)) {
+            Reply::Line(line) => Some(line.trim().to_string()).filter(|c| !c.is_empty()),
+            Reply::EndOfInput => None,
+            Reply::Interrupted => return interrupted(run, &n.id),
+            Reply::AnsweredElsewhere(a) => {
+                elsewhere(&n.id, &a);
+                answered = true;
+                continue;
+            }
+        };
         let given = Given {
             gate: Some(n.id.clone()),
             approved,
@@ -99,9 +134,71 @@ pub fn ask_inline(run: &RunDir) -> bool {
             }
             Err(Refused::Io(m)) => {
                 eprintln!("error: {m}");
-                return false;
+                return Asked::Nothing;
             }
         }
     }
-    answered
+    if answered {
+        Asked::Answered
+    } else {
+        Asked::Nothing
+    }
+}
+
+fn interrupted(run: &RunDir, gate: &str) -> Asked {
+    say!(
+        "\nnot answered: run {id} still waits at `{gate}`; answer it later with `reins approve {id} {gate} --resume` or `reins reject {id} {gate} -m WHY --resume`",
+        id = run.id
+    );
+    Asked::Interrupted
+}
+
+fn elsewhere(gate: &str, a: &AnswerFile) {
+    say!(
+        "\n`{gate}` was {} by {} from another shell{}",
+        if a.approved { "approved" } else { "rejected" },
+        a.by,
+        a.comment
+            .as_ref()
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default()
+    );
+}
+
+/// Waits for a line on stdin, Ctrl-C, or an answer to `request` of `gate` written from
+/// elsewhere, whichever comes first.
+async fn read_reply(run: &RunDir, gate: &str, request: &str) -> Reply {
+    use std::io::BufRead;
+    use std::os::fd::AsFd;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    loop {
+        if let approval::Found::Answer(a) = approval::find_answer(run, gate, request) {
+            return Reply::AnsweredElsewhere(a);
+        }
+        let stdin = std::io::stdin();
+        let ready = {
+            let mut fds = [nix::poll::PollFd::new(
+                stdin.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0
+        };
+        if ready {
+            // A terminal in canonical mode is readable once a whole line (or end of input) is.
+            let mut line = String::new();
+            return match stdin.lock().read_line(&mut line) {
+                Ok(0) | Err(_) => Reply::EndOfInput,
+                Ok(_) => Reply::Line(line),
+            };
+        }
+        let tick = tokio::time::sleep(std::time::Duration::from_millis(100));
+        match &mut interrupt {
+            Some(sig) => tokio::select! {
+                _ = sig.recv() => return Reply::Interrupted,
+                _ = tick => {}
+            },
+            None => tick.await,
+        }
+    }
 }

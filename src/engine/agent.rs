@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value as Json};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::cancel::CancelLevel;
 use super::plan::{Field, Plan};
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
-use crate::agent::{self, AgentInvocation, AgentOutcome, SessionMode, Verdict};
+use crate::agent::{self, AgentEvent, AgentInvocation, AgentOutcome, SessionMode, Verdict};
 use crate::store::{Event, Usage};
 use crate::workflow::command_file::parse_command_file;
 use crate::workflow::template::Mode;
@@ -149,6 +149,11 @@ async fn run(job: Job) -> Outcome {
             }
         }
     };
+    // One of the machine-wide agent slots is held for the whole attempt too.
+    let _slot = match super::agent_slots::hold(&job).await {
+        Ok(slot) => slot,
+        Err(outcome) => return outcome,
+    };
     let mut inv = inv;
     inv.session = choose_session(&job);
     job.recorder.record(Event::AgentSession {
@@ -184,12 +189,19 @@ fn choose_session(job: &Job) -> SessionMode {
 /// cut it short.
 async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let run = agent::run(inv, None, cancel_rx);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut retries = super::api_retry::RetryReporter::new(&inv.env);
+    let run = agent::run(inv, Some(events_tx), cancel_rx);
     tokio::pin!(run);
     let mut stopping = false;
     loop {
         tokio::select! {
             outcome = &mut run => return Some(outcome),
+            Some(event) = events.recv() => {
+                if let AgentEvent::Event(agent::Event::ApiRetry(retry)) = event {
+                    retries.report(job, &retry).await;
+                }
+            }
             _ = job.cancel.at_least(CancelLevel::Graceful), if !stopping => {
                 stopping = true;
                 let _ = cancel_tx.send(true);

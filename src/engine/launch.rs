@@ -72,7 +72,7 @@ impl From<LockError> for LaunchError {
 fn lock_tree(store: &Store, run_id: &str) -> Result<RunLock, LaunchError> {
     RunLock::acquire(&store.tree_lock_path(), run_id).map_err(|e| match e {
         LockError::Busy(_) => LaunchError::usage(format!(
-            "{e} in this working tree; one run at a time works in a checkout (wait, stop it with `reins cancel`, or run with `--worktree`)"
+            "{e}; one run at a time works in a checkout (wait, stop it with `reins cancel`, or run with `--worktree`)"
         )),
         LockError::Io(_) => LaunchError::io(e.to_string()),
     })
@@ -88,6 +88,9 @@ pub struct Prepared {
     pub manifest: Manifest,
     /// The workflow, ready to execute.
     pub plan: Arc<Plan>,
+    /// On a resume: the workflow file and command files that changed on disk since the run
+    /// started (the run still executes them as frozen in `run.json`).
+    pub changed: Vec<std::path::PathBuf>,
     locks: Vec<RunLock>,
     log: EventLog,
     state: RunState,
@@ -181,8 +184,8 @@ fn check_runners(plan: &Plan, runners: &Runners) -> Result<(), LaunchError> {
 }
 
 /// Prepares a new run of a validated workflow. With `isolate` (or `isolation: worktree` in the
-/// workflow) the run works in a fresh git worktree on a branch of its own, and does not take
-/// the working tree's lock.
+/// workflow) the run works in a fresh git worktree on a branch of its own, cut from `base`
+/// (default `HEAD`), and does not take the working tree's lock.
 pub fn start(
     store: &Store,
     workflow: Workflow,
@@ -190,6 +193,7 @@ pub fn start(
     inputs: &[(String, String)],
     runners: &Runners,
     isolate: bool,
+    base: Option<&str>,
 ) -> Result<Prepared, LaunchError> {
     store
         .check_dir()
@@ -200,6 +204,11 @@ pub fn start(
             .isolation
             .as_ref()
             .is_some_and(|i| i.value == workflow::Isolation::Worktree);
+    if let (Some(base), false) = (base, isolate) {
+        return Err(LaunchError::usage(format!(
+            "`--base {base}` picks what a run's worktree is cut from, and this run works in the checkout; add `--worktree`"
+        )));
+    }
     let path = workflow.source.path.clone();
     let text = workflow.source.text.clone();
     let name = workflow.name.value.clone();
@@ -228,7 +237,7 @@ pub fn start(
     let (run, run_lock) = store
         .create_run(&mut manifest, |id, manifest| {
             if isolate {
-                let wt = super::worktree::create(&root, &wf_name, id, None)?;
+                let wt = super::worktree::create(&root, &wf_name, id, base)?;
                 manifest.worktree = Some(wt.path);
             }
             Ok(())
@@ -258,6 +267,7 @@ pub fn start(
         run,
         manifest,
         plan: Arc::new(plan),
+        changed: Vec::new(),
         locks,
         log,
         state: RunState::new(),
@@ -391,9 +401,11 @@ pub fn resume(
             reset,
         }
     };
+    let changed = changed_sources(&manifest);
     Ok(Resumed::Ready(Box::new(Prepared {
         store: store.clone(),
         run,
+        changed,
         manifest,
         plan: Arc::new(plan),
         locks,
@@ -440,6 +452,26 @@ pub fn verify_frozen(store: &Store, run: &RunDir, manifest: &Manifest) -> Result
         Ok(contents) => check_started_digest(run, manifest, &contents.records),
         Err(_) => Ok(()),
     }
+}
+
+/// The files frozen in a run's manifest (the workflow, its command files) whose text on disk
+/// differs now, or that are gone. Bundled files are left out: they change only with reins.
+fn changed_sources(manifest: &Manifest) -> Vec<std::path::PathBuf> {
+    let frozen = std::iter::once((&manifest.workflow_path, &manifest.workflow_text))
+        .chain(manifest.commands.values().map(|f| (&f.path, &f.text)));
+    frozen
+        .filter(|(path, _)| !path.starts_with("<bundled>"))
+        .filter(|(path, text)| {
+            let on_disk = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                manifest.root.join(path)
+            };
+            let now = std::fs::read_to_string(&on_disk).or_else(|_| std::fs::read_to_string(path));
+            now.map_or(true, |now| now != **text)
+        })
+        .map(|(path, _)| path.clone())
+        .collect()
 }
 
 /// What ran.

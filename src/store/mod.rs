@@ -24,4 +24,4 @@ pub use index::{ResolveError, RunSummary};
 pub use lock::{LockError, Owner, RunLock};
 pub use log::EventLog;
 pub use run::{CreateError, FrozenFile, Manifest, RunDir, Store};
-pub use state::{NodeState, RunState};
+pub use state::{NodeState, RunState, Truncation};

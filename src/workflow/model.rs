@@ -35,7 +35,7 @@ pub struct Workflow {
     /// Defaults for every node.
     #[schemars(default)]
     pub defaults: Defaults,
-    /// How many nodes may run at once. Defaults to the number of CPUs.
+    /// How many nodes may run at once. Defaults to every ready node, up to 64.
     #[schemars(range(min = 1))]
     pub concurrency: Option<Spanned<u32>>,
     /// Named agent profiles; `claude` is built in.
