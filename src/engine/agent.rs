@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value as Json};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::cancel::CancelLevel;
 use super::plan::{Field, Plan};
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
-use crate::agent::{self, AgentInvocation, AgentOutcome, SessionMode, Verdict};
+use crate::agent::{self, AgentEvent, AgentInvocation, AgentOutcome, SessionMode, Verdict};
 use crate::store::{Event, Usage};
 use crate::workflow::command_file::parse_command_file;
 use crate::workflow::template::Mode;
@@ -75,6 +75,8 @@ pub struct Profile {
     pub args: Vec<String>,
     /// Environment variables as templates, base profile's first.
     pub env: Vec<(String, String)>,
+    /// The agent may run `reins` and write run state (`allow_control_plane: true`).
+    pub allow_control_plane: bool,
 }
 
 /// Merges the profile `name` with the profiles it `use`s, down to the built-in `claude`: a
@@ -104,6 +106,9 @@ pub fn resolve_profile(wf: &Workflow, name: &str) -> Profile {
         out.model = value(&p.model).or(out.model);
         out.permission_mode = value(&p.permission_mode).or(out.permission_mode);
         out.max_turns = p.max_turns.as_ref().map(|m| m.value).or(out.max_turns);
+        if let Some(allow) = &p.allow_control_plane {
+            out.allow_control_plane = allow.value;
+        }
         let list = |l: &[crate::source::Spanned<String>]| {
             l.iter().map(|s| s.value.clone()).collect::<Vec<_>>()
         };
@@ -144,6 +149,11 @@ async fn run(job: Job) -> Outcome {
             }
         }
     };
+    // One of the machine-wide agent slots is held for the whole attempt too.
+    let _slot = match super::agent_slots::hold(&job).await {
+        Ok(slot) => slot,
+        Err(outcome) => return outcome,
+    };
     let mut inv = inv;
     inv.session = choose_session(&job);
     job.recorder.record(Event::AgentSession {
@@ -179,12 +189,19 @@ fn choose_session(job: &Job) -> SessionMode {
 /// cut it short.
 async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let run = agent::run(inv, None, cancel_rx);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut retries = super::api_retry::RetryReporter::new(&inv.env);
+    let run = agent::run(inv, Some(events_tx), cancel_rx);
     tokio::pin!(run);
     let mut stopping = false;
     loop {
         tokio::select! {
             outcome = &mut run => return Some(outcome),
+            Some(event) = events.recv() => {
+                if let AgentEvent::Event(agent::Event::ApiRetry(retry)) = event {
+                    retries.report(job, &retry).await;
+                }
+            }
             _ = job.cancel.at_least(CancelLevel::Graceful), if !stopping => {
                 stopping = true;
                 let _ = cancel_tx.send(true);
@@ -256,6 +273,15 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
         .map(|m| m.value)
         .or(profile.max_turns);
     inv.extra_args = profile.args;
+    if !profile.allow_control_plane {
+        inv.control_plane = job
+            .run
+            .dir
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf);
+    }
     let artifacts = job.run.artifacts();
     inv.add_dirs = vec![artifacts.clone()];
     inv.env = job.env.clone();

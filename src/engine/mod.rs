@@ -5,6 +5,8 @@
 //! * [`scheduler`]: the ready queue, trigger rules, `when`, retries, cancellation;
 //! * [`runner`]: the seam between the scheduler and what a node does; [`bash`] is the
 //!   built-in runner of `bash` nodes, [`agent`] of `prompt` and `command` nodes;
+//! * [`agent_slots`]: the machine-wide cap on agent sessions running at once;
+//!   [`api_retry`]: the agent CLI's API retries, recorded as they happen;
 //! * [`context`]: the template context and the `REINS_*` environment of a node;
 //! * [`recorder`]: recording events into the log, the live state and the progress view;
 //! * [`cancel`]: graceful and forced cancellation (what [`crate::process`], which runs the
@@ -12,6 +14,8 @@
 //! * [`worktree`]: fresh git worktrees for isolated runs.
 
 pub mod agent;
+pub mod agent_slots;
+pub mod api_retry;
 pub mod approval;
 pub mod bash;
 pub mod cancel;

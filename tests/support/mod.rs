@@ -3,6 +3,7 @@
 //!
 //! * [`cli`]: driving the built `reins` binary on temp repos;
 //! * [`run_repo`]: a temp git repository for `reins run`, `resume`, `status`, `logs` tests;
+//! * [`pty`]: the binary under a real pseudo-terminal ([`pty::Terminal`]);
 //! * [`mock_api`]: a stand-in for the Anthropic Messages API, so the real Claude Code CLI runs
 //!   offline ([`MockApi`], [`Turn`]);
 //! * [`claude`]: finding the pinned CLI ([`require_claude`]), its environment against the
@@ -14,6 +15,7 @@
 pub mod claude;
 pub mod cli;
 pub mod mock_api;
+pub mod pty;
 pub mod repo;
 pub mod run_repo;
 
