@@ -25,8 +25,9 @@ fn main() {
     std::fs::create_dir_all(root.join(".git")).unwrap();
     std::fs::create_dir_all(root.join(".workflows")).unwrap();
     println!(
-        "reins engine benchmark ({} runs per case, medians)\n",
-        REPEAT
+        "reins engine benchmark ({} runs per case, medians; process path: {})\n",
+        REPEAT,
+        reins::process::PATH
     );
 
     // 1. A chain of 100 `true`.

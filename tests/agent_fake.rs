@@ -446,10 +446,11 @@ async fn a_long_prompt_goes_through_the_prompt_file() {
     assert!(args.contains(&sandbox.node.join("prompt.md").display().to_string()));
 }
 
-/// The agent dies with reins: a parent-death signal reaches the CLI even when reins is killed
-/// with SIGKILL and has no chance to clean up, and even when the CLI ignores the SIGHUP that
-/// the closing terminal sends. This test re-runs its own test binary as that
-/// parent (the `REINS_TEST_AS_PARENT` branch), kills it, and checks the agent is gone.
+/// The agent dies with reins even when reins is killed with SIGKILL and has no chance to clean
+/// up, and even when the CLI ignores the SIGHUP that the closing terminal sends: on Linux by
+/// its parent-death signal alone, on the portable path by the watchdog. This test re-runs its
+/// own test binary as that parent (the `REINS_TEST_AS_PARENT` branch), kills it, and checks
+/// the agent is gone.
 #[tokio::test]
 async fn the_agent_dies_with_its_parent() {
     if let Some(script_path) = std::env::var_os("REINS_TEST_AS_PARENT") {
@@ -459,6 +460,10 @@ async fn the_agent_dies_with_its_parent() {
             "FAKE_CLAUDE_SCRIPT".into(),
             Path::new(&script_path).display().to_string(),
         ));
+        if reins::process::PATH == "portable" {
+            let watchdog = reins::process::Watchdog::start().unwrap();
+            inv.watchdog = Some(std::sync::Arc::new(watchdog));
+        }
         let (_cancel_tx, cancel) = watch::channel(false);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let run = tokio::spawn(agent::run(inv, Some(tx), cancel));
@@ -475,10 +480,6 @@ async fn the_agent_dies_with_its_parent() {
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(60), run).await;
-        return;
-    }
-    if which::which("setpriv").is_err() {
-        eprintln!("note: setpriv is missing; reins cannot set a parent-death signal here");
         return;
     }
     use std::io::BufRead;

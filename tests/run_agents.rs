@@ -60,15 +60,10 @@ impl World {
 
 /// Live processes whose command line contains `marker` (the prompt is an argument).
 fn processes_with(marker: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
+    support::claude::ps_table()
         .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-                && support::process_alive(*pid)
-        })
+        .filter(|p| p.args.contains(marker))
+        .map(|p| p.pid)
         .collect()
 }
 

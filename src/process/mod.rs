@@ -198,12 +198,12 @@ pub async fn run(
     }
     let mut group = Group::new(pid as i32, &membership);
 
-    let stdout = Pump::start(
+    let mut stdout = Pump::start(
         child.stdout.take().map(boxed),
         spec.stdout_log.clone(),
         spec.output_limit,
     );
-    let stderr = Pump::start(child.stderr.take().map(boxed), spec.stderr_log.clone(), 0);
+    let mut stderr = Pump::start(child.stderr.take().map(boxed), spec.stderr_log.clone(), 0);
 
     // Phase 1: the leader exits, the timeout passes, or the run is cancelled.
     let timeout = async {
@@ -321,6 +321,8 @@ struct Captured {
 struct Pump {
     task: Option<JoinHandle<Captured>>,
     stop: Option<oneshot::Sender<()>>,
+    /// What the task returned, once it ended.
+    got: Option<Captured>,
 }
 
 impl Pump {
@@ -331,6 +333,7 @@ impl Pump {
             return Pump {
                 task: None,
                 stop: None,
+                got: None,
             };
         };
         let (stop_tx, mut stop_rx) = oneshot::channel();
@@ -365,29 +368,30 @@ impl Pump {
         Pump {
             task: Some(task),
             stop: Some(stop_tx),
+            got: None,
         }
     }
 
     /// True when the stream ends within a moment (nobody else holds it open).
-    async fn ended_soon(&self) -> bool {
-        let Some(task) = &self.task else {
+    async fn ended_soon(&mut self) -> bool {
+        let Some(task) = &mut self.task else {
             return true;
         };
-        for _ in 0..5 {
-            if task.is_finished() {
-                return true;
+        match tokio::time::timeout(Duration::from_millis(10), task).await {
+            Ok(got) => {
+                self.task = None;
+                self.got = Some(got.unwrap_or_default());
+                true
             }
-            tokio::task::yield_now().await;
+            Err(_) => false,
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        task.is_finished()
     }
 
     /// Waits for the end of the stream until `by`, not forever: a process that escaped the
     /// group (and, off Linux, was not found) may hold it open. Then keeps what arrived.
     async fn finish(mut self, by: Instant) -> Captured {
         let Some(mut task) = self.task.take() else {
-            return Captured::default();
+            return self.got.take().unwrap_or_default();
         };
         if let Ok(Ok(got)) = tokio::time::timeout_at(by.into(), &mut task).await {
             return got;

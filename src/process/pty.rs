@@ -159,9 +159,10 @@ impl PtyChild {
             };
             let mut group = Group::new(pid as i32, &membership);
             let drain_by = tokio::time::Instant::now() + OUTPUT_DRAIN_LIMIT;
+            let mut pump = Some(pump);
             loop {
                 group.settle(command.grace, &NoStop).await;
-                let open = !ended_soon(&pump).await;
+                let open = !ended_soon(&mut pump).await;
                 group.find_escaped(open);
                 if !open || tokio::time::Instant::now() >= drain_by {
                     group.settle(command.grace, &NoStop).await;
@@ -169,10 +170,11 @@ impl PtyChild {
                 }
             }
             // The hung-up terminal ends the reader at once; bound the wait anyway.
-            let mut pump = pump;
-            if tokio::time::timeout_at(drain_by, &mut pump).await.is_err() {
-                let _ = stop_tx.send(());
-                let _ = pump.await;
+            if let Some(mut pump) = pump {
+                if tokio::time::timeout_at(drain_by, &mut pump).await.is_err() {
+                    let _ = stop_tx.send(());
+                    let _ = pump.await;
+                }
             }
             drop(watched);
             drop(membership);
@@ -284,13 +286,15 @@ fn check(command: &PtyCommand) -> Result<(), String> {
 }
 
 /// True when the reader ends within a moment (nobody else holds the terminal open).
-async fn ended_soon(task: &tokio::task::JoinHandle<()>) -> bool {
-    for _ in 0..5 {
-        if task.is_finished() {
-            return true;
-        }
-        tokio::task::yield_now().await;
+async fn ended_soon(task: &mut Option<tokio::task::JoinHandle<()>>) -> bool {
+    let Some(handle) = task else {
+        return true;
+    };
+    if tokio::time::timeout(Duration::from_millis(10), handle)
+        .await
+        .is_ok()
+    {
+        *task = None;
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    task.is_finished()
+    task.is_none()
 }

@@ -107,36 +107,43 @@ pub fn fake_claude() -> PathBuf {
 
 /// True while `pid` is a live process (a zombie counts as dead: it only waits to be reaped).
 pub fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // The state follows the parenthesised command name.
-            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-            !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X') | None)
-        }
-        Err(_) => false,
-    }
+    ps_table().iter().any(|p| p.pid == pid)
 }
 
 /// The live processes of process group `pgid` (zombies excluded).
 pub fn group_members(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    // After the command name: state, ppid, pgrp.
-                    let rest = stat
-                        .rsplit_once(')')?
-                        .1
-                        .split_whitespace()
-                        .collect::<Vec<_>>();
-                    Some(rest.first()? != &"Z" && rest.get(2)?.parse::<u32>().ok()? == pgid)
-                })
-                .unwrap_or(false)
+    ps_table()
+        .into_iter()
+        .filter(|p| p.pgid == pgid)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// A live process as `ps` lists it.
+pub struct PsEntry {
+    /// Its pid.
+    pub pid: u32,
+    /// Its process group.
+    pub pgid: u32,
+    /// Its command line.
+    pub args: String,
+}
+
+/// Every live (not zombie) process, through `ps`: the same on Linux, macOS and the BSDs.
+pub fn ps_table() -> Vec<PsEntry> {
+    let out = std::process::Command::new("ps")
+        .args(["-A", "-ww", "-o", "pid=,pgid=,stat=,args="])
+        .output()
+        .expect("ps runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let pid = fields.next()?.parse().ok()?;
+            let pgid = fields.next()?.parse().ok()?;
+            let stat = fields.next()?;
+            let args = fields.collect::<Vec<_>>().join(" ");
+            (!stat.starts_with('Z')).then_some(PsEntry { pid, pgid, args })
         })
         .collect()
 }

@@ -386,7 +386,7 @@ pub fn process_alive(pid: i32) -> bool {
 /// The pids of live processes whose command line contains `needle` (through `ps`).
 pub fn processes_with(needle: &str) -> Vec<i32> {
     let ps = Command::new("ps")
-        .args(["-A", "-o", "pid=,stat=,args="])
+        .args(["-A", "-ww", "-o", "pid=,stat=,args="])
         .output()
         .expect("ps runs");
     String::from_utf8_lossy(&ps.stdout)
