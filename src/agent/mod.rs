@@ -2,10 +2,10 @@
 //!
 //! The engine builds an [`AgentInvocation`] for each `prompt`/`command` node (or loop
 //! iteration) and awaits [`run`], which returns an [`AgentOutcome`]: the verdict, the final
-//! text, the session id, cost and tokens. One file per job:
+//! text, the session id, cost and tokens. The child itself runs in a pseudo-terminal from
+//! [`crate::process::pty`]. One file per job:
 //!
 //! * [`invocation`]: what to run, and the `claude -p … --output-format stream-json` command line;
-//! * [`pty`]: the child in a pseudo-terminal, its process group, its death;
 //! * [`events`]: the stream-json lines, typed;
 //! * [`outcome`]: the success rules and what a failure says;
 //! * [`session`]: one run, start to verdict, with timeouts, cancel and transcript;
@@ -14,7 +14,6 @@
 pub mod events;
 pub mod invocation;
 pub mod outcome;
-pub mod pty;
 pub mod render;
 pub mod session;
 

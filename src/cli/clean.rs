@@ -1,8 +1,11 @@
 //! `reins clean`: remove the worktrees of finished isolated runs.
 //!
 //! Only runs that ended (`success`, `failed`, `cancelled`) are touched; a running, waiting or
-//! interrupted run keeps its worktree (it may be resumed). A worktree with uncommitted changes
-//! is kept unless `--force`. Branches (and the commits on them) always stay.
+//! interrupted run keeps its worktree (it may be resumed), and so does any run whose lock a live
+//! process holds (a `reins resume` that has not recorded `run_resumed` yet). A worktree with
+//! uncommitted changes is kept unless `--force`. Branches (and the commits on them) always
+//! stay. Removing the worktree of a failed or cancelled run says that the run can no longer be
+//! resumed.
 
 use super::args::CleanArgs;
 use super::run::{current_store, fail, say};
@@ -21,7 +24,7 @@ pub fn run(args: CleanArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot list runs: {e}"), exit::NODE_FAILED),
     };
-    let (mut removed, mut kept) = (0, 0);
+    let (mut removed, mut kept, mut busy) = (0, 0, 0);
     for r in &runs {
         let Some(path) = r.manifest.as_ref().and_then(|m| m.worktree.clone()) else {
             continue;
@@ -35,7 +38,22 @@ pub fn run(args: CleanArgs) -> i32 {
         ) {
             continue;
         }
+        if let Some(owner) = crate::store::lock::live_owner(&r.run.lock_path()) {
+            say!(
+                "kept {} (run {}): pid {} is executing the run",
+                path.display(),
+                r.run.id,
+                owner.pid
+            );
+            busy += 1;
+            continue;
+        }
         let branch = branch(r).unwrap_or_default();
+        let last_word = if r.status == RunStatus::Success {
+            String::new()
+        } else {
+            format!("; run {} can no longer be resumed", r.run.id)
+        };
         if !args.force {
             match worktree::is_dirty(&path) {
                 Ok(false) => {}
@@ -57,7 +75,7 @@ pub fn run(args: CleanArgs) -> i32 {
         }
         if args.dry_run {
             say!(
-                "would remove {} (run {}, branch {branch} stays)",
+                "would remove {} (run {}, branch {branch} stays){last_word}",
                 path.display(),
                 r.run.id
             );
@@ -67,7 +85,7 @@ pub fn run(args: CleanArgs) -> i32 {
         match worktree::remove(store.root(), &path, args.force) {
             Ok(()) => {
                 say!(
-                    "removed {} (run {}, branch {branch} stays)",
+                    "removed {} (run {}, branch {branch} stays){last_word}",
                     path.display(),
                     r.run.id
                 );
@@ -79,7 +97,7 @@ pub fn run(args: CleanArgs) -> i32 {
             }
         }
     }
-    if removed == 0 && kept == 0 {
+    if removed == 0 && kept == 0 && busy == 0 {
         say!("no finished run has a worktree to remove");
     }
     if kept > 0 {

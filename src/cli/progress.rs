@@ -188,7 +188,7 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             session,
             session_id,
         } => format!("{node} runs in agent session {session_id} ({session})"),
-        Event::ApprovalRequested { node, message } => format!(
+        Event::ApprovalRequested { node, message, .. } => format!(
             "{node} waits for approval: {message} (reins approve {} {node})",
             state.run_id
         ),

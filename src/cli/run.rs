@@ -11,9 +11,9 @@ use super::progress::{self, View};
 use crate::engine::agent_slots::AgentSlots;
 use crate::engine::context::{NodeValue, RunInfo};
 use crate::engine::launch::{self, resolve_inputs};
-use crate::engine::watchdog::Watchdog;
 use crate::engine::{CancelLevel, Canceller, Field, Options, Plan, Prepared, Resumed, Runners};
 use crate::exit;
+use crate::process::Watchdog;
 use crate::store::{NodeStatus, Store};
 use crate::workflow::{self, validate, NodeKind};
 

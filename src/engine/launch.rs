@@ -15,13 +15,13 @@ use super::plan::{FrozenCommands, Plan};
 use super::recorder::{Observer, Recorder};
 use super::runner::Runners;
 use super::scheduler::{self, Execution, Options};
-use super::watchdog::Watchdog;
 use crate::diagnostic::suggestion;
 use crate::exit;
+use crate::process::Watchdog;
 use crate::source::SourceFile;
 use crate::store::{
-    log, Event, EventLog, FrozenFile, LockError, Manifest, NodeStatus, RunDir, RunLock, RunState,
-    RunStatus, Store,
+    log, CreateError, Event, EventLog, FrozenFile, LockError, Manifest, NodeStatus, RunDir,
+    RunLock, RunState, RunStatus, Store,
 };
 use crate::workflow::validate::CommandLookup;
 use crate::workflow::{self, Workflow};
@@ -194,6 +194,9 @@ pub fn start(
     runners: &Runners,
     isolate: bool,
 ) -> Result<Prepared, LaunchError> {
+    store
+        .check_dir()
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     let inputs = resolve_inputs(&workflow, inputs)?;
     let isolate = isolate
         || workflow
@@ -223,29 +226,27 @@ pub fn start(
         locks.push(lock_tree(store, "")?);
     }
     let mut manifest = Manifest::new(&name, &path, &text, frozen, inputs, store.root());
-    let run = store
-        .create_run(&mut manifest)
-        .map_err(|e| LaunchError::io(format!("cannot create the run directory: {e}")))?;
+    let root = store.root().to_path_buf();
+    let wf_name = name.clone();
+    let (run, run_lock) = store
+        .create_run(&mut manifest, |id, manifest| {
+            if isolate {
+                let wt = super::worktree::create(&root, &wf_name, id, None)?;
+                manifest.worktree = Some(wt.path);
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            CreateError::Io(_) => LaunchError::io(e.to_string()),
+            CreateError::Prepare(message) => LaunchError::usage(message),
+        })?;
     for lock in &mut locks {
         lock.set_run_id(&run.id)
             .map_err(|e| LaunchError::io(format!("cannot write the run lock: {e}")))?;
     }
-    locks.push(RunLock::acquire(&run.lock_path(), &run.id)?);
-    if isolate {
-        let created = super::worktree::create(store.root(), &name, &run.id, None)
-            .map_err(LaunchError::usage)
-            .and_then(|wt| {
-                manifest.worktree = Some(wt.path);
-                run.write_manifest(&manifest)
-                    .map_err(|e| LaunchError::io(format!("cannot write run.json: {e}")))
-            });
-        if let Err(e) = created {
-            drop(locks);
-            let _ = std::fs::remove_dir_all(&run.path);
-            return Err(e);
-        }
-    }
-    let log = EventLog::create(&run.events_path(), run.durable_paths())
+    locks.push(run_lock);
+    // `run.json` and the run's folder are durable already (`create_run`).
+    let log = EventLog::create(&run.events_path(), Vec::new())
         .map_err(|e| LaunchError::io(format!("cannot create the event log: {e}")))?;
     let first = Event::RunStarted {
         run_id: run.id.clone(),
@@ -253,6 +254,7 @@ pub fn start(
         nodes: plan.dag.ids.clone(),
         inputs: manifest.inputs.clone(),
         pid: std::process::id(),
+        digest: manifest.digest.clone(),
     };
     Ok(Prepared {
         store: store.clone(),
@@ -275,9 +277,15 @@ pub fn resume(
     from: Option<&str>,
     runners: &Runners,
 ) -> Result<Resumed, LaunchError> {
+    store
+        .check_dir()
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     let manifest = run
         .manifest()
         .map_err(|e| LaunchError::io(format!("cannot read run {}: {e}", run.id)))?;
+    manifest
+        .verify(&run, store.root())
+        .map_err(LaunchError::usage)?;
     let mut locks = vec![RunLock::acquire(&run.lock_path(), &run.id)?];
     if manifest.worktree.is_none() {
         locks.push(lock_tree(store, &run.id)?);
@@ -315,6 +323,7 @@ pub fn resume(
     let (log, contents) = opened.map_err(|e| {
         LaunchError::io(format!("cannot open the event log of run {}: {e}", run.id))
     })?;
+    check_started_digest(&run, &manifest, &contents.records)?;
     let state = RunState::from_records(&contents.records);
 
     let mut rerun = vec![false; plan.len()];
@@ -348,8 +357,17 @@ pub fn resume(
             .and_then(|n| n.approval.as_ref())
             .and_then(|a| a.answer.as_ref())
             .is_some_and(|a| !a.approved);
+        // A gate that asked keeps its request (and its answer, if it has one) across any
+        // number of resumes: one answer per request. Only `--from` asks again.
+        let asked = matches!(plan.workflow.nodes[i].kind, workflow::NodeKind::Approval(_))
+            && node.is_some_and(|n| {
+                n.approval
+                    .as_ref()
+                    .is_some_and(|a| a.answer.is_some() || !n.status.is_settled())
+            });
         let again = rerun[i]
-            || !(matches!(status, NodeStatus::Success | NodeStatus::Waiting)
+            || !(asked
+                || matches!(status, NodeStatus::Success | NodeStatus::Waiting)
                 || status == NodeStatus::Failed && rejected);
         if again && status != NodeStatus::Pending {
             reset.push(id.clone());
@@ -368,6 +386,7 @@ pub fn resume(
             nodes: plan.dag.ids.clone(),
             inputs: manifest.inputs.clone(),
             pid: std::process::id(),
+            digest: manifest.digest.clone(),
         }
     } else {
         Event::RunResumed {
@@ -408,6 +427,45 @@ fn changed_sources(manifest: &Manifest) -> Vec<std::path::PathBuf> {
         })
         .map(|(path, _)| path.clone())
         .collect()
+}
+
+/// Refuses a log whose `run_started` recorded another digest than `run.json` holds now.
+fn check_started_digest(
+    run: &RunDir,
+    manifest: &Manifest,
+    records: &[crate::store::Record],
+) -> Result<(), LaunchError> {
+    let recorded = records.iter().find_map(|r| match &r.event {
+        Event::RunStarted { digest, .. } if !digest.is_empty() => Some(digest.as_str()),
+        _ => None,
+    });
+    match recorded {
+        Some(d) if d != manifest.digest => Err(LaunchError::usage(format!(
+            "run {} was changed after it started: it began with digest {d}, but {} now records {}; \
+             reins does not resume or answer a run whose frozen workflow was edited (start a new \
+             run with `reins run {}`)",
+            run.id,
+            run.manifest_path().display(),
+            manifest.digest,
+            manifest.workflow
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that a run is still what it was frozen as: `run.json` ([`Manifest::verify`]) and the
+/// digest its `run_started` event recorded. `approve`/`reject` call it before answering.
+pub fn verify_frozen(store: &Store, run: &RunDir, manifest: &Manifest) -> Result<(), LaunchError> {
+    store
+        .check_dir()
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
+    manifest
+        .verify(run, store.root())
+        .map_err(LaunchError::usage)?;
+    match log::read(&run.events_path()) {
+        Ok(contents) => check_started_digest(run, manifest, &contents.records),
+        Err(_) => Ok(()),
+    }
 }
 
 /// What ran.

@@ -17,8 +17,8 @@
 use serde_json::json;
 
 use super::plan::Field;
-use super::process::{self, Ending, Spec};
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
+use crate::process::{self, Ending, Spec};
 use crate::store::{Event, IterationStatus, Usage};
 use crate::workflow::template::is_truthy;
 use crate::workflow::NodeKind;

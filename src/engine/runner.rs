@@ -36,7 +36,7 @@ use super::cancel::CancelToken;
 use super::context::RunInfo;
 use super::plan::Plan;
 use super::recorder::Recorder;
-use super::watchdog::Watchdog;
+use crate::process::Watchdog;
 use crate::store::{NodeState, Usage};
 use crate::workflow::NodeKind;
 

@@ -27,7 +27,7 @@ use super::plan::{Field, Plan, Ready};
 use super::recorder::Recorder;
 use super::runner::{Job, Limits, NodeRunner, Outcome, Runners, SessionChoice};
 use super::trigger::{self, Decision};
-use super::watchdog::Watchdog;
+use crate::process::Watchdog;
 use crate::store::{Event, NodeStatus, RunStatus};
 use crate::workflow::template::is_truthy;
 
@@ -60,7 +60,7 @@ impl Default for Options {
             concurrency: DEFAULT_CONCURRENCY,
             retry_delay: Duration::from_secs(1),
             limits: Limits {
-                grace: Duration::from_secs(3),
+                grace: crate::process::DEFAULT_GRACE,
                 output_limit: 1 << 20,
                 agent_slots: None,
             },
@@ -424,13 +424,12 @@ impl Scheduler {
         if notes.is_empty() {
             return;
         }
-        let dir = self.x.run.dir.node_dir(plan.id(i));
-        let written = std::fs::create_dir_all(&dir).and_then(|_| {
+        let base = &self.x.run.dir.path;
+        let log = self.x.run.dir.node_dir(plan.id(i)).join("stderr.log");
+        // Never through a link a node planted in the run directory.
+        let written = crate::store::safe_fs::relative(base, &log).and_then(|rel| {
             use std::io::Write;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("stderr.log"))?
+            crate::store::safe_fs::open(base, rel, crate::store::safe_fs::Access::Append)?
                 .write_all(notes.as_bytes())
         });
         if let Err(e) = written {
@@ -493,7 +492,10 @@ fn keep_output(
     let dir = run.dir.node_dir(plan.id(i));
     let file = super::context::output_file(&dir);
     if truncated.is_none() && (fresh || !file.exists()) {
-        let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, output));
+        // Never through a link a node planted in the run directory.
+        let base = &run.dir.path;
+        let written = crate::store::safe_fs::relative(base, &file)
+            .and_then(|rel| crate::store::safe_fs::write(base, rel, output.as_bytes()));
         if let Err(e) = written {
             tracing::warn!("cannot write {}: {e}", file.display());
         }
@@ -511,6 +513,7 @@ fn failure_log(
     plan: &Plan,
     i: usize,
     id: &str,
+    base: &std::path::Path,
     dir: &std::path::Path,
 ) -> (Vec<String>, Option<String>) {
     let rel = |file: &str| format!("nodes/{id}/{file}");
@@ -524,7 +527,7 @@ fn failure_log(
         return (Vec::new(), None);
     }
     for file in ["stderr.log", "stdout.log"] {
-        let lines = tail(&dir.join(file), TAIL_LINES);
+        let lines = tail(base, &dir.join(file), TAIL_LINES);
         if !lines.is_empty() {
             return (lines, Some(rel(file)));
         }
@@ -532,10 +535,14 @@ fn failure_log(
     (Vec::new(), None)
 }
 
-/// The last `n` lines of a file that are not blank, reading at most its last 16 KiB.
-pub fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
+/// The last `n` lines of `base/path` that are not blank, reading at most its last 16 KiB, never
+/// through a link.
+fn tail(base: &std::path::Path, path: &std::path::Path, n: usize) -> Vec<String> {
+    use crate::store::safe_fs;
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
+    let opened = safe_fs::relative(base, path)
+        .and_then(|rel| safe_fs::open(base, rel, safe_fs::Access::Read));
+    let Ok(mut f) = opened else {
         return Vec::new();
     };
     let len = f.metadata().map_or(0, |m| m.len());
@@ -586,15 +593,26 @@ impl Task {
         let settings = &self.plan.settings[i];
         let prepared = self.prepare(workflow_env);
         let token = self.canceller.token();
+        // A gate that already asked is looked at again (a resume, an answer that arrived): it
+        // is not a new attempt, and it stays `waiting` until its answer settles it.
+        let gate_asked_before = matches!(
+            self.plan.workflow.nodes[i].kind,
+            crate::workflow::NodeKind::Approval(_)
+        ) && self.prior.approval.is_some();
         let mut attempt = 1;
         loop {
             if token.level() != CancelLevel::None {
+                if gate_asked_before {
+                    return (i, Final::Waiting); // its request stays open
+                }
                 return self.cancelled();
             }
-            self.recorder.record(Event::NodeStarted {
-                node: self.id.clone(),
-                attempt,
-            });
+            if !(gate_asked_before && attempt == 1) {
+                self.recorder.record(Event::NodeStarted {
+                    node: self.id.clone(),
+                    attempt,
+                });
+            }
             let outcome = match &prepared {
                 Ok((env, cwd, dir)) => {
                     let mut env = env.clone();
@@ -619,7 +637,8 @@ impl Task {
                         watchdog: self.watchdog.clone(),
                         limits: self.options.limits.clone(),
                     };
-                    self.runner.run(job).await
+                    let outcome = self.runner.run(job).await;
+                    self.check_outputs(outcome)
                 }
                 Err(e) => Outcome::fatal(e.clone()),
             };
@@ -647,7 +666,13 @@ impl Task {
                     let (log_tail, log) = if will_retry {
                         (Vec::new(), None)
                     } else {
-                        failure_log(&self.plan, i, &self.id, &self.run.dir.node_dir(&self.id))
+                        failure_log(
+                            &self.plan,
+                            i,
+                            &self.id,
+                            &self.run.dir.path,
+                            &self.run.dir.node_dir(&self.id),
+                        )
                     };
                     self.recorder.record(Event::NodeFailed {
                         node: self.id.clone(),
@@ -674,6 +699,38 @@ impl Task {
                     attempt += 1;
                 }
             }
+        }
+    }
+
+    /// A node's `outputs` are a contract whatever its kind: a success that did not leave each
+    /// of them inside the artifacts folder (a link that leads out of it does not count) fails.
+    fn check_outputs(&self, outcome: Outcome) -> Outcome {
+        let node = &self.plan.workflow.nodes[self.index];
+        let Outcome::Success { output, usage } = outcome else {
+            return outcome;
+        };
+        if matches!(node.kind, crate::workflow::NodeKind::Approval(_)) {
+            return Outcome::Success { output, usage }; // `validate` warns: no effect
+        }
+        let artifacts = self.run.artifacts();
+        let problems: Vec<String> = node
+            .outputs
+            .iter()
+            .filter_map(|o| crate::store::safe_fs::check_output(&artifacts, &o.value).err())
+            .collect();
+        if problems.is_empty() {
+            return Outcome::Success { output, usage };
+        }
+        Outcome::Failure {
+            error: format!(
+                "the node finished but its declared outputs are not in {}: {}",
+                artifacts.display(),
+                problems.join("; ")
+            ),
+            exit_code: None,
+            output,
+            usage,
+            retryable: false,
         }
     }
 

@@ -42,6 +42,10 @@ pub enum Event {
         inputs: BTreeMap<String, String>,
         /// The process executing the run.
         pid: u32,
+        /// The digest of `run.json` when the run began (see [`super::Manifest::digest`]);
+        /// a resume refuses a `run.json` that no longer matches it.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        digest: String,
     },
     /// `reins resume` took the run up again.
     RunResumed {
@@ -148,6 +152,10 @@ pub enum Event {
         node: String,
         /// The rendered question.
         message: String,
+        /// A random id of this request: an answer counts only if it names it (empty in logs
+        /// written before requests had ids).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        request: String,
     },
     /// A human answered an approval gate.
     ApprovalAnswered {
@@ -160,6 +168,9 @@ pub enum Event {
         /// What they said.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
+        /// The request it answers.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        request: String,
     },
     /// One iteration of a loop node ended.
     LoopIteration {
@@ -408,6 +419,7 @@ mod tests {
                 nodes: vec!["a".into()],
                 inputs: [("k".to_string(), "v".to_string())].into(),
                 pid: 7,
+                digest: "sha256:00".into(),
             },
             Event::RunResumed {
                 pid: 8,
@@ -456,12 +468,14 @@ mod tests {
             Event::ApprovalRequested {
                 node: "g".into(),
                 message: "ok?".into(),
+                request: "q-1".into(),
             },
             Event::ApprovalAnswered {
                 node: "g".into(),
                 approved: true,
                 by: "me".into(),
                 comment: Some("fine".into()),
+                request: "q-1".into(),
             },
             Event::LoopIteration {
                 node: "l".into(),

@@ -147,6 +147,8 @@ pub struct ApprovalState {
     /// When the question was asked (a gate's `timeout` counts from here).
     #[serde(with = "super::time::option")]
     pub requested_at: Option<SystemTime>,
+    /// The request's random id (empty in logs written before requests had ids).
+    pub request: String,
     /// The answer.
     pub answer: Option<Answer>,
 }
@@ -227,6 +229,7 @@ impl RunState {
                 nodes,
                 inputs,
                 pid,
+                ..
             } => {
                 self.run_id = run_id.clone();
                 self.workflow = workflow.clone();
@@ -340,12 +343,17 @@ impl RunState {
                 }
                 self.node_mut(node).session_id = Some(session_id.clone());
             }
-            Event::ApprovalRequested { node, message } => {
+            Event::ApprovalRequested {
+                node,
+                message,
+                request,
+            } => {
                 let n = self.node_mut(node);
                 n.status = NodeStatus::Waiting;
                 n.approval = Some(ApprovalState {
                     message: message.clone(),
                     requested_at: Some(ts),
+                    request: request.clone(),
                     answer: None,
                 });
             }
@@ -354,6 +362,7 @@ impl RunState {
                 approved,
                 by,
                 comment,
+                ..
             } => {
                 let n = self.node_mut(node);
                 let answer = Answer {
@@ -367,6 +376,7 @@ impl RunState {
                         n.approval = Some(ApprovalState {
                             message: String::new(),
                             requested_at: None,
+                            request: String::new(),
                             answer: Some(answer),
                         })
                     }
@@ -470,6 +480,7 @@ mod tests {
                 nodes: vec!["a".into(), "b".into(), "c".into()],
                 inputs: BTreeMap::new(),
                 pid: 1,
+                digest: String::new(),
             },
             Event::NodeStarted {
                 node: "a".into(),
@@ -560,6 +571,7 @@ mod tests {
             Event::ApprovalRequested {
                 node: "gate".into(),
                 message: "ok?".into(),
+                request: "q-1".into(),
             },
         ));
         s.apply(&rec(
@@ -569,6 +581,7 @@ mod tests {
                 approved: false,
                 by: "ann".into(),
                 comment: None,
+                request: "q-1".into(),
             },
         ));
         s.apply(&rec(

@@ -118,6 +118,9 @@ pub struct AgentProfile {
     /// Environment variables for the agent process.
     #[schemars(default)]
     pub env: NamedMap<Template>,
+    /// Lets the agent use reins' control plane: run `reins` and write the run state under
+    /// `.reins/runs/` (answers, events, `run.json`). Off by default: an agent is denied both.
+    pub allow_control_plane: Option<Spanned<bool>>,
 }
 
 /// When a node runs, given how its dependencies ended.

@@ -524,6 +524,7 @@ impl Validator<'_> {
                 }
             }
         }
+        self.outputs(node);
         if !node.args.is_empty()
             && !matches!(&node.kind, NodeKind::Command(_))
             && !matches!(&node.kind, NodeKind::Loop(l) if matches!(l.body, LoopBody::Command(_)))
@@ -539,6 +540,51 @@ impl Validator<'_> {
                 .with_help(
                     "`args` fills `{{args.NAME}}` in a command file; use it with `command:`",
                 ),
+            );
+        }
+    }
+
+    /// `outputs` are paths inside the artifacts folder; a gate has none.
+    fn outputs(&mut self, node: &Node) {
+        if matches!(node.kind, NodeKind::Approval(_)) {
+            if let Some(first) = node.outputs.first() {
+                self.diags.push(
+                    Diagnostic::warning(
+                        "no-effect",
+                        self.file,
+                        first.span,
+                        format!("`outputs` has no effect on {}", kind_phrase(&node.kind)),
+                    )
+                    .with_help(
+                        "a gate produces no files; declare `outputs` on the node that writes them",
+                    ),
+                );
+            }
+            return;
+        }
+        for o in &node.outputs {
+            let path = std::path::Path::new(&o.value);
+            let escapes = path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
+            let what = if o.value.trim().is_empty() {
+                "is empty"
+            } else if path.has_root() {
+                "is an absolute path"
+            } else if escapes {
+                "leaves the artifacts folder (`..`)"
+            } else {
+                continue;
+            };
+            self.diags.push(
+                Diagnostic::error(
+                    "output-path",
+                    self.file,
+                    o.span,
+                    format!("output `{}` {what}", o.value),
+                )
+                .with_label("not a path inside the artifacts folder")
+                .with_help("`outputs` are relative to the run's artifacts folder ({{artifacts}}): write `plan.md` or `reports/plan.md`; the node writes them as `$REINS_ARTIFACTS/plan.md`"),
             );
         }
     }

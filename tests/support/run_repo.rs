@@ -332,13 +332,33 @@ impl Output {
     }
 }
 
-/// True if the process exists and is not a zombie.
+/// True if the process exists and is not a zombie (through `ps`: on every Unix).
 pub fn process_alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z')
-        }
-        Err(_) => false,
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
     }
+    let ps = Command::new("ps")
+        .args(["-o", "stat=", "-p", &pid.to_string()])
+        .output()
+        .expect("ps runs");
+    let state = String::from_utf8_lossy(&ps.stdout);
+    !state.trim().is_empty() && !state.trim_start().starts_with('Z')
+}
+
+/// The pids of live processes whose command line contains `needle` (through `ps`).
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    let ps = Command::new("ps")
+        .args(["-A", "-o", "pid=,stat=,args="])
+        .output()
+        .expect("ps runs");
+    String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let pid = fields.next()?.parse().ok()?;
+            let state = fields.next()?;
+            (!state.starts_with('Z')).then_some(pid)
+        })
+        .collect()
 }
