@@ -114,7 +114,7 @@ impl Repo {
             // Only this repository's workflows: no user-global folder.
             .env("REINS_HOME", self.dir.path().join(".test-home"))
             // Agent slots of this repository's runs only (the machine-wide cap lives there).
-            .env("XDG_STATE_HOME", self.dir.path().join(".test-state"))
+            .env("XDG_STATE_HOME", self.dir.path().join(".test-out/state"))
             .env_remove("REINS_MAX_AGENTS")
             .env_remove("TERM")
             .stdin(Stdio::null());
