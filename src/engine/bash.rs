@@ -11,8 +11,7 @@ use std::path::Path;
 use super::plan::Field;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
 use crate::process::{self, Ending, Spec};
-use crate::store::safe_fs;
-use crate::store::Event;
+use crate::store::{safe_fs, Event};
 
 /// A script longer than this is run from its file rather than as an argument (one argument is
 /// limited to 128 KiB by the kernel).
@@ -72,8 +71,6 @@ async fn run(job: Job) -> Outcome {
     if job.attempt > 1 {
         mark_attempt(&spec, job.attempt);
     }
-    // Where this attempt's stdout starts in the log, to find all of it if it is truncated.
-    let log_start = std::fs::metadata(&spec.stdout_log).map_or(0, |m| m.len());
     // The process starts at the first poll of `process::run`; the script is kept for the
     // record right after, while it runs, off the path from one node to the next.
     let (finished, kept) = tokio::join!(
@@ -94,7 +91,7 @@ async fn run(job: Job) -> Outcome {
         tracing::warn!("{e}");
     }
     if finished.truncated {
-        note_truncation(&job, &spec, log_start);
+        note_truncation(&job, &spec, finished.total_bytes);
     }
     let output = trim_output(finished.stdout);
     match finished.ending {
@@ -158,42 +155,48 @@ pub(super) fn write_value(base: &Path, path: &Path, bytes: &[u8]) -> std::io::Re
     safe_fs::write(base, rel, bytes)
 }
 
-/// The output was cut to the limit: keeps the whole of it as `output.txt` (this attempt's part
-/// of `stdout.log`, trailing newlines trimmed like the output) and records how much was kept.
-fn note_truncation(job: &Job, spec: &Spec, log_start: u64) {
+/// The output was cut to the limit: keeps the whole of it as `output.txt` (the last
+/// `total` bytes of `stdout.log`, this attempt's, trailing newlines trimmed like the output)
+/// and records how much was kept. Never through a link planted in the run directory.
+fn note_truncation(job: &Job, spec: &Spec, total: u64) {
     use std::io::{Read, Seek, SeekFrom};
+    let base = &job.run.dir.path;
     let dest = super::context::output_file(&job.dir);
-    let copied = (|| -> std::io::Result<u64> {
-        let mut log = std::fs::File::open(&spec.stdout_log)?;
-        log.seek(SeekFrom::Start(log_start))?;
-        let mut out = std::fs::File::create(&dest)?;
-        let total = std::io::copy(&mut log, &mut out)?;
-        // Trim trailing newlines, like the output.
-        let mut len = total;
+    let copied = (|| -> std::io::Result<()> {
+        let mut log = safe_fs::open(
+            base,
+            safe_fs::relative(base, &spec.stdout_log)?,
+            safe_fs::Access::Read,
+        )?;
+        let len = log.metadata()?.len();
+        let start = len.saturating_sub(total);
+        // Trailing newlines go, like the output.
+        let mut keep = len;
         let mut last = [0u8; 1];
-        let mut reader = std::fs::File::open(&dest)?;
-        while len > 0 {
-            reader.seek(SeekFrom::Start(len - 1))?;
-            reader.read_exact(&mut last)?;
+        while keep > start {
+            log.seek(SeekFrom::Start(keep - 1))?;
+            log.read_exact(&mut last)?;
             if !matches!(last[0], b'\n' | b'\r') {
                 break;
             }
-            len -= 1;
+            keep -= 1;
         }
-        out.set_len(len)?;
-        Ok(total)
+        log.seek(SeekFrom::Start(start))?;
+        let mut out = safe_fs::open(
+            base,
+            safe_fs::relative(base, &dest)?,
+            safe_fs::Access::Replace,
+        )?;
+        std::io::copy(&mut log.take(keep - start), &mut out)?;
+        Ok(())
     })();
-    let total_bytes = match copied {
-        Ok(total) => total,
-        Err(e) => {
-            tracing::warn!("cannot keep the whole output of `{}`: {e}", job.node);
-            0
-        }
-    };
+    if let Err(e) = copied {
+        tracing::warn!("cannot keep the whole output of `{}`: {e}", job.node);
+    }
     job.recorder.record(Event::OutputTruncated {
         node: job.node.clone(),
         kept_bytes: job.limits.output_limit as u64,
-        total_bytes: total_bytes.max(job.limits.output_limit as u64 + 1),
+        total_bytes: total,
     });
 }
 

@@ -424,13 +424,12 @@ impl Scheduler {
         if notes.is_empty() {
             return;
         }
-        let dir = self.x.run.dir.node_dir(plan.id(i));
-        let written = std::fs::create_dir_all(&dir).and_then(|_| {
+        let base = &self.x.run.dir.path;
+        let log = self.x.run.dir.node_dir(plan.id(i)).join("stderr.log");
+        // Never through a link a node planted in the run directory.
+        let written = crate::store::safe_fs::relative(base, &log).and_then(|rel| {
             use std::io::Write;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("stderr.log"))?
+            crate::store::safe_fs::open(base, rel, crate::store::safe_fs::Access::Append)?
                 .write_all(notes.as_bytes())
         });
         if let Err(e) = written {
@@ -493,7 +492,10 @@ fn keep_output(
     let dir = run.dir.node_dir(plan.id(i));
     let file = super::context::output_file(&dir);
     if truncated.is_none() && (fresh || !file.exists()) {
-        let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, output));
+        // Never through a link a node planted in the run directory.
+        let base = &run.dir.path;
+        let written = crate::store::safe_fs::relative(base, &file)
+            .and_then(|rel| crate::store::safe_fs::write(base, rel, output.as_bytes()));
         if let Err(e) = written {
             tracing::warn!("cannot write {}: {e}", file.display());
         }
@@ -511,6 +513,7 @@ fn failure_log(
     plan: &Plan,
     i: usize,
     id: &str,
+    base: &std::path::Path,
     dir: &std::path::Path,
 ) -> (Vec<String>, Option<String>) {
     let rel = |file: &str| format!("nodes/{id}/{file}");
@@ -524,7 +527,7 @@ fn failure_log(
         return (Vec::new(), None);
     }
     for file in ["stderr.log", "stdout.log"] {
-        let lines = tail(&dir.join(file), TAIL_LINES);
+        let lines = tail(base, &dir.join(file), TAIL_LINES);
         if !lines.is_empty() {
             return (lines, Some(rel(file)));
         }
@@ -532,10 +535,14 @@ fn failure_log(
     (Vec::new(), None)
 }
 
-/// The last `n` lines of a file that are not blank, reading at most its last 16 KiB.
-pub fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
+/// The last `n` lines of `base/path` that are not blank, reading at most its last 16 KiB, never
+/// through a link.
+fn tail(base: &std::path::Path, path: &std::path::Path, n: usize) -> Vec<String> {
+    use crate::store::safe_fs;
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
+    let opened = safe_fs::relative(base, path)
+        .and_then(|rel| safe_fs::open(base, rel, safe_fs::Access::Read));
+    let Ok(mut f) = opened else {
         return Vec::new();
     };
     let len = f.metadata().map_or(0, |m| m.len());
@@ -659,7 +666,13 @@ impl Task {
                     let (log_tail, log) = if will_retry {
                         (Vec::new(), None)
                     } else {
-                        failure_log(&self.plan, i, &self.id, &self.run.dir.node_dir(&self.id))
+                        failure_log(
+                            &self.plan,
+                            i,
+                            &self.id,
+                            &self.run.dir.path,
+                            &self.run.dir.node_dir(&self.id),
+                        )
                     };
                     self.recorder.record(Event::NodeFailed {
                         node: self.id.clone(),
