@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// `isolation: worktree`).
     #[arg(long)]
     pub worktree: bool,
+    /// Run on this agent instead of the default one (`claude`, `codex` or a profile of the
+    /// workflow); profiles that `use:` the default follow it.
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
 }
 
 /// `reins resume`.

@@ -48,6 +48,7 @@ pub fn run(args: RunArgs) -> i32 {
         &args.inputs,
         &runners,
         args.worktree,
+        args.agent.as_deref(),
     ) {
         Ok(prepared) => {
             let run = prepared.run.clone();

@@ -70,6 +70,8 @@ pub fn list(args: RunsArgs) -> i32 {
                 let usage = r.state.total_usage();
                 let cost = if usage.is_zero() {
                     "-".to_string()
+                } else if usage.unpriced && usage.cost_usd == 0.0 {
+                    format!("{}tok", usage.tokens())
                 } else {
                     format!("${:.4}", usage.cost_usd)
                 };
@@ -97,7 +99,9 @@ fn summary_json(r: &RunSummary, now: SystemTime) -> serde_json::Value {
         "started_at": r.started_at().map(time::format),
         "finished_at": r.state.finished_at.map(time::format),
         "duration_ms": r.state.elapsed(now).map(|d| d.as_millis() as u64),
-        "cost_usd": r.state.total_usage().cost_usd,
+        "cost_usd": (!r.state.total_usage().unpriced || r.state.total_usage().cost_usd > 0.0)
+            .then(|| r.state.total_usage().cost_usd),
+        "tokens": r.state.total_usage().tokens(),
         "nodes": r.state.counts(),
         "dir": r.run.path,
         "branch": branch(r),

@@ -190,7 +190,12 @@ pub fn start(
     inputs: &[(String, String)],
     runners: &Runners,
     isolate: bool,
+    agent: Option<&str>,
 ) -> Result<Prepared, LaunchError> {
+    let mut workflow = workflow;
+    if let Some(agent) = agent {
+        super::agent::switch_default_agent(&mut workflow, agent).map_err(LaunchError::usage)?;
+    }
     let inputs = resolve_inputs(&workflow, inputs)?;
     let isolate = isolate
         || workflow
@@ -220,6 +225,7 @@ pub fn start(
         locks.push(lock_tree(store, "")?);
     }
     let mut manifest = Manifest::new(&name, &path, &text, frozen, inputs, store.root());
+    manifest.agent = agent.map(str::to_string);
     let run = store
         .create_run(&mut manifest)
         .map_err(|e| LaunchError::io(format!("cannot create the run directory: {e}")))?;
@@ -285,7 +291,7 @@ pub fn resume(
     let loaded = workflow::load_source(file);
     let commands = FrozenCommands(manifest.commands.clone());
     let diagnostics = workflow::validate::validate(&loaded, &commands);
-    let Some(wf) = loaded
+    let Some(mut wf) = loaded
         .workflow
         .filter(|_| !diagnostics.iter().any(|d| d.is_error()))
     else {
@@ -299,6 +305,9 @@ pub fn resume(
             run.id
         )));
     };
+    if let Some(agent) = &manifest.agent {
+        super::agent::switch_default_agent(&mut wf, agent).map_err(LaunchError::usage)?;
+    }
     let plan = Plan::new(wf, &commands).map_err(LaunchError::usage)?;
     check_runners(&plan, runners)?;
     let events = run.events_path();

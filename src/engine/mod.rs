@@ -16,6 +16,7 @@
 pub mod agent;
 pub mod approval;
 pub mod bash;
+pub mod budget;
 pub mod cancel;
 pub mod context;
 pub mod launch;
