@@ -79,12 +79,20 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .envs(git_identity())
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn assert_code(out: &Output, code: i32) {
-    assert_eq!(out.code, code, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, code,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
 }
 
 #[test]
@@ -96,7 +104,9 @@ fn review_runs_on_codex() {
     for focus in ["correctness", "security", "tests", "docs"] {
         bench.api.rule(
             &format!("for **{focus}** only"),
-            [Reply::text(format!("verdict: approve\n{focus}: nothing to raise"))],
+            [Reply::text(format!(
+                "verdict: approve\n{focus}: nothing to raise"
+            ))],
         );
     }
     bench.api.rule(
@@ -114,13 +124,18 @@ fn review_runs_on_codex() {
     assert!(merged.starts_with("verdict: approve\nall four"), "{merged}");
     assert_eq!(bench.api.requests_for("for **security** only").len(), 1);
     let status = git(bench.repo.path(), &["status", "--short"]);
-    let changes: Vec<&str> = status.lines().filter(|l| !l.contains(".test-out")).collect();
+    let changes: Vec<&str> = status
+        .lines()
+        .filter(|l| !l.contains(".test-out"))
+        .collect();
     assert_eq!(changes, [" M src.txt"]);
 }
 
 /// The run's artifacts folder, as the prompt names it.
 fn artifacts_in(prompt: &str) -> String {
-    let end = prompt.find("/artifacts").expect("the prompt names the artifacts folder")
+    let end = prompt
+        .find("/artifacts")
+        .expect("the prompt names the artifacts folder")
         + "/artifacts".len();
     let start = prompt[..end]
         .rfind(|c: char| c.is_whitespace() || c == '`' || c == '(')
@@ -143,11 +158,17 @@ fn fix_issue_runs_on_codex() {
     };
     bench.api.rule(
         "You are investigating a bug",
-        [Reply::FromPrompt(write_root_cause), Reply::text("typo in greeting.txt")],
+        [
+            Reply::FromPrompt(write_root_cause),
+            Reply::text("typo in greeting.txt"),
+        ],
     );
     bench.api.rule(
         "Write a regression test that fails",
-        [Reply::shell("echo hello > greeting.txt"), Reply::text("DONE")],
+        [
+            Reply::shell("echo hello > greeting.txt"),
+            Reply::text("DONE"),
+        ],
     );
     let out = bench.run(&[
         "run",
