@@ -7,6 +7,8 @@
 //!   source span, and validates it, reporting every problem at once as a [`diagnostic`];
 //! * [`graph`] turns it into a DAG: cycles, layers, critical path;
 //! * [`engine`] schedules the DAG on a ready queue and runs each node;
+//! * [`process`] runs every OS process a node starts, in its own process group, on Linux and
+//!   the other Unixes;
 //! * [`agent`] runs coding agents (Claude Code) in pseudo-terminal sessions;
 //! * [`store`] keeps every run durable as an append-only event log;
 //! * [`cli`] is the thin command-line layer over all of it.
@@ -17,6 +19,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod exit;
 pub mod graph;
+pub mod process;
 pub mod source;
 pub mod store;
 pub mod workflow;

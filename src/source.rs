@@ -4,6 +4,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The largest workflow or command file reins reads.
+pub const MAX_SOURCE_BYTES: usize = 8 * 1024 * 1024;
+
 /// A file's text, kept so diagnostics can show snippets of it.
 #[derive(Debug)]
 pub struct SourceFile {
@@ -28,8 +31,54 @@ impl SourceFile {
     }
 
     /// Reads a file from disk.
+    ///
+    /// Only a regular file of at most [`MAX_SOURCE_BYTES`] is read; anything else (a FIFO, a
+    /// device like `/dev/zero`, a folder, a bigger file) is refused at once, without waiting on
+    /// it or reading it whole. The file is opened without blocking, so a FIFO with no writer
+    /// cannot hang the read, and is checked after opening, so it cannot be swapped in between.
     pub fn read(path: &Path) -> std::io::Result<Arc<Self>> {
-        let text = std::fs::read_to_string(path)?;
+        use std::io::{Error, ErrorKind, Read};
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits());
+        }
+        let file = options.open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            let what = if meta.is_dir() {
+                "a folder"
+            } else {
+                "not a regular file (a device, a FIFO or a socket)"
+            };
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("it is {what}; reins reads workflows and commands from regular files"),
+            ));
+        }
+        let too_big = || {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "it is larger than {} MiB, the most reins reads from a workflow or command file",
+                    MAX_SOURCE_BYTES / (1024 * 1024)
+                ),
+            )
+        };
+        if meta.len() > MAX_SOURCE_BYTES as u64 {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(MAX_SOURCE_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)?;
+        if bytes.len() > MAX_SOURCE_BYTES {
+            return Err(too_big());
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Error::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8")
+        })?;
         Ok(Self::new(display_path(path), text))
     }
 

@@ -414,3 +414,48 @@ async fn max_turns_stops_an_agent_that_keeps_calling_tools() {
     assert_eq!(failure.kind, FailureKind::MaxTurns, "{}", failure.message);
     assert!(!failure.transient);
 }
+
+#[tokio::test]
+async fn the_control_plane_is_denied_even_when_bash_and_write_are_allowed() {
+    let Some(world) = World::new() else { return };
+    let store = world.sandbox.cwd.join(".reins");
+    let nodes = store.join("runs/20261201-000000-abcd/nodes/gate");
+    let artifacts = store.join("runs/20261201-000000-abcd/artifacts");
+    std::fs::create_dir_all(&nodes).unwrap();
+    std::fs::create_dir_all(&artifacts).unwrap();
+    world.api.rule(
+        "MARK-CONTROL",
+        [
+            Turn::tool(
+                "Bash",
+                json!({"command": "reins approve last gate", "description": "approve"}),
+            ),
+            Turn::tool(
+                "Bash",
+                json!({"command": "cd . && reins approve last gate", "description": "approve"}),
+            ),
+            Turn::tool(
+                "Write",
+                json!({"file_path": nodes.join("answer.json"), "content": "{\"approved\":true}"}),
+            ),
+            Turn::tool(
+                "Write",
+                json!({"file_path": artifacts.join("ok.md"), "content": "fine"}),
+            ),
+            Turn::text("tried"),
+        ],
+    );
+    let mut inv = world.invocation("MARK-CONTROL approve yourself", new_session());
+    // Without the denial these all run (checked: no denial at all).
+    inv.allowed_tools = vec!["Bash".into(), "Write".into()];
+    inv.add_dirs = vec![artifacts.clone()];
+    inv.control_plane = Some(store.clone());
+    let (outcome, _) = world.run(inv).await;
+    let denied: Vec<String> = outcome.denials.iter().map(|d| format!("{d:?}")).collect();
+    assert_eq!(denied.len(), 3, "{denied:#?}");
+    assert!(!nodes.join("answer.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(artifacts.join("ok.md")).unwrap(),
+        "fine"
+    );
+}

@@ -259,7 +259,7 @@ async fn a_child_that_ignores_sigterm_is_killed() {
     assert_eq!(outcome.failure().unwrap().kind, FailureKind::IdleTimeout);
     assert_eq!(
         outcome.exit,
-        Some(reins::agent::pty::ExitStatus::Signal(
+        Some(reins::process::pty::ExitStatus::Signal(
             nix::sys::signal::Signal::SIGKILL
         ))
     );

@@ -254,15 +254,19 @@ fn fix_issue_writes_the_root_cause_then_fixes_until_the_tests_pass() {
             Turn::text("DONE"),
         ],
     );
+    // The bug report needs no `--input issue=`: it is the workflow's only required input.
     let out = bench.run(&[
         "run",
         "fix-issue",
-        "--input",
-        "issue=the greeting is misspelt",
+        "the greeting is misspelt",
         "--input",
         "test_command=grep -qx hello greeting.txt",
     ]);
     assert_code(&out, 0);
+    // It says where the fix is: in this checkout, not a worktree of its own.
+    let summary = bench.repo.node("last", "summary");
+    let said = summary["output"].as_str().unwrap_or_default();
+    assert!(said.contains("the fix was made in this checkout"), "{said}");
     assert_eq!(bench.repo.read("greeting.txt"), "hello\n");
     let cause = std::fs::read_to_string(bench.artifacts().join("root-cause.md")).unwrap();
     assert!(cause.contains("should say hello"));
@@ -385,6 +389,19 @@ fn plan_to_pr_goes_from_task_to_a_committed_branch_behind_two_gates() {
     assert_code(&out, 3);
     assert_eq!(node_status(&bench, "approve-pr"), "waiting");
     assert_eq!(node_status(&bench, "commit"), "pending");
+    // The last gate names the worktree, the branch and the PR command it would run.
+    let gate = bench.repo.node("last", "approve-pr");
+    let question = gate["approval"]["message"].as_str().unwrap_or_default();
+    let id = bench.repo.status("last")["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for part in [
+        format!(".reins/worktrees/{id} (branch reins/plan-to-pr-{id})"),
+        format!("git push -u origin reins/plan-to-pr-{id} && gh pr create --base main --head reins/plan-to-pr-{id}"),
+    ] {
+        assert!(question.contains(&part), "{part} not in {question}");
+    }
 
     let out = bench.run(&["approve", "last", "approve-pr", "--resume"]);
     assert_code(&out, 0);

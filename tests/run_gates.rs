@@ -277,9 +277,12 @@ fn an_answer_file_without_its_event_is_recorded_at_resume() {
     repo.reins(["run", "gated"]).run().code(3);
     let run = repo.the_run();
     // As if `reins approve` died between writing the answer and recording it.
+    let request = request_of(&repo, &run, "gate");
     repo.write(
         &format!(".reins/runs/{run}/nodes/gate/answer.json"),
-        r#"{"approved": true, "by": "ann", "at": "2026-11-21T07:00:00Z", "comment": "ok"}"#,
+        &format!(
+            r#"{{"approved": true, "by": "ann", "at": "2026-11-21T07:00:00Z", "comment": "ok", "request": "{request}"}}"#
+        ),
     );
     repo.reins(["resume", &run]).run().code(0);
     let answered: Vec<_> = repo
@@ -302,6 +305,7 @@ fn a_gate_times_out_while_the_run_still_works() {
   - id: rework
     depends_on: [gate]
     trigger: all_done
+    when: "{{eq nodes.gate.status 'failed'}}"
     bash: echo {{nodes.gate.status}} > reworked.txt
   - id: slow
     bash: "for i in $(seq 600); do [ -f reworked.txt ] && exit 0; sleep 0.05; done; exit 1"
@@ -318,4 +322,160 @@ fn a_gate_times_out_while_the_run_still_works() {
     assert_eq!(answered.len(), 1);
     assert_eq!(answered[0]["by"], "reins");
     assert_eq!(answered[0]["approved"], false);
+}
+
+/// The request id of a gate's last `approval_requested`.
+fn request_of(repo: &Repo, run: &str, gate: &str) -> String {
+    repo.events(run)
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "approval_requested" && e["node"] == gate)
+        .and_then(|e| e["request"].as_str().map(str::to_string))
+        .expect("a request id")
+}
+
+fn count(repo: &Repo, run: &str, kind: &str) -> usize {
+    repo.events(run)
+        .iter()
+        .filter(|e| e["type"] == kind)
+        .count()
+}
+
+#[test]
+fn a_waiting_gate_keeps_its_one_request_across_resumes() {
+    let repo = Repo::new().workflow("gated", GATED);
+    repo.reins(["run", "gated"]).run().code(3);
+    let run = repo.the_run();
+    for _ in 0..2 {
+        repo.reins(["resume", &run]).run().code(3);
+        assert_eq!(repo.node(&run, "gate")["status"], "waiting");
+    }
+    assert_eq!(count(&repo, &run, "approval_requested"), 1);
+    let out = repo.reins(["reject", &run, "-m", "no", "--resume"]).run();
+    out.code(1);
+    // The rejection stands: it is not thrown away and asked again.
+    let out = repo.reins(["approve", &run, "--resume"]).run();
+    out.code(2);
+    assert!(
+        out.stderr.contains("already ended (failed)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(count(&repo, &run, "approval_requested"), 1);
+    assert_eq!(count(&repo, &run, "approval_answered"), 1);
+    assert!(!ran(&repo).contains(&"after".to_string()));
+}
+
+#[test]
+fn an_answer_planted_by_an_upstream_node_is_not_an_answer() {
+    let repo = Repo::new().workflow(
+        "planted",
+        r#"nodes:
+  - id: a
+    bash: |
+      mkdir -p "$REINS_RUN_DIR/nodes/gate"
+      printf '{"approved":true,"by":"me","at":"2026-01-01T00:00:00Z"}' > "$REINS_RUN_DIR/nodes/gate/answer.json"
+  - id: gate
+    depends_on: [a]
+    approval: Ship?
+  - id: after
+    depends_on: [gate]
+    bash: echo after >> ran.txt
+"#,
+    );
+    repo.reins(["run", "planted"]).run().code(3);
+    let run = repo.the_run();
+    assert!(!repo.exists("ran.txt"), "the gated node ran with no human");
+    assert_eq!(repo.node(&run, "gate")["status"], "waiting");
+    assert_eq!(count(&repo, &run, "approval_answered"), 0);
+    assert!(repo.exists(&format!(
+        ".reins/runs/{run}/nodes/gate/answer.refused.1.json"
+    )));
+    // A resume does not take it either, and a human can still answer.
+    repo.reins(["resume", &run]).run().code(3);
+    repo.reins(["approve", &run, "--resume"]).run().code(0);
+    assert_eq!(ran(&repo), ["after"]);
+    assert_eq!(count(&repo, &run, "approval_answered"), 1);
+}
+
+#[test]
+fn a_node_cannot_answer_the_gate_of_its_own_run() {
+    // `side` runs beside the gate and tries `reins approve` twice: as it is, and with the
+    // run's variables unset (then the process ancestry still gives it away).
+    let repo = Repo::new().workflow(
+        "inside",
+        r#"nodes:
+  - id: gate
+    approval: Ship?
+  - id: after
+    depends_on: [gate]
+    bash: echo after >> ran.txt
+  - id: side
+    bash: |
+      until grep -q approval_requested "$REINS_RUN_DIR/events.jsonl"; do sleep 0.05; done
+      "$REINS_BIN" approve "$REINS_RUN_ID" gate > with-env.out 2>&1; echo $? >> codes.txt
+      run=$REINS_RUN_ID
+      env -u REINS_RUN_ID -u REINS_RUN_DIR "$REINS_BIN" approve "$run" gate > without-env.out 2>&1; echo $? >> codes.txt
+"#,
+    );
+    repo.reins(["run", "inside"])
+        .env("REINS_BIN", env!("CARGO_BIN_EXE_reins"))
+        .run()
+        .code(3);
+    let run = repo.the_run();
+    assert_eq!(
+        repo.lines("codes.txt"),
+        ["2", "2"],
+        "{}",
+        repo.read("with-env.out")
+    );
+    assert!(
+        repo.read("with-env.out")
+            .contains("from inside that run (REINS_RUN_ID"),
+        "{}",
+        repo.read("with-env.out")
+    );
+    assert!(
+        repo.read("without-env.out").contains("descends from pid"),
+        "{}",
+        repo.read("without-env.out")
+    );
+    assert!(!repo.exists("ran.txt"));
+    assert_eq!(repo.node(&run, "gate")["status"], "waiting");
+    assert_eq!(count(&repo, &run, "approval_answered"), 0);
+}
+
+#[test]
+fn a_run_json_edited_while_the_run_waits_is_refused() {
+    let repo = Repo::new().workflow("gated", GATED);
+    repo.reins(["run", "gated"]).run().code(3);
+    let run = repo.the_run();
+    let path = format!(".reins/runs/{run}/run.json");
+    let original = repo.read(&path);
+    let edited = original.replace("echo after >> ran.txt", "echo pwned >> ran.txt");
+    assert_ne!(original, edited);
+    repo.write(&path, &edited);
+    for args in [
+        vec!["resume", run.as_str()],
+        vec!["approve", run.as_str(), "--resume"],
+    ] {
+        let out = repo.reins(&args).run();
+        out.code(2);
+        assert!(
+            out.stderr.contains("was changed after it started"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(count(&repo, &run, "approval_answered"), 0);
+    // Pointing an isolated run's worktree elsewhere is refused too (the digest is intact).
+    let moved = original.replacen("\"root\":", "\"worktree\": \"/tmp\",\n  \"root\":", 1);
+    assert_ne!(moved, original);
+    repo.write(&path, &moved);
+    let out = repo.reins(["resume", &run]).run();
+    out.code(2);
+    assert!(out.stderr.contains("not at its worktree"), "{}", out.stderr);
+    repo.write(&path, &original);
+    repo.reins(["approve", &run, "--resume"]).run().code(0);
+    assert_eq!(ran(&repo).last().map(String::as_str), Some("after"));
 }

@@ -48,17 +48,21 @@ fn a_loop_stops_when_until_holds() {
     assert_eq!(repo.node(&run, "after")["output"], "got 3");
     let logs = repo.reins(["logs", &run, "count"]).run();
     logs.code(0);
+    let expected = "==> count: iteration 1 <==\n1\n==> count: iteration 2 <==\n2\n==> count: iteration 3 <==\n3\n";
     assert_eq!(
-        logs.stdout, "1\n2\n3\n",
-        "each iteration's output, in order"
+        logs.stdout, expected,
+        "each iteration's output under its header, in order"
     );
     let follow = repo.reins(["logs", &run, "count", "--follow"]).run();
     follow.code(0);
     assert_eq!(
-        follow.stdout, "1\n2\n3\n",
+        follow.stdout, expected,
         "following a settled loop prints it all"
     );
 }
+
+/// `reins logs -f` of the two-iteration loop below.
+const TWO_STEPS: &str = "==> steps: iteration 1 <==\nstep 1\n==> steps: iteration 2 <==\nstep 2\n";
 
 #[test]
 fn logs_follow_a_live_loop_through_its_iterations() {
@@ -90,16 +94,16 @@ fn logs_follow_a_live_loop_through_its_iterations() {
         .timeout(Duration::from_secs(90))
         .spawn();
     repo.wait_for("iteration 1 to be shown", Duration::from_secs(60), || {
-        follow.stdout_so_far() == "step 1\n"
+        follow.stdout_so_far() == "==> steps: iteration 1 <==\nstep 1\n"
     });
     repo.write("go-1", "");
     repo.wait_for("iteration 2 to be shown", Duration::from_secs(60), || {
-        follow.stdout_so_far() == "step 1\nstep 2\n"
+        follow.stdout_so_far() == TWO_STEPS
     });
     repo.write("go-2", "");
     let out = follow.wait();
     out.code(0);
-    assert_eq!(out.stdout, "step 1\nstep 2\n");
+    assert_eq!(out.stdout, TWO_STEPS);
     running.wait().code(0);
 }
 

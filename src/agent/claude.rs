@@ -50,9 +50,14 @@ impl Harness for Claude {
             args.push("--allowedTools".into());
             args.extend(inv.allowed_tools.iter().cloned());
         }
-        if !inv.disallowed_tools.is_empty() {
+        let denied_control = inv
+            .control_plane
+            .as_deref()
+            .map(super::invocation::control_plane_rules);
+        if !inv.disallowed_tools.is_empty() || denied_control.is_some() {
             args.push("--disallowedTools".into());
             args.extend(inv.disallowed_tools.iter().cloned());
+            args.extend(denied_control.into_iter().flatten());
         }
         if let Some(turns) = inv.max_turns {
             args.extend(["--max-turns".into(), turns.to_string()]);

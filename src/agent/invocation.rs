@@ -1,12 +1,14 @@
 //! One run of the agent CLI: what to run, where, with which profile, and its command line.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::events::Usage;
 use super::harness::HarnessKind;
+use crate::process::Watchdog;
 
 /// Prompts longer than this (100 KiB) go through `prompt.md` in the node's folder: one
 /// argument is capped at 128 KiB, and an argument is visible to everyone in `ps`.
@@ -80,6 +82,44 @@ pub struct AgentInvocation {
     pub wall_timeout: Option<Duration>,
     /// Files the agent must leave behind; relative paths are taken from `cwd`.
     pub required_outputs: Vec<PathBuf>,
+    /// Time between TERM and KILL when reins stops the agent's process group.
+    pub grace: Duration,
+    /// Registers the agent's process group so that it dies with reins.
+    pub watchdog: Option<Arc<Watchdog>>,
+    /// reins' `.reins/` folder, when the agent is denied the control plane (the default): it
+    /// may not run `reins` nor write run state there. Each harness maps this to its own
+    /// mechanism; Claude Code gets [`control_plane_rules`] as `--disallowedTools`.
+    pub control_plane: Option<PathBuf>,
+}
+
+/// Claude Code deny rules that keep an agent off reins' control plane: running `reins`
+/// (however it is spelled on the command line) and writing, with the file tools, the run state
+/// under `store/runs/*/` (gate answers, events, `run.json`, locks). The artifacts folder stays
+/// writable. These close the obvious doors only: a general Bash tool can still write files;
+/// see `docs/security.md`.
+pub fn control_plane_rules(store: &Path) -> Vec<String> {
+    // `//` starts an absolute path in Claude Code's file rules.
+    let abs = format!("/{}", store.display());
+    let mut rules: Vec<String> = [
+        "Bash(reins:*)",
+        "Bash(reins *)",
+        "Bash(*/reins *)",
+        "Bash(* reins *)",
+    ]
+    .map(String::from)
+    .to_vec();
+    for tool in ["Edit", "Write"] {
+        for place in [
+            "runs/*/nodes/**",
+            "runs/*/events.jsonl",
+            "runs/*/run.json",
+            "runs/*/lock",
+            "lock",
+        ] {
+            rules.push(format!("{tool}({abs}/{place})"));
+        }
+    }
+    rules
 }
 
 impl AgentInvocation {
@@ -112,6 +152,9 @@ impl AgentInvocation {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             wall_timeout: None,
             required_outputs: Vec::new(),
+            grace: crate::process::DEFAULT_GRACE,
+            watchdog: None,
+            control_plane: None,
         }
     }
 
@@ -223,6 +266,31 @@ mod tests {
             .windows(2)
             .any(|w| w == ["--add-dir", "/run/artifacts"]));
         assert_eq!(args[args.len() - 2..], ["--", "go"]);
+    }
+
+    #[test]
+    fn the_control_plane_is_denied_unless_allowed() {
+        let mut inv = invocation("go");
+        inv.disallowed_tools = vec!["WebFetch".into()];
+        inv.control_plane = Some("/repo/.reins".into());
+        let args = inv.args(inv.session);
+        let at = args.iter().position(|a| a == "--disallowedTools").unwrap();
+        assert_eq!(args[at + 1], "WebFetch");
+        for rule in [
+            "Bash(reins:*)",
+            "Edit(//repo/.reins/runs/*/nodes/**)",
+            "Write(//repo/.reins/runs/*/events.jsonl)",
+            "Write(//repo/.reins/runs/*/run.json)",
+        ] {
+            assert!(args.contains(&rule.to_string()), "{rule} in {args:?}");
+        }
+        assert!(!args.iter().any(|a| a.contains("artifacts")));
+        assert_eq!(args[args.len() - 2..], ["--", "go"]);
+        inv.control_plane = None;
+        inv.disallowed_tools.clear();
+        assert!(!inv
+            .args(inv.session)
+            .contains(&"--disallowedTools".to_string()));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! The engine builds an [`AgentInvocation`] for each `prompt`/`command` node (or loop
 //! iteration) and awaits [`run`], which returns an [`AgentOutcome`]: the verdict, the final
-//! text, the session id, cost and tokens. One file per job:
+//! text, the session id, cost and tokens. The child itself runs in a pseudo-terminal from
+//! [`crate::process::pty`]. One file per job:
 //!
 //! * [`harness`]: the interface every agent CLI implements, and which one a profile uses;
 //! * [`claude`]: Claude Code (`claude -p … --output-format stream-json`);
@@ -20,7 +21,6 @@ pub mod events;
 pub mod harness;
 pub mod invocation;
 pub mod outcome;
-pub mod pty;
 pub mod render;
 pub mod session;
 

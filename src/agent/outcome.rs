@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::events::{Denial, Init, ResultEvent, Usage};
 use super::harness::HarnessKind;
 use super::invocation::SessionMode;
-use super::pty::ExitStatus;
+use crate::process::pty::ExitStatus;
 use crate::workflow::duration;
 
 /// Everything the engine needs to know about one agent run.

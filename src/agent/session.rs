@@ -13,10 +13,8 @@ use super::events::{self, Event, Lines};
 use super::harness::{Harness, StreamReader};
 use super::invocation::{resolve_program_in, AgentInvocation, SessionMode};
 use super::outcome::{AgentOutcome, Context, Failure, FailureKind, Observed, Stop, Verdict};
-use super::pty::{ExitStatus, PtyChild, PtyCommand, PtyEvent};
+use crate::process::pty::{ExitStatus, PtyChild, PtyCommand, PtyEvent};
 
-/// Between SIGTERM and SIGKILL when reins stops an agent.
-pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// How long the CLI may take to exit by itself after its `result` event before its group is
 /// stopped (it has nothing left to say; something it started may keep it alive).
 pub const EXIT_AFTER_RESULT: Duration = Duration::from_secs(5);
@@ -45,7 +43,7 @@ pub enum AgentEvent {
 /// `node_dir/transcript.jsonl` as it arrives (lines that are not JSON are wrapped as
 /// `{"type":"reins_text","text":…}`; partial-message deltas are not kept, the whole message
 /// follows them). `events`, when given, receives every event as it happens. Setting `cancel`
-/// to true stops the run: its process group gets SIGTERM, then SIGKILL after [`KILL_GRACE`].
+/// to true stops the run: its process group gets SIGTERM, then SIGKILL after `inv.grace`.
 /// Dropping the returned future kills the process group too.
 ///
 /// Sessions: the CLI refuses `--resume` of an id it never saw (a crash before the first
@@ -190,6 +188,8 @@ impl Attempt<'_> {
             env,
             env_remove: command.env_remove,
             cwd: self.inv.cwd.clone(),
+            grace: self.inv.grace,
+            watchdog: self.inv.watchdog.clone(),
         })
         .await?;
         let mut reader = self.harness.reader(self.inv, session);
@@ -247,7 +247,7 @@ impl Attempt<'_> {
             let lingered = stop.is_none();
             seen.stop = stop;
             let status = child
-                .terminate(KILL_GRACE, |bytes| {
+                .terminate(self.inv.grace, |bytes| {
                     self.feed(&mut lines, reader.as_mut(), &mut seen, &bytes)
                 })
                 .await;

@@ -32,7 +32,8 @@ pub enum Command {
     Reject(AnswerArgs),
     /// Stop a run that is executing (or mark an interrupted one cancelled).
     Cancel(CancelArgs),
-    /// Remove the worktrees of finished isolated runs (their branches stay).
+    /// Remove the worktrees of finished isolated runs (their branches stay); with `--runs`, old
+    /// run folders.
     Clean(CleanArgs),
     /// List the runs of this working tree.
     Runs(RunsArgs),
@@ -42,8 +43,12 @@ pub enum Command {
     Logs(LogsArgs),
     /// Scaffold `.workflows/` with a starter workflow and a commands folder.
     Init(InitArgs),
-    /// Scaffold one more workflow in `.workflows/`.
+    /// Scaffold one more workflow in `.workflows/` (or copy one with `--from`).
     New(NewArgs),
+    /// Print a workflow's file, bundled ones included.
+    Show(ShowArgs),
+    /// Check what runs need: agent CLIs, credentials, git, `gh`, `.reins/`, the user folders.
+    Doctor(DoctorArgs),
     /// List the workflows found: project `.workflows/`, user-global, bundled.
     List(ListArgs),
     /// Print the JSON Schema of the workflow format, for editors.
@@ -55,13 +60,24 @@ pub enum Command {
 pub struct RunArgs {
     /// The workflow: a name in `.workflows/`, or a path to a file.
     pub workflow: String,
+    /// The value of the workflow's only required input (`reins run fix-issue "add is broken"`).
+    #[arg(value_name = "VALUE")]
+    pub value: Option<String>,
     /// An input of the workflow, as `name=value` (repeat for more).
     #[arg(short, long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
-    /// Nodes running at once (default: the workflow's `concurrency`, else the number of CPUs).
+    /// Nodes running at once (default: the workflow's `concurrency`, else every ready node, up
+    /// to 64).
     #[arg(short = 'j', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
-    /// Print the event stream as JSON lines instead of progress.
+    /// Agent sessions running at once on this machine, across all your runs (default:
+    /// `REINS_MAX_AGENTS`, else `max_agents` in the user config file, else what fits memory).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_agents: Option<u32>,
+    /// `json`: print the event stream as JSON lines instead of progress.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<ListFormat>,
+    /// The same as `--format json`.
     #[arg(long)]
     pub json: bool,
     /// Print each rendered command in schedule order; run nothing.
@@ -74,10 +90,21 @@ pub struct RunArgs {
     /// `isolation: worktree`).
     #[arg(long)]
     pub worktree: bool,
+    /// With `--worktree` (or `isolation: worktree`): cut the run's branch from BRANCH (a
+    /// branch, tag or commit) instead of `HEAD`.
+    #[arg(long, value_name = "BRANCH")]
+    pub base: Option<String>,
     /// Run on this agent instead of the default one (`claude`, `codex` or a profile of the
     /// workflow); profiles that `use:` the default follow it.
     #[arg(long, value_name = "AGENT")]
     pub agent: Option<String>,
+}
+
+impl RunArgs {
+    /// True when the event stream is asked for (`--format json` or `--json`).
+    pub fn wants_json(&self) -> bool {
+        self.json || self.format == Some(ListFormat::Json)
+    }
 }
 
 /// `reins resume`.
@@ -91,9 +118,22 @@ pub struct ResumeArgs {
     /// Nodes running at once.
     #[arg(short = 'j', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
-    /// Print the event stream as JSON lines instead of progress.
+    /// Agent sessions running at once on this machine, across all your runs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_agents: Option<u32>,
+    /// `json`: print the event stream as JSON lines instead of progress.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<ListFormat>,
+    /// The same as `--format json`.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ResumeArgs {
+    /// True when the event stream is asked for (`--format json` or `--json`).
+    pub fn wants_json(&self) -> bool {
+        self.json || self.format == Some(ListFormat::Json)
+    }
 }
 
 /// `reins approve` and `reins reject`.
@@ -109,7 +149,10 @@ pub struct AnswerArgs {
     /// Continue the run in this command when no reins process executes it.
     #[arg(long)]
     pub resume: bool,
-    /// With `--resume`: print the event stream as JSON lines instead of progress.
+    /// With `--resume`: `json` prints the event stream as JSON lines instead of progress.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<ListFormat>,
+    /// The same as `--format json`.
     #[arg(long)]
     pub json: bool,
 }
@@ -123,6 +166,20 @@ pub struct CleanArgs {
     /// Say what would be removed; remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove the folders of finished runs (`success`, `failed`, `cancelled`) instead of
+    /// worktrees; a running, waiting or interrupted run is never removed.
+    #[arg(long)]
+    pub runs: bool,
+    /// With `--runs`: only runs that finished longer ago than this (`30d`, `12h`).
+    #[arg(long, value_name = "AGE", requires = "runs", value_parser = parse_age)]
+    pub older_than: Option<std::time::Duration>,
+    /// With `--runs`: keep the N most recent finished runs.
+    #[arg(long, value_name = "N", requires = "runs")]
+    pub keep: Option<usize>,
+}
+
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    crate::workflow::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// `reins cancel`.
@@ -135,7 +192,7 @@ pub struct CancelArgs {
 /// `reins runs`.
 #[derive(Debug, Args)]
 pub struct RunsArgs {
-    /// Output format.
+    /// `text`: a table, one run a line; `json`: an array with one object per run.
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
 }
@@ -146,7 +203,7 @@ pub struct StatusArgs {
     /// The run: an id, a unique prefix of one, or `last`.
     #[arg(default_value = "last")]
     pub run: String,
-    /// Output format.
+    /// `text`: one line per node; `json`: the run's state as one object.
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
 }
@@ -188,6 +245,25 @@ pub struct InitArgs {
 pub struct NewArgs {
     /// Name of the workflow: `.workflows/NAME.yaml`.
     pub name: String,
+    /// Copy this workflow (a name: project, user-global or bundled; or a path) instead of the
+    /// starter text.
+    #[arg(long, value_name = "WORKFLOW")]
+    pub from: Option<String>,
+}
+
+/// `reins show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Workflow name (`.workflows/NAME.yaml`, user-global, bundled) or path.
+    pub workflow: String,
+}
+
+/// `reins doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
 }
 
 /// `reins validate`.
@@ -203,17 +279,17 @@ pub struct ValidateArgs {
 /// `reins list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Output format.
+    /// `text`: one line per workflow: name, source, path, description; `json`: an array.
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
 }
 
-/// Output format of `reins list`.
+/// Output format of `list`, `runs`, `status`, `doctor` (and `run`, `resume`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ListFormat {
-    /// One line per workflow: name, source, path, description.
+    /// Lines for people.
     Text,
-    /// A JSON array of objects.
+    /// JSON for programs.
     Json,
 }
 

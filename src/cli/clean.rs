@@ -1,18 +1,25 @@
-//! `reins clean`: remove the worktrees of finished isolated runs.
+//! `reins clean`: remove the worktrees of finished isolated runs; `reins clean --runs`: remove
+//! the folders of finished runs.
 //!
 //! Only runs that ended (`success`, `failed`, `cancelled`) are touched; a running, waiting or
-//! interrupted run keeps its worktree (it may be resumed). A worktree with uncommitted changes
-//! is kept unless `--force`. Branches (and the commits on them) always stay.
+//! interrupted run keeps its worktree (it may be resumed), and so does any run whose lock a live
+//! process holds (a `reins resume` that has not recorded `run_resumed` yet). A worktree with
+//! uncommitted changes is kept unless `--force`. Branches (and the commits on them) always
+//! stay. Removing the worktree of a failed or cancelled run says that the run can no longer be
+//! resumed.
 
 use super::args::CleanArgs;
 use super::run::{current_store, fail, say};
 use super::runs::branch;
 use crate::engine::worktree;
 use crate::exit;
-use crate::store::RunStatus;
+use crate::store::{RunLock, RunStatus, RunSummary};
 
 /// Runs `reins clean`.
 pub fn run(args: CleanArgs) -> i32 {
+    if args.runs {
+        return clean_runs(&args);
+    }
     let store = match current_store() {
         Ok(s) => s,
         Err(code) => return code,
@@ -21,7 +28,7 @@ pub fn run(args: CleanArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot list runs: {e}"), exit::NODE_FAILED),
     };
-    let (mut removed, mut kept) = (0, 0);
+    let (mut removed, mut kept, mut busy) = (0, 0, 0);
     for r in &runs {
         let Some(path) = r.manifest.as_ref().and_then(|m| m.worktree.clone()) else {
             continue;
@@ -35,7 +42,22 @@ pub fn run(args: CleanArgs) -> i32 {
         ) {
             continue;
         }
+        if let Some(owner) = crate::store::lock::live_owner(&r.run.lock_path()) {
+            say!(
+                "kept {} (run {}): pid {} is executing the run",
+                path.display(),
+                r.run.id,
+                owner.pid
+            );
+            busy += 1;
+            continue;
+        }
         let branch = branch(r).unwrap_or_default();
+        let last_word = if r.status == RunStatus::Success {
+            String::new()
+        } else {
+            format!("; run {} can no longer be resumed", r.run.id)
+        };
         if !args.force {
             match worktree::is_dirty(&path) {
                 Ok(false) => {}
@@ -57,7 +79,7 @@ pub fn run(args: CleanArgs) -> i32 {
         }
         if args.dry_run {
             say!(
-                "would remove {} (run {}, branch {branch} stays)",
+                "would remove {} (run {}, branch {branch} stays){last_word}",
                 path.display(),
                 r.run.id
             );
@@ -67,7 +89,7 @@ pub fn run(args: CleanArgs) -> i32 {
         match worktree::remove(store.root(), &path, args.force) {
             Ok(()) => {
                 say!(
-                    "removed {} (run {}, branch {branch} stays)",
+                    "removed {} (run {}, branch {branch} stays){last_word}",
                     path.display(),
                     r.run.id
                 );
@@ -79,8 +101,103 @@ pub fn run(args: CleanArgs) -> i32 {
             }
         }
     }
-    if removed == 0 && kept == 0 {
+    if removed == 0 && kept == 0 && busy == 0 {
         say!("no finished run has a worktree to remove");
+    }
+    if kept > 0 {
+        exit::NODE_FAILED
+    } else {
+        exit::SUCCESS
+    }
+}
+
+/// True for a run that ended and can never continue by itself: `success`, `failed`,
+/// `cancelled`. Running, waiting and interrupted runs may still be resumed or answered.
+fn finished(r: &RunSummary) -> bool {
+    matches!(
+        r.status,
+        RunStatus::Success | RunStatus::Failed | RunStatus::Cancelled
+    )
+}
+
+/// `reins clean --runs [--older-than AGE] [--keep N]`: removes the folders of finished runs,
+/// oldest first, keeping the `N` most recent finished ones and those that ended less than AGE
+/// ago. A run whose worktree still exists keeps its folder (`reins clean` removes the worktree
+/// first); a run whose lock is held is never touched.
+fn clean_runs(args: &CleanArgs) -> i32 {
+    let store = match current_store() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let runs = match store.list() {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot list runs: {e}"), exit::NODE_FAILED),
+    };
+    let now = std::time::SystemTime::now();
+    let mut done: Vec<&RunSummary> = runs.iter().filter(|r| finished(r)).collect();
+    // Newest first, so `--keep N` keeps the first N.
+    done.sort_by_key(|r| {
+        std::cmp::Reverse((r.state.finished_at.or(r.started_at()), r.run.id.clone()))
+    });
+    let keep = args.keep.unwrap_or(0);
+    let (mut removed, mut kept) = (0, 0);
+    for r in done.into_iter().skip(keep) {
+        let ended = r.state.finished_at.or(r.started_at());
+        if let (Some(age), Some(ended)) = (args.older_than, ended) {
+            if now.duration_since(ended).unwrap_or_default() < age {
+                continue;
+            }
+        }
+        if let Some(wt) = r
+            .manifest
+            .as_ref()
+            .and_then(|m| m.worktree.clone())
+            .filter(|p| p.exists())
+        {
+            say!(
+                "kept run {}: its worktree {} still exists (remove it first with `reins clean`)",
+                r.run.id,
+                crate::source::display_path(&wt).display()
+            );
+            kept += 1;
+            continue;
+        }
+        let shown = crate::source::display_path(&r.run.path);
+        if args.dry_run {
+            say!(
+                "would remove run {} ({}, {})",
+                r.run.id,
+                r.status,
+                shown.display()
+            );
+            removed += 1;
+            continue;
+        }
+        // Holding the run's lock: no resume can start while its folder goes.
+        let Ok(lock) = RunLock::acquire(&r.run.lock_path(), &r.run.id) else {
+            say!("kept run {}: a reins process holds its lock", r.run.id);
+            kept += 1;
+            continue;
+        };
+        match std::fs::remove_dir_all(&r.run.path) {
+            Ok(()) => {
+                say!(
+                    "removed run {} ({}, {})",
+                    r.run.id,
+                    r.status,
+                    shown.display()
+                );
+                removed += 1;
+            }
+            Err(e) => {
+                eprintln!("error: cannot remove {}: {e}", shown.display());
+                kept += 1;
+            }
+        }
+        drop(lock);
+    }
+    if removed == 0 && kept == 0 {
+        say!("no finished run to remove");
     }
     if kept > 0 {
         exit::NODE_FAILED

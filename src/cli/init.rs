@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::args::{InitArgs, NewArgs};
+use super::args::{InitArgs, NewArgs, ShowArgs};
 use crate::exit;
 
 /// What `init` did with one file.
@@ -81,7 +81,100 @@ pub fn new(args: NewArgs) -> i32 {
     let path = project_root()
         .join(".workflows")
         .join(format!("{name}.yaml"));
-    let contents = format!(
+    let contents = match &args.from {
+        Some(from) => match copied(from, name) {
+            Ok(text) => text,
+            Err(code) => return code,
+        },
+        None => starter_new(name),
+    };
+    match write_new(&path, &contents) {
+        Ok(Outcome::Created) => {
+            let shown = display(&project_root(), &path);
+            match &args.from {
+                Some(from) => {
+                    println!("created  {shown} (a copy of `{from}`; it now runs as `{name}`)");
+                    println!("next: edit it, then reins validate {shown} && reins run {name}");
+                }
+                None => {
+                    println!("created  {shown}");
+                    println!("next: reins validate {shown} && reins run {name} --input task='...'");
+                }
+            }
+            exit::SUCCESS
+        }
+        Ok(Outcome::Skipped) => {
+            eprintln!(
+                "error: {} already exists; pick another name or edit it",
+                path.display()
+            );
+            exit::USAGE
+        }
+        Err(err) => {
+            eprintln!("error: cannot write {}: {err}", path.display());
+            exit::USAGE
+        }
+    }
+}
+
+/// The text of workflow `from` (project, user, bundled, or a path), renamed to `name`.
+fn copied(from: &str, name: &str) -> Result<String, i32> {
+    let text = read_workflow(from)?;
+    // The copy is known by its new name: its top-level `name:` says so.
+    let mut renamed = false;
+    let mut out: String = text
+        .lines()
+        .map(|line| {
+            if !renamed && line.starts_with("name:") {
+                renamed = true;
+                format!("name: {name}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    out.push('\n');
+    Ok(out)
+}
+
+/// Reads a workflow by name or path, saying why not on stderr.
+fn read_workflow(name_or_path: &str) -> Result<String, i32> {
+    let found = crate::workflow::discover::resolve_workflow(name_or_path).map_err(|e| {
+        eprintln!("error: {e}");
+        if let Some(help) = e.help() {
+            eprintln!("  = help: {help}");
+        }
+        exit::USAGE
+    })?;
+    match found.read() {
+        Ok(file) => Ok(file.text.to_string()),
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", found.path.display());
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// Runs `reins show WORKFLOW`: the file as it is, bundled ones included.
+pub fn show(args: ShowArgs) -> i32 {
+    match read_workflow(&args.workflow) {
+        Ok(text) => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            if !text.ends_with('\n') {
+                let _ = writeln!(out);
+            }
+            exit::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// The text `reins new NAME` writes without `--from`.
+fn starter_new(name: &str) -> String {
+    format!(
         "# yaml-language-server: $schema=reins.schema.json\n\
 name: {name}\n\
 description: Describe what {name} does in one line\n\
@@ -101,28 +194,7 @@ nodes:\n\
 \x20 - id: approve\n\
 \x20   depends_on: [work]\n\
 \x20   approval: \"Keep the changes made for: {{{{inputs.task}}}}?\"\n"
-    );
-    match write_new(&path, &contents) {
-        Ok(Outcome::Created) => {
-            println!("created  {}", display(&project_root(), &path));
-            println!(
-                "next: reins validate {} && reins run {name} --input task='...'",
-                display(&project_root(), &path)
-            );
-            exit::SUCCESS
-        }
-        Ok(Outcome::Skipped) => {
-            eprintln!(
-                "error: {} already exists; pick another name or edit it",
-                path.display()
-            );
-            exit::USAGE
-        }
-        Err(err) => {
-            eprintln!("error: cannot write {}: {err}", path.display());
-            exit::USAGE
-        }
-    }
+    )
 }
 
 fn line(report: &mut String, root: &Path, path: &Path, outcome: Outcome) {

@@ -8,7 +8,7 @@
 //! lines until the run ends.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,46 +66,80 @@ pub fn run(args: LogsArgs) -> i32 {
     }
 }
 
-/// The log files of a node: stdout, stderr, then any other `*.log` in its folder; for a loop,
-/// the same for each iteration in order.
-fn log_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for folder in node_folders(dir) {
-        let own = [folder.join("stdout.log"), folder.join("stderr.log")];
-        let mut others: Vec<PathBuf> = std::fs::read_dir(&folder)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "log") && !own.contains(p))
-            .collect();
-        others.sort();
-        files.extend(own);
-        files.extend(others);
-    }
+/// The log files of one folder: stdout, stderr, then any other `*.log` in it.
+fn folder_logs(folder: &Path) -> Vec<PathBuf> {
+    let own = [folder.join("stdout.log"), folder.join("stderr.log")];
+    let mut others: Vec<PathBuf> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log") && !own.contains(p))
+        .collect();
+    others.sort();
+    let mut files = own.to_vec();
+    files.extend(others);
     files
 }
 
+/// Prints a node's logs and transcript; a loop's iteration by iteration, each under a header.
+/// Files are streamed, never read whole.
 fn print_node(run: &RunDir, node: &str, split_streams: bool, raw: bool) {
     let dir = run.node_dir(node);
-    print_logs(&dir, node, split_streams);
     for folder in node_folders(&dir) {
-        let Ok(bytes) = std::fs::read(folder.join(TRANSCRIPT)) else {
+        if let Some(n) = iteration_of(&dir, &folder) {
+            if split_streams {
+                let _ = writeln!(io::stdout().lock(), "==> {node}: iteration {n} <==");
+            }
+        }
+        print_logs(&dir, &folder, node, split_streams);
+        let path = folder.join(TRANSCRIPT);
+        let Ok(file) = File::open(&path) else {
             continue;
         };
-        if bytes.is_empty() {
+        if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
             continue;
         }
         let mut out = io::stdout().lock();
         if !split_streams {
-            let name = folder.join(TRANSCRIPT);
-            let name = name
-                .strip_prefix(&dir)
-                .unwrap_or(&name)
-                .to_string_lossy()
-                .into_owned();
-            let _ = writeln!(out, "==> {node}: {name} <==");
+            let _ = writeln!(out, "==> {node}: {} <==", relative(&dir, &path));
         }
-        let _ = out.write_all(render_transcript(&bytes, raw).as_bytes());
+        let _ = render_transcript_from(io::BufReader::new(file), raw, &mut out);
+    }
+}
+
+/// The number of a loop's `iteration-N/` folder, `None` for the node's own folder.
+fn iteration_of(dir: &Path, folder: &Path) -> Option<u32> {
+    if folder == dir {
+        return None;
+    }
+    folder
+        .file_name()?
+        .to_str()?
+        .strip_prefix("iteration-")?
+        .parse()
+        .ok()
+}
+
+fn relative(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Renders transcript lines as they are read, one line in memory at a time.
+fn render_transcript_from(
+    mut reader: impl io::BufRead,
+    raw: bool,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        out.write_all(render_transcript(&line, raw).as_bytes())?;
     }
 }
 
@@ -134,30 +168,43 @@ fn render_transcript(bytes: &[u8], raw: bool) -> String {
     out
 }
 
-fn print_logs(dir: &Path, node: &str, split_streams: bool) {
-    for path in log_files(dir) {
-        let Ok(bytes) = std::fs::read(&path) else {
+/// Streams the log files of one folder of a node (its own, or a loop iteration's).
+fn print_logs(dir: &Path, folder: &Path, node: &str, split_streams: bool) {
+    for path in folder_logs(folder) {
+        let Ok(mut file) = File::open(&path) else {
             continue;
         };
-        if bytes.is_empty() {
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len == 0 {
             continue;
         }
-        let name = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy();
         if split_streams {
             if path.file_name().is_some_and(|f| f == "stderr.log") {
-                let _ = io::stderr().write_all(&bytes);
+                let _ = io::copy(&mut file, &mut io::stderr().lock());
             } else {
-                let _ = io::stdout().write_all(&bytes);
+                let _ = io::copy(&mut file, &mut io::stdout().lock());
             }
         } else {
             let mut out = io::stdout().lock();
-            let _ = writeln!(out, "==> {node}: {name} <==");
-            let _ = out.write_all(&bytes);
-            if !bytes.ends_with(b"\n") {
+            let _ = writeln!(out, "==> {node}: {} <==", relative(dir, &path));
+            let _ = io::copy(&mut file, &mut out);
+            if !ends_with_newline(&path, len) {
                 let _ = writeln!(out);
             }
         }
     }
+}
+
+/// Whether the file's last byte (of `len`) is a newline.
+fn ends_with_newline(path: &Path, len: u64) -> bool {
+    let mut last = [0u8; 1];
+    File::open(path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)
+        })
+        .map(|()| last[0] == b'\n')
+        .unwrap_or(true)
 }
 
 fn follow_node(run: &RunDir, node: &str, raw: bool) -> i32 {
@@ -166,6 +213,7 @@ fn follow_node(run: &RunDir, node: &str, raw: bool) -> i32 {
     let mut offsets: std::collections::HashMap<PathBuf, u64> = std::collections::HashMap::new();
     let mut events = Tail::new(&run.events_path());
     let mut state = RunState::new();
+    let mut headed: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     loop {
         for r in events.poll().unwrap_or_default() {
             state.apply(&r);
@@ -174,6 +222,11 @@ fn follow_node(run: &RunDir, node: &str, raw: bool) -> i32 {
         let live = run.is_live();
         let mut grew = false;
         for folder in node_folders(&dir) {
+            if let Some(n) = iteration_of(&dir, &folder) {
+                if headed.insert(folder.clone()) {
+                    say!("==> {node}: iteration {n} <==");
+                }
+            }
             for name in ["stdout.log", "stderr.log", TRANSCRIPT] {
                 let path = folder.join(name);
                 let offset = offsets.entry(path.clone()).or_insert(0);
@@ -227,36 +280,39 @@ fn node_folders(dir: &Path) -> Vec<PathBuf> {
 fn follow_transcript(path: &Path, offset: &mut u64, raw: bool) -> io::Result<u64> {
     let mut f = File::open(path)?;
     f.seek(SeekFrom::Start(*offset))?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes)?;
-    // A line being written is left for the next poll.
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    if complete > 0 {
-        let mut out = io::stdout().lock();
-        out.write_all(render_transcript(&bytes[..complete], raw).as_bytes())?;
-        out.flush()?;
+    let mut reader = io::BufReader::new(f);
+    let mut out = io::stdout().lock();
+    let mut line = Vec::new();
+    let mut read = 0u64;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        // A line being written (no newline yet) is left for the next poll.
+        if n == 0 || !line.ends_with(b"\n") {
+            break;
+        }
+        out.write_all(render_transcript(&line, raw).as_bytes())?;
+        read += n as u64;
     }
-    *offset += complete as u64;
-    Ok(complete as u64)
+    out.flush()?;
+    *offset += read;
+    Ok(read)
 }
 
-/// Copies what was appended to a file since `offset`; returns how many bytes.
+/// Copies what was appended to a file since `offset`, streamed; returns how many bytes.
 fn copy_new(path: &Path, offset: &mut u64, to_stderr: bool) -> io::Result<u64> {
     let mut f = File::open(path)?;
     f.seek(SeekFrom::Start(*offset))?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes)?;
-    if !bytes.is_empty() {
-        if to_stderr {
-            io::stderr().write_all(&bytes)?;
-        } else {
-            let mut out = io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-        }
-    }
-    *offset += bytes.len() as u64;
-    Ok(bytes.len() as u64)
+    let n = if to_stderr {
+        io::copy(&mut f, &mut io::stderr().lock())?
+    } else {
+        let mut out = io::stdout().lock();
+        let n = io::copy(&mut f, &mut out)?;
+        out.flush()?;
+        n
+    };
+    *offset += n;
+    Ok(n)
 }
 
 fn follow_run(run: &RunDir) -> i32 {

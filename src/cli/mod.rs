@@ -3,6 +3,7 @@
 mod answer;
 mod args;
 mod clean;
+mod doctor;
 mod graph;
 mod init;
 mod list;
@@ -21,6 +22,7 @@ pub use args::{Cli, Command};
 
 /// Runs reins with the process arguments and returns the exit code.
 pub fn main() -> i32 {
+    init_tracing();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -49,5 +51,28 @@ pub fn main() -> i32 {
         Command::Schema => schema::run(),
         Command::Init(opts) => init::init(opts),
         Command::New(opts) => init::new(opts),
+        Command::Show(opts) => init::show(opts),
+        Command::Doctor(opts) => doctor::run(opts),
+    }
+}
+
+/// `REINS_LOG=debug` (an env filter, like `reins=debug,warn`) turns on tracing to stderr.
+fn init_tracing() {
+    let Some(filter) = std::env::var_os("REINS_LOG").filter(|v| !v.is_empty()) else {
+        return;
+    };
+    match tracing_subscriber::EnvFilter::try_new(filter.to_string_lossy()) {
+        Ok(filter) => {
+            use std::io::IsTerminal;
+            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .try_init();
+        }
+        Err(e) => eprintln!(
+            "warning: ignoring REINS_LOG: {e} (use a level like `debug`, or `reins=debug,warn`)"
+        ),
     }
 }

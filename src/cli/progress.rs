@@ -1,13 +1,17 @@
 //! What `reins run` and `reins resume` show while a run executes.
 //!
-//! * On a terminal: a live view on stderr, one line per running node with its elapsed time
-//!   and a summary line, redrawn ten times a second; settled nodes scroll above it.
+//! * On a terminal: a live view on stderr, redrawn ten times a second: settled nodes scroll
+//!   above it with a coloured mark (✓ succeeded, ✗ failed, - skipped, ? waits), then one line
+//!   per running node with its elapsed time and, for an agent, its current tool
+//!   (`Bash: cargo test`), then the counts (done, running, waiting, failed), the elapsed time
+//!   and what agents cost so far. `NO_COLOR` turns the colours off.
 //! * Otherwise: one plain line per event on stdout, each with a UTC timestamp.
 //! * With `--json`: the event stream itself, one JSON object per line on stdout, exactly as
 //!   `events.jsonl` holds it.
 
 use std::fmt::Write as _;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,6 +20,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::engine::Observer;
 use crate::store::{Event, IterationStatus, NodeStatus, Record, RunState, RunStatus};
 use crate::workflow::duration;
+
+/// True when stdout is a terminal and `NO_COLOR` is unset.
+pub fn colors_on_stdout() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
 
 /// Most running nodes listed in the live view.
 const MAX_LIVE_LINES: usize = 12;
@@ -47,13 +57,13 @@ impl View {
     }
 }
 
-/// Builds the observer of a view.
-pub fn observer(view: View) -> (Box<dyn Observer>, Option<ProgressBar>) {
+/// Builds the observer of a view of the run in `run_dir`.
+pub fn observer(view: View, run_dir: &Path) -> (Box<dyn Observer>, Option<ProgressBar>) {
     match view {
         View::Json => (Box::new(JsonLines), None),
         View::Plain => (Box::new(PlainLines), None),
         View::Live => {
-            let live = Live::new();
+            let live = Live::new(run_dir.to_path_buf());
             let bar = live.bar.clone();
             (Box::new(live), Some(bar))
         }
@@ -106,16 +116,33 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             nodes.len(),
             if nodes.len() == 1 { "" } else { "s" }
         ),
-        Event::RunResumed { reset, from, .. } => {
+        Event::RunResumed { from, .. } => {
             let from = from
                 .as_ref()
                 .map(|f| format!(" from `{f}`"))
                 .unwrap_or_default();
+            // What this execution runs: every node not settled yet (those set back to pending
+            // and those that never started), and gates that wait for (or got) an answer.
+            let to_run: Vec<&str> = state
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.status, NodeStatus::Pending | NodeStatus::Waiting))
+                .map(|n| n.id.as_str())
+                .collect();
+            let mut names: Vec<String> = to_run.iter().take(5).map(|n| format!("`{n}`")).collect();
+            if to_run.len() > 5 {
+                names.push(format!("{} more", to_run.len() - 5));
+            }
             format!(
-                "run {} resumed{from}: {} node{} to run again",
+                "run {} resumed{from}: {} node{} to run{}",
                 state.run_id,
-                reset.len(),
-                if reset.len() == 1 { "" } else { "s" }
+                to_run.len(),
+                if to_run.len() == 1 { "" } else { "s" },
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", names.join(", "))
+                }
             )
         }
         Event::NodeStarted { node, attempt } => {
@@ -135,14 +162,35 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             node,
             error,
             will_retry,
+            log_tail,
+            log,
             ..
         } => {
             if *will_retry {
                 format!("{node} failed: {error}; retrying")
             } else {
-                format!("{node} failed in {}: {error}", elapsed(node))
+                let mut text = format!("{node} failed in {}: {error}", elapsed(node));
+                text.push_str(&failure_lines(&state.run_id, log_tail, log.as_deref()));
+                text
             }
         }
+        Event::AgentRetry {
+            node,
+            attempt,
+            max_retries,
+            reason,
+        } => match max_retries {
+            Some(max) => format!("{node} retrying ({attempt} of {max}): {reason}"),
+            None => format!("{node} retrying ({attempt}): {reason}"),
+        },
+        Event::OutputTruncated {
+            node,
+            kept_bytes,
+            total_bytes,
+        } => format!(
+            "{node}: {} (all of it in nodes/{node}/output.txt)",
+            truncation_text(*kept_bytes, *total_bytes)
+        ),
         Event::NodeSkipped { node, reason } => format!("{node} skipped: {reason}"),
         Event::NodeCancelled { node } => format!("{node} cancelled"),
         Event::AgentSession {
@@ -151,7 +199,7 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             session_id,
             ..
         } => format!("{node} runs in agent session {session_id} ({session})"),
-        Event::ApprovalRequested { node, message } => format!(
+        Event::ApprovalRequested { node, message, .. } => format!(
             "{node} waits for approval: {message} (reins approve {} {node})",
             state.run_id
         ),
@@ -190,24 +238,119 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
     })
 }
 
-/// The live view: one redrawn block on stderr.
+/// The live view: settled nodes scroll above one redrawn block on stderr: a line per running
+/// node (its elapsed time and, for an agent, the tool it is using), then the counts, the
+/// elapsed time and the cost so far.
 struct Live {
     bar: ProgressBar,
     shared: Arc<Mutex<LiveState>>,
+    color: bool,
+}
+
+/// A node the live view shows as running.
+struct RunningNode {
+    id: String,
+    since: Instant,
+    attempt: u32,
+    /// The agent's current tool call, like `Bash: cargo test`, read from its transcript.
+    tool: Option<String>,
+    /// The transcript being read and how far.
+    transcript: Option<(PathBuf, u64)>,
+    /// When the transcript was last looked for.
+    looked: Option<Instant>,
 }
 
 #[derive(Default)]
 struct LiveState {
-    running: Vec<(String, Instant, u32)>,
-    total: usize,
-    settled: usize,
-    failed: usize,
+    running: Vec<RunningNode>,
+    counts: Counts,
+    cost_usd: f64,
     started: Option<Instant>,
+    run_dir: PathBuf,
+}
+
+/// How many nodes are where, for the live view's status line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Nodes in the run.
+    pub total: usize,
+    /// Succeeded or skipped.
+    pub done: usize,
+    /// Running (or waiting for a retry).
+    pub running: usize,
+    /// Gates waiting for an answer.
+    pub waiting: usize,
+    /// Failed or cancelled.
+    pub failed: usize,
+}
+
+impl Counts {
+    /// The counts of a run's state.
+    pub fn of(state: &RunState) -> Counts {
+        let mut c = Counts {
+            total: state.nodes.len(),
+            ..Counts::default()
+        };
+        for n in &state.nodes {
+            match n.status {
+                NodeStatus::Success | NodeStatus::Skipped => c.done += 1,
+                NodeStatus::Running => c.running += 1,
+                NodeStatus::Waiting => c.waiting += 1,
+                NodeStatus::Failed | NodeStatus::Cancelled => c.failed += 1,
+                NodeStatus::Pending => {}
+            }
+        }
+        c
+    }
+}
+
+/// The live view's status line: `3/9 done · 2 running · 1 waiting · 0 failed · 12.3s · $0.0123`.
+pub fn status_line(c: Counts, elapsed: Duration, cost_usd: f64, color: bool) -> String {
+    let failed = format!("{} failed", c.failed);
+    let failed = if c.failed > 0 {
+        paint(color, RED, &failed)
+    } else {
+        failed
+    };
+    let mut line = format!(
+        "{}/{} done · {} running · {} waiting · {failed} · {}",
+        c.done,
+        c.total,
+        c.running,
+        c.waiting,
+        clock(elapsed)
+    );
+    if cost_usd > 0.0 {
+        let _ = write!(line, " · ${cost_usd:.4}");
+    }
+    line
+}
+
+const GREEN: &str = "32";
+const RED: &str = "31";
+const YELLOW: &str = "33";
+const DIM: &str = "2";
+
+fn paint(color: bool, code: &str, text: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Colours on stderr: a terminal (checked by the caller) and no `NO_COLOR`.
+fn colors_on_stderr() -> bool {
+    std::env::var_os("NO_COLOR").is_none()
 }
 
 impl Live {
-    fn new() -> Self {
-        let shared = Arc::new(Mutex::new(LiveState::default()));
+    fn new(run_dir: PathBuf) -> Self {
+        let color = colors_on_stderr();
+        let shared = Arc::new(Mutex::new(LiveState {
+            run_dir,
+            ..LiveState::default()
+        }));
         let lines = shared.clone();
         let summary = shared.clone();
         let style = ProgressStyle::with_template("{nodes}{spinner:.cyan} {summary}")
@@ -215,14 +358,22 @@ impl Live {
             .with_key(
                 "nodes",
                 move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                    let s = lines.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut s = lines.lock().unwrap_or_else(|e| e.into_inner());
+                    let run_dir = s.run_dir.clone();
                     let width = terminal_width();
-                    for (id, since, attempt) in s.running.iter().take(MAX_LIVE_LINES) {
-                        let mut line = format!("  {} {}", pad(id, 24), clock(since.elapsed()));
-                        if *attempt > 1 {
-                            let _ = write!(line, " (attempt {attempt})");
+                    let shown = s.running.len().min(MAX_LIVE_LINES);
+                    for node in s.running.iter_mut().take(shown) {
+                        node.refresh_tool(&run_dir);
+                        let mut line =
+                            format!("  {} {:>6}", pad(&node.id, 24), clock(node.since.elapsed()));
+                        if node.attempt > 1 {
+                            let _ = write!(line, " (attempt {})", node.attempt);
                         }
-                        let _ = writeln!(w, "{}", clip(&line, width));
+                        if let Some(tool) = &node.tool {
+                            let _ = write!(line, "  {tool}");
+                        }
+                        let line = clip(&line, width);
+                        let _ = writeln!(w, "{}", paint(color, DIM, &line));
                     }
                     if s.running.len() > MAX_LIVE_LINES {
                         let _ = writeln!(w, "  ... and {} more", s.running.len() - MAX_LIVE_LINES);
@@ -233,24 +384,115 @@ impl Live {
                 "summary",
                 move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
                     let s = summary.lock().unwrap_or_else(|e| e.into_inner());
-                    let elapsed = s.started.map(|t| clock(t.elapsed())).unwrap_or_default();
-                    let _ = write!(
-                        w,
-                        "{}/{} settled, {} running",
-                        s.settled,
-                        s.total,
-                        s.running.len()
-                    );
-                    if s.failed > 0 {
-                        let _ = write!(w, ", {} failed", s.failed);
-                    }
-                    let _ = write!(w, " · {elapsed}");
+                    let elapsed = s.started.map(|t| t.elapsed()).unwrap_or_default();
+                    let _ = write!(w, "{}", status_line(s.counts, elapsed, s.cost_usd, color));
                 },
             );
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(100));
-        Self { bar, shared }
+        Self { bar, shared, color }
+    }
+}
+
+impl RunningNode {
+    fn new(id: &str, attempt: u32) -> Self {
+        Self {
+            id: id.to_string(),
+            since: Instant::now(),
+            attempt,
+            tool: None,
+            transcript: None,
+            looked: None,
+        }
+    }
+
+    /// Reads the complete transcript lines written since the last look; the last tool call
+    /// seen becomes [`RunningNode::tool`]. The newest loop iteration's transcript is followed.
+    fn refresh_tool(&mut self, run_dir: &Path) {
+        let due = self
+            .looked
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(250));
+        if !due {
+            return;
+        }
+        self.looked = Some(Instant::now());
+        let Some(path) = newest_transcript(&run_dir.join("nodes").join(&self.id)) else {
+            return;
+        };
+        let offset = match &self.transcript {
+            Some((p, o)) if *p == path => *o,
+            _ => 0,
+        };
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            return;
+        };
+        use std::io::{BufRead, Seek};
+        if file.seek(std::io::SeekFrom::Start(offset)).is_err() {
+            return;
+        }
+        let mut reader = std::io::BufReader::new(file);
+        let mut read = offset;
+        let mut line = String::new();
+        // At most 4 MiB a look, so a chatty agent never stalls the redraw.
+        while read - offset < 4 << 20 {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(n) if n > 0 && line.ends_with('\n') => read += n as u64,
+                _ => break,
+            }
+            match crate::agent::events::parse_line(line.trim_end()) {
+                Some(crate::agent::Event::Assistant(m)) => {
+                    if let Some(tool) = m.tool_uses.last() {
+                        self.tool = Some(tool_label(tool));
+                    } else if m.texts.iter().any(|t| !t.trim().is_empty()) {
+                        self.tool = None;
+                    }
+                }
+                Some(crate::agent::Event::ToolResults(_)) => {}
+                Some(_) | None => {}
+            }
+        }
+        self.transcript = Some((path, read));
+    }
+}
+
+/// The transcript an agent node writes now: its own, or its newest loop iteration's.
+fn newest_transcript(dir: &Path) -> Option<PathBuf> {
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let n: u32 = e
+                .file_name()
+                .to_str()?
+                .strip_prefix("iteration-")?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .max()
+        .map(|(_, p)| p.join("transcript.jsonl"));
+    newest
+        .filter(|p| p.is_file())
+        .or_else(|| Some(dir.join("transcript.jsonl")).filter(|p| p.is_file()))
+}
+
+/// A tool call in a few words: `Bash: cargo test`, `Edit: src/lib.rs`, `Grep: fn main`.
+pub fn tool_label(tool: &crate::agent::events::ToolUse) -> String {
+    let get = |key: &str| tool.input.get(key).and_then(serde_json::Value::as_str);
+    let detail = match tool.name.as_str() {
+        "Bash" => get("command"),
+        "Grep" | "Glob" => get("pattern"),
+        "WebFetch" => get("url"),
+        _ => get("file_path")
+            .or_else(|| get("notebook_path"))
+            .or_else(|| get("path"))
+            .or_else(|| get("description")),
+    };
+    match detail.and_then(|d| d.lines().next()).map(str::trim) {
+        Some(d) if !d.is_empty() => format!("{}: {d}", tool.name),
+        _ => tool.name.clone(),
     }
 }
 
@@ -258,28 +500,23 @@ impl Observer for Live {
     fn on_event(&mut self, record: &Record, state: &RunState) {
         {
             let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-            s.total = state.nodes.len();
-            s.settled = state.nodes.iter().filter(|n| n.status.is_settled()).count();
-            s.failed = state
-                .nodes
-                .iter()
-                .filter(|n| n.status == NodeStatus::Failed)
-                .count();
+            s.counts = Counts::of(state);
+            s.cost_usd = state.total_usage().cost_usd;
             s.started.get_or_insert_with(Instant::now);
             match &record.event {
                 Event::NodeStarted { node, attempt } => {
-                    s.running.retain(|(id, ..)| id != node);
-                    s.running.push((node.clone(), Instant::now(), *attempt));
+                    s.running.retain(|n| &n.id != node);
+                    s.running.push(RunningNode::new(node, *attempt));
                 }
                 Event::NodeSucceeded { node, .. }
                 | Event::NodeSkipped { node, .. }
                 | Event::NodeCancelled { node }
                 | Event::ApprovalRequested { node, .. } => {
-                    s.running.retain(|(id, ..)| id != node);
+                    s.running.retain(|n| &n.id != node);
                 }
                 Event::NodeFailed {
                     node, will_retry, ..
-                } if !will_retry => s.running.retain(|(id, ..)| id != node),
+                } if !will_retry => s.running.retain(|n| &n.id != node),
                 _ => {}
             }
         }
@@ -289,14 +526,19 @@ impl Observer for Live {
             _ => describe(record, state),
         };
         if let Some(line) = line {
+            let c = self.color;
             let mark = match &record.event {
-                Event::NodeSucceeded { .. } => "✓ ",
-                Event::NodeFailed { .. } => "✗ ",
-                Event::NodeSkipped { .. } => "- ",
-                Event::NodeCancelled { .. } => "✗ ",
-                _ => "",
+                Event::NodeSucceeded { .. } => paint(c, GREEN, "✓"),
+                Event::NodeFailed {
+                    will_retry: false, ..
+                }
+                | Event::NodeCancelled { .. } => paint(c, RED, "✗"),
+                Event::NodeFailed { .. } => paint(c, YELLOW, "↻"),
+                Event::NodeSkipped { .. } => paint(c, DIM, "-"),
+                Event::ApprovalRequested { .. } => paint(c, YELLOW, "?"),
+                _ => " ".to_string(),
             };
-            self.bar.println(format!("{mark}{line}"));
+            self.bar.println(format!("{mark} {line}"));
         }
         if matches!(
             record.event,
@@ -361,26 +603,106 @@ pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -
     if let Some(e) = &state.error {
         let _ = writeln!(out, "error: {e}");
     }
+    for hint in next_steps(state, status) {
+        let _ = writeln!(out, "{hint}");
+    }
+    out
+}
+
+/// What to do next with a run in `status`: how to continue it, answer its gates, or ask a
+/// rejected gate again. Shared by the summary and `reins status`.
+pub fn next_steps(state: &RunState, status: RunStatus) -> Vec<String> {
+    let id = &state.run_id;
+    let mut out = Vec::new();
+    let rejected: Vec<&str> = state
+        .nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Failed && gate_answer(n) == Some(false))
+        .map(|n| n.id.as_str())
+        .collect();
+    let other_failures = state.nodes.iter().any(|n| {
+        matches!(n.status, NodeStatus::Failed | NodeStatus::Cancelled)
+            && !rejected.contains(&n.id.as_str())
+    });
     match status {
         RunStatus::Failed | RunStatus::Cancelled | RunStatus::Interrupted => {
-            let _ = writeln!(
-                out,
-                "continue it with `reins resume {}` (nodes that succeeded do not run again)",
-                state.run_id
-            );
+            for gate in &rejected {
+                out.push(format!(
+                    "`{gate}` was rejected; `reins resume {id} --from {gate}` asks it again (plain `reins resume` keeps the rejection)"
+                ));
+            }
+            if other_failures || rejected.is_empty() || status != RunStatus::Failed {
+                out.push(format!(
+                    "continue it with `reins resume {id}` (nodes that succeeded do not run again)"
+                ));
+            }
         }
         RunStatus::Waiting => {
-            for gate in &state.waiting {
-                let _ = writeln!(
-                    out,
-                    "answer `{gate}` with `reins approve {id} {gate} [-m TEXT] --resume` or `reins reject {id} {gate} -m WHY --resume`",
-                    id = state.run_id
-                );
+            let answered: Vec<&str> = state
+                .nodes
+                .iter()
+                .filter(|n| n.status == NodeStatus::Waiting && gate_answer(n).is_some())
+                .map(|n| n.id.as_str())
+                .collect();
+            for gate in state
+                .waiting
+                .iter()
+                .filter(|g| !answered.contains(&g.as_str()))
+            {
+                out.push(format!(
+                    "answer `{gate}` with `reins approve {id} {gate} [-m TEXT] --resume` or `reins reject {id} {gate} -m WHY --resume`"
+                ));
+            }
+            if !answered.is_empty() {
+                out.push(format!(
+                    "{} answered; continue the run with `reins resume {id}`",
+                    answered
+                        .iter()
+                        .map(|g| format!("`{g}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         }
         _ => {}
     }
     out
+}
+
+/// The lines under a failed node: the last lines of its log, then where the whole log is.
+pub fn failure_lines(run_id: &str, tail: &[String], log: Option<&str>) -> String {
+    let mut out = String::new();
+    for line in tail {
+        let _ = write!(out, "\n    │ {line}");
+    }
+    if let Some(log) = log {
+        let _ = write!(out, "\n    whole log: .reins/runs/{run_id}/{log}");
+    }
+    out
+}
+
+/// `output truncated: 1 MiB of 2.9 MiB kept`.
+pub fn truncation_text(kept: u64, total: u64) -> String {
+    crate::store::Truncation {
+        kept_bytes: kept,
+        total_bytes: total,
+    }
+    .describe()
+}
+
+/// A gate's recorded answer: approved (true) or rejected (false); `None` for no answer.
+fn gate_answer(n: &crate::store::NodeState) -> Option<bool> {
+    n.approval.as_ref()?.answer.as_ref().map(|a| a.approved)
+}
+
+/// A node's state in words: its status, except for a gate answered while no process ran the
+/// run, which is `approved (resume to continue)` (or rejected) rather than `waiting`.
+pub fn status_label(n: &crate::store::NodeState) -> String {
+    match (n.status, gate_answer(n)) {
+        (NodeStatus::Waiting, Some(true)) => "approved (resume to continue)".into(),
+        (NodeStatus::Waiting, Some(false)) => "rejected (resume to continue)".into(),
+        _ => n.status.as_str().to_string(),
+    }
 }
 
 /// What agents used: cost, turns and tokens, like `$0.0123 · 2 turns · 24 in / 10 out tokens`.
@@ -410,8 +732,10 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
         .max()
         .unwrap_or(4)
         .max(4);
+    let labels: Vec<String> = state.nodes.iter().map(status_label).collect();
+    let label_width = labels.iter().map(|l| l.len()).max().unwrap_or(9).max(9);
     let mut out = String::new();
-    for n in &state.nodes {
+    for (n, label) in state.nodes.iter().zip(&labels) {
         let took = match n.status {
             NodeStatus::Pending | NodeStatus::Skipped => String::new(),
             _ => n.elapsed(now).map(duration::format).unwrap_or_default(),
@@ -426,6 +750,14 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
                 .unwrap_or_default(),
             _ => String::new(),
         };
+        if let Some(t) = n.output_truncated {
+            let cut = truncation_text(t.kept_bytes, t.total_bytes);
+            note = if note.is_empty() {
+                cut
+            } else {
+                format!("{note} ({cut})")
+            };
+        }
         if n.attempt > 1 {
             note = if note.is_empty() {
                 format!("{} attempts", n.attempt)
@@ -442,13 +774,18 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
             };
         }
         let line = format!(
-            "  {:<width$}  {:<9}  {:>7}  {}",
+            "  {:<width$}  {label:<label_width$}  {:>7}  {}",
             n.id,
-            n.status.as_str(),
             took,
             note.lines().next().unwrap_or("")
         );
         let _ = writeln!(out, "{}", line.trim_end());
+        if n.status == NodeStatus::Failed {
+            let lines = failure_lines(&state.run_id, &n.log_tail, n.log.as_deref());
+            if !lines.is_empty() {
+                let _ = writeln!(out, "{}", lines.trim_start_matches('\n'));
+            }
+        }
     }
     out
 }

@@ -8,11 +8,12 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::args::{ResumeArgs, RunArgs};
 use super::progress::{self, View};
+use crate::engine::agent_slots::AgentSlots;
 use crate::engine::context::{NodeValue, RunInfo};
 use crate::engine::launch::{self, resolve_inputs};
-use crate::engine::watchdog::Watchdog;
 use crate::engine::{CancelLevel, Canceller, Field, Options, Plan, Prepared, Resumed, Runners};
 use crate::exit;
+use crate::process::Watchdog;
 use crate::store::{NodeStatus, Store};
 use crate::workflow::{self, validate, NodeKind};
 
@@ -37,41 +38,130 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(valid) => valid,
         Err(code) => return code,
     };
+    let inputs = match with_value(&workflow, args.value.as_deref(), &args.inputs) {
+        Ok(i) => i,
+        Err(message) => return fail(&message, exit::USAGE),
+    };
     if args.dry_run {
-        return dry_run(&store, workflow, &commands, &args.inputs, args.concurrency);
+        return dry_run(&store, workflow, &commands, &inputs, args.concurrency);
     }
+    let json = args.wants_json();
     let runners = Runners::new();
+    tracing::debug!(workflow = %workflow.name.value, path = %workflow.source.path.display(), "starting a run");
     match launch::start(
         &store,
         workflow,
         &commands,
-        &args.inputs,
+        &inputs,
         &runners,
         args.worktree,
+        args.base.as_deref(),
         args.agent.as_deref(),
     ) {
         Ok(prepared) => {
             let run = prepared.run.clone();
-            let mut code = drive(prepared, runners, args.concurrency, args.json);
             // On a terminal, ask at the gates instead of exiting 3.
             let interactive = !args.no_input
-                && !args.json
+                && !json
                 && std::io::IsTerminal::is_terminal(&std::io::stdin())
                 && std::io::IsTerminal::is_terminal(&std::io::stdout());
-            while interactive
-                && code == exit::WAITING_FOR_APPROVAL
-                && super::answer::ask_inline(&run)
-            {
-                code = resume(ResumeArgs {
-                    run: run.id.clone(),
-                    from: None,
-                    concurrency: args.concurrency,
-                    json: false,
-                });
+            let mut code = drive(
+                prepared,
+                runners,
+                args.concurrency,
+                args.max_agents,
+                json,
+                interactive,
+            );
+            while interactive && code == exit::WAITING_FOR_APPROVAL {
+                match super::answer::ask_inline(&run) {
+                    super::answer::Asked::Answered => {}
+                    super::answer::Asked::Interrupted => return exit::CANCELLED,
+                    super::answer::Asked::Nothing => {
+                        print_summary(&run);
+                        return code;
+                    }
+                }
+                // `reins approve --resume` from another shell may have taken the run on.
+                if let Some(owner) = crate::store::lock::live_owner(&run.lock_path()) {
+                    say!(
+                        "run {} continues in pid {} (follow it with `reins logs {} -f`)",
+                        run.id,
+                        owner.pid,
+                        run.id
+                    );
+                    return exit::SUCCESS;
+                }
+                code = resume_run(
+                    &run.id,
+                    args.concurrency,
+                    args.max_agents,
+                    false,
+                    interactive,
+                );
             }
             code
         }
         Err(e) => fail(&e.message, e.code),
+    }
+}
+
+/// The inputs of `reins run WORKFLOW VALUE`: VALUE fills the workflow's only required input
+/// that `--input` did not give; without VALUE, the `--input` pairs as they are.
+fn with_value(
+    workflow: &workflow::Workflow,
+    value: Option<&str>,
+    given: &[(String, String)],
+) -> Result<Vec<(String, String)>, String> {
+    let mut inputs = given.to_vec();
+    let Some(value) = value else {
+        return Ok(inputs);
+    };
+    let open: Vec<&str> = workflow
+        .inputs
+        .iter()
+        .filter(|(_, i)| i.default.is_none() && i.required.as_ref().is_some_and(|r| r.value))
+        .map(|(name, _)| name.value.as_str())
+        .filter(|name| !given.iter().any(|(g, _)| g == name))
+        .collect();
+    let name = &workflow.name.value;
+    match open.as_slice() {
+        [one] => {
+            inputs.push((one.to_string(), value.to_string()));
+            Ok(inputs)
+        }
+        [] => {
+            let all: Vec<String> = workflow
+                .inputs
+                .names()
+                .map(|n| format!("--input {n}=..."))
+                .collect();
+            Err(if all.is_empty() {
+                format!("workflow `{name}` takes no inputs; leave out `{value}`")
+            } else {
+                format!(
+                    "workflow `{name}` has no required input left for `{value}` to fill; name the input: {}",
+                    all.join(", ")
+                )
+            })
+        }
+        many => Err(format!(
+            "workflow `{name}` has {} required inputs, so `{value}` cannot say which one it is; pass {}",
+            many.len(),
+            many.iter()
+                .map(|n| format!("--input {n}=..."))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+    }
+}
+
+/// Prints the summary of a run as its log has it now.
+fn print_summary(run: &crate::store::RunDir) {
+    if let Ok(state) = launch::read_state(run) {
+        let status = state.status_given(run.is_live());
+        let text = progress::summary(&state, status, &run.path);
+        let _ = std::io::stdout().write_all(text.as_bytes());
     }
 }
 
@@ -81,14 +171,75 @@ pub fn resume(args: ResumeArgs) -> i32 {
         Ok(found) => found,
         Err(code) => return code,
     };
+    let json = args.wants_json();
     let runners = Runners::new();
     match launch::resume(&store, run, args.from.as_deref(), &runners) {
-        Ok(Resumed::Ready(prepared)) => drive(*prepared, runners, args.concurrency, args.json),
+        Ok(Resumed::Ready(prepared)) => {
+            say_changed(&prepared);
+            drive(
+                *prepared,
+                runners,
+                args.concurrency,
+                args.max_agents,
+                json,
+                false,
+            )
+        }
         Ok(Resumed::AlreadySucceeded(run)) => {
             say!(
                 "run {} already succeeded; nothing to do (`--from NODE` runs a node and what depends on it again)",
                 run.id
             );
+            exit::SUCCESS
+        }
+        Err(e) => fail(&e.message, e.code),
+    }
+}
+
+/// Says so when the workflow (or a command file) changed since the run started: a resume runs
+/// the frozen version, and a new run the changed one.
+fn say_changed(prepared: &Prepared) {
+    let Some(first) = prepared.changed.first() else {
+        return;
+    };
+    let files: Vec<String> = prepared
+        .changed
+        .iter()
+        .map(|p| format!("{}", p.display()))
+        .collect();
+    let workflow = &prepared.manifest.workflow;
+    eprintln!(
+        "note: {} changed since run {} started; resuming runs the workflow as it was then (frozen in run.json). To run the changed {}, start a new run: `reins run {workflow}`",
+        files.join(", "),
+        prepared.run.id,
+        if *first == prepared.manifest.workflow_path { "workflow" } else { "files" },
+    );
+}
+
+/// Resumes a run by id (after an answer given at the terminal or with `approve --resume`).
+pub(crate) fn resume_run(
+    id: &str,
+    concurrency: Option<u32>,
+    max_agents: Option<u32>,
+    json: bool,
+    interactive: bool,
+) -> i32 {
+    let (store, run) = match resolve_run(id) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let runners = Runners::new();
+    match launch::resume(&store, run, None, &runners) {
+        Ok(Resumed::Ready(prepared)) => drive(
+            *prepared,
+            runners,
+            concurrency,
+            max_agents,
+            json,
+            interactive,
+        ),
+        Ok(Resumed::AlreadySucceeded(run)) => {
+            say!("run {} already succeeded; nothing to do", run.id);
             exit::SUCCESS
         }
         Err(e) => fail(&e.message, e.code),
@@ -121,10 +272,28 @@ pub(crate) fn fail(message: &str, code: i32) -> i32 {
     code
 }
 
-/// Executes a prepared run with progress, signals and a summary; returns the exit code.
-fn drive(prepared: Prepared, runners: Runners, concurrency: Option<u32>, json: bool) -> i32 {
+/// Executes a prepared run with progress, signals and a summary; returns the exit code. With
+/// `ask_next` (the gates are asked on the terminal next) a run that pauses prints no summary:
+/// the prompt follows, and the summary comes once at the end.
+fn drive(
+    prepared: Prepared,
+    runners: Runners,
+    concurrency: Option<u32>,
+    max_agents: Option<u32>,
+    json: bool,
+    ask_next: bool,
+) -> i32 {
     let view = View::detect(json);
     let mut options = Options::default();
+    let config = crate::engine::agent_slots::config_path();
+    match crate::engine::agent_slots::resolve_max(
+        max_agents,
+        |k| std::env::var(k).ok(),
+        config.as_deref(),
+    ) {
+        Ok((max, _)) => options.limits.agent_slots = AgentSlots::for_user(max),
+        Err(e) => return fail(&e, exit::USAGE),
+    }
     if let Some(c) = concurrency.or(prepared.plan.workflow.concurrency.as_ref().map(|c| c.value)) {
         options.concurrency = c as usize;
     }
@@ -155,7 +324,7 @@ fn drive(prepared: Prepared, runners: Runners, concurrency: Option<u32>, json: b
     };
     let run_dir = prepared.run.path.clone();
     let (canceller, _) = Canceller::new();
-    let (observer, bar) = progress::observer(view);
+    let (observer, bar) = progress::observer(view, &run_dir);
     let report = runtime.block_on(async {
         // Register the handlers before anything runs, so no Ctrl-C is lost.
         let signals = [
@@ -173,7 +342,8 @@ fn drive(prepared: Prepared, runners: Runners, concurrency: Option<u32>, json: b
     });
     drop(runtime);
     drop(watchdog);
-    if view != View::Json {
+    let paused = report.status == crate::store::RunStatus::Waiting;
+    if view != View::Json && !(ask_next && paused) {
         let text = progress::summary(&report.state, report.status, &run_dir);
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
@@ -264,7 +434,12 @@ fn dry_run(
     let concurrency = concurrency
         .or(workflow_concurrency)
         .map(|c| c.to_string())
-        .unwrap_or_else(|| "number of CPUs".into());
+        .unwrap_or_else(|| {
+            format!(
+                "every ready node, up to {}",
+                crate::engine::scheduler::DEFAULT_CONCURRENCY
+            )
+        });
     let mut out = String::new();
     out.push_str(&format!(
         "dry run of `{name}`: {} node{} in schedule order (concurrency {concurrency}); nothing runs\n",
@@ -304,7 +479,13 @@ fn dry_run(
             s
         };
         if plan.has(i, Field::When) {
-            out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+            if plan.when_depends_on_run(i) {
+                // Stand-in outputs and statuses would make it look decided: it is not.
+                let text = node.when.as_ref().map(|w| w.value.trim()).unwrap_or("");
+                out.push_str(&show("when:", Ok(format!("decided at run time ({text})"))));
+            } else {
+                out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+            }
         }
         let label = match &node.kind {
             NodeKind::Bash(_) => "$",
@@ -317,6 +498,9 @@ fn dry_run(
             plan.render(i, Field::Body, &ctx)
         };
         out.push_str(&show(label, body));
+        if plan.mode(i, Field::Body) == crate::workflow::template::Mode::Shell {
+            out.push_str(&script_values(&plan, i, Field::Body, &ctx));
+        }
         if plan.has(i, Field::Until) {
             out.push_str(&show("until:", plan.render(i, Field::Until, &ctx)));
         }
@@ -325,8 +509,29 @@ fn dry_run(
                 "until_bash: $",
                 plan.render(i, Field::UntilBash, &ctx),
             ));
+            out.push_str(&script_values(&plan, i, Field::UntilBash, &ctx));
         }
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
     exit::SUCCESS
+}
+
+/// The values a bash script reads, one a line beside it in `--dry-run`: each variable with
+/// its value shell-quoted (long values shortened).
+fn script_values(plan: &Plan, i: usize, field: Field, ctx: &serde_json::Value) -> String {
+    let Ok(script) = plan.render_script(i, field, ctx) else {
+        return String::new();
+    };
+    let mut s = String::new();
+    for (name, value) in &script.values {
+        let shown: String = value.chars().take(200).collect();
+        let more = if shown.len() < value.len() {
+            format!(" ({} bytes in all)", value.len())
+        } else {
+            String::new()
+        };
+        let quoted = crate::workflow::template::shell_quote(&shown);
+        s.push_str(&format!("     {name}={quoted}{more}\n"));
+    }
+    s
 }

@@ -7,7 +7,7 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use super::args::{CancelArgs, ListFormat, RunsArgs, StatusArgs};
-use super::progress::node_table;
+use super::progress::{next_steps, node_table};
 use super::run::{current_store, fail, resolve_run, say};
 use crate::exit;
 use crate::store::lock::live_owner;
@@ -142,42 +142,52 @@ pub fn status(args: StatusArgs) -> i32 {
             );
         }
         ListFormat::Text => {
-            let state = &summary.state;
-            let started = state
-                .started_at
-                .map(|t| humantime::format_rfc3339_seconds(t).to_string())
-                .unwrap_or_default();
-            let took = state.elapsed(now).map(duration::format).unwrap_or_default();
-            say!(
-                "run {} of `{}`: {} (started {started}, {took})",
-                run.id,
-                summary.workflow(),
-                summary.status
-            );
-            {
-                use std::io::Write as _;
-                let _ = std::io::stdout()
-                    .lock()
-                    .write_all(node_table(state, now).as_bytes());
-            }
-            if let Some(e) = &state.error {
-                say!("error: {e}");
-            }
-            match summary.status {
-                RunStatus::Interrupted => say!(
-                    "reins stopped while this run executed; continue it with `reins resume {}`",
-                    run.id
-                ),
-                RunStatus::Running => {
-                    if let Some(o) = live_owner(&run.lock_path()) {
-                        say!("executing in pid {}", o.pid);
-                    }
-                }
-                _ => {}
-            }
+            use std::io::Write as _;
+            let text = status_text(&summary, now);
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
         }
     }
     exit::SUCCESS
+}
+
+/// What `reins status` prints for a run: its header, one line per node, the error, and what to
+/// do next.
+pub fn status_text(summary: &RunSummary, now: SystemTime) -> String {
+    use std::fmt::Write as _;
+    let state = &summary.state;
+    let run = &summary.run;
+    let started = state
+        .started_at
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_default();
+    let took = state.elapsed(now).map(duration::format).unwrap_or_default();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {} of `{}`: {} (started {started}, {took})",
+        run.id,
+        summary.workflow(),
+        summary.status
+    );
+    out.push_str(&node_table(state, now));
+    if let Some(e) = &state.error {
+        let _ = writeln!(out, "error: {e}");
+    }
+    match summary.status {
+        RunStatus::Interrupted => {
+            let _ = writeln!(out, "reins stopped while this run executed");
+        }
+        RunStatus::Running => {
+            if let Some(o) = live_owner(&run.lock_path()) {
+                let _ = writeln!(out, "executing in pid {}", o.pid);
+            }
+        }
+        _ => {}
+    }
+    for hint in next_steps(state, summary.status) {
+        let _ = writeln!(out, "{hint}");
+    }
+    out
 }
 
 /// Runs `reins cancel`.

@@ -175,7 +175,13 @@ pub fn did_you_mean<'a>(
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(name, c), c))
-        .filter(|(score, c)| *score > 0.8 || (name.len() > 2 && c.contains(name)))
+        // Short names score low on similarity: one typo (a wrong, missing, extra or swapped
+        // letter) in a name of two or more letters still counts as close.
+        .filter(|(score, c)| {
+            *score > 0.8
+                || (name.len() > 2 && c.contains(name))
+                || (name.len() >= 2 && c.len() >= 2 && strsim::osa_distance(name, c) == 1)
+        })
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }
@@ -197,5 +203,7 @@ mod tests {
         );
         assert_eq!(did_you_mean("buld", ["build", "test"]), Some("build"));
         assert_eq!(did_you_mean("zzz", ["build", "test"]), None);
+        assert_eq!(did_you_mean("cj", ["ci", "docs"]), Some("ci"));
+        assert_eq!(did_you_mean("x", ["ci", "y"]), None);
     }
 }

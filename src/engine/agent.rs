@@ -81,6 +81,8 @@ pub struct Profile {
     pub args: Vec<String>,
     /// Environment variables as templates, base profile's first.
     pub env: Vec<(String, String)>,
+    /// The agent may run `reins` and write run state (`allow_control_plane: true`).
+    pub allow_control_plane: bool,
 }
 
 /// Merges the profile `name` with the profiles it `use`s, down to the built-in `claude`: a
@@ -116,6 +118,9 @@ pub fn resolve_profile(wf: &Workflow, name: &str) -> Profile {
         out.permission_mode = value(&p.permission_mode).or(out.permission_mode);
         out.sandbox = value(&p.sandbox).or(out.sandbox);
         out.max_turns = p.max_turns.as_ref().map(|m| m.value).or(out.max_turns);
+        if let Some(allow) = &p.allow_control_plane {
+            out.allow_control_plane = allow.value;
+        }
         let list = |l: &[crate::source::Spanned<String>]| {
             l.iter().map(|s| s.value.clone()).collect::<Vec<_>>()
         };
@@ -226,6 +231,11 @@ async fn run(job: Job) -> Outcome {
             }
         }
     };
+    // One of the machine-wide agent slots is held for the whole attempt too.
+    let _slot = match super::agent_slots::hold(&job).await {
+        Ok(slot) => slot,
+        Err(outcome) => return outcome,
+    };
     inv.session = choose_session(&job);
     let harness = inv.harness.harness();
     match inv.session {
@@ -322,14 +332,14 @@ fn choose_session(job: &Job) -> SessionMode {
     }
 }
 
-/// Runs the agent: registers its process group with the watchdog, passes cancellation on
-/// (graceful: TERM then KILL; forced: KILL now). `None` when a forced cancel cut it short.
+/// Runs the agent (its process group registers itself with the watchdog), passes
+/// cancellation on (graceful: TERM then KILL; forced: KILL now). `None` when a forced cancel
+/// cut it short.
 async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
-    let (events_tx, mut events) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let names_sessions = inv.harness.harness().chooses_session_id();
-    // Declared before the run so that the run (and its process group) is dropped first.
-    let mut _watched = None;
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut retries = super::api_retry::RetryReporter::new(&inv.env);
     let run = agent::run(inv, Some(events_tx), cancel_rx);
     tokio::pin!(run);
     let mut stopping = false;
@@ -338,8 +348,8 @@ async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
             outcome = &mut run => return Some(outcome),
             Some(event) = events.recv() => {
                 match event {
-                    AgentEvent::Spawned { pid, .. } => {
-                        _watched = job.watchdog.as_deref().map(|w| w.watch(pid));
+                    AgentEvent::Event(agent::Event::ApiRetry(retry)) => {
+                        retries.report(job, &retry).await;
                     }
                     // Recorded before the turn goes on, so a crash continues this thread.
                     AgentEvent::SessionStarted(id) if !names_sessions => {
@@ -425,6 +435,15 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
         .map(|m| m.value)
         .or(profile.max_turns);
     inv.extra_args = profile.args;
+    if !profile.allow_control_plane {
+        inv.control_plane = job
+            .run
+            .dir
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf);
+    }
     let artifacts = job.run.artifacts();
     inv.add_dirs = vec![artifacts.clone()];
     inv.env = job.env.clone();
@@ -444,6 +463,8 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
         inv.idle_timeout = Some(idle.value);
     }
     inv.wall_timeout = job.timeout;
+    inv.grace = job.limits.grace;
+    inv.watchdog = job.watchdog.clone();
     inv.required_outputs = node
         .outputs
         .iter()

@@ -1,15 +1,18 @@
 //! The bash runner: `bash -c SCRIPT` (or the node's `shell`) in the working tree or `cwd`.
 //!
-//! The script is the node's `bash:` template rendered in shell mode, so every substituted value
-//! is shell-quoted; the same values are in the environment (`REINS_*`). The rendered script is
-//! kept as `nodes/<id>/command.sh`. The node's output is its stdout with trailing newlines
+//! The script is the node's `bash:` template rendered by reference: every `{{...}}` value is a
+//! variable (`REINS_VALUE_1`, ...) set in the child's environment, never text of the script
+//! (see [`pass_values`]). The script as it runs is kept as `nodes/<id>/command.sh`. The node's output is its stdout with trailing newlines
 //! trimmed; stdout and stderr are also written to `nodes/<id>/stdout.log` and `stderr.log`.
 
 use std::io::Write;
+use std::path::Path;
 
 use super::plan::Field;
-use super::process::{self, Ending, Spec};
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
+use crate::process::{self, Ending, Spec};
+use crate::store::safe_fs;
+use crate::store::Event;
 
 /// A script longer than this is run from its file rather than as an argument (one argument is
 /// limited to 128 KiB by the kernel).
@@ -25,14 +28,21 @@ impl NodeRunner for BashRunner {
 }
 
 async fn run(job: Job) -> Outcome {
-    let script = match job.plan.render(job.index, Field::Body, &job.context) {
+    let mut env = job.env.clone();
+    let script = match job
+        .plan
+        .render_script(job.index, Field::Body, &job.context)
+        .and_then(|s| pass_values(s, &job.dir, &mut env))
+    {
         Ok(s) => s,
         Err(e) => return Outcome::fatal(format!("cannot render the script: {e}")),
     };
     let script_path = job.dir.join("command.sh");
+    // Never through a link a node planted in the run directory (see `store::safe_fs`).
     let keep_script = || {
-        std::fs::create_dir_all(&job.dir)
-            .and_then(|_| std::fs::write(&script_path, &script))
+        let base = &job.run.dir.path;
+        safe_fs::relative(base, &script_path)
+            .and_then(|rel| safe_fs::write(base, rel, script.as_bytes()))
             .map_err(|e| format!("cannot write {}: {e}", script_path.display()))
     };
     let shell = &job.plan.settings[job.index].shell;
@@ -52,7 +62,7 @@ async fn run(job: Job) -> Outcome {
         program: shell[0].clone(),
         args,
         cwd: job.cwd.clone(),
-        env: job.env.clone(),
+        env,
         stdout_log: job.dir.join("stdout.log"),
         stderr_log: job.dir.join("stderr.log"),
         timeout: job.timeout,
@@ -62,6 +72,8 @@ async fn run(job: Job) -> Outcome {
     if job.attempt > 1 {
         mark_attempt(&spec, job.attempt);
     }
+    // Where this attempt's stdout starts in the log, to find all of it if it is truncated.
+    let log_start = std::fs::metadata(&spec.stdout_log).map_or(0, |m| m.len());
     // The process starts at the first poll of `process::run`; the script is kept for the
     // record right after, while it runs, off the path from one node to the next.
     let (finished, kept) = tokio::join!(
@@ -81,6 +93,9 @@ async fn run(job: Job) -> Outcome {
     if let Err(e) = kept {
         tracing::warn!("{e}");
     }
+    if finished.truncated {
+        note_truncation(&job, &spec, log_start);
+    }
     let output = trim_output(finished.stdout);
     match finished.ending {
         Ending::Exited(0) => Outcome::Success {
@@ -96,6 +111,82 @@ async fn run(job: Job) -> Outcome {
             retryable: true,
         },
     }
+}
+
+/// The most a script's values take of the environment, all together; beyond it they go
+/// through files (the kernel limits arguments and environment together to a few MiB).
+const VALUES_BUDGET: usize = 512 * 1024;
+
+/// Puts the values of a script rendered by reference where the shell reads them, and returns
+/// the script to run. Each value is set in `env` under its name (`REINS_VALUE_1`); one larger
+/// than [`ENV_VALUE_LIMIT`](super::context::ENV_VALUE_LIMIT), or past the budget of all of
+/// them, is written to `DIR/values/NAME` instead, `NAME_FILE` is set to that path, and the
+/// script starts by reading it into `NAME`, every byte kept (trailing newlines too):
+/// `NAME=$(cat -- "$NAME_FILE"; printf x); NAME=${NAME%x}`.
+pub(super) fn pass_values(
+    script: crate::workflow::template::Script,
+    dir: &Path,
+    env: &mut Vec<(String, String)>,
+) -> Result<String, String> {
+    let mut used = 0;
+    let mut preamble = String::new();
+    for (name, value) in script.values {
+        if value.len() <= super::context::ENV_VALUE_LIMIT && used + value.len() <= VALUES_BUDGET {
+            used += value.len();
+            env.push((name, value));
+            continue;
+        }
+        let folder = dir.join("values");
+        let path = folder.join(&name);
+        std::fs::create_dir_all(&folder)
+            .and_then(|_| std::fs::write(&path, value.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        preamble.push_str(&format!(
+            "{name}=$(cat -- \"${name}_FILE\"; printf x); {name}=${{{name}%x}}; "
+        ));
+        env.push((format!("{name}_FILE"), path.display().to_string()));
+    }
+    // On the script's first line, so the shell's line numbers stay those of the workflow.
+    Ok(preamble + &script.text)
+}
+
+/// The output was cut to the limit: keeps the whole of it as `output.txt` (this attempt's part
+/// of `stdout.log`, trailing newlines trimmed like the output) and records how much was kept.
+fn note_truncation(job: &Job, spec: &Spec, log_start: u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let dest = super::context::output_file(&job.dir);
+    let copied = (|| -> std::io::Result<u64> {
+        let mut log = std::fs::File::open(&spec.stdout_log)?;
+        log.seek(SeekFrom::Start(log_start))?;
+        let mut out = std::fs::File::create(&dest)?;
+        let total = std::io::copy(&mut log, &mut out)?;
+        // Trim trailing newlines, like the output.
+        let mut len = total;
+        let mut last = [0u8; 1];
+        let mut reader = std::fs::File::open(&dest)?;
+        while len > 0 {
+            reader.seek(SeekFrom::Start(len - 1))?;
+            reader.read_exact(&mut last)?;
+            if !matches!(last[0], b'\n' | b'\r') {
+                break;
+            }
+            len -= 1;
+        }
+        out.set_len(len)?;
+        Ok(total)
+    })();
+    let total_bytes = match copied {
+        Ok(total) => total,
+        Err(e) => {
+            tracing::warn!("cannot keep the whole output of `{}`: {e}", job.node);
+            0
+        }
+    };
+    job.recorder.record(Event::OutputTruncated {
+        node: job.node.clone(),
+        kept_bytes: job.limits.output_limit as u64,
+        total_bytes: total_bytes.max(job.limits.output_limit as u64 + 1),
+    });
 }
 
 /// Separates the logs of a retry from the attempt before.

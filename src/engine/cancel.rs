@@ -90,3 +90,13 @@ impl CancelToken {
         }
     }
 }
+
+impl crate::process::StopRequest for CancelToken {
+    async fn requested(&self) -> bool {
+        self.at_least(CancelLevel::Graceful).await == CancelLevel::Force
+    }
+
+    async fn forced(&self) {
+        self.at_least(CancelLevel::Force).await;
+    }
+}

@@ -15,10 +15,16 @@
 //! | `REINS_ATTEMPT` | 1 for the first attempt, 2 for the first retry... |
 //! | `REINS_INPUT_<NAME>` | each input |
 //! | `REINS_NODE_<ID>_OUTPUT`, `REINS_NODE_<ID>_STATUS` | each upstream node's output and status |
+//! | `REINS_NODE_<ID>_OUTPUT_FILE` | the file with an upstream node's whole output (one that ran) |
 //!
-//! Names are upper-cased with every other character than `A-Z0-9` turned into `_`. An output
-//! larger than [`ENV_VALUE_LIMIT`] is not exported (the kernel limits one variable to 128 KiB);
-//! read it from `nodes/<id>/stdout.log` in the run directory instead.
+//! Names are upper-cased with every other character than `A-Z0-9` turned into `_` (`validate`
+//! refuses two names that would share a variable). A value no environment can hold — larger
+//! than [`ENV_VALUE_LIMIT`] (the kernel limits one variable to 128 KiB), past the budget of all
+//! of them, or holding a NUL byte — is written to `nodes/<node>/values/<NAME>` and
+//! `<NAME>_FILE` (`REINS_INPUT_X_FILE`, say) holds that file's path instead; for an upstream
+//! output, `REINS_NODE_<ID>_OUTPUT_FILE` (the whole output) stands in. An output is at most
+//! 1 MiB (the first MiB a node printed); its file always holds all of it. A node that reads a
+//! cut (or unexported) output gets a note saying so at the top of its `stderr.log`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,6 +36,10 @@ use crate::workflow::validate::env_suffix;
 
 /// The largest value exported as an environment variable.
 pub const ENV_VALUE_LIMIT: usize = 100 * 1024;
+
+/// The most the `REINS_INPUT_*` and `REINS_NODE_*` values of one node take of its
+/// environment; past it, values go through files.
+pub const ENV_BUDGET: usize = 1024 * 1024;
 
 /// What every node of a run shares.
 #[derive(Debug, Clone)]
@@ -56,6 +66,11 @@ pub struct RunInfo {
     base: std::sync::OnceLock<Json>,
 }
 
+/// Where a node's whole output is kept for the nodes after it: `nodes/<id>/output.txt`.
+pub fn output_file(node_dir: &std::path::Path) -> PathBuf {
+    node_dir.join("output.txt")
+}
+
 /// A settled node's value as later nodes see it.
 #[derive(Debug, Clone)]
 pub struct NodeValue {
@@ -65,6 +80,10 @@ pub struct NodeValue {
     pub output: String,
     /// The output parsed as JSON, when it is JSON.
     pub json: Option<Json>,
+    /// The file with the whole output (`{{nodes.ID.output_file}}`), for a node that ran.
+    pub output_file: Option<PathBuf>,
+    /// Set when `output` holds less than the node printed.
+    pub truncated: Option<crate::store::Truncation>,
 }
 
 impl NodeValue {
@@ -83,13 +102,28 @@ impl NodeValue {
             status,
             output,
             json,
+            output_file: None,
+            truncated: None,
         }
+    }
+
+    /// The same value with the file of its whole output, and how it was truncated.
+    pub fn with_file(
+        mut self,
+        file: Option<PathBuf>,
+        truncated: Option<crate::store::Truncation>,
+    ) -> Self {
+        self.output_file = file;
+        self.truncated = truncated;
+        self
     }
 
     fn to_json(&self) -> Json {
         let mut m = Map::new();
         m.insert("output".into(), Json::String(self.output.clone()));
         m.insert("status".into(), Json::String(self.status.as_str().into()));
+        let file = self.output_file.as_ref().map(|f| f.display().to_string());
+        m.insert("output_file".into(), Json::String(file.unwrap_or_default()));
         if let Some(j) = &self.json {
             m.insert("json".into(), j.clone());
         }
@@ -181,20 +215,55 @@ impl RunInfo {
             ("REINS_WORKFLOW".to_string(), self.workflow.clone()),
             ("REINS_NODE".to_string(), node.to_string()),
         ];
+        let mut used = 0;
+        // `file_stands_in`: a file with the whole value is exported anyway, so a value that
+        // does not fit needs no copy of its own.
+        let mut export =
+            |env: &mut Vec<(String, String)>, name: String, value: &str, file_stands_in: bool| {
+                if value.len() <= ENV_VALUE_LIMIT
+                    && used + value.len() <= ENV_BUDGET
+                    && !value.contains('\0')
+                {
+                    used += value.len();
+                    env.push((name, value.to_string()));
+                    return;
+                }
+                if file_stands_in {
+                    return;
+                }
+                let folder = self.dir.node_dir(node).join("values");
+                let path = folder.join(&name);
+                match std::fs::create_dir_all(&folder).and_then(|_| std::fs::write(&path, value)) {
+                    Ok(()) => env.push((format!("{name}_FILE"), path.display().to_string())),
+                    Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
+                }
+            };
         for (name, value) in &self.inputs {
-            if value.len() <= ENV_VALUE_LIMIT {
-                env.push((format!("REINS_INPUT_{}", env_suffix(name)), value.clone()));
-            }
+            export(
+                &mut env,
+                format!("REINS_INPUT_{}", env_suffix(name)),
+                value,
+                false,
+            );
         }
         for (id, v) in upstream {
             let key = env_suffix(id);
-            if v.output.len() <= ENV_VALUE_LIMIT {
-                env.push((format!("REINS_NODE_{key}_OUTPUT"), v.output.clone()));
-            }
+            export(
+                &mut env,
+                format!("REINS_NODE_{key}_OUTPUT"),
+                &v.output,
+                v.output_file.is_some(),
+            );
             env.push((
                 format!("REINS_NODE_{key}_STATUS"),
                 v.status.as_str().to_string(),
             ));
+            if let Some(file) = &v.output_file {
+                env.push((
+                    format!("REINS_NODE_{key}_OUTPUT_FILE"),
+                    file.display().to_string(),
+                ));
+            }
         }
         env
     }

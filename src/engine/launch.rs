@@ -15,13 +15,13 @@ use super::plan::{FrozenCommands, Plan};
 use super::recorder::{Observer, Recorder};
 use super::runner::Runners;
 use super::scheduler::{self, Execution, Options};
-use super::watchdog::Watchdog;
 use crate::diagnostic::suggestion;
 use crate::exit;
+use crate::process::Watchdog;
 use crate::source::SourceFile;
 use crate::store::{
-    log, Event, EventLog, FrozenFile, LockError, Manifest, NodeStatus, RunDir, RunLock, RunState,
-    RunStatus, Store,
+    log, CreateError, Event, EventLog, FrozenFile, LockError, Manifest, NodeStatus, RunDir,
+    RunLock, RunState, RunStatus, Store,
 };
 use crate::workflow::validate::CommandLookup;
 use crate::workflow::{self, Workflow};
@@ -72,7 +72,7 @@ impl From<LockError> for LaunchError {
 fn lock_tree(store: &Store, run_id: &str) -> Result<RunLock, LaunchError> {
     RunLock::acquire(&store.tree_lock_path(), run_id).map_err(|e| match e {
         LockError::Busy(_) => LaunchError::usage(format!(
-            "{e} in this working tree; one run at a time works in a checkout (wait, stop it with `reins cancel`, or run with `--worktree`)"
+            "{e}; one run at a time works in a checkout (wait, stop it with `reins cancel`, or run with `--worktree`)"
         )),
         LockError::Io(_) => LaunchError::io(e.to_string()),
     })
@@ -88,6 +88,9 @@ pub struct Prepared {
     pub manifest: Manifest,
     /// The workflow, ready to execute.
     pub plan: Arc<Plan>,
+    /// On a resume: the workflow file and command files that changed on disk since the run
+    /// started (the run still executes them as frozen in `run.json`).
+    pub changed: Vec<std::path::PathBuf>,
     locks: Vec<RunLock>,
     log: EventLog,
     state: RunState,
@@ -181,8 +184,8 @@ fn check_runners(plan: &Plan, runners: &Runners) -> Result<(), LaunchError> {
 }
 
 /// Prepares a new run of a validated workflow. With `isolate` (or `isolation: worktree` in the
-/// workflow) the run works in a fresh git worktree on a branch of its own, and does not take
-/// the working tree's lock.
+/// workflow) the run works in a fresh git worktree on a branch of its own, cut from `base`
+/// (default `HEAD`), and does not take the working tree's lock.
 pub fn start(
     store: &Store,
     workflow: Workflow,
@@ -190,8 +193,12 @@ pub fn start(
     inputs: &[(String, String)],
     runners: &Runners,
     isolate: bool,
+    base: Option<&str>,
     agent: Option<&str>,
 ) -> Result<Prepared, LaunchError> {
+    store
+        .check_dir()
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     let mut workflow = workflow;
     if let Some(agent) = agent {
         super::agent::switch_default_agent(&mut workflow, agent).map_err(LaunchError::usage)?;
@@ -202,6 +209,11 @@ pub fn start(
             .isolation
             .as_ref()
             .is_some_and(|i| i.value == workflow::Isolation::Worktree);
+    if let (Some(base), false) = (base, isolate) {
+        return Err(LaunchError::usage(format!(
+            "`--base {base}` picks what a run's worktree is cut from, and this run works in the checkout; add `--worktree`"
+        )));
+    }
     let path = workflow.source.path.clone();
     let text = workflow.source.text.clone();
     let name = workflow.name.value.clone();
@@ -226,29 +238,27 @@ pub fn start(
     }
     let mut manifest = Manifest::new(&name, &path, &text, frozen, inputs, store.root());
     manifest.agent = agent.map(str::to_string);
-    let run = store
-        .create_run(&mut manifest)
-        .map_err(|e| LaunchError::io(format!("cannot create the run directory: {e}")))?;
+    let root = store.root().to_path_buf();
+    let wf_name = name.clone();
+    let (run, run_lock) = store
+        .create_run(&mut manifest, |id, manifest| {
+            if isolate {
+                let wt = super::worktree::create(&root, &wf_name, id, base)?;
+                manifest.worktree = Some(wt.path);
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            CreateError::Io(_) => LaunchError::io(e.to_string()),
+            CreateError::Prepare(message) => LaunchError::usage(message),
+        })?;
     for lock in &mut locks {
         lock.set_run_id(&run.id)
             .map_err(|e| LaunchError::io(format!("cannot write the run lock: {e}")))?;
     }
-    locks.push(RunLock::acquire(&run.lock_path(), &run.id)?);
-    if isolate {
-        let created = super::worktree::create(store.root(), &name, &run.id, None)
-            .map_err(LaunchError::usage)
-            .and_then(|wt| {
-                manifest.worktree = Some(wt.path);
-                run.write_manifest(&manifest)
-                    .map_err(|e| LaunchError::io(format!("cannot write run.json: {e}")))
-            });
-        if let Err(e) = created {
-            drop(locks);
-            let _ = std::fs::remove_dir_all(&run.path);
-            return Err(e);
-        }
-    }
-    let log = EventLog::create(&run.events_path(), run.durable_paths())
+    locks.push(run_lock);
+    // `run.json` and the run's folder are durable already (`create_run`).
+    let log = EventLog::create(&run.events_path(), Vec::new())
         .map_err(|e| LaunchError::io(format!("cannot create the event log: {e}")))?;
     let first = Event::RunStarted {
         run_id: run.id.clone(),
@@ -256,12 +266,14 @@ pub fn start(
         nodes: plan.dag.ids.clone(),
         inputs: manifest.inputs.clone(),
         pid: std::process::id(),
+        digest: manifest.digest.clone(),
     };
     Ok(Prepared {
         store: store.clone(),
         run,
         manifest,
         plan: Arc::new(plan),
+        changed: Vec::new(),
         locks,
         log,
         state: RunState::new(),
@@ -277,9 +289,15 @@ pub fn resume(
     from: Option<&str>,
     runners: &Runners,
 ) -> Result<Resumed, LaunchError> {
+    store
+        .check_dir()
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     let manifest = run
         .manifest()
         .map_err(|e| LaunchError::io(format!("cannot read run {}: {e}", run.id)))?;
+    manifest
+        .verify(&run, store.root())
+        .map_err(LaunchError::usage)?;
     let mut locks = vec![RunLock::acquire(&run.lock_path(), &run.id)?];
     if manifest.worktree.is_none() {
         locks.push(lock_tree(store, &run.id)?);
@@ -320,6 +338,7 @@ pub fn resume(
     let (log, contents) = opened.map_err(|e| {
         LaunchError::io(format!("cannot open the event log of run {}: {e}", run.id))
     })?;
+    check_started_digest(&run, &manifest, &contents.records)?;
     let state = RunState::from_records(&contents.records);
 
     let mut rerun = vec![false; plan.len()];
@@ -353,8 +372,17 @@ pub fn resume(
             .and_then(|n| n.approval.as_ref())
             .and_then(|a| a.answer.as_ref())
             .is_some_and(|a| !a.approved);
+        // A gate that asked keeps its request (and its answer, if it has one) across any
+        // number of resumes: one answer per request. Only `--from` asks again.
+        let asked = matches!(plan.workflow.nodes[i].kind, workflow::NodeKind::Approval(_))
+            && node.is_some_and(|n| {
+                n.approval
+                    .as_ref()
+                    .is_some_and(|a| a.answer.is_some() || !n.status.is_settled())
+            });
         let again = rerun[i]
-            || !(matches!(status, NodeStatus::Success | NodeStatus::Waiting)
+            || !(asked
+                || matches!(status, NodeStatus::Success | NodeStatus::Waiting)
                 || status == NodeStatus::Failed && rejected);
         if again && status != NodeStatus::Pending {
             reset.push(id.clone());
@@ -373,6 +401,7 @@ pub fn resume(
             nodes: plan.dag.ids.clone(),
             inputs: manifest.inputs.clone(),
             pid: std::process::id(),
+            digest: manifest.digest.clone(),
         }
     } else {
         Event::RunResumed {
@@ -381,9 +410,11 @@ pub fn resume(
             reset,
         }
     };
+    let changed = changed_sources(&manifest);
     Ok(Resumed::Ready(Box::new(Prepared {
         store: store.clone(),
         run,
+        changed,
         manifest,
         plan: Arc::new(plan),
         locks,
@@ -391,6 +422,65 @@ pub fn resume(
         state,
         first,
     })))
+}
+
+/// Refuses a log whose `run_started` recorded another digest than `run.json` holds now.
+fn check_started_digest(
+    run: &RunDir,
+    manifest: &Manifest,
+    records: &[crate::store::Record],
+) -> Result<(), LaunchError> {
+    let recorded = records.iter().find_map(|r| match &r.event {
+        Event::RunStarted { digest, .. } if !digest.is_empty() => Some(digest.as_str()),
+        _ => None,
+    });
+    match recorded {
+        Some(d) if d != manifest.digest => Err(LaunchError::usage(format!(
+            "run {} was changed after it started: it began with digest {d}, but {} now records {}; \
+             reins does not resume or answer a run whose frozen workflow was edited (start a new \
+             run with `reins run {}`)",
+            run.id,
+            run.manifest_path().display(),
+            manifest.digest,
+            manifest.workflow
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that a run is still what it was frozen as: `run.json` ([`Manifest::verify`]) and the
+/// digest its `run_started` event recorded. `approve`/`reject` call it before answering.
+pub fn verify_frozen(store: &Store, run: &RunDir, manifest: &Manifest) -> Result<(), LaunchError> {
+    store
+        .check_dir()
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
+    manifest
+        .verify(run, store.root())
+        .map_err(LaunchError::usage)?;
+    match log::read(&run.events_path()) {
+        Ok(contents) => check_started_digest(run, manifest, &contents.records),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The files frozen in a run's manifest (the workflow, its command files) whose text on disk
+/// differs now, or that are gone. Bundled files are left out: they change only with reins.
+fn changed_sources(manifest: &Manifest) -> Vec<std::path::PathBuf> {
+    let frozen = std::iter::once((&manifest.workflow_path, &manifest.workflow_text))
+        .chain(manifest.commands.values().map(|f| (&f.path, &f.text)));
+    frozen
+        .filter(|(path, _)| !path.starts_with("<bundled>"))
+        .filter(|(path, text)| {
+            let on_disk = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                manifest.root.join(path)
+            };
+            let now = std::fs::read_to_string(&on_disk).or_else(|_| std::fs::read_to_string(path));
+            now.map_or(true, |now| now != **text)
+        })
+        .map(|(path, _)| path.clone())
+        .collect()
 }
 
 /// What ran.

@@ -17,8 +17,8 @@
 use serde_json::json;
 
 use super::plan::Field;
-use super::process::{self, Ending, Spec};
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
+use crate::process::{self, Ending, Spec};
 use crate::store::{Event, IterationStatus, Usage};
 use crate::workflow::template::is_truthy;
 use crate::workflow::NodeKind;
@@ -184,17 +184,20 @@ async fn until(
     if !plan.has(job.index, Field::UntilBash) {
         return Ok(false);
     }
+    let dir = job.dir.join(format!("iteration-{n}"));
+    let mut env = job.env.clone();
     let script = plan
-        .render(job.index, Field::UntilBash, context)
+        .render_script(job.index, Field::UntilBash, context)
+        .and_then(|s| super::bash::pass_values(s, &dir.join("until"), &mut env))
         .map_err(|e| format!("cannot render `until_bash`: {e}"))?;
     let shell = &plan.settings[job.index].shell;
     let mut args: Vec<String> = shell[1..].to_vec();
     args.push("-c".into());
     args.push(script);
-    let mut env = job.env.clone();
     env.push(("REINS_LOOP_ITERATION".into(), n.to_string()));
-    env.push(("REINS_OUTPUT".into(), output.to_string()));
-    let dir = job.dir.join(format!("iteration-{n}"));
+    if output.len() <= super::context::ENV_VALUE_LIMIT && !output.contains('\0') {
+        env.push(("REINS_OUTPUT".into(), output.to_string()));
+    }
     let spec = Spec {
         program: shell[0].clone(),
         args,

@@ -5,15 +5,17 @@
 //! * [`scheduler`]: the ready queue, trigger rules, `when`, retries, cancellation;
 //! * [`runner`]: the seam between the scheduler and what a node does; [`bash`] is the
 //!   built-in runner of `bash` nodes, [`agent`] of `prompt` and `command` nodes;
+//! * [`agent_slots`]: the machine-wide cap on agent sessions running at once;
+//!   [`api_retry`]: the agent CLI's API retries, recorded as they happen;
 //! * [`context`]: the template context and the `REINS_*` environment of a node;
 //! * [`recorder`]: recording events into the log, the live state and the progress view;
-//! * [`process`]: child processes in their own group, killed as a group, dying with reins
-//!   ([`spawn`] starts them as cheaply as `posix_spawn`);
-//!   [`watchdog`] makes sure of the last part even after `kill -9`;
-//! * [`cancel`]: graceful and forced cancellation;
+//! * [`cancel`]: graceful and forced cancellation (what [`crate::process`], which runs the
+//!   child processes themselves, is told to stop).
 //! * [`worktree`]: fresh git worktrees for isolated runs.
 
 pub mod agent;
+pub mod agent_slots;
+pub mod api_retry;
 pub mod approval;
 pub mod bash;
 pub mod budget;
@@ -22,13 +24,10 @@ pub mod context;
 pub mod launch;
 pub mod loops;
 pub mod plan;
-pub mod process;
 pub mod recorder;
 pub mod runner;
 pub mod scheduler;
-pub mod spawn;
 pub mod trigger;
-pub mod watchdog;
 pub mod worktree;
 
 pub use cancel::{CancelLevel, CancelToken, Canceller};

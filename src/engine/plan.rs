@@ -1,7 +1,7 @@
 //! [`Plan`]: a validated workflow made ready to execute, once per run.
 //!
 //! Every template of the workflow is compiled here, once, into one [`Renderer`] (bash scripts
-//! in [`Mode::Shell`], everything else in [`Mode::Plain`]); command files are resolved; each
+//! in [`Mode::Shell`], rendered by reference, everything else in [`Mode::Plain`]); command files are resolved; each
 //! node's effective settings (timeout, retries, shell...) are computed with the workflow's
 //! `defaults:` applied; and each node gets its scheduling priority, the weight of the longest
 //! chain of work behind it (critical path first).
@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::graph::{Dag, DEFAULT_WEIGHT};
-use crate::workflow::template::{Mode, Renderer};
+use crate::workflow::template::{Mode, Renderer, Script};
 use crate::workflow::validate::{CommandFile, CommandLookup};
 use crate::workflow::{LoopBody, NodeKind, Trigger, Workflow};
 
@@ -209,10 +209,19 @@ impl Plan {
         self.renderer.has(&field_key(i, field), self.mode(i, field))
     }
 
-    /// Renders a template field of node `i` against a context (see [`super::context`]).
+    /// Renders a template field of node `i` against a context (see [`super::context`]). A
+    /// bash script comes back as it runs: its values are references (see
+    /// [`Plan::render_script`] for the values themselves).
     pub fn render(&self, i: usize, field: Field, context: &Json) -> Result<String, String> {
-        let mode = self.mode(i, field);
-        self.renderer.render(&field_key(i, field), mode, context)
+        match self.mode(i, field) {
+            Mode::Shell => self.render_script(i, field, context).map(|s| s.text),
+            mode => self.renderer.render(&field_key(i, field), mode, context),
+        }
+    }
+
+    /// Renders a bash field of node `i` by reference: the script and the values it reads.
+    pub fn render_script(&self, i: usize, field: Field, context: &Json) -> Result<Script, String> {
+        self.renderer.render_script(&field_key(i, field), context)
     }
 
     /// Renders a workflow `env:` value.
@@ -238,6 +247,62 @@ impl Plan {
             },
             _ => Mode::Plain,
         }
+    }
+
+    /// The raw text of every template of node `i` (and of its command file), to look for
+    /// what it reads.
+    pub fn template_texts(&self, i: usize) -> Vec<&str> {
+        let node = &self.workflow.nodes[i];
+        let mut texts: Vec<&str> = Vec::new();
+        let command = |name: &str| self.commands.get(name).map(|c| c.file.text.as_str());
+        match &node.kind {
+            NodeKind::Bash(t) | NodeKind::Prompt(t) => texts.push(&t.value),
+            NodeKind::Command(name) => texts.extend(command(&name.value)),
+            NodeKind::Approval(a) => texts.push(&a.message.value),
+            NodeKind::Loop(l) => {
+                match &l.body {
+                    LoopBody::Bash(t) | LoopBody::Prompt(t) => texts.push(&t.value),
+                    LoopBody::Command(name) => texts.extend(command(&name.value)),
+                }
+                texts.extend(l.until.iter().map(|t| t.value.as_str()));
+                texts.extend(l.until_bash.iter().map(|t| t.value.as_str()));
+            }
+        }
+        texts.extend(node.when.iter().map(|t| t.value.as_str()));
+        texts.extend(node.cwd.iter().map(|t| t.value.as_str()));
+        texts.extend(node.env.iter().map(|(_, v)| v.value.as_str()));
+        texts.extend(node.args.iter().map(|(_, v)| v.value.as_str()));
+        texts
+    }
+
+    /// The values node `i`'s `when` reads (empty without a `when`).
+    pub fn when_references(&self, i: usize) -> Vec<crate::workflow::template::Reference> {
+        self.workflow.nodes[i]
+            .when
+            .as_ref()
+            .and_then(|w| crate::workflow::template::analyze(&w.value).ok())
+            .map(|a| a.references)
+            .unwrap_or_default()
+    }
+
+    /// True when node `d`'s `when` reads the status of node `i` (`nodes.ID.status`).
+    pub fn when_reads_status_of(&self, d: usize, i: usize) -> bool {
+        let id = self.id(i);
+        self.ancestors[d].contains(&i)
+            && self.when_references(d).iter().any(|r| {
+                r.segments.len() >= 3
+                    && r.segments[0] == "nodes"
+                    && r.segments[1] == id
+                    && r.segments[2] == "status"
+            })
+    }
+
+    /// True when node `i`'s `when` reads a value only known once the run executes: an
+    /// upstream node's output or status.
+    pub fn when_depends_on_run(&self, i: usize) -> bool {
+        self.when_references(i)
+            .iter()
+            .any(|r| r.segments.first().is_some_and(|s| s == "nodes") || r.in_block)
     }
 
     /// The order in which nodes start when each finishes at once: dependencies first, and among
@@ -336,7 +401,7 @@ mod tests {
     }
 
     #[test]
-    fn renders_bash_quoted_and_conditions_plain() {
+    fn renders_bash_by_reference_and_conditions_plain() {
         let p = plan(
             "defaults: {retries: 2, timeout: 1m}
 nodes:
@@ -348,7 +413,10 @@ nodes:
 ",
         );
         let ctx = json!({"inputs": {"x": "a b"}});
-        assert_eq!(p.render(0, Field::Body, &ctx).unwrap(), "echo 'a b'");
+        assert_eq!(
+            p.render(0, Field::Body, &ctx).unwrap(),
+            "echo \"$REINS_VALUE_1\""
+        );
         assert_eq!(p.render(0, Field::When, &ctx).unwrap(), "a b");
         assert!(!p.has(0, Field::Cwd));
         let s = &p.settings[0];

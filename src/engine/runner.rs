@@ -36,7 +36,7 @@ use super::cancel::CancelToken;
 use super::context::RunInfo;
 use super::plan::Plan;
 use super::recorder::Recorder;
-use super::watchdog::Watchdog;
+use crate::process::Watchdog;
 use crate::store::{NodeState, Usage};
 use crate::workflow::NodeKind;
 
@@ -94,6 +94,8 @@ pub struct Limits {
     pub grace: Duration,
     /// Most bytes of stdout kept as a node's output.
     pub output_limit: usize,
+    /// The machine-wide cap on agent sessions; `None`: no cap.
+    pub agent_slots: Option<super::agent_slots::AgentSlots>,
 }
 
 /// Everything one attempt of a node needs.

@@ -27,7 +27,7 @@ use super::plan::{Field, Plan, Ready};
 use super::recorder::Recorder;
 use super::runner::{Job, Limits, NodeRunner, Outcome, Runners, SessionChoice};
 use super::trigger::{self, Decision};
-use super::watchdog::Watchdog;
+use crate::process::Watchdog;
 use crate::store::{Event, NodeStatus, RunStatus};
 use crate::workflow::template::is_truthy;
 
@@ -37,10 +37,16 @@ const GATE_POLL: Duration = Duration::from_millis(200);
 /// Longest wait between two attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
+/// Nodes running at once unless `concurrency:` or `--concurrency` says otherwise. Nodes mostly
+/// wait (on agents, the network, `sleep`), so this is not the number of CPUs; it only keeps a
+/// fan-out of hundreds from using up file descriptors.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
 /// How a run executes.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Nodes running at once.
+    /// Nodes running at once: by default every ready node, up to [`DEFAULT_CONCURRENCY`]
+    /// (agent sessions have their own machine-wide cap, [`Limits::agent_slots`]).
     pub concurrency: usize,
     /// Wait before the first retry; it doubles for each later one (at most a minute).
     pub retry_delay: Duration,
@@ -51,13 +57,12 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            concurrency: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            concurrency: DEFAULT_CONCURRENCY,
             retry_delay: Duration::from_secs(1),
             limits: Limits {
-                grace: Duration::from_secs(3),
+                grace: crate::process::DEFAULT_GRACE,
                 output_limit: 1 << 20,
+                agent_slots: None,
             },
         }
     }
@@ -117,10 +122,19 @@ impl Scheduler {
             if let Some(node) = state.node(plan.id(i)) {
                 if node.status.is_settled() {
                     status[i] = node.status;
-                    values[i] = Some(Arc::new(NodeValue::new(
+                    let output = node.output.clone().unwrap_or_default();
+                    let file = keep_output(
+                        &plan,
+                        &x.run,
+                        i,
                         node.status,
-                        node.output.clone().unwrap_or_default(),
-                    )));
+                        &output,
+                        node.output_truncated,
+                        false,
+                    );
+                    values[i] = Some(Arc::new(
+                        NodeValue::new(node.status, output).with_file(file, node.output_truncated),
+                    ));
                 }
             }
         }
@@ -181,6 +195,8 @@ impl Scheduler {
                                 will_retry: false,
                                 output: String::new(),
                                 usage: None,
+                                log_tail: Vec::new(),
+                                log: None,
                             });
                             self.settle(i, NodeStatus::Failed, String::new());
                         }
@@ -216,17 +232,26 @@ impl Scheduler {
         }
     }
 
-    /// A failed node is *handled* when a failure does not fail the run: it has
-    /// `continue_on_error`, or a dependent of it ran anyway (its trigger rule accepted the
-    /// failure, e.g. `trigger: all_done`, and its `when` held).
+    /// A failed node is *handled* when its failure does not fail the run: it has
+    /// `continue_on_error`, or a node ran *because of* the failure: one whose `when` reads
+    /// this node's status (a rework branch), or a direct dependent with `trigger: one_success`.
+    /// A dependent that merely runs anyway (`trigger: all_done` cleanup) does not hide it.
     fn handled(&self, i: usize) -> bool {
-        self.x.plan.settings[i].continue_on_error
-            || self.x.plan.dag.dependents[i].iter().any(|&d| {
-                matches!(
-                    self.status[d],
-                    NodeStatus::Success | NodeStatus::Failed | NodeStatus::Running
-                )
+        let plan = &self.x.plan;
+        let ran = |d: usize| {
+            matches!(
+                self.status[d],
+                NodeStatus::Success
+                    | NodeStatus::Failed
+                    | NodeStatus::Running
+                    | NodeStatus::Waiting
+            )
+        };
+        plan.settings[i].continue_on_error
+            || plan.dag.dependents[i].iter().any(|&d| {
+                ran(d) && plan.settings[d].trigger == crate::workflow::Trigger::OneSuccess
             })
+            || (0..plan.len()).any(|d| ran(d) && plan.when_reads_status_of(d, i))
     }
 
     /// Decides every node whose dependencies have all settled.
@@ -263,6 +288,8 @@ impl Scheduler {
                         will_retry: false,
                         output: String::new(),
                         usage: None,
+                        log_tail: Vec::new(),
+                        log: None,
                     });
                     return self.settle(i, NodeStatus::Failed, String::new());
                 }
@@ -281,8 +308,15 @@ impl Scheduler {
 
     fn settle(&mut self, i: usize, status: NodeStatus, output: String) {
         self.status[i] = status;
-        self.values[i] = Some(Arc::new(NodeValue::new(status, output)));
         let plan = self.x.plan.clone();
+        let truncated = self
+            .x
+            .recorder
+            .with_state(|s| s.node(plan.id(i)).and_then(|n| n.output_truncated));
+        let file = keep_output(&plan, &self.x.run, i, status, &output, truncated, true);
+        self.values[i] = Some(Arc::new(
+            NodeValue::new(status, output).with_file(file, truncated),
+        ));
         for &d in &plan.dag.dependents[i] {
             self.unsettled_deps[d] -= 1;
             if self.unsettled_deps[d] == 0 && self.status[d] == NodeStatus::Pending {
@@ -316,6 +350,8 @@ impl Scheduler {
                 will_retry: false,
                 output: String::new(),
                 usage: None,
+                log_tail: Vec::new(),
+                log: None,
             });
             return self.settle(i, NodeStatus::Failed, String::new());
         };
@@ -323,6 +359,7 @@ impl Scheduler {
             .x
             .recorder
             .with_state(|s| (s.node(&id).cloned().unwrap_or_default(), s.sessions.clone()));
+        self.note_cut_outputs(i);
         let context = self.context(i);
         let env = self.x.run.env.clone();
         let reins_env = self.x.run.reins_env(&id, self.upstream(i));
@@ -343,6 +380,62 @@ impl Scheduler {
         };
         let handle = self.tasks.spawn(task.run(env));
         self.task_nodes.insert(handle.id(), i);
+    }
+
+    /// Before node `i` starts: for each upstream output it reads that holds less than the
+    /// node printed (truncated, or too large for `REINS_NODE_<ID>_OUTPUT`), a note at the top
+    /// of its `stderr.log` saying so and where the whole output is.
+    fn note_cut_outputs(&self, i: usize) {
+        let plan = &self.x.plan;
+        let texts = plan.template_texts(i);
+        let mut notes = String::new();
+        for &a in &plan.ancestors[i] {
+            let Some(v) = self.values[a].as_deref() else {
+                continue;
+            };
+            let id = plan.id(a);
+            let Some(file) = &v.output_file else { continue };
+            let key = crate::workflow::validate::env_suffix(id);
+            let reads = |needle: &str, longer: &str| {
+                texts.iter().any(|t| {
+                    t.match_indices(needle)
+                        .any(|(at, _)| !t[at..].starts_with(longer))
+                })
+            };
+            let in_template = reads(
+                &format!("nodes.{id}.output"),
+                &format!("nodes.{id}.output_file"),
+            );
+            let env_var = format!("REINS_NODE_{key}_OUTPUT");
+            let in_env = reads(&env_var, &format!("{env_var}_FILE"));
+            let file = file.display();
+            if let Some(t) = v.truncated.filter(|_| in_template || in_env) {
+                notes.push_str(&format!(
+                    "reins: the output of `{id}` was cut: {}; `{{{{nodes.{id}.output}}}}` holds the first part, the whole output is in {file} (`{{{{nodes.{id}.output_file}}}}`, ${env_var}_FILE)\n",
+                    t.describe(),
+                ));
+            } else if in_env && v.output.len() > super::context::ENV_VALUE_LIMIT {
+                notes.push_str(&format!(
+                    "reins: ${env_var} is not set: the output of `{id}` is {}, more than one environment variable may hold; read {file} (${env_var}_FILE)\n",
+                    crate::store::state::size_text(v.output.len() as u64),
+                ));
+            }
+        }
+        if notes.is_empty() {
+            return;
+        }
+        let dir = self.x.run.dir.node_dir(plan.id(i));
+        let written = std::fs::create_dir_all(&dir).and_then(|_| {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("stderr.log"))?
+                .write_all(notes.as_bytes())
+        });
+        if let Err(e) = written {
+            tracing::warn!("cannot write to the log of `{}`: {e}", plan.id(i));
+        }
     }
 
     fn finished(&mut self, i: usize, fin: Final) {
@@ -380,6 +473,96 @@ impl Scheduler {
     }
 }
 
+/// The file with the whole output of node `i` (`{{nodes.ID.output_file}}`), for a node that
+/// ran and has dependents: written here from `output` unless the runner already kept it
+/// there (a truncated output) or, on a resume (`fresh` false), it is there already.
+fn keep_output(
+    plan: &Plan,
+    run: &RunInfo,
+    i: usize,
+    status: NodeStatus,
+    output: &str,
+    truncated: Option<crate::store::Truncation>,
+    fresh: bool,
+) -> Option<std::path::PathBuf> {
+    if !matches!(status, NodeStatus::Success | NodeStatus::Failed)
+        || plan.dag.dependents[i].is_empty()
+    {
+        return None;
+    }
+    let dir = run.dir.node_dir(plan.id(i));
+    let file = super::context::output_file(&dir);
+    if truncated.is_none() && (fresh || !file.exists()) {
+        let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, output));
+        if let Err(e) = written {
+            tracing::warn!("cannot write {}: {e}", file.display());
+        }
+    }
+    Some(file)
+}
+
+/// Lines of a failed node's log shown with its failure.
+const TAIL_LINES: usize = 5;
+
+/// The last lines of a failed node's log (its stderr, else its stdout), each at most 200
+/// characters, and where the whole log is, relative to the run directory. An agent's log is its
+/// transcript: its error text is in the failure already, so no lines are shown.
+fn failure_log(
+    plan: &Plan,
+    i: usize,
+    id: &str,
+    dir: &std::path::Path,
+) -> (Vec<String>, Option<String>) {
+    let rel = |file: &str| format!("nodes/{id}/{file}");
+    if plan.workflow.nodes[i].kind.uses_agent() {
+        return (Vec::new(), Some(rel("transcript.jsonl")));
+    }
+    if matches!(
+        plan.workflow.nodes[i].kind,
+        crate::workflow::NodeKind::Approval(_)
+    ) {
+        return (Vec::new(), None);
+    }
+    for file in ["stderr.log", "stdout.log"] {
+        let lines = tail(&dir.join(file), TAIL_LINES);
+        if !lines.is_empty() {
+            return (lines, Some(rel(file)));
+        }
+    }
+    (Vec::new(), None)
+}
+
+/// The last `n` lines of a file that are not blank, reading at most its last 16 KiB.
+pub fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let start = len.saturating_sub(16 * 1024);
+    let mut bytes = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<String> = text
+        .lines()
+        .skip(usize::from(start > 0)) // a cut first line
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("==> attempt "))
+        .map(|l| {
+            let l = l.trim_end();
+            if l.chars().count() > 200 {
+                format!("{}…", l.chars().take(200).collect::<String>())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let keep = lines.len().saturating_sub(n);
+    lines.drain(..keep);
+    lines
+}
+
 /// One node's attempts.
 struct Task {
     index: usize,
@@ -403,15 +586,26 @@ impl Task {
         let settings = &self.plan.settings[i];
         let prepared = self.prepare(workflow_env);
         let token = self.canceller.token();
+        // A gate that already asked is looked at again (a resume, an answer that arrived): it
+        // is not a new attempt, and it stays `waiting` until its answer settles it.
+        let gate_asked_before = matches!(
+            self.plan.workflow.nodes[i].kind,
+            crate::workflow::NodeKind::Approval(_)
+        ) && self.prior.approval.is_some();
         let mut attempt = 1;
         loop {
             if token.level() != CancelLevel::None {
+                if gate_asked_before {
+                    return (i, Final::Waiting); // its request stays open
+                }
                 return self.cancelled();
             }
-            self.recorder.record(Event::NodeStarted {
-                node: self.id.clone(),
-                attempt,
-            });
+            if !(gate_asked_before && attempt == 1) {
+                self.recorder.record(Event::NodeStarted {
+                    node: self.id.clone(),
+                    attempt,
+                });
+            }
             let outcome = match &prepared {
                 Ok((env, cwd, dir)) => {
                     let mut env = env.clone();
@@ -436,7 +630,8 @@ impl Task {
                         watchdog: self.watchdog.clone(),
                         limits: self.options.limits.clone(),
                     };
-                    self.runner.run(job).await
+                    let outcome = self.runner.run(job).await;
+                    self.check_outputs(outcome)
                 }
                 Err(e) => Outcome::fatal(e.clone()),
             };
@@ -461,6 +656,11 @@ impl Task {
                     let will_retry = retryable
                         && attempt <= settings.retries
                         && token.level() == CancelLevel::None;
+                    let (log_tail, log) = if will_retry {
+                        (Vec::new(), None)
+                    } else {
+                        failure_log(&self.plan, i, &self.id, &self.run.dir.node_dir(&self.id))
+                    };
                     self.recorder.record(Event::NodeFailed {
                         node: self.id.clone(),
                         error,
@@ -468,6 +668,8 @@ impl Task {
                         will_retry,
                         output: output.clone(),
                         usage,
+                        log_tail,
+                        log,
                     });
                     if !will_retry {
                         return (i, Final::Settled(NodeStatus::Failed, output));
@@ -484,6 +686,38 @@ impl Task {
                     attempt += 1;
                 }
             }
+        }
+    }
+
+    /// A node's `outputs` are a contract whatever its kind: a success that did not leave each
+    /// of them inside the artifacts folder (a link that leads out of it does not count) fails.
+    fn check_outputs(&self, outcome: Outcome) -> Outcome {
+        let node = &self.plan.workflow.nodes[self.index];
+        let Outcome::Success { output, usage } = outcome else {
+            return outcome;
+        };
+        if matches!(node.kind, crate::workflow::NodeKind::Approval(_)) {
+            return Outcome::Success { output, usage }; // `validate` warns: no effect
+        }
+        let artifacts = self.run.artifacts();
+        let problems: Vec<String> = node
+            .outputs
+            .iter()
+            .filter_map(|o| crate::store::safe_fs::check_output(&artifacts, &o.value).err())
+            .collect();
+        if problems.is_empty() {
+            return Outcome::Success { output, usage };
+        }
+        Outcome::Failure {
+            error: format!(
+                "the node finished but its declared outputs are not in {}: {}",
+                artifacts.display(),
+                problems.join("; ")
+            ),
+            exit_code: None,
+            output,
+            usage,
+            retryable: false,
         }
     }
 
@@ -518,6 +752,13 @@ impl Task {
                 .plan
                 .render(i, Field::Env(&name.value), &self.context)
                 .map_err(|e| format!("cannot render `env.{}`: {e}", name.value))?;
+            if value.contains('\0') {
+                return Err(format!(
+                    "`env.{}` cannot be set: {} contains a NUL byte, which no environment can hold",
+                    name.value,
+                    crate::workflow::template::describe_value(&self.context, &value)
+                ));
+            }
             env.push((name.value.clone(), value));
         }
         env.extend(self.reins_env.iter().cloned());

@@ -42,6 +42,10 @@ pub enum Event {
         inputs: BTreeMap<String, String>,
         /// The process executing the run.
         pid: u32,
+        /// The digest of `run.json` when the run began (see [`super::Manifest::digest`]);
+        /// a resume refuses a `run.json` that no longer matches it.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        digest: String,
     },
     /// `reins resume` took the run up again.
     RunResumed {
@@ -90,6 +94,35 @@ pub enum Event {
         /// Tokens and cost of an agent node.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usage: Option<Usage>,
+        /// The last lines of its stderr (or, when that is empty, stdout): why it failed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        log_tail: Vec<String>,
+        /// Where the whole log is, relative to the run directory (`nodes/ID/stderr.log`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log: Option<String>,
+    },
+    /// An agent's CLI retries a model API call that failed (`system/api_retry`).
+    AgentRetry {
+        /// The node id.
+        node: String,
+        /// Which retry this is, from 1.
+        attempt: u64,
+        /// How many retries the CLI makes in all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_retries: Option<u64>,
+        /// What failed, in words (`connection refused`, `HTTP 529 overloaded`...).
+        reason: String,
+    },
+    /// A node printed more than reins keeps as its output (`{{nodes.ID.output}}`): the output
+    /// holds the first `kept_bytes`; the whole output is in `nodes/ID/output.txt`
+    /// (`{{nodes.ID.output_file}}`). Recorded before the attempt's end.
+    OutputTruncated {
+        /// The node id.
+        node: String,
+        /// Bytes kept as the output.
+        kept_bytes: u64,
+        /// Bytes the node printed.
+        total_bytes: u64,
     },
     /// A node did not run: its trigger rule or `when` condition said no.
     NodeSkipped {
@@ -123,6 +156,10 @@ pub enum Event {
         node: String,
         /// The rendered question.
         message: String,
+        /// A random id of this request: an answer counts only if it names it (empty in logs
+        /// written before requests had ids).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        request: String,
     },
     /// A human answered an approval gate.
     ApprovalAnswered {
@@ -135,6 +172,9 @@ pub enum Event {
         /// What they said.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
+        /// The request it answers.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        request: String,
     },
     /// One iteration of a loop node ended.
     LoopIteration {
@@ -178,7 +218,9 @@ impl Event {
             | Event::AgentSession { node, .. }
             | Event::ApprovalRequested { node, .. }
             | Event::ApprovalAnswered { node, .. }
-            | Event::LoopIteration { node, .. } => Some(node),
+            | Event::LoopIteration { node, .. }
+            | Event::OutputTruncated { node, .. }
+            | Event::AgentRetry { node, .. } => Some(node),
             _ => None,
         }
     }
@@ -394,6 +436,7 @@ mod tests {
                 nodes: vec!["a".into()],
                 inputs: [("k".to_string(), "v".to_string())].into(),
                 pid: 7,
+                digest: "sha256:00".into(),
             },
             Event::RunResumed {
                 pid: 8,
@@ -416,10 +459,23 @@ mod tests {
                 will_retry: true,
                 output: String::new(),
                 usage: None,
+                log_tail: vec!["boom".into()],
+                log: Some("nodes/a/stderr.log".into()),
+            },
+            Event::AgentRetry {
+                node: "a".into(),
+                attempt: 3,
+                max_retries: Some(10),
+                reason: "connection refused".into(),
             },
             Event::NodeSkipped {
                 node: "a".into(),
                 reason: "why".into(),
+            },
+            Event::OutputTruncated {
+                node: "a".into(),
+                kept_bytes: 1 << 20,
+                total_bytes: 3 << 20,
             },
             Event::AgentSession {
                 node: "a".into(),
@@ -430,12 +486,14 @@ mod tests {
             Event::ApprovalRequested {
                 node: "g".into(),
                 message: "ok?".into(),
+                request: "q-1".into(),
             },
             Event::ApprovalAnswered {
                 node: "g".into(),
                 approved: true,
                 by: "me".into(),
                 comment: Some("fine".into()),
+                request: "q-1".into(),
             },
             Event::LoopIteration {
                 node: "l".into(),

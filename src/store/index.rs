@@ -160,8 +160,11 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => log::Contents::default(),
             Err(e) => return Err(e),
         };
-        let state = RunState::from_records(&contents.records);
+        let mut state = RunState::from_records(&contents.records);
         let status = state.status_given(run.is_live());
+        if status == RunStatus::Interrupted {
+            state.stop_clocks();
+        }
         Ok(RunSummary {
             run: run.clone(),
             manifest,

@@ -107,6 +107,12 @@ impl RunLock {
         write_owner(&mut self.file, run_id)
     }
 
+    /// Notes that the lock file was moved with its folder (a new run's directory is renamed
+    /// from its staging name while the lock is held; a `flock` follows the open file).
+    pub fn moved_to(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -137,6 +143,42 @@ pub fn pid_alive(pid: u32) -> bool {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
         Err(Errno::ESRCH)
     )
+}
+
+/// The ancestors of process `pid`, parent first, up to (not including) pid 1. Bounded: at most
+/// 4,096 steps, and a process whose parent cannot be read ends the chain.
+pub fn ancestors(pid: u32) -> Vec<u32> {
+    let mut chain = Vec::new();
+    let mut current = pid;
+    while chain.len() < 4096 {
+        match parent_of(current) {
+            Some(p) if p > 1 && p != current && !chain.contains(&p) => {
+                chain.push(p);
+                current = p;
+            }
+            _ => break,
+        }
+    }
+    chain
+}
+
+/// The parent of a process, from `/proc/PID/stat` (the field after the command name, which
+/// may itself hold spaces and parentheses).
+#[cfg(target_os = "linux")]
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The parent of a process, from `ps` (macOS and the BSDs have no `/proc`).
+#[cfg(not(target_os = "linux"))]
+fn parent_of(pid: u32) -> Option<u32> {
+    let out = std::process::Command::new("ps")
+        .args(["-o", "ppid=", "-p", &pid.to_string()])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 fn write_owner(file: &mut File, run_id: &str) -> io::Result<()> {
@@ -186,6 +228,19 @@ mod tests {
         let again = RunLock::acquire(&dir, "run-b").unwrap();
         assert_eq!(live_owner(&dir).unwrap().run_id, "run-b");
         drop(again);
+    }
+
+    #[test]
+    fn ancestors_lead_back_to_this_process() {
+        let child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let chain = ancestors(child.id());
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(chain.first(), Some(&std::process::id()), "{chain:?}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,7 @@ impl EventLog {
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)?;
         let mut first = durable_first;
         if let Some(dir) = path.parent() {
@@ -69,7 +71,12 @@ impl EventLog {
     /// log and what it already holds.
     pub fn open(path: &Path) -> io::Result<(Self, Contents)> {
         let contents = read(path)?;
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| not_a_link(path, e))?;
         if contents.torn_tail {
             file.set_len(contents.committed_len)?;
             file.sync_data()?;
@@ -237,10 +244,34 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
+/// Opens a log for reading, never through a symlink (a node may have planted one).
+fn open_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| not_a_link(path, e))
+}
+
+fn not_a_link(path: &Path, e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(nix::libc::ELOOP) {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is a symbolic link, not the run's event log; reins does not follow links in a \
+                 run directory (something replaced the log: the run cannot be trusted)",
+                path.display()
+            ),
+        )
+    } else {
+        e
+    }
+}
+
 /// Reads a whole log. A missing file is an error; a torn or bad line is not.
 pub fn read(path: &Path) -> io::Result<Contents> {
     let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
+    open_read(path)?.read_to_end(&mut bytes)?;
     Ok(parse(&bytes))
 }
 
@@ -282,7 +313,7 @@ impl Tail {
 
     /// The events committed since the last call (none if the file does not exist yet).
     pub fn poll(&mut self) -> io::Result<Vec<Record>> {
-        let mut file = match File::open(&self.path) {
+        let mut file = match open_read(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -326,6 +357,19 @@ mod tests {
             EventLog::create(&path, Vec::new()).is_err(),
             "never overwrites a log"
         );
+    }
+
+    #[test]
+    fn a_log_replaced_by_a_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere.jsonl");
+        std::fs::write(&elsewhere, "").unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let e = read(&path).unwrap_err();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        assert!(EventLog::open(&path).is_err());
+        assert!(EventLog::create(&path, Vec::new()).is_err());
     }
 
     #[test]

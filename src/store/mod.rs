@@ -6,7 +6,8 @@
 //! * [`log`]: appending them durably and reading them back tolerantly;
 //! * [`state`]: [`RunState`], the fold over the events;
 //! * [`lock`]: the working tree's run lock;
-//! * [`index`]: listing runs and resolving `RUN` arguments.
+//! * [`index`]: listing runs and resolving `RUN` arguments;
+//! * [`safe_fs`]: opening files of a run directory without following a symlink.
 
 pub mod event;
 pub mod id;
@@ -14,6 +15,7 @@ pub mod index;
 pub mod lock;
 pub mod log;
 pub mod run;
+pub mod safe_fs;
 pub mod state;
 pub mod time;
 
@@ -21,5 +23,5 @@ pub use event::{Event, IterationStatus, NodeStatus, Record, RunStatus, Usage};
 pub use index::{ResolveError, RunSummary};
 pub use lock::{LockError, Owner, RunLock};
 pub use log::EventLog;
-pub use run::{FrozenFile, Manifest, RunDir, Store};
-pub use state::{NodeState, RunState};
+pub use run::{CreateError, FrozenFile, Manifest, RunDir, Store};
+pub use state::{NodeState, RunState, Truncation};

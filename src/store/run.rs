@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::id::new_run_id;
+use super::lock::RunLock;
 
 /// The frozen description of a run, written once when it starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +114,59 @@ impl Manifest {
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         format!("sha256:{hex}")
     }
+
+    /// Checks that `run.json` is still what reins froze when the run began: its digest matches
+    /// its workflow, command files and inputs; it names its own run; it belongs to the working
+    /// tree at `root`; and an isolated run's worktree is the one reins made for it. `resume`
+    /// and `approve`/`reject` refuse a run that fails this: what runs after a gate is exactly
+    /// what the human saw before it.
+    pub fn verify(&self, run: &RunDir, root: &Path) -> Result<(), String> {
+        let refuse = |what: String| {
+            Err(format!(
+                "run {} was changed after it started: {what}; reins does not resume or answer a \
+                 run whose frozen workflow was edited (start a new run with `reins run {}`)",
+                run.id, self.workflow
+            ))
+        };
+        let actual = self.compute_digest();
+        if actual != self.digest {
+            return refuse(format!(
+                "{} records digest {} but its workflow, command files and inputs hash to {actual}",
+                run.manifest_path().display(),
+                self.digest
+            ));
+        }
+        if self.id != run.id {
+            return refuse(format!(
+                "{} names run `{}`",
+                run.manifest_path().display(),
+                self.id
+            ));
+        }
+        let same = |a: &Path, b: &Path| {
+            a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+        };
+        if !same(&self.root, root) {
+            return refuse(format!(
+                "{} says it belongs to {}, not to {}",
+                run.manifest_path().display(),
+                self.root.display(),
+                root.display()
+            ));
+        }
+        if let Some(wt) = &self.worktree {
+            let expected = self.root.join(".reins").join("worktrees").join(&self.id);
+            if !same(wt, &expected) {
+                return refuse(format!(
+                    "{} points the run at {}, not at its worktree {}",
+                    run.manifest_path().display(),
+                    wt.display(),
+                    expected.display()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `.reins/` folder of a working tree.
@@ -175,6 +229,46 @@ impl Store {
         }
     }
 
+    /// Refuses a `.reins` (or `.reins/runs`) that is a symbolic link leading out of the working
+    /// tree: run state, answers and locks must live in the repository they belong to, not
+    /// wherever a link planted by a node (or anyone) points.
+    pub fn check_dir(&self) -> io::Result<()> {
+        let root = self
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| self.root.clone());
+        for dir in [self.dir.clone(), self.runs_dir()] {
+            let is_link = fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink());
+            if !is_link {
+                continue;
+            }
+            let target = fs::canonicalize(&dir);
+            let inside = target
+                .as_ref()
+                .is_ok_and(|t| t.starts_with(&root) && *t != root);
+            if !inside {
+                let shown = match &target {
+                    Ok(t) => t.display().to_string(),
+                    Err(_) => fs::read_link(&dir)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_else(|_| "?".into()),
+                };
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symbolic link to {shown}, outside the repository {}; reins keeps \
+                         run state inside the working tree it belongs to: remove the link \
+                         (`rm {}`) and run again",
+                        dir.display(),
+                        root.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `.reins/.gitignore` (`*`) once, so run history, artifacts and worktrees never show
     /// up in `git status` or a `git add -A`, whether or not the project ignores `.reins/`.
     fn ignore_in_git(&self) -> io::Result<()> {
@@ -193,29 +287,96 @@ impl Store {
         }
     }
 
-    /// Creates the directory of a new run, chooses its id and writes `run.json`. The files
-    /// and folders [`RunDir::durable_paths`] lists are not synced yet: pass them to
-    /// [`super::EventLog::create`], which syncs them before the first event.
-    pub fn create_run(&self, manifest: &mut Manifest) -> io::Result<RunDir> {
+    /// Creates a new run: chooses its id, builds its directory under a temporary name
+    /// (`runs/.new-<id>`, which no command lists), takes the run's lock, lets `prepare` finish
+    /// the manifest (an isolated run creates its worktree here), writes `run.json` and makes it
+    /// durable, then renames the directory to its id. A run therefore exists only once it can
+    /// be resumed: a kill at any point before leaves at most a hidden `.new-*` folder, never a
+    /// half run that `last` would pick.
+    pub fn create_run(
+        &self,
+        manifest: &mut Manifest,
+        prepare: impl FnOnce(&str, &mut Manifest) -> Result<(), String>,
+    ) -> Result<(RunDir, RunLock), CreateError> {
+        self.check_dir()?;
         let runs = self.runs_dir();
         fs::create_dir_all(&runs)?;
         self.ignore_in_git()?;
-        let run = loop {
+        let (id, tmp) = loop {
             let id = new_run_id(manifest.started_at);
-            let run = self.run(&id);
-            match fs::create_dir(&run.path) {
-                Ok(()) => break run,
+            let tmp = runs.join(format!(".new-{id}"));
+            if runs.join(&id).exists() {
+                continue;
+            }
+            match fs::create_dir(&tmp) {
+                Ok(()) => break (id, tmp),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         };
-        manifest.id = run.id.clone();
-        fs::create_dir(run.artifacts_dir())?;
-        fs::create_dir(run.path.join("nodes"))?;
-        run.write_manifest(manifest)?;
-        Ok(run)
+        let staged = RunDir {
+            id: id.clone(),
+            path: tmp.clone(),
+        };
+        let built = (|| {
+            manifest.id = id.clone();
+            fs::create_dir(staged.artifacts_dir())?;
+            fs::create_dir(staged.path.join("nodes"))?;
+            let lock = RunLock::acquire(&staged.lock_path(), &id).map_err(|e| match e {
+                super::LockError::Io(e) => CreateError::Io(e),
+                busy => CreateError::Prepare(busy.to_string()),
+            })?;
+            prepare(&id, manifest).map_err(CreateError::Prepare)?;
+            manifest.digest = manifest.compute_digest();
+            staged.write_manifest(manifest)?;
+            fs::File::open(staged.manifest_path())?.sync_all()?;
+            fs::File::open(&staged.path)?.sync_all()?;
+            Ok::<_, CreateError>(lock)
+        })();
+        let mut lock = match built {
+            Ok(lock) => lock,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let run = self.run(&id);
+        // Never over another run: a directory that is not empty cannot be renamed over.
+        if let Err(e) = fs::rename(&tmp, &run.path) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e.into());
+        }
+        fs::File::open(&runs)?.sync_all()?;
+        lock.moved_to(run.lock_path());
+        Ok((run, lock))
     }
 }
+
+/// Why a run could not be created.
+#[derive(Debug)]
+pub enum CreateError {
+    /// The file system said no.
+    Io(io::Error),
+    /// Finishing the manifest failed (the worktree could not be created...).
+    Prepare(String),
+}
+
+impl From<io::Error> for CreateError {
+    fn from(e: io::Error) -> Self {
+        CreateError::Io(e)
+    }
+}
+
+impl std::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CreateError::Io(e) => write!(f, "cannot create the run directory: {e}"),
+            CreateError::Prepare(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for CreateError {}
 
 impl RunDir {
     /// `run.json`.
@@ -313,8 +474,20 @@ mod tests {
             [("k".to_string(), "v".to_string())].into(),
             tmp.path(),
         );
-        let run = store.create_run(&mut m).unwrap();
+        let (run, lock) = store.create_run(&mut m, |_, _| Ok(())).unwrap();
         assert!(super::super::id::is_run_id(&run.id));
+        assert!(super::super::lock::live_owner(&run.lock_path()).is_some());
+        drop(lock);
+        let names: Vec<_> = fs::read_dir(store.runs_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            [std::ffi::OsString::from(&run.id)],
+            "no staging folder left"
+        );
+        assert_eq!(run.manifest().unwrap().verify(&run, tmp.path()), Ok(()));
         assert!(run.artifacts_dir().is_dir());
         assert!(run.path.join("nodes").is_dir());
         let back = run.manifest().unwrap();

@@ -48,6 +48,9 @@ pub struct RunState {
     pub error: Option<String>,
     /// The sequence number of the last event applied.
     pub last_seq: u64,
+    /// When the last event applied happened.
+    #[serde(with = "super::time::option")]
+    pub last_event_at: Option<SystemTime>,
     #[serde(skip)]
     index: HashMap<String, usize>,
 }
@@ -63,8 +66,16 @@ pub struct NodeState {
     pub attempt: u32,
     /// What it produced (success), or printed before failing.
     pub output: Option<String>,
+    /// Set when its output holds less than it printed (see [`Event::OutputTruncated`]).
+    pub output_truncated: Option<Truncation>,
     /// Why it failed (also set while it waits for a retry).
     pub error: Option<String>,
+    /// The last lines of its log when it failed (see [`Event::NodeFailed`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
+    /// Where its whole log is, relative to the run directory, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
     /// Exit code of its process, when it failed by exiting.
     pub exit_code: Option<i32>,
     /// Why it was skipped.
@@ -83,6 +94,42 @@ pub struct NodeState {
     pub iterations: Vec<Iteration>,
     /// The approval gate's question and answer.
     pub approval: Option<ApprovalState>,
+}
+
+/// An output cut to the limit: how much was kept of how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Truncation {
+    /// Bytes kept as `{{nodes.ID.output}}`.
+    pub kept_bytes: u64,
+    /// Bytes the node printed (all in `nodes/ID/output.txt`).
+    pub total_bytes: u64,
+}
+
+impl Truncation {
+    /// In words: `output truncated: 1 MiB of 2.9 MiB kept`.
+    pub fn describe(&self) -> String {
+        format!(
+            "output truncated: {} of {} kept",
+            size_text(self.kept_bytes),
+            size_text(self.total_bytes)
+        )
+    }
+}
+
+/// A size in bytes for people: `300 B`, `12 KiB`, `2.9 MiB`.
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || (value - value.round()).abs() < 0.05 {
+        format!("{} {}", value.round(), UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// One loop iteration.
@@ -104,6 +151,8 @@ pub struct ApprovalState {
     /// When the question was asked (a gate's `timeout` counts from here).
     #[serde(with = "super::time::option")]
     pub requested_at: Option<SystemTime>,
+    /// The request's random id (empty in logs written before requests had ids).
+    pub request: String,
     /// The answer.
     pub answer: Option<Answer>,
 }
@@ -176,6 +225,7 @@ impl RunState {
     pub fn apply(&mut self, record: &Record) {
         self.last_seq = record.seq;
         let ts = record.ts;
+        self.last_event_at = Some(ts);
         match &record.event {
             Event::RunStarted {
                 run_id,
@@ -183,6 +233,7 @@ impl RunState {
                 nodes,
                 inputs,
                 pid,
+                ..
             } => {
                 self.run_id = run_id.clone();
                 self.workflow = workflow.clone();
@@ -219,6 +270,9 @@ impl RunState {
                 n.started_at = Some(ts);
                 n.finished_at = None;
                 n.output = None;
+                n.output_truncated = None;
+                n.log_tail.clear();
+                n.log = None;
                 n.error = None;
                 n.exit_code = None;
                 n.skip_reason = None;
@@ -244,9 +298,13 @@ impl RunState {
                 will_retry,
                 output,
                 usage,
+                log_tail,
+                log,
             } => {
                 let n = self.node_mut(node);
                 n.error = Some(error.clone());
+                n.log_tail = log_tail.clone();
+                n.log = log.clone();
                 n.exit_code = *exit_code;
                 n.output = Some(output.clone());
                 if let Some(u) = usage {
@@ -256,6 +314,16 @@ impl RunState {
                     n.status = NodeStatus::Failed;
                     n.finished_at = Some(ts);
                 }
+            }
+            Event::OutputTruncated {
+                node,
+                kept_bytes,
+                total_bytes,
+            } => {
+                self.node_mut(node).output_truncated = Some(Truncation {
+                    kept_bytes: *kept_bytes,
+                    total_bytes: *total_bytes,
+                });
             }
             Event::NodeSkipped { node, reason } => {
                 let n = self.node_mut(node);
@@ -283,12 +351,17 @@ impl RunState {
                 }
                 self.node_mut(node).session_id = Some(session_id.clone());
             }
-            Event::ApprovalRequested { node, message } => {
+            Event::ApprovalRequested {
+                node,
+                message,
+                request,
+            } => {
                 let n = self.node_mut(node);
                 n.status = NodeStatus::Waiting;
                 n.approval = Some(ApprovalState {
                     message: message.clone(),
                     requested_at: Some(ts),
+                    request: request.clone(),
                     answer: None,
                 });
             }
@@ -297,6 +370,7 @@ impl RunState {
                 approved,
                 by,
                 comment,
+                ..
             } => {
                 let n = self.node_mut(node);
                 let answer = Answer {
@@ -310,11 +384,13 @@ impl RunState {
                         n.approval = Some(ApprovalState {
                             message: String::new(),
                             requested_at: None,
+                            request: String::new(),
                             answer: Some(answer),
                         })
                     }
                 }
             }
+            Event::AgentRetry { .. } => {}
             Event::LoopIteration {
                 node,
                 iteration,
@@ -347,6 +423,21 @@ impl RunState {
         match self.status {
             RunStatus::Running if !live => RunStatus::Interrupted,
             s => s,
+        }
+    }
+
+    /// Stops the clocks of an interrupted run (no process executes it any more): the run and
+    /// its running nodes count as having stopped at the last event, so their durations do not
+    /// keep growing while nobody works on them.
+    pub fn stop_clocks(&mut self) {
+        let Some(last) = self.last_event_at else {
+            return;
+        };
+        self.finished_at.get_or_insert(last);
+        for n in &mut self.nodes {
+            if n.status == NodeStatus::Running {
+                n.finished_at.get_or_insert(last);
+            }
         }
     }
 
@@ -397,6 +488,7 @@ mod tests {
                 nodes: vec!["a".into(), "b".into(), "c".into()],
                 inputs: BTreeMap::new(),
                 pid: 1,
+                digest: String::new(),
             },
             Event::NodeStarted {
                 node: "a".into(),
@@ -409,6 +501,8 @@ mod tests {
                 will_retry: true,
                 output: String::new(),
                 usage: None,
+                log_tail: Vec::new(),
+                log: None,
             },
             Event::NodeStarted {
                 node: "a".into(),
@@ -462,6 +556,14 @@ mod tests {
     }
 
     #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(size_text(300), "300 B");
+        assert_eq!(size_text(1 << 20), "1 MiB");
+        assert_eq!(size_text(3040870), "2.9 MiB");
+        assert_eq!(size_text(12 * 1024 + 10), "12 KiB");
+    }
+
+    #[test]
     fn sessions_approvals_and_iterations() {
         let mut s = RunState::new();
         s.apply(&rec(
@@ -478,6 +580,7 @@ mod tests {
             Event::ApprovalRequested {
                 node: "gate".into(),
                 message: "ok?".into(),
+                request: "q-1".into(),
             },
         ));
         s.apply(&rec(
@@ -487,6 +590,7 @@ mod tests {
                 approved: false,
                 by: "ann".into(),
                 comment: None,
+                request: "q-1".into(),
             },
         ));
         s.apply(&rec(

@@ -49,6 +49,7 @@ pub const PROFILE_KEYS: &[&str] = &[
     "max_turns",
     "args",
     "env",
+    "allow_control_plane",
 ];
 /// The node kinds: a node has exactly one of these keys.
 pub const KIND_KEYS: &[&str] = &["bash", "prompt", "command", "approval", "loop"];
@@ -528,6 +529,9 @@ impl<'a> Cx<'a> {
                     "max_turns" => p.max_turns = self.u32(v, "max_turns", 1),
                     "args" => p.args = self.string_list(v, "args"),
                     "env" => p.env = self.string_map(v, "env"),
+                    "allow_control_plane" => {
+                        p.allow_control_plane = self.bool(v, "allow_control_plane")
+                    }
                     _ => {}
                 }
             }

@@ -66,7 +66,10 @@ pub fn load_file(path: &Path) -> Loaded {
             let d = Diagnostic::file_error(
                 "unreadable",
                 &file,
-                format!("cannot read the file: {}", err.to_string().to_lowercase()),
+                format!(
+                    "cannot read the file: {}",
+                    lowercase_first(&err.to_string())
+                ),
             )
             .with_help_opt(
                 (err.kind() == std::io::ErrorKind::InvalidData)
@@ -79,5 +82,14 @@ pub fn load_file(path: &Path) -> Loaded {
                 diagnostics: vec![d],
             }
         }
+    }
+}
+
+/// `Stream did not...` -> `stream did not...`: messages read on from a colon.
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
     }
 }

@@ -35,7 +35,7 @@ pub struct Workflow {
     /// Defaults for every node.
     #[schemars(default)]
     pub defaults: Defaults,
-    /// How many nodes may run at once. Defaults to the number of CPUs.
+    /// How many nodes may run at once. Defaults to every ready node, up to 64.
     #[schemars(range(min = 1))]
     pub concurrency: Option<Spanned<u32>>,
     /// Named agent profiles; `claude` (Claude Code) and `codex` (Codex CLI) are built in.
@@ -136,6 +136,9 @@ pub struct AgentProfile {
     /// Environment variables for the agent process.
     #[schemars(default)]
     pub env: NamedMap<Template>,
+    /// Lets the agent use reins' control plane: run `reins` and write the run state under
+    /// `.reins/runs/` (answers, events, `run.json`). Off by default: an agent is denied both.
+    pub allow_control_plane: Option<Spanned<bool>>,
 }
 
 /// When a node runs, given how its dependencies ended.

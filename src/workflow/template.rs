@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `inputs.NAME` | the run's input value |
 //! | `nodes.ID.output` | stdout of a bash node (trailing newline trimmed), final text of an agent, comment of a gate |
+//! | `nodes.ID.output_file` | the file with the node's whole output (the output is cut at 1 MiB) |
 //! | `nodes.ID.status` | `success`, `failed`, `skipped`, `cancelled` |
 //! | `nodes.ID.json` | the output parsed as JSON, when it is JSON |
 //! | `artifacts` | absolute path of the run's artifacts folder |
@@ -40,6 +41,8 @@ pub struct Reference {
     /// True when the reference sits inside `#each`/`#with`, where paths may be relative to
     /// the block's value rather than the root.
     pub in_block: bool,
+    /// Byte offset, in the template text, of the `{{` of the tag it is in.
+    pub tag: usize,
 }
 
 /// What a template uses.
@@ -47,10 +50,18 @@ pub struct Reference {
 pub struct Analysis {
     /// Every value read, in order of appearance.
     pub references: Vec<Reference>,
-    /// Helpers called, like `contains`.
-    pub helpers: Vec<String>,
+    /// Helpers called, like `contains`, with the byte offset of their tag in the template.
+    pub helpers: Vec<(String, usize)>,
     /// True when the template uses `{{{triple braces}}}` (no escaping).
     pub raw_substitution: bool,
+    /// The template's text as a shell would see it when every value is a slot (see
+    /// [`super::shell_context`]): literal text as Handlebars renders it, each value tag a slot,
+    /// both branches of a block one after the other.
+    pub skeleton: String,
+    /// Per slot of the skeleton: the byte offset of its tag's `{{` in the template text.
+    pub slots: Vec<usize>,
+    /// The tag being walked.
+    tag: usize,
 }
 
 /// A template syntax error, with its line and column inside the template text (1-based).
@@ -88,8 +99,60 @@ pub fn known_helpers() -> impl Iterator<Item = &'static str> {
 pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
     let compiled = Compiled::compile(text).map_err(|e| syntax_error(text, &e))?;
     let mut analysis = Analysis::default();
-    walk(&compiled, false, &mut analysis);
+    let mut cursor = Cursor::new(text);
+    walk(&compiled, false, &mut cursor, &mut analysis);
     Ok(analysis)
+}
+
+/// Turns the increasing (line, column) positions Handlebars records into byte offsets, in
+/// time linear in the text over all calls made in order.
+struct Cursor<'a> {
+    text: &'a str,
+    line: usize,
+    col: usize,
+    offset: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Self {
+        Cursor {
+            text,
+            line: 1,
+            col: 1,
+            offset: 0,
+        }
+    }
+
+    fn offset(&mut self, line: usize, col: usize) -> usize {
+        if (line, col) < (self.line, self.col) {
+            *self = Cursor::new(self.text);
+        }
+        let bytes = self.text.as_bytes();
+        while self.line < line {
+            match memchr_newline(&bytes[self.offset..]) {
+                Some(i) => {
+                    self.offset += i + 1;
+                    self.line += 1;
+                    self.col = 1;
+                }
+                None => return self.text.len(),
+            }
+        }
+        let rest = &self.text[self.offset..];
+        for (i, c) in rest.char_indices() {
+            if self.col >= col || c == '\n' {
+                self.offset += i;
+                return self.offset;
+            }
+            self.col += 1;
+        }
+        self.offset = self.text.len();
+        self.offset
+    }
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
 }
 
 /// Turns Handlebars' error into words a workflow author understands, pointing at the tag
@@ -231,8 +294,24 @@ fn line_col_in(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-fn walk(t: &Compiled, in_block: bool, out: &mut Analysis) {
-    for element in &t.elements {
+fn walk(t: &Compiled, in_block: bool, cursor: &mut Cursor, out: &mut Analysis) {
+    for (k, element) in t.elements.iter().enumerate() {
+        let tag = t
+            .mapping
+            .get(k)
+            .map(|m| cursor.offset(m.0, m.1))
+            .unwrap_or(0);
+        out.tag = tag;
+        match element {
+            TemplateElement::RawString(s) => out.skeleton.push_str(s),
+            TemplateElement::Expression(_) => {
+                out.skeleton
+                    .push_str(&super::shell_context::slot(out.slots.len()));
+                out.slots.push(tag);
+            }
+            TemplateElement::HtmlExpression(_) => out.skeleton.push('x'),
+            _ => {}
+        }
         match element {
             TemplateElement::Expression(h)
             | TemplateElement::HtmlExpression(h)
@@ -246,7 +325,7 @@ fn walk(t: &Compiled, in_block: bool, out: &mut Analysis) {
                     Parameter::Name(name)
                         if is_helper_call || known_helpers().any(|k| k == name) =>
                     {
-                        out.helpers.push(name.clone());
+                        out.helpers.push((name.clone(), out.tag));
                     }
                     Parameter::Name(name) => push_path_text(name, in_block, out),
                     other => param(other, in_block, out),
@@ -257,10 +336,10 @@ fn walk(t: &Compiled, in_block: bool, out: &mut Analysis) {
                 let scoped =
                     in_block || matches!(&h.name, Parameter::Name(n) if n == "each" || n == "with");
                 if let Some(inner) = &h.template {
-                    walk(inner, scoped, out);
+                    walk(inner, scoped, cursor, out);
                 }
                 if let Some(inverse) = &h.inverse {
-                    walk(inverse, in_block, out);
+                    walk(inverse, in_block, cursor, out);
                 }
             }
             TemplateElement::DecoratorExpression(d)
@@ -271,7 +350,7 @@ fn walk(t: &Compiled, in_block: bool, out: &mut Analysis) {
                     param(p, in_block, out);
                 }
                 if let Some(inner) = &d.template {
-                    walk(inner, in_block, out);
+                    walk(inner, in_block, cursor, out);
                 }
             }
             _ => {}
@@ -289,7 +368,7 @@ fn param(p: &Parameter, in_block: bool, out: &mut Analysis) {
                 let is_helper = sub.params().is_some_and(|p| !p.is_empty())
                     || known_helpers().any(|k| k == name);
                 if is_helper {
-                    out.helpers.push(name.to_string());
+                    out.helpers.push((name.to_string(), out.tag));
                 } else {
                     push_path_text(name, in_block, out);
                 }
@@ -317,6 +396,7 @@ fn push_path_text(raw: &str, in_block: bool, out: &mut Analysis) {
         raw: raw.to_string(),
         segments,
         in_block,
+        tag: out.tag,
     });
 }
 
@@ -398,6 +478,94 @@ pub fn locate_position(
     Span::new(value_span.start + i, len)
 }
 
+/// Finds the tags of one template in its file, in order, in time linear in the file: each tag
+/// is looked for after the one before. A tag that cannot be found (the YAML scalar folded it)
+/// and every later one point at the whole value.
+pub struct TagLocator<'a> {
+    text: &'a str,
+    region: &'a str,
+    value_span: Span,
+    cursor: usize,
+    last: Option<(usize, usize, usize)>,
+    lost: bool,
+}
+
+impl<'a> TagLocator<'a> {
+    /// A locator for the template `text`, the value at `value_span` of `file`.
+    pub fn new(file: &'a SourceFile, value_span: Span, text: &'a str) -> Self {
+        TagLocator {
+            text,
+            region: file.slice(value_span),
+            value_span,
+            cursor: 0,
+            last: None,
+            lost: false,
+        }
+    }
+
+    /// The tag starting at byte `tag` of the template text: its text (at most its first line)
+    /// and where it starts in the region, if found.
+    fn find(&mut self, tag: usize) -> Option<(usize, usize)> {
+        if let Some((t, at, len)) = self.last {
+            if t == tag {
+                return Some((at, len));
+            }
+        }
+        if self.lost || tag >= self.text.len() {
+            return None;
+        }
+        let rest = &self.text[tag..];
+        let end = rest
+            .find("}}")
+            .map(|e| e + 2 + usize::from(rest[e + 2..].starts_with('}')))
+            .unwrap_or(rest.len());
+        let end = rest[..end].find('\n').unwrap_or(end);
+        let needle = &rest[..end];
+        match self.region.get(self.cursor..).and_then(|r| r.find(needle)) {
+            Some(p) => {
+                let at = self.cursor + p;
+                self.cursor = at + needle.len();
+                self.last = Some((tag, at, needle.len()));
+                Some((at, needle.len()))
+            }
+            None => {
+                self.lost = true;
+                None
+            }
+        }
+    }
+
+    /// The span of the whole tag starting at byte `tag` of the template text.
+    pub fn tag(&mut self, tag: usize) -> Span {
+        match self.find(tag) {
+            Some((at, len)) => Span::new(self.value_span.start + at, len),
+            None => self.value_span,
+        }
+    }
+
+    /// The span of `name` inside the tag starting at byte `tag` of the template text.
+    pub fn name(&mut self, tag: usize, name: &str) -> Span {
+        match self.find(tag) {
+            Some((at, len)) => match self.region[at..at + len].find(name) {
+                Some(p) if !name.is_empty() => {
+                    Span::new(self.value_span.start + at + p, name.len())
+                }
+                _ => Span::new(self.value_span.start + at, len),
+            },
+            None => self.value_span,
+        }
+    }
+
+    /// The tag's text as written in the template, shortened to its first line.
+    pub fn tag_text(&self, tag: usize) -> &'a str {
+        let rest = &self.text[tag.min(self.text.len())..];
+        let end = rest.find("}}").map(|e| e + 2).unwrap_or(rest.len());
+        let end = end + usize::from(rest[end..].starts_with('}'));
+        let end = rest[..end].find('\n').unwrap_or(end);
+        &rest[..end]
+    }
+}
+
 /// How rendered values are escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -428,7 +596,7 @@ impl Renderer {
         register_helpers(&mut plain);
         let mut shell = Handlebars::new();
         shell.set_strict_mode(true);
-        shell.register_escape_fn(|s| shell_quote(s).into_owned());
+        shell.register_escape_fn(collect_value);
         register_helpers(&mut shell);
         Self { plain, shell }
     }
@@ -463,6 +631,22 @@ impl Renderer {
             .map_err(|e| describe_render_error(&e))
     }
 
+    /// Renders the bash template `key` by reference: every `{{...}}` value becomes a
+    /// variable the script reads (`"$REINS_VALUE_1"` where the shell reads a word,
+    /// `${REINS_VALUE_1}` inside double quotes and unquoted heredocs), never script text. A
+    /// value that lands where no variable is safe (see [`super::shell_context`]; blocks can
+    /// put one where `validate` could not see it) or that holds a NUL byte is an error naming
+    /// the value.
+    pub fn render_script(&self, key: &str, context: &JsonValue) -> Result<Script, String> {
+        let _collecting = Collecting::start();
+        let rendered = self
+            .shell
+            .render(key, context)
+            .map_err(|e| describe_render_error(&e))?;
+        let values = VALUES.with(|v| v.borrow_mut().take().unwrap_or_default());
+        by_reference(&rendered, values, context)
+    }
+
     /// Compiles and renders a one-off template (command files, ad-hoc text).
     pub fn render_text(
         &self,
@@ -478,6 +662,116 @@ impl Renderer {
             .render_template(text, context)
             .map_err(|e| describe_render_error(&e))
     }
+}
+
+/// A bash script rendered by reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Script {
+    /// What the shell runs: every value is a reference to one of `values`.
+    pub text: String,
+    /// The variables the script reads (`REINS_VALUE_1`, ...) and their values, in order of
+    /// first use; equal values share one variable.
+    pub values: Vec<(String, String)>,
+}
+
+thread_local! {
+    /// The values the shell registry's escape function has seen during the current
+    /// [`Renderer::render_script`] on this thread (rendering is synchronous).
+    static VALUES: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sets up the collection of values for one render, and clears it however the render ends.
+struct Collecting;
+
+impl Collecting {
+    fn start() -> Self {
+        VALUES.with(|v| *v.borrow_mut() = Some(Vec::new()));
+        Collecting
+    }
+}
+
+impl Drop for Collecting {
+    fn drop(&mut self) {
+        VALUES.with(|v| *v.borrow_mut() = None);
+    }
+}
+
+/// The shell registry's escape function: a value becomes a slot. Outside a
+/// [`Renderer::render_script`] (nothing renders bash that way) it is shell-quoted.
+fn collect_value(s: &str) -> String {
+    VALUES.with(|v| match v.borrow_mut().as_mut() {
+        Some(values) => {
+            values.push(s.to_string());
+            super::shell_context::slot(values.len() - 1)
+        }
+        None => shell_quote(s).into_owned(),
+    })
+}
+
+/// Replaces each slot of a rendered script by a reference to its value's variable.
+fn by_reference(rendered: &str, raw: Vec<String>, context: &JsonValue) -> Result<Script, String> {
+    use super::shell_context::{places, Place};
+    let mut script = Script {
+        text: String::with_capacity(rendered.len()),
+        values: Vec::new(),
+    };
+    let mut names: std::collections::HashMap<&str, usize> = Default::default();
+    let mut last = 0;
+    for found in places(rendered) {
+        // A slot-like text a triple-brace value inserted and that names no value stays text.
+        let Some(value) = raw.get(found.slot) else {
+            continue;
+        };
+        if value.contains('\0') {
+            return Err(format!(
+                "{} contains a NUL byte, which no program can receive in its environment or arguments; remove it upstream (for example with `tr -d '\\0'`)",
+                describe_value(context, value)
+            ));
+        }
+        let n = *names.entry(value.as_str()).or_insert_with(|| {
+            script.values.push((
+                format!("REINS_VALUE_{}", script.values.len() + 1),
+                value.clone(),
+            ));
+            script.values.len()
+        });
+        script.text.push_str(&rendered[last..found.offset]);
+        match found.place {
+            Place::Word => script.text.push_str(&format!("\"$REINS_VALUE_{n}\"")),
+            Place::Quoted => script.text.push_str(&format!("${{REINS_VALUE_{n}}}")),
+            Place::Refused(why) => {
+                return Err(format!(
+                    "{} would stand {} in the script, where {}; `reins validate` explains the fix",
+                    describe_value(context, value),
+                    why.describe(),
+                    why.why()
+                ))
+            }
+        }
+        last = found.offset + found.len;
+    }
+    script.text.push_str(&rendered[last..]);
+    Ok(script)
+}
+
+/// Names a value by where it comes from in the context ("input `x`"), for messages.
+pub fn describe_value(context: &JsonValue, value: &str) -> String {
+    let is = |v: &JsonValue| v.as_str() == Some(value);
+    if let Some(inputs) = context.get("inputs").and_then(JsonValue::as_object) {
+        if let Some((name, _)) = inputs.iter().find(|(_, v)| is(v)) {
+            return format!("the value of input `{name}`");
+        }
+    }
+    if let Some(nodes) = context.get("nodes").and_then(JsonValue::as_object) {
+        if let Some((id, _)) = nodes.iter().find(|(_, v)| v.get("output").is_some_and(is)) {
+            return format!("the output of node `{id}`");
+        }
+    }
+    if context.get("output").is_some_and(is) {
+        return "the output of this iteration".into();
+    }
+    let shown: String = value.chars().take(40).collect();
+    format!("the substituted value {shown:?}")
 }
 
 fn describe_render_error(e: &handlebars::RenderError) -> String {
@@ -596,24 +890,63 @@ mod tests {
     }
 
     #[test]
-    fn shell_mode_quotes_every_substitution() {
+    fn shell_mode_passes_values_by_reference() {
         let mut r = Renderer::new();
-        r.add("t", "echo {{inputs.x}}", Mode::Shell).unwrap();
+        r.add(
+            "t",
+            "echo {{inputs.x}} \"{{inputs.x}}\" {{inputs.y}}{{#each list}} {{this}}{{/each}}",
+            Mode::Shell,
+        )
+        .unwrap();
         r.add("p", "echo {{inputs.x}}", Mode::Plain).unwrap();
-        let ctx = json!({"inputs": {"x": "a'; rm -rf / #$(id)"}});
+        let ctx = json!({"inputs": {"x": "a'; rm -rf / #$(id)", "y": "b"}, "list": ["b", "c"]});
+        let script = r.render_script("t", &ctx).unwrap();
         assert_eq!(
-            r.render("t", Mode::Shell, &ctx).unwrap(),
-            r"echo 'a'\''; rm -rf / #$(id)'"
+            script.text,
+            "echo \"$REINS_VALUE_1\" \"${REINS_VALUE_1}\" \"$REINS_VALUE_2\" \"$REINS_VALUE_2\" \"$REINS_VALUE_3\""
+        );
+        assert_eq!(
+            script.values,
+            [
+                (
+                    "REINS_VALUE_1".to_string(),
+                    "a'; rm -rf / #$(id)".to_string()
+                ),
+                ("REINS_VALUE_2".to_string(), "b".to_string()),
+                ("REINS_VALUE_3".to_string(), "c".to_string()),
+            ]
         );
         assert_eq!(
             r.render("p", Mode::Plain, &ctx).unwrap(),
             "echo a'; rm -rf / #$(id)"
         );
-        let ctx = json!({"inputs": {"x": "plain-value_1.2"}});
-        assert_eq!(
-            r.render("t", Mode::Shell, &ctx).unwrap(),
-            "echo plain-value_1.2"
+        // Helpers' results are values too; triple braces stay text.
+        r.add("h", "echo {{trim inputs.y}} {{{inputs.y}}}", Mode::Shell)
+            .unwrap();
+        let script = r.render_script("h", &ctx).unwrap();
+        assert_eq!(script.text, "echo \"$REINS_VALUE_1\" b");
+    }
+
+    #[test]
+    fn a_block_cannot_smuggle_a_value_into_quotes_or_nul() {
+        let mut r = Renderer::new();
+        r.add(
+            "t",
+            "{{#if inputs.q}}echo '{{/if}}{{inputs.x}}'",
+            Mode::Shell,
+        )
+        .unwrap();
+        let ctx = json!({"inputs": {"q": "yes", "x": "v"}});
+        let err = r.render_script("t", &ctx).unwrap_err();
+        assert!(
+            err.contains("input `x`") && err.contains("single quotes"),
+            "{err}"
         );
+        r.add("n", "echo {{inputs.x}}", Mode::Shell).unwrap();
+        let err = r
+            .render_script("n", &json!({"inputs": {"x": "a\u{0}b"}}))
+            .unwrap_err();
+        assert!(err.contains("input `x`") && err.contains("NUL"), "{err}");
     }
 
     #[test]

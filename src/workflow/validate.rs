@@ -153,6 +153,7 @@ pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic
             diags: Vec::new(),
             used_inputs: Vec::new(),
             ancestors,
+            counts: HashMap::new(),
         };
         v.run(commands);
         diags.extend(v.diags);
@@ -164,7 +165,66 @@ pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic
         let spans: Vec<_> = d.labels.iter().map(|l| l.span).collect();
         seen.insert((d.file.path.clone(), d.code, d.message.clone(), spans))
     });
-    diags
+    cap(diags)
+}
+
+/// How many diagnostics of one code in one file are shown; the rest are counted.
+pub const SHOWN_PER_CODE: usize = 10;
+
+/// The most `{{...}}` tags one template may hold: Handlebars' parser takes time quadratic in
+/// a template's tags, so a flood is refused before it is parsed.
+pub const MAX_TAGS_PER_TEMPLATE: usize = 1000;
+
+/// Keeps the first [`SHOWN_PER_CODE`] diagnostics of each code in each file and sums up the
+/// rest in one more ("and 19,990 more"), so a flood of errors is reported in bounded memory.
+fn cap(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut shown: HashMap<(PathBuf, &'static str), usize> = HashMap::new();
+    let mut kept = Vec::with_capacity(diags.len().min(1000));
+    let mut extra: Vec<(Diagnostic, usize)> = Vec::new();
+    for d in diags {
+        let n = shown.entry((d.file.path.clone(), d.code)).or_insert(0);
+        *n += 1;
+        if *n <= SHOWN_PER_CODE {
+            kept.push(d);
+        } else if let Some((_, count)) = extra
+            .iter_mut()
+            .find(|(e, _)| e.code == d.code && e.file.path == d.file.path)
+        {
+            *count += 1;
+        } else {
+            extra.push((d, 1));
+        }
+    }
+    for (first, count) in extra {
+        let mut d = first;
+        let kind = if d.is_error() { "error" } else { "warning" };
+        d.message = format!(
+            "and {} more `{}` {kind}{} like the ones above; the next: {}",
+            thousands(count),
+            d.code,
+            if count == 1 { "" } else { "s" },
+            d.message
+        );
+        d.labels.truncate(1);
+        d.help = Some(format!(
+            "reins shows {SHOWN_PER_CODE} of each kind per file; fix these and validate again"
+        ));
+        kept.push(d);
+    }
+    kept
+}
+
+/// `19990` -> `19,990`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (k, c) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Loads and validates one workflow file, finding command files like `reins run` does
@@ -233,9 +293,20 @@ struct Validator<'a> {
     used_inputs: Vec<String>,
     /// Everything each node depends on, directly or not.
     ancestors: Ancestors,
+    /// Diagnostics pushed per code, so the costly help of a flood is computed only for
+    /// those shown (see [`cap`]).
+    counts: HashMap<&'static str, usize>,
 }
 
 impl Validator<'_> {
+    /// Counts one more diagnostic of `code`; true once more of them are known than are shown,
+    /// when a cheap help will do (it is never displayed).
+    fn flood(&mut self, code: &'static str) -> bool {
+        let n = self.counts.entry(code).or_insert(0);
+        *n += 1;
+        *n > SHOWN_PER_CODE * 4
+    }
+
     /// True if node `me` depends on node `other`, directly or not.
     fn depends_on(&mut self, me: usize, other: usize) -> bool {
         match &mut self.ancestors {
@@ -248,6 +319,7 @@ impl Validator<'_> {
 
     fn run(&mut self, commands: &dyn CommandLookup) {
         self.ids();
+        self.env_names();
         self.dependencies();
         self.cycles();
         self.profiles();
@@ -279,6 +351,74 @@ impl Validator<'_> {
         }
     }
 
+    /// Node ids and input names become `REINS_*` variables: two that become the same one
+    /// are an error, so is an `env:` key no environment can hold.
+    fn env_names(&mut self) {
+        let wf = self.wf;
+        let clash = |what: &str,
+                     names: Vec<&Spanned<String>>,
+                     (prefix, suffix): (&str, &str),
+                     diags: &mut Vec<Diagnostic>| {
+            let mut seen: HashMap<String, &Spanned<String>> = HashMap::new();
+            for name in names {
+                let var = format!("{prefix}{}{suffix}", env_suffix(&name.value));
+                match seen.get(&var) {
+                    Some(first) if first.value != name.value => diags.push(
+                        Diagnostic::error(
+                            "env-name-clash",
+                            self.file,
+                            name.span,
+                            format!(
+                                "{what} `{}` and `{}` both become the variable `{var}`",
+                                first.value, name.value
+                            ),
+                        )
+                        .with_label("same variable as another")
+                        .with_secondary(first.span, "this one")
+                        .with_help(format!("names become `{prefix}*` variables upper-cased, with `-` and `.` turned into `_`; rename one of them")),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        seen.insert(var, name);
+                    }
+                }
+            }
+        };
+        let ids: Vec<&Spanned<String>> = wf.nodes.iter().map(|n| &n.id).collect();
+        clash("node ids", ids, ("REINS_NODE_", "_OUTPUT"), &mut self.diags);
+        let inputs: Vec<&Spanned<String>> = wf.inputs.iter().map(|(n, _)| n).collect();
+        clash("inputs", inputs, ("REINS_INPUT_", ""), &mut self.diags);
+        let keys = wf
+            .env
+            .iter()
+            .chain(wf.nodes.iter().flat_map(|n| n.env.iter()))
+            .chain(wf.agents.iter().flat_map(|(_, p)| p.env.iter()))
+            .map(|(k, _)| k);
+        for key in keys {
+            let problem = if key.value.is_empty() {
+                Some("is empty")
+            } else if key.value.contains('=') {
+                Some("contains `=`")
+            } else if key.value.contains('\0') {
+                Some("contains a NUL byte")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.diags.push(
+                    Diagnostic::error(
+                        "bad-env-name",
+                        self.file,
+                        key.span,
+                        format!("environment variable name {:?} {problem}", key.value),
+                    )
+                    .with_label("no environment can hold this name")
+                    .with_help("name it with letters, digits and `_`, like `CARGO_TERM_COLOR`"),
+                );
+            }
+        }
+    }
+
     fn dependencies(&mut self) {
         let mut ids: Vec<&str> = Vec::new();
         let mut known: HashSet<&str> = HashSet::new();
@@ -304,8 +444,12 @@ impl Validator<'_> {
                 if known.contains(dep.value.as_str()) || self.dropped.contains(&dep.value) {
                     continue;
                 }
-                let help = suggestion(&dep.value, ids.iter().copied())
-                    .unwrap_or_else(|| format!("known nodes: {}", list(ids.iter().copied())));
+                let help = if self.flood("unknown-dependency") {
+                    String::new()
+                } else {
+                    suggestion(&dep.value, ids.iter().copied())
+                        .unwrap_or_else(|| format!("known nodes: {}", list(ids.iter().copied())))
+                };
                 self.diags.push(
                     Diagnostic::error(
                         "unknown-dependency",
@@ -546,6 +690,7 @@ impl Validator<'_> {
                 }
             }
         }
+        self.outputs(node);
         if !node.args.is_empty()
             && !matches!(&node.kind, NodeKind::Command(_))
             && !matches!(&node.kind, NodeKind::Loop(l) if matches!(l.body, LoopBody::Command(_)))
@@ -561,6 +706,51 @@ impl Validator<'_> {
                 .with_help(
                     "`args` fills `{{args.NAME}}` in a command file; use it with `command:`",
                 ),
+            );
+        }
+    }
+
+    /// `outputs` are paths inside the artifacts folder; a gate has none.
+    fn outputs(&mut self, node: &Node) {
+        if matches!(node.kind, NodeKind::Approval(_)) {
+            if let Some(first) = node.outputs.first() {
+                self.diags.push(
+                    Diagnostic::warning(
+                        "no-effect",
+                        self.file,
+                        first.span,
+                        format!("`outputs` has no effect on {}", kind_phrase(&node.kind)),
+                    )
+                    .with_help(
+                        "a gate produces no files; declare `outputs` on the node that writes them",
+                    ),
+                );
+            }
+            return;
+        }
+        for o in &node.outputs {
+            let path = std::path::Path::new(&o.value);
+            let escapes = path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
+            let what = if o.value.trim().is_empty() {
+                "is empty"
+            } else if path.has_root() {
+                "is an absolute path"
+            } else if escapes {
+                "leaves the artifacts folder (`..`)"
+            } else {
+                continue;
+            };
+            self.diags.push(
+                Diagnostic::error(
+                    "output-path",
+                    self.file,
+                    o.span,
+                    format!("output `{}` {what}", o.value),
+                )
+                .with_label("not a path inside the artifacts folder")
+                .with_help("`outputs` are relative to the run's artifacts folder ({{artifacts}}): write `plan.md` or `reports/plan.md`; the node writes them as `$REINS_ARTIFACTS/plan.md`"),
             );
         }
     }
@@ -653,51 +843,54 @@ impl Validator<'_> {
         }
     }
 
+    /// Inputs a template names count as used even when it is not checked further.
+    fn mark_inputs_named(&mut self, text: &str) {
+        for (name, _) in self.wf.inputs.iter() {
+            if text.contains(&format!("inputs.{}", name.value)) {
+                self.used_inputs.push(name.value.clone());
+            }
+        }
+    }
+
     fn template(&mut self, node: Option<usize>, t: &Spanned<String>, field: Field, what: &str) {
         let file = self.file.clone();
         self.template_in(node, &file, t, field, what, Args::None);
     }
 
-    /// Checks one template: syntax, helpers, and that every name it reads exists here.
-    /// Substitutions a shell would not read as a plain word: their quoting cannot protect the
-    /// script there, so they are errors.
-    fn shell_contexts(&mut self, file: &Arc<SourceFile>, t: &Spanned<String>) {
-        for (offset, place) in shell_context::unsafe_substitutions(&t.value) {
-            let end = t.value[offset..]
-                .find("}}")
-                .map(|e| offset + e + 2)
-                .unwrap_or(t.value.len());
-            let tag = &t.value[offset..end];
-            let nth = t.value[..offset].matches(tag).count();
-            let span = template::locate_nth(file, t.span, tag, nth);
-            let name = tag.trim_start_matches('{').trim_end_matches('}').trim();
-            let env_hint = match name.split('.').collect::<Vec<_>>().as_slice() {
-                ["inputs", input] => format!("\"$REINS_INPUT_{}\"", env_suffix(input)),
-                ["nodes", id, "output"] => format!("\"$REINS_NODE_{}_OUTPUT\"", env_suffix(id)),
-                ["nodes", id, "status"] => format!("\"$REINS_NODE_{}_STATUS\"", env_suffix(id)),
-                ["artifacts"] => "\"$REINS_ARTIFACTS\"".to_string(),
-                _ => "its `REINS_*` environment variable".to_string(),
+    /// Values a bash script would read where not even a variable is safe or meaningful
+    /// (arithmetic, single quotes, comments...): errors, each with its fix.
+    fn shell_contexts(&mut self, file: &Arc<SourceFile>, t: &Spanned<String>, analysis: &Analysis) {
+        let mut locator = template::TagLocator::new(file, t.span, &t.value);
+        for found in shell_context::places(&analysis.skeleton) {
+            let Some(&tag_at) = analysis.slots.get(found.slot) else {
+                continue;
             };
-            let help = match place {
-                shell_context::Unsafe::Heredoc => format!(
-                    "print the value with `printf '%s\\n' {tag}` instead, or write {env_hint} in the heredoc"
-                ),
-                _ => format!(
-                    "remove the quotes around it: reins shell-quotes every substituted value itself (`echo {tag}`); inside a string, use {env_hint}"
-                ),
+            // Every tag is located, in order, so the next one is found after it.
+            let span = locator.tag(tag_at);
+            let shell_context::Place::Refused(why) = found.place else {
+                continue;
+            };
+            let tag = locator.tag_text(tag_at);
+            let name = tag.trim_start_matches('{').trim_end_matches('}').trim();
+            let var = match name.split('.').collect::<Vec<_>>().as_slice() {
+                ["inputs", input] => Some(format!("REINS_INPUT_{}", env_suffix(input))),
+                ["nodes", id, "output"] => Some(format!("REINS_NODE_{}_OUTPUT", env_suffix(id))),
+                ["nodes", id, "output_file"] => {
+                    Some(format!("REINS_NODE_{}_OUTPUT_FILE", env_suffix(id)))
+                }
+                ["nodes", id, "status"] => Some(format!("REINS_NODE_{}_STATUS", env_suffix(id))),
+                ["artifacts"] => Some("REINS_ARTIFACTS".to_string()),
+                _ => None,
             };
             self.diags.push(
                 Diagnostic::error(
                     "unsafe-substitution",
                     file,
                     span,
-                    format!(
-                        "`{tag}` is {} in a shell script, where quoting cannot protect it",
-                        place.describe()
-                    ),
+                    format!("`{tag}` is {} in a shell script", why.describe()),
                 )
-                .with_label("a value here could run shell code")
-                .with_help(help),
+                .with_label(why.why())
+                .with_help(why.help(tag, var.as_deref())),
             );
         }
     }
@@ -711,15 +904,31 @@ impl Validator<'_> {
         what: &str,
         command_args: Args,
     ) {
+        let tags = t.value.matches("{{").count();
+        if tags > MAX_TAGS_PER_TEMPLATE {
+            self.mark_inputs_named(&t.value);
+            self.diags.push(
+                Diagnostic::error(
+                    "template-too-large",
+                    file,
+                    t.span,
+                    format!(
+                        "`{what}` holds {} `{{{{...}}}}` tags; one template may hold at most {}",
+                        thousands(tags),
+                        thousands(MAX_TAGS_PER_TEMPLATE)
+                    ),
+                )
+                .with_help(
+                    "split it over several nodes, or read the values from files in `{{artifacts}}`",
+                ),
+            );
+            return;
+        }
         let analysis: Analysis = match template::analyze(&t.value) {
             Ok(a) => a,
             Err(e) => {
                 // Inputs it names are not "unused" just because the template is broken.
-                for (name, _) in self.wf.inputs.iter() {
-                    if t.value.contains(&format!("inputs.{}", name.value)) {
-                        self.used_inputs.push(name.value.clone());
-                    }
-                }
+                self.mark_inputs_named(&t.value);
                 let span = template::locate_position(file, t.span, &t.value, e.position);
                 self.diags.push(
                     Diagnostic::error("template-syntax", file, span, e.message).with_help(format!(
@@ -731,27 +940,27 @@ impl Validator<'_> {
         };
         let is_shell = matches!(field, Field::Bash | Field::UntilBash | Field::LoopBash);
         if is_shell {
-            self.shell_contexts(file, t);
+            self.shell_contexts(file, t, &analysis);
         }
         if analysis.raw_substitution && is_shell {
             let span = template::locate(file, t.span, "{{{");
             self.diags.push(
-                Diagnostic::warning("raw-substitution", file, span, "triple braces insert a value into a shell script without quoting")
-                    .with_label("not shell-quoted")
-                    .with_help("use `{{...}}` (quoted), or read the value from its environment variable, like \"$REINS_INPUT_NAME\""),
+                Diagnostic::warning(
+                    "raw-substitution",
+                    file,
+                    span,
+                    "triple braces insert a value into a shell script without quoting",
+                )
+                .with_label("this value becomes script text: it can run as code")
+                .with_help(
+                    "use `{{...}}`: reins then passes the value as a variable, never as code",
+                ),
             );
         }
-        // The n-th use of a name points at its n-th place in the text.
-        let mut uses: HashMap<(bool, String), usize> = HashMap::new();
-        let mut nth = |helper: bool, name: &str| -> usize {
-            let n = uses.entry((helper, name.to_string())).or_insert(0);
-            *n += 1;
-            *n - 1
-        };
-        for helper in &analysis.helpers {
-            let n = nth(true, helper);
+        let mut locator = template::TagLocator::new(file, t.span, &t.value);
+        for (helper, tag) in &analysis.helpers {
             if !template::known_helpers().any(|k| k == helper) {
-                let span = template::locate_nth(file, t.span, helper, n);
+                let span = locator.name(*tag, helper);
                 let help = suggestion(helper, template::known_helpers()).unwrap_or_else(|| {
                     format!("available helpers: {}", list(template::known_helpers()))
                 });
@@ -766,8 +975,9 @@ impl Validator<'_> {
                 );
             }
         }
+        let mut locator = template::TagLocator::new(file, t.span, &t.value);
         for r in &analysis.references {
-            let span = template::locate_nth(file, t.span, &r.raw, nth(false, &r.raw));
+            let span = locator.name(r.tag, &r.raw);
             self.reference(node, file, span, r, field, command_args);
         }
     }
@@ -801,6 +1011,12 @@ impl Validator<'_> {
                 };
                 if self.wf.inputs.get(name).is_some() {
                     self.used_inputs.push(name.clone());
+                } else if self.flood("unknown-input") {
+                    self.diags.push(error(
+                        "unknown-input",
+                        format!("`inputs.{name}` is not a declared input"),
+                        String::new(),
+                    ));
                 } else {
                     let help = suggestion(name, self.wf.inputs.names()).unwrap_or_else(|| {
                         format!("declare it: `inputs: {{ {name}: {{ required: true }} }}`")
@@ -825,7 +1041,9 @@ impl Validator<'_> {
                     return;
                 };
                 let Some(target) = self.dag.index_of(id) else {
-                    if !self.dropped.contains(id) {
+                    if !self.dropped.contains(id) && self.flood("unknown-node") {
+                        self.diags.push(error("unknown-node", format!("`nodes.{id}` names no node"), String::new()));
+                    } else if !self.dropped.contains(id) {
                         let help = suggestion(id, self.dag.ids.iter().map(String::as_str))
                             .unwrap_or_else(|| {
                                 format!(
@@ -873,15 +1091,15 @@ impl Validator<'_> {
                     Some(_) => {}
                 }
                 match r.segments.get(2).map(String::as_str) {
-                    Some("output" | "status") if r.segments.len() == 3 => {}
+                    Some("output" | "output_file" | "status") if r.segments.len() == 3 => {}
                     Some("json") => {}
                     other => {
                         let help = match other
-                            .and_then(|f| suggestion(f, ["output", "status", "json"]))
+                            .and_then(|f| suggestion(f, ["output", "output_file", "status", "json"]))
                         {
                             Some(h) => h,
                             None => {
-                                "a node has `output`, `status` and `json` (when its output is JSON)"
+                                "a node has `output`, `output_file`, `status` and `json` (when its output is JSON)"
                                     .into()
                             }
                         };

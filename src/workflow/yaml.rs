@@ -63,14 +63,44 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
             span: Span::new(0, 0),
         });
     }
+    let limit = value_limit(file.text.len());
+    let mut budget = serde_saphyr::budget::Budget::default();
+    budget.max_nodes = limit;
+    budget.max_events = limit.saturating_mul(3);
+    budget.max_aliases = limit;
     let options = serde_saphyr::options! {
         strict_booleans: true,
         with_snippet: false,
+        budget: Some(budget),
     };
     match serde_saphyr::from_str_with_options::<RawNode>(&file.text, options) {
         Ok(raw) => Ok(raw.into_node(file)),
+        Err(err) if err.to_string().contains("budget breached") => Err(Diagnostic::file_error(
+            "yaml-budget",
+            file,
+            format!(
+                "the YAML expands to more than {} values (each alias `*name` repeats what its anchor `&name` holds): this looks like an alias bomb",
+                crate::workflow::validate::thousands(limit)
+            ),
+        )
+        .with_help(format!(
+            "write the values out instead of nesting aliases; if the workflow really is this large, raise the limit with `{VALUE_LIMIT_VAR}=N` in the environment"
+        ))),
         Err(err) => Err(syntax_error(file, &err)),
     }
+}
+
+/// The environment variable that raises [`value_limit`].
+pub const VALUE_LIMIT_VAR: &str = "REINS_YAML_MAX_VALUES";
+
+/// How many values (mappings, lists and scalars, aliases expanded) a YAML document of `len`
+/// bytes may hold: every value written out takes at least two bytes, so only aliases can go
+/// past it; at least 250,000, or what `REINS_YAML_MAX_VALUES` says.
+pub fn value_limit(len: usize) -> usize {
+    std::env::var(VALUE_LIMIT_VAR)
+        .ok()
+        .and_then(|v| v.trim().replace(['_', ','], "").parse().ok())
+        .unwrap_or((len / 2).max(250_000))
 }
 
 fn syntax_error(file: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic {

@@ -3,6 +3,7 @@
 //!
 //! * [`cli`]: driving the built `reins` binary on temp repos;
 //! * [`run_repo`]: a temp git repository for `reins run`, `resume`, `status`, `logs` tests;
+//! * [`pty`]: the binary under a real pseudo-terminal ([`pty::Terminal`]);
 //! * [`mock_api`]: a stand-in for the Anthropic Messages API, so the real Claude Code CLI runs
 //!   offline ([`MockApi`], [`Turn`]);
 //! * [`responses_api`]: a stand-in for the OpenAI Responses API, so the real Codex CLI runs
@@ -18,6 +19,7 @@ pub mod claude;
 pub mod cli;
 pub mod codex;
 pub mod mock_api;
+pub mod pty;
 pub mod repo;
 pub mod responses_api;
 pub mod run_repo;

@@ -113,13 +113,32 @@ impl Repo {
             .env("NO_COLOR", "1")
             // Only this repository's workflows: no user-global folder.
             .env("REINS_HOME", self.dir.path().join(".test-home"))
+            // Agent slots of this repository's runs only (the machine-wide cap lives there).
+            .env("XDG_STATE_HOME", self.dir.path().join(".test-state"))
+            .env_remove("REINS_MAX_AGENTS")
             .env_remove("TERM")
             .stdin(Stdio::null());
         Cmd {
             command,
             timeout: DEFAULT_TIMEOUT,
             out_dir: self.dir.path().join(".test-out"),
+            discard_stdout: false,
         }
+    }
+
+    /// `reins ARGS` on a pseudo-terminal in the repository, with the same environment as
+    /// [`Repo::reins`] plus `extra`.
+    pub fn terminal(&self, args: &[&str], extra: &[(&str, &str)]) -> super::pty::Terminal {
+        let mut env: Vec<(String, String)> = vec![
+            ("REINS_RETRY_DELAY".into(), "20ms".into()),
+            ("REINS_KILL_GRACE".into(), "1s".into()),
+            (
+                "REINS_HOME".into(),
+                self.dir.path().join(".test-home").display().to_string(),
+            ),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        super::pty::Terminal::start(self.path(), args, &env)
     }
 
     /// Ids of the runs, oldest first.
@@ -200,6 +219,7 @@ pub struct Cmd {
     command: Command,
     timeout: Duration,
     out_dir: PathBuf,
+    discard_stdout: bool,
 }
 
 /// A finished command.
@@ -220,9 +240,21 @@ impl Cmd {
         self
     }
 
+    /// Adds arguments.
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: &[S]) -> Self {
+        self.command.args(args);
+        self
+    }
+
     /// Sets an environment variable.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.command.env(key, value);
+        self
+    }
+
+    /// Sends stdout to `/dev/null` (for commands that print hundreds of megabytes).
+    pub fn discard_stdout(mut self) -> Self {
+        self.discard_stdout = true;
         self
     }
 
@@ -242,8 +274,13 @@ impl Cmd {
             .keep();
         let stdout = unique.join("stdout");
         let stderr = unique.join("stderr");
+        let out = if self.discard_stdout {
+            Stdio::null()
+        } else {
+            fs::File::create(&stdout).unwrap().into()
+        };
         self.command
-            .stdout(fs::File::create(&stdout).unwrap())
+            .stdout(out)
             .stderr(fs::File::create(&stderr).unwrap());
         let child = self.command.spawn().expect("spawn reins");
         Running {
@@ -329,13 +366,33 @@ impl Output {
     }
 }
 
-/// True if the process exists and is not a zombie.
+/// True if the process exists and is not a zombie (through `ps`: on every Unix).
 pub fn process_alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z')
-        }
-        Err(_) => false,
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
     }
+    let ps = Command::new("ps")
+        .args(["-o", "stat=", "-p", &pid.to_string()])
+        .output()
+        .expect("ps runs");
+    let state = String::from_utf8_lossy(&ps.stdout);
+    !state.trim().is_empty() && !state.trim_start().starts_with('Z')
+}
+
+/// The pids of live processes whose command line contains `needle` (through `ps`).
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    let ps = Command::new("ps")
+        .args(["-A", "-o", "pid=,stat=,args="])
+        .output()
+        .expect("ps runs");
+    String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let pid = fields.next()?.parse().ok()?;
+            let state = fields.next()?;
+            (!state.starts_with('Z')).then_some(pid)
+        })
+        .collect()
 }

@@ -1,55 +1,51 @@
-//! Starting a child process the way `posix_spawn` does, plus what it cannot do.
+//! The Linux fast path: starting a child the way `posix_spawn` does, plus what it cannot do,
+//! and what only Linux offers (pidfds, the parent-death signal, the child subreaper).
 //!
-//! Every node's process must lead its own process group and carry the parent-death signal
-//! (`PR_SET_PDEATHSIG`), which takes code between `fork` and `exec`. With `std`'s `pre_exec`
-//! that means a real `fork`: the kernel copies reins' page tables, and every page reins writes
-//! afterwards faults and is copied. That cost about half a millisecond per node. So, like glibc's
-//! `posix_spawn`, this module uses `clone(CLONE_VM | CLONE_VFORK)`: the child borrows reins'
-//! memory on a stack of its own, runs a few async-signal-safe system calls (`dup2`, `setpgid`,
-//! `prctl`, `chdir`, signal resets) and `execve`s; reins' calling thread resumes once the exec
-//! happened. Everything the child needs (paths, argv, envp) is prepared before the clone, so the
-//! child never allocates or takes a lock. An exec failure travels back through a close-on-exec
-//! pipe.
+//! Every node's process must lead its own process group, register it with the watchdog, and
+//! carry the parent-death signal (`PR_SET_PDEATHSIG`), which takes code between `fork` and
+//! `exec`. With `std`'s `pre_exec` that means a real `fork`: the kernel copies reins' page
+//! tables, and every page reins writes afterwards faults and is copied. That cost about half a
+//! millisecond per node. So, like glibc's `posix_spawn`, this module uses
+//! `clone(CLONE_VM | CLONE_VFORK)`: the child borrows reins' memory on a stack of its own, runs
+//! a few async-signal-safe system calls (`dup2`, `setpgid`, an atomic store into the watchdog's
+//! table, `prctl`, `chdir`, signal resets) and `execve`s; reins' calling thread resumes once
+//! the exec happened. Everything the child needs (paths, argv, envp) is prepared before the
+//! clone, so the child never allocates or takes a lock. An exec failure travels back through a
+//! close-on-exec pipe.
 //!
 //! The exit is awaited through a pidfd (`pidfd_open`, Linux 5.3), readable once the child
 //! exits, then reaped with `waitpid`; stdout and stderr are pipes read asynchronously.
+//!
+//! reins is also a child subreaper (`PR_SET_CHILD_SUBREAPER`): a descendant that leaves its
+//! node's process group (`setsid`, a double fork) is reparented to reins instead of init, so
+//! [`escaped`] finds it by walking reins' descendants in `/proc` and reading the node tag in
+//! their environment.
 
-use std::collections::HashMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use nix::libc;
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 
-/// What to start.
-pub struct Command<'a> {
-    /// The program: a path, or a name looked up on `PATH`.
-    pub program: &'a str,
-    /// Its arguments.
-    pub args: &'a [String],
-    /// Working directory.
-    pub cwd: &'a Path,
-    /// Variables added to (or replacing) reins' environment.
-    pub env: &'a [(String, String)],
-}
+use super::command::{parse_tag, Command, Step, TAG_VAR};
+use super::group::stops_with;
 
 /// A started child: its pid (also its process group), its output pipes, its exit.
-pub struct Child {
+pub(super) struct Child {
     pid: libc::pid_t,
     pidfd: Option<AsyncFd<OwnedFd>>,
     status: Option<ExitStatus>,
     /// Its stdout.
-    pub stdout: Option<pipe::Receiver>,
+    pub(super) stdout: Option<pipe::Receiver>,
     /// Its stderr.
-    pub stderr: Option<pipe::Receiver>,
+    pub(super) stderr: Option<pipe::Receiver>,
 }
 
 /// Where the child's setup failed (reported through the error pipe with the errno).
@@ -68,21 +64,15 @@ struct ChildArgs {
     stderr: RawFd,
     report: RawFd,
     parent: libc::pid_t,
+    slot: *const AtomicI32,
 }
 
-/// Starts a child in a process group of its own, with `PR_SET_PDEATHSIG = SIGKILL`, stdin
-/// from `/dev/null`, stdout and stderr piped. Must run on a tokio runtime (for the pipes), on a
+/// Starts a child in a process group of its own, registered in `slot` (the watchdog's) before
+/// it execs, with `PR_SET_PDEATHSIG = SIGKILL`, stdin from `/dev/null`, stdout and stderr
+/// piped, and `tag` in its environment. Must run on a tokio runtime (for the pipes), on a
 /// thread that lives as long as reins (the parent-death signal follows the spawning thread).
-pub fn spawn(cmd: &Command) -> io::Result<Child> {
-    let path_var = cmd
-        .env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| OsString::from(v))
-        .or_else(|| std::env::var_os("PATH"))
-        .unwrap_or_default();
-    let program = resolve(cmd.program, &path_var, cmd.cwd)?;
+pub(super) fn spawn(cmd: &Command, tag: u64, slot: Option<&AtomicI32>) -> io::Result<Child> {
+    let program = cmd.executable()?;
 
     let c = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| {
@@ -97,7 +87,8 @@ pub fn spawn(cmd: &Command) -> io::Result<Child> {
     for a in cmd.args {
         argv_owned.push(c(a.as_bytes())?);
     }
-    let envp_owned = environment(cmd.env)
+    let envp_owned = cmd
+        .environment(tag)
         .into_iter()
         .map(|kv| c(&kv))
         .collect::<io::Result<Vec<_>>>()?;
@@ -128,6 +119,7 @@ pub fn spawn(cmd: &Command) -> io::Result<Child> {
         stderr: err_w.as_raw_fd(),
         report: report_w.as_raw_fd(),
         parent: std::process::id() as libc::pid_t,
+        slot: slot.map_or(std::ptr::null(), |s| s as *const AtomicI32),
     };
     let mut stack = vec![0u8; 64 * 1024];
     // SAFETY: the child runs `child_main` on `stack` and only makes async-signal-safe system
@@ -166,26 +158,12 @@ pub fn spawn(cmd: &Command) -> io::Result<Child> {
         let mut status = 0;
         // SAFETY: reaping our own child, which has exited.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        let err = io::Error::from_raw_os_error(errno);
-        return Err(match step {
-            STEP_CWD => io::Error::new(
-                err.kind(),
-                format!("cannot work in {}: {err}", cmd.cwd.display()),
-            ),
-            STEP_EXEC => io::Error::new(
-                err.kind(),
-                match errno {
-                    libc::E2BIG => {
-                        "the command line is too long (one argument is limited to 128 KiB)"
-                            .to_string()
-                    }
-                    libc::EACCES => format!("`{}` is not executable", cmd.program),
-                    libc::ENOENT => format!("`{}` is not installed", cmd.program),
-                    _ => format!("cannot start `{}`: {err}", cmd.program),
-                },
-            ),
-            _ => io::Error::new(err.kind(), format!("cannot set the process up: {err}")),
-        });
+        let step = match step {
+            STEP_CWD => Step::Cwd,
+            STEP_EXEC => Step::Exec,
+            _ => Step::Setup,
+        };
+        return Err(cmd.failure(step, io::Error::from_raw_os_error(errno)));
     }
 
     let pidfd = pidfd_open(pid).and_then(|fd| {
@@ -242,12 +220,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::setpgid(0, 0) != 0 {
             fail(STEP_SETUP);
         }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-            fail(STEP_SETUP);
+        // Register the group before the program can start anything.
+        if let Some(slot) = a.slot.as_ref() {
+            slot.store(libc::getpid(), Ordering::SeqCst);
         }
-        // reins may have died before the prctl: then nobody would signal us.
-        if libc::getppid() != a.parent {
-            libc::_exit(137);
+        if !after_fork(a.parent) {
+            fail(STEP_SETUP);
         }
         if libc::chdir(a.cwd) != 0 {
             fail(STEP_CWD);
@@ -259,12 +237,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 
 impl Child {
     /// The pid, which is also the process group id.
-    pub fn id(&self) -> u32 {
+    pub(super) fn id(&self) -> u32 {
         self.pid as u32
     }
 
     /// Waits for the child to exit and reaps it. Safe to call again (and to cancel).
-    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+    pub(super) async fn wait(&mut self) -> io::Result<ExitStatus> {
         loop {
             if let Some(status) = self.status {
                 return Ok(status);
@@ -311,59 +289,137 @@ impl Drop for Child {
 }
 
 /// reins' environment (read once) with `overrides` applied, as `KEY=VALUE` byte strings.
-fn environment(overrides: &[(String, String)]) -> Vec<Vec<u8>> {
-    static BASE: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
-    let base = BASE.get_or_init(|| std::env::vars_os().collect());
-    let mut vars: Vec<(&OsStr, &OsStr)> = base
-        .iter()
-        .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
-        .collect();
-    for (k, v) in overrides {
-        let (k, v) = (OsStr::new(k), OsStr::new(v));
-        match vars.iter_mut().find(|(key, _)| *key == k) {
-            Some(slot) => slot.1 = v,
-            None => vars.push((k, v)),
+/// In a freshly forked child, before `exec` (async-signal-safe): the parent-death signal, and
+/// the check that reins did not die before it was set (then nobody would signal us: exit).
+/// False if the signal cannot be set.
+pub(super) fn after_fork(parent: libc::pid_t) -> bool {
+    // SAFETY: plain system calls on integers.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+            return false;
+        }
+        if libc::getppid() != parent {
+            libc::_exit(137);
         }
     }
-    vars.into_iter()
-        .map(|(k, v)| {
-            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
-            kv.extend_from_slice(k.as_bytes());
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            kv
-        })
-        .collect()
+    true
 }
 
-/// The executable a program name stands for: itself when it holds a `/` (relative to the
-/// child's working directory), else the first match on `PATH`. Lookups are cached.
-fn resolve(program: &str, path_var: &OsStr, cwd: &Path) -> io::Result<PathBuf> {
-    if program.contains('/') {
-        let p = Path::new(program);
-        return Ok(if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            cwd.join(p)
-        });
+/// Makes reins the subreaper of its descendants: orphans are reparented to it, not to init.
+pub(super) fn become_subreaper() {
+    // SAFETY: a plain system call.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
+    if r != 0 {
+        tracing::warn!(
+            "cannot become a child subreaper ({}); processes that leave a node's group may survive it",
+            io::Error::last_os_error()
+        );
     }
-    static CACHE: OnceLock<Mutex<HashMap<(String, OsString), PathBuf>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    let key = (program.to_string(), path_var.to_os_string());
-    if let Some(p) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(p.clone());
+}
+
+/// False when reins has no child at all (then nothing escaped): one system call.
+pub(super) fn may_have_escaped() -> bool {
+    // SAFETY: `info` is ours; WNOWAIT leaves any child as it is.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WSTOPPED | libc::WCONTINUED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        !(r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
     }
-    let found = which::which_in(program, Some(path_var), cwd).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("`{program}` is not installed (not found on PATH)"),
-        )
-    })?;
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, found.clone());
-    Ok(found)
+}
+
+/// One line of `/proc/PID/stat`.
+struct Stat {
+    pid: i32,
+    ppid: i32,
+    pgid: i32,
+    sid: i32,
+    zombie: bool,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp session ...`; comm may hold anything, even `)`.
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?;
+    let mut num = || fields.next().and_then(|f| f.parse::<i32>().ok());
+    Some(Stat {
+        pid,
+        ppid: num()?,
+        pgid: num()?,
+        sid: num()?,
+        zombie: state == "Z" || state == "X",
+    })
+}
+
+/// The node tag in a process's environment (`None`: none of this reins', or unreadable).
+fn tag_of(pid: i32) -> Option<u64> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{TAG_VAR}=");
+    environ
+        .split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+        .and_then(parse_tag)
+}
+
+/// reins' descendants that must stop with the node of tag `ending` (0: every node that has
+/// ended): they carry its tag (or an ended node's) in their environment. Reaps, on the way,
+/// reins' zombie children that were processes of nodes (orphans that exited by themselves).
+pub(super) fn escaped(ending: u64) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let all: Vec<Stat> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .collect();
+    let mut descendants = vec![me];
+    let mut i = 0;
+    while i < descendants.len() {
+        let parent = descendants[i];
+        descendants.extend(all.iter().filter(|s| s.ppid == parent).map(|s| s.pid));
+        i += 1;
+    }
+    let mut found = Vec::new();
+    for s in all.iter().filter(|s| descendants[1..].contains(&s.pid)) {
+        if s.zombie {
+            let ours = s.ppid == me && (super::group::was_node_group(s.pgid) || s.sid == s.pid);
+            if ours && !super::group::is_running_leader(s.pid) {
+                let mut status = 0;
+                // SAFETY: reaping our own exited child, which nothing else waits for.
+                unsafe { libc::waitpid(s.pid, &mut status, libc::WNOHANG) };
+            }
+            continue;
+        }
+        if tag_of(s.pid).is_some_and(|t| stops_with(t, ending)) {
+            found.push(s.pid);
+        }
+    }
+    found
+}
+
+/// True while `pid` exists and is not a zombie.
+pub(super) fn running(pid: nix::unistd::Pid) -> bool {
+    stat(pid.as_raw()).is_some_and(|s| !s.zombie)
+}
+
+/// Closes every descriptor from `first` on (async-signal-safe).
+pub(super) fn close_from(first: u32) {
+    // SAFETY: plain system calls on integers.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) != 0 {
+            for fd in first as i32..4096 {
+                libc::close(fd);
+            }
+        }
+    }
 }
 
 fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -397,7 +453,7 @@ fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
         return None;
     }
     let fd = fd as RawFd;
-    // SAFETY: `fd` is fresh and ours. Make it close-on-exec (pidfd_open sets it already).
+    // SAFETY: `fd` is fresh and ours (pidfd_open makes it close-on-exec).
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -423,6 +479,7 @@ fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use tokio::io::AsyncReadExt;
 
     fn run(program: &str, args: &[&str], cwd: &Path) -> io::Result<(String, ExitStatus, u32)> {
@@ -433,12 +490,17 @@ mod tests {
         rt.block_on(async {
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
             let env = vec![("REINS_SPAWN_TEST".to_string(), "yes".to_string())];
-            let mut child = spawn(&Command {
-                program,
-                args: &args,
-                cwd,
-                env: &env,
-            })?;
+            let mut child = spawn(
+                &Command {
+                    program,
+                    args: &args,
+                    cwd,
+                    env: &env,
+                    env_remove: &[],
+                },
+                1,
+                None,
+            )?;
             let mut out = String::new();
             child
                 .stdout
@@ -510,12 +572,17 @@ mod tests {
                 .unwrap();
             rt.block_on(async {
                 let args = vec!["300".to_string()];
-                let child = spawn(&Command {
-                    program: "sleep",
-                    args: &args,
-                    cwd: Path::new("/"),
-                    env: &[],
-                })
+                let child = spawn(
+                    &Command {
+                        program: "sleep",
+                        args: &args,
+                        cwd: Path::new("/"),
+                        env: &[],
+                        env_remove: &[],
+                    },
+                    1,
+                    None,
+                )
                 .unwrap();
                 let pid = child.pid;
                 std::mem::forget(child);
