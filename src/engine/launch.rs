@@ -185,7 +185,10 @@ fn check_runners(plan: &Plan, runners: &Runners) -> Result<(), LaunchError> {
 
 /// Prepares a new run of a validated workflow. With `isolate` (or `isolation: worktree` in the
 /// workflow) the run works in a fresh git worktree on a branch of its own, cut from `base`
-/// (default `HEAD`), and does not take the working tree's lock.
+/// (default `HEAD`), and does not take the working tree's lock. With `agent` that agent
+/// replaces the workflow's default ([`super::agent::switch_default_agent`]), for this run and
+/// its resumes.
+#[allow(clippy::too_many_arguments)] // one per `reins run` option; a struct would only rename them
 pub fn start(
     store: &Store,
     workflow: Workflow,
