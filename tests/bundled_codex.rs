@@ -126,7 +126,7 @@ fn review_runs_on_codex() {
     let status = git(bench.repo.path(), &["status", "--short"]);
     let changes: Vec<&str> = status
         .lines()
-        .filter(|l| !l.contains(".test-out"))
+        .filter(|l| !l.contains(".test-out") && !l.contains(".test-state"))
         .collect();
     assert_eq!(changes, [" M src.txt"]);
 }
