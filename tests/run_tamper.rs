@@ -104,8 +104,9 @@ fn a_run_killed_before_it_can_be_resumed_leaves_no_run() {
         .env("REAL_GIT", &real_git)
         .env("SHIM_PID", pid_file.to_str().unwrap())
         .spawn();
+    // The shell creates the file before it writes the pid: wait for the pid itself.
     repo.wait_for("git worktree add", Duration::from_secs(20), || {
-        repo.exists("shim.pid")
+        std::fs::read_to_string(&pid_file).is_ok_and(|s| s.trim().parse::<i32>().is_ok())
     });
     running.signal(nix::sys::signal::Signal::SIGKILL);
     running.wait();

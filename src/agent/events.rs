@@ -1,4 +1,6 @@
-//! The Claude Code `stream-json` protocol, read from a pseudo-terminal.
+//! The common events of an agent turn, and the Claude Code `stream-json` protocol that they
+//! follow most closely, read from a pseudo-terminal. Other harnesses translate their own
+//! streams into these events (see [`super::codex`]).
 //!
 //! The CLI prints one JSON object a line. Under a PTY every line ends in `\r\n` and the last
 //! line is a terminal escape (`ESC[?25h`), so [`Lines`] splits the raw bytes into lines with
@@ -132,6 +134,9 @@ pub struct ResultEvent {
     pub run_cost_usd: Option<f64>,
     /// Token counts of this run (not cumulative over a resumed conversation).
     pub usage: Usage,
+    /// The conversation's running token totals after this run, for CLIs that report those
+    /// instead of the run's own (Codex).
+    pub thread_usage: Option<Usage>,
     /// Model calls made (one tool call and one reply make 2).
     pub num_turns: Option<u64>,
     /// Wall time the CLI measured.
@@ -313,6 +318,7 @@ fn result(v: &Value) -> ResultEvent {
             cache_creation_input_tokens: u64_at(usage, "cache_creation_input_tokens").unwrap_or(0),
             cache_read_input_tokens: u64_at(usage, "cache_read_input_tokens").unwrap_or(0),
         },
+        thread_usage: None,
         num_turns: u64_at(v, "num_turns"),
         duration_ms: u64_at(v, "duration_ms"),
         duration_api_ms: u64_at(v, "duration_api_ms"),

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::events::Usage;
+use super::harness::HarnessKind;
 use crate::process::Watchdog;
 
 /// Prompts longer than this (100 KiB) go through `prompt.md` in the node's folder: one
@@ -37,6 +39,8 @@ impl SessionMode {
 /// Everything one agent run needs. The engine fills it from the node and its agent profile.
 #[derive(Debug, Clone)]
 pub struct AgentInvocation {
+    /// Which CLI this is (and so which command line and which stream format).
+    pub harness: HarnessKind,
     /// The agent CLI, resolved with [`resolve_program`].
     pub program: PathBuf,
     /// The prompt, already rendered.
@@ -53,6 +57,14 @@ pub struct AgentInvocation {
     pub disallowed_tools: Vec<String>,
     /// `--max-turns`: the most model calls in this run.
     pub max_turns: Option<u32>,
+    /// Codex's sandbox (`read-only`, `workspace-write`, `danger-full-access`, `none`).
+    pub sandbox: Option<String>,
+    /// Dollars this turn may still spend, for CLIs that can stop themselves (Claude's
+    /// `--max-budget-usd`).
+    pub max_budget_usd: Option<f64>,
+    /// For a continued Codex thread: its token totals before this turn (Codex reports running
+    /// totals, so this turn's use is the difference).
+    pub thread_usage: Option<Usage>,
     /// More folders the file tools may use (`--add-dir`), like the run's artifacts folder
     /// when the agent works in a worktree.
     pub add_dirs: Vec<PathBuf>,
@@ -120,6 +132,7 @@ impl AgentInvocation {
         node_dir: impl Into<PathBuf>,
     ) -> Self {
         AgentInvocation {
+            harness: HarnessKind::Claude,
             program: program.into(),
             prompt: prompt.into(),
             session,
@@ -128,6 +141,9 @@ impl AgentInvocation {
             allowed_tools: Vec::new(),
             disallowed_tools: Vec::new(),
             max_turns: None,
+            sandbox: None,
+            max_budget_usd: None,
+            thread_usage: None,
             add_dirs: Vec::new(),
             extra_args: Vec::new(),
             env: Vec::new(),
@@ -172,55 +188,10 @@ impl AgentInvocation {
     }
 
     /// The arguments after the program, for `session` (which may differ from `self.session`
-    /// when a run falls back from resuming to starting a conversation, or back).
-    ///
-    /// The prompt comes last, after `--`, so that a prompt starting with `-` is never read as
-    /// a flag and variadic flags (`--allowedTools A B`) never swallow it.
+    /// when a run falls back from resuming to starting a conversation, or back), as the
+    /// invocation's harness builds them.
     pub fn args(&self, session: SessionMode) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "-p",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            // Partial messages stream while the model writes, so a long answer never looks idle.
-            "--include-partial-messages",
-        ]
-        .map(String::from)
-        .to_vec();
-        match session {
-            SessionMode::New(id) => args.extend(["--session-id".into(), id.to_string()]),
-            SessionMode::Resume(id) => args.extend(["--resume".into(), id.to_string()]),
-        }
-        if let Some(model) = &self.model {
-            args.extend(["--model".into(), model.clone()]);
-        }
-        if let Some(mode) = &self.permission_mode {
-            args.extend(["--permission-mode".into(), mode.clone()]);
-        }
-        if !self.allowed_tools.is_empty() {
-            args.push("--allowedTools".into());
-            args.extend(self.allowed_tools.iter().cloned());
-        }
-        let denied_control = self.control_plane.as_deref().map(control_plane_rules);
-        if !self.disallowed_tools.is_empty() || denied_control.is_some() {
-            args.push("--disallowedTools".into());
-            args.extend(self.disallowed_tools.iter().cloned());
-            args.extend(denied_control.into_iter().flatten());
-        }
-        if let Some(turns) = self.max_turns {
-            args.extend(["--max-turns".into(), turns.to_string()]);
-        }
-        for dir in &self.add_dirs {
-            args.extend(["--add-dir".into(), dir.display().to_string()]);
-        }
-        if self.prompt_via_file() {
-            // The file tools may read the node's folder even when it lies outside `cwd`.
-            args.extend(["--add-dir".into(), self.node_dir.display().to_string()]);
-        }
-        args.extend(self.extra_args.iter().cloned());
-        args.push("--".into());
-        args.push(self.prompt_argument());
-        args
+        self.harness.harness().command(self, session).args
     }
 }
 
@@ -228,6 +199,15 @@ impl AgentInvocation {
 pub fn resolve_program(program: &str) -> Result<PathBuf, String> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     resolve_program_in(program, std::env::var_os("PATH"), &cwd)
+}
+
+/// The command-line name of a harness's CLI with its install hint, for "not found" messages.
+fn install_hint(program: &str) -> Option<(&'static str, &'static str)> {
+    HarnessKind::ALL
+        .iter()
+        .map(|(_, k)| k.harness())
+        .find(|h| h.name() == program)
+        .map(|h| (h.name(), h.install_hint()))
 }
 
 /// [`resolve_program`] with an explicit `PATH` and base directory for relative paths.
@@ -238,10 +218,11 @@ pub fn resolve_program_in(
 ) -> Result<PathBuf, String> {
     which::which_in(program, path, cwd).map_err(|_| {
         let is_path = Path::new(program).components().count() > 1;
-        match (program, is_path) {
-            ("claude", _) => "claude not found on PATH; install it with \
-                 `npm i -g @anthropic-ai/claude-code` or set `program:` in the agent profile"
-                .to_string(),
+        match (install_hint(program), is_path) {
+            (Some((name, hint)), _) => format!(
+                "{name} not found on PATH; install it with `{hint}` or set `program:` in the \
+                 agent profile"
+            ),
             (_, true) => format!(
                 "agent program {program} does not exist or is not executable; \
                  fix `program:` in the agent profile"

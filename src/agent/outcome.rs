@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::events::{Denial, Init, ResultEvent, Usage};
+use super::harness::HarnessKind;
 use super::invocation::SessionMode;
 use crate::process::pty::ExitStatus;
 use crate::workflow::duration;
@@ -36,6 +37,10 @@ pub struct AgentOutcome {
     pub session_cost_usd: f64,
     /// Token counts of the run.
     pub usage: Usage,
+    /// False when the CLI reported no cost (Codex): `cost_usd` is then unknown, not zero.
+    pub priced: bool,
+    /// The conversation's running token totals after the run, when the CLI reports them.
+    pub thread_usage: Option<Usage>,
     /// Model calls made.
     pub turns: u64,
     /// Wall time, spawn to exit, as reins measured it.
@@ -143,6 +148,15 @@ impl Observed {
     /// Keeps at most this many non-JSON lines.
     pub const MAX_TEXT_LINES: usize = 20;
 
+    /// True when a line of the CLI's own or an error of its result contains `needle`.
+    pub fn said(&self, needle: &str) -> bool {
+        self.text_lines.iter().any(|l| l.contains(needle))
+            || self.result.as_ref().is_some_and(|r| {
+                r.errors.iter().any(|e| e.contains(needle))
+                    || (r.is_error && r.result.as_deref().is_some_and(|t| t.contains(needle)))
+            })
+    }
+
     /// Records a non-JSON line.
     pub fn push_text(&mut self, line: String) {
         if self.text_lines.len() == Self::MAX_TEXT_LINES {
@@ -161,6 +175,8 @@ pub struct Context<'a> {
     pub permission_mode: Option<&'a str>,
     /// Files that must exist, absolute or relative to `cwd`.
     pub required_outputs: &'a [PathBuf],
+    /// Which CLI ran (denials are fixed differently on each).
+    pub harness: HarnessKind,
 }
 
 /// Applies the success rules, in order.
@@ -235,7 +251,9 @@ pub fn judge(seen: &Observed, cx: Context<'_>) -> Verdict {
         "error_max_budget_usd" => {
             return fail(
                 FailureKind::Budget,
-                "the agent used up its budget (--max-budget-usd) before finishing".into(),
+                "budget exceeded: the agent spent what its budget had left (--max-budget-usd) \
+                 before finishing"
+                    .into(),
                 false,
             )
         }
@@ -291,11 +309,11 @@ pub fn judge(seen: &Observed, cx: Context<'_>) -> Verdict {
             .and_then(|i| i.permission_mode.as_deref())
             .or(cx.permission_mode)
             .unwrap_or("default");
-        return fail(
-            FailureKind::Denied,
-            denial_message(&result.permission_denials, mode, cx.cwd),
-            false,
-        );
+        let message = match cx.harness {
+            HarnessKind::Claude => denial_message(&result.permission_denials, mode, cx.cwd),
+            HarnessKind::Codex => codex_denial_message(&result.permission_denials, mode),
+        };
+        return fail(FailureKind::Denied, message, false);
     }
     let missing: Vec<String> = cx
         .required_outputs
@@ -376,6 +394,21 @@ fn denial_message(denials: &[Denial], mode: &str, cwd: &Path) -> String {
     )
 }
 
+fn codex_denial_message(denials: &[Denial], sandbox: &str) -> String {
+    let what: Vec<String> = denials
+        .iter()
+        .map(|d| match d.target() {
+            Some(command) => format!("`{command}`"),
+            None => d.tool_name.clone(),
+        })
+        .collect();
+    format!(
+        "Codex declined {} (sandbox {sandbox}); give the agent profile `sandbox: \
+         workspace-write`, or `sandbox: none` where the machine is sandboxed already",
+        what.join(", ")
+    )
+}
+
 /// A path relative to `cwd` when it lies inside it.
 fn shown(path: &Path, cwd: &Path) -> String {
     path.strip_prefix(cwd).unwrap_or(path).display().to_string()
@@ -407,6 +440,7 @@ mod tests {
             cwd: Path::new("/work"),
             permission_mode: None,
             required_outputs: outputs,
+            harness: HarnessKind::Claude,
         }
     }
 

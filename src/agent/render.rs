@@ -93,7 +93,7 @@ fn tool_line(tool: &ToolUse) -> String {
     let input = &tool.input;
     let get = |key: &str| input.get(key).and_then(Value::as_str);
     let detail = match tool.name.as_str() {
-        "Bash" => get("command").map(|c| format!(" `{}`", first_line(c))),
+        "Bash" | "shell" => get("command").map(|c| format!(" `{}`", first_line(c))),
         "Grep" | "Glob" => get("pattern").map(|p| format!(" {p}")),
         "WebFetch" => get("url").map(|u| format!(" {u}")),
         _ => get("file_path")

@@ -10,8 +10,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::events::{self, Event, Lines};
+use super::harness::{Harness, StreamReader};
 use super::invocation::{resolve_program_in, AgentInvocation, SessionMode};
-use super::outcome::{self, AgentOutcome, Context, Failure, FailureKind, Observed, Stop, Verdict};
+use super::outcome::{AgentOutcome, Context, Failure, FailureKind, Observed, Stop, Verdict};
 use crate::process::pty::{ExitStatus, PtyChild, PtyCommand, PtyEvent};
 
 /// How long the CLI may take to exit by itself after its `result` event before its group is
@@ -28,6 +29,10 @@ pub enum AgentEvent {
         /// How it reaches the conversation.
         session: SessionMode,
     },
+    /// The CLI reported the conversation's id (Claude's `system/init`, Codex's
+    /// `thread.started`). For a harness that does not let reins choose the id, this is the
+    /// moment to record it.
+    SessionStarted(String),
     /// The CLI printed an event.
     Event(Event),
 }
@@ -52,12 +57,14 @@ pub async fn run(
     mut cancel: watch::Receiver<bool>,
 ) -> AgentOutcome {
     let started = Instant::now();
+    let harness = inv.harness.harness();
     let mut session = inv.session;
     let mut seen = match start(&inv) {
         Err(message) => Err(message),
         Ok((mut transcript, program)) => {
             let mut attempt = Attempt {
                 inv: &inv,
+                harness,
                 program,
                 transcript: &mut transcript,
                 events: events.as_ref(),
@@ -66,7 +73,10 @@ pub async fn run(
             };
             let mut seen = attempt.run(session).await;
             if let Ok(first) = &seen {
-                if let Some((other, why)) = fallback(session, first) {
+                let refused = first.init.is_none() && first.stop.is_none();
+                if let Some((other, why)) =
+                    refused.then(|| harness.fallback(session, first)).flatten()
+                {
                     attempt.note(&format!("reins: {why}"));
                     session = other;
                     seen = attempt.run(session).await;
@@ -81,17 +91,29 @@ pub async fn run(
             message: std::mem::take(message),
             transient: false,
         }),
-        Ok(seen) => outcome::judge(
+        Ok(seen) => harness.judge(
             seen,
             Context {
                 cwd: &inv.cwd,
                 permission_mode: inv.permission_mode.as_deref(),
                 required_outputs: &inv.required_outputs,
+                harness: inv.harness,
             },
         ),
     };
     let seen = seen.unwrap_or_default();
     let result = seen.result.as_ref();
+    if !harness.chooses_session_id() {
+        // The CLI named the conversation; that is the id a later turn resumes.
+        if let Some(id) = seen
+            .init
+            .as_ref()
+            .and_then(|i| i.session_id.as_deref())
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        {
+            session = SessionMode::Resume(id);
+        }
+    }
     AgentOutcome {
         verdict,
         result_text: result.and_then(|r| r.result.clone()),
@@ -103,6 +125,8 @@ pub async fn run(
             .unwrap_or(0.0),
         session_cost_usd: result.and_then(|r| r.total_cost_usd).unwrap_or(0.0),
         usage: result.map(|r| r.usage).unwrap_or_default(),
+        priced: result.is_some_and(|r| r.total_cost_usd.is_some() || r.run_cost_usd.is_some()),
+        thread_usage: result.and_then(|r| r.thread_usage),
         turns: result.and_then(|r| r.num_turns).unwrap_or(0),
         duration: started.elapsed(),
         exit: seen.exit,
@@ -136,34 +160,10 @@ fn start(inv: &AgentInvocation) -> Result<(File, PathBuf), String> {
     Ok((transcript, program))
 }
 
-/// The other way to reach the conversation, when the CLI refused this one.
-fn fallback(session: SessionMode, seen: &Observed) -> Option<(SessionMode, &'static str)> {
-    if seen.init.is_some() || seen.stop.is_some() {
-        return None;
-    }
-    let said = |needle: &str| {
-        seen.text_lines.iter().any(|l| l.contains(needle))
-            || seen
-                .result
-                .as_ref()
-                .is_some_and(|r| r.errors.iter().any(|e| e.contains(needle)))
-    };
-    match session {
-        SessionMode::Resume(id) if said("No conversation found with session ID") => Some((
-            SessionMode::New(id),
-            "the conversation to resume was never saved; starting it with --session-id",
-        )),
-        SessionMode::New(id) if said("is already in use") => Some((
-            SessionMode::Resume(id),
-            "the conversation already exists; resuming it with --resume",
-        )),
-        _ => None,
-    }
-}
-
 /// One process of a run.
 struct Attempt<'a> {
     inv: &'a AgentInvocation,
+    harness: &'static dyn Harness,
     program: PathBuf,
     transcript: &'a mut File,
     events: Option<&'a mpsc::UnboundedSender<AgentEvent>>,
@@ -179,16 +179,20 @@ impl Attempt<'_> {
             seen.stop = Some(Stop::Cancelled);
             return Ok(seen);
         }
+        let command = self.harness.command(self.inv, session);
+        let mut env = self.inv.env.clone();
+        env.extend(command.env);
         let mut child = PtyChild::spawn(PtyCommand {
             program: self.program.clone(),
-            args: self.inv.args(session),
-            env: self.inv.env.clone(),
-            env_remove: vec!["CLAUDECODE".into()],
+            args: command.args,
+            env,
+            env_remove: command.env_remove,
             cwd: self.inv.cwd.clone(),
             grace: self.inv.grace,
             watchdog: self.inv.watchdog.clone(),
         })
         .await?;
+        let mut reader = self.harness.reader(self.inv, session);
         self.emit(AgentEvent::Spawned {
             pid: child.pid(),
             session,
@@ -208,7 +212,7 @@ impl Attempt<'_> {
                 event = child.next() => match event {
                     Some(PtyEvent::Output(bytes)) => {
                         idle_deadline = idle.map(|t| Instant::now() + t);
-                        self.feed(&mut lines, &mut seen, &bytes);
+                        self.feed(&mut lines, reader.as_mut(), &mut seen, &bytes);
                         if seen.result.is_some() && exit_deadline.is_none() {
                             exit_deadline = Some(Instant::now() + EXIT_AFTER_RESULT);
                         }
@@ -244,7 +248,7 @@ impl Attempt<'_> {
             seen.stop = stop;
             let status = child
                 .terminate(self.inv.grace, |bytes| {
-                    self.feed(&mut lines, &mut seen, &bytes)
+                    self.feed(&mut lines, reader.as_mut(), &mut seen, &bytes)
                 })
                 .await;
             seen.exit = if lingered {
@@ -255,32 +259,48 @@ impl Attempt<'_> {
             };
         }
         if let Some(line) = lines.finish() {
-            self.line(&mut seen, line);
+            self.line(reader.as_mut(), &mut seen, line);
         }
         Ok(seen)
     }
 
-    fn feed(&mut self, lines: &mut Lines, seen: &mut Observed, bytes: &[u8]) {
+    fn feed(
+        &mut self,
+        lines: &mut Lines,
+        reader: &mut dyn StreamReader,
+        seen: &mut Observed,
+        bytes: &[u8],
+    ) {
         for line in lines.push(bytes) {
-            self.line(seen, line);
+            self.line(reader, seen, line);
         }
     }
 
     /// Keeps, notes and forwards one output line.
-    fn line(&mut self, seen: &mut Observed, line: String) {
-        let Some(event) = events::parse_line(&line) else {
-            return;
-        };
-        match &event {
-            Event::Partial { .. } => {}
-            Event::Text(text) => {
-                self.append(&text_line(text));
-                seen.push_text(text.clone());
-            }
-            _ => self.append(line.trim()),
+    fn line(&mut self, reader: &mut dyn StreamReader, seen: &mut Observed, line: String) {
+        let events = reader.read(&line);
+        if events.is_empty() || events.iter().all(|e| matches!(e, Event::Partial { .. })) {
+            // Blank, or a piece of a message the whole of which follows.
+        } else if line.trim_start().starts_with('{') {
+            self.append(line.trim());
+        } else {
+            self.append(&text_line(line.trim()));
         }
+        for event in events {
+            self.event(seen, event);
+        }
+    }
+
+    /// Notes and forwards one event.
+    fn event(&mut self, seen: &mut Observed, event: Event) {
         match &event {
-            Event::Init(init) => seen.init = Some(init.clone()),
+            Event::Text(text) => seen.push_text(text.clone()),
+            Event::Init(init) => {
+                seen.init = Some(init.clone());
+                if let Some(id) = &init.session_id {
+                    self.emit(AgentEvent::SessionStarted(id.clone()));
+                }
+            }
             Event::Assistant(message) if message.error.is_some() => {
                 seen.api_error = Some((message.api_error_status, message.error.clone()));
             }

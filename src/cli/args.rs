@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// branch, tag or commit) instead of `HEAD`.
     #[arg(long, value_name = "BRANCH")]
     pub base: Option<String>,
+    /// Run on this agent instead of the default one (`claude`, `codex` or a profile of the
+    /// workflow); profiles that `use:` the default follow it.
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
 }
 
 impl RunArgs {

@@ -35,20 +35,30 @@ pub struct AgentCli {
 }
 
 /// Every agent CLI `doctor` checks. Add one here to check a second harness.
-pub const AGENT_CLIS: &[AgentCli] = &[AgentCli {
-    program: "claude",
-    install: "npm install -g @anthropic-ai/claude-code",
-    credential_vars: &[
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "CLAUDE_CODE_OAUTH_TOKEN",
-        "CLAUDE_CODE_USE_BEDROCK",
-        "CLAUDE_CODE_USE_VERTEX",
-    ],
-    credential_files: &[".credentials.json"],
-    config_dir: ("CLAUDE_CONFIG_DIR", ".claude"),
-    login: "run `claude` once and log in, or set ANTHROPIC_API_KEY",
-}];
+pub const AGENT_CLIS: &[AgentCli] = &[
+    AgentCli {
+        program: "claude",
+        install: "npm install -g @anthropic-ai/claude-code",
+        credential_vars: &[
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_AUTH_TOKEN",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "CLAUDE_CODE_USE_BEDROCK",
+            "CLAUDE_CODE_USE_VERTEX",
+        ],
+        credential_files: &[".credentials.json"],
+        config_dir: ("CLAUDE_CONFIG_DIR", ".claude"),
+        login: "run `claude` once and log in, or set ANTHROPIC_API_KEY",
+    },
+    AgentCli {
+        program: "codex",
+        install: "npm install -g @openai/codex",
+        credential_vars: &["OPENAI_API_KEY", "CODEX_API_KEY"],
+        credential_files: &["auth.json"],
+        config_dir: ("CODEX_HOME", ".codex"),
+        login: "run `codex login`, or set OPENAI_API_KEY",
+    },
+];
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

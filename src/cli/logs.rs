@@ -154,9 +154,11 @@ fn render_transcript(bytes: &[u8], raw: bool) -> String {
         let shown = if raw {
             Some(line.to_string())
         } else {
-            crate::agent::events::parse_line(line)
-                .as_ref()
-                .and_then(crate::agent::render_readable)
+            let shown: Vec<String> = crate::agent::harness::parse_transcript_line(line)
+                .iter()
+                .filter_map(crate::agent::render_readable)
+                .collect();
+            (!shown.is_empty()).then(|| shown.join("\n"))
         };
         if let Some(shown) = shown {
             out.push_str(&shown);

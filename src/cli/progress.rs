@@ -197,6 +197,7 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             node,
             session,
             session_id,
+            ..
         } => format!("{node} runs in agent session {session_id} ({session})"),
         Event::ApprovalRequested { node, message, .. } => format!(
             "{node} waits for approval: {message} (reins approve {} {node})",
@@ -713,9 +714,14 @@ pub fn status_label(n: &crate::store::NodeState) -> String {
 
 /// What agents used: cost, turns and tokens, like `$0.0123 · 2 turns · 24 in / 10 out tokens`.
 pub fn usage_text(usage: &crate::store::Usage) -> String {
+    // A cost the agent did not report (Codex) is never shown as a number.
+    let cost = match (usage.unpriced, usage.cost_usd > 0.0) {
+        (false, _) => format!("${:.4} · ", usage.cost_usd),
+        (true, true) => format!("${:.4} + unpriced · ", usage.cost_usd),
+        (true, false) => String::new(),
+    };
     format!(
-        "${:.4} · {} turn{} · {} in / {} out tokens",
-        usage.cost_usd,
+        "{cost}{} turn{} · {} in / {} out tokens",
         usage.turns,
         if usage.turns == 1 { "" } else { "s" },
         usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens,

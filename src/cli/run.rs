@@ -56,6 +56,7 @@ pub fn run(args: RunArgs) -> i32 {
         &runners,
         args.worktree,
         args.base.as_deref(),
+        args.agent.as_deref(),
     ) {
         Ok(prepared) => {
             let run = prepared.run.clone();

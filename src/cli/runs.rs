@@ -68,6 +68,8 @@ pub fn list(args: RunsArgs) -> i32 {
                 let usage = r.state.total_usage();
                 let cost = if usage.is_zero() {
                     "-".to_string()
+                } else if usage.unpriced && usage.cost_usd == 0.0 {
+                    format!("{}tok", usage.tokens())
                 } else {
                     format!("${:.4}", usage.cost_usd)
                 };

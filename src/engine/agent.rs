@@ -22,14 +22,16 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use super::budget;
 use super::cancel::CancelLevel;
 use super::plan::{Field, Plan};
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
+use crate::agent::HarnessKind;
 use crate::agent::{self, AgentEvent, AgentInvocation, AgentOutcome, SessionMode, Verdict};
 use crate::store::{Event, Usage};
 use crate::workflow::command_file::parse_command_file;
 use crate::workflow::template::Mode;
-use crate::workflow::validate::BUILTIN_AGENT;
+use crate::workflow::validate::{BUILTIN_AGENT, BUILTIN_AGENTS};
 use crate::workflow::{LoopBody, Node, NodeKind, Workflow};
 
 /// Runs `prompt` and `command` nodes.
@@ -59,6 +61,10 @@ impl SessionLocks {
 /// An agent profile with its `use:` chain merged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Profile {
+    /// The CLI: the harness of the built-in profile the chain ends at (`claude`, `codex`).
+    pub harness: HarnessKind,
+    /// Codex's sandbox (`read-only`, `workspace-write`, `danger-full-access`, `none`).
+    pub sandbox: Option<String>,
     /// The agent CLI (`claude` when no profile of the chain sets one).
     pub program: Option<String>,
     /// `--model`.
@@ -98,13 +104,19 @@ pub fn resolve_profile(wf: &Workflow, name: &str) -> Profile {
             None => break,
         }
     }
-    let mut out = Profile::default();
+    // The chain ends at a built-in profile: refined by the workflow (a profile named
+    // `codex` with no `use:`), or reached by `use:`; a profile using nothing is Claude's.
+    let mut out = Profile {
+        harness: HarnessKind::from_profile(current).unwrap_or_default(),
+        ..Profile::default()
+    };
     for p in chain.iter().rev() {
         let value =
             |s: &Option<crate::source::Spanned<String>>| s.as_ref().map(|s| s.value.clone());
         out.program = value(&p.program).or(out.program);
         out.model = value(&p.model).or(out.model);
         out.permission_mode = value(&p.permission_mode).or(out.permission_mode);
+        out.sandbox = value(&p.sandbox).or(out.sandbox);
         out.max_turns = p.max_turns.as_ref().map(|m| m.value).or(out.max_turns);
         if let Some(allow) = &p.allow_control_plane {
             out.allow_control_plane = allow.value;
@@ -124,6 +136,59 @@ pub fn resolve_profile(wf: &Workflow, name: &str) -> Profile {
     out
 }
 
+/// Makes `agent` the run's default agent (`reins run WF --agent NAME`): nodes without an
+/// `agent` of their own run on it, and so do profiles that `use:` the workflow's default
+/// (`defaults.agent`, else `claude`). Fails on a name that is neither built in nor a profile.
+pub fn switch_default_agent(wf: &mut Workflow, agent: &str) -> Result<(), String> {
+    let known = BUILTIN_AGENTS.contains(&agent) || wf.agents.get(agent).is_some();
+    if !known {
+        let names: Vec<&str> = BUILTIN_AGENTS
+            .iter()
+            .copied()
+            .chain(wf.agents.names().filter(|n| !BUILTIN_AGENTS.contains(n)))
+            .collect();
+        return Err(format!(
+            "unknown agent `{agent}` for --agent; use one of {}",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let old = wf
+        .defaults
+        .agent
+        .as_ref()
+        .map(|a| a.value.clone())
+        .unwrap_or_else(|| BUILTIN_AGENT.to_string());
+    if old == agent {
+        return Ok(());
+    }
+    let span = wf
+        .defaults
+        .agent
+        .as_ref()
+        .map(|a| a.span)
+        .unwrap_or_default();
+    wf.defaults.agent = Some(crate::source::Spanned::new(agent.to_string(), span));
+    for (name, profile) in wf.agents.0.iter_mut() {
+        if name.value == agent {
+            continue; // never make the new default use itself
+        }
+        let uses_old = match &profile.uses {
+            Some(base) => base.value == old,
+            // A profile with no `use:` extends `claude` implicitly, unless it is a built-in.
+            None => old == BUILTIN_AGENT && !BUILTIN_AGENTS.contains(&name.value.as_str()),
+        };
+        if uses_old {
+            let span = profile.uses.as_ref().map(|u| u.span).unwrap_or(name.span);
+            profile.uses = Some(crate::source::Spanned::new(agent.to_string(), span));
+        }
+    }
+    Ok(())
+}
+
 /// The profile name a node runs on: its `agent`, else `defaults.agent`, else `claude`.
 pub fn profile_name<'a>(wf: &'a Workflow, node: &'a Node) -> &'a str {
     node.agent
@@ -134,10 +199,27 @@ pub fn profile_name<'a>(wf: &'a Workflow, node: &'a Node) -> &'a str {
 }
 
 async fn run(job: Job) -> Outcome {
-    let inv = match invocation(&job) {
+    let mut inv = match invocation(&job) {
         Ok(inv) => inv,
         Err(e) => return Outcome::fatal(e),
     };
+    let wf = &job.plan.workflow;
+    let budgets = (wf.nodes[job.index].budget.as_ref(), wf.budget.as_ref());
+    let spent = job
+        .recorder
+        .with_state(|s| job.run.ledger.spent(s, &job.node));
+    if let Some(why) = budget::check_before(budgets.0, budgets.1, &job.node, spent) {
+        return Outcome::Failure {
+            error: why,
+            exit_code: None,
+            output: String::new(),
+            usage: None,
+            retryable: false,
+        };
+    }
+    if inv.harness == HarnessKind::Claude {
+        inv.max_budget_usd = budget::dollars_left(budgets.0, budgets.1, spent);
+    }
     // A sticky session is held for the whole attempt.
     let _held = match &job.session {
         SessionChoice::Fresh => None,
@@ -154,17 +236,83 @@ async fn run(job: Job) -> Outcome {
         Ok(slot) => slot,
         Err(outcome) => return outcome,
     };
-    let mut inv = inv;
     inv.session = choose_session(&job);
+    let harness = inv.harness.harness();
+    match inv.session {
+        // Codex names a new thread itself: it is recorded when it arrives (see `drive`).
+        SessionMode::New(_) if !harness.chooses_session_id() => {}
+        session => record_session(&job, &session.id().to_string(), None),
+    }
+    if let SessionMode::Resume(id) = inv.session {
+        inv.thread_usage = job
+            .recorder
+            .with_state(|s| s.thread_usage.get(&id.to_string()).copied())
+            .map(|u| crate::agent::events::Usage {
+                input_tokens: u.input_tokens,
+                output_tokens: u.output_tokens,
+                cache_creation_input_tokens: u.cache_creation_input_tokens,
+                cache_read_input_tokens: u.cache_read_input_tokens,
+            });
+    }
+    let Some(outcome) = drive(&job, inv).await else {
+        return Outcome::Cancelled;
+    };
+    if let Some(total) = outcome.thread_usage {
+        let total = Usage {
+            input_tokens: total.input_tokens,
+            output_tokens: total.output_tokens,
+            cache_read_input_tokens: total.cache_read_input_tokens,
+            cache_creation_input_tokens: total.cache_creation_input_tokens,
+            ..Usage::default()
+        };
+        record_session(&job, &outcome.session.id().to_string(), Some(total));
+    }
+    let mut result = judge(outcome);
+    // Count the turn, then hold it against the budgets.
+    let used = match &result {
+        Outcome::Success { usage, .. } | Outcome::Failure { usage, .. } => *usage,
+        _ => None,
+    };
+    if let Some(used) = used {
+        let spent = job
+            .recorder
+            .with_state(|s| job.run.ledger.add(s, &job.node, &used));
+        if let Some(why) = budget::check_after(budgets.0, budgets.1, &job.node, spent) {
+            result = match result {
+                Outcome::Success { output, usage } => Outcome::Failure {
+                    error: why,
+                    exit_code: None,
+                    output,
+                    usage,
+                    retryable: false,
+                },
+                Outcome::Failure {
+                    output,
+                    usage,
+                    exit_code,
+                    ..
+                } => Outcome::Failure {
+                    error: why,
+                    exit_code,
+                    output,
+                    usage,
+                    retryable: false,
+                },
+                other => other,
+            };
+        }
+    }
+    result
+}
+
+/// Records the conversation a node runs in (and, for Codex, the thread's running totals).
+fn record_session(job: &Job, session_id: &str, thread_usage: Option<crate::store::Usage>) {
     job.recorder.record(Event::AgentSession {
         node: job.node.clone(),
         session: job.session.name().to_string(),
-        session_id: inv.session.id().to_string(),
+        session_id: session_id.to_string(),
+        thread_usage,
     });
-    match drive(&job, inv).await {
-        Some(outcome) => judge(outcome),
-        None => Outcome::Cancelled,
-    }
 }
 
 /// A new id for a fresh session; for a sticky one the id recorded under its name (the
@@ -189,6 +337,7 @@ fn choose_session(job: &Job) -> SessionMode {
 /// cut it short.
 async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    let names_sessions = inv.harness.harness().chooses_session_id();
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut retries = super::api_retry::RetryReporter::new(&inv.env);
     let run = agent::run(inv, Some(events_tx), cancel_rx);
@@ -198,8 +347,15 @@ async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
         tokio::select! {
             outcome = &mut run => return Some(outcome),
             Some(event) = events.recv() => {
-                if let AgentEvent::Event(agent::Event::ApiRetry(retry)) = event {
-                    retries.report(job, &retry).await;
+                match event {
+                    AgentEvent::Event(agent::Event::ApiRetry(retry)) => {
+                        retries.report(job, &retry).await;
+                    }
+                    // Recorded before the turn goes on, so a crash continues this thread.
+                    AgentEvent::SessionStarted(id) if !names_sessions => {
+                        record_session(job, &id, None);
+                    }
+                    _ => {}
                 }
             }
             _ = job.cancel.at_least(CancelLevel::Graceful), if !stopping => {
@@ -221,6 +377,7 @@ fn judge(o: AgentOutcome) -> Outcome {
         cache_creation_input_tokens: o.usage.cache_creation_input_tokens,
         turns: u32::try_from(o.turns).unwrap_or(u32::MAX),
         duration_ms: u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX),
+        unpriced: !o.priced && (o.usage != Default::default() || o.turns > 0),
     };
     let output = o.result_text.unwrap_or_default();
     match o.verdict {
@@ -245,7 +402,10 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
     let node = &wf.nodes[job.index];
     let profile = resolve_profile(wf, profile_name(wf, node));
     let prompt = render_prompt(&job.plan, job.index, &job.context)?;
-    let program = profile.program.clone().unwrap_or_else(|| "claude".into());
+    let program = profile
+        .program
+        .clone()
+        .unwrap_or_else(|| profile.harness.name().into());
     let program = if Path::new(&program).components().count() > 1 {
         job.run.root.join(program) // relative paths start at the repository root
     } else {
@@ -258,6 +418,8 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
         &job.cwd,
         &job.dir,
     );
+    inv.harness = profile.harness;
+    inv.sandbox = profile.sandbox;
     let value = |s: &Option<crate::source::Spanned<String>>| s.as_ref().map(|s| s.value.clone());
     inv.model = value(&node.model)
         .or(profile.model)

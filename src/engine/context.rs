@@ -60,6 +60,8 @@ pub struct RunInfo {
     pub template_env: BTreeMap<String, String>,
     /// One lock per sticky agent session: two nodes of a session never run at once.
     pub session_locks: super::agent::SessionLocks,
+    /// What agent turns have spent, for the budgets.
+    pub ledger: super::budget::Ledger,
     /// [`RunInfo::base_context`], built once.
     base: std::sync::OnceLock<Json>,
 }
@@ -151,6 +153,7 @@ impl RunInfo {
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
             session_locks: Default::default(),
+            ledger: Default::default(),
             base: std::sync::OnceLock::new(),
         }
     }

@@ -185,7 +185,10 @@ fn check_runners(plan: &Plan, runners: &Runners) -> Result<(), LaunchError> {
 
 /// Prepares a new run of a validated workflow. With `isolate` (or `isolation: worktree` in the
 /// workflow) the run works in a fresh git worktree on a branch of its own, cut from `base`
-/// (default `HEAD`), and does not take the working tree's lock.
+/// (default `HEAD`), and does not take the working tree's lock. With `agent` that agent
+/// replaces the workflow's default ([`super::agent::switch_default_agent`]), for this run and
+/// its resumes.
+#[allow(clippy::too_many_arguments)] // one per `reins run` option; a struct would only rename them
 pub fn start(
     store: &Store,
     workflow: Workflow,
@@ -194,10 +197,15 @@ pub fn start(
     runners: &Runners,
     isolate: bool,
     base: Option<&str>,
+    agent: Option<&str>,
 ) -> Result<Prepared, LaunchError> {
     store
         .check_dir()
         .map_err(|e| LaunchError::usage(e.to_string()))?;
+    let mut workflow = workflow;
+    if let Some(agent) = agent {
+        super::agent::switch_default_agent(&mut workflow, agent).map_err(LaunchError::usage)?;
+    }
     let inputs = resolve_inputs(&workflow, inputs)?;
     let isolate = isolate
         || workflow
@@ -232,6 +240,7 @@ pub fn start(
         locks.push(lock_tree(store, "")?);
     }
     let mut manifest = Manifest::new(&name, &path, &text, frozen, inputs, store.root());
+    manifest.agent = agent.map(str::to_string);
     let root = store.root().to_path_buf();
     let wf_name = name.clone();
     let (run, run_lock) = store
@@ -303,7 +312,7 @@ pub fn resume(
     let loaded = workflow::load_source(file);
     let commands = FrozenCommands(manifest.commands.clone());
     let diagnostics = workflow::validate::validate(&loaded, &commands);
-    let Some(wf) = loaded
+    let Some(mut wf) = loaded
         .workflow
         .filter(|_| !diagnostics.iter().any(|d| d.is_error()))
     else {
@@ -317,6 +326,9 @@ pub fn resume(
             run.id
         )));
     };
+    if let Some(agent) = &manifest.agent {
+        super::agent::switch_default_agent(&mut wf, agent).map_err(LaunchError::usage)?;
+    }
     let plan = Plan::new(wf, &commands).map_err(LaunchError::usage)?;
     check_runners(&plan, runners)?;
     let events = run.events_path();

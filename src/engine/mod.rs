@@ -18,6 +18,7 @@ pub mod agent_slots;
 pub mod api_retry;
 pub mod approval;
 pub mod bash;
+pub mod budget;
 pub mod cancel;
 pub mod context;
 pub mod launch;

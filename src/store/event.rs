@@ -145,6 +145,10 @@ pub enum Event {
         session: String,
         /// The agent's own session id.
         session_id: String,
+        /// The conversation's running token totals after a turn, for agents that report
+        /// totals rather than each turn's use (Codex); recorded again when a turn ends.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_usage: Option<Usage>,
     },
     /// An approval gate waits for a human.
     ApprovalRequested {
@@ -252,6 +256,10 @@ pub struct Usage {
     pub turns: u32,
     /// Time the agent ran, in milliseconds.
     pub duration_ms: u64,
+    /// True when some agent turn reported no cost (Codex): `cost_usd` then counts only the
+    /// turns that did, and the rest is known by its tokens alone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unpriced: bool,
 }
 
 impl Usage {
@@ -264,6 +272,15 @@ impl Usage {
         self.cache_creation_input_tokens += other.cache_creation_input_tokens;
         self.turns += other.turns;
         self.duration_ms += other.duration_ms;
+        self.unpriced |= other.unpriced;
+    }
+
+    /// Every token: input (uncached, written to and read from the cache) and output.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens
+            + self.cache_read_input_tokens
+            + self.cache_creation_input_tokens
+            + self.output_tokens
     }
 
     /// True when nothing was used.
@@ -464,6 +481,7 @@ mod tests {
                 node: "a".into(),
                 session: "impl".into(),
                 session_id: "uuid".into(),
+                thread_usage: None,
             },
             Event::ApprovalRequested {
                 node: "g".into(),

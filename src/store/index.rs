@@ -48,6 +48,7 @@ impl RunSummary {
 
     /// The run as one item of `reins runs --format json` (and of the web view's run list).
     pub fn to_json(&self, now: SystemTime) -> serde_json::Value {
+        let usage = self.state.total_usage();
         serde_json::json!({
             "id": self.run.id,
             "workflow": self.workflow(),
@@ -55,7 +56,9 @@ impl RunSummary {
             "started_at": self.started_at().map(super::time::format),
             "finished_at": self.state.finished_at.map(super::time::format),
             "duration_ms": self.state.elapsed(now).map(|d| d.as_millis() as u64),
-            "cost_usd": self.state.total_usage().cost_usd,
+            // `null` when only unpriced agents (Codex) ran: their tokens, never a made-up cost.
+            "cost_usd": (!usage.unpriced || usage.cost_usd > 0.0).then_some(usage.cost_usd),
+            "tokens": usage.tokens(),
             "nodes": self.state.counts(),
             "dir": self.run.path,
             "branch": self.branch(),

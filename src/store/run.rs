@@ -51,6 +51,9 @@ pub struct Manifest {
     /// The git worktree the run works in instead, when isolated (`isolation: worktree`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<PathBuf>,
+    /// The agent that replaced the workflow's default for this run (`reins run --agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// The branch name of a run: `reins/<workflow>-<run-id>`.
@@ -99,6 +102,7 @@ impl Manifest {
             started_at: super::time::now(),
             root: root.to_path_buf(),
             worktree: None,
+            agent: None,
         };
         m.digest = m.compute_digest();
         m

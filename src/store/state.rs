@@ -38,6 +38,10 @@ pub struct RunState {
     pub nodes: Vec<NodeState>,
     /// Agent session ids by session name (`fresh` sessions excluded).
     pub sessions: BTreeMap<String, String>,
+    /// Running token totals of agent conversations by session id, where the agent reports
+    /// totals (Codex threads).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thread_usage: BTreeMap<String, Usage>,
     /// Gates waiting when the run paused.
     pub waiting: Vec<String>,
     /// Why the run failed when no node did.
@@ -337,7 +341,11 @@ impl RunState {
                 node,
                 session,
                 session_id,
+                thread_usage,
             } => {
+                if let Some(total) = thread_usage {
+                    self.thread_usage.insert(session_id.clone(), *total);
+                }
                 if session != "fresh" {
                     self.sessions.insert(session.clone(), session_id.clone());
                 }
@@ -564,6 +572,7 @@ mod tests {
                 node: "plan".into(),
                 session: "impl".into(),
                 session_id: "u-1".into(),
+                thread_usage: None,
             },
         ));
         s.apply(&rec(

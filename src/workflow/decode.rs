@@ -18,9 +18,14 @@ pub const WORKFLOW_KEYS: &[&str] = &[
     "defaults",
     "concurrency",
     "agents",
+    "budget",
     "isolation",
     "nodes",
 ];
+/// Values of a profile's `sandbox`: Codex's sandbox modes, and `none` for no sandbox at all.
+pub const SANDBOX_MODES: &[&str] = &["read-only", "workspace-write", "danger-full-access", "none"];
+/// Keys of a `budget` (top level or node).
+pub const BUDGET_KEYS: &[&str] = &["max_cost_usd", "max_tokens"];
 /// Keys of one input.
 pub const INPUT_KEYS: &[&str] = &["description", "required", "default"];
 /// Keys of `defaults`.
@@ -38,6 +43,7 @@ pub const PROFILE_KEYS: &[&str] = &[
     "program",
     "model",
     "permission_mode",
+    "sandbox",
     "allowed_tools",
     "disallowed_tools",
     "max_turns",
@@ -66,6 +72,7 @@ pub const NODE_KEYS: &[&str] = &[
     "allowed_tools",
     "max_turns",
     "outputs",
+    "budget",
     "args",
 ];
 /// Keys of an `approval` mapping.
@@ -378,6 +385,7 @@ impl<'a> Cx<'a> {
             defaults: Defaults::default(),
             concurrency: None,
             agents: NamedMap::default(),
+            budget: None,
             isolation: None,
             nodes: Vec::new(),
         };
@@ -395,6 +403,7 @@ impl<'a> Cx<'a> {
                 "defaults" => wf.defaults = self.defaults(value),
                 "concurrency" => wf.concurrency = self.u32(value, "concurrency", 1),
                 "agents" => wf.agents = self.agents(value),
+                "budget" => wf.budget = self.budget(value, "budget"),
                 "isolation" => {
                     if let Some(s) = self.string(value, "isolation") {
                         match s.value.as_str() {
@@ -512,6 +521,7 @@ impl<'a> Cx<'a> {
                     "permission_mode" => {
                         p.permission_mode = self.nonempty_string(v, "permission_mode")
                     }
+                    "sandbox" => p.sandbox = self.sandbox(v),
                     "allowed_tools" => p.allowed_tools = self.string_list(v, "allowed_tools"),
                     "disallowed_tools" => {
                         p.disallowed_tools = self.string_list(v, "disallowed_tools")
@@ -598,6 +608,7 @@ impl<'a> Cx<'a> {
             allowed_tools: Vec::new(),
             max_turns: None,
             outputs: Vec::new(),
+            budget: None,
             args: NamedMap::default(),
         };
         for (k, v) in entries {
@@ -623,6 +634,7 @@ impl<'a> Cx<'a> {
                 "allowed_tools" => node.allowed_tools = self.string_list(v, "allowed_tools"),
                 "max_turns" => node.max_turns = self.u32(v, "max_turns", 1),
                 "outputs" => node.outputs = self.string_list(v, "outputs"),
+                "budget" => node.budget = self.budget(v, "budget"),
                 "args" => node.args = self.string_map(v, "args"),
                 _ => {}
             }
@@ -803,6 +815,91 @@ impl<'a> Cx<'a> {
             max_iterations: max_iterations?,
             fresh,
         })
+    }
+
+    fn budget(&mut self, node: &Y, what: &str) -> Option<Budget> {
+        let entries = self.map(node, what)?;
+        self.check_keys(entries, &[BUDGET_KEYS], &format!("`{what}`"), &[]);
+        let mut b = Budget::default();
+        for (k, v) in entries {
+            match k.value.as_str() {
+                "max_cost_usd" => {
+                    b.max_cost_usd = match v.value {
+                        Value::Int(i) if i >= 0 => Some(Spanned::new(i as f64, v.span)),
+                        Value::Float(f) if f.is_finite() && f >= 0.0 => {
+                            Some(Spanned::new(f, v.span))
+                        }
+                        Value::Int(_) | Value::Float(_) => {
+                            self.error(
+                                "out-of-range",
+                                v.span,
+                                "`max_cost_usd` must be a number of dollars, 0 or more",
+                            )
+                            .set_label("must be 0 or more");
+                            None
+                        }
+                        _ => {
+                            self.wrong_type(
+                                v,
+                                "max_cost_usd",
+                                "a number of US dollars, like `2.5`",
+                            );
+                            None
+                        }
+                    }
+                }
+                "max_tokens" => {
+                    b.max_tokens = match v.value {
+                        Value::Int(i) if i >= 1 => Some(Spanned::new(i as u64, v.span)),
+                        Value::Int(i) => {
+                            self.error(
+                                "out-of-range",
+                                v.span,
+                                format!("`max_tokens` must be at least 1, found {i}"),
+                            )
+                            .set_label("must be 1 or more");
+                            None
+                        }
+                        _ => {
+                            self.wrong_type(v, "max_tokens", "a whole number of tokens");
+                            None
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if entries.is_empty() {
+            self.error("empty-budget", node.span, format!("`{what}` sets no limit"))
+                .help =
+                Some("add `max_cost_usd: 2.5` or `max_tokens: 200000`, or remove it".into());
+        }
+        Some(b)
+    }
+
+    fn sandbox(&mut self, node: &Y) -> Option<Spanned<String>> {
+        let s = self.nonempty_string(node, "sandbox")?;
+        if SANDBOX_MODES.contains(&s.value.as_str()) {
+            return Some(s);
+        }
+        let help = suggestion(&s.value, SANDBOX_MODES.iter().copied()).unwrap_or_else(|| {
+            format!(
+                "use one of {}",
+                english_list(
+                    &SANDBOX_MODES
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                )
+            )
+        });
+        self.error(
+            "bad-value",
+            s.span,
+            format!("unknown sandbox `{}`", s.value),
+        )
+        .help = Some(help);
+        None
     }
 
     fn trigger(&mut self, node: &Y) -> Option<Spanned<Trigger>> {

@@ -38,9 +38,11 @@ pub struct Workflow {
     /// How many nodes may run at once. Defaults to every ready node, up to 64.
     #[schemars(range(min = 1))]
     pub concurrency: Option<Spanned<u32>>,
-    /// Named agent profiles; `claude` is built in.
+    /// Named agent profiles; `claude` (Claude Code) and `codex` (Codex CLI) are built in.
     #[schemars(default)]
     pub agents: NamedMap<AgentProfile>,
+    /// What the whole run's agents may spend; past it no new agent turn starts and the run fails.
+    pub budget: Option<Budget>,
     /// `worktree` runs the workflow in a fresh git worktree on a new branch.
     pub isolation: Option<Spanned<Isolation>>,
     /// The nodes of the DAG, in any order (dependencies decide the order of execution).
@@ -90,6 +92,19 @@ pub struct Defaults {
     pub shell: Option<Spanned<String>>,
 }
 
+/// Limits on what agents spend, counted over a node's turns (`budget:` of a node) or over the
+/// whole run (`budget:` at the top level).
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Budget {
+    /// Most US dollars, as the agent CLIs report them (Codex reports no cost: only tokens count there).
+    #[schemars(range(min = 0))]
+    pub max_cost_usd: Option<Spanned<f64>>,
+    /// Most tokens: input (cached or not) plus output.
+    #[schemars(range(min = 1))]
+    pub max_tokens: Option<Spanned<u64>>,
+}
+
 /// A named agent profile: which CLI runs `prompt` and `command` nodes, and how.
 #[derive(Debug, Clone, Default, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -101,8 +116,11 @@ pub struct AgentProfile {
     pub program: Option<Spanned<String>>,
     /// Model alias or full id (`sonnet`, `opus`, `claude-sonnet-4-5`...).
     pub model: Option<Spanned<String>>,
-    /// Claude Code permission mode (`default`, `acceptEdits`, `bypassPermissions`, `dontAsk`, `plan`).
+    /// Claude Code permission mode (`default`, `acceptEdits`, `bypassPermissions`, `dontAsk`, `plan`);
+    /// on Codex `bypassPermissions` means no sandbox.
     pub permission_mode: Option<Spanned<String>>,
+    /// Codex sandbox: `read-only`, `workspace-write`, `danger-full-access` or `none` (no sandbox at all).
+    pub sandbox: Option<Spanned<String>>,
     /// Tools the agent may use without asking, like `Read`, `Edit` or `Bash(git *)`.
     #[schemars(default)]
     pub allowed_tools: Vec<Spanned<String>>,
@@ -210,6 +228,8 @@ pub struct Node {
     /// Files the node must leave in the artifacts folder, or it fails.
     #[schemars(default)]
     pub outputs: Vec<Spanned<String>>,
+    /// What this node's agent turns may spend in all (every attempt and loop iteration).
+    pub budget: Option<Budget>,
     /// Arguments of a `command` node, read in the command file as `{{args.NAME}}`.
     #[schemars(default)]
     pub args: NamedMap<Template>,

@@ -26,8 +26,10 @@ pub const TEMPLATE_ROOTS: &[&str] = &[
     "args",
 ];
 
-/// The built-in agent profile.
+/// The built-in agent profile every node runs on unless told otherwise.
 pub const BUILTIN_AGENT: &str = "claude";
+/// Every built-in agent profile: one per harness (`claude` for Claude Code, `codex` for Codex).
+pub const BUILTIN_AGENTS: &[&str] = &["claude", "codex"];
 
 /// A command file found for a `command:` node.
 #[derive(Debug, Clone)]
@@ -518,11 +520,18 @@ impl Validator<'_> {
     }
 
     fn profiles(&mut self) {
-        let names: Vec<&str> = std::iter::once(BUILTIN_AGENT)
-            .chain(self.wf.agents.names())
+        let names: Vec<&str> = BUILTIN_AGENTS
+            .iter()
+            .copied()
+            .chain(
+                self.wf
+                    .agents
+                    .names()
+                    .filter(|n| !BUILTIN_AGENTS.contains(n)),
+            )
             .collect();
         for (name, profile) in self.wf.agents.iter() {
-            if name.value == BUILTIN_AGENT && profile.uses.is_none() {
+            if BUILTIN_AGENTS.contains(&name.value.as_str()) && profile.uses.is_none() {
                 continue;
             }
             if let Some(base) = &profile.uses {
@@ -534,7 +543,7 @@ impl Validator<'_> {
                             base.span,
                             format!("agent profile `{}` uses itself", name.value),
                         )
-                        .with_help("set `use: claude` or another profile"),
+                        .with_help("set `use: claude`, `use: codex` or another profile"),
                     );
                 } else if !names.contains(&base.value.as_str()) {
                     self.unknown_agent(base, &names);
@@ -563,7 +572,9 @@ impl Validator<'_> {
                                     chain.join(" -> ")
                                 ),
                             )
-                            .with_help("one profile in the chain must `use: claude`"),
+                            .with_help(
+                                "one profile in the chain must `use: claude` or `use: codex`",
+                            ),
                         );
                     }
                 }
@@ -644,20 +655,31 @@ impl Validator<'_> {
             self.template(Some(i), value, Field::Other, &format!("args.{}", key.value));
         }
         if let Some(agent) = &node.agent {
-            let names: Vec<&str> = std::iter::once(BUILTIN_AGENT)
-                .chain(wf.agents.names())
+            let names: Vec<&str> = BUILTIN_AGENTS
+                .iter()
+                .copied()
+                .chain(wf.agents.names().filter(|n| !BUILTIN_AGENTS.contains(n)))
                 .collect();
             if !names.contains(&agent.value.as_str()) {
                 self.unknown_agent(agent, &names);
             }
         }
         if !node.kind.uses_agent() {
-            let agent_fields: [(&str, Option<Span>); 5] = [
+            let agent_fields: [(&str, Option<Span>); 6] = [
                 ("agent", node.agent.as_ref().map(|s| s.span)),
                 ("model", node.model.as_ref().map(|s| s.span)),
                 ("session", node.session.as_ref().map(|s| s.span)),
                 ("allowed_tools", node.allowed_tools.first().map(|s| s.span)),
                 ("max_turns", node.max_turns.as_ref().map(|s| s.span)),
+                (
+                    "budget",
+                    node.budget.as_ref().and_then(|b| {
+                        b.max_cost_usd
+                            .as_ref()
+                            .map(|c| c.span)
+                            .or(b.max_tokens.as_ref().map(|t| t.span))
+                    }),
+                ),
             ];
             for (field, span) in agent_fields {
                 if let Some(span) = span {

@@ -6,6 +6,9 @@
 //! * [`pty`]: the binary under a real pseudo-terminal ([`pty::Terminal`]);
 //! * [`mock_api`]: a stand-in for the Anthropic Messages API, so the real Claude Code CLI runs
 //!   offline ([`MockApi`], [`Turn`]);
+//! * [`responses_api`]: a stand-in for the OpenAI Responses API, so the real Codex CLI runs
+//!   offline ([`ResponsesApi`], [`Reply`]); [`codex`]: finding the pinned Codex CLI
+//!   ([`require_codex`]) and its scratch `CODEX_HOME` ([`codex_env`]);
 //! * [`claude`]: finding the pinned CLI ([`require_claude`]), its environment against the
 //!   stand-in ([`claude_env`]), a sandbox of folders per test ([`Sandbox`]), the scripted fake
 //!   CLI ([`fake_claude`]) and process checks ([`process_alive`], [`group_members`]).
@@ -14,11 +17,15 @@
 
 pub mod claude;
 pub mod cli;
+pub mod codex;
 pub mod mock_api;
 pub mod pty;
 pub mod repo;
+pub mod responses_api;
 pub mod run_repo;
 pub mod serve;
 
 pub use claude::{claude_env, fake_claude, group_members, process_alive, require_claude, Sandbox};
+pub use codex::{codex_env, require_codex};
 pub use mock_api::{MockApi, Recorded, Turn};
+pub use responses_api::{Reply, ResponsesApi};

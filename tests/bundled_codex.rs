@@ -1,0 +1,190 @@
+//! The bundled `review` and `fix-issue` workflows on Codex (`reins run WF --agent codex`), end
+//! to end: bash nodes for real, agent nodes through the real Codex CLI against the offline
+//! Responses API stand-in.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::run_repo::{Cmd, Output, Repo};
+use support::{codex_env, require_codex, Reply, ResponsesApi};
+
+/// A repository with one commit, Codex on `PATH` as `codex` and the stand-in behind it.
+struct Bench {
+    repo: Repo,
+    api: ResponsesApi,
+    home: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Bench {
+    fn new(files: &[(&str, &str)]) -> Option<Bench> {
+        let codex = require_codex()?;
+        let repo = Repo::new();
+        for (path, contents) in files {
+            repo.write(path, contents);
+        }
+        git(repo.path(), &["add", "-A"]);
+        git(repo.path(), &["commit", "-q", "-m", "start"]);
+        let home = tempfile::tempdir().unwrap();
+        let bin = home.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(codex, bin.join("codex")).unwrap();
+        Some(Bench {
+            repo,
+            api: ResponsesApi::start(),
+            home,
+            bin,
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd: Cmd = self.repo.reins(args).env("PATH", &path);
+        for (k, v) in codex_env(&self.api, &self.home.path().join("codex-home"))
+            .into_iter()
+            .chain(git_identity())
+        {
+            cmd = cmd.env(&k, &v);
+        }
+        cmd.run()
+    }
+
+    fn artifacts(&self) -> PathBuf {
+        PathBuf::from(self.repo.status("last")["dir"].as_str().unwrap()).join("artifacts")
+    }
+}
+
+fn git_identity() -> Vec<(String, String)> {
+    ["GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"]
+        .iter()
+        .map(|k| (k.to_string(), "reins test".to_string()))
+        .chain(
+            ["GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"]
+                .iter()
+                .map(|k| (k.to_string(), "test@example.com".to_string())),
+        )
+        .collect()
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .envs(git_identity())
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn assert_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.code, code,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+}
+
+#[test]
+fn review_runs_on_codex() {
+    let Some(bench) = Bench::new(&[("src.txt", "one\n")]) else {
+        return;
+    };
+    bench.repo.write("src.txt", "one\ntwo\n");
+    for focus in ["correctness", "security", "tests", "docs"] {
+        bench.api.rule(
+            &format!("for **{focus}** only"),
+            [Reply::text(format!(
+                "verdict: approve\n{focus}: nothing to raise"
+            ))],
+        );
+    }
+    bench.api.rule(
+        "Several reviewers each wrote a report",
+        [Reply::text("verdict: approve\nall four reviewers approve")],
+    );
+    let out = bench.run(&["run", "review", "--agent", "codex"]);
+    assert_code(&out, 0);
+    let artifacts = bench.artifacts();
+    for focus in ["correctness", "security", "tests", "docs"] {
+        let report = std::fs::read_to_string(artifacts.join(format!("review-{focus}.md"))).unwrap();
+        assert!(report.starts_with("verdict: approve"), "{report}");
+    }
+    let merged = std::fs::read_to_string(artifacts.join("review.md")).unwrap();
+    assert!(merged.starts_with("verdict: approve\nall four"), "{merged}");
+    assert_eq!(bench.api.requests_for("for **security** only").len(), 1);
+    let status = git(bench.repo.path(), &["status", "--short"]);
+    let changes: Vec<&str> = status
+        .lines()
+        .filter(|l| !l.contains(".test-out") && !l.contains(".test-state"))
+        .collect();
+    assert_eq!(changes, [" M src.txt"]);
+}
+
+/// The run's artifacts folder, as the prompt names it.
+fn artifacts_in(prompt: &str) -> String {
+    let end = prompt
+        .find("/artifacts")
+        .expect("the prompt names the artifacts folder")
+        + "/artifacts".len();
+    let start = prompt[..end]
+        .rfind(|c: char| c.is_whitespace() || c == '`' || c == '(')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    prompt[start..end].to_string()
+}
+
+fn write_root_cause(prompt: &str) -> Reply {
+    Reply::shell(format!(
+        "printf 'greeting.txt says helo; it should say hello\\n' > '{}/root-cause.md'",
+        artifacts_in(prompt)
+    ))
+}
+
+#[test]
+fn fix_issue_runs_on_codex() {
+    let Some(bench) = Bench::new(&[("greeting.txt", "helo\n")]) else {
+        return;
+    };
+    bench.api.rule(
+        "You are investigating a bug",
+        [
+            Reply::FromPrompt(write_root_cause),
+            Reply::text("typo in greeting.txt"),
+        ],
+    );
+    bench.api.rule(
+        "Write a regression test that fails",
+        [
+            Reply::shell("echo hello > greeting.txt"),
+            Reply::text("DONE"),
+        ],
+    );
+    let out = bench.run(&[
+        "run",
+        "fix-issue",
+        "--agent",
+        "codex",
+        "--input",
+        "issue=the greeting is misspelt",
+        "--input",
+        "test_command=grep -qx hello greeting.txt",
+    ]);
+    assert_code(&out, 0);
+    assert_eq!(bench.repo.read("greeting.txt"), "hello\n");
+    let cause = std::fs::read_to_string(bench.artifacts().join("root-cause.md")).unwrap();
+    assert!(cause.contains("should say hello"));
+    assert!(bench.api.requests_for("You are investigating a bug")[0]
+        .contains_text("the greeting is misspelt"));
+    assert_eq!(bench.repo.node("last", "validate")["status"], "success");
+}

@@ -1,0 +1,409 @@
+//! A stand-in for the OpenAI Responses API on 127.0.0.1, for running the real Codex CLI
+//! offline (through a custom provider, see [`super::codex`]).
+//!
+//! `POST /v1/responses` answers with the server-sent events Codex reads:
+//! `response.created`, `response.output_item.done` (an assistant `message` or a
+//! `function_call`), then `response.completed` with usage. Other paths get a 404.
+//!
+//! Scripts: a rule says "when the prompt contains MARKER, answer with these turns". The prompt
+//! is the last user text that is not Codex's own context (`<environment_context>` ...). The
+//! turn given to a request is the number of function calls after that prompt in its input, so
+//! a tool call's follow-up request gets the next turn, a retry of a failed request gets the
+//! same turn again, and a resumed thread with a new prompt starts the matching rule anew.
+//! Once a script is used up its last turn repeats. A request no rule matches gets `ok`.
+//! Every response reports 100 input tokens (40 of them cached) and 10 output tokens.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// One answer of the model.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// An assistant message; the turn ends.
+    Text(String),
+    /// A call of Codex's shell tool (`exec_command {cmd}`); Codex runs it and asks again.
+    Shell(String),
+    /// An HTTP error with this status.
+    Error(u16),
+    /// The stream opens, then nothing more comes until the server stops.
+    Hang,
+    /// A reply made from the prompt when the request arrives.
+    FromPrompt(fn(&str) -> Reply),
+    /// Hangs the first time the stand-in gives it, then replies with this text.
+    HangOnce(String),
+}
+
+impl Reply {
+    /// An assistant message.
+    pub fn text(text: impl Into<String>) -> Reply {
+        Reply::Text(text.into())
+    }
+
+    /// A shell command.
+    pub fn shell(cmd: impl Into<String>) -> Reply {
+        Reply::Shell(cmd.into())
+    }
+}
+
+/// A request the stand-in received.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Path and query.
+    pub path: String,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The JSON body.
+    pub body: Value,
+}
+
+impl Request {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The Codex thread the request belongs to.
+    pub fn thread_id(&self) -> Option<&str> {
+        self.header("thread-id").or(self.header("session-id"))
+    }
+
+    /// The input items.
+    pub fn input(&self) -> &[Value] {
+        self.body
+            .get("input")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Every real user prompt in the conversation, oldest first.
+    pub fn prompts(&self) -> Vec<String> {
+        self.input()
+            .iter()
+            .filter(|i| i.get("role").and_then(Value::as_str) == Some("user"))
+            .flat_map(real_texts)
+            .collect()
+    }
+
+    /// The current turn's prompt.
+    pub fn prompt(&self) -> Option<String> {
+        self.prompts().pop()
+    }
+
+    /// True when `needle` appears in the input (prompts, replies, tool calls and outputs).
+    pub fn contains_text(&self, needle: &str) -> bool {
+        let escaped = Value::String(needle.to_string()).to_string();
+        let escaped = &escaped[1..escaped.len() - 1];
+        self.input().iter().any(|i| i.to_string().contains(escaped))
+    }
+
+    /// Function calls after the current prompt.
+    fn calls_since_prompt(&self) -> usize {
+        let input = self.input();
+        let last_prompt = input
+            .iter()
+            .rposition(|i| {
+                i.get("role").and_then(Value::as_str) == Some("user") && !real_texts(i).is_empty()
+            })
+            .unwrap_or(0);
+        input[last_prompt..]
+            .iter()
+            .filter(|i| i.get("type").and_then(Value::as_str) == Some("function_call"))
+            .count()
+    }
+}
+
+/// The running stand-in. Dropping it stops it and releases hanging streams.
+pub struct ResponsesApi {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    rules: Mutex<Vec<(String, Vec<Reply>)>>,
+    requests: Mutex<Vec<Request>>,
+    connections: Mutex<Vec<TcpStream>>,
+    stopping: AtomicBool,
+    next_id: AtomicU64,
+    hung_once: Mutex<Vec<String>>,
+}
+
+impl ResponsesApi {
+    /// Starts listening on a free loopback port.
+    pub fn start() -> ResponsesApi {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let shared = Arc::new(Shared::default());
+        let accepting = Arc::clone(&shared);
+        let acceptor = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if accepting.stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                if let Ok(clone) = stream.try_clone() {
+                    accepting.connections.lock().unwrap().push(clone);
+                }
+                let shared = Arc::clone(&accepting);
+                std::thread::spawn(move || serve(stream, &shared));
+            }
+        });
+        ResponsesApi {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, the provider's `base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Scripts the conversations whose prompt contains `marker` (first matching rule wins).
+    pub fn rule(&self, marker: &str, replies: impl IntoIterator<Item = Reply>) -> &Self {
+        let replies: Vec<Reply> = replies.into_iter().collect();
+        assert!(!replies.is_empty(), "a rule needs at least one reply");
+        self.shared
+            .rules
+            .lock()
+            .unwrap()
+            .push((marker.to_string(), replies));
+        self
+    }
+
+    /// Every `/v1/responses` request so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// The requests whose prompt contains `marker`, in order.
+    pub fn requests_for(&self, marker: &str) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.prompt().is_some_and(|p| p.contains(marker)))
+            .collect()
+    }
+}
+
+impl Drop for ResponsesApi {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        for conn in self.shared.connections.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+fn serve(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+    let Ok(clone) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(clone);
+    let mut out = stream;
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let Some((method, request)) = read_request(&mut reader) else {
+            return;
+        };
+        let keep = if method == "POST" && request.path.starts_with("/v1/responses") {
+            shared.requests.lock().unwrap().push(request.clone());
+            respond(&mut out, &request, shared).unwrap_or(false)
+        } else {
+            send(
+                &mut out,
+                404,
+                "application/json",
+                r#"{"error":{"message":"not mocked"}}"#,
+            )
+            .unwrap_or(false)
+        };
+        if !keep {
+            let _ = out.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Request)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v): &(String, String)| v.clone())
+    };
+    let mut body = Vec::new();
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body).ok()?;
+    }
+    if header("content-encoding").is_some_and(|v| v.contains("zstd")) {
+        // Codex may compress request bodies; the stand-in only needs JSON ones.
+        body.clear();
+    }
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Some((
+        method,
+        Request {
+            path,
+            headers,
+            body,
+        },
+    ))
+}
+
+fn respond(out: &mut TcpStream, request: &Request, shared: &Shared) -> std::io::Result<bool> {
+    let reply = next_reply(request, shared);
+    if let Reply::Error(status) = reply {
+        let body =
+            json!({"error": {"type": "server_error", "message": format!("mock error {status}")}});
+        return send(out, status, "application/json", &body.to_string());
+    }
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
+          connection: close\r\n\r\n",
+    )?;
+    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    let response_id = format!("resp_mock_{id}");
+    event(
+        out,
+        json!({"type": "response.created", "response": {"id": response_id}}),
+    )?;
+    let item = match reply {
+        Reply::Text(text) => {
+            json!({"type": "message", "role": "assistant", "id": format!("msg_mock_{id}"),
+                                    "content": [{"type": "output_text", "text": text}]})
+        }
+        Reply::Shell(cmd) => json!({"type": "function_call", "call_id": format!("call_mock_{id}"),
+                                    "name": "exec_command",
+                                    "arguments": json!({"cmd": cmd}).to_string()}),
+        Reply::Hang => {
+            while !shared.stopping.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return Ok(false);
+        }
+        Reply::Error(_) | Reply::FromPrompt(_) | Reply::HangOnce(_) => {
+            unreachable!("handled before")
+        }
+    };
+    event(
+        out,
+        json!({"type": "response.output_item.done", "item": item}),
+    )?;
+    event(
+        out,
+        json!({"type": "response.completed", "response": {"id": response_id, "usage": {
+            "input_tokens": 100, "input_tokens_details": {"cached_tokens": 40},
+            "output_tokens": 10, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 110}}}),
+    )?;
+    Ok(false)
+}
+
+fn event(out: &mut TcpStream, data: Value) -> std::io::Result<()> {
+    let kind = data["type"].as_str().unwrap_or_default().to_string();
+    out.write_all(format!("event: {kind}\ndata: {data}\n\n").as_bytes())?;
+    out.flush()
+}
+
+fn send(out: &mut TcpStream, status: u16, kind: &str, body: &str) -> std::io::Result<bool> {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        _ => "Mock",
+    };
+    out.write_all(
+        format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )?;
+    out.flush()?;
+    Ok(true)
+}
+
+fn next_reply(request: &Request, shared: &Shared) -> Reply {
+    let prompt = request.prompt().unwrap_or_default();
+    let rules = shared.rules.lock().unwrap();
+    let Some((_, replies)) = rules.iter().find(|(m, _)| prompt.contains(m.as_str())) else {
+        return Reply::text("ok");
+    };
+    let reply = replies[request.calls_since_prompt().min(replies.len() - 1)].clone();
+    match reply {
+        Reply::FromPrompt(make) => make(&prompt),
+        Reply::HangOnce(text) => {
+            let mut hung = shared.hung_once.lock().unwrap();
+            if hung.contains(&text) {
+                Reply::Text(text)
+            } else {
+                hung.push(text);
+                Reply::Hang
+            }
+        }
+        reply => reply,
+    }
+}
+
+/// The user texts of an input item that are not Codex's own context blocks.
+fn real_texts(item: &Value) -> Vec<String> {
+    item.get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("type").and_then(Value::as_str) == Some("input_text"))
+        .filter_map(|c| c.get("text").and_then(Value::as_str))
+        .filter(|t| !t.starts_with('<') && !t.starts_with("# AGENTS.md"))
+        .map(str::to_string)
+        .collect()
+}
