@@ -174,8 +174,8 @@ pub fn checks(cwd: &Path) -> Vec<Check> {
         .collect();
     // One agent CLI is enough: the others are only a warning.
     if found.iter().any(|f| *f) {
-        for (c, cli) in out.iter_mut().zip(AGENT_CLIS) {
-            if c.name == cli.program && c.status == Level::Fail {
+        for c in out.iter_mut() {
+            if AGENT_CLIS.iter().any(|cli| c.name == cli.program) && c.status == Level::Fail {
                 c.status = Level::Warn;
             }
         }
