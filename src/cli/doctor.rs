@@ -162,24 +162,18 @@ fn paint(color: bool, code: &str, text: &str) -> String {
 
 /// Every check, seen from `cwd`.
 pub fn checks(cwd: &Path) -> Vec<Check> {
-    let mut out = Vec::new();
-    let found: Vec<bool> = AGENT_CLIS
-        .iter()
-        .map(|cli| {
-            let checks = agent_checks(cli);
-            let ok = checks.first().is_some_and(|c| c.status == Level::Ok);
-            out.extend(checks);
-            ok
-        })
-        .collect();
-    // One agent CLI is enough: the others are only a warning.
-    if found.iter().any(|f| *f) {
-        for c in out.iter_mut() {
-            if AGENT_CLIS.iter().any(|cli| c.name == cli.program) && c.status == Level::Fail {
+    let mut per_cli: Vec<Vec<Check>> = AGENT_CLIS.iter().map(agent_checks).collect();
+    // One agent CLI ready (found, credentials and all) is enough: what the others lack is only
+    // a warning, for workflows that use them.
+    let ready = |checks: &Vec<Check>| checks.iter().all(|c| c.status == Level::Ok);
+    if per_cli.iter().any(ready) {
+        for checks in per_cli.iter_mut().filter(|checks| !ready(checks)) {
+            for c in checks.iter_mut().filter(|c| c.status == Level::Fail) {
                 c.status = Level::Warn;
             }
         }
     }
+    let mut out: Vec<Check> = per_cli.into_iter().flatten().collect();
     out.extend(git_checks(cwd));
     out.push(gh_check());
     out.push(store_check(cwd));
