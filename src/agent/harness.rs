@@ -82,8 +82,8 @@ pub trait Harness: Send + Sync {
 
     /// True when reins chooses the conversation id before the first turn (Claude's
     /// `--session-id`); false when the CLI reports it (Codex's `thread.started`), in which case
-    /// the id of [`SessionMode::New`] is a placeholder and the real one arrives as
-    /// [`Event::Init`].
+    /// the id in [`SessionMode::New`] is never passed to the CLI: the id reins records is the
+    /// one the CLI reports as [`Event::Init`].
     fn chooses_session_id(&self) -> bool;
 
     /// The command line of one turn reaching the conversation as `session` says.
