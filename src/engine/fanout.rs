@@ -195,12 +195,15 @@ pub fn key_problem(key: &str) -> Option<&'static str> {
     }
 }
 
+/// Renders the key of item `index`.
+pub type KeyFn<'a> = dyn FnMut(usize, &Json) -> Result<String, String> + 'a;
+
 /// The items of a fan-out from its values, with their keys: the index, or what `key(index,
 /// item)` renders, trimmed. Too many items, a key that cannot name an instance, and two
 /// items with one key are errors.
 pub fn keyed(
     values: Vec<Json>,
-    mut key: Option<&mut dyn FnMut(usize, &Json) -> Result<String, String>>,
+    mut key: Option<&mut KeyFn>,
 ) -> Result<Vec<Item>, String> {
     if values.len() > MAX_ITEMS {
         return Err(too_many(values.len(), false));
