@@ -449,3 +449,412 @@ pub fn output_path(
         && !plan.dag.dependents[i].is_empty())
     .then(|| context::output_file(&dir.node_dir(plan.id(i))))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The machine as data: inputs in, decisions out, no processes.
+
+    use super::*;
+    use crate::source::SourceFile;
+    use crate::store::{Event, Record};
+    use crate::workflow::load_source;
+    use crate::workflow::validate::DirCommands;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// A machine for `yaml` with `concurrency` slots and the settled nodes `events` hold.
+    fn machine(yaml: &str, concurrency: usize, events: Vec<Event>) -> Machine {
+        let wf = load_source(SourceFile::new("t.yaml", yaml))
+            .workflow
+            .unwrap();
+        let plan = Arc::new(Plan::new(wf, &DirCommands::default()).unwrap());
+        let dir = RunDir {
+            id: "r".into(),
+            path: "/nonexistent/.reins/runs/r".into(),
+        };
+        let run = RunInfo::new(
+            "r".into(),
+            "t".into(),
+            "/nonexistent".into(),
+            dir,
+            [].into(),
+        );
+        let records: Vec<Record> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| Record {
+                seq: i as u64 + 1,
+                ts: std::time::SystemTime::UNIX_EPOCH,
+                event,
+            })
+            .collect();
+        let pace = Pace {
+            concurrency,
+            retry_delay: SECOND,
+        };
+        Machine::new(plan, &run, &RunState::from_records(&records), pace)
+    }
+
+    /// Decisions in words, with node ids: `start a#1`, `skip b: why`, `finish success`...
+    fn said(m: &Machine, decisions: Vec<Decision>) -> Vec<String> {
+        let id = |i: usize| m.plan.id(i).to_string();
+        decisions
+            .into_iter()
+            .map(|d| match d {
+                Decision::Start { node, attempt } => format!("start {}#{attempt}", id(node)),
+                Decision::Retry {
+                    node,
+                    attempt,
+                    delay,
+                } => format!("retry {}#{attempt} in {delay:?}", id(node)),
+                Decision::Skip { node, reason } => format!("skip {}: {reason}", id(node)),
+                Decision::Fail { node, error } => format!("fail {}: {error}", id(node)),
+                Decision::Finish { status } => format!("finish {status}"),
+                Decision::Pause { waiting } => format!("pause {}", waiting.join(" ")),
+            })
+            .collect()
+    }
+
+    fn index(m: &Machine, id: &str) -> usize {
+        m.plan.dag.index_of(id).unwrap()
+    }
+
+    fn begin(m: &mut Machine) -> Vec<String> {
+        let d = m.step(Input::Begin);
+        said(m, d)
+    }
+
+    fn ended(m: &mut Machine, id: &str, attempt: u32, ended: Ended) -> Vec<String> {
+        let node = index(m, id);
+        let d = m.step(Input::AttemptEnded {
+            node,
+            attempt,
+            ended,
+        });
+        said(m, d)
+    }
+
+    fn gate_ready(m: &mut Machine, id: &str) -> Vec<String> {
+        let node = index(m, id);
+        let d = m.step(Input::GateReady { node });
+        said(m, d)
+    }
+
+    fn settled(status: NodeStatus, output: &str) -> Ended {
+        Ended::Settled {
+            status,
+            output: output.into(),
+            truncated: None,
+        }
+    }
+
+    fn ok(output: &str) -> Ended {
+        settled(NodeStatus::Success, output)
+    }
+
+    fn failed(retryable: bool) -> Ended {
+        Ended::Failed {
+            retryable,
+            output: String::new(),
+            truncated: None,
+        }
+    }
+
+    #[test]
+    fn fan_in_waits_for_every_dependency_and_the_cap_holds() {
+        let mut m = machine(
+            "nodes:
+  - {id: a, bash: x}
+  - {id: b, bash: x}
+  - {id: c, bash: x, depends_on: [a, b]}
+",
+            1,
+            vec![],
+        );
+        assert_eq!(begin(&mut m), ["start a#1"]);
+        assert_eq!(ended(&mut m, "a", 1, ok("")), ["start b#1"]);
+        assert_eq!(ended(&mut m, "b", 1, ok("")), ["start c#1"]);
+        assert_eq!(ended(&mut m, "c", 1, ok("")), ["finish success"]);
+        assert_eq!(m.step(Input::Begin), [], "nothing after the finish");
+    }
+
+    #[test]
+    fn the_critical_path_starts_first() {
+        let mut m = machine(
+            "nodes:
+  - {id: short, bash: x, timeout: 1s}
+  - {id: long, bash: x, timeout: 10s}
+  - {id: after, bash: x, depends_on: [long], timeout: 10s}
+",
+            1,
+            vec![],
+        );
+        assert_eq!(begin(&mut m), ["start long#1"]);
+        assert_eq!(ended(&mut m, "long", 1, ok("")), ["start after#1"]);
+        assert_eq!(ended(&mut m, "after", 1, ok("")), ["start short#1"]);
+    }
+
+    #[test]
+    fn trigger_rules_after_a_failure() {
+        let mut m = machine(
+            "nodes:
+  - {id: a, bash: x}
+  - {id: strict, bash: x, depends_on: [a]}
+  - {id: cleanup, bash: x, depends_on: [a], trigger: all_done}
+  - {id: careful, bash: x, depends_on: [a], trigger: none_failed}
+",
+            8,
+            vec![],
+        );
+        assert_eq!(begin(&mut m), ["start a#1"]);
+        assert_eq!(
+            ended(&mut m, "a", 1, failed(false)),
+            [
+                "skip careful: dependency `a` failed (trigger `none_failed`)",
+                "skip strict: dependency `a` failed (trigger `all_success`)",
+                "start cleanup#1",
+            ]
+        );
+        // A cleanup that merely runs anyway does not hide the failure.
+        assert_eq!(ended(&mut m, "cleanup", 1, ok("")), ["finish failed"]);
+    }
+
+    #[test]
+    fn a_skip_decides_what_depends_on_it() {
+        let mut m = machine(
+            "nodes:
+  - {id: a, bash: x}
+  - {id: b, bash: x, depends_on: [a]}
+  - {id: c, bash: x, depends_on: [b]}
+  - {id: d, bash: x, depends_on: [c], trigger: all_done}
+",
+            8,
+            vec![],
+        );
+        begin(&mut m);
+        assert_eq!(
+            ended(&mut m, "a", 1, settled(NodeStatus::Cancelled, "")),
+            [
+                "skip b: dependency `a` was cancelled (trigger `all_success`)",
+                "skip c: dependency `b` was skipped (trigger `all_success`)",
+                "start d#1",
+            ]
+        );
+    }
+
+    #[test]
+    fn when_reads_the_values_the_machine_holds() {
+        let yaml = "nodes:
+  - {id: probe, bash: x}
+  - {id: deploy, bash: x, depends_on: [probe], when: '{{nodes.probe.json.deploy}}'}
+  - {id: rework, bash: x, depends_on: [probe], when: \"{{eq nodes.probe.status 'failed'}}\"}
+";
+        let mut m = machine(yaml, 8, vec![]);
+        begin(&mut m);
+        assert_eq!(
+            ended(&mut m, "probe", 1, ok(r#"{"deploy": true}"#)),
+            [
+                "skip rework: `when` is false (it rendered `false`)",
+                "start deploy#1",
+            ]
+        );
+        let mut m = machine(yaml, 8, vec![]);
+        begin(&mut m);
+        assert_eq!(
+            ended(&mut m, "probe", 1, failed(false)),
+            [
+                "skip rework: dependency `probe` failed (trigger `all_success`)",
+                "skip deploy: dependency `probe` failed (trigger `all_success`)",
+                "finish failed",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rework_branch_handles_the_failure_it_runs_for() {
+        let mut m = machine(
+            "nodes:
+  - {id: test, bash: x}
+  - {id: fix, bash: x, depends_on: [test], trigger: all_done, when: \"{{eq nodes.test.status 'failed'}}\"}
+",
+            8,
+            vec![],
+        );
+        begin(&mut m);
+        assert_eq!(ended(&mut m, "test", 1, failed(false)), ["start fix#1"]);
+        assert_eq!(ended(&mut m, "fix", 1, ok("")), ["finish success"]);
+    }
+
+    #[test]
+    fn continue_on_error_and_one_success_handle_a_failure() {
+        let mut m = machine(
+            "nodes:
+  - {id: lint, bash: x, continue_on_error: true}
+  - {id: a, bash: x}
+  - {id: b, bash: x}
+  - {id: either, bash: x, depends_on: [a, b], trigger: one_success}
+",
+            8,
+            vec![],
+        );
+        // `a` and `b` have more work behind them.
+        assert_eq!(begin(&mut m), ["start a#1", "start b#1", "start lint#1"]);
+        assert_eq!(
+            ended(&mut m, "lint", 1, failed(false)),
+            Vec::<String>::new()
+        );
+        assert_eq!(ended(&mut m, "a", 1, failed(false)), Vec::<String>::new());
+        assert_eq!(ended(&mut m, "b", 1, ok("")), ["start either#1"]);
+        assert_eq!(ended(&mut m, "either", 1, ok("")), ["finish success"]);
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_and_keep_their_slot() {
+        let mut m = machine(
+            "nodes:
+  - {id: flaky, bash: x, retries: 3}
+  - {id: other, bash: x}
+",
+            1,
+            vec![],
+        );
+        assert_eq!(begin(&mut m), ["start flaky#1"]);
+        assert_eq!(
+            ended(&mut m, "flaky", 1, failed(true)),
+            ["retry flaky#2 in 1s"]
+        );
+        assert_eq!(
+            ended(&mut m, "flaky", 2, failed(true)),
+            ["retry flaky#3 in 2s"]
+        );
+        assert_eq!(
+            ended(&mut m, "flaky", 3, failed(true)),
+            ["retry flaky#4 in 4s"]
+        );
+        assert_eq!(ended(&mut m, "flaky", 4, failed(true)), ["start other#1"]);
+        assert_eq!(ended(&mut m, "other", 1, ok("")), ["finish failed"]);
+        assert_eq!(retry_delay(SECOND, 7), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(SECOND, u32::MAX), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn a_failure_retries_cannot_help_is_final() {
+        let mut m = machine("nodes:\n  - {id: a, bash: x, retries: 5}\n", 1, vec![]);
+        begin(&mut m);
+        assert_eq!(ended(&mut m, "a", 1, failed(false)), ["finish failed"]);
+    }
+
+    #[test]
+    fn a_gate_waits_then_its_answer_continues_the_branch() {
+        let mut m = machine(
+            "nodes:
+  - {id: gate, approval: Ship?}
+  - {id: ship, bash: x, depends_on: [gate]}
+  - {id: other, bash: x}
+",
+            8,
+            vec![],
+        );
+        assert_eq!(begin(&mut m), ["start gate#1", "start other#1"]);
+        assert_eq!(
+            ended(&mut m, "gate", 1, Ended::Waiting),
+            Vec::<String>::new()
+        );
+        assert!(m.has_waiting());
+        assert_eq!(ended(&mut m, "other", 1, ok("")), ["pause gate"]);
+        assert_eq!(gate_ready(&mut m, "gate"), ["start gate#1"]);
+        assert_eq!(
+            gate_ready(&mut m, "gate"),
+            Vec::<String>::new(),
+            "started once"
+        );
+        assert_eq!(ended(&mut m, "gate", 1, ok("")), ["start ship#1"]);
+        assert_eq!(ended(&mut m, "ship", 1, ok("")), ["finish success"]);
+    }
+
+    #[test]
+    fn cancel_starts_and_decides_nothing_new() {
+        let mut m = machine(
+            "nodes:
+  - {id: a, bash: x}
+  - {id: b, bash: x}
+  - {id: after, bash: x, depends_on: [a]}
+  - {id: gate, approval: Ship?}
+",
+            2,
+            vec![],
+        );
+        assert_eq!(begin(&mut m), ["start a#1", "start b#1"]);
+        assert_eq!(m.step(Input::Cancel), []);
+        assert_eq!(ended(&mut m, "a", 1, ok("")), Vec::<String>::new());
+        assert_eq!(m.status(index(&m, "after")), NodeStatus::Pending);
+        assert_eq!(
+            ended(&mut m, "b", 1, settled(NodeStatus::Cancelled, "")),
+            ["finish cancelled"]
+        );
+        assert_eq!(m.status(index(&m, "gate")), NodeStatus::Pending);
+    }
+
+    #[test]
+    fn a_retry_after_cancel_does_not_happen() {
+        let mut m = machine("nodes:\n  - {id: a, bash: x, retries: 2}\n", 1, vec![]);
+        begin(&mut m);
+        m.step(Input::Cancel);
+        assert_eq!(ended(&mut m, "a", 1, failed(true)), ["finish cancelled"]);
+    }
+
+    #[test]
+    fn a_resume_starts_from_the_settled_state() {
+        let done = |node: &str, output: &str| {
+            [
+                Event::NodeStarted {
+                    node: node.into(),
+                    attempt: 1,
+                },
+                Event::NodeSucceeded {
+                    node: node.into(),
+                    output: output.into(),
+                    usage: None,
+                },
+            ]
+        };
+        let mut events: Vec<Event> = done("a", "from before").into();
+        // `b` was running when the run was killed: it runs again.
+        events.push(Event::NodeStarted {
+            node: "b".into(),
+            attempt: 1,
+        });
+        let mut m = machine(
+            "nodes:
+  - {id: a, bash: x}
+  - {id: b, bash: x, depends_on: [a]}
+  - {id: c, bash: x, depends_on: [b]}
+",
+            8,
+            events,
+        );
+        assert_eq!(begin(&mut m), ["start b#1"]);
+        let b = index(&m, "b");
+        assert_eq!(m.context(b)["nodes"]["a"]["output"], "from before");
+        assert_eq!(ended(&mut m, "b", 1, ok("")), ["start c#1"]);
+        assert_eq!(ended(&mut m, "c", 1, ok("")), ["finish success"]);
+    }
+
+    #[test]
+    fn a_settled_run_finishes_at_once() {
+        let mut m = machine("nodes: []\n", 8, vec![]);
+        assert_eq!(begin(&mut m), ["finish success"]);
+    }
+
+    #[test]
+    fn an_attempt_the_machine_did_not_start_is_ignored() {
+        let mut m = machine(
+            "nodes:\n  - {id: a, bash: x}\n  - {id: b, bash: x, depends_on: [a]}\n",
+            8,
+            vec![],
+        );
+        begin(&mut m);
+        assert_eq!(ended(&mut m, "b", 1, ok("")), Vec::<String>::new());
+        assert_eq!(ended(&mut m, "a", 1, ok("")), ["start b#1"]);
+    }
+}
