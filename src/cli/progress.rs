@@ -193,6 +193,22 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
         ),
         Event::NodeSkipped { node, reason } => format!("{node} skipped: {reason}"),
         Event::NodeCancelled { node } => format!("{node} cancelled"),
+        Event::FanOutExpanded { node, items } => {
+            let keys: Vec<&str> = items.iter().take(8).map(|i| i.key.as_str()).collect();
+            let more = if items.len() > 8 {
+                format!(", {} more", items.len() - 8)
+            } else {
+                String::new()
+            };
+            match items.len() {
+                0 => format!("{node} fans out over no items"),
+                n => format!(
+                    "{node} fans out over {n} item{}: {node}[{}]{more}",
+                    if n == 1 { "" } else { "s" },
+                    keys.join("], [")
+                ),
+            }
+        }
         Event::AgentSession {
             node,
             session,

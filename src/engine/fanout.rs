@@ -17,14 +17,8 @@ use crate::workflow::{FileSet, ForEach, MAX_ITEMS};
 /// The longest key, in bytes.
 pub const MAX_KEY_LEN: usize = 100;
 
-/// One item of a fan-out, with the key of its instance.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Item {
-    /// The key: the item's index, or its rendered `key:`.
-    pub key: String,
-    /// The item, as `{{item}}` reads it.
-    pub value: Json,
-}
+/// One item of a fan-out, with the key of its instance (recorded in `fan_out_expanded`).
+pub use crate::store::FanOutItem as Item;
 
 /// The id of the instance of `node` for `key`: `node[key]`.
 pub fn instance_id(node: &str, key: &str) -> String {
@@ -201,10 +195,7 @@ pub type KeyFn<'a> = dyn FnMut(usize, &Json) -> Result<String, String> + 'a;
 /// The items of a fan-out from its values, with their keys: the index, or what `key(index,
 /// item)` renders, trimmed. Too many items, a key that cannot name an instance, and two
 /// items with one key are errors.
-pub fn keyed(
-    values: Vec<Json>,
-    mut key: Option<&mut KeyFn>,
-) -> Result<Vec<Item>, String> {
+pub fn keyed(values: Vec<Json>, mut key: Option<&mut KeyFn>) -> Result<Vec<Item>, String> {
     if values.len() > MAX_ITEMS {
         return Err(too_many(values.len(), false));
     }

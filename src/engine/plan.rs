@@ -34,6 +34,8 @@ pub enum Field<'a> {
     UntilBash,
     /// One `args:` value of a command node.
     Arg(&'a str),
+    /// A fan-out's `key`, rendered once per item.
+    Key,
 }
 
 /// A node's settings with the workflow's defaults applied.
@@ -137,6 +139,9 @@ impl Plan {
             }
             for (name, value) in node.args.iter() {
                 add(key(Field::Arg(&name.value)), &value.value, Mode::Plain)?;
+            }
+            if let Some(t) = &node.key {
+                add(key(Field::Key), &t.value, Mode::Plain)?;
             }
         }
         let defaults = &workflow.defaults;
@@ -367,6 +372,7 @@ fn field_key(i: usize, field: Field) -> String {
         Field::Until => format!("{i}/until"),
         Field::UntilBash => format!("{i}/until_bash"),
         Field::Arg(name) => format!("{i}/arg/{name}"),
+        Field::Key => format!("{i}/key"),
     }
 }
 
