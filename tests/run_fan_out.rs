@@ -293,7 +293,32 @@ fn a_fan_out_of_200_gathers_every_result_in_order() {
             items.join(", ")
         ),
     );
-    repo.reins(["run", "wide"]).run().code(0);
+    let dry = repo.reins(["run", "wide", "--dry-run"]).run();
+    dry.code(0);
+    assert!(
+        dry.stdout.contains("for each: 200 instances\n")
+            && dry.stdout.contains("each[n7] = n7\n")
+            && dry.stdout.contains("and 192 more\n")
+            && dry
+                .stdout
+                .contains("(as each[n0], the first instance, runs it)"),
+        "{}",
+        dry.stdout
+    );
+    let graph = repo.reins(["graph", "wide"]).run();
+    assert!(
+        graph.stdout.contains("each* (bash ×200)"),
+        "{}",
+        graph.stdout
+    );
+    let out = repo.reins(["run", "wide"]).run();
+    out.code(0);
+    // Many instances are counted, not listed.
+    let (_, summary) = out.stdout.rsplit_once("of `wide`: success").unwrap();
+    assert!(
+        summary.contains("200 instances: 200 success\n") && !summary.contains("each[n5]"),
+        "{summary}"
+    );
     let sum: Vec<String> = serde_json::from_str(&repo.read("sum.json")).unwrap();
     let expected: Vec<String> = (0..200).map(|i| format!("n{i}-{i}")).collect();
     assert_eq!(sum, expected);
