@@ -1,15 +1,16 @@
-//! The scheduler: a ready queue on tokio.
+//! The scheduler: drives the decisions of [`Machine`] on tokio.
 //!
-//! A node is *decided* the moment its last dependency settles: its trigger rule and `when`
-//! condition either skip it (recorded with the reason, which may in turn decide its
-//! dependents) or put it in the ready queue. A ready node starts as soon as one of the
-//! `concurrency` slots is free; among ready nodes the one with the heaviest chain of work
-//! behind it goes first (critical path first). There are no layers and no barriers: a slow
-//! node delays only what depends on it.
+//! The machine decides (see [`super::machine`]): a node is *decided* the moment its last
+//! dependency settles — its trigger rule and `when` condition either skip it or put it in the
+//! ready queue — a ready node starts as soon as one of the `concurrency` slots is free,
+//! critical path first, and a retryable failure is retried after an exponential backoff.
+//! There are no layers and no barriers: a slow node delays only what depends on it.
 //!
-//! Each started node runs in a task of its own: it records `node_started`, asks the node
-//! kind's runner for one attempt, retries a retryable failure after an exponential backoff
-//! (the slot stays taken meanwhile), and records how the node ended.
+//! This driver carries the decisions out: it records the event each stands for, runs each
+//! attempt in a task of its own (which records `node_started` and how the attempt ended, but
+//! `node_failed`, recorded here once the machine said whether it retries), waits out a retry's
+//! backoff in the node's task (the slot stays taken meanwhile), polls waiting gates for their
+//! answers, and passes cancellation on.
 //!
 //! On cancel nothing new starts or is decided; running nodes are stopped and recorded as
 //! cancelled, and pending ones stay pending (a resume runs them).
