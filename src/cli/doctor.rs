@@ -351,10 +351,14 @@ fn store_check(cwd: &Path) -> Check {
     let store = crate::store::Store::discover(cwd);
     let dir = store.dir().to_path_buf();
     let shown = crate::workflow::discover::pretty_path(&dir);
+    // A file of a fresh name, created and removed again: what a run does first.
     let probe = std::fs::create_dir_all(&dir).and_then(|()| {
-        tempfile::Builder::new()
-            .prefix(".doctor-")
-            .tempfile_in(&dir)
+        let file = dir.join(format!(".doctor-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+            .and_then(|_| std::fs::remove_file(&file))
     });
     match probe {
         Ok(_) => Check::ok(".reins/", format!("{} is writable", shown.display())),
