@@ -1,9 +1,13 @@
 //! The command line: parse arguments, run one command, return an exit code.
+//!
+//! Every command returns [`Result<Outcome, Error>`](error::Result); [`main`] prints an error
+//! once and turns either into the exit code ([`crate::exit`] lists them).
 
 mod answer;
 mod args;
 mod clean;
 mod doctor;
+mod error;
 mod graph;
 mod init;
 mod list;
@@ -20,23 +24,34 @@ use clap::Parser;
 
 use crate::exit;
 pub use args::{Cli, Command};
+pub use error::{Error, Outcome};
 
 /// Runs reins with the process arguments and returns the exit code.
-pub fn main() -> i32 {
+pub fn main() -> std::process::ExitCode {
     init_tracing();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let code = match Cli::try_parse() {
+        Ok(cli) => match execute(cli.command) {
+            Ok(outcome) => outcome.exit_code(),
+            Err(err) => {
+                err.print();
+                err.exit_code()
+            }
+        },
         Err(err) => {
-            let code = if err.use_stderr() {
+            let _ = err.print();
+            if err.use_stderr() {
                 exit::USAGE
             } else {
                 exit::SUCCESS
-            };
-            let _ = err.print();
-            return code;
+            }
         }
     };
-    match cli.command {
+    std::process::ExitCode::from(code)
+}
+
+/// Runs one command.
+fn execute(command: Command) -> error::Result {
+    match command {
         Command::Validate(opts) => validate::run(opts),
         Command::Graph(opts) => graph::run(opts),
         Command::Run(opts) => run::run(opts),

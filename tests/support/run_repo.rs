@@ -127,6 +127,7 @@ impl Repo {
             timeout: DEFAULT_TIMEOUT,
             out_dir: self.dir.path().join(".test-out"),
             discard_stdout: false,
+            closed_stdout: false,
         }
     }
 
@@ -224,6 +225,7 @@ pub struct Cmd {
     timeout: Duration,
     out_dir: PathBuf,
     discard_stdout: bool,
+    closed_stdout: bool,
 }
 
 /// A finished command.
@@ -262,6 +264,13 @@ impl Cmd {
         self
     }
 
+    /// Gives the command a stdout pipe nobody reads (closed, like `reins runs | head` once
+    /// `head` has exited): every write fails with a broken pipe.
+    pub fn closed_stdout(mut self) -> Self {
+        self.closed_stdout = true;
+        self
+    }
+
     /// Changes the time limit.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = limit;
@@ -278,7 +287,11 @@ impl Cmd {
             .keep();
         let stdout = unique.join("stdout");
         let stderr = unique.join("stderr");
-        let out = if self.discard_stdout {
+        let out = if self.closed_stdout {
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            writer.into()
+        } else if self.discard_stdout {
             Stdio::null()
         } else {
             fs::File::create(&stdout).unwrap().into()
