@@ -101,6 +101,24 @@ fn a_closed_stdout_is_a_quiet_exit_for_every_printing_command() {
 }
 
 #[test]
+fn no_color_and_clicolor_force_decide_the_colours_of_diagnostics() {
+    let repo = Repo::new().workflow("bad", INVALID);
+    let validate = || repo.reins(["validate", ".workflows/bad.yaml"]);
+    // Piped stdout, nothing set: plain text.
+    let out = validate().env_remove("NO_COLOR").run();
+    assert!(!out.stdout.contains('\x1b'), "{}", out.stdout);
+    // CLICOLOR_FORCE colours even a pipe.
+    let out = validate()
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .run();
+    assert!(out.stdout.contains("\x1b["), "{}", out.stdout);
+    // NO_COLOR wins over CLICOLOR_FORCE.
+    let out = validate().env("CLICOLOR_FORCE", "1").run();
+    assert!(!out.stdout.contains('\x1b'), "{}", out.stdout);
+}
+
+#[test]
 fn the_exit_code_table_in_the_docs_matches_the_code() {
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runs.md"))
         .expect("docs/runs.md");

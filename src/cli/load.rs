@@ -24,7 +24,7 @@ pub fn valid_workflow(name_or_path: &str) -> Result<Valid, Error> {
     let commands = SearchPath::for_workflow(&found.path);
     let diagnostics = validate::validate(&loaded, &commands);
     if !diagnostics.is_empty() {
-        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let color = super::use_color(std::io::stderr().is_terminal());
         let _ =
             std::io::stderr().write_all(render_all(&diagnostics, Format::Human, color).as_bytes());
     }

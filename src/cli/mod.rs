@@ -73,6 +73,18 @@ fn execute(command: Command) -> error::Result {
     }
 }
 
+/// Whether to colour a stream: `NO_COLOR` turns colours off, `CLICOLOR_FORCE` on even when the
+/// stream is not a terminal, `CLICOLOR=0` off; otherwise colours go to terminals only.
+pub(crate) fn use_color(is_terminal: bool) -> bool {
+    if anstyle_query::no_color() {
+        false
+    } else if anstyle_query::clicolor_force() {
+        true
+    } else {
+        anstyle_query::clicolor() != Some(false) && is_terminal
+    }
+}
+
 /// `REINS_LOG=debug` (an env filter, like `reins=debug,warn`) turns on tracing to stderr.
 fn init_tracing() {
     let Some(filter) = std::env::var_os("REINS_LOG").filter(|v| !v.is_empty()) else {
@@ -81,7 +93,7 @@ fn init_tracing() {
     match tracing_subscriber::EnvFilter::try_new(filter.to_string_lossy()) {
         Ok(filter) => {
             use std::io::IsTerminal;
-            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let ansi = use_color(std::io::stderr().is_terminal());
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)

@@ -32,7 +32,7 @@ pub fn run(args: ValidateArgs) -> error::Result {
     for file in &files {
         diags.extend(workflow::validate::check_file(file).1);
     }
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = super::use_color(std::io::stdout().is_terminal());
     let out = render_all(&diags, args.format, color);
     super::run::print(&out)?;
     let errors = diags.iter().filter(|d| d.is_error()).count();

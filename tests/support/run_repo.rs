@@ -111,6 +111,8 @@ impl Repo {
             .env("REINS_RETRY_DELAY", "20ms")
             .env("REINS_KILL_GRACE", "1s")
             .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("CLICOLOR")
             // Only this repository's workflows: no user-global folder.
             .env("REINS_HOME", self.dir.path().join(".test-home"))
             // Agent slots of this repository's runs only (the machine-wide cap lives there).
@@ -255,6 +257,12 @@ impl Cmd {
     /// Sets an environment variable.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.command.env(key, value);
+        self
+    }
+
+    /// Removes an environment variable (such as the `NO_COLOR` every command gets).
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.command.env_remove(key);
         self
     }
 
