@@ -389,3 +389,60 @@ nodes:
         "a resume never expands again"
     );
 }
+
+/// An agent fan-out on the real Claude Code CLI (against the offline API stand-in): one
+/// conversation per item, each with its own prompt, the replies gathered in item order.
+#[test]
+fn an_agent_fan_out_runs_one_claude_session_per_item() {
+    use support::{claude_env, require_claude, MockApi, Turn};
+    let Some(claude) = require_claude() else {
+        return;
+    };
+    let api = MockApi::start();
+    for pkg in ["api", "web", "cli"] {
+        api.rule(
+            &format!("MARK-REVIEW-{pkg}"),
+            [Turn::text(&format!("{pkg} looks fine"))],
+        );
+    }
+    let repo = Repo::new();
+    repo.write(
+        ".workflows/review.yaml",
+        &format!(
+            "agents:\n  claude: {{program: '{}'}}\nnodes:
+  - id: review
+    for_each: [api, web, cli]
+    key: \"{{{{item}}}}\"
+    max_parallel: 2
+    prompt: MARK-REVIEW-{{{{item}}}} review the package {{{{item}}}}
+  - id: report
+    depends_on: [review]
+    bash: echo {{{{nodes.review.outputs}}}}
+",
+            claude.display()
+        ),
+    );
+    let home = repo.join(".claude-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = repo
+        .reins(["run", "review"])
+        .timeout(Duration::from_secs(150));
+    for (key, value) in claude_env(&api, &home) {
+        cmd = cmd.env(&key, &value);
+    }
+    cmd.run().code(0);
+    let run = repo.the_run();
+    assert_eq!(output(&repo, &run, "review[web]"), "web looks fine");
+    assert_eq!(
+        output(&repo, &run, "report"),
+        r#"["api looks fine","web looks fine","cli looks fine"]"#
+    );
+    // Three conversations, not one continued.
+    let sessions: std::collections::BTreeSet<String> = repo
+        .events(&run)
+        .iter()
+        .filter(|e| e["type"] == "agent_session")
+        .map(|e| e["session_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(sessions.len(), 3, "{sessions:?}");
+}
