@@ -250,13 +250,19 @@ pub fn item_text(item: &Json) -> String {
     }
 }
 
-/// The variables a bash instance also finds its item in.
+/// The variables a bash instance also finds its item in. An item no environment can hold
+/// (a NUL byte, or more than [`super::context::ENV_VALUE_LIMIT`]) is left out of
+/// `REINS_ITEM`; `{{item}}` still reads it.
 pub fn item_env(item: &Json, index: usize, key: &str) -> Vec<(String, String)> {
-    vec![
-        ("REINS_ITEM".into(), item_text(item)),
+    let text = item_text(item);
+    let mut env = vec![
         ("REINS_ITEM_INDEX".into(), index.to_string()),
         ("REINS_ITEM_KEY".into(), key.to_string()),
-    ]
+    ];
+    if !text.contains('\0') && text.len() <= super::context::ENV_VALUE_LIMIT {
+        env.push(("REINS_ITEM".into(), text));
+    }
+    env
 }
 
 /// How a fan-out ends, given its instances' statuses: success when all succeeded, or at least

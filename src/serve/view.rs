@@ -96,7 +96,10 @@ pub fn gates(wf: Option<&Workflow>, state: &RunState, run: &RunDir) -> Vec<Gate>
         .iter()
         .filter_map(|n| {
             let asked = n.approval.as_ref()?;
-            let node = wf.and_then(|w| w.nodes.iter().find(|x| x.id.value == n.id));
+            // A gate instance `gate[KEY]` has its fan-out's settings.
+            let id =
+                crate::engine::fanout::split_instance_id(&n.id).map_or(n.id.as_str(), |(f, _)| f);
+            let node = wf.and_then(|w| w.nodes.iter().find(|x| x.id.value == id));
             let deadline = node.and_then(|node| approval::deadline(node, n));
             let answer = asked
                 .answer
