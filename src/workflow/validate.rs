@@ -978,232 +978,160 @@ impl Validator<'_> {
         let mut locator = template::TagLocator::new(file, t.span, &t.value);
         for r in &analysis.references {
             let span = locator.name(r.tag, &r.raw);
-            self.reference(node, file, span, r, field, command_args);
+            let site = Site {
+                node,
+                field,
+                args: command_args,
+                file,
+                span,
+            };
+            self.reference(&site, r);
         }
     }
 
-    fn reference(
-        &mut self,
-        node: Option<usize>,
-        file: &Arc<SourceFile>,
-        span: Span,
-        r: &template::Reference,
-        field: Field,
-        command_args: Args,
-    ) {
-        let root = r.segments[0].as_str();
-        let in_loop = matches!(
-            field,
-            Field::LoopBody | Field::LoopBash | Field::Until | Field::UntilBash
-        );
-        let error = |code: &'static str, message: String, help: String| {
-            Diagnostic::error(code, file, span, message).with_help(help)
-        };
-        match root {
-            "inputs" => {
-                let Some(name) = r.segments.get(1) else {
-                    self.diags.push(error(
-                        "template-name",
-                        "`inputs` needs a name, like `inputs.issue`".into(),
-                        "write `{{inputs.NAME}}`".into(),
-                    ));
-                    return;
-                };
-                if self.wf.inputs.get(name).is_some() {
-                    self.used_inputs.push(name.clone());
-                } else if self.flood("unknown-input") {
-                    self.diags.push(error(
-                        "unknown-input",
-                        format!("`inputs.{name}` is not a declared input"),
-                        String::new(),
-                    ));
-                } else {
-                    let help = suggestion(name, self.wf.inputs.names()).unwrap_or_else(|| {
-                        format!("declare it: `inputs: {{ {name}: {{ required: true }} }}`")
-                    });
-                    self.diags.push(
-                        error(
-                            "unknown-input",
-                            format!("`inputs.{name}` is not a declared input"),
-                            help,
-                        )
-                        .with_label("no such input"),
-                    );
-                }
-            }
-            "nodes" => {
-                let Some(id) = r.segments.get(1) else {
-                    self.diags.push(error(
-                        "template-name",
-                        "`nodes` needs an id, like `nodes.build.output`".into(),
-                        "write `{{nodes.ID.output}}`".into(),
-                    ));
-                    return;
-                };
-                let Some(target) = self.dag.index_of(id) else {
-                    if !self.dropped.contains(id) && self.flood("unknown-node") {
-                        self.diags.push(error("unknown-node", format!("`nodes.{id}` names no node"), String::new()));
-                    } else if !self.dropped.contains(id) {
-                        let help = suggestion(id, self.dag.ids.iter().map(String::as_str))
-                            .unwrap_or_else(|| {
-                                format!(
-                                    "known nodes: {}",
-                                    list(
-                                        self.dag
-                                            .ids
-                                            .iter()
-                                            .map(String::as_str)
-                                            .collect::<std::collections::BTreeSet<_>>()
-                                            .into_iter()
-                                    )
-                                )
-                            });
-                        self.diags.push(
-                            error("unknown-node", format!("`nodes.{id}` names no node"), help)
-                                .with_label("no node has this id"),
-                        );
-                    }
-                    return;
-                };
-                match node {
-                    None => {
-                        self.diags.push(error("not-upstream", format!("`nodes.{id}` cannot be read here"), "workflow-level `env` and agent profiles are rendered before any node runs; move the value into the node that needs it".into()));
-                    }
-                    Some(me) if me == target => {
-                        let help = if in_loop {
-                            "inside a loop, read this iteration's result as `{{output}}` and the previous one as `{{loop.previous}}`"
-                        } else {
-                            "a node cannot read its own result"
-                        };
-                        self.diags.push(error(
-                            "not-upstream",
-                            format!("node `{id}` reads its own result"),
-                            help.into(),
-                        ));
-                    }
-                    Some(me) if !self.depends_on(me, target) => {
-                        let me_id = &self.dag.ids[me];
-                        self.diags.push(
-                            error("not-upstream", format!("node `{me_id}` reads `nodes.{id}` but does not depend on `{id}`"), format!("add `{id}` to `depends_on` of `{me_id}`, so it has run before `{me_id}` starts"))
-                                .with_label("not upstream of this node"),
-                        );
-                    }
-                    Some(_) => {}
-                }
-                match r.segments.get(2).map(String::as_str) {
-                    Some("output" | "output_file" | "status") if r.segments.len() == 3 => {}
-                    Some("json") => {}
-                    other => {
-                        let help = match other
-                            .and_then(|f| suggestion(f, ["output", "output_file", "status", "json"]))
-                        {
-                            Some(h) => h,
-                            None => {
-                                "a node has `output`, `output_file`, `status` and `json` (when its output is JSON)"
-                                    .into()
-                            }
-                        };
-                        self.diags.push(error(
-                            "template-name",
-                            format!("`{}` is not something a node has", r.raw),
-                            help,
-                        ));
-                    }
-                }
-            }
-            "artifacts" if r.segments.len() == 1 => {}
-            "run"
-                if r.segments.get(1).map(String::as_str) == Some("id") && r.segments.len() == 2 => {
-            }
-            "workflow"
-                if r.segments.get(1).map(String::as_str) == Some("name")
-                    && r.segments.len() == 2 => {}
-            "env" if r.segments.len() == 2 => {}
-            "loop"
-                if in_loop
-                    && matches!(
-                        r.segments.get(1).map(String::as_str),
-                        Some("iteration" | "previous")
-                    )
-                    && r.segments.len() == 2 => {}
-            "output"
-                if matches!(field, Field::Until | Field::UntilBash) && r.segments.len() == 1 => {}
-            "args" if r.segments.len() == 2 => match command_args {
-                Args::Any => {}
-                Args::Declared(declared) if declared.iter().any(|(a, _)| *a == r.segments[1]) => {}
-                Args::Declared(declared) => {
-                    let name = &r.segments[1];
-                    let help = suggestion(name, declared.iter().map(|(a, _)| a.as_str()))
-                        .unwrap_or_else(|| {
-                            format!("declare it in the frontmatter: `args: [{{ name: {name} }}]`")
-                        });
-                    self.diags.push(
-                        error(
-                            "unknown-argument",
-                            format!("the command reads `args.{name}` but does not declare it"),
-                            help,
-                        )
-                        .with_label("not in the frontmatter's `args`"),
-                    );
-                }
-                Args::None => self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into())),
-            },
-            "artifacts" | "run" | "workflow" | "env" => {
-                let shape = match root {
-                    "artifacts" => {
-                        "`{{artifacts}}` is the artifacts folder; write `{{artifacts}}/file.md`"
-                    }
-                    "run" => "the run has `{{run.id}}`",
-                    "workflow" => "the workflow has `{{workflow.name}}`",
-                    _ => "write `{{env.NAME}}`",
-                };
-                self.diags.push(error(
-                    "template-name",
-                    format!("`{}` is not a known value", r.raw),
-                    shape.into(),
-                ));
-            }
-            "loop" | "output" if !in_loop => {
-                self.diags.push(error("template-name", format!("`{}` only exists inside a loop", r.raw), "`{{output}}` is read in `until`, `{{loop.iteration}}` and `{{loop.previous}}` in a loop's body and conditions".into()));
-            }
-            "loop" => {
-                self.diags.push(error(
-                    "template-name",
-                    format!("`{}` is not a known value", r.raw),
-                    "a loop has `{{loop.iteration}}` and `{{loop.previous}}`".into(),
-                ));
-            }
-            "output" => {
-                self.diags.push(error(
-                    "template-name",
-                    "`output` is only known in `until` and `until_bash`".into(),
-                    "in the loop body, read the previous iteration as `{{loop.previous}}`".into(),
-                ));
-            }
-            "args" if matches!(command_args, Args::None) => {
-                self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into()));
-            }
+    /// Checks one `{{...}}` reference: each template root has its own rules.
+    fn reference(&mut self, site: &Site, r: &template::Reference) {
+        match r.segments[0].as_str() {
+            "inputs" => self.input_reference(site, r),
+            "nodes" => self.node_reference(site, r),
+            "artifacts" | "run" | "workflow" | "env" => self.diags.extend(run_reference(site, r)),
+            "loop" | "output" => self.diags.extend(loop_reference(site, r)),
+            "args" => self.diags.extend(args_reference(site, r)),
             _ if r.in_block => {}
-            _ => {
-                let help = suggestion(root, TEMPLATE_ROOTS.iter().copied())
-                    .map(|s| {
-                        format!(
-                            "{s} (templates read {})",
-                            list(TEMPLATE_ROOTS.iter().copied())
-                        )
-                    })
-                    .unwrap_or_else(|| {
-                        format!("templates read {}", list(TEMPLATE_ROOTS.iter().copied()))
-                    });
+            root => self.diags.push(unknown_root(site, r, root)),
+        }
+    }
+
+    /// `inputs.NAME`: a declared input, which then counts as used.
+    fn input_reference(&mut self, site: &Site, r: &template::Reference) {
+        let Some(name) = r.segments.get(1) else {
+            self.diags.push(site.error(
+                "template-name",
+                "`inputs` needs a name, like `inputs.issue`".into(),
+                "write `{{inputs.NAME}}`".into(),
+            ));
+            return;
+        };
+        if self.wf.inputs.get(name).is_some() {
+            self.used_inputs.push(name.clone());
+        } else if self.flood("unknown-input") {
+            self.diags.push(site.error(
+                "unknown-input",
+                format!("`inputs.{name}` is not a declared input"),
+                String::new(),
+            ));
+        } else {
+            let help = suggestion(name, self.wf.inputs.names()).unwrap_or_else(|| {
+                format!("declare it: `inputs: {{ {name}: {{ required: true }} }}`")
+            });
+            self.diags.push(
+                site.error(
+                    "unknown-input",
+                    format!("`inputs.{name}` is not a declared input"),
+                    help,
+                )
+                .with_label("no such input"),
+            );
+        }
+    }
+
+    /// `nodes.ID.FIELD`: a node upstream of the reader, and something a node has.
+    fn node_reference(&mut self, site: &Site, r: &template::Reference) {
+        let Some(id) = r.segments.get(1) else {
+            self.diags.push(site.error(
+                "template-name",
+                "`nodes` needs an id, like `nodes.build.output`".into(),
+                "write `{{nodes.ID.output}}`".into(),
+            ));
+            return;
+        };
+        let Some(target) = self.dag.index_of(id) else {
+            self.unknown_node(site, id);
+            return;
+        };
+        self.upstream(site, id, target);
+        match r.segments.get(2).map(String::as_str) {
+            Some("output" | "output_file" | "status") if r.segments.len() == 3 => {}
+            Some("json") => {}
+            other => {
+                let help = match other
+                    .and_then(|f| suggestion(f, ["output", "output_file", "status", "json"]))
+                {
+                    Some(h) => h,
+                    None => {
+                        "a node has `output`, `output_file`, `status` and `json` (when its output is JSON)"
+                            .into()
+                    }
+                };
+                self.diags.push(site.error(
+                    "template-name",
+                    format!("`{}` is not something a node has", r.raw),
+                    help,
+                ));
+            }
+        }
+    }
+
+    /// `nodes.ID` where no node has that id (nodes whose kind was broken are reported on
+    /// their own).
+    fn unknown_node(&mut self, site: &Site, id: &str) {
+        if self.dropped.iter().any(|d| d == id) {
+            return;
+        }
+        if self.flood("unknown-node") {
+            self.diags.push(site.error(
+                "unknown-node",
+                format!("`nodes.{id}` names no node"),
+                String::new(),
+            ));
+            return;
+        }
+        let help = suggestion(id, self.dag.ids.iter().map(String::as_str)).unwrap_or_else(|| {
+            format!(
+                "known nodes: {}",
+                list(
+                    self.dag
+                        .ids
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                )
+            )
+        });
+        self.diags.push(
+            site.error("unknown-node", format!("`nodes.{id}` names no node"), help)
+                .with_label("no node has this id"),
+        );
+    }
+
+    /// A node's result is read only by nodes that depend on it, never by itself, never before
+    /// any node runs.
+    fn upstream(&mut self, site: &Site, id: &str, target: usize) {
+        match site.node {
+            None => {
+                self.diags.push(site.error("not-upstream", format!("`nodes.{id}` cannot be read here"), "workflow-level `env` and agent profiles are rendered before any node runs; move the value into the node that needs it".into()));
+            }
+            Some(me) if me == target => {
+                let help = if site.in_loop() {
+                    "inside a loop, read this iteration's result as `{{output}}` and the previous one as `{{loop.previous}}`"
+                } else {
+                    "a node cannot read its own result"
+                };
+                self.diags.push(site.error(
+                    "not-upstream",
+                    format!("node `{id}` reads its own result"),
+                    help.into(),
+                ));
+            }
+            Some(me) if !self.depends_on(me, target) => {
+                let me_id = &self.dag.ids[me];
                 self.diags.push(
-                    error(
-                        "template-name",
-                        format!("unknown name `{}` in template", r.raw),
-                        help,
-                    )
-                    .with_label("not a known value"),
+                    site.error("not-upstream", format!("node `{me_id}` reads `nodes.{id}` but does not depend on `{id}`"), format!("add `{id}` to `depends_on` of `{me_id}`, so it has run before `{me_id}` starts"))
+                        .with_label("not upstream of this node"),
                 );
             }
+            Some(_) => {}
         }
     }
 
@@ -1275,6 +1203,139 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// Where a template reference is checked: the node reading it (`None` for workflow-level
+/// values), the kind of field, what `args` holds there, and the tag's place in its file.
+struct Site<'a> {
+    node: Option<usize>,
+    field: Field,
+    args: Args<'a>,
+    file: &'a Arc<SourceFile>,
+    span: Span,
+}
+
+impl Site<'_> {
+    /// An error at the tag.
+    fn error(&self, code: &'static str, message: String, help: String) -> Diagnostic {
+        Diagnostic::error(code, self.file, self.span, message).with_help(help)
+    }
+
+    /// True in a loop's body and conditions, where `loop.*` and `output` exist.
+    fn in_loop(&self) -> bool {
+        matches!(
+            self.field,
+            Field::LoopBody | Field::LoopBash | Field::Until | Field::UntilBash
+        )
+    }
+}
+
+/// `artifacts`, `run.id`, `workflow.name`, `env.NAME`: values of the run.
+fn run_reference(site: &Site, r: &template::Reference) -> Option<Diagnostic> {
+    let root = r.segments[0].as_str();
+    let second = r.segments.get(1).map(String::as_str);
+    let known = match root {
+        "artifacts" => r.segments.len() == 1,
+        "run" => second == Some("id") && r.segments.len() == 2,
+        "workflow" => second == Some("name") && r.segments.len() == 2,
+        _ => r.segments.len() == 2,
+    };
+    if known {
+        return None;
+    }
+    let shape = match root {
+        "artifacts" => "`{{artifacts}}` is the artifacts folder; write `{{artifacts}}/file.md`",
+        "run" => "the run has `{{run.id}}`",
+        "workflow" => "the workflow has `{{workflow.name}}`",
+        _ => "write `{{env.NAME}}`",
+    };
+    Some(site.error(
+        "template-name",
+        format!("`{}` is not a known value", r.raw),
+        shape.into(),
+    ))
+}
+
+/// `loop.iteration`, `loop.previous` in a loop; `output` in `until` and `until_bash`.
+fn loop_reference(site: &Site, r: &template::Reference) -> Option<Diagnostic> {
+    let is_loop = r.segments[0] == "loop";
+    if !site.in_loop() {
+        return Some(site.error("template-name", format!("`{}` only exists inside a loop", r.raw), "`{{output}}` is read in `until`, `{{loop.iteration}}` and `{{loop.previous}}` in a loop's body and conditions".into()));
+    }
+    if is_loop {
+        let known = matches!(
+            r.segments.get(1).map(String::as_str),
+            Some("iteration" | "previous")
+        ) && r.segments.len() == 2;
+        return (!known).then(|| {
+            site.error(
+                "template-name",
+                format!("`{}` is not a known value", r.raw),
+                "a loop has `{{loop.iteration}}` and `{{loop.previous}}`".into(),
+            )
+        });
+    }
+    let known = matches!(site.field, Field::Until | Field::UntilBash) && r.segments.len() == 1;
+    (!known).then(|| {
+        site.error(
+            "template-name",
+            "`output` is only known in `until` and `until_bash`".into(),
+            "in the loop body, read the previous iteration as `{{loop.previous}}`".into(),
+        )
+    })
+}
+
+/// `args.NAME` in a command file: an argument its frontmatter declares.
+fn args_reference(site: &Site, r: &template::Reference) -> Option<Diagnostic> {
+    let outside = || {
+        site.error(
+            "template-name",
+            "`args` is only known in command files".into(),
+            "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs"
+                .into(),
+        )
+    };
+    if r.segments.len() != 2 {
+        return match site.args {
+            Args::None => Some(outside()),
+            _ if r.in_block => None,
+            _ => Some(unknown_root(site, r, "args")),
+        };
+    }
+    match site.args {
+        Args::Any => None,
+        Args::Declared(declared) if declared.iter().any(|(a, _)| *a == r.segments[1]) => None,
+        Args::Declared(declared) => {
+            let name = &r.segments[1];
+            let help =
+                suggestion(name, declared.iter().map(|(a, _)| a.as_str())).unwrap_or_else(|| {
+                    format!("declare it in the frontmatter: `args: [{{ name: {name} }}]`")
+                });
+            Some(
+                site.error(
+                    "unknown-argument",
+                    format!("the command reads `args.{name}` but does not declare it"),
+                    help,
+                )
+                .with_label("not in the frontmatter's `args`"),
+            )
+        }
+        Args::None => Some(outside()),
+    }
+}
+
+/// A name that is no template root.
+fn unknown_root(site: &Site, r: &template::Reference, root: &str) -> Diagnostic {
+    let roots = || list(TEMPLATE_ROOTS.iter().copied());
+    let help = suggestion(root, TEMPLATE_ROOTS.iter().copied())
+        .map(|s| format!("{s} (templates read {})", roots()))
+        .unwrap_or_else(|| format!("templates read {}", roots()));
+    site.error(
+        "template-name",
+        format!("unknown name `{}` in template", r.raw),
+        help,
+    )
+    .with_label("not a known value")
 }
 
 /// "a `bash` node", "an `approval` node".
