@@ -11,10 +11,11 @@ use super::progress::{self, View};
 use crate::engine::agent_slots::AgentSlots;
 use crate::engine::context::{NodeValue, RunInfo};
 use crate::engine::launch::{self, resolve_inputs};
-use crate::engine::{CancelLevel, Canceller, Field, Options, Plan, Prepared, Resumed, Runners};
+use crate::engine::{CancelLevel, Canceller, Options, Plan, Prepared, Resumed, Runners};
 use crate::exit;
 use crate::process::Watchdog;
 use crate::store::{NodeStatus, Store};
+use crate::workflow::TemplateField;
 use crate::workflow::{self, validate, NodeKind};
 
 /// Prints a line on stdout; a closed pipe (`reins runs | head -1`) is not an error.
@@ -478,13 +479,13 @@ fn dry_run(
             }
             s
         };
-        if plan.has(i, Field::When) {
+        if plan.has(i, TemplateField::When) {
             if plan.when_depends_on_run(i) {
                 // Stand-in outputs and statuses would make it look decided: it is not.
                 let text = node.when.as_ref().map(|w| w.value.trim()).unwrap_or("");
                 out.push_str(&show("when:", Ok(format!("decided at run time ({text})"))));
             } else {
-                out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+                out.push_str(&show("when:", plan.render(i, TemplateField::When, &ctx)));
             }
         }
         let label = match &node.kind {
@@ -495,21 +496,21 @@ fn dry_run(
         let body = if node.kind.uses_agent() {
             crate::engine::agent::render_prompt(&plan, i, &ctx)
         } else {
-            plan.render(i, Field::Body, &ctx)
+            plan.render(i, TemplateField::Body, &ctx)
         };
         out.push_str(&show(label, body));
-        if plan.mode(i, Field::Body) == crate::workflow::template::Mode::Shell {
-            out.push_str(&script_values(&plan, i, Field::Body, &ctx));
+        if plan.mode(i, TemplateField::Body) == crate::workflow::template::Mode::Shell {
+            out.push_str(&script_values(&plan, i, TemplateField::Body, &ctx));
         }
-        if plan.has(i, Field::Until) {
-            out.push_str(&show("until:", plan.render(i, Field::Until, &ctx)));
+        if plan.has(i, TemplateField::Until) {
+            out.push_str(&show("until:", plan.render(i, TemplateField::Until, &ctx)));
         }
-        if plan.has(i, Field::UntilBash) {
+        if plan.has(i, TemplateField::UntilBash) {
             out.push_str(&show(
                 "until_bash: $",
-                plan.render(i, Field::UntilBash, &ctx),
+                plan.render(i, TemplateField::UntilBash, &ctx),
             ));
-            out.push_str(&script_values(&plan, i, Field::UntilBash, &ctx));
+            out.push_str(&script_values(&plan, i, TemplateField::UntilBash, &ctx));
         }
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
@@ -518,7 +519,7 @@ fn dry_run(
 
 /// The values a bash script reads, one a line beside it in `--dry-run`: each variable with
 /// its value shell-quoted (long values shortened).
-fn script_values(plan: &Plan, i: usize, field: Field, ctx: &serde_json::Value) -> String {
+fn script_values(plan: &Plan, i: usize, field: TemplateField, ctx: &serde_json::Value) -> String {
     let Ok(script) = plan.render_script(i, field, ctx) else {
         return String::new();
     };

@@ -121,21 +121,57 @@ enum Args<'c> {
     Any,
 }
 
-/// Which template fields of a node a check is looking at.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Field {
-    /// `bash` or the bash body of a loop.
-    Bash,
-    /// `until_bash`.
-    UntilBash,
-    /// `until`.
-    Until,
-    /// A loop body that is a prompt or command.
-    LoopBody,
-    /// A loop body that is a bash script.
-    LoopBash,
-    /// Anything else: prompt, when, cwd, env, args, approval message.
-    Other,
+/// What a template may read and how it is escaped, by where it sits.
+#[derive(Clone, Copy)]
+struct Scope {
+    /// A bash script: values pass by reference, and some places in it refuse them.
+    shell: bool,
+    /// A loop's body or conditions, where `loop.*` exists.
+    in_loop: bool,
+    /// `until` or `until_bash`, where `output` exists.
+    until: bool,
+}
+
+impl Scope {
+    /// Outside any node: workflow `env` and agent profiles, rendered before any node runs.
+    const OUTSIDE: Scope = Scope {
+        shell: false,
+        in_loop: false,
+        until: false,
+    };
+
+    /// The scope of one template field of a node.
+    fn of(node: &Node, field: TemplateField) -> Scope {
+        let until = matches!(field, TemplateField::Until | TemplateField::UntilBash);
+        Scope {
+            shell: node.is_script(field),
+            in_loop: matches!(node.kind, NodeKind::Loop(_))
+                && (until || field == TemplateField::Body),
+            until,
+        }
+    }
+}
+
+/// How a template field is named in messages: `bash`, `prompt`, `until`, `env.NAME`...
+fn field_name(node: &Node, field: TemplateField) -> String {
+    let body = |kind: &NodeKind| match kind {
+        NodeKind::Loop(l) => match &l.body {
+            LoopBody::Bash(_) => "bash",
+            LoopBody::Prompt(_) => "prompt",
+            LoopBody::Command(_) => "command file",
+        },
+        NodeKind::Command(_) => "command file",
+        other => other.name(),
+    };
+    match field {
+        TemplateField::Body => body(&node.kind).to_string(),
+        TemplateField::Until => "until".into(),
+        TemplateField::UntilBash => "until_bash".into(),
+        TemplateField::When => "when".into(),
+        TemplateField::Cwd => "cwd".into(),
+        TemplateField::Env(name) => format!("env.{name}"),
+        TemplateField::Arg(name) => format!("args.{name}"),
+    }
 }
 
 /// Runs every semantic check on a loaded workflow and returns all diagnostics, the
@@ -583,7 +619,7 @@ impl Validator<'_> {
                 self.template(
                     None,
                     value,
-                    Field::Other,
+                    Scope::OUTSIDE,
                     &format!("agents.{}.env.{}", name.value, key.value),
                 );
             }
@@ -616,43 +652,19 @@ impl Validator<'_> {
 
     fn workflow_templates(&mut self) {
         for (key, value) in self.wf.env.iter() {
-            self.template(None, value, Field::Other, &format!("env.{}", key.value));
+            self.template(None, value, Scope::OUTSIDE, &format!("env.{}", key.value));
         }
     }
 
     fn node(&mut self, i: usize, commands: &dyn CommandLookup) {
         let wf = self.wf;
         let node = &wf.nodes[i];
-        match &node.kind {
-            NodeKind::Bash(t) => self.template(Some(i), t, Field::Bash, "bash"),
-            NodeKind::Prompt(t) => self.template(Some(i), t, Field::Other, "prompt"),
-            NodeKind::Command(name) => self.command(i, name, commands, Field::Other),
-            NodeKind::Approval(a) => self.template(Some(i), &a.message, Field::Other, "approval"),
-            NodeKind::Loop(l) => {
-                match &l.body {
-                    LoopBody::Bash(t) => self.template(Some(i), t, Field::LoopBash, "bash"),
-                    LoopBody::Prompt(t) => self.template(Some(i), t, Field::LoopBody, "prompt"),
-                    LoopBody::Command(name) => self.command(i, name, commands, Field::LoopBody),
-                }
-                if let Some(t) = &l.until {
-                    self.template(Some(i), t, Field::Until, "until");
-                }
-                if let Some(t) = &l.until_bash {
-                    self.template(Some(i), t, Field::UntilBash, "until_bash");
-                }
-            }
+        if let Some(name) = node.command() {
+            self.command(i, name, commands, Scope::of(node, TemplateField::Body));
         }
-        if let Some(t) = &node.when {
-            self.template(Some(i), t, Field::Other, "when");
-        }
-        if let Some(t) = &node.cwd {
-            self.template(Some(i), t, Field::Other, "cwd");
-        }
-        for (key, value) in node.env.iter() {
-            self.template(Some(i), value, Field::Other, &format!("env.{}", key.value));
-        }
-        for (key, value) in node.args.iter() {
-            self.template(Some(i), value, Field::Other, &format!("args.{}", key.value));
+        for (field, t) in node.templates() {
+            let what = field_name(node, field);
+            self.template(Some(i), t, Scope::of(node, field), &what);
         }
         if let Some(agent) = &node.agent {
             let names: Vec<&str> = BUILTIN_AGENTS
@@ -760,7 +772,7 @@ impl Validator<'_> {
         i: usize,
         name: &Spanned<String>,
         commands: &dyn CommandLookup,
-        field: Field,
+        scope: Scope,
     ) {
         let node = &self.wf.nodes[i];
         match commands.lookup(&name.value) {
@@ -779,7 +791,7 @@ impl Validator<'_> {
                     command.file.text.len().saturating_sub(command.body_start),
                 );
                 let body = Spanned::new(command.body().to_string(), span);
-                self.template_in(Some(i), &command.file, &body, field, "command file", args);
+                self.template_in(Some(i), &command.file, &body, scope, "command file", args);
                 for (arg, required) in &command.args {
                     if frontmatter_ok && *required && node.args.get(arg).is_none() {
                         self.diags.push(
@@ -852,9 +864,9 @@ impl Validator<'_> {
         }
     }
 
-    fn template(&mut self, node: Option<usize>, t: &Spanned<String>, field: Field, what: &str) {
+    fn template(&mut self, node: Option<usize>, t: &Spanned<String>, scope: Scope, what: &str) {
         let file = self.file.clone();
-        self.template_in(node, &file, t, field, what, Args::None);
+        self.template_in(node, &file, t, scope, what, Args::None);
     }
 
     /// Values a bash script would read where not even a variable is safe or meaningful
@@ -900,7 +912,7 @@ impl Validator<'_> {
         node: Option<usize>,
         file: &Arc<SourceFile>,
         t: &Spanned<String>,
-        field: Field,
+        scope: Scope,
         what: &str,
         command_args: Args,
     ) {
@@ -938,7 +950,7 @@ impl Validator<'_> {
                 return;
             }
         };
-        let is_shell = matches!(field, Field::Bash | Field::UntilBash | Field::LoopBash);
+        let is_shell = scope.shell;
         if is_shell {
             self.shell_contexts(file, t, &analysis);
         }
@@ -980,7 +992,7 @@ impl Validator<'_> {
             let span = locator.name(r.tag, &r.raw);
             let site = Site {
                 node,
-                field,
+                scope,
                 args: command_args,
                 file,
                 span,
@@ -1206,10 +1218,10 @@ impl Validator<'_> {
 }
 
 /// Where a template reference is checked: the node reading it (`None` for workflow-level
-/// values), the kind of field, what `args` holds there, and the tag's place in its file.
+/// values), what it may read, what `args` holds there, and the tag's place in its file.
 struct Site<'a> {
     node: Option<usize>,
-    field: Field,
+    scope: Scope,
     args: Args<'a>,
     file: &'a Arc<SourceFile>,
     span: Span,
@@ -1223,10 +1235,7 @@ impl Site<'_> {
 
     /// True in a loop's body and conditions, where `loop.*` and `output` exist.
     fn in_loop(&self) -> bool {
-        matches!(
-            self.field,
-            Field::LoopBody | Field::LoopBash | Field::Until | Field::UntilBash
-        )
+        self.scope.in_loop
     }
 }
 
@@ -1275,7 +1284,7 @@ fn loop_reference(site: &Site, r: &template::Reference) -> Option<Diagnostic> {
             )
         });
     }
-    let known = matches!(site.field, Field::Until | Field::UntilBash) && r.segments.len() == 1;
+    let known = site.scope.until && r.segments.len() == 1;
     (!known).then(|| {
         site.error(
             "template-name",
