@@ -449,9 +449,10 @@ fn dry_run(
     ));
     for (k, i) in plan.schedule_order().into_iter().enumerate() {
         let node = &plan.workflow.nodes[i];
-        let upstream: Vec<(&str, &NodeValue)> = plan.ancestors[i]
-            .iter()
-            .map(|&a| (plan.id(a), &stand_ins[a]))
+        let upstream: Vec<(&str, &NodeValue)> = plan
+            .ancestors
+            .of(i)
+            .map(|a| (plan.id(a), &stand_ins[a]))
             .collect();
         let ctx = info.context(upstream);
         let deps: Vec<&str> = plan.dag.deps[i].iter().map(|&d| plan.id(d)).collect();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use crate::graph::{Dag, DEFAULT_WEIGHT};
+use crate::graph::{Ancestors, Dag, DEFAULT_WEIGHT};
 use crate::workflow::template::{Mode, Renderer, Script};
 use crate::workflow::validate::{CommandFile, CommandLookup};
 use crate::workflow::{Node, TemplateField, Trigger, Workflow};
@@ -41,8 +41,8 @@ pub struct Plan {
     pub settings: Vec<Settings>,
     /// Per node: the weight of the heaviest chain from it to the end (itself included).
     pub priority: Vec<Duration>,
-    /// Per node: the indices of every node it depends on, directly or not.
-    pub ancestors: Vec<Vec<usize>>,
+    /// Per node: every node it depends on, directly or not.
+    pub ancestors: Ancestors,
     /// The command files used by `command:` nodes, by command name.
     pub commands: BTreeMap<String, CommandFile>,
     renderer: Renderer,
@@ -113,16 +113,7 @@ impl Plan {
             .collect();
         let weight = |i: usize| settings[i].timeout.unwrap_or(DEFAULT_WEIGHT);
         let priority = dag.remaining_weight(weight);
-        let ancestors = (0..dag.len())
-            .map(|i| {
-                dag.ancestors(i)
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &a)| a)
-                    .map(|(j, _)| j)
-                    .collect()
-            })
-            .collect();
+        let ancestors = Ancestors::new(&dag);
         Ok(Plan {
             workflow,
             dag,
@@ -217,7 +208,7 @@ impl Plan {
     /// True when node `d`'s `when` reads the status of node `i` (`nodes.ID.status`).
     pub fn when_reads_status_of(&self, d: usize, i: usize) -> bool {
         let id = self.id(i);
-        self.ancestors[d].contains(&i)
+        self.ancestors.contains(d, i)
             && self.when_references(d).iter().any(|r| {
                 r.segments.len() >= 3
                     && r.segments[0] == "nodes"
@@ -375,6 +366,6 @@ nodes:
         );
         let order: Vec<&str> = p.schedule_order().into_iter().map(|i| p.id(i)).collect();
         assert_eq!(order, ["long", "after", "short"]);
-        assert_eq!(p.ancestors[2], [1]);
+        assert_eq!(p.ancestors.of(2).collect::<Vec<_>>(), [1]);
     }
 }

@@ -327,9 +327,11 @@ impl Scheduler {
     }
 
     fn upstream(&self, i: usize) -> Vec<(&str, &NodeValue)> {
-        self.x.plan.ancestors[i]
-            .iter()
-            .filter_map(|&a| self.values[a].as_deref().map(|v| (self.x.plan.id(a), v)))
+        self.x
+            .plan
+            .ancestors
+            .of(i)
+            .filter_map(|a| self.values[a].as_deref().map(|v| (self.x.plan.id(a), v)))
             .collect()
     }
 
@@ -390,7 +392,7 @@ impl Scheduler {
         let plan = &self.x.plan;
         let texts = plan.template_texts(i);
         let mut notes = String::new();
-        for &a in &plan.ancestors[i] {
+        for a in plan.ancestors.of(i) {
             let Some(v) = self.values[a].as_deref() else {
                 continue;
             };

@@ -10,7 +10,7 @@ use super::shell_context;
 use super::template::{self, Analysis};
 use super::Loaded;
 use crate::diagnostic::{suggestion, Diagnostic};
-use crate::graph::Dag;
+use crate::graph::{Ancestors, Dag};
 use crate::source::{SourceFile, Span, Spanned};
 
 /// The names a template may start with.
@@ -284,42 +284,6 @@ pub fn sort(diags: &mut [Diagnostic]) {
     });
 }
 
-/// The transitive dependencies of every node, asked for once per template reference and
-/// per pair of nodes sharing a session, so they are computed once.
-enum Ancestors {
-    /// A DAG: one bit set per node, built in topological order (each node's set is the union
-    /// of its dependencies' sets), `words` 64-bit words per node.
-    Sets { words: usize, bits: Vec<u64> },
-    /// A graph with a cycle (reported on its own): each node's set found by a search, once.
-    Lazy(Vec<Option<Vec<bool>>>),
-}
-
-impl Ancestors {
-    fn new(dag: &Dag) -> Self {
-        let Some(order) = dag.topo_order() else {
-            return Ancestors::Lazy(vec![None; dag.len()]);
-        };
-        let words = dag.len().div_ceil(64);
-        let mut bits = vec![0u64; words * dag.len()];
-        for &i in &order {
-            for &d in &dag.deps[i] {
-                bits[i * words + d / 64] |= 1 << (d % 64);
-                // `d` comes before `i` in the order, so its set is complete.
-                let (before, after) = bits.split_at_mut(i.max(d) * words);
-                let (mine, theirs) = if i > d {
-                    (&mut after[..words], &before[d * words..(d + 1) * words])
-                } else {
-                    (&mut before[i * words..(i + 1) * words], &after[..words])
-                };
-                for (m, t) in mine.iter_mut().zip(theirs) {
-                    *m |= t;
-                }
-            }
-        }
-        Ancestors::Sets { words, bits }
-    }
-}
-
 struct Validator<'a> {
     wf: &'a Workflow,
     file: &'a Arc<SourceFile>,
@@ -344,13 +308,8 @@ impl Validator<'_> {
     }
 
     /// True if node `me` depends on node `other`, directly or not.
-    fn depends_on(&mut self, me: usize, other: usize) -> bool {
-        match &mut self.ancestors {
-            Ancestors::Sets { words, bits } => {
-                bits[me * *words + other / 64] & (1 << (other % 64)) != 0
-            }
-            Ancestors::Lazy(sets) => sets[me].get_or_insert_with(|| self.dag.ancestors(me))[other],
-        }
+    fn depends_on(&self, me: usize, other: usize) -> bool {
+        self.ancestors.contains(me, other)
     }
 
     fn run(&mut self, commands: &dyn CommandLookup) {
@@ -1377,47 +1336,5 @@ fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
         "none".into()
     } else {
         names.join(", ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::workflow::load_source;
-
-    #[test]
-    fn ancestor_sets_match_a_search_in_any_node_order() {
-        // Node n{p} has rank p*37 mod 70 and depends on the nodes ranked 3 below it and at a
-        // fifth of its rank: a DAG (not a total order) whose dependencies point both ways in
-        // the list, two words wide.
-        let rank = |p: usize| p * 37 % 70;
-        let at_rank = |r: usize| (0..70).find(|&p| rank(p) == r).expect("a permutation");
-        let mut yaml = String::from("nodes:\n");
-        for p in 0..70 {
-            let r = rank(p);
-            let mut deps = Vec::new();
-            if r >= 3 {
-                deps.push(format!("n{}", at_rank(r - 3)));
-            }
-            if r >= 10 && r % 2 == 0 {
-                deps.push(format!("n{}", at_rank(r / 5)));
-            }
-            yaml.push_str(&format!(
-                "  - {{id: n{p}, bash: x, depends_on: [{}]}}\n",
-                deps.join(", ")
-            ));
-        }
-        let loaded = load_source(SourceFile::new("t.yaml", yaml));
-        let dag = Dag::new(loaded.workflow.as_ref().expect("loads"));
-        let Ancestors::Sets { words, bits } = Ancestors::new(&dag) else {
-            panic!("the graph has no cycle");
-        };
-        for me in 0..dag.len() {
-            let expected = dag.ancestors(me);
-            for (other, &want) in expected.iter().enumerate() {
-                let got = bits[me * words + other / 64] & (1 << (other % 64)) != 0;
-                assert_eq!(got, want, "n{me} depends on n{other}");
-            }
-        }
     }
 }
