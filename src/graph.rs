@@ -1,15 +1,15 @@
-//! The workflow as a DAG: dependencies, cycles, layers, critical path.
+//! A dependency graph over numbered nodes: cycles, layers, critical path, ancestors.
 //!
-//! Nodes are numbered by their position in the workflow's `nodes:` list. Unknown dependency
-//! ids are left out here (validation reports them).
+//! Generic over what the nodes are: each has an id and the ids it depends on, and is numbered
+//! by its position in the list it was built from (a workflow's `nodes:`, see
+//! [`crate::workflow::Workflow::dag`]). Unknown dependency ids are left out here (validation
+//! reports them).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
-
-use crate::workflow::Workflow;
 
 /// The default weight of a node without a `timeout`, for the critical path.
 pub const DEFAULT_WEIGHT: Duration = Duration::from_secs(60);
@@ -27,18 +27,23 @@ pub struct Dag {
 }
 
 impl Dag {
-    /// Builds the graph of a workflow.
-    pub fn new(workflow: &Workflow) -> Self {
-        let ids: Vec<String> = workflow.nodes.iter().map(|n| n.id.value.clone()).collect();
+    /// Builds the graph of nodes given as their ids, each with the ids it depends on, in
+    /// order. A repeated id names its first node.
+    pub fn new<'a, D>(nodes: impl IntoIterator<Item = (&'a str, D)>) -> Self
+    where
+        D: IntoIterator<Item = &'a str>,
+    {
+        let nodes: Vec<(&str, D)> = nodes.into_iter().collect();
+        let ids: Vec<String> = nodes.iter().map(|(id, _)| id.to_string()).collect();
         let mut index = HashMap::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
             index.entry(id.clone()).or_insert(i);
         }
         let mut deps = vec![Vec::new(); ids.len()];
         let mut dependents = vec![Vec::new(); ids.len()];
-        for (i, node) in workflow.nodes.iter().enumerate() {
-            for dep in &node.depends_on {
-                if let Some(&d) = index.get(dep.value.as_str()) {
+        for (i, (_, depends_on)) in nodes.into_iter().enumerate() {
+            for dep in depends_on {
+                if let Some(&d) = index.get(dep) {
                     if !deps[i].contains(&d) {
                         deps[i].push(d);
                         dependents[d].push(i);
@@ -368,7 +373,7 @@ mod tests {
 
     fn dag(yaml: &str) -> Dag {
         let loaded = load_source(SourceFile::new("t.yaml", yaml));
-        Dag::new(&loaded.workflow.expect("loads"))
+        loaded.workflow.expect("loads").dag()
     }
 
     const DIAMOND: &str = "nodes:

@@ -52,7 +52,7 @@ impl Plan {
     /// Prepares a validated workflow. Fails on what validation reports too (a template that
     /// does not compile, a missing command file, a cycle), in words.
     pub fn new(workflow: Workflow, commands: &dyn CommandLookup) -> Result<Plan, String> {
-        let dag = Dag::new(&workflow);
+        let dag = workflow.dag();
         if dag.topo_order().is_none() {
             return Err("the workflow has a dependency cycle (run `reins validate`)".into());
         }

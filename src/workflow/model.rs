@@ -397,6 +397,18 @@ impl Workflow {
     }
 }
 
+impl Workflow {
+    /// The dependency graph of the nodes, numbered by their position in `nodes:`.
+    pub fn dag(&self) -> crate::graph::Dag {
+        crate::graph::Dag::new(self.nodes.iter().map(|n| {
+            (
+                n.id.value.as_str(),
+                n.depends_on.iter().map(|d| d.value.as_str()),
+            )
+        }))
+    }
+}
+
 /// Where a template of a node sits: one of its fields holding `{{...}}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TemplateField<'a> {

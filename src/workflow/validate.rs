@@ -179,7 +179,7 @@ fn field_name(node: &Node, field: TemplateField) -> String {
 pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic> {
     let mut diags = loaded.diagnostics.clone();
     if let Some(wf) = &loaded.workflow {
-        let dag = Dag::new(wf);
+        let dag = wf.dag();
         let ancestors = Ancestors::new(&dag);
         let mut v = Validator {
             wf,
