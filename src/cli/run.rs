@@ -16,7 +16,7 @@ use crate::exit;
 use crate::process::Watchdog;
 use crate::store::{NodeStatus, Store};
 use crate::workflow::TemplateField;
-use crate::workflow::{self, validate, NodeKind};
+use crate::workflow::{self, NodeKind};
 
 /// Prints a line on stdout; a closed pipe (`reins runs | head -1`) is not an error.
 macro_rules! say {
@@ -392,7 +392,7 @@ fn env_duration(name: &str) -> Option<Duration> {
 fn dry_run(
     store: &Store,
     workflow: workflow::Workflow,
-    commands: &dyn validate::CommandLookup,
+    commands: &dyn crate::workflow::command_file::CommandLookup,
     given: &[(String, String)],
     concurrency: Option<u32>,
 ) -> i32 {

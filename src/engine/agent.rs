@@ -29,7 +29,6 @@ use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
 use crate::agent::HarnessKind;
 use crate::agent::{self, AgentEvent, AgentInvocation, AgentOutcome, SessionMode, Verdict};
 use crate::store::{Event, Usage};
-use crate::workflow::command_file::parse_command_file;
 use crate::workflow::template::Mode;
 use crate::workflow::validate::{BUILTIN_AGENT, BUILTIN_AGENTS};
 use crate::workflow::TemplateField;
@@ -494,10 +493,12 @@ pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, St
     };
     let mut args = Map::new();
     if let Some(file) = plan.commands.get(command) {
-        let (parsed, _) = parse_command_file(file.file.clone());
-        for arg in parsed.args {
-            let default = arg.default.map(|d| d.value).unwrap_or_default();
-            args.insert(arg.name.value, Json::String(default));
+        for arg in &file.args {
+            let default = arg.default.as_ref().map(|d| d.value.clone());
+            args.insert(
+                arg.name.value.clone(),
+                Json::String(default.unwrap_or_default()),
+            );
         }
     }
     for (name, _) in node.args.iter() {

@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::graph::{Ancestors, Dag, DEFAULT_WEIGHT};
+use crate::workflow::command_file::{CommandFile, CommandLookup};
 use crate::workflow::template::{Mode, Renderer, Script};
-use crate::workflow::validate::{CommandFile, CommandLookup};
 use crate::workflow::{Node, TemplateField, Trigger, Workflow};
 
 /// A node's settings with the workflow's defaults applied.
@@ -77,7 +77,11 @@ impl Plan {
                         dirs.join(", ")
                     )
                 })?;
-                add(field_key(i, TemplateField::Body), file.body(), Mode::Plain)?;
+                add(
+                    field_key(i, TemplateField::Body),
+                    &file.body.value,
+                    Mode::Plain,
+                )?;
                 used.insert(name.value.clone(), file);
             }
             for (field, t) in node.templates() {
@@ -318,8 +322,8 @@ impl CommandLookup for FrozenCommands {
 mod tests {
     use super::*;
     use crate::source::SourceFile;
+    use crate::workflow::command_file::DirCommands;
     use crate::workflow::load_source;
-    use crate::workflow::validate::DirCommands;
     use serde_json::json;
 
     fn plan(yaml: &str) -> Plan {

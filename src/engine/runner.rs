@@ -278,8 +278,8 @@ impl Runners {
 mod tests {
     use super::*;
     use crate::source::SourceFile;
+    use crate::workflow::command_file::DirCommands;
     use crate::workflow::load_source;
-    use crate::workflow::validate::DirCommands;
 
     #[test]
     fn a_loop_needs_the_runner_of_its_body() {

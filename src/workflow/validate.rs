@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::command_file::{CommandArg, CommandLookup};
 use super::model::*;
 use super::shell_context;
 use super::template::{self, Analysis};
@@ -31,92 +32,13 @@ pub const BUILTIN_AGENT: &str = "claude";
 /// Every built-in agent profile: one per harness (`claude` for Claude Code, `codex` for Codex).
 pub const BUILTIN_AGENTS: &[&str] = &["claude", "codex"];
 
-/// A command file found for a `command:` node.
-#[derive(Debug, Clone)]
-pub struct CommandFile {
-    /// The Markdown file.
-    pub file: Arc<SourceFile>,
-    /// Byte offset where the prompt template starts (after any frontmatter).
-    pub body_start: usize,
-    /// Names of the arguments its frontmatter declares, with whether each is required
-    /// (required means no default).
-    pub args: Vec<(String, bool)>,
-    /// Problems found in the file itself (frontmatter).
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-impl CommandFile {
-    /// The prompt template (the text after the frontmatter).
-    pub fn body(&self) -> &str {
-        &self.file.text[self.body_start.min(self.file.text.len())..]
-    }
-}
-
-/// Finds command files by name.
-pub trait CommandLookup {
-    /// The command file for `name`, or the places searched and the names that do exist.
-    fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<PathBuf>, Vec<String>)>;
-}
-
-/// Looks for `NAME.md` in a list of folders, in order.
-#[derive(Debug, Clone, Default)]
-pub struct DirCommands {
-    /// The folders, most specific first.
-    pub dirs: Vec<PathBuf>,
-}
-
-impl CommandLookup for DirCommands {
-    fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<PathBuf>, Vec<String>)> {
-        for dir in &self.dirs {
-            let path = dir.join(format!("{name}.md"));
-            if let Ok(file) = SourceFile::read(&path) {
-                return Ok(CommandFile::parse(file));
-            }
-        }
-        let mut available: Vec<String> = self
-            .dirs
-            .iter()
-            .filter_map(|d| std::fs::read_dir(d).ok())
-            .flatten()
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".md"))
-                    .map(str::to_string)
-            })
-            .collect();
-        available.sort();
-        available.dedup();
-        Err((self.dirs.clone(), available))
-    }
-}
-
-impl CommandFile {
-    /// Reads a command file with [`super::command_file::parse_command_file`]: frontmatter
-    /// (`---` ... `---`, YAML with `description` and `args`) and prompt template.
-    pub fn parse(file: Arc<SourceFile>) -> Self {
-        let (command, diagnostics) = super::command_file::parse_command_file(file.clone());
-        Self {
-            body_start: command.body.span.start,
-            args: command
-                .args
-                .iter()
-                .map(|a| (a.name.value.clone(), a.must_be_given()))
-                .collect(),
-            file,
-            diagnostics,
-        }
-    }
-}
-
 /// What `{{args.NAME}}` may read in the template being checked.
 #[derive(Clone, Copy)]
 enum Args<'c> {
     /// Not a command file: there are no arguments.
     None,
     /// A command file declaring these arguments in its frontmatter.
-    Declared(&'c [(String, bool)]),
+    Declared(&'c [CommandArg]),
     /// A command file whose frontmatter is broken (reported on its own): anything goes.
     Any,
 }
@@ -745,14 +667,17 @@ impl Validator<'_> {
                 } else {
                     Args::Any
                 };
-                let span = Span::new(
-                    command.body_start,
-                    command.file.text.len().saturating_sub(command.body_start),
+                self.template_in(
+                    Some(i),
+                    &command.file,
+                    &command.body,
+                    scope,
+                    "command file",
+                    args,
                 );
-                let body = Spanned::new(command.body().to_string(), span);
-                self.template_in(Some(i), &command.file, &body, scope, "command file", args);
-                for (arg, required) in &command.args {
-                    if frontmatter_ok && *required && node.args.get(arg).is_none() {
+                for arg in command.args.iter().filter(|a| a.must_be_given()) {
+                    let arg = &arg.name.value;
+                    if frontmatter_ok && node.args.get(arg).is_none() {
                         self.diags.push(
                             Diagnostic::error(
                                 "missing-argument",
@@ -767,7 +692,8 @@ impl Validator<'_> {
                         );
                     }
                 }
-                let declared: Vec<&str> = command.args.iter().map(|(a, _)| a.as_str()).collect();
+                let declared: Vec<&str> =
+                    command.args.iter().map(|a| a.name.value.as_str()).collect();
                 for (key, _) in node.args.iter() {
                     if frontmatter_ok && !declared.contains(&key.value.as_str()) {
                         let help =
@@ -1272,11 +1198,11 @@ fn args_reference(site: &Site, r: &template::Reference) -> Option<Diagnostic> {
     }
     match site.args {
         Args::Any => None,
-        Args::Declared(declared) if declared.iter().any(|(a, _)| *a == r.segments[1]) => None,
+        Args::Declared(declared) if declared.iter().any(|a| a.name.value == r.segments[1]) => None,
         Args::Declared(declared) => {
             let name = &r.segments[1];
-            let help =
-                suggestion(name, declared.iter().map(|(a, _)| a.as_str())).unwrap_or_else(|| {
+            let help = suggestion(name, declared.iter().map(|a| a.name.value.as_str()))
+                .unwrap_or_else(|| {
                     format!("declare it in the frontmatter: `args: [{{ name: {name} }}]`")
                 });
             Some(
