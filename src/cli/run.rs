@@ -12,11 +12,12 @@ use super::progress::{self, View};
 use crate::engine::agent_slots::AgentSlots;
 use crate::engine::context::{NodeValue, RunInfo};
 use crate::engine::launch::{self, resolve_inputs};
-use crate::engine::{CancelLevel, Canceller, Field, Options, Plan, Prepared, Resumed, Runners};
+use crate::engine::{CancelLevel, Canceller, Options, Plan, Prepared, Resumed, Runners};
 use crate::engine::{LaunchError, LaunchErrorKind};
 use crate::process::Watchdog;
 use crate::store::{NodeStatus, Store};
-use crate::workflow::{self, validate, NodeKind};
+use crate::workflow::TemplateField;
+use crate::workflow::{self, NodeKind};
 
 /// Prints a line on stdout; a closed pipe (`reins runs | head -1`) is not an error.
 macro_rules! say {
@@ -377,7 +378,7 @@ fn env_duration(name: &str) -> Option<Duration> {
 fn dry_run(
     store: &Store,
     workflow: workflow::Workflow,
-    commands: &dyn validate::CommandLookup,
+    commands: &dyn crate::workflow::command_file::CommandLookup,
     given: &[(String, String)],
     concurrency: Option<u32>,
 ) -> error::Result {
@@ -431,9 +432,10 @@ fn dry_run(
     ));
     for (k, i) in plan.schedule_order().into_iter().enumerate() {
         let node = &plan.workflow.nodes[i];
-        let upstream: Vec<(&str, &NodeValue)> = plan.ancestors[i]
-            .iter()
-            .map(|&a| (plan.id(a), &stand_ins[a]))
+        let upstream: Vec<(&str, &NodeValue)> = plan
+            .ancestors
+            .of(i)
+            .map(|a| (plan.id(a), &stand_ins[a]))
             .collect();
         let ctx = info.context(upstream);
         let deps: Vec<&str> = plan.dag.deps[i].iter().map(|&d| plan.id(d)).collect();
@@ -461,13 +463,13 @@ fn dry_run(
             }
             s
         };
-        if plan.has(i, Field::When) {
+        if plan.has(i, TemplateField::When) {
             if plan.when_depends_on_run(i) {
                 // Stand-in outputs and statuses would make it look decided: it is not.
                 let text = node.when.as_ref().map(|w| w.value.trim()).unwrap_or("");
                 out.push_str(&show("when:", Ok(format!("decided at run time ({text})"))));
             } else {
-                out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+                out.push_str(&show("when:", plan.render(i, TemplateField::When, &ctx)));
             }
         }
         let label = match &node.kind {
@@ -478,21 +480,21 @@ fn dry_run(
         let body = if node.kind.uses_agent() {
             crate::engine::agent::render_prompt(&plan, i, &ctx)
         } else {
-            plan.render(i, Field::Body, &ctx)
+            plan.render(i, TemplateField::Body, &ctx)
         };
         out.push_str(&show(label, body));
-        if plan.mode(i, Field::Body) == crate::workflow::template::Mode::Shell {
-            out.push_str(&script_values(&plan, i, Field::Body, &ctx));
+        if plan.mode(i, TemplateField::Body) == crate::workflow::template::Mode::Shell {
+            out.push_str(&script_values(&plan, i, TemplateField::Body, &ctx));
         }
-        if plan.has(i, Field::Until) {
-            out.push_str(&show("until:", plan.render(i, Field::Until, &ctx)));
+        if plan.has(i, TemplateField::Until) {
+            out.push_str(&show("until:", plan.render(i, TemplateField::Until, &ctx)));
         }
-        if plan.has(i, Field::UntilBash) {
+        if plan.has(i, TemplateField::UntilBash) {
             out.push_str(&show(
                 "until_bash: $",
-                plan.render(i, Field::UntilBash, &ctx),
+                plan.render(i, TemplateField::UntilBash, &ctx),
             ));
-            out.push_str(&script_values(&plan, i, Field::UntilBash, &ctx));
+            out.push_str(&script_values(&plan, i, TemplateField::UntilBash, &ctx));
         }
     }
     print(&out)?;
@@ -501,7 +503,7 @@ fn dry_run(
 
 /// The values a bash script reads, one a line beside it in `--dry-run`: each variable with
 /// its value shell-quoted (long values shortened).
-fn script_values(plan: &Plan, i: usize, field: Field, ctx: &serde_json::Value) -> String {
+fn script_values(plan: &Plan, i: usize, field: TemplateField, ctx: &serde_json::Value) -> String {
     let Ok(script) = plan.render_script(i, field, ctx) else {
         return String::new();
     };

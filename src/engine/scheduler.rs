@@ -23,13 +23,14 @@ use tokio::task::JoinSet;
 use super::approval;
 use super::cancel::{CancelLevel, Canceller};
 use super::context::{NodeValue, RunInfo};
-use super::plan::{Field, Plan, Ready};
+use super::plan::{Plan, Ready};
 use super::recorder::Recorder;
 use super::runner::{Job, Limits, NodeRunner, Outcome, Runners, SessionChoice};
 use super::trigger::{self, Decision};
 use crate::process::Watchdog;
 use crate::store::{Event, NodeStatus, RunStatus};
 use crate::workflow::template::is_truthy;
+use crate::workflow::TemplateField;
 
 /// How often waiting gates are checked for an answer while other nodes run.
 const GATE_POLL: Duration = Duration::from_millis(200);
@@ -273,8 +274,8 @@ impl Scheduler {
         if let Decision::Skip(reason) = trigger::decide(plan.settings[i].trigger, &deps) {
             return self.skip(i, reason);
         }
-        if plan.has(i, Field::When) {
-            match plan.render(i, Field::When, &self.context(i)) {
+        if plan.has(i, TemplateField::When) {
+            match plan.render(i, TemplateField::When, &self.context(i)) {
                 Ok(text) if !is_truthy(&text) => {
                     let shown: String = text.trim().chars().take(60).collect();
                     return self.skip(i, format!("`when` is false (it rendered `{shown}`)"));
@@ -326,9 +327,11 @@ impl Scheduler {
     }
 
     fn upstream(&self, i: usize) -> Vec<(&str, &NodeValue)> {
-        self.x.plan.ancestors[i]
-            .iter()
-            .filter_map(|&a| self.values[a].as_deref().map(|v| (self.x.plan.id(a), v)))
+        self.x
+            .plan
+            .ancestors
+            .of(i)
+            .filter_map(|a| self.values[a].as_deref().map(|v| (self.x.plan.id(a), v)))
             .collect()
     }
 
@@ -389,7 +392,7 @@ impl Scheduler {
         let plan = &self.x.plan;
         let texts = plan.template_texts(i);
         let mut notes = String::new();
-        for &a in &plan.ancestors[i] {
+        for a in plan.ancestors.of(i) {
             let Some(v) = self.values[a].as_deref() else {
                 continue;
             };
@@ -763,7 +766,7 @@ impl Task {
         for (name, _) in node.env.iter() {
             let value = self
                 .plan
-                .render(i, Field::Env(&name.value), &self.context)
+                .render(i, TemplateField::Env(&name.value), &self.context)
                 .map_err(|e| format!("cannot render `env.{}`: {e}", name.value))?;
             if value.contains('\0') {
                 return Err(format!(
@@ -775,10 +778,10 @@ impl Task {
             env.push((name.value.clone(), value));
         }
         env.extend(self.reins_env.iter().cloned());
-        let cwd = if self.plan.has(i, Field::Cwd) {
+        let cwd = if self.plan.has(i, TemplateField::Cwd) {
             let rel = self
                 .plan
-                .render(i, Field::Cwd, &self.context)
+                .render(i, TemplateField::Cwd, &self.context)
                 .map_err(|e| format!("cannot render `cwd`: {e}"))?;
             let dir = self.run.root.join(rel.trim());
             if !dir.is_dir() {
