@@ -293,8 +293,9 @@ pub fn start(
     })
 }
 
-/// Prepares a resume of `run`: nodes that succeeded stay settled; every other node runs
-/// (again), and with `from`, that node and everything downstream of it too.
+/// Prepares a resume of `run`: nodes that succeeded (or failed with `continue_on_error`) stay
+/// settled; every other node runs (again), and with `from`, that node and everything downstream
+/// of it too.
 pub fn resume(
     store: &Store,
     run: RunDir,
@@ -392,10 +393,13 @@ pub fn resume(
                     .as_ref()
                     .is_some_and(|a| a.answer.is_some() || !n.status.is_settled())
             });
+        // A failure that `continue_on_error` accepted is as settled as a success.
+        let accepted = status == NodeStatus::Failed && plan.settings[i].continue_on_error;
         let again = rerun[i]
             || !(asked
                 || matches!(status, NodeStatus::Success | NodeStatus::Waiting)
-                || status == NodeStatus::Failed && rejected);
+                || status == NodeStatus::Failed && rejected
+                || accepted);
         if again && status != NodeStatus::Pending {
             reset.push(id.clone());
         }
