@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::guard::error;
 use super::{actions, files, live, view, Shared};
+use crate::agent::session::TIMES_FILE;
 use crate::store::lock::live_owner;
 use crate::store::{NodeStatus, RunStatus, RunSummary};
 
@@ -231,7 +232,11 @@ async fn node(State(app): State<Shared>, Path((id, node)): Path<(String, String)
         .filter(|f| f.path.ends_with("transcript.jsonl"))
     {
         if let Some(text) = read_text(&dir, &f.path) {
-            transcript.extend(view::transcript(&text));
+            let times = f
+                .path
+                .strip_suffix("transcript.jsonl")
+                .and_then(|prefix| read_text(&dir, &format!("{prefix}{}", TIMES_FILE)));
+            transcript.extend(view::transcript(&text, times.as_deref()));
         }
     }
     let prompt = read_text(&dir, "prompt.md");
