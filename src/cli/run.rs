@@ -43,7 +43,14 @@ pub fn run(args: RunArgs) -> i32 {
         Err(message) => return fail(&message, exit::USAGE),
     };
     if args.dry_run {
-        return dry_run(&store, workflow, &commands, &inputs, args.concurrency);
+        return dry_run(
+            &store,
+            workflow,
+            &commands,
+            &inputs,
+            args.concurrency,
+            args.agent.as_deref(),
+        );
     }
     let json = args.wants_json();
     let runners = Runners::new();
@@ -387,14 +394,21 @@ fn env_duration(name: &str) -> Option<Duration> {
     }
 }
 
-/// `reins run --dry-run`: renders what each node would run, in schedule order.
+/// `reins run --dry-run`: renders what each node would run, in schedule order, and on which
+/// agent (`--agent` switches the default agent as it does for a real run).
 fn dry_run(
     store: &Store,
-    workflow: workflow::Workflow,
+    mut workflow: workflow::Workflow,
     commands: &dyn validate::CommandLookup,
     given: &[(String, String)],
     concurrency: Option<u32>,
+    agent: Option<&str>,
 ) -> i32 {
+    if let Some(agent) = agent {
+        if let Err(e) = crate::engine::agent::switch_default_agent(&mut workflow, agent) {
+            return fail(&e, exit::USAGE);
+        }
+    }
     let mut inputs = match resolve_inputs(&workflow, given) {
         Ok(i) => i,
         Err(_) => {
@@ -492,6 +506,11 @@ fn dry_run(
             NodeKind::Approval(_) => "?",
             _ => ">",
         };
+        if node.kind.uses_agent() {
+            let profile = crate::engine::agent::profile_name(&plan.workflow, node);
+            let harness = crate::engine::agent::resolve_profile(&plan.workflow, profile).harness;
+            out.push_str(&format!("   agent: {profile} ({})\n", harness.name()));
+        }
         let body = if node.kind.uses_agent() {
             crate::engine::agent::render_prompt(&plan, i, &ctx)
         } else {
