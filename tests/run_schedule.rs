@@ -352,6 +352,7 @@ fn dry_run_shows_the_agent_each_node_runs_on_and_honours_agent() {
 nodes:
   - id: ask
     prompt: hello
+    allowed_tools: [Read]
   - id: review
     agent: reviewer
     prompt: review

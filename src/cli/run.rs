@@ -1,6 +1,6 @@
 //! `reins run` and `reins resume`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,9 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(i) => i,
         Err(message) => return fail(&message, exit::USAGE),
     };
+    if let Some(agent) = &args.agent {
+        warn_ignored_on(&workflow, agent);
+    }
     if args.dry_run {
         return dry_run(
             &store,
@@ -391,6 +394,25 @@ fn env_duration(name: &str) -> Option<Duration> {
             eprintln!("warning: ignoring {name}: {e}");
             None
         }
+    }
+}
+
+/// `reins run --agent NAME`: warns, as `validate` does for a workflow that names Codex
+/// itself, about the settings the workflow gives that the switched-to agent ignores.
+fn warn_ignored_on(workflow: &workflow::Workflow, agent: &str) {
+    let mut switched = workflow.clone();
+    if crate::engine::agent::switch_default_agent(&mut switched, agent).is_err() {
+        return; // refused with its message where the run starts
+    }
+    let before = validate::ignored_by_codex(workflow, &workflow.source);
+    let new: Vec<_> = validate::ignored_by_codex(&switched, &workflow.source)
+        .into_iter()
+        .filter(|d| !before.iter().any(|b| b.message == d.message))
+        .collect();
+    if !new.is_empty() {
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let text = crate::diagnostic::render_all(&new, crate::diagnostic::Format::Human, color);
+        let _ = std::io::stderr().write_all(text.as_bytes());
     }
 }
 
