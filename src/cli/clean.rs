@@ -7,12 +7,15 @@
 //! uncommitted changes is kept unless `--force`. Branches (and the commits on them) always
 //! stay. Removing the worktree of a failed or cancelled run says that the run can no longer be
 //! resumed.
+//!
+//! Both also sweep the half-built run folders (`runs/.new-*`) a crash while creating a run left
+//! behind, once they are a minute old and no process holds their lock.
 
 use super::args::CleanArgs;
 use super::run::{current_store, fail, say};
 use crate::engine::worktree;
 use crate::exit;
-use crate::store::{RunLock, RunStatus, RunSummary};
+use crate::store::{RunLock, RunStatus, RunSummary, Store, Swept, STAGED_MIN_AGE};
 
 /// Runs `reins clean`.
 pub fn run(args: CleanArgs) -> i32 {
@@ -23,11 +26,12 @@ pub fn run(args: CleanArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let (mut removed, mut kept) = sweep_staged(&store, args.dry_run);
     let runs = match store.list() {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot list runs: {e}"), exit::NODE_FAILED),
     };
-    let (mut removed, mut kept, mut busy) = (0, 0, 0);
+    let mut busy = 0;
     for r in &runs {
         let Some(path) = r.manifest.as_ref().and_then(|m| m.worktree.clone()) else {
             continue;
@@ -110,6 +114,47 @@ pub fn run(args: CleanArgs) -> i32 {
     }
 }
 
+/// Removes the half-built run folders a crash left (see [`Store::sweep_staged`]), saying so;
+/// how many were removed and how many kept.
+fn sweep_staged(store: &Store, dry_run: bool) -> (usize, usize) {
+    let swept = match store.sweep_staged(STAGED_MIN_AGE, dry_run) {
+        Ok(swept) => swept,
+        Err(e) => {
+            eprintln!("error: cannot look for half-built runs: {e}");
+            return (0, 1);
+        }
+    };
+    let (mut removed, mut kept) = (0, 0);
+    for (path, outcome) in swept {
+        let shown = crate::source::display_path(&path);
+        match outcome {
+            Swept::Removed if dry_run => {
+                say!(
+                    "would remove {}: a run a crash left half-built",
+                    shown.display()
+                );
+                removed += 1;
+            }
+            Swept::Removed => {
+                say!("removed {}: a run a crash left half-built", shown.display());
+                removed += 1;
+            }
+            Swept::Busy => {
+                // Not a failure: it becomes a run, or its own process removes it.
+                say!(
+                    "kept {}: a reins process is creating that run",
+                    shown.display()
+                );
+            }
+            Swept::Failed(e) => {
+                eprintln!("error: cannot remove {}: {e}", shown.display());
+                kept += 1;
+            }
+        }
+    }
+    (removed, kept)
+}
+
 /// True for a run that ended and can never continue by itself: `success`, `failed`,
 /// `cancelled`. Running, waiting and interrupted runs may still be resumed or answered.
 fn finished(r: &RunSummary) -> bool {
@@ -139,7 +184,7 @@ fn clean_runs(args: &CleanArgs) -> i32 {
         std::cmp::Reverse((r.state.finished_at.or(r.started_at()), r.run.id.clone()))
     });
     let keep = args.keep.unwrap_or(0);
-    let (mut removed, mut kept) = (0, 0);
+    let (mut removed, mut kept) = sweep_staged(&store, args.dry_run);
     for r in done.into_iter().skip(keep) {
         let ended = r.state.finished_at.or(r.started_at());
         if let (Some(age), Some(ended)) = (args.older_than, ended) {
