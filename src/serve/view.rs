@@ -310,14 +310,6 @@ pub fn transcript(text: &str, times: Option<&str>) -> Vec<Entry> {
     out
 }
 
-/// Seconds from now until `at` (negative once passed).
-pub fn seconds_until(at: SystemTime) -> i64 {
-    match at.duration_since(SystemTime::now()) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    }
-}
-
 /// The node's state, for a node the state does not know yet (never started).
 pub fn node_or_pending(state: &RunState, id: &str) -> NodeState {
     state.node(id).cloned().unwrap_or_else(|| NodeState {
