@@ -21,6 +21,7 @@ use support::cli::reins;
 const WARNING_ONLY: &[&str] = &[
     "duplicate-dependency.yaml",
     "no-effect.yaml",
+    "no-effect.codex.yaml",
     "raw-substitution.yaml",
     "unordered-session.yaml",
     "unused-input.yaml",

@@ -1,6 +1,6 @@
 //! `reins run` and `reins resume`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,8 +44,18 @@ pub fn run(args: RunArgs) -> error::Result {
     } = super::load::valid_workflow(&args.workflow)?;
     let inputs =
         with_value(&workflow, args.value.as_deref(), &args.inputs).map_err(Error::usage)?;
+    if let Some(agent) = &args.agent {
+        warn_ignored_on(&workflow, agent);
+    }
     if args.dry_run {
-        return dry_run(&store, workflow, &commands, &inputs, args.concurrency);
+        return dry_run(
+            &store,
+            workflow,
+            &commands,
+            &inputs,
+            args.concurrency,
+            args.agent.as_deref(),
+        );
     }
     let json = args.wants_json();
     let runners = Runners::new();
@@ -374,14 +384,38 @@ fn env_duration(name: &str) -> Option<Duration> {
     }
 }
 
-/// `reins run --dry-run`: renders what each node would run, in schedule order.
+/// `reins run --agent NAME`: warns, as `validate` does for a workflow that names Codex
+/// itself, about the settings the workflow gives that the switched-to agent ignores.
+fn warn_ignored_on(workflow: &workflow::Workflow, agent: &str) {
+    let mut switched = workflow.clone();
+    if crate::engine::agent::switch_default_agent(&mut switched, agent).is_err() {
+        return; // refused with its message where the run starts
+    }
+    let before = crate::workflow::validate::ignored_by_codex(workflow, &workflow.source);
+    let new: Vec<_> = crate::workflow::validate::ignored_by_codex(&switched, &workflow.source)
+        .into_iter()
+        .filter(|d| !before.iter().any(|b| b.message == d.message))
+        .collect();
+    if !new.is_empty() {
+        let color = super::use_color(std::io::stderr().is_terminal());
+        let text = crate::diagnostic::render_all(&new, crate::diagnostic::Format::Human, color);
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+}
+
+/// `reins run --dry-run`: renders what each node would run, in schedule order, and on which
+/// agent (`--agent` switches the default agent as it does for a real run).
 fn dry_run(
     store: &Store,
-    workflow: workflow::Workflow,
+    mut workflow: workflow::Workflow,
     commands: &dyn crate::workflow::command_file::CommandLookup,
     given: &[(String, String)],
     concurrency: Option<u32>,
+    agent: Option<&str>,
 ) -> error::Result {
+    if let Some(agent) = agent {
+        crate::engine::agent::switch_default_agent(&mut workflow, agent).map_err(Error::usage)?;
+    }
     let mut inputs = match resolve_inputs(&workflow, given) {
         Ok(i) => i,
         Err(_) => {
@@ -477,6 +511,11 @@ fn dry_run(
             NodeKind::Approval(_) => "?",
             _ => ">",
         };
+        if node.kind.uses_agent() {
+            let profile = crate::engine::agent::profile_name(&plan.workflow, node);
+            let harness = crate::engine::agent::resolve_profile(&plan.workflow, profile).harness;
+            out.push_str(&format!("   agent: {profile} ({})\n", harness.name()));
+        }
         let body = if node.kind.uses_agent() {
             crate::engine::agent::render_prompt(&plan, i, &ctx)
         } else {

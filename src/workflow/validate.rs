@@ -240,6 +240,7 @@ impl Validator<'_> {
         self.dependencies();
         self.cycles();
         self.profiles();
+        self.diags.extend(ignored_by_codex(self.wf, self.file));
         self.workflow_templates();
         for i in 0..self.wf.nodes.len() {
             self.node(i, commands);
@@ -1233,6 +1234,86 @@ fn unknown_root(site: &Site, r: &template::Reference, root: &str) -> Diagnostic 
 }
 
 /// "a `bash` node", "an `approval` node".
+/// The built-in profile (`claude`, `codex`) the profile `name` ends at, following `use:` as
+/// the engine does: a profile using nothing is Claude's unless it refines `codex` itself.
+pub fn builtin_base<'a>(wf: &'a Workflow, name: &'a str) -> &'a str {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut current = name;
+    while let Some(profile) = wf.agents.get(current) {
+        if seen.contains(&current) {
+            break;
+        }
+        seen.push(current);
+        match &profile.uses {
+            Some(base) => current = &base.value,
+            None => break,
+        }
+    }
+    if BUILTIN_AGENTS.contains(&current) {
+        current
+    } else {
+        BUILTIN_AGENT
+    }
+}
+
+/// Warnings for the settings the Codex CLI has no flag for: `allowed_tools`,
+/// `disallowed_tools` and `max_turns` of a profile that ends at `codex`, or of an agent node
+/// that runs on one. Public so `reins run --agent codex` can warn about a workflow written
+/// for another agent.
+pub fn ignored_by_codex(wf: &Workflow, file: &Arc<SourceFile>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut warn = |span: Span, field: &str, whose: String| {
+        out.push(
+            Diagnostic::warning(
+                "no-effect",
+                file,
+                span,
+                format!("`{field}` has no effect on {whose}: the Codex CLI has no such setting"),
+            )
+            .with_help(
+                "limit what Codex may do with the profile's `sandbox:` (`read-only`, \
+                 `workspace-write`) and bound it with `timeout:` or `budget:`; remove this",
+            ),
+        );
+    };
+    for (name, profile) in wf.agents.iter() {
+        if builtin_base(wf, &name.value) != "codex" {
+            continue;
+        }
+        let whose = format!("agent profile `{}`, which runs on Codex", name.value);
+        if let Some(t) = profile.allowed_tools.first() {
+            warn(t.span, "allowed_tools", whose.clone());
+        }
+        if let Some(t) = profile.disallowed_tools.first() {
+            warn(t.span, "disallowed_tools", whose.clone());
+        }
+        if let Some(m) = &profile.max_turns {
+            warn(m.span, "max_turns", whose);
+        }
+    }
+    for node in wf.nodes.iter().filter(|n| n.kind.uses_agent()) {
+        let profile = node
+            .agent
+            .as_ref()
+            .or(wf.defaults.agent.as_ref())
+            .map_or(BUILTIN_AGENT, |a| a.value.as_str());
+        if builtin_base(wf, profile) != "codex" {
+            continue;
+        }
+        let whose = format!(
+            "node `{}`, which runs on Codex (`{profile}`)",
+            node.id.value
+        );
+        if let Some(t) = node.allowed_tools.first() {
+            warn(t.span, "allowed_tools", whose.clone());
+        }
+        if let Some(m) = &node.max_turns {
+            warn(m.span, "max_turns", whose);
+        }
+    }
+    out
+}
+
 fn kind_phrase(kind: &NodeKind) -> String {
     let name = kind.name();
     let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
