@@ -22,6 +22,7 @@ const WARNING_ONLY: &[&str] = &[
     "duplicate-dependency.yaml",
     "no-effect.fan-out.yaml",
     "no-effect.yaml",
+    "no-effect.codex.yaml",
     "raw-substitution.yaml",
     "unordered-session.yaml",
     "unused-input.yaml",

@@ -35,7 +35,7 @@ struct Shape<'a> {
 
 impl<'a> Shape<'a> {
     fn of(workflow: &'a Workflow) -> Self {
-        let dag = Dag::new(workflow);
+        let dag = workflow.dag();
         let layers = dag.layers();
         let (critical, critical_weight) = dag.critical_path(|i| weight(workflow, i));
         Self {

@@ -183,6 +183,14 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             Some(max) => format!("{node} retrying ({attempt} of {max}): {reason}"),
             None => format!("{node} retrying ({attempt}): {reason}"),
         },
+        Event::AgentSlotWait { node, max_agents } => format!(
+            "{node} waiting for an agent slot ({max_agents} agent session{} already running on this machine; --max-agents, REINS_MAX_AGENTS)",
+            if *max_agents == 1 { "" } else { "s" }
+        ),
+        Event::AgentSlotTaken { node, waited_ms } => format!(
+            "{node} got an agent slot after {}",
+            duration::format(Duration::from_millis(*waited_ms))
+        ),
         Event::OutputTruncated {
             node,
             kept_bytes,
@@ -278,6 +286,9 @@ struct RunningNode {
     transcript: Option<(PathBuf, u64)>,
     /// When the transcript was last looked for.
     looked: Option<Instant>,
+    /// Its agent waits for a machine-wide agent slot (`agent_slot_wait`, until
+    /// `agent_slot_taken`).
+    waiting_for_slot: bool,
 }
 
 #[derive(Default)]
@@ -389,7 +400,9 @@ impl Live {
                         if node.attempt > 1 {
                             let _ = write!(line, " (attempt {})", node.attempt);
                         }
-                        if let Some(tool) = &node.tool {
+                        if node.waiting_for_slot {
+                            let _ = write!(line, "  waiting for an agent slot");
+                        } else if let Some(tool) = &node.tool {
                             let _ = write!(line, "  {tool}");
                         }
                         let line = clip(&line, width);
@@ -424,6 +437,7 @@ impl RunningNode {
             tool: None,
             transcript: None,
             looked: None,
+            waiting_for_slot: false,
         }
     }
 
@@ -537,6 +551,12 @@ impl Observer for Live {
                 Event::NodeFailed {
                     node, will_retry, ..
                 } if !will_retry => s.running.retain(|n| &n.id != node),
+                Event::AgentSlotWait { node, .. } | Event::AgentSlotTaken { node, .. } => {
+                    let waits = matches!(record.event, Event::AgentSlotWait { .. });
+                    if let Some(n) = s.running.iter_mut().find(|n| &n.id == node) {
+                        n.waiting_for_slot = waits;
+                    }
+                }
                 _ => {}
             }
         }

@@ -1,6 +1,6 @@
 //! `reins run` and `reins resume`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +12,12 @@ use super::progress::{self, View};
 use crate::engine::agent_slots::AgentSlots;
 use crate::engine::context::{NodeValue, RunInfo};
 use crate::engine::launch::{self, resolve_inputs};
-use crate::engine::{CancelLevel, Canceller, Field, Options, Plan, Prepared, Resumed, Runners};
+use crate::engine::{CancelLevel, Canceller, Options, Plan, Prepared, Resumed, Runners};
 use crate::engine::{LaunchError, LaunchErrorKind};
 use crate::process::Watchdog;
 use crate::store::{NodeStatus, Store};
-use crate::workflow::{self, validate, NodeKind};
+use crate::workflow::TemplateField;
+use crate::workflow::{self, NodeKind};
 
 /// Prints a line on stdout; a closed pipe (`reins runs | head -1`) is not an error.
 macro_rules! say {
@@ -43,8 +44,18 @@ pub fn run(args: RunArgs) -> error::Result {
     } = super::load::valid_workflow(&args.workflow)?;
     let inputs =
         with_value(&workflow, args.value.as_deref(), &args.inputs).map_err(Error::usage)?;
+    if let Some(agent) = &args.agent {
+        warn_ignored_on(&workflow, agent);
+    }
     if args.dry_run {
-        return dry_run(&store, workflow, &commands, &inputs, args.concurrency);
+        return dry_run(
+            &store,
+            workflow,
+            &commands,
+            &inputs,
+            args.concurrency,
+            args.agent.as_deref(),
+        );
     }
     let json = args.wants_json();
     let runners = Runners::new();
@@ -373,14 +384,38 @@ fn env_duration(name: &str) -> Option<Duration> {
     }
 }
 
-/// `reins run --dry-run`: renders what each node would run, in schedule order.
+/// `reins run --agent NAME`: warns, as `validate` does for a workflow that names Codex
+/// itself, about the settings the workflow gives that the switched-to agent ignores.
+fn warn_ignored_on(workflow: &workflow::Workflow, agent: &str) {
+    let mut switched = workflow.clone();
+    if crate::engine::agent::switch_default_agent(&mut switched, agent).is_err() {
+        return; // refused with its message where the run starts
+    }
+    let before = crate::workflow::validate::ignored_by_codex(workflow, &workflow.source);
+    let new: Vec<_> = crate::workflow::validate::ignored_by_codex(&switched, &workflow.source)
+        .into_iter()
+        .filter(|d| !before.iter().any(|b| b.message == d.message))
+        .collect();
+    if !new.is_empty() {
+        let color = super::use_color(std::io::stderr().is_terminal());
+        let text = crate::diagnostic::render_all(&new, crate::diagnostic::Format::Human, color);
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+}
+
+/// `reins run --dry-run`: renders what each node would run, in schedule order, and on which
+/// agent (`--agent` switches the default agent as it does for a real run).
 fn dry_run(
     store: &Store,
-    workflow: workflow::Workflow,
-    commands: &dyn validate::CommandLookup,
+    mut workflow: workflow::Workflow,
+    commands: &dyn crate::workflow::command_file::CommandLookup,
     given: &[(String, String)],
     concurrency: Option<u32>,
+    agent: Option<&str>,
 ) -> error::Result {
+    if let Some(agent) = agent {
+        crate::engine::agent::switch_default_agent(&mut workflow, agent).map_err(Error::usage)?;
+    }
     let mut inputs = match resolve_inputs(&workflow, given) {
         Ok(i) => i,
         Err(_) => {
@@ -437,9 +472,10 @@ fn dry_run(
     ));
     for (k, i) in plan.schedule_order().into_iter().enumerate() {
         let node = &plan.workflow.nodes[i];
-        let upstream: Vec<(&str, &NodeValue)> = plan.ancestors[i]
-            .iter()
-            .map(|&a| (plan.id(a), &stand_ins[a]))
+        let upstream: Vec<(&str, &NodeValue)> = plan
+            .ancestors
+            .of(i)
+            .map(|a| (plan.id(a), &stand_ins[a]))
             .collect();
         let mut ctx = info.context(upstream);
         let deps: Vec<&str> = plan.dag.deps[i].iter().map(|&d| plan.id(d)).collect();
@@ -475,13 +511,13 @@ fn dry_run(
                 ctx = crate::engine::fanout::with_item(ctx, &item, index);
             }
         }
-        if plan.has(i, Field::When) {
+        if plan.has(i, TemplateField::When) {
             if plan.when_depends_on_run(i) {
                 // Stand-in outputs and statuses would make it look decided: it is not.
                 let text = node.when.as_ref().map(|w| w.value.trim()).unwrap_or("");
                 out.push_str(&show("when:", Ok(format!("decided at run time ({text})"))));
             } else {
-                out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+                out.push_str(&show("when:", plan.render(i, TemplateField::When, &ctx)));
             }
         }
         let label = match &node.kind {
@@ -489,24 +525,29 @@ fn dry_run(
             NodeKind::Approval(_) => "?",
             _ => ">",
         };
+        if node.kind.uses_agent() {
+            let profile = crate::engine::agent::profile_name(&plan.workflow, node);
+            let harness = crate::engine::agent::resolve_profile(&plan.workflow, profile).harness;
+            out.push_str(&format!("   agent: {profile} ({})\n", harness.name()));
+        }
         let body = if node.kind.uses_agent() {
             crate::engine::agent::render_prompt(&plan, i, &ctx)
         } else {
-            plan.render(i, Field::Body, &ctx)
+            plan.render(i, TemplateField::Body, &ctx)
         };
         out.push_str(&show(label, body));
-        if plan.mode(i, Field::Body) == crate::workflow::template::Mode::Shell {
-            out.push_str(&script_values(&plan, i, Field::Body, &ctx));
+        if plan.mode(i, TemplateField::Body) == crate::workflow::template::Mode::Shell {
+            out.push_str(&script_values(&plan, i, TemplateField::Body, &ctx));
         }
-        if plan.has(i, Field::Until) {
-            out.push_str(&show("until:", plan.render(i, Field::Until, &ctx)));
+        if plan.has(i, TemplateField::Until) {
+            out.push_str(&show("until:", plan.render(i, TemplateField::Until, &ctx)));
         }
-        if plan.has(i, Field::UntilBash) {
+        if plan.has(i, TemplateField::UntilBash) {
             out.push_str(&show(
                 "until_bash: $",
-                plan.render(i, Field::UntilBash, &ctx),
+                plan.render(i, TemplateField::UntilBash, &ctx),
             ));
-            out.push_str(&script_values(&plan, i, Field::UntilBash, &ctx));
+            out.push_str(&script_values(&plan, i, TemplateField::UntilBash, &ctx));
         }
     }
     print(&out)?;
@@ -540,11 +581,15 @@ fn dry_fan_out(
         _ => Err("`for_each` is not valid".into()),
     };
     let keyed = values.and_then(|values| {
-        if !plan.has(i, Field::Key) {
+        if !plan.has(i, TemplateField::Key) {
             return fanout::keyed(values, None);
         }
         let mut key = |index: usize, item: &serde_json::Value| {
-            plan.render(i, Field::Key, &fanout::with_item(ctx.clone(), item, index))
+            plan.render(
+                i,
+                TemplateField::Key,
+                &fanout::with_item(ctx.clone(), item, index),
+            )
         };
         fanout::keyed(values, Some(&mut key))
     });
@@ -580,7 +625,7 @@ fn dry_fan_out(
 
 /// The values a bash script reads, one a line beside it in `--dry-run`: each variable with
 /// its value shell-quoted (long values shortened).
-fn script_values(plan: &Plan, i: usize, field: Field, ctx: &serde_json::Value) -> String {
+fn script_values(plan: &Plan, i: usize, field: TemplateField, ctx: &serde_json::Value) -> String {
     let Ok(script) = plan.render_script(i, field, ctx) else {
         return String::new();
     };

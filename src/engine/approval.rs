@@ -27,7 +27,6 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::Field;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
 use crate::diagnostic::suggestion;
 use crate::source::SourceFile;
@@ -36,6 +35,7 @@ use crate::store::safe_fs::{self, Access};
 use crate::store::{
     time, Event, EventLog, NodeState, NodeStatus, RunDir, RunLock, RunState, RunStatus, Store,
 };
+use crate::workflow::TemplateField;
 use crate::workflow::{self, duration, Node, NodeKind};
 
 /// Who answers for reins itself (a timed-out gate).
@@ -603,7 +603,10 @@ fn run(job: Job) -> Outcome {
     let request = match &prior {
         Some(p) => p.request.clone(),
         None => {
-            let message = match job.plan.render(job.index, Field::Body, &job.context) {
+            let message = match job
+                .plan
+                .render(job.index, TemplateField::Body, &job.context)
+            {
                 Ok(m) => m,
                 Err(e) => return Outcome::fatal(format!("cannot render the message: {e}")),
             };

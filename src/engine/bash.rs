@@ -8,10 +8,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::plan::Field;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
 use crate::process::{self, Ending, Spec};
 use crate::store::{safe_fs, Event};
+use crate::workflow::TemplateField;
 
 /// A script longer than this is run from its file rather than as an argument (one argument is
 /// limited to 128 KiB by the kernel).
@@ -30,7 +30,7 @@ async fn run(job: Job) -> Outcome {
     let mut env = job.env.clone();
     let script = match job
         .plan
-        .render_script(job.index, Field::Body, &job.context)
+        .render_script(job.index, TemplateField::Body, &job.context)
         .and_then(|s| pass_values(s, &job.run.dir.path, &job.dir, &mut env))
     {
         Ok(s) => s,
@@ -193,11 +193,26 @@ fn note_truncation(job: &Job, spec: &Spec, total: u64) {
     if let Err(e) = copied {
         tracing::warn!("cannot keep the whole output of `{}`: {e}", job.node);
     }
-    job.recorder.record(Event::OutputTruncated {
-        node: job.node.clone(),
-        kept_bytes: job.limits.output_limit as u64,
-        total_bytes: total,
-    });
+    // In a loop the loop records it, for the iteration whose output is the node's.
+    if job.iteration.is_none() {
+        job.recorder.record(Event::OutputTruncated {
+            node: job.node.clone(),
+            kept_bytes: job.limits.output_limit as u64,
+            total_bytes: total,
+        });
+    }
+}
+
+/// Copies the file `from` to `to`, both inside the run directory `base`, never through a link
+/// planted there; the bytes copied.
+pub(super) fn copy_in_run(base: &Path, from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut src = safe_fs::open(base, safe_fs::relative(base, from)?, safe_fs::Access::Read)?;
+    let rel = safe_fs::relative(base, to)?;
+    if let Some(parent) = rel.parent() {
+        safe_fs::create_dirs(base, parent)?;
+    }
+    let mut dest = safe_fs::open(base, rel, safe_fs::Access::Replace)?;
+    std::io::copy(&mut src, &mut dest)
 }
 
 /// Separates the logs of a retry from the attempt before.

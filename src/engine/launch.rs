@@ -22,7 +22,7 @@ use crate::store::{
     log, CreateError, Event, EventLog, FrozenFile, LockError, Manifest, NodeStatus, RunDir,
     RunLock, RunState, RunStatus, Store,
 };
-use crate::workflow::validate::CommandLookup;
+use crate::workflow::command_file::CommandLookup;
 use crate::workflow::{self, Workflow};
 
 /// Why a run could not start or resume.

@@ -30,10 +30,11 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use super::context::{self, NodeValue, RunInfo};
-use super::plan::{Field, Plan, Ready};
+use super::plan::{Plan, Ready};
 use super::trigger;
 use crate::store::{FanOutItem, NodeStatus, RunDir, RunState, RunStatus, Truncation};
 use crate::workflow::template::is_truthy;
+use crate::workflow::TemplateField;
 use crate::workflow::Trigger;
 
 /// Longest wait between two attempts.
@@ -574,8 +575,8 @@ impl Machine {
             out.push(Decision::Skip { node: i, reason });
             return self.settle(i, NodeStatus::Skipped, String::new(), None);
         }
-        if plan.has(i, Field::When) {
-            match plan.render(i, Field::When, &self.context(i)) {
+        if plan.has(i, TemplateField::When) {
+            match plan.render(i, TemplateField::When, &self.context(i)) {
                 Ok(text) if !is_truthy(&text) => {
                     let shown: String = text.trim().chars().take(60).collect();
                     let reason = format!("`when` is false (it rendered `{shown}`)");
@@ -713,9 +714,10 @@ impl Machine {
 
     /// The settled values node `i` can read: those of the nodes it depends on, directly or not.
     pub fn upstream(&self, i: usize) -> Vec<(&str, &NodeValue)> {
-        self.plan.ancestors[self.template[i]]
-            .iter()
-            .filter_map(|&a| self.values[a].as_deref().map(|v| (self.plan.id(a), v)))
+        self.plan
+            .ancestors
+            .of(self.template[i])
+            .filter_map(|a| self.values[a].as_deref().map(|v| (self.plan.id(a), v)))
             .collect()
     }
 
@@ -762,8 +764,8 @@ mod tests {
     use super::*;
     use crate::source::SourceFile;
     use crate::store::{Event, Record};
+    use crate::workflow::command_file::DirCommands;
     use crate::workflow::load_source;
-    use crate::workflow::validate::DirCommands;
 
     const SECOND: Duration = Duration::from_secs(1);
 

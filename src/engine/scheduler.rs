@@ -26,11 +26,12 @@ use super::cancel::{CancelLevel, Canceller};
 use super::context::RunInfo;
 use super::fanout;
 use super::machine::{self, Decision, Ended, Input, Machine, Pace};
-use super::plan::{Field, Plan};
+use super::plan::Plan;
 use super::recorder::Recorder;
 use super::runner::{Job, Limits, NodeRunner, Outcome, Runners, SessionChoice};
 use crate::process::Watchdog;
 use crate::store::{Event, NodeStatus, RunStatus};
+use crate::workflow::TemplateField;
 
 /// How often waiting gates are checked for an answer while other nodes run.
 const GATE_POLL: Duration = Duration::from_millis(200);
@@ -248,13 +249,13 @@ impl Scheduler {
                 return Err("`for_each` is not valid (run `reins validate`)".into())
             }
         };
-        if !plan.has(node, Field::Key) {
+        if !plan.has(node, TemplateField::Key) {
             return fanout::keyed(values, None);
         }
         let mut key = |index: usize, item: &serde_json::Value| {
             plan.render(
                 node,
-                Field::Key,
+                TemplateField::Key,
                 &fanout::with_item(context.clone(), item, index),
             )
         };
@@ -530,7 +531,7 @@ impl Scheduler {
         let plan = &self.x.plan;
         let texts = plan.template_texts(i);
         let mut notes = String::new();
-        for &a in &plan.ancestors[i] {
+        for a in plan.ancestors.of(i) {
             let Some(v) = self.machine.value(a) else {
                 continue;
             };
@@ -853,7 +854,7 @@ impl Task {
         for (name, _) in node.env.iter() {
             let value = self
                 .plan
-                .render(i, Field::Env(&name.value), &self.context)
+                .render(i, TemplateField::Env(&name.value), &self.context)
                 .map_err(|e| format!("cannot render `env.{}`: {e}", name.value))?;
             if value.contains('\0') {
                 return Err(format!(
@@ -865,10 +866,10 @@ impl Task {
             env.push((name.value.clone(), value));
         }
         env.extend(self.reins_env.iter().cloned());
-        let cwd = if self.plan.has(i, Field::Cwd) {
+        let cwd = if self.plan.has(i, TemplateField::Cwd) {
             let rel = self
                 .plan
-                .render(i, Field::Cwd, &self.context)
+                .render(i, TemplateField::Cwd, &self.context)
                 .map_err(|e| format!("cannot render `cwd`: {e}"))?;
             let dir = self.run.root.join(rel.trim());
             if !dir.is_dir() {

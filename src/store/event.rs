@@ -113,6 +113,21 @@ pub enum Event {
         /// What failed, in words (`connection refused`, `HTTP 529 overloaded`...).
         reason: String,
     },
+    /// An agent attempt waits for one of the machine-wide agent slots: `max_agents` agent
+    /// sessions already run on this machine (see `engine::agent_slots`).
+    AgentSlotWait {
+        /// The node id.
+        node: String,
+        /// The cap in force.
+        max_agents: u64,
+    },
+    /// An attempt that waited for an agent slot got one and starts its agent.
+    AgentSlotTaken {
+        /// The node id.
+        node: String,
+        /// How long it waited, in milliseconds.
+        waited_ms: u64,
+    },
     /// A node printed more than reins keeps as its output (`{{nodes.ID.output}}`): the output
     /// holds the first `kept_bytes`; the whole output is in `nodes/ID/output.txt`
     /// (`{{nodes.ID.output_file}}`). Recorded before the attempt's end.
@@ -237,6 +252,8 @@ impl Event {
             | Event::ApprovalAnswered { node, .. }
             | Event::LoopIteration { node, .. }
             | Event::OutputTruncated { node, .. }
+            | Event::AgentSlotWait { node, .. }
+            | Event::AgentSlotTaken { node, .. }
             | Event::AgentRetry { node, .. }
             | Event::FanOutExpanded { node, .. } => Some(node),
             _ => None,
@@ -473,6 +490,14 @@ mod tests {
                 attempt: 3,
                 max_retries: Some(10),
                 reason: "connection refused".into(),
+            },
+            Event::AgentSlotWait {
+                node: "a".into(),
+                max_agents: 2,
+            },
+            Event::AgentSlotTaken {
+                node: "a".into(),
+                waited_ms: 1500,
             },
             Event::NodeSkipped {
                 node: "a".into(),

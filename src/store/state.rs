@@ -416,7 +416,9 @@ impl RunState {
                     }
                 }
             }
-            Event::AgentRetry { .. } => {}
+            Event::AgentRetry { .. }
+            | Event::AgentSlotWait { .. }
+            | Event::AgentSlotTaken { .. } => {}
             Event::LoopIteration {
                 node,
                 iteration,
