@@ -145,6 +145,7 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
                 }
             )
         }
+        Event::ChildRun { node, run_id } => format!("{node} runs child run {run_id}"),
         Event::NodeStarted { node, attempt } => {
             if *attempt > 1 {
                 format!("{node} started (attempt {attempt})")

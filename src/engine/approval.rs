@@ -278,8 +278,12 @@ pub fn os_user() -> String {
 }
 
 /// True when a gate has an answer file waiting to be looked at (the runner checks it answers
-/// the request), or its timeout has passed.
+/// the request), or its timeout has passed; for a waiting `workflow:` node, when a gate of its
+/// child run has one.
 pub fn ready_to_settle(node: &Node, state: &NodeState, node_dir: &Path) -> bool {
+    if let NodeKind::Workflow(_) = node.kind {
+        return super::subflow::child_ready(state, node_dir);
+    }
     std::fs::symlink_metadata(answer_path(node_dir)).is_ok()
         || deadline(node, state).is_some_and(|d| SystemTime::now() >= d)
 }

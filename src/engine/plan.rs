@@ -7,11 +7,13 @@
 //! chain of work behind it (critical path first).
 
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
 
 use crate::graph::{Dag, DEFAULT_WEIGHT};
+use crate::source::SourceFile;
 use crate::workflow::template::{Mode, Renderer, Script};
 use crate::workflow::validate::{CommandFile, CommandLookup};
 use crate::workflow::{LoopBody, NodeKind, Trigger, Workflow};
@@ -34,6 +36,8 @@ pub enum Field<'a> {
     UntilBash,
     /// One `args:` value of a command node.
     Arg(&'a str),
+    /// One `inputs:` value of a `workflow` node.
+    Input(&'a str),
 }
 
 /// A node's settings with the workflow's defaults applied.
@@ -63,8 +67,11 @@ pub struct Plan {
     pub priority: Vec<Duration>,
     /// Per node: the indices of every node it depends on, directly or not.
     pub ancestors: Vec<Vec<usize>>,
-    /// The command files used by `command:` nodes, by command name.
+    /// The command files used by `command:` nodes, by command name (those of the workflows
+    /// its `workflow:` nodes run too, all the way down).
     pub commands: BTreeMap<String, CommandFile>,
+    /// The workflows its `workflow:` nodes run, and theirs, by name.
+    pub workflows: BTreeMap<String, Arc<SourceFile>>,
     renderer: Renderer,
 }
 
@@ -125,6 +132,11 @@ impl Plan {
                         add(key(Field::UntilBash), &t.value, Mode::Shell)?;
                     }
                 }
+                NodeKind::Workflow(_) => {
+                    for (name, value) in node.inputs.iter() {
+                        add(key(Field::Input(&name.value)), &value.value, Mode::Plain)?;
+                    }
+                }
             }
             if let Some(t) = &node.when {
                 add(key(Field::When), &t.value, Mode::Plain)?;
@@ -139,6 +151,7 @@ impl Plan {
                 add(key(Field::Arg(&name.value)), &value.value, Mode::Plain)?;
             }
         }
+        let workflows = children(&workflow, commands, &mut used)?;
         let defaults = &workflow.defaults;
         let settings: Vec<Settings> = workflow
             .nodes
@@ -185,6 +198,7 @@ impl Plan {
             priority,
             ancestors,
             commands: used,
+            workflows,
             renderer,
         })
     }
@@ -267,11 +281,13 @@ impl Plan {
                 texts.extend(l.until.iter().map(|t| t.value.as_str()));
                 texts.extend(l.until_bash.iter().map(|t| t.value.as_str()));
             }
+            NodeKind::Workflow(_) => {}
         }
         texts.extend(node.when.iter().map(|t| t.value.as_str()));
         texts.extend(node.cwd.iter().map(|t| t.value.as_str()));
         texts.extend(node.env.iter().map(|(_, v)| v.value.as_str()));
         texts.extend(node.args.iter().map(|(_, v)| v.value.as_str()));
+        texts.extend(node.inputs.iter().map(|(_, v)| v.value.as_str()));
         texts
     }
 
@@ -367,11 +383,71 @@ fn field_key(i: usize, field: Field) -> String {
         Field::Until => format!("{i}/until"),
         Field::UntilBash => format!("{i}/until_bash"),
         Field::Arg(name) => format!("{i}/arg/{name}"),
+        Field::Input(name) => format!("{i}/input/{name}"),
     }
 }
 
+/// The workflows `workflow`'s `workflow:` nodes run, and theirs, all the way down, by name;
+/// their command files go into `used`. A chain that comes back to a workflow is followed once
+/// (`validate` refuses it).
+fn children(
+    workflow: &Workflow,
+    commands: &dyn CommandLookup,
+    used: &mut BTreeMap<String, CommandFile>,
+) -> Result<BTreeMap<String, Arc<SourceFile>>, String> {
+    let mut found = BTreeMap::new();
+    let mut todo: Vec<(String, String)> = workflow
+        .children()
+        .into_iter()
+        .map(|n| (workflow.name.value.clone(), n.value.clone()))
+        .collect();
+    while let Some((parent, name)) = todo.pop() {
+        if found.contains_key(&name) {
+            continue;
+        }
+        let file = commands.workflow(&name).map_err(|(searched, _)| {
+            format!(
+                "workflow `{parent}` runs workflow `{name}`, which is not found{}",
+                if searched.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {}", searched.join(", "))
+                }
+            )
+        })?;
+        let loaded = crate::workflow::load_source(file.clone());
+        let Some(child) = loaded.workflow else {
+            return Err(format!("workflow `{name}` cannot be read"));
+        };
+        for node in &child.nodes {
+            let command = match &node.kind {
+                NodeKind::Command(c) => Some(c),
+                NodeKind::Loop(l) => match &l.body {
+                    LoopBody::Command(c) => Some(c),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(c) = command.filter(|c| !used.contains_key(&c.value)) {
+                if let Ok(f) = commands.lookup(&c.value) {
+                    used.insert(c.value.clone(), f);
+                }
+            }
+        }
+        for n in child.children() {
+            todo.push((name.clone(), n.value.clone()));
+        }
+        found.insert(name, file);
+    }
+    Ok(found)
+}
+
 /// Finds command files among those frozen into a run's `run.json`.
-pub struct FrozenCommands(pub BTreeMap<String, crate::store::FrozenFile>);
+pub struct FrozenCommands(
+    pub BTreeMap<String, crate::store::FrozenFile>,
+    /// The child workflows frozen with the run.
+    pub BTreeMap<String, crate::store::FrozenFile>,
+);
 
 impl CommandLookup for FrozenCommands {
     fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<std::path::PathBuf>, Vec<String>)> {
@@ -381,6 +457,13 @@ impl CommandLookup for FrozenCommands {
                 f.text.clone(),
             ))),
             None => Err((vec!["run.json".into()], self.0.keys().cloned().collect())),
+        }
+    }
+
+    fn workflow(&self, name: &str) -> Result<Arc<SourceFile>, (Vec<String>, Vec<String>)> {
+        match self.1.get(name) {
+            Some(f) => Ok(SourceFile::new(f.path.clone(), f.text.clone())),
+            None => Err((vec!["run.json".into()], self.1.keys().cloned().collect())),
         }
     }
 }

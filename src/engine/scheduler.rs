@@ -133,7 +133,9 @@ impl Scheduler {
                         false,
                     );
                     values[i] = Some(Arc::new(
-                        NodeValue::new(node.status, output).with_file(file, node.output_truncated),
+                        NodeValue::new(node.status, output)
+                            .with_file(file, node.output_truncated)
+                            .with_artifacts(super::subflow::child_artifacts(&x.run, node)),
                     ));
                 }
             }
@@ -309,13 +311,18 @@ impl Scheduler {
     fn settle(&mut self, i: usize, status: NodeStatus, output: String) {
         self.status[i] = status;
         let plan = self.x.plan.clone();
-        let truncated = self
-            .x
-            .recorder
-            .with_state(|s| s.node(plan.id(i)).and_then(|n| n.output_truncated));
+        let (truncated, artifacts) = self.x.recorder.with_state(|s| {
+            let n = s.node(plan.id(i));
+            (
+                n.and_then(|n| n.output_truncated),
+                n.and_then(|n| super::subflow::child_artifacts(&self.x.run, n)),
+            )
+        });
         let file = keep_output(&plan, &self.x.run, i, status, &output, truncated, true);
         self.values[i] = Some(Arc::new(
-            NodeValue::new(status, output).with_file(file, truncated),
+            NodeValue::new(status, output)
+                .with_file(file, truncated)
+                .with_artifacts(artifacts),
         ));
         for &d in &plan.dag.dependents[i] {
             self.unsettled_deps[d] -= 1;

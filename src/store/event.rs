@@ -187,6 +187,13 @@ pub enum Event {
         /// How the iteration ended.
         status: IterationStatus,
     },
+    /// A `workflow:` node started (or took up again) its child run, `.reins/runs/<run_id>/`.
+    ChildRun {
+        /// The node id.
+        node: String,
+        /// The child run's id.
+        run_id: String,
+    },
     /// The run stopped with approval gates waiting; everything else that could run has run.
     RunPaused {
         /// The waiting gates.
@@ -219,6 +226,7 @@ impl Event {
             | Event::ApprovalRequested { node, .. }
             | Event::ApprovalAnswered { node, .. }
             | Event::LoopIteration { node, .. }
+            | Event::ChildRun { node, .. }
             | Event::OutputTruncated { node, .. }
             | Event::AgentRetry { node, .. } => Some(node),
             _ => None,

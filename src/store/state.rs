@@ -94,6 +94,9 @@ pub struct NodeState {
     pub iterations: Vec<Iteration>,
     /// The approval gate's question and answer.
     pub approval: Option<ApprovalState>,
+    /// The child run of a `workflow:` node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_run: Option<String>,
 }
 
 /// An output cut to the limit: how much was kept of how much.
@@ -245,7 +248,9 @@ impl RunState {
                     self.node_mut(id);
                 }
             }
-            Event::RunResumed { pid, reset, .. } => {
+            Event::RunResumed {
+                pid, reset, from, ..
+            } => {
                 self.pid = Some(*pid);
                 self.status = RunStatus::Running;
                 self.finished_at = None;
@@ -255,10 +260,13 @@ impl RunState {
                 for id in reset {
                     let node = self.node_mut(id);
                     let keep_iterations = std::mem::take(&mut node.iterations);
+                    // A child run is taken up again, unless `--from` asks for the node anew.
+                    let child_run = node.child_run.take().filter(|_| from.is_none());
                     *node = NodeState {
                         iterations: keep_iterations,
                         usage: node.usage,
                         session_id: node.session_id.take(),
+                        child_run,
                         ..NodeState::new(id)
                     };
                 }
@@ -403,7 +411,18 @@ impl RunState {
                     status: *status,
                 });
             }
+            Event::ChildRun { node, run_id } => {
+                self.node_mut(node).child_run = Some(run_id.clone());
+            }
             Event::RunPaused { waiting } => {
+                // A `workflow:` node waits on a gate of its child run: it records no request.
+                for id in waiting {
+                    if let Some(&i) = self.index.get(id) {
+                        if self.nodes[i].status == NodeStatus::Running {
+                            self.nodes[i].status = NodeStatus::Waiting;
+                        }
+                    }
+                }
                 self.status = RunStatus::Waiting;
                 self.waiting = waiting.clone();
                 self.finished_at = Some(ts);

@@ -45,6 +45,10 @@ pub struct Workflow {
     pub budget: Option<Budget>,
     /// `worktree` runs the workflow in a fresh git worktree on a new branch.
     pub isolation: Option<Spanned<Isolation>>,
+    /// The node whose output is the workflow's result when another workflow runs it as a child
+    /// (`workflow:` node); by default its single sink (the one node nothing depends on).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub output: Option<Spanned<String>>,
     /// The nodes of the DAG, in any order (dependencies decide the order of execution).
     pub nodes: Vec<Node>,
 }
@@ -175,7 +179,7 @@ impl Trigger {
     }
 }
 
-/// One node of the DAG: exactly one of `bash`, `prompt`, `command`, `approval`, `loop`.
+/// One node of the DAG: exactly one of `bash`, `prompt`, `command`, `approval`, `loop`, `workflow`.
 #[derive(Debug, Clone, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct Node {
@@ -233,6 +237,11 @@ pub struct Node {
     /// Arguments of a `command` node, read in the command file as `{{args.NAME}}`.
     #[schemars(default)]
     pub args: NamedMap<Template>,
+    /// Inputs of a `workflow` node's child run (values are templates, passed as data).
+    #[schemars(default)]
+    pub inputs: NamedMap<Template>,
+    /// `worktree` runs a `workflow` node's child in a git worktree of its own.
+    pub isolation: Option<Spanned<Isolation>>,
 }
 
 /// What a node does.
@@ -250,6 +259,8 @@ pub enum NodeKind {
     Approval(Approval),
     /// Repeats a body until a condition holds.
     Loop(Box<LoopSpec>),
+    /// Runs another workflow (project, user or bundled) as a child run; its output is this node's.
+    Workflow(Spanned<String>),
 }
 
 impl NodeKind {
@@ -261,6 +272,7 @@ impl NodeKind {
             NodeKind::Command(_) => "command",
             NodeKind::Approval(_) => "approval",
             NodeKind::Loop(_) => "loop",
+            NodeKind::Workflow(_) => "workflow",
         }
     }
 
@@ -394,6 +406,37 @@ impl Workflow {
     /// The node with this id.
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id.value == id)
+    }
+
+    /// The node whose output is the workflow's result as a child run: `output:`, else the
+    /// single node nothing depends on; `None` when there are several such nodes and no `output:`.
+    pub fn result_node(&self) -> Option<&str> {
+        if let Some(o) = &self.output {
+            return Some(o.value.as_str());
+        }
+        let mut sinks = self.nodes.iter().filter(|n| {
+            !self
+                .nodes
+                .iter()
+                .any(|m| m.depends_on.iter().any(|d| d.value == n.id.value))
+        });
+        match (sinks.next(), sinks.next()) {
+            (Some(only), None) => Some(only.id.value.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The workflows its `workflow:` nodes run, by name, each once, in node order.
+    pub fn children(&self) -> Vec<&Spanned<String>> {
+        let mut seen: Vec<&Spanned<String>> = Vec::new();
+        for n in &self.nodes {
+            if let NodeKind::Workflow(name) = &n.kind {
+                if !seen.iter().any(|s| s.value == name.value) {
+                    seen.push(name);
+                }
+            }
+        }
+        seen
     }
 }
 
