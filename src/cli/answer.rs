@@ -39,13 +39,13 @@ pub fn run(args: AnswerArgs, approved: bool) -> i32 {
     if let Some(pid) = answered.owner {
         say!(
             "run {} is executing (pid {pid}); it continues past the gate on its own",
-            run.id
+            answered.resume
         );
         return exit::SUCCESS;
     }
     if args.resume {
         return super::run::resume(ResumeArgs {
-            run: run.id.clone(),
+            run: answered.resume.clone(),
             from: None,
             concurrency: None,
             max_agents: None,
@@ -53,7 +53,7 @@ pub fn run(args: AnswerArgs, approved: bool) -> i32 {
             json: args.json,
         });
     }
-    say!("continue the run with `reins resume {}`", run.id);
+    say!("continue the run with `reins resume {}`", answered.resume);
     exit::SUCCESS
 }
 

@@ -16,6 +16,7 @@ use super::args::LogsArgs;
 use super::progress::describe;
 use super::run::{fail, resolve_run, say};
 use crate::diagnostic::suggestion;
+use crate::engine::subflow::descend;
 use crate::exit;
 use crate::store::log::Tail;
 use crate::store::{Event, RunDir, RunState};
@@ -28,8 +29,14 @@ pub fn run(args: LogsArgs) -> i32 {
         Ok(found) => found,
         Err(code) => return code,
     };
+    // `NODE/CHILD_NODE`: a node of a `workflow:` node's child run.
+    let (run, node) = match args.node.as_deref().map(|n| descend(&run, n)) {
+        Some(Ok((run, node))) => (run, Some(node)),
+        Some(Err(e)) => return fail(&e, exit::USAGE),
+        None => (run, None),
+    };
     let state = crate::engine::launch::read_state(&run).unwrap_or_default();
-    match args.node {
+    match node {
         Some(node) => {
             if state.node(&node).is_none() {
                 let ids = state.nodes.iter().map(|n| n.id.as_str());

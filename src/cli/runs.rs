@@ -11,7 +11,9 @@ use super::progress::{next_steps, node_table};
 use super::run::{current_store, fail, resolve_run, say};
 use crate::exit;
 use crate::store::lock::live_owner;
-use crate::store::{Event, EventLog, NodeStatus, RunDir, RunLock, RunStatus, RunSummary, Store};
+use crate::store::{
+    Event, EventLog, NodeStatus, RunDir, RunLock, RunState, RunStatus, RunSummary, Store,
+};
 use crate::workflow::duration;
 
 /// Runs `reins runs`.
@@ -38,6 +40,8 @@ pub fn list(args: RunsArgs) -> i32 {
                 say!("no runs yet (start one with `reins run WORKFLOW`)");
                 return exit::SUCCESS;
             }
+            let tree = tree_order(&runs);
+            let id_width = tree.iter().map(|(d, _)| 20 + 2 * d).max().unwrap_or(20);
             let wf_width = runs
                 .iter()
                 .map(|r| r.workflow().len())
@@ -46,7 +50,7 @@ pub fn list(args: RunsArgs) -> i32 {
                 .max(8);
             let branches = runs.iter().any(|r| r.branch().is_some());
             say!(
-                "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {:<7}{}",
+                "{:<id_width$}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {:<7}{}",
                 "ID",
                 "WORKFLOW",
                 "STATUS",
@@ -55,7 +59,7 @@ pub fn list(args: RunsArgs) -> i32 {
                 "COST",
                 if branches { "  BRANCH" } else { "" }
             );
-            for r in &runs {
+            for (depth, r) in tree {
                 let started = r
                     .started_at()
                     .map(|t| humantime::format_rfc3339_seconds(t).to_string())
@@ -74,8 +78,8 @@ pub fn list(args: RunsArgs) -> i32 {
                     format!("${:.4}", usage.cost_usd)
                 };
                 let line = format!(
-                    "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {cost:<7}{}",
-                    r.run.id,
+                    "{:<id_width$}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {cost:<7}{}",
+                    format!("{}{}", "  ".repeat(depth), r.run.id),
                     r.workflow(),
                     r.status.as_str(),
                     started,
@@ -87,6 +91,38 @@ pub fn list(args: RunsArgs) -> i32 {
         }
     }
     exit::SUCCESS
+}
+
+/// The runs in tree order: each run followed by its child runs (`workflow:` nodes), indented
+/// one level deeper, with its depth. A child whose parent is not listed is shown at the top.
+fn tree_order(runs: &[RunSummary]) -> Vec<(usize, &RunSummary)> {
+    fn parent_of<'a>(r: &'a RunSummary, runs: &[RunSummary]) -> Option<&'a str> {
+        r.manifest
+            .as_ref()
+            .and_then(|m| m.parent.as_ref())
+            .map(|p| p.run_id.as_str())
+            .filter(|p| runs.iter().any(|o| o.run.id == *p))
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    let mut stack: Vec<(usize, &RunSummary)> = runs
+        .iter()
+        .rev()
+        .filter(|r| parent_of(r, runs).is_none())
+        .map(|r| (0, r))
+        .collect();
+    while let Some((depth, r)) = stack.pop() {
+        out.push((depth, r));
+        if depth >= 32 {
+            continue;
+        }
+        stack.extend(
+            runs.iter()
+                .rev()
+                .filter(|c| parent_of(c, runs) == Some(r.run.id.as_str()))
+                .map(|c| (depth + 1, c)),
+        );
+    }
+    out
 }
 
 /// Runs `reins status`.
@@ -143,6 +179,7 @@ pub fn status_text(summary: &RunSummary, now: SystemTime) -> String {
         summary.status
     );
     out.push_str(&node_table(state, now));
+    child_tables(&mut out, run, state, now, 1);
     if let Some(e) = &state.error {
         let _ = writeln!(out, "error: {e}");
     }
@@ -161,6 +198,34 @@ pub fn status_text(summary: &RunSummary, now: SystemTime) -> String {
         let _ = writeln!(out, "{hint}");
     }
     out
+}
+
+/// The nodes of each child run of `state`'s `workflow:` nodes, indented under their parent.
+fn child_tables(out: &mut String, run: &RunDir, state: &RunState, now: SystemTime, depth: usize) {
+    use std::fmt::Write as _;
+    if depth > 8 {
+        return;
+    }
+    for n in &state.nodes {
+        let Some(id) = n.child_run.as_deref() else {
+            continue;
+        };
+        let child = crate::engine::subflow::sibling(run, id);
+        let Ok(child_state) = crate::engine::launch::read_state(&child) else {
+            continue;
+        };
+        let indent = "  ".repeat(depth);
+        let status = child_state.status_given(child.is_live());
+        let _ = writeln!(
+            out,
+            "{indent}{} → child run {id} of `{}`: {status}",
+            n.id, child_state.workflow
+        );
+        for line in node_table(&child_state, now).lines() {
+            let _ = writeln!(out, "{indent}  {line}");
+        }
+        child_tables(out, &child, &child_state, now, depth + 1);
+    }
 }
 
 /// Runs `reins cancel`.

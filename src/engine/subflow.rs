@@ -44,8 +44,38 @@ pub fn child_artifacts(run: &RunInfo, node: &NodeState) -> Option<PathBuf> {
     Some(sibling(&run.dir, child).artifacts_dir())
 }
 
+/// The child run of `run`'s `workflow:` node `node`, or why there is none.
+pub fn child_of(run: &RunDir, node: &str) -> Result<RunDir, String> {
+    let state = launch::read_state(run).map_err(|e| format!("cannot read run {}: {e}", run.id))?;
+    let Some(n) = state.node(node) else {
+        let hint = crate::diagnostic::suggestion(node, state.nodes.iter().map(|n| n.id.as_str()))
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+        return Err(format!("run {} has no node `{node}`{hint}", run.id));
+    };
+    match n.child_run.as_deref() {
+        Some(id) if crate::store::id::is_run_id(id) => Ok(sibling(run, id)),
+        _ => Err(format!(
+            "node `{node}` of run {} has no child run (only a `workflow:` node that started has one)",
+            run.id
+        )),
+    }
+}
+
+/// Follows a path of `workflow:` nodes from `run` (`NODE/CHILD_NODE/...`): the run the last
+/// name belongs to, and that name.
+pub fn descend(run: &RunDir, path: &str) -> Result<(RunDir, String), String> {
+    let mut run = run.clone();
+    let mut rest = path;
+    while let Some((node, tail)) = rest.split_once('/') {
+        run = child_of(&run, node)?;
+        rest = tail;
+    }
+    Ok((run, rest.to_string()))
+}
+
 /// A run of the same store as `run`.
-fn sibling(run: &RunDir, id: &str) -> RunDir {
+pub fn sibling(run: &RunDir, id: &str) -> RunDir {
     let runs = run.path.parent().unwrap_or(Path::new("."));
     RunDir {
         id: id.to_string(),
