@@ -234,22 +234,61 @@ pub fn cancel(args: CancelArgs) -> i32 {
         Ok(found) => found,
         Err(code) => return code,
     };
-    if let Some(owner) = live_owner(&run.lock_path()) {
-        return stop_live(&store, &run.id, owner.pid);
+    // Runs of a tree (`workflow:` nodes) are cancelled together, from its top.
+    let top = crate::engine::approval::top_of(&run);
+    if top.id != run.id {
+        say!(
+            "run {} is a child run of run {}: cancelling the whole tree",
+            run.id,
+            top.id
+        );
     }
-    let summary = match read_summary(&store, &run) {
+    let owner = live_owner(&top.lock_path()).or_else(|| live_owner(&run.lock_path()));
+    if let Some(owner) = owner {
+        return stop_live(&store, &top.id, owner.pid);
+    }
+    let summary = match read_summary(&store, &top) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match summary.status {
+    let code = match summary.status {
         RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Running => {
             mark_cancelled(&summary)
         }
         done => {
-            say!("run {} already ended: {done}", run.id);
+            say!("run {} already ended: {done}", top.id);
             exit::SUCCESS
         }
+    };
+    let mut children: Vec<RunDir> = child_runs(&top, &summary.state);
+    let mut seen = 0;
+    while let Some(child) = children.pop() {
+        seen += 1;
+        if seen > 1000 {
+            break;
+        }
+        let Ok(s) = store.summary(&child) else {
+            continue;
+        };
+        if matches!(
+            s.status,
+            RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Running
+        ) {
+            mark_cancelled(&s);
+        }
+        children.extend(child_runs(&child, &s.state));
     }
+    code
+}
+
+/// The child runs of a run's `workflow:` nodes.
+fn child_runs(run: &RunDir, state: &RunState) -> Vec<RunDir> {
+    state
+        .nodes
+        .iter()
+        .filter_map(|n| n.child_run.as_deref())
+        .map(|id| crate::engine::subflow::sibling(run, id))
+        .collect()
 }
 
 /// Sends TERM to the reins process executing the run (it cancels gracefully), a second TERM
