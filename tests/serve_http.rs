@@ -395,3 +395,32 @@ fn a_run_stopping_at_a_gate_prints_the_gate_url_while_a_server_runs() {
     let out = repo.reins(["run", "gated", "--no-input"]).run();
     assert!(!out.stdout.contains("in the browser"), "{}", out.stdout);
 }
+
+#[test]
+fn a_workflow_node_links_to_its_child_run_and_the_child_to_its_parent() {
+    let repo = Repo::new()
+        .workflow("child", "nodes: [{id: a, bash: echo from-child}]")
+        .workflow("parent", "nodes: [{id: sub, workflow: child}]");
+    repo.reins(["run", "parent"]).run().code(0);
+    let ids = repo.run_ids();
+    assert_eq!(ids.len(), 2);
+    let server = Server::start(&repo, &[]);
+    let list = server.get("/api/runs").json();
+    let runs = list["runs"].as_array().unwrap();
+    let child = runs.iter().find(|r| r["workflow"] == "child").unwrap();
+    let parent = runs.iter().find(|r| r["workflow"] == "parent").unwrap();
+    assert_eq!(child["parent"]["run_id"], parent["id"]);
+    assert_eq!(child["parent"]["node"], "sub");
+    let (parent, child) = (
+        parent["id"].as_str().unwrap(),
+        child["id"].as_str().unwrap(),
+    );
+    let node = server.get(&format!("/api/runs/{parent}/nodes/sub")).json();
+    assert_eq!(node["state"]["child_run"], child);
+    assert_eq!(node["state"]["output"], "from-child");
+    let run = server.get(&format!("/api/runs/{child}")).json();
+    assert_eq!(run["run"]["parent"]["run_id"], parent);
+    // The page renders the links (`data-testid` child-run / parent-run).
+    let js = server.get("/assets/app.js");
+    assert!(js.body.contains("child-run") && js.body.contains("parent-run"));
+}
