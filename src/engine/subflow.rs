@@ -208,8 +208,10 @@ async fn run(job: Job) -> Outcome {
     };
     let child = prepared.run.clone();
     let result = prepared.plan.workflow.result_node().map(str::to_string);
-    let mut options = Options::default();
-    options.limits = job.limits.clone();
+    let mut options = Options {
+        limits: job.limits.clone(),
+        ..Options::default()
+    };
     if let Some(c) = prepared.plan.workflow.concurrency.as_ref() {
         options.concurrency = c.value as usize;
     }
