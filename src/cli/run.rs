@@ -429,7 +429,15 @@ fn dry_run(
     );
     // Nothing runs, so each upstream output is shown as `<output of ID>`.
     let stand_ins: Vec<NodeValue> = (0..plan.len())
-        .map(|i| NodeValue::new(NodeStatus::Success, format!("<output of {}>", plan.id(i))))
+        .map(|i| {
+            let value = NodeValue::new(NodeStatus::Success, format!("<output of {}>", plan.id(i)));
+            match &plan.workflow.nodes[i].kind {
+                NodeKind::Workflow(_) => value.with_artifacts(Some(
+                    format!("<artifacts of {}>", plan.id(i)).into(),
+                )),
+                _ => value,
+            }
+        })
         .collect();
     let concurrency = concurrency
         .or(workflow_concurrency)
@@ -486,6 +494,25 @@ fn dry_run(
             } else {
                 out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
             }
+        }
+        if let NodeKind::Workflow(name) = &node.kind {
+            let isolated = node
+                .isolation
+                .as_ref()
+                .is_some_and(|i| i.value == workflow::Isolation::Worktree);
+            out.push_str(&format!(
+                "   runs workflow `{}` as a child run{}\n",
+                name.value,
+                if isolated { " in a worktree of its own" } else { "" }
+            ));
+            for (input, _) in node.inputs.iter() {
+                let label = format!("inputs.{}:", input.value);
+                out.push_str(&show(
+                    &label,
+                    plan.render(i, Field::Input(&input.value), &ctx),
+                ));
+            }
+            continue;
         }
         let label = match &node.kind {
             NodeKind::Bash(_) => "$",

@@ -509,6 +509,10 @@ mod tests {
                 output: "o".into(),
                 status: IterationStatus::Done,
             },
+            Event::ChildRun {
+                node: "w".into(),
+                run_id: "20260101-000000-abcd".into(),
+            },
             Event::RunPaused {
                 waiting: vec!["g".into()],
             },

@@ -499,6 +499,56 @@ mod tests {
     }
 
     #[test]
+    fn a_child_run_is_kept_across_a_resume_but_not_a_resume_from() {
+        let start = Event::RunStarted {
+            run_id: "r1".into(),
+            workflow: "wf".into(),
+            nodes: vec!["w".into()],
+            inputs: BTreeMap::new(),
+            pid: 1,
+            digest: String::new(),
+        };
+        let mut events = vec![
+            start,
+            Event::NodeStarted {
+                node: "w".into(),
+                attempt: 1,
+            },
+            Event::ChildRun {
+                node: "w".into(),
+                run_id: "c1".into(),
+            },
+            Event::RunPaused {
+                waiting: vec!["w".into()],
+            },
+        ];
+        let fold = |events: &[Event]| {
+            let records: Vec<Record> = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| rec(i as u64 + 1, e.clone()))
+                .collect();
+            RunState::from_records(&records)
+        };
+        let paused = fold(&events);
+        let w = paused.node("w").unwrap();
+        assert_eq!(w.status, NodeStatus::Waiting, "waits on its child's gate");
+        assert_eq!(w.child_run.as_deref(), Some("c1"));
+        events.push(Event::RunResumed {
+            pid: 2,
+            from: None,
+            reset: vec!["w".into()],
+        });
+        assert_eq!(fold(&events).node("w").unwrap().child_run.as_deref(), Some("c1"));
+        events.push(Event::RunResumed {
+            pid: 3,
+            from: Some("w".into()),
+            reset: vec!["w".into()],
+        });
+        assert_eq!(fold(&events).node("w").unwrap().child_run, None);
+    }
+
+    #[test]
     fn folds_a_run_with_a_retry_a_skip_and_a_resume() {
         let events = vec![
             Event::RunStarted {
