@@ -432,9 +432,9 @@ fn dry_run(
         .map(|i| {
             let value = NodeValue::new(NodeStatus::Success, format!("<output of {}>", plan.id(i)));
             match &plan.workflow.nodes[i].kind {
-                NodeKind::Workflow(_) => value.with_artifacts(Some(
-                    format!("<artifacts of {}>", plan.id(i)).into(),
-                )),
+                NodeKind::Workflow(_) => {
+                    value.with_artifacts(Some(format!("<artifacts of {}>", plan.id(i)).into()))
+                }
                 _ => value,
             }
         })
@@ -503,7 +503,11 @@ fn dry_run(
             out.push_str(&format!(
                 "   runs workflow `{}` as a child run{}\n",
                 name.value,
-                if isolated { " in a worktree of its own" } else { "" }
+                if isolated {
+                    " in a worktree of its own"
+                } else {
+                    ""
+                }
             ));
             for (input, _) in node.inputs.iter() {
                 let label = format!("inputs.{}:", input.value);

@@ -496,13 +496,33 @@ fn inside_ancestors(run: &RunDir) -> Option<String> {
 
 /// The gates waiting in `run` and in its child runs, as paths from it: `GATE`, `NODE/GATE`.
 pub fn waiting_gates(run: &RunDir) -> Vec<String> {
-    fn walk(run: &RunDir, prefix: &str, depth: usize, out: &mut Vec<String>) {
+    waiting_gates_in(run).into_iter().map(|g| g.path).collect()
+}
+
+/// A gate waiting in a run's tree.
+#[derive(Debug, Clone)]
+pub struct TreeGate {
+    /// The run the gate belongs to (the run asked about, or one of its child runs).
+    pub run: RunDir,
+    /// The gate's state there.
+    pub state: NodeState,
+    /// Its path from the run asked about: `GATE`, `NODE/GATE`, ...
+    pub path: String,
+}
+
+/// The gates waiting in `run` and in its child runs, depth first in node order.
+pub fn waiting_gates_in(run: &RunDir) -> Vec<TreeGate> {
+    fn walk(run: &RunDir, prefix: &str, depth: usize, out: &mut Vec<TreeGate>) {
         let Ok(state) = super::launch::read_state(run) else {
             return;
         };
         for n in &state.nodes {
             if is_waiting(n, run) {
-                out.push(format!("{prefix}{}", n.id));
+                out.push(TreeGate {
+                    run: run.clone(),
+                    state: n.clone(),
+                    path: format!("{prefix}{}", n.id),
+                });
             } else if let (Some(child), NodeStatus::Waiting, true) =
                 (&n.child_run, n.status, depth < MAX_DEPTH)
             {

@@ -539,7 +539,10 @@ mod tests {
             from: None,
             reset: vec!["w".into()],
         });
-        assert_eq!(fold(&events).node("w").unwrap().child_run.as_deref(), Some("c1"));
+        assert_eq!(
+            fold(&events).node("w").unwrap().child_run.as_deref(),
+            Some("c1")
+        );
         events.push(Event::RunResumed {
             pid: 3,
             from: Some("w".into()),
