@@ -521,3 +521,45 @@ fn a_failed_child_fails_its_node_and_a_retry_resumes_it() {
     assert_eq!(repo.node(&parent, "sub")["attempt"], 2);
     assert_eq!(repo.status(&child)["status"], "success");
 }
+
+#[test]
+fn a_log_that_names_another_run_as_the_child_adopts_nothing() {
+    let repo = Repo::new()
+        .workflow("gated", GATED_CHILD)
+        .workflow("parent", GATED_PARENT)
+        .workflow("other", "nodes: [{id: x, bash: echo other}]");
+    repo.reins(["run", "other"]).run().code(0);
+    let other = repo.the_run();
+    repo.reins(["run", "parent"]).run().code(3);
+    let (parents, _) = split_runs(&repo);
+    let parent = parents.into_iter().find(|p| *p != other).unwrap();
+    // A node of the run (or anyone with write access) points `sub` at the unrelated run.
+    let events = repo.events(&parent);
+    let last = events.last().unwrap();
+    let forged = serde_json::json!({
+        "seq": last["seq"].as_u64().unwrap() + 1,
+        "ts": last["ts"],
+        "type": "child_run",
+        "node": "sub",
+        "run_id": other,
+    });
+    let path = format!(".reins/runs/{parent}/events.jsonl");
+    let text = repo.read(&path) + &format!("{forged}\n");
+    repo.write(&path, &text);
+    let before = repo.events(&other).len();
+    repo.reins(["resume", &parent]).run().code(1);
+    let sub = repo.node(&parent, "sub");
+    assert_eq!(sub["status"], "failed");
+    assert!(
+        sub["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not the child run"),
+        "{sub:#}"
+    );
+    assert_eq!(
+        repo.events(&other).len(),
+        before,
+        "the other run is untouched"
+    );
+}

@@ -210,7 +210,9 @@ fn child_tables(out: &mut String, run: &RunDir, state: &RunState, now: SystemTim
         let Some(id) = n.child_run.as_deref() else {
             continue;
         };
-        let child = crate::engine::subflow::sibling(run, id);
+        let Some(child) = crate::engine::subflow::sibling(run, id) else {
+            continue;
+        };
         let Ok(child_state) = crate::engine::launch::read_state(&child) else {
             continue;
         };
@@ -287,7 +289,7 @@ fn child_runs(run: &RunDir, state: &RunState) -> Vec<RunDir> {
         .nodes
         .iter()
         .filter_map(|n| n.child_run.as_deref())
-        .map(|id| crate::engine::subflow::sibling(run, id))
+        .filter_map(|id| crate::engine::subflow::sibling(run, id))
         .collect()
 }
 

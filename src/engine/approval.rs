@@ -463,7 +463,7 @@ use super::subflow::{child_of, sibling};
 /// The parent run of a child run, from its `run.json`.
 fn parent_of(run: &RunDir) -> Option<RunDir> {
     let parent = run.manifest().ok()?.parent?;
-    crate::store::id::is_run_id(&parent.run_id).then(|| sibling(run, &parent.run_id))
+    sibling(run, &parent.run_id)
 }
 
 /// The run at the top of `run`'s tree (`run` itself when it has no parent).
@@ -523,15 +523,12 @@ pub fn waiting_gates_in(run: &RunDir) -> Vec<TreeGate> {
                     state: n.clone(),
                     path: format!("{prefix}{}", n.id),
                 });
-            } else if let (Some(child), NodeStatus::Waiting, true) =
-                (&n.child_run, n.status, depth < MAX_DEPTH)
-            {
-                walk(
-                    &sibling(run, child),
-                    &format!("{prefix}{}/", n.id),
-                    depth + 1,
-                    out,
-                );
+            } else if let (Some(child), NodeStatus::Waiting, true) = (
+                n.child_run.as_deref().and_then(|c| sibling(run, c)),
+                n.status,
+                depth < MAX_DEPTH,
+            ) {
+                walk(&child, &format!("{prefix}{}/", n.id), depth + 1, out);
             }
         }
     }

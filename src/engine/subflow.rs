@@ -41,7 +41,7 @@ impl NodeRunner for SubflowRunner {
 /// The artifacts folder of a `workflow:` node's child run (`{{nodes.ID.artifacts}}`).
 pub fn child_artifacts(run: &RunInfo, node: &NodeState) -> Option<PathBuf> {
     let child = node.child_run.as_deref()?;
-    Some(sibling(&run.dir, child).artifacts_dir())
+    Some(sibling(&run.dir, child)?.artifacts_dir())
 }
 
 /// The child run of `run`'s `workflow:` node `node`, or why there is none.
@@ -54,7 +54,7 @@ pub fn child_of(run: &RunDir, node: &str) -> Result<RunDir, String> {
         return Err(format!("run {} has no node `{node}`{hint}", run.id));
     };
     match n.child_run.as_deref() {
-        Some(id) if crate::store::id::is_run_id(id) => Ok(sibling(run, id)),
+        Some(id) if sibling(run, id).is_some() => Ok(sibling(run, id).expect("checked")),
         _ => Err(format!(
             "node `{node}` of run {} has no child run (only a `workflow:` node that started has one)",
             run.id
@@ -74,13 +74,16 @@ pub fn descend(run: &RunDir, path: &str) -> Result<(RunDir, String), String> {
     Ok((run, rest.to_string()))
 }
 
-/// A run of the same store as `run`.
-pub fn sibling(run: &RunDir, id: &str) -> RunDir {
+/// A run of the same store as `run`, if `id` is a run id (what a log says is never a path).
+pub fn sibling(run: &RunDir, id: &str) -> Option<RunDir> {
+    if !crate::store::id::is_run_id(id) {
+        return None;
+    }
     let runs = run.path.parent().unwrap_or(Path::new("."));
-    RunDir {
+    Some(RunDir {
         id: id.to_string(),
         path: runs.join(id),
-    }
+    })
 }
 
 /// True when the child run of a waiting `workflow:` node (`node_dir` is the parent's
@@ -98,6 +101,9 @@ pub fn child_ready(state: &NodeState, node_dir: &Path) -> bool {
     else {
         return false;
     };
+    if !crate::store::id::is_run_id(child) {
+        return false;
+    }
     let run = RunDir {
         id: child.to_string(),
         path: runs.join(child),
@@ -120,7 +126,8 @@ fn answered_inside(run: &RunDir, depth: usize) -> bool {
             } else {
                 n.child_run
                     .as_deref()
-                    .is_some_and(|c| answered_inside(&sibling(run, c), depth + 1))
+                    .and_then(|c| sibling(run, c))
+                    .is_some_and(|c| answered_inside(&c, depth + 1))
             }
     })
 }
@@ -142,7 +149,23 @@ async fn run(job: Job) -> Outcome {
     };
     let store = Store::new(&manifest.root);
     let runners = Runners::new();
-    let prepared = match recorded_child(&job).filter(|id| store.run(id).manifest_path().exists()) {
+    let link = ParentLink {
+        run_id: job.run.run_id.clone(),
+        node: job.node.clone(),
+    };
+    let recorded = recorded_child(&job)
+        .filter(|id| crate::store::id::is_run_id(id) && store.run(id).manifest_path().exists());
+    if let Some(id) = &recorded {
+        // Only the run this node started: a log that names another run adopts nothing.
+        let parent = store.run(id).manifest().ok().and_then(|m| m.parent);
+        if parent.as_ref() != Some(&link) {
+            return Outcome::fatal(format!(
+                "run {id} is not the child run of node `{}` of run {}",
+                job.node, job.run.run_id
+            ));
+        }
+    }
+    let prepared = match recorded {
         Some(id) => match launch::resume_child(&store, store.run(&id), &runners) {
             Ok(Resumed::Ready(p)) => *p,
             Ok(Resumed::AlreadySucceeded(run)) => {
@@ -179,10 +202,7 @@ async fn run(job: Job) -> Outcome {
                 name: name.value.clone(),
                 commands: FrozenCommands(manifest.commands.clone(), manifest.workflows.clone()),
                 inputs,
-                parent: ParentLink {
-                    run_id: job.run.run_id.clone(),
-                    node: job.node.clone(),
-                },
+                parent: link,
                 shared_tree: (!isolated).then(|| job.run.root.clone()),
                 base: isolated
                     .then(|| super::worktree::head(&job.run.root))
