@@ -1,9 +1,13 @@
 //! The command line: parse arguments, run one command, return an exit code.
+//!
+//! Every command returns [`Result<Outcome, Error>`](error::Result); [`main`] prints an error
+//! once and turns either into the exit code ([`crate::exit`] lists them).
 
 mod answer;
 mod args;
 mod clean;
 mod doctor;
+mod error;
 mod graph;
 mod init;
 mod list;
@@ -20,23 +24,34 @@ use clap::Parser;
 
 use crate::exit;
 pub use args::{Cli, Command};
+pub use error::{Error, Outcome};
 
 /// Runs reins with the process arguments and returns the exit code.
-pub fn main() -> i32 {
+pub fn main() -> std::process::ExitCode {
     init_tracing();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let code = match Cli::try_parse() {
+        Ok(cli) => match execute(cli.command) {
+            Ok(outcome) => outcome.exit_code(),
+            Err(err) => {
+                err.print();
+                err.exit_code()
+            }
+        },
         Err(err) => {
-            let code = if err.use_stderr() {
+            let _ = err.print();
+            if err.use_stderr() {
                 exit::USAGE
             } else {
                 exit::SUCCESS
-            };
-            let _ = err.print();
-            return code;
+            }
         }
     };
-    match cli.command {
+    std::process::ExitCode::from(code)
+}
+
+/// Runs one command.
+fn execute(command: Command) -> error::Result {
+    match command {
         Command::Validate(opts) => validate::run(opts),
         Command::Graph(opts) => graph::run(opts),
         Command::Run(opts) => run::run(opts),
@@ -58,6 +73,18 @@ pub fn main() -> i32 {
     }
 }
 
+/// Whether to colour a stream: `NO_COLOR` turns colours off, `CLICOLOR_FORCE` on even when the
+/// stream is not a terminal, `CLICOLOR=0` off; otherwise colours go to terminals only.
+pub(crate) fn use_color(is_terminal: bool) -> bool {
+    if anstyle_query::no_color() {
+        false
+    } else if anstyle_query::clicolor_force() {
+        true
+    } else {
+        anstyle_query::clicolor() != Some(false) && is_terminal
+    }
+}
+
 /// `REINS_LOG=debug` (an env filter, like `reins=debug,warn`) turns on tracing to stderr.
 fn init_tracing() {
     let Some(filter) = std::env::var_os("REINS_LOG").filter(|v| !v.is_empty()) else {
@@ -66,7 +93,7 @@ fn init_tracing() {
     match tracing_subscriber::EnvFilter::try_new(filter.to_string_lossy()) {
         Ok(filter) => {
             use std::io::IsTerminal;
-            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let ansi = use_color(std::io::stderr().is_terminal());
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)

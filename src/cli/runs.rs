@@ -7,9 +7,9 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use super::args::{CancelArgs, ListFormat, RunsArgs, StatusArgs};
+use super::error::{self, Error, Outcome};
 use super::progress::{next_steps, node_table};
-use super::run::{current_store, fail, resolve_run, say};
-use crate::exit;
+use super::run::{current_store, resolve_run, say};
 use crate::store::lock::live_owner;
 use crate::store::{
     Event, EventLog, NodeStatus, RunDir, RunLock, RunState, RunStatus, RunSummary, Store,
@@ -17,14 +17,11 @@ use crate::store::{
 use crate::workflow::duration;
 
 /// Runs `reins runs`.
-pub fn list(args: RunsArgs) -> i32 {
-    let store = match current_store() {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn list(args: RunsArgs) -> error::Result {
+    let store = current_store()?;
     let runs = match store.list() {
         Ok(r) => r,
-        Err(e) => return fail(&format!("cannot list runs: {e}"), exit::NODE_FAILED),
+        Err(e) => return Err(Error::internal(format!("cannot list runs: {e}"))),
     };
     let now = SystemTime::now();
     match args.format {
@@ -38,7 +35,7 @@ pub fn list(args: RunsArgs) -> i32 {
         ListFormat::Text => {
             if runs.is_empty() {
                 say!("no runs yet (start one with `reins run WORKFLOW`)");
-                return exit::SUCCESS;
+                return Ok(Outcome::Success);
             }
             let tree = tree_order(&runs);
             let id_width = tree.iter().map(|(d, _)| 20 + 2 * d).max().unwrap_or(20);
@@ -90,7 +87,7 @@ pub fn list(args: RunsArgs) -> i32 {
             }
         }
     }
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// The runs in tree order: each run followed by its child runs (`workflow:` nodes), indented
@@ -126,15 +123,9 @@ fn tree_order(runs: &[RunSummary]) -> Vec<(usize, &RunSummary)> {
 }
 
 /// Runs `reins status`.
-pub fn status(args: StatusArgs) -> i32 {
-    let (store, run) = match resolve_run(&args.run) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
-    let summary = match read_summary(&store, &run) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn status(args: StatusArgs) -> error::Result {
+    let (store, run) = resolve_run(&args.run)?;
+    let summary = read_summary(&store, &run)?;
     let now = SystemTime::now();
     match args.format {
         ListFormat::Json => {
@@ -156,7 +147,7 @@ pub fn status(args: StatusArgs) -> i32 {
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
         }
     }
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// What `reins status` prints for a run: its header, one line per node, the error, and what to
@@ -231,11 +222,8 @@ fn child_tables(out: &mut String, run: &RunDir, state: &RunState, now: SystemTim
 }
 
 /// Runs `reins cancel`.
-pub fn cancel(args: CancelArgs) -> i32 {
-    let (store, run) = match resolve_run(&args.run) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn cancel(args: CancelArgs) -> error::Result {
+    let (store, run) = resolve_run(&args.run)?;
     // Runs of a tree (`workflow:` nodes) are cancelled together, from its top.
     let top = crate::engine::approval::top_of(&run);
     if top.id != run.id {
@@ -249,17 +237,14 @@ pub fn cancel(args: CancelArgs) -> i32 {
     if let Some(owner) = owner {
         return stop_live(&store, &top.id, owner.pid);
     }
-    let summary = match read_summary(&store, &top) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let summary = read_summary(&store, &top)?;
     let code = match summary.status {
         RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Running => {
             mark_cancelled(&summary)
         }
         done => {
             say!("run {} already ended: {done}", top.id);
-            exit::SUCCESS
+            Ok(Outcome::Success)
         }
     };
     let mut children: Vec<RunDir> = child_runs(&top, &summary.state);
@@ -276,7 +261,7 @@ pub fn cancel(args: CancelArgs) -> i32 {
             s.status,
             RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Running
         ) {
-            mark_cancelled(&s);
+            mark_cancelled(&s)?;
         }
         children.extend(child_runs(&child, &s.state));
     }
@@ -295,13 +280,12 @@ fn child_runs(run: &RunDir, state: &RunState) -> Vec<RunDir> {
 
 /// Sends TERM to the reins process executing the run (it cancels gracefully), a second TERM
 /// if it has not stopped after a while (it forces), and waits for it.
-fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
+fn stop_live(store: &Store, run_id: &str, pid: u32) -> error::Result {
     let target = Pid::from_raw(pid as i32);
     if let Err(e) = kill(target, Signal::SIGTERM) {
-        return fail(
-            &format!("cannot signal pid {pid}, which executes run {run_id}: {e}"),
-            exit::NODE_FAILED,
-        );
+        return Err(Error::internal(format!(
+            "cannot signal pid {pid}, which executes run {run_id}: {e}"
+        )));
     }
     say!("cancelling run {run_id} (pid {pid})...");
     let start = Instant::now();
@@ -316,10 +300,9 @@ fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
             forced = true;
         }
         if start.elapsed() > Duration::from_secs(30) {
-            return fail(
-                &format!("pid {pid} still executes run {run_id} after 30s"),
-                exit::NODE_FAILED,
-            );
+            return Err(Error::internal(format!(
+                "pid {pid} still executes run {run_id} after 30s"
+            )));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -328,24 +311,19 @@ fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
         .map(|s| s.status)
         .unwrap_or(RunStatus::Interrupted);
     say!("run {run_id}: {status}");
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// Records the end of a run no process executes: running and waiting nodes are cancelled.
-fn mark_cancelled(summary: &RunSummary) -> i32 {
+fn mark_cancelled(summary: &RunSummary) -> error::Result {
     let run = &summary.run;
     let _lock = match RunLock::acquire(&run.lock_path(), &run.id) {
         Ok(l) => l,
-        Err(e) => return fail(&e.to_string(), exit::USAGE),
+        Err(e) => return Err(Error::usage(e.to_string())),
     };
     let (mut log, _) = match EventLog::open(&run.events_path()) {
         Ok(l) => l,
-        Err(e) => {
-            return fail(
-                &format!("cannot open the event log: {e}"),
-                exit::NODE_FAILED,
-            )
-        }
+        Err(e) => return Err(Error::internal(format!("cannot open the event log: {e}"))),
     };
     for node in &summary.state.nodes {
         if matches!(node.status, NodeStatus::Running | NodeStatus::Waiting) {
@@ -359,21 +337,15 @@ fn mark_cancelled(summary: &RunSummary) -> i32 {
         error: None,
     });
     if let Err(e) = log.close() {
-        return fail(
-            &format!("cannot write the event log: {e}"),
-            exit::NODE_FAILED,
-        );
+        return Err(Error::internal(format!("cannot write the event log: {e}")));
     }
     say!("run {}: cancelled", run.id);
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// A run's summary, or the exit code after saying why it cannot be read.
-fn read_summary(store: &Store, run: &RunDir) -> Result<RunSummary, i32> {
-    store.summary(run).map_err(|e| {
-        fail(
-            &format!("cannot read run {}: {e}", run.id),
-            exit::NODE_FAILED,
-        )
-    })
+fn read_summary(store: &Store, run: &RunDir) -> Result<RunSummary, Error> {
+    store
+        .summary(run)
+        .map_err(|e| Error::internal(format!("cannot read run {}: {e}", run.id)))
 }

@@ -247,7 +247,7 @@ async fn run(job: Job) -> Outcome {
         inv.thread_usage = job
             .recorder
             .with_state(|s| s.thread_usage.get(&id.to_string()).copied())
-            .map(|u| crate::agent::events::Usage {
+            .map(|u| crate::agent::events::TokenUsage {
                 input_tokens: u.input_tokens,
                 output_tokens: u.output_tokens,
                 cache_creation_input_tokens: u.cache_creation_input_tokens,

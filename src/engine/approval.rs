@@ -320,9 +320,9 @@ pub struct Answered {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
     /// Not an answer that can be given (no such gate, already answered, from inside the run,
-    /// a tampered run...): exit 2.
+    /// a tampered run...).
     Usage(String),
-    /// The answer could not be written: exit 1.
+    /// The answer could not be written.
     Io(String),
 }
 

@@ -16,7 +16,6 @@ use super::recorder::{Observer, Recorder};
 use super::runner::Runners;
 use super::scheduler::{self, Execution, Options};
 use crate::diagnostic::suggestion;
-use crate::exit;
 use crate::process::Watchdog;
 use crate::source::SourceFile;
 use crate::store::{
@@ -31,22 +30,32 @@ use crate::workflow::{self, Workflow};
 pub struct LaunchError {
     /// What is wrong, in words.
     pub message: String,
-    /// The exit code it calls for.
-    pub code: i32,
+    /// Whose mistake it is.
+    pub kind: LaunchErrorKind,
+}
+
+/// Whose mistake a [`LaunchError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchErrorKind {
+    /// The request cannot be met as asked: bad inputs, an unknown agent, a busy working tree,
+    /// a tampered run. Nothing ran.
+    Refused,
+    /// The store could not be read or written.
+    Io,
 }
 
 impl LaunchError {
     fn usage(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            code: exit::USAGE,
+            kind: LaunchErrorKind::Refused,
         }
     }
 
     fn io(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            code: exit::NODE_FAILED,
+            kind: LaunchErrorKind::Io,
         }
     }
 }

@@ -32,7 +32,7 @@ pub mod trigger;
 pub mod worktree;
 
 pub use cancel::{CancelLevel, CancelToken, Canceller};
-pub use launch::{resume, start, LaunchError, Prepared, Report, Resumed};
+pub use launch::{resume, start, LaunchError, LaunchErrorKind, Prepared, Report, Resumed};
 pub use plan::{Field, Plan};
 pub use recorder::{Observer, Recorder};
 pub use runner::{BoxFuture, Job, Kind, Limits, NodeRunner, Outcome, Runners, SessionChoice};

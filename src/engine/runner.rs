@@ -247,12 +247,6 @@ impl Runners {
         Self { map }
     }
 
-    /// Sets the runner of a kind.
-    pub fn set(&mut self, kind: Kind, runner: Arc<dyn NodeRunner>) -> &mut Self {
-        self.map.insert(kind, runner);
-        self
-    }
-
     /// The runner of a node kind. A loop gets a loop runner around its body's runner.
     pub fn get(&self, kind: &NodeKind) -> Option<Arc<dyn NodeRunner>> {
         match kind {

@@ -23,11 +23,18 @@ use super::cancel::{CancelLevel, Canceller};
 use super::context::RunInfo;
 use super::launch::{self, ChildSpec, Resumed};
 use super::plan::{Field, FrozenCommands};
-use super::recorder::Silent;
+use super::recorder::Observer;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, Runners};
 use super::scheduler::Options;
 use crate::store::{safe_fs, Event, NodeState, NodeStatus, ParentLink, RunDir, RunState, Store};
 use crate::workflow::{Isolation, NodeKind};
+
+/// A child run's events are in its own log; the parent's view shows the `workflow:` node.
+struct Unseen;
+
+impl Observer for Unseen {
+    fn on_event(&mut self, _: &crate::store::Record, _: &RunState) {}
+}
 
 /// The runner of `workflow:` nodes.
 pub struct SubflowRunner;
@@ -245,7 +252,7 @@ async fn run(job: Job) -> Outcome {
     let link = tokio::spawn(follow(job.cancel.clone(), canceller.clone()));
     let report = prepared
         .execute(
-            Box::new(Silent),
+            Box::new(Unseen),
             runners,
             options,
             job.watchdog.clone(),
