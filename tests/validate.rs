@@ -20,6 +20,7 @@ use support::cli::reins;
 /// Cases that only warn: they exit 0.
 const WARNING_ONLY: &[&str] = &[
     "duplicate-dependency.yaml",
+    "no-effect.fan-out.yaml",
     "no-effect.yaml",
     "raw-substitution.yaml",
     "unordered-session.yaml",

@@ -413,13 +413,14 @@ fn dry_run(
     // Nothing runs, so each upstream output is shown as `<output of ID>`.
     let stand_ins: Vec<NodeValue> = (0..plan.len())
         .map(|i| {
-            let value = NodeValue::new(NodeStatus::Success, format!("<output of {}>", plan.id(i)));
-            match &plan.workflow.nodes[i].kind {
-                NodeKind::Workflow(_) => {
-                    value.with_artifacts(Some(format!("<artifacts of {}>", plan.id(i)).into()))
-                }
-                _ => value,
+            let mut v = NodeValue::new(NodeStatus::Success, format!("<output of {}>", plan.id(i)));
+            if plan.workflow.nodes[i].fans_out() {
+                v.outputs = Some(format!("<outputs of {}>", plan.id(i)).into());
             }
+            if let NodeKind::Workflow(_) = &plan.workflow.nodes[i].kind {
+                v.artifacts = Some(format!("<artifacts of {}>", plan.id(i)).into());
+            }
+            v
         })
         .collect();
     let concurrency = concurrency
@@ -443,7 +444,7 @@ fn dry_run(
             .iter()
             .map(|&a| (plan.id(a), &stand_ins[a]))
             .collect();
-        let ctx = info.context(upstream);
+        let mut ctx = info.context(upstream);
         let deps: Vec<&str> = plan.dag.deps[i].iter().map(|&d| plan.id(d)).collect();
         out.push_str(&format!(
             "\n{}. {} [{}]",
@@ -469,6 +470,14 @@ fn dry_run(
             }
             s
         };
+        if node.fans_out() {
+            let (text, first) = dry_fan_out(&plan, i, &ctx, store.root());
+            out.push_str(&show("for each:", Ok(text)));
+            if let Some((item, index, id)) = first {
+                out.push_str(&format!("   (as {id}, the first instance, runs it)\n"));
+                ctx = crate::engine::fanout::with_item(ctx, &item, index);
+            }
+        }
         if plan.has(i, Field::When) {
             if plan.when_depends_on_run(i) {
                 // Stand-in outputs and statuses would make it look decided: it is not.
@@ -528,6 +537,71 @@ fn dry_run(
     }
     print(&out)?;
     Ok(Outcome::Success)
+}
+
+/// A fan-out in `--dry-run`: its instances (a list, a template of inputs, the files its globs
+/// match now; at most eight named), or that they are known at run time; and its first item.
+#[allow(clippy::type_complexity)]
+fn dry_fan_out(
+    plan: &Plan,
+    i: usize,
+    ctx: &serde_json::Value,
+    root: &std::path::Path,
+) -> (String, Option<(serde_json::Value, usize, String)>) {
+    use crate::engine::fanout;
+    use crate::workflow::ForEach;
+    let node = &plan.workflow.nodes[i];
+    let values = match &node.for_each {
+        Some(ForEach::List(list)) => Ok(list.value.clone()),
+        Some(ForEach::Template(t)) if !t.value.contains("nodes.") => {
+            fanout::items_from_template(plan, &t.value, ctx)
+        }
+        Some(ForEach::Template(t)) => {
+            return (
+                format!("the items of `{}`, known at run time", t.value.trim()),
+                None,
+            )
+        }
+        Some(ForEach::Files(set)) => fanout::files(root, set),
+        _ => Err("`for_each` is not valid".into()),
+    };
+    let keyed = values.and_then(|values| {
+        if !plan.has(i, Field::Key) {
+            return fanout::keyed(values, None);
+        }
+        let mut key = |index: usize, item: &serde_json::Value| {
+            plan.render(i, Field::Key, &fanout::with_item(ctx.clone(), item, index))
+        };
+        fanout::keyed(values, Some(&mut key))
+    });
+    let items = match keyed {
+        Ok(items) => items,
+        Err(e) => return (format!("(the fan-out would fail: {e})"), None),
+    };
+    let id = plan.id(i);
+    let mut names: Vec<String> = items
+        .iter()
+        .take(crate::cli::progress::SHOWN_INSTANCES)
+        .map(|item| {
+            let value = fanout::item_text(&item.value);
+            let value: String = value.chars().take(40).collect();
+            format!("{} = {value}", fanout::instance_id(id, &item.key))
+        })
+        .collect();
+    if items.len() > names.len() {
+        names.push(format!("and {} more", items.len() - names.len()));
+    }
+    let text = format!(
+        "{} instance{}{}{}",
+        items.len(),
+        if items.len() == 1 { "" } else { "s" },
+        if names.is_empty() { "" } else { "\n" },
+        names.join("\n")
+    );
+    let first = items
+        .first()
+        .map(|item| (item.value.clone(), 0, fanout::instance_id(id, &item.key)));
+    (text, first)
 }
 
 /// The values a bash script reads, one a line beside it in `--dry-run`: each variable with

@@ -71,6 +71,20 @@ pub fn output_file(node_dir: &std::path::Path) -> PathBuf {
     node_dir.join("output.txt")
 }
 
+/// A context (`base`, as [`RunInfo::base_context`] makes it) with the values of a node's
+/// upstream nodes.
+pub fn with_nodes<'a>(
+    mut base: Json,
+    upstream: impl IntoIterator<Item = (&'a str, &'a NodeValue)>,
+) -> Json {
+    let nodes: Map<String, Json> = upstream
+        .into_iter()
+        .map(|(id, v)| (id.to_string(), v.to_json()))
+        .collect();
+    base["nodes"] = Json::Object(nodes);
+    base
+}
+
 /// A settled node's value as later nodes see it.
 #[derive(Debug, Clone)]
 pub struct NodeValue {
@@ -86,6 +100,8 @@ pub struct NodeValue {
     pub truncated: Option<crate::store::Truncation>,
     /// The artifacts folder of a `workflow:` node's child run (`{{nodes.ID.artifacts}}`).
     pub artifacts: Option<PathBuf>,
+    /// A fan-out's instances' outputs (`{{nodes.ID.outputs}}`), the JSON text of an array.
+    pub outputs: Option<Json>,
 }
 
 impl NodeValue {
@@ -107,6 +123,7 @@ impl NodeValue {
             output_file: None,
             truncated: None,
             artifacts: None,
+            outputs: None,
         }
     }
 
@@ -138,6 +155,9 @@ impl NodeValue {
         }
         if let Some(a) = &self.artifacts {
             m.insert("artifacts".into(), Json::String(a.display().to_string()));
+        }
+        if let Some(o) = &self.outputs {
+            m.insert("outputs".into(), o.clone());
         }
         Json::Object(m)
     }
@@ -199,13 +219,7 @@ impl RunInfo {
         &self,
         upstream: impl IntoIterator<Item = (&'a str, &'a NodeValue)>,
     ) -> Json {
-        let mut ctx = self.base_context();
-        let nodes: Map<String, Json> = upstream
-            .into_iter()
-            .map(|(id, v)| (id.to_string(), v.to_json()))
-            .collect();
-        ctx["nodes"] = Json::Object(nodes);
-        ctx
+        with_nodes(self.base_context(), upstream)
     }
 
     /// The `REINS_*` variables of a node (see the module docs), but `REINS_ATTEMPT`.

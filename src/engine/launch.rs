@@ -417,9 +417,9 @@ pub fn start_child(store: &Store, spec: ChildSpec) -> Result<Prepared, LaunchErr
     })
 }
 
-/// Prepares a resume of `run`: nodes that succeeded stay settled; every other node runs
-/// (again), and with `from`, that node and everything downstream of it too. A child run is
-/// resumed through its parent (see [`resume_child`]).
+/// Prepares a resume of `run`: nodes that succeeded (or failed with `continue_on_error`) stay
+/// settled; every other node runs (again), and with `from`, that node and everything downstream
+/// of it too. A child run is resumed through its parent (see [`resume_child`]).
 pub fn resume(
     store: &Store,
     run: RunDir,
@@ -523,7 +523,25 @@ fn resume_run(
         return Ok(Resumed::AlreadySucceeded(run));
     }
     let mut reset = Vec::new();
-    for (i, id) in plan.dag.ids.iter().enumerate() {
+    // Every node, and the instances of every fan-out expanded so far (which run its settings).
+    let nodes = plan
+        .dag
+        .ids
+        .iter()
+        .cloned()
+        .enumerate()
+        .flat_map(|(i, id)| {
+            let instances: Vec<(usize, String)> = state
+                .node(&id)
+                .and_then(|n| n.fan_out.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|item| (i, super::fanout::instance_id(&id, &item.key)))
+                .collect();
+            std::iter::once((i, id)).chain(instances)
+        });
+    for (i, id) in nodes {
+        let id = &id;
         let node = state.node(id);
         let status = node.map(|n| n.status).unwrap_or_default();
         // A rejection is a decision, not a failure to retry: only `--from` asks again.
@@ -539,10 +557,13 @@ fn resume_run(
                     .as_ref()
                     .is_some_and(|a| a.answer.is_some() || !n.status.is_settled())
             });
+        // A failure that `continue_on_error` accepted is as settled as a success.
+        let accepted = status == NodeStatus::Failed && plan.settings[i].continue_on_error;
         let again = rerun[i]
             || !(asked
                 || matches!(status, NodeStatus::Success | NodeStatus::Waiting)
-                || status == NodeStatus::Failed && rejected);
+                || status == NodeStatus::Failed && rejected
+                || accepted);
         if again && status != NodeStatus::Pending {
             reset.push(id.clone());
         }

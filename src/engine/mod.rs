@@ -2,7 +2,9 @@
 //!
 //! * [`plan`]: a validated workflow compiled once per run (templates, settings, priorities);
 //! * [`launch`]: starting and resuming runs around the scheduler (lock, run directory, log);
-//! * [`scheduler`]: the ready queue, trigger rules, `when`, retries, cancellation;
+//! * [`machine`]: the scheduler's decisions (ready queue, trigger rules, `when`, retries,
+//!   gates, cancellation, how a run ends) as a pure state machine;
+//! * [`scheduler`]: drives the machine on tokio: records events, runs attempts, polls gates;
 //! * [`runner`]: the seam between the scheduler and what a node does; [`bash`] is the
 //!   built-in runner of `bash` nodes, [`agent`] of `prompt` and `command` nodes;
 //! * [`agent_slots`]: the machine-wide cap on agent sessions running at once;
@@ -21,8 +23,10 @@ pub mod bash;
 pub mod budget;
 pub mod cancel;
 pub mod context;
+pub mod fanout;
 pub mod launch;
 pub mod loops;
+pub mod machine;
 pub mod plan;
 pub mod recorder;
 pub mod runner;

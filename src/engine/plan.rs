@@ -38,6 +38,8 @@ pub enum Field<'a> {
     Arg(&'a str),
     /// One `inputs:` value of a `workflow` node.
     Input(&'a str),
+    /// A fan-out's `key`, rendered once per item.
+    Key,
 }
 
 /// A node's settings with the workflow's defaults applied.
@@ -149,6 +151,9 @@ impl Plan {
             }
             for (name, value) in node.args.iter() {
                 add(key(Field::Arg(&name.value)), &value.value, Mode::Plain)?;
+            }
+            if let Some(t) = &node.key {
+                add(key(Field::Key), &t.value, Mode::Plain)?;
             }
         }
         let workflows = children(&workflow, commands, &mut used)?;
@@ -384,6 +389,7 @@ fn field_key(i: usize, field: Field) -> String {
         Field::UntilBash => format!("{i}/until_bash"),
         Field::Arg(name) => format!("{i}/arg/{name}"),
         Field::Input(name) => format!("{i}/input/{name}"),
+        Field::Key => format!("{i}/key"),
     }
 }
 

@@ -20,7 +20,6 @@
 use std::path::{Path, PathBuf};
 
 use super::cancel::{CancelLevel, Canceller};
-use super::context::RunInfo;
 use super::launch::{self, ChildSpec, Resumed};
 use super::plan::{Field, FrozenCommands};
 use super::recorder::Observer;
@@ -45,10 +44,29 @@ impl NodeRunner for SubflowRunner {
     }
 }
 
-/// The artifacts folder of a `workflow:` node's child run (`{{nodes.ID.artifacts}}`).
-pub fn child_artifacts(run: &RunInfo, node: &NodeState) -> Option<PathBuf> {
+/// The artifacts folder of a `workflow:` node's child run (`{{nodes.ID.artifacts}}`), from
+/// the parent's state.
+pub fn child_artifacts(run: &RunDir, node: &NodeState) -> Option<PathBuf> {
     let child = node.child_run.as_deref()?;
-    Some(sibling(&run.dir, child)?.artifacts_dir())
+    Some(sibling(run, child)?.artifacts_dir())
+}
+
+/// The artifacts folder of the child run a `workflow:` node (`node`, of `run`) noted in
+/// `nodes/<node>/child-run` as it started it: read never through a link, and only a run whose
+/// `run.json` names this run and node as its parent counts.
+pub fn noted_artifacts(run: &RunDir, node: &str) -> Option<PathBuf> {
+    use std::io::Read;
+    let file = run.node_dir(node).join("child-run");
+    let rel = safe_fs::relative(&run.path, &file).ok()?;
+    let mut text = String::new();
+    safe_fs::open(&run.path, rel, safe_fs::Access::Read)
+        .ok()?
+        .take(256)
+        .read_to_string(&mut text)
+        .ok()?;
+    let child = sibling(run, text.trim())?;
+    let parent = child.manifest().ok()?.parent?;
+    (parent.run_id == run.id && parent.node == node).then(|| child.artifacts_dir())
 }
 
 /// The child run of `run`'s `workflow:` node `node`, or why there is none.

@@ -208,9 +208,26 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A fan-out (`for_each`) was expanded: one instance `NODE[KEY]` per item, in order.
+    /// Recorded before any instance starts; a resume uses this list, never expanding again.
+    FanOutExpanded {
+        /// The fan-out node's id.
+        node: String,
+        /// Its items, each with its instance's key.
+        items: Vec<FanOutItem>,
+    },
     /// An event this version of reins does not know (written by a newer one).
     #[serde(other)]
     Unknown,
+}
+
+/// One item of a fan-out, with the key of its instance (`NODE[KEY]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanOutItem {
+    /// The key: the item's index, or its rendered `key:`.
+    pub key: String,
+    /// The item, as `{{item}}` reads it.
+    pub value: serde_json::Value,
 }
 
 impl Event {
@@ -228,7 +245,8 @@ impl Event {
             | Event::LoopIteration { node, .. }
             | Event::ChildRun { node, .. }
             | Event::OutputTruncated { node, .. }
-            | Event::AgentRetry { node, .. } => Some(node),
+            | Event::AgentRetry { node, .. }
+            | Event::FanOutExpanded { node, .. } => Some(node),
             _ => None,
         }
     }

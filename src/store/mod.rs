@@ -19,7 +19,7 @@ pub mod safe_fs;
 pub mod state;
 pub mod time;
 
-pub use event::{Event, IterationStatus, NodeStatus, Record, RunStatus, Usage};
+pub use event::{Event, FanOutItem, IterationStatus, NodeStatus, Record, RunStatus, Usage};
 pub use index::{ResolveError, RunSummary};
 pub use lock::{LockError, Owner, RunLock};
 pub use log::EventLog;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::event::{Event, IterationStatus, NodeStatus, Record, RunStatus, Usage};
+use super::event::{Event, FanOutItem, IterationStatus, NodeStatus, Record, RunStatus, Usage};
 
 /// The state of a run.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -97,6 +97,9 @@ pub struct NodeState {
     /// The child run of a `workflow:` node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub child_run: Option<String>,
+    /// A fan-out's items, once expanded: its instances are `ID[KEY]`, listed right after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fan_out: Option<Vec<FanOutItem>>,
 }
 
 /// An output cut to the limit: how much was kept of how much.
@@ -257,8 +260,10 @@ impl RunState {
                     let keep_iterations = std::mem::take(&mut node.iterations);
                     // A child run is taken up again, unless `--from` asks for the node anew.
                     let child_run = node.child_run.take().filter(|_| from.is_none());
+                    let fan_out = node.fan_out.take();
                     *node = NodeState {
                         iterations: keep_iterations,
+                        fan_out,
                         usage: node.usage,
                         session_id: node.session_id.take(),
                         child_run,
@@ -339,6 +344,32 @@ impl RunState {
                 let n = self.node_mut(node);
                 n.status = NodeStatus::Cancelled;
                 n.finished_at = Some(ts);
+            }
+            Event::FanOutExpanded { node, items } => {
+                let n = self.node_mut(node);
+                n.status = NodeStatus::Running;
+                if n.started_at.is_none() || n.finished_at.is_some() {
+                    n.started_at = Some(ts);
+                }
+                n.finished_at = None;
+                n.fan_out = Some(items.clone());
+                // The instances stand right after their fan-out, in item order.
+                let at = self.index[node.as_str()] + 1;
+                let new: Vec<NodeState> = items
+                    .iter()
+                    .map(|item| format!("{node}[{}]", item.key))
+                    .filter(|id| !self.index.contains_key(id))
+                    .map(|id| NodeState::new(&id))
+                    .collect();
+                if !new.is_empty() {
+                    self.nodes.splice(at..at, new);
+                    self.index = self
+                        .nodes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| (n.id.clone(), i))
+                        .collect();
+                }
             }
             Event::AgentSession {
                 node,

@@ -24,6 +24,8 @@ pub const TEMPLATE_ROOTS: &[&str] = &[
     "loop",
     "output",
     "args",
+    "item",
+    "item_index",
 ];
 
 /// The built-in agent profile every node runs on unless told otherwise.
@@ -141,7 +143,11 @@ enum Field {
     LoopBody,
     /// A loop body that is a bash script.
     LoopBash,
-    /// Anything else: prompt, when, cwd, env, args, approval message.
+    /// `when`: decided once for a whole fan-out, before its items are known.
+    When,
+    /// A `for_each` template: it makes the items, so it cannot read one.
+    ForEach,
+    /// Anything else: prompt, cwd, env, args, approval message, key.
     Other,
 }
 
@@ -869,8 +875,9 @@ impl Validator<'_> {
             }
         }
         if let Some(t) = &node.when {
-            self.template(Some(i), t, Field::Other, "when");
+            self.template(Some(i), t, Field::When, "when");
         }
+        self.fan_out(i);
         if let Some(t) = &node.cwd {
             self.template(Some(i), t, Field::Other, "cwd");
         }
@@ -1127,6 +1134,9 @@ impl Validator<'_> {
                 }
                 ["nodes", id, "status"] => Some(format!("REINS_NODE_{}_STATUS", env_suffix(id))),
                 ["artifacts"] => Some("REINS_ARTIFACTS".to_string()),
+                ["item"] => Some("REINS_ITEM".to_string()),
+                ["item_index"] => Some("REINS_ITEM_INDEX".to_string()),
+                ["nodes", id, "outputs"] => Some(format!("REINS_NODE_{}_OUTPUT", env_suffix(id))),
                 _ => None,
             };
             self.diags.push(
@@ -1342,14 +1352,23 @@ impl Validator<'_> {
                     Some("artifacts")
                         if r.segments.len() == 3
                             && matches!(self.wf.nodes[target].kind, NodeKind::Workflow(_)) => {}
+                    Some("outputs") if r.segments.len() == 3 => {
+                        if !self.wf.nodes[target].fans_out() {
+                            self.diags.push(error(
+                                "template-name",
+                                format!("`{}` exists only on a fan-out, and `{id}` has no `for_each`", r.raw),
+                                format!("read `{{{{nodes.{id}.output}}}}`"),
+                            ));
+                        }
+                    }
                     Some("json") => {}
                     other => {
                         let help = match other
-                            .and_then(|f| suggestion(f, ["output", "output_file", "status", "json"]))
+                            .and_then(|f| suggestion(f, ["output", "outputs", "output_file", "status", "json"]))
                         {
                             Some(h) => h,
                             None => {
-                                "a node has `output`, `output_file`, `status` and `json` (when its output is JSON)"
+                                "a node has `output`, `output_file`, `status` and `json` (when its output is JSON); a fan-out also `outputs`"
                                     .into()
                             }
                         };
@@ -1361,6 +1380,7 @@ impl Validator<'_> {
                     }
                 }
             }
+            "item" | "item_index" => self.item_reference(node, r, field, &error),
             "artifacts" if r.segments.len() == 1 => {}
             "run"
                 if r.segments.get(1).map(String::as_str) == Some("id") && r.segments.len() == 2 => {
@@ -1457,6 +1477,125 @@ impl Validator<'_> {
         }
     }
 
+    /// `{{item}}`, `{{item.FIELD}}` and `{{item_index}}`: the item of a fan-out's instance.
+    fn item_reference(
+        &mut self,
+        node: Option<usize>,
+        r: &template::Reference,
+        field: Field,
+        error: &dyn Fn(&'static str, String, String) -> Diagnostic,
+    ) {
+        let root = r.segments[0].as_str();
+        if root == "item_index" && r.segments.len() > 1 {
+            self.diags.push(error(
+                "template-name",
+                format!("`{}` is not a known value", r.raw),
+                "`{{item_index}}` is a number: the item's place in the list, from 0".into(),
+            ));
+            return;
+        }
+        let fans_out = node.is_some_and(|i| self.wf.nodes[i].fans_out());
+        let problem = match field {
+            _ if !fans_out => Some((
+                format!("`{}` only exists in a node with `for_each`", r.raw),
+                "add `for_each:` to the node to run it once per item, or read a value through `inputs` or `nodes`".to_string(),
+            )),
+            Field::When => Some((
+                format!("`when` of a fan-out cannot read `{}`", r.raw),
+                "`when` decides once for the whole fan-out, before the items are known; filter the list upstream instead".to_string(),
+            )),
+            Field::ForEach => Some((
+                format!("`for_each` cannot read `{}`", r.raw),
+                "`for_each` makes the items; read `inputs` or an upstream node's output there".to_string(),
+            )),
+            _ => None,
+        };
+        if let Some((message, help)) = problem {
+            self.diags
+                .push(error("template-name", message, help).with_label("no item here"));
+        }
+    }
+
+    /// A fan-out's own settings: its source, `key`, `min_success`; and those settings on a
+    /// node that does not fan out, where they do nothing.
+    fn fan_out(&mut self, i: usize) {
+        let wf = self.wf;
+        let node = &wf.nodes[i];
+        let Some(for_each) = &node.for_each else {
+            let fields = [
+                ("key", node.key.as_ref().map(|k| k.span)),
+                ("max_parallel", node.max_parallel.as_ref().map(|m| m.span)),
+                ("min_success", node.min_success.as_ref().map(|m| m.span)),
+            ];
+            for (field, span) in fields {
+                if let Some(span) = span {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            "no-effect",
+                            self.file,
+                            span,
+                            format!("`{field}` has no effect without `for_each`"),
+                        )
+                        .with_help("add `for_each:` to run the node once per item, or remove it"),
+                    );
+                }
+            }
+            return;
+        };
+        match for_each {
+            ForEach::Invalid(_) => {}
+            ForEach::Template(t) => self.template(Some(i), t, Field::ForEach, "for_each"),
+            ForEach::List(items) => {
+                if let Some(min) = &node.min_success {
+                    if min.value as usize > items.value.len() {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "out-of-range",
+                                self.file,
+                                min.span,
+                                format!(
+                                    "`min_success` is {} but `for_each` lists {} item{}",
+                                    min.value,
+                                    items.value.len(),
+                                    if items.value.len() == 1 { "" } else { "s" }
+                                ),
+                            )
+                            .with_label("more than there are items")
+                            .with_help(
+                                "the fan-out could never succeed; lower `min_success` or add items",
+                            ),
+                        );
+                    }
+                }
+            }
+            ForEach::Files(set) => {
+                if set.files.is_empty() {
+                    self.diags.push(
+                        Diagnostic::error("empty-value", self.file, set.span, "`for_each` has no file patterns")
+                            .with_help("list glob patterns relative to the repository, like `files: [\"crates/*/Cargo.toml\"]`"),
+                    );
+                }
+                for pattern in &set.files {
+                    if let Err(why) = glob_problem(&pattern.value) {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "bad-glob",
+                                self.file,
+                                pattern.span,
+                                format!("bad file pattern `{}`: {why}", pattern.value),
+                            )
+                            .with_label("not a pattern inside the repository")
+                            .with_help("patterns are relative to the repository root, like `src/**/*.rs`; `*` stays within one folder, `**` crosses folders"),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(t) = &node.key {
+            self.template(Some(i), t, Field::Other, "key");
+        }
+    }
+
     /// Two nodes of one sticky session must be ordered, or one waits for the other. Each node
     /// is reported once, against the first earlier node of its session it is not ordered with.
     fn sessions(&mut self) {
@@ -1525,6 +1664,23 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// Why a `for_each` file pattern is refused: it does not compile, or it reaches out of the
+/// repository (absolute, or through `..`).
+pub fn glob_problem(pattern: &str) -> Result<(), String> {
+    let path = std::path::Path::new(pattern);
+    if path.has_root() || pattern.starts_with('/') {
+        return Err("it is an absolute path".into());
+    }
+    if pattern.split(['/', '\\']).any(|c| c == "..") {
+        return Err("it leaves the repository (`..`)".into());
+    }
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map(|_| ())
+        .map_err(|e| e.kind().to_string())
 }
 
 /// "a `bash` node", "an `approval` node".
