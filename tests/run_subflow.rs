@@ -563,3 +563,95 @@ fn a_log_that_names_another_run_as_the_child_adopts_nothing() {
         "the other run is untouched"
     );
 }
+
+#[test]
+fn a_fan_out_of_a_child_workflow_runs_one_child_per_item_and_gates_answer_by_path() {
+    let repo = Repo::new().workflow("child", CHILD).workflow(
+        "fan",
+        r#"nodes:
+  - id: each
+    for_each: [ann, bob, cy]
+    max_parallel: 2
+    workflow: child
+    inputs: { who: "{{item}}" }
+  - id: after
+    depends_on: [each]
+    bash: echo "{{nodes.each.outputs}}"
+"#,
+    );
+    repo.reins(["run", "fan"]).run().code(0);
+    let (parents, children) = split_runs(&repo);
+    assert_eq!(parents.len(), 1);
+    assert_eq!(children.len(), 3, "one child run per item");
+    let parent = &parents[0];
+    let after = repo.node(parent, "after")["output"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let outputs: Value = serde_json::from_str(&after).expect("a JSON array");
+    assert_eq!(
+        outputs,
+        serde_json::json!(["child saw ann", "child saw bob", "child saw cy"])
+    );
+    for (k, who) in ["ann", "bob", "cy"].iter().enumerate() {
+        let instance = repo.node(parent, &format!("each[{k}]"));
+        let child = instance["child_run"].as_str().unwrap().to_string();
+        assert_eq!(manifest(&repo, &child)["inputs"]["who"], *who);
+        assert_eq!(
+            manifest(&repo, &child)["parent"]["node"],
+            format!("each[{k}]")
+        );
+    }
+
+    // Gates inside fanned-out children are answered by their path from the parent.
+    let gated = Repo::new().workflow("gated", GATED_CHILD).workflow(
+        "fan",
+        "nodes:\n  - id: each\n    for_each: [x, y]\n    workflow: gated\n",
+    );
+    gated.reins(["run", "fan"]).run().code(3);
+    let (parents, children) = split_runs(&gated);
+    assert_eq!(children.len(), 2);
+    let parent = parents[0].clone();
+    gated
+        .reins(["approve", &parent, "each[0]/ok"])
+        .run()
+        .code(0);
+    gated
+        .reins(["approve", &parent, "each[1]/ok", "--resume"])
+        .run()
+        .code(0);
+    assert_eq!(gated.status(&parent)["status"], "success");
+    assert_eq!(count(&gated, "child-fin"), 2);
+}
+
+#[test]
+fn the_bundled_fix_issues_fans_fix_issue_out_in_worktrees_behind_one_gate() {
+    let repo = Repo::new();
+    let out = repo
+        .reins([
+            "run",
+            "fix-issues",
+            "--dry-run",
+            "--input",
+            r#"issues=["one bug","another"]"#,
+        ])
+        .run();
+    out.code(0);
+    assert!(
+        out.stdout
+            .contains("runs workflow `fix-issue` as a child run in a worktree of its own"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("fix[1] = another"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("2. approve [approval] after fix"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("3. commit [bash] after approve"),
+        "{}",
+        out.stdout
+    );
+}
