@@ -402,7 +402,7 @@ fn an_agent_fan_out_runs_one_claude_session_per_item() {
     for pkg in ["api", "web", "cli"] {
         api.rule(
             &format!("MARK-REVIEW-{pkg}"),
-            [Turn::text(&format!("{pkg} looks fine"))],
+            [Turn::text(format!("{pkg} looks fine"))],
         );
     }
     let repo = Repo::new();
