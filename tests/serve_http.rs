@@ -461,3 +461,32 @@ fn an_agents_tool_calls_carry_the_times_reins_saw_them() {
         .join("nodes/ask/transcript.times")
         .is_file());
 }
+
+#[test]
+fn a_workflow_node_links_to_its_child_run_and_the_child_to_its_parent() {
+    let repo = Repo::new()
+        .workflow("child", "nodes: [{id: a, bash: echo from-child}]")
+        .workflow("parent", "nodes: [{id: sub, workflow: child}]");
+    repo.reins(["run", "parent"]).run().code(0);
+    let ids = repo.run_ids();
+    assert_eq!(ids.len(), 2);
+    let server = Server::start(&repo, &[]);
+    let list = server.get("/api/runs").json();
+    let runs = list["runs"].as_array().unwrap();
+    let child = runs.iter().find(|r| r["workflow"] == "child").unwrap();
+    let parent = runs.iter().find(|r| r["workflow"] == "parent").unwrap();
+    assert_eq!(child["parent"]["run_id"], parent["id"]);
+    assert_eq!(child["parent"]["node"], "sub");
+    let (parent, child) = (
+        parent["id"].as_str().unwrap(),
+        child["id"].as_str().unwrap(),
+    );
+    let node = server.get(&format!("/api/runs/{parent}/nodes/sub")).json();
+    assert_eq!(node["state"]["child_run"], child);
+    assert_eq!(node["state"]["output"], "from-child");
+    let run = server.get(&format!("/api/runs/{child}")).json();
+    assert_eq!(run["run"]["parent"]["run_id"], parent);
+    // The page renders the links (`data-testid` child-run / parent-run).
+    let js = server.get("/assets/app.js");
+    assert!(js.body.contains("child-run") && js.body.contains("parent-run"));
+}

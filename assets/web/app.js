@@ -234,7 +234,8 @@ function runPage(id) {
     head.replaceChildren(
       el("h1", { class: "mono", text: r.id }), badge(data.status),
       el("span", { class: "facts" }, `${r.workflow} · started ${when(r.started_at)} · ${duration(r.duration_ms)} · ${cost(r.cost_usd)}`,
-        r.branch ? ` · ${r.branch}` : "", data.owner_pid ? ` · pid ${data.owner_pid}` : ""),
+        r.branch ? ` · ${r.branch}` : "", data.owner_pid ? ` · pid ${data.owner_pid}` : "",
+        r.parent ? [" · child of ", el("a", { href: `/runs/${r.parent.run_id}`, "data-nav": true, "data-testid": "parent-run", class: "mono", text: `${r.parent.run_id} (${r.parent.node})` })] : ""),
       acts);
     if (data.state.error) head.append(el("div", { class: "error-text", text: data.state.error }));
   }
@@ -411,6 +412,7 @@ function nodeView(runId, nodeId, panel) {
       el("dt", { text: "attempts" }), el("dd", { text: String(st.attempt || 0) }),
       el("dt", { text: "duration" }), el("dd", { text: duration(n.elapsed_ms) || "–" }),
       u.turns ? [el("dt", { text: "usage" }), el("dd", { text: `${cost(u.cost_usd)} · ${u.turns} turns · ${u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens} in / ${u.output_tokens} out tokens` })] : null,
+      st.child_run ? [el("dt", { text: "child run" }), el("dd", {}, el("a", { href: `/runs/${st.child_run}`, "data-nav": true, "data-testid": "child-run", class: "mono", text: st.child_run }))] : null,
       st.skip_reason ? [el("dt", { text: "skipped" }), el("dd", { text: st.skip_reason })] : null,
       st.error ? [el("dt", { text: "failure" }), el("dd", { class: "error-text", "data-testid": "failure", text: st.error })] : null,
       st.iterations && st.iterations.length ? [el("dt", { text: "iterations" }), el("dd", { text: st.iterations.map((i) => `${i.iteration}: ${i.status}`).join(", ") })] : null);

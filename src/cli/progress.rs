@@ -145,6 +145,7 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
                 }
             )
         }
+        Event::ChildRun { node, run_id } => format!("{node} runs child run {run_id}"),
         Event::NodeStarted { node, attempt } => {
             if *attempt > 1 {
                 format!("{node} started (attempt {attempt})")
@@ -692,6 +693,16 @@ pub fn next_steps(state: &RunState, status: RunStatus) -> Vec<String> {
                 .iter()
                 .filter(|g| !answered.contains(&g.as_str()))
             {
+                let child = state
+                    .node(gate)
+                    .filter(|n| n.approval.is_none())
+                    .and_then(|n| n.child_run.as_deref());
+                if let Some(child) = child {
+                    out.push(format!(
+                        "`{gate}` waits for a gate of its child run {child} (`reins status {child}` shows it); answer with `reins approve {id} {gate}/GATE [-m TEXT] --resume` or `reins reject {id} {gate}/GATE -m WHY --resume`"
+                    ));
+                    continue;
+                }
                 out.push(format!(
                     "answer `{gate}` with `reins approve {id} {gate} [-m TEXT] --resume` or `reins reject {id} {gate} -m WHY --resume`"
                 ));

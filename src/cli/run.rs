@@ -452,6 +452,9 @@ fn dry_run(
             if plan.workflow.nodes[i].fans_out() {
                 v.outputs = Some(format!("<outputs of {}>", plan.id(i)).into());
             }
+            if let NodeKind::Workflow(_) = &plan.workflow.nodes[i].kind {
+                v.artifacts = Some(format!("<artifacts of {}>", plan.id(i)).into());
+            }
             v
         })
         .collect();
@@ -519,6 +522,29 @@ fn dry_run(
             } else {
                 out.push_str(&show("when:", plan.render(i, TemplateField::When, &ctx)));
             }
+        }
+        if let NodeKind::Workflow(name) = &node.kind {
+            let isolated = node
+                .isolation
+                .as_ref()
+                .is_some_and(|i| i.value == workflow::Isolation::Worktree);
+            out.push_str(&format!(
+                "   runs workflow `{}` as a child run{}\n",
+                name.value,
+                if isolated {
+                    " in a worktree of its own"
+                } else {
+                    ""
+                }
+            ));
+            for (input, _) in node.inputs.iter() {
+                let label = format!("inputs.{}:", input.value);
+                out.push_str(&show(
+                    &label,
+                    plan.render(i, TemplateField::Input(&input.value), &ctx),
+                ));
+            }
+            continue;
         }
         let label = match &node.kind {
             NodeKind::Bash(_) => "$",

@@ -254,7 +254,9 @@ impl Machine {
                     let output = node.output.clone().unwrap_or_default();
                     let file = output_path(&plan, &run.dir, i, node.status);
                     values[i] = Some(Arc::new(
-                        NodeValue::new(node.status, output).with_file(file, node.output_truncated),
+                        NodeValue::new(node.status, output)
+                            .with_file(file, node.output_truncated)
+                            .with_artifacts(super::subflow::child_artifacts(&run.dir, node)),
                     ));
                 }
             }
@@ -635,7 +637,15 @@ impl Machine {
     fn settle(&mut self, i: usize, status: NodeStatus, output: String, t: Option<Truncation>) {
         self.status[i] = status;
         let file = output_path(&self.plan, &self.dir, i, status);
-        let value = NodeValue::new(status, output).with_file(file, t);
+        let artifacts = match &self.plan.workflow.nodes[self.template(i)].kind {
+            crate::workflow::NodeKind::Workflow(_) => {
+                super::subflow::noted_artifacts(&self.dir, self.id(i))
+            }
+            _ => None,
+        };
+        let value = NodeValue::new(status, output)
+            .with_file(file, t)
+            .with_artifacts(artifacts);
         let fans_out = i < self.plan.len() && self.plan.workflow.nodes[i].fans_out();
         self.values[i] = Some(Arc::new(if fans_out {
             with_outputs(&value)

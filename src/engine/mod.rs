@@ -31,6 +31,7 @@ pub mod plan;
 pub mod recorder;
 pub mod runner;
 pub mod scheduler;
+pub mod subflow;
 pub mod trigger;
 pub mod worktree;
 

@@ -187,6 +187,8 @@ pub enum Kind {
     Approval,
     /// `loop` nodes.
     Loop,
+    /// `workflow` nodes (a child run).
+    Workflow,
 }
 
 impl Kind {
@@ -197,6 +199,7 @@ impl Kind {
             NodeKind::Prompt(_) | NodeKind::Command(_) => Kind::Agent,
             NodeKind::Approval(_) => Kind::Approval,
             NodeKind::Loop(_) => Kind::Loop,
+            NodeKind::Workflow(_) => Kind::Workflow,
         }
     }
 
@@ -215,6 +218,7 @@ impl Kind {
             Kind::Agent => "agent (`prompt`/`command`)",
             Kind::Approval => "approval",
             Kind::Loop => "loop",
+            Kind::Workflow => "workflow",
         }
     }
 }
@@ -232,12 +236,14 @@ impl Default for Runners {
 }
 
 impl Runners {
-    /// The runners built into the engine (bash, agents for `prompt`/`command`, approval).
+    /// The runners built into the engine (bash, agents for `prompt`/`command`, approval,
+    /// `workflow` child runs).
     pub fn new() -> Self {
         let mut map: BTreeMap<Kind, Arc<dyn NodeRunner>> = BTreeMap::new();
         map.insert(Kind::Bash, Arc::new(super::bash::BashRunner));
         map.insert(Kind::Agent, Arc::new(super::agent::AgentRunner));
         map.insert(Kind::Approval, Arc::new(super::approval::ApprovalRunner));
+        map.insert(Kind::Workflow, Arc::new(super::subflow::SubflowRunner));
         Self { map }
     }
 

@@ -51,6 +51,7 @@ pub fn graph(wf: &Workflow) -> Vec<GraphNode> {
                 NodeKind::Bash(t) | NodeKind::Prompt(t) => (None, t.value.clone(), None),
                 NodeKind::Command(c) => (None, c.value.clone(), None),
                 NodeKind::Approval(a) => (None, a.message.value.clone(), None),
+                NodeKind::Workflow(w) => (None, w.value.clone(), None),
                 NodeKind::Loop(l) => {
                     let (kind, text) = match &l.body {
                         LoopBody::Bash(t) => ("bash", t.value.clone()),

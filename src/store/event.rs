@@ -202,6 +202,13 @@ pub enum Event {
         /// How the iteration ended.
         status: IterationStatus,
     },
+    /// A `workflow:` node started (or took up again) its child run, `.reins/runs/<run_id>/`.
+    ChildRun {
+        /// The node id.
+        node: String,
+        /// The child run's id.
+        run_id: String,
+    },
     /// The run stopped with approval gates waiting; everything else that could run has run.
     RunPaused {
         /// The waiting gates.
@@ -251,6 +258,7 @@ impl Event {
             | Event::ApprovalRequested { node, .. }
             | Event::ApprovalAnswered { node, .. }
             | Event::LoopIteration { node, .. }
+            | Event::ChildRun { node, .. }
             | Event::OutputTruncated { node, .. }
             | Event::AgentSlotWait { node, .. }
             | Event::AgentSlotTaken { node, .. }
@@ -531,6 +539,10 @@ mod tests {
                 iteration: 2,
                 output: "o".into(),
                 status: IterationStatus::Done,
+            },
+            Event::ChildRun {
+                node: "w".into(),
+                run_id: "20260101-000000-abcd".into(),
             },
             Event::RunPaused {
                 waiting: vec!["g".into()],

@@ -23,5 +23,7 @@ pub use event::{Event, FanOutItem, IterationStatus, NodeStatus, Record, RunStatu
 pub use index::{ResolveError, RunSummary};
 pub use lock::{LockError, Owner, RunLock};
 pub use log::EventLog;
-pub use run::{CreateError, FrozenFile, Manifest, RunDir, Store, Swept, STAGED_MIN_AGE};
+pub use run::{
+    CreateError, FrozenFile, Manifest, ParentLink, RunDir, Store, Swept, STAGED_MIN_AGE,
+};
 pub use state::{NodeState, RunState, Truncation};

@@ -54,6 +54,22 @@ pub struct Manifest {
     /// The agent that replaced the workflow's default for this run (`reins run --agent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The workflows its `workflow:` nodes run (and theirs, all the way down), by name: a
+    /// child run is started from these, never from the files as they are by then.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workflows: BTreeMap<String, FrozenFile>,
+    /// For a child run: the run and node that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
+}
+
+/// Where a child run comes from: the `workflow:` node of another run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent's run id.
+    pub run_id: String,
+    /// The parent's `workflow:` node.
+    pub node: String,
 }
 
 /// The branch name of a run: `reins/<workflow>-<run-id>`.
@@ -103,13 +119,16 @@ impl Manifest {
             root: root.to_path_buf(),
             worktree: None,
             agent: None,
+            workflows: BTreeMap::new(),
+            parent: None,
         };
         m.digest = m.compute_digest();
         m
     }
 
-    /// `sha256:<hex>` over the workflow text, each command (name and text) and each input
-    /// (name and value), every piece length-prefixed.
+    /// `sha256:<hex>` over the workflow text, each command (name and text), each input
+    /// (name and value), each child workflow (name and text) and the parent link, every piece
+    /// length-prefixed.
     pub fn compute_digest(&self) -> String {
         let mut h = Sha256::new();
         let mut piece = |bytes: &[u8]| {
@@ -124,6 +143,19 @@ impl Manifest {
         for (name, value) in &self.inputs {
             piece(name.as_bytes());
             piece(value.as_bytes());
+        }
+        // Left out when empty, so the digests of runs without children stay what they were.
+        if !self.workflows.is_empty() {
+            piece(b"workflows");
+            for (name, file) in &self.workflows {
+                piece(name.as_bytes());
+                piece(file.text.as_bytes());
+            }
+        }
+        if let Some(p) = &self.parent {
+            piece(b"parent");
+            piece(p.run_id.as_bytes());
+            piece(p.node.as_bytes());
         }
         let digest = h.finalize();
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();

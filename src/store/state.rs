@@ -94,6 +94,9 @@ pub struct NodeState {
     pub iterations: Vec<Iteration>,
     /// The approval gate's question and answer.
     pub approval: Option<ApprovalState>,
+    /// The child run of a `workflow:` node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_run: Option<String>,
     /// A fan-out's items, once expanded: its instances are `ID[KEY]`, listed right after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fan_out: Option<Vec<FanOutItem>>,
@@ -243,7 +246,9 @@ impl RunState {
                     self.node_mut(id);
                 }
             }
-            Event::RunResumed { pid, reset, .. } => {
+            Event::RunResumed {
+                pid, reset, from, ..
+            } => {
                 self.pid = Some(*pid);
                 self.status = RunStatus::Running;
                 self.finished_at = None;
@@ -253,12 +258,15 @@ impl RunState {
                 for id in reset {
                     let node = self.node_mut(id);
                     let keep_iterations = std::mem::take(&mut node.iterations);
+                    // A child run is taken up again, unless `--from` asks for the node anew.
+                    let child_run = node.child_run.take().filter(|_| from.is_none());
                     let fan_out = node.fan_out.take();
                     *node = NodeState {
                         iterations: keep_iterations,
                         fan_out,
                         usage: node.usage,
                         session_id: node.session_id.take(),
+                        child_run,
                         ..NodeState::new(id)
                     };
                 }
@@ -431,7 +439,18 @@ impl RunState {
                     status: *status,
                 });
             }
+            Event::ChildRun { node, run_id } => {
+                self.node_mut(node).child_run = Some(run_id.clone());
+            }
             Event::RunPaused { waiting } => {
+                // A `workflow:` node waits on a gate of its child run: it records no request.
+                for id in waiting {
+                    if let Some(&i) = self.index.get(id) {
+                        if self.nodes[i].status == NodeStatus::Running {
+                            self.nodes[i].status = NodeStatus::Waiting;
+                        }
+                    }
+                }
                 self.status = RunStatus::Waiting;
                 self.waiting = waiting.clone();
                 self.finished_at = Some(ts);
@@ -505,6 +524,59 @@ mod tests {
             ts: SystemTime::UNIX_EPOCH + Duration::from_secs(seq),
             event,
         }
+    }
+
+    #[test]
+    fn a_child_run_is_kept_across_a_resume_but_not_a_resume_from() {
+        let start = Event::RunStarted {
+            run_id: "r1".into(),
+            workflow: "wf".into(),
+            nodes: vec!["w".into()],
+            inputs: BTreeMap::new(),
+            pid: 1,
+            digest: String::new(),
+        };
+        let mut events = vec![
+            start,
+            Event::NodeStarted {
+                node: "w".into(),
+                attempt: 1,
+            },
+            Event::ChildRun {
+                node: "w".into(),
+                run_id: "c1".into(),
+            },
+            Event::RunPaused {
+                waiting: vec!["w".into()],
+            },
+        ];
+        let fold = |events: &[Event]| {
+            let records: Vec<Record> = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| rec(i as u64 + 1, e.clone()))
+                .collect();
+            RunState::from_records(&records)
+        };
+        let paused = fold(&events);
+        let w = paused.node("w").unwrap();
+        assert_eq!(w.status, NodeStatus::Waiting, "waits on its child's gate");
+        assert_eq!(w.child_run.as_deref(), Some("c1"));
+        events.push(Event::RunResumed {
+            pid: 2,
+            from: None,
+            reset: vec!["w".into()],
+        });
+        assert_eq!(
+            fold(&events).node("w").unwrap().child_run.as_deref(),
+            Some("c1")
+        );
+        events.push(Event::RunResumed {
+            pid: 3,
+            from: Some("w".into()),
+            reset: vec!["w".into()],
+        });
+        assert_eq!(fold(&events).node("w").unwrap().child_run, None);
     }
 
     #[test]

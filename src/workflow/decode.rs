@@ -20,6 +20,7 @@ pub const WORKFLOW_KEYS: &[&str] = &[
     "agents",
     "budget",
     "isolation",
+    "output",
     "nodes",
 ];
 /// Values of a profile's `sandbox`: Codex's sandbox modes, and `none` for no sandbox at all.
@@ -52,7 +53,7 @@ pub const PROFILE_KEYS: &[&str] = &[
     "allow_control_plane",
 ];
 /// The node kinds: a node has exactly one of these keys.
-pub const KIND_KEYS: &[&str] = &["bash", "prompt", "command", "approval", "loop"];
+pub const KIND_KEYS: &[&str] = &["bash", "prompt", "command", "approval", "loop", "workflow"];
 /// Keys of a node besides its kind.
 pub const NODE_KEYS: &[&str] = &[
     "id",
@@ -74,6 +75,8 @@ pub const NODE_KEYS: &[&str] = &[
     "outputs",
     "budget",
     "args",
+    "inputs",
+    "isolation",
     "for_each",
     "key",
     "max_parallel",
@@ -393,6 +396,7 @@ impl<'a> Cx<'a> {
             agents: NamedMap::default(),
             budget: None,
             isolation: None,
+            output: None,
             nodes: Vec::new(),
         };
         let mut saw_nodes = false;
@@ -410,24 +414,8 @@ impl<'a> Cx<'a> {
                 "concurrency" => wf.concurrency = self.u32(value, "concurrency", 1),
                 "agents" => wf.agents = self.agents(value),
                 "budget" => wf.budget = self.budget(value, "budget"),
-                "isolation" => {
-                    if let Some(s) = self.string(value, "isolation") {
-                        match s.value.as_str() {
-                            "worktree" => wf.isolation = Some(s.map(|_| Isolation::Worktree)),
-                            "none" => wf.isolation = Some(s.map(|_| Isolation::None)),
-                            other => {
-                                let help = suggestion(other, ["worktree", "none"])
-                                    .unwrap_or_else(|| "use `worktree` or `none`".into());
-                                self.error(
-                                    "bad-value",
-                                    s.span,
-                                    format!("unknown isolation `{other}`"),
-                                )
-                                .help = Some(help);
-                            }
-                        }
-                    }
-                }
+                "isolation" => wf.isolation = self.isolation(value),
+                "output" => wf.output = self.nonempty_string(value, "output"),
                 "nodes" => {
                     saw_nodes = true;
                     wf.nodes = self.nodes(value);
@@ -616,6 +604,8 @@ impl<'a> Cx<'a> {
             outputs: Vec::new(),
             budget: None,
             args: NamedMap::default(),
+            inputs: NamedMap::default(),
+            isolation: None,
             for_each: None,
             key: None,
             max_parallel: None,
@@ -646,6 +636,8 @@ impl<'a> Cx<'a> {
                 "outputs" => node.outputs = self.string_list(v, "outputs"),
                 "budget" => node.budget = self.budget(v, "budget"),
                 "args" => node.args = self.string_map(v, "args"),
+                "inputs" => node.inputs = self.string_map(v, "inputs"),
+                "isolation" => node.isolation = self.isolation(v),
                 "for_each" => {
                     node.for_each = Some(self.for_each(k, v).unwrap_or(ForEach::Invalid(k.span)))
                 }
@@ -680,7 +672,7 @@ impl<'a> Cx<'a> {
             [] => {
                 self.error("missing-kind", start, format!("{who} has no kind"))
                     .help = Some(
-                    "give it exactly one of `bash`, `prompt`, `command`, `approval` or `loop`"
+                    "give it exactly one of `bash`, `prompt`, `command`, `approval`, `loop` or `workflow`"
                         .into(),
                 );
                 None
@@ -715,8 +707,24 @@ impl<'a> Cx<'a> {
             "command" => NodeKind::Command(self.nonempty_string(value, "command")?),
             "approval" => NodeKind::Approval(self.approval(value)?),
             "loop" => NodeKind::Loop(Box::new(self.loop_spec(key, value)?)),
+            "workflow" => NodeKind::Workflow(self.nonempty_string(value, "workflow")?),
             _ => return None,
         })
+    }
+
+    fn isolation(&mut self, value: &Y) -> Option<Spanned<Isolation>> {
+        let s = self.string(value, "isolation")?;
+        match s.value.as_str() {
+            "worktree" => Some(s.map(|_| Isolation::Worktree)),
+            "none" => Some(s.map(|_| Isolation::None)),
+            other => {
+                let help = suggestion(other, ["worktree", "none"])
+                    .unwrap_or_else(|| "use `worktree` or `none`".into());
+                self.error("bad-value", s.span, format!("unknown isolation `{other}`"))
+                    .help = Some(help);
+                None
+            }
+        }
     }
 
     fn approval(&mut self, node: &Y) -> Option<Approval> {

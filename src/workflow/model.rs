@@ -45,6 +45,10 @@ pub struct Workflow {
     pub budget: Option<Budget>,
     /// `worktree` runs the workflow in a fresh git worktree on a new branch.
     pub isolation: Option<Spanned<Isolation>>,
+    /// The node whose output is the workflow's result when another workflow runs it as a child
+    /// (`workflow:` node); by default its single sink (the one node nothing depends on).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub output: Option<Spanned<String>>,
     /// The nodes of the DAG, in any order (dependencies decide the order of execution).
     pub nodes: Vec<Node>,
 }
@@ -175,7 +179,7 @@ impl Trigger {
     }
 }
 
-/// One node of the DAG: exactly one of `bash`, `prompt`, `command`, `approval`, `loop`.
+/// One node of the DAG: exactly one of `bash`, `prompt`, `command`, `approval`, `loop`, `workflow`.
 #[derive(Debug, Clone, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct Node {
@@ -233,6 +237,11 @@ pub struct Node {
     /// Arguments of a `command` node, read in the command file as `{{args.NAME}}`.
     #[schemars(default)]
     pub args: NamedMap<Template>,
+    /// Inputs of a `workflow` node's child run (values are templates, passed as data).
+    #[schemars(default)]
+    pub inputs: NamedMap<Template>,
+    /// `worktree` runs a `workflow` node's child in a git worktree of its own.
+    pub isolation: Option<Spanned<Isolation>>,
     /// Fan-out: one instance `ID[KEY]` of the node per item, each reading `{{item}}`.
     pub for_each: Option<ForEach>,
     /// The key of each instance (a template reading `{{item}}`); by default the item's index.
@@ -306,6 +315,8 @@ pub enum NodeKind {
     Approval(Approval),
     /// Repeats a body until a condition holds.
     Loop(Box<LoopSpec>),
+    /// Runs another workflow (project, user or bundled) as a child run; its output is this node's.
+    Workflow(Spanned<String>),
 }
 
 impl NodeKind {
@@ -317,6 +328,7 @@ impl NodeKind {
             NodeKind::Command(_) => "command",
             NodeKind::Approval(_) => "approval",
             NodeKind::Loop(_) => "loop",
+            NodeKind::Workflow(_) => "workflow",
         }
     }
 
@@ -451,6 +463,37 @@ impl Workflow {
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id.value == id)
     }
+
+    /// The node whose output is the workflow's result as a child run: `output:`, else the
+    /// single node nothing depends on; `None` when there are several such nodes and no `output:`.
+    pub fn result_node(&self) -> Option<&str> {
+        if let Some(o) = &self.output {
+            return Some(o.value.as_str());
+        }
+        let mut sinks = self.nodes.iter().filter(|n| {
+            !self
+                .nodes
+                .iter()
+                .any(|m| m.depends_on.iter().any(|d| d.value == n.id.value))
+        });
+        match (sinks.next(), sinks.next()) {
+            (Some(only), None) => Some(only.id.value.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The workflows its `workflow:` nodes run, by name, each once, in node order.
+    pub fn children(&self) -> Vec<&Spanned<String>> {
+        let mut seen: Vec<&Spanned<String>> = Vec::new();
+        for n in &self.nodes {
+            if let NodeKind::Workflow(name) = &n.kind {
+                if !seen.iter().any(|s| s.value == name.value) {
+                    seen.push(name);
+                }
+            }
+        }
+        seen
+    }
 }
 
 impl Workflow {
@@ -483,6 +526,8 @@ pub enum TemplateField<'a> {
     UntilBash,
     /// One `args:` value of a command node.
     Arg(&'a str),
+    /// One `inputs:` value of a `workflow` node.
+    Input(&'a str),
     /// A fan-out's `key`, rendered once per item.
     Key,
 }
@@ -490,13 +535,13 @@ pub enum TemplateField<'a> {
 impl Node {
     /// Every template written in the node, in a fixed order: the body (unless it is a command
     /// file's, see [`Node::command`]), `until`, `until_bash`, `when`, `cwd`, then each `env:`
-    /// and `args:` value, then a fan-out's `key` (its `for_each` is rendered before there is
+    /// and `args:` value, each `inputs:` value of a `workflow` node, then a fan-out's `key` (its `for_each` is rendered before there is
     /// an item, see [`ForEach`]). Validation and the plan both walk a node through this.
     pub fn templates(&self) -> impl Iterator<Item = (TemplateField<'_>, &Template)> {
         let body = match &self.kind {
             NodeKind::Bash(t) | NodeKind::Prompt(t) => Some(t),
             NodeKind::Approval(a) => Some(&a.message),
-            NodeKind::Command(_) => None,
+            NodeKind::Command(_) | NodeKind::Workflow(_) => None,
             NodeKind::Loop(l) => match &l.body {
                 LoopBody::Bash(t) | LoopBody::Prompt(t) => Some(t),
                 LoopBody::Command(_) => None,
@@ -525,6 +570,11 @@ impl Node {
                 self.args
                     .iter()
                     .map(|(k, v)| (TemplateField::Arg(k.value.as_str()), v)),
+            )
+            .chain(
+                self.inputs
+                    .iter()
+                    .map(|(k, v)| (TemplateField::Input(k.value.as_str()), v)),
             )
             .chain(self.key.iter().map(|k| (TemplateField::Key, k)))
     }

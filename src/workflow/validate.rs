@@ -117,6 +117,7 @@ fn field_name(node: &Node, field: TemplateField) -> String {
         TemplateField::Cwd => "cwd".into(),
         TemplateField::Env(name) => format!("env.{name}"),
         TemplateField::Arg(name) => format!("args.{name}"),
+        TemplateField::Input(name) => format!("inputs.{name}"),
         TemplateField::Key => "key".into(),
     }
 }
@@ -150,6 +151,9 @@ pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic
     });
     cap(diags)
 }
+
+/// The most child workflows `validate` opens looking for a chain that runs itself.
+pub const MAX_CHILD_WORKFLOWS: usize = 256;
 
 /// How many diagnostics of one code in one file are shown; the rest are counted.
 pub const SHOWN_PER_CODE: usize = 10;
@@ -272,6 +276,211 @@ impl Validator<'_> {
         }
         self.sessions();
         self.unused_inputs();
+        self.result();
+    }
+
+    /// `output:` names a node of the workflow.
+    fn result(&mut self) {
+        let Some(output) = &self.wf.output else {
+            return;
+        };
+        if self.dag.index_of(&output.value).is_none() && !self.dropped.contains(&output.value) {
+            let help = suggestion(&output.value, self.dag.ids.iter().map(String::as_str))
+                .unwrap_or_else(|| "name the node whose output is the workflow's result".into());
+            self.diags.push(
+                Diagnostic::error(
+                    "unknown-node",
+                    self.file,
+                    output.span,
+                    format!("`output` names no node: `{}`", output.value),
+                )
+                .with_label("no node has this id")
+                .with_help(help),
+            );
+        }
+    }
+
+    /// A `workflow:` node: the child exists and is valid to run as a child, its required
+    /// inputs are given and no unknown one is, and no chain of children comes back to a
+    /// workflow already on it.
+    fn child(&mut self, node: &Node, name: &Spanned<String>, commands: &dyn CommandLookup) {
+        let file = match commands.workflow(&name.value) {
+            Ok(file) => file,
+            Err((searched, available)) => {
+                let help = suggestion(&name.value, available.iter().map(String::as_str))
+                    .unwrap_or_else(|| {
+                        if searched.is_empty() {
+                            "name a workflow like `reins run NAME` does (project `.workflows/`, user-global, bundled); `reins list` shows them".into()
+                        } else {
+                            format!("searched {}; `reins list` shows the workflows there are", searched.join(", "))
+                        }
+                    });
+                self.diags.push(
+                    Diagnostic::error(
+                        "unknown-workflow",
+                        self.file,
+                        name.span,
+                        format!(
+                            "node `{}` runs workflow `{}`, which is not found",
+                            node.id.value, name.value
+                        ),
+                    )
+                    .with_label("no workflow of this name")
+                    .with_help(help),
+                );
+                return;
+            }
+        };
+        let Some(child) = super::load_source(file).workflow else {
+            self.diags.push(
+                Diagnostic::error(
+                    "unknown-workflow",
+                    self.file,
+                    name.span,
+                    format!("workflow `{}` cannot be read", name.value),
+                )
+                .with_help(format!("run `reins validate {}`", name.value)),
+            );
+            return;
+        };
+        for (key, _) in node.inputs.iter() {
+            if child.inputs.get(&key.value).is_none() {
+                let declared: Vec<&str> = child.inputs.names().collect();
+                let help = suggestion(&key.value, declared.iter().copied()).unwrap_or_else(|| {
+                    if declared.is_empty() {
+                        format!("workflow `{}` declares no inputs", name.value)
+                    } else {
+                        format!("its inputs are {}", list(declared.iter().copied()))
+                    }
+                });
+                self.diags.push(
+                    Diagnostic::error(
+                        "unknown-input",
+                        self.file,
+                        key.span,
+                        format!("workflow `{}` has no input `{}`", name.value, key.value),
+                    )
+                    .with_label("not an input of the child")
+                    .with_help(help),
+                );
+            }
+        }
+        let missing: Vec<&str> = child
+            .inputs
+            .iter()
+            .filter(|(k, i)| {
+                i.default.is_none()
+                    && i.required.as_ref().is_some_and(|r| r.value)
+                    && node.inputs.get(&k.value).is_none()
+            })
+            .map(|(k, _)| k.value.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let example: Vec<String> = missing.iter().map(|m| format!("{m}: ...")).collect();
+            self.diags.push(
+                Diagnostic::error(
+                    "missing-input",
+                    self.file,
+                    name.span,
+                    format!(
+                        "workflow `{}` needs input{} {} that node `{}` does not give",
+                        name.value,
+                        if missing.len() == 1 { "" } else { "s" },
+                        list(missing.iter().copied()),
+                        node.id.value
+                    ),
+                )
+                .with_label("started without them")
+                .with_help(format!(
+                    "add `inputs: {{ {} }}` to the node",
+                    example.join(", ")
+                )),
+            );
+        }
+        if child.result_node().is_none() {
+            self.diags.push(
+                Diagnostic::error(
+                    "several-results",
+                    self.file,
+                    name.span,
+                    format!(
+                        "workflow `{}` has several final nodes and no `output:`, so node `{}` would have no output",
+                        name.value, node.id.value
+                    ),
+                )
+                .with_help(format!("add `output: NODE` to workflow `{}`, naming the node whose output is its result", name.value)),
+            );
+        }
+        if let Some(chain) = self.chain_back(&name.value, &child, commands) {
+            self.diags.push(
+                Diagnostic::error(
+                    "workflow-cycle",
+                    self.file,
+                    name.span,
+                    format!(
+                        "workflow `{}` runs itself: {}",
+                        chain.last().map(String::as_str).unwrap_or_default(),
+                        chain.join(" → ")
+                    ),
+                )
+                .with_label("the chain starts here")
+                .with_help("a workflow cannot run itself, directly or through the workflows it runs; break the chain"),
+            );
+        }
+    }
+
+    /// A chain of `workflow:` nodes from this workflow through `first` that comes back to a
+    /// workflow on it, as names (`a → b → a`), looking at most at [`MAX_CHILD_WORKFLOWS`].
+    fn chain_back(
+        &self,
+        first: &str,
+        child: &Workflow,
+        commands: &dyn CommandLookup,
+    ) -> Option<Vec<String>> {
+        let me = self.wf.name.value.clone();
+        let stem = self
+            .wf
+            .source
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string);
+        let is_me = |n: &str| n == me || stem.as_deref() == Some(n);
+        // Depth first, each workflow's children in order; `path` is the chain so far.
+        let mut path = vec![me.clone(), first.to_string()];
+        if is_me(first) {
+            return Some(path);
+        }
+        let mut looked = 0;
+        let mut stack: Vec<(usize, Vec<String>)> = vec![(
+            2,
+            child.children().iter().map(|c| c.value.clone()).collect(),
+        )];
+        while let Some((depth, mut todo)) = stack.pop() {
+            let Some(next) = todo.pop() else {
+                path.truncate(depth - 1);
+                continue;
+            };
+            stack.push((depth, todo));
+            path.truncate(depth);
+            path.push(next.clone());
+            if is_me(&next) || path[..path.len() - 1].contains(&next) {
+                return Some(path);
+            }
+            looked += 1;
+            if looked > MAX_CHILD_WORKFLOWS {
+                return None;
+            }
+            let Ok(file) = commands.workflow(&next) else {
+                continue;
+            };
+            let Some(wf) = super::load_source(file).workflow else {
+                continue;
+            };
+            let children: Vec<String> = wf.children().iter().map(|c| c.value.clone()).collect();
+            stack.push((depth + 1, children));
+        }
+        None
     }
 
     fn ids(&mut self) {
@@ -569,6 +778,9 @@ impl Validator<'_> {
         if let Some(name) = node.command() {
             self.command(i, name, commands, Scope::of(node, TemplateField::Body));
         }
+        if let NodeKind::Workflow(name) = &node.kind {
+            self.child(node, name, commands);
+        }
         for (field, t) in node.templates() {
             let what = field_name(node, field);
             self.template(Some(i), t, Scope::of(node, field), &what);
@@ -611,6 +823,27 @@ impl Validator<'_> {
             }
         }
         self.outputs(node);
+        if !matches!(node.kind, NodeKind::Workflow(_)) {
+            let spans = [
+                ("inputs", node.inputs.0.first().map(|(k, _)| k.span)),
+                ("isolation", node.isolation.as_ref().map(|s| s.span)),
+            ];
+            for (field, span) in spans {
+                if let Some(span) = span {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            "no-effect",
+                            self.file,
+                            span,
+                            format!("`{field}` has no effect on {}", kind_phrase(&node.kind)),
+                        )
+                        .with_help(format!(
+                            "`{field}` applies to a `workflow:` node (a child run); remove it"
+                        )),
+                    );
+                }
+            }
+        }
         if !node.args.is_empty()
             && !matches!(&node.kind, NodeKind::Command(_))
             && !matches!(&node.kind, NodeKind::Loop(l) if matches!(l.body, LoopBody::Command(_)))
@@ -980,6 +1213,9 @@ impl Validator<'_> {
         self.upstream(site, id, target);
         match r.segments.get(2).map(String::as_str) {
             Some("output" | "output_file" | "status") if r.segments.len() == 3 => {}
+            Some("artifacts")
+                if r.segments.len() == 3
+                    && matches!(self.wf.nodes[target].kind, NodeKind::Workflow(_)) => {}
             Some("outputs") if r.segments.len() == 3 => {
                 if !self.wf.nodes[target].fans_out() {
                     self.diags.push(site.error(
