@@ -14,6 +14,8 @@ mod run;
 mod runs;
 mod schema;
 mod serve;
+#[cfg(feature = "temporal")]
+mod temporal;
 mod validate;
 
 use clap::Parser;
@@ -39,15 +41,30 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate(opts) => validate::run(opts),
         Command::Graph(opts) => graph::run(opts),
-        Command::Run(opts) => run::run(opts),
+        Command::Run(opts) => on_temporal(opts.temporal.clone(), opts, run::run, temporal_run),
         Command::Resume(opts) => run::resume(opts),
-        Command::Approve(opts) => answer::run(opts, true),
-        Command::Reject(opts) => answer::run(opts, false),
+        Command::Approve(opts) => on_temporal(
+            opts.temporal.clone(),
+            opts,
+            |o| answer::run(o, true),
+            |o, e| temporal_answer(o, true, e),
+        ),
+        Command::Reject(opts) => on_temporal(
+            opts.temporal.clone(),
+            opts,
+            |o| answer::run(o, false),
+            |o, e| temporal_answer(o, false, e),
+        ),
         Command::Clean(opts) => clean::run(opts),
-        Command::Cancel(opts) => runs::cancel(opts),
+        Command::Cancel(opts) => {
+            on_temporal(opts.temporal.clone(), opts, runs::cancel, temporal_cancel)
+        }
         Command::Runs(opts) => runs::list(opts),
-        Command::Status(opts) => runs::status(opts),
-        Command::Logs(opts) => logs::run(opts),
+        Command::Status(opts) => {
+            on_temporal(opts.temporal.clone(), opts, runs::status, temporal_status)
+        }
+        Command::Logs(opts) => on_temporal(opts.temporal.clone(), opts, logs::run, temporal_logs),
+        Command::Worker(opts) => temporal_worker(opts),
         Command::List(opts) => list::run(opts),
         Command::Schema => schema::run(),
         Command::Serve(opts) => serve::run(opts),
@@ -56,6 +73,71 @@ pub fn main() -> i32 {
         Command::Show(opts) => init::show(opts),
         Command::Doctor(opts) => doctor::run(opts),
     }
+}
+
+/// Runs `local` unless a Temporal server is named (`--temporal`, `REINS_TEMPORAL`, the user
+/// config), then `remote`.
+fn on_temporal<A>(
+    given: args::TemporalArgs,
+    opts: A,
+    local: impl FnOnce(A) -> i32,
+    remote: impl FnOnce(A, crate::temporal::Endpoint) -> i32,
+) -> i32 {
+    let config = crate::engine::agent_slots::config_path();
+    let given = crate::temporal::config::Given {
+        address: given.temporal.clone(),
+        namespace: given.namespace.clone(),
+        task_queue: given.task_queue.clone(),
+    };
+    match crate::temporal::Endpoint::resolve(&given, |k| std::env::var(k).ok(), config.as_deref()) {
+        Ok(None) => local(opts),
+        Ok(Some(endpoint)) => remote(opts, endpoint),
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+#[cfg(feature = "temporal")]
+use temporal::{
+    answer as temporal_answer, logs as temporal_logs, run as temporal_run,
+    worker as temporal_worker,
+};
+
+#[cfg(feature = "temporal")]
+fn temporal_cancel(opts: args::CancelArgs, endpoint: crate::temporal::Endpoint) -> i32 {
+    temporal::cancel(&opts.run, endpoint)
+}
+
+#[cfg(feature = "temporal")]
+fn temporal_status(opts: args::StatusArgs, endpoint: crate::temporal::Endpoint) -> i32 {
+    temporal::status(&opts.run, opts.format == args::ListFormat::Json, endpoint)
+}
+
+#[cfg(not(feature = "temporal"))]
+fn without_temporal<A>(_: A, _: crate::temporal::Endpoint) -> i32 {
+    eprintln!("error: this reins was built without the `temporal` feature; rebuild with `--features temporal`");
+    exit::USAGE
+}
+#[cfg(not(feature = "temporal"))]
+use without_temporal as temporal_run;
+#[cfg(not(feature = "temporal"))]
+use without_temporal as temporal_answer_any;
+#[cfg(not(feature = "temporal"))]
+fn temporal_answer(o: args::AnswerArgs, _: bool, e: crate::temporal::Endpoint) -> i32 {
+    temporal_answer_any(o, e)
+}
+#[cfg(not(feature = "temporal"))]
+use without_temporal as temporal_cancel;
+#[cfg(not(feature = "temporal"))]
+use without_temporal as temporal_status;
+#[cfg(not(feature = "temporal"))]
+use without_temporal as temporal_logs;
+#[cfg(not(feature = "temporal"))]
+fn temporal_worker(_: args::WorkerArgs) -> i32 {
+    eprintln!("error: this reins was built without the `temporal` feature; rebuild with `--features temporal`");
+    exit::USAGE
 }
 
 /// `REINS_LOG=debug` (an env filter, like `reins=debug,warn`) turns on tracing to stderr.

@@ -108,7 +108,7 @@ pub fn run(args: RunArgs) -> i32 {
 
 /// The inputs of `reins run WORKFLOW VALUE`: VALUE fills the workflow's only required input
 /// that `--input` did not give; without VALUE, the `--input` pairs as they are.
-fn with_value(
+pub(crate) fn with_value(
     workflow: &workflow::Workflow,
     value: Option<&str>,
     given: &[(String, String)],
