@@ -56,7 +56,7 @@ impl Worker {
         self.repo
             .events(run)
             .iter()
-            .filter(|e| e["event"] == kind)
+            .filter(|e| e["type"] == kind)
             .map(|e| e["node"].as_str().unwrap_or_default().to_string())
             .collect()
     }
@@ -208,7 +208,7 @@ fn a_worker_killed_mid_node_and_restarted_completes_every_run_and_reruns_no_sett
     let queue = "kill";
     let mut w = Worker::start(&server, queue);
     let submitter = Repo::new().workflow("slow", SLOW);
-    let env = [("REINS_TEMPORAL_HEARTBEAT_TIMEOUT", "2s")];
+    let env = [("REINS_TEMPORAL_HEARTBEAT_TIMEOUT", "4s")];
     let runs: Vec<String> = (0..2)
         .map(|_| submit(&submitter, &server, queue, "slow", &env))
         .collect();
@@ -237,7 +237,7 @@ fn a_worker_killed_mid_node_and_restarted_completes_every_run_and_reruns_no_sett
         assert_eq!(phase(&v), "success", "{v:#}");
     }
     eprintln!(
-        "recovery: every run done {:.1}s after the kill (heartbeat timeout 2s)",
+        "recovery: every run done {:.1}s after the kill (heartbeat timeout 4s)",
         killed.elapsed().as_secs_f64()
     );
     let text = std::fs::read_to_string(&effects).unwrap();
@@ -264,8 +264,11 @@ const GATES: &str = "nodes:
   - id: after-no
     depends_on: [no]
     bash: echo deployed
+";
+
+const TIMEOUT: &str = "nodes:
   - id: late
-    approval: {message: Anyone?, timeout: 4s}
+    approval: {message: Anyone?, timeout: 3s}
   - id: after-late
     depends_on: [late]
     bash: echo late
@@ -278,8 +281,11 @@ fn gates_are_answered_through_temporal_and_time_out_on_a_durable_timer() {
     };
     let queue = "gates";
     let w = Worker::start(&server, queue);
-    let submitter = Repo::new().workflow("gates", GATES);
+    let submitter = Repo::new()
+        .workflow("gates", GATES)
+        .workflow("timeout", TIMEOUT);
     let run = submit(&submitter, &server, queue, "gates", &[]);
+    let late = submit(&submitter, &server, queue, "timeout", &[]);
     let v = wait_phase(
         &submitter,
         &server,
@@ -315,8 +321,8 @@ fn gates_are_answered_through_temporal_and_time_out_on_a_durable_timer() {
         .code(0);
     // A node of the run cannot answer its own gate.
     let inside = submitter
-        .reins(["approve", &run, "late", "--temporal", addr])
-        .env("REINS_RUN_ID", &run)
+        .reins(["approve", &late, "late", "--temporal", addr])
+        .env("REINS_RUN_ID", &late)
         .run();
     inside.code(2);
     assert!(
@@ -336,14 +342,21 @@ fn gates_are_answered_through_temporal_and_time_out_on_a_durable_timer() {
     assert_eq!(v["nodes"]["after-yes"], "success");
     assert_eq!(v["nodes"]["no"], "failed");
     assert_eq!(v["nodes"]["after-no"], "skipped");
-    assert_eq!(v["nodes"]["late"], "failed");
-    assert_eq!(v["nodes"]["after-late"], "skipped");
+    let t = wait_phase(
+        &submitter,
+        &server,
+        &late,
+        &["failed", "success"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(t["nodes"]["late"], "failed", "{t:#}");
+    assert_eq!(t["nodes"]["after-late"], "skipped");
     // The worker's store has the same events a local run records.
     let answered: Vec<Value> = w
         .repo
         .events(&run)
         .into_iter()
-        .filter(|e| e["event"] == "approval_answered")
+        .filter(|e| e["type"] == "approval_answered")
         .collect();
     let by = |node: &str| {
         answered
@@ -354,7 +367,14 @@ fn gates_are_answered_through_temporal_and_time_out_on_a_durable_timer() {
     };
     assert_eq!(by("yes")["approved"], true);
     assert_eq!(by("no")["approved"], false);
-    assert_eq!(by("late")["by"], "reins", "the timeout rejects it");
+    let timed_out: Vec<Value> = w
+        .repo
+        .events(&late)
+        .into_iter()
+        .filter(|e| e["type"] == "approval_answered")
+        .collect();
+    assert_eq!(timed_out.len(), 1, "{timed_out:?}");
+    assert_eq!(timed_out[0]["by"], "reins", "the timeout rejects it");
     // `reins logs --temporal` reads the worker's store (here the same machine).
     let logs = w
         .repo
