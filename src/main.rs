@@ -1,3 +1,3 @@
-fn main() {
-    std::process::exit(reins::cli::main());
+fn main() -> std::process::ExitCode {
+    reins::cli::main()
 }

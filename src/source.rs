@@ -126,11 +126,6 @@ impl SourceFile {
         let end = floor_char_boundary(&self.text, span.end());
         &self.text[start..end.max(start)]
     }
-
-    /// Number of lines.
-    pub fn line_count(&self) -> usize {
-        self.line_starts.len()
-    }
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {

@@ -12,12 +12,13 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use reins::diagnostic::{render_all, Diagnostic, Format};
 use reins::source::SourceFile;
+use reins::workflow::command_file::DirCommands;
 use reins::workflow::decode::{
     APPROVAL_KEYS, DEFAULTS_KEYS, INPUT_KEYS, KIND_KEYS, LOOP_KEYS, NODE_KEYS, PROFILE_KEYS,
     WORKFLOW_KEYS,
 };
 use reins::workflow::load_source;
-use reins::workflow::validate::{validate, DirCommands};
+use reins::workflow::validate::validate;
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
 const DEFAULT_CASES: u32 = 512;

@@ -173,3 +173,60 @@ fn a_torn_last_line_after_a_crash_is_ignored() {
     f.write_all(b"garbage\n").unwrap();
     assert_eq!(repo.status(&run)["status"], "success");
 }
+
+#[test]
+fn a_failure_after_a_resume_shows_only_its_own_log_lines() {
+    let repo = Repo::new().workflow(
+        "flaky",
+        r#"nodes:
+  - id: t
+    bash: |
+      n=$(( $(cat count 2>/dev/null || echo 0) + 1 )); echo $n > count
+      if [ $n = 1 ]; then echo first problem >&2; echo another >&2; fi
+      echo "problem of run $n" >&2
+      exit 1
+"#,
+    );
+    repo.reins(["run", "flaky"]).run().code(1);
+    let run = repo.the_run();
+    repo.reins(["resume", &run]).run().code(1);
+    let tails: Vec<_> = repo
+        .events(&run)
+        .into_iter()
+        .filter(|e| e["type"] == "node_failed")
+        .map(|e| e["log_tail"].clone())
+        .collect();
+    assert_eq!(
+        tails,
+        [
+            serde_json::json!(["first problem", "another", "problem of run 1"]),
+            serde_json::json!(["problem of run 2"]),
+        ]
+    );
+}
+
+#[test]
+fn a_failure_continue_on_error_accepted_stays_settled_on_resume() {
+    let repo = Repo::new().workflow(
+        "accepted",
+        r#"nodes:
+  - id: lint
+    bash: echo lint >> ran.txt; exit 1
+    continue_on_error: true
+  - id: gate
+    approval: Ship?
+  - id: ship
+    depends_on: [gate]
+    bash: echo ship >> ran.txt
+"#,
+    );
+    repo.reins(["run", "accepted"]).run().code(3);
+    let run = repo.the_run();
+    repo.reins(["reject", &run, "gate", "-m", "no"])
+        .run()
+        .code(0);
+    repo.reins(["resume", &run]).run().code(1);
+    assert_eq!(repo.lines("ran.txt"), ["lint"]);
+    let status = repo.status(&run);
+    assert_eq!(status["nodes"][0]["status"], "failed", "{status}");
+}

@@ -19,7 +19,7 @@
 use serde_json::{json, Value};
 
 use super::events::{
-    ApiRetry, Assistant, Denial, Event, Init, ResultEvent, ToolResult, ToolUse, Usage,
+    ApiRetry, Assistant, Denial, Event, Init, ResultEvent, TokenUsage, ToolResult, ToolUse,
 };
 use super::harness::{Harness, StreamReader, TurnCommand};
 use super::invocation::{AgentInvocation, SessionMode};
@@ -99,7 +99,7 @@ impl Harness for Codex {
         Box::new(CodexReader {
             before: match session {
                 SessionMode::Resume(_) => inv.thread_usage.unwrap_or_default(),
-                SessionMode::New(_) => Usage::default(),
+                SessionMode::New(_) => TokenUsage::default(),
             },
             model: inv.model.clone(),
             sandbox: Self::sandbox_args(inv).last().cloned(),
@@ -138,7 +138,7 @@ pub fn is_codex_line(line: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct CodexReader {
     /// The thread's totals before this turn.
-    before: Usage,
+    before: TokenUsage,
     /// The model asked for (Codex does not print the one it used).
     model: Option<String>,
     /// The sandbox asked for, for the session line.
@@ -331,10 +331,10 @@ impl CodexReader {
 }
 
 /// Codex's token figures as reins counts them: uncached input apart from cached input.
-fn usage_of(v: &Value) -> Usage {
+fn usage_of(v: &Value) -> TokenUsage {
     let n = |key: &str| v.get(key).and_then(Value::as_u64).unwrap_or(0);
     let cached = n("cached_input_tokens");
-    Usage {
+    TokenUsage {
         input_tokens: n("input_tokens").saturating_sub(cached),
         cache_read_input_tokens: cached,
         cache_creation_input_tokens: n("cache_write_input_tokens"),
@@ -343,8 +343,8 @@ fn usage_of(v: &Value) -> Usage {
 }
 
 /// `now - before`, field by field, never below zero.
-fn difference(now: Usage, before: Usage) -> Usage {
-    Usage {
+fn difference(now: TokenUsage, before: TokenUsage) -> TokenUsage {
+    TokenUsage {
         input_tokens: now.input_tokens.saturating_sub(before.input_tokens),
         output_tokens: now.output_tokens.saturating_sub(before.output_tokens),
         cache_creation_input_tokens: now
@@ -442,11 +442,11 @@ mod tests {
     #[test]
     fn a_turn_reads_as_session_tool_call_message_and_result() {
         let mut reader = CodexReader {
-            before: Usage {
+            before: TokenUsage {
                 input_tokens: 100,
                 cache_read_input_tokens: 50,
                 output_tokens: 10,
-                ..Usage::default()
+                ..TokenUsage::default()
             },
             ..CodexReader::default()
         };
@@ -471,7 +471,7 @@ mod tests {
         assert_eq!(result.result.as_deref(), Some("done"));
         assert_eq!(
             result.usage,
-            Usage {
+            TokenUsage {
                 input_tokens: 80,
                 cache_read_input_tokens: 70,
                 output_tokens: 11,

@@ -133,10 +133,10 @@ pub struct ResultEvent {
     /// Cost of this process's calls only, from `model_usage_since_last_result`.
     pub run_cost_usd: Option<f64>,
     /// Token counts of this run (not cumulative over a resumed conversation).
-    pub usage: Usage,
+    pub usage: TokenUsage,
     /// The conversation's running token totals after this run, for CLIs that report those
     /// instead of the run's own (Codex).
-    pub thread_usage: Option<Usage>,
+    pub thread_usage: Option<TokenUsage>,
     /// Model calls made (one tool call and one reply make 2).
     pub num_turns: Option<u64>,
     /// Wall time the CLI measured.
@@ -153,7 +153,7 @@ pub struct ResultEvent {
 
 /// Token counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Usage {
+pub struct TokenUsage {
     /// Input tokens not read from or written to the cache.
     pub input_tokens: u64,
     /// Output tokens.
@@ -312,7 +312,7 @@ fn result(v: &Value) -> ResultEvent {
                     .filter_map(|m| m.get("costUSD").and_then(Value::as_f64))
                     .sum()
             }),
-        usage: Usage {
+        usage: TokenUsage {
             input_tokens: u64_at(usage, "input_tokens").unwrap_or(0),
             output_tokens: u64_at(usage, "output_tokens").unwrap_or(0),
             cache_creation_input_tokens: u64_at(usage, "cache_creation_input_tokens").unwrap_or(0),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::events::Usage;
+use super::events::TokenUsage;
 use super::harness::HarnessKind;
 use crate::process::Watchdog;
 
@@ -64,7 +64,7 @@ pub struct AgentInvocation {
     pub max_budget_usd: Option<f64>,
     /// For a continued Codex thread: its token totals before this turn (Codex reports running
     /// totals, so this turn's use is the difference).
-    pub thread_usage: Option<Usage>,
+    pub thread_usage: Option<TokenUsage>,
     /// More folders the file tools may use (`--add-dir`), like the run's artifacts folder
     /// when the agent works in a worktree.
     pub add_dirs: Vec<PathBuf>,

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::events::{Denial, Init, ResultEvent, Usage};
+use super::events::{Denial, Init, ResultEvent, TokenUsage};
 use super::harness::HarnessKind;
 use super::invocation::SessionMode;
 use crate::process::pty::ExitStatus;
@@ -36,11 +36,11 @@ pub struct AgentOutcome {
     /// cumulative over `--resume` turns).
     pub session_cost_usd: f64,
     /// Token counts of the run.
-    pub usage: Usage,
+    pub usage: TokenUsage,
     /// False when the CLI reported no cost (Codex): `cost_usd` is then unknown, not zero.
     pub priced: bool,
     /// The conversation's running token totals after the run, when the CLI reports them.
-    pub thread_usage: Option<Usage>,
+    pub thread_usage: Option<TokenUsage>,
     /// Model calls made.
     pub turns: u64,
     /// Wall time, spawn to exit, as reins measured it.

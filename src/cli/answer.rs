@@ -6,18 +6,15 @@
 //! this command.
 
 use super::args::{AnswerArgs, ResumeArgs};
-use super::run::{current_store, fail, resolve_run, say};
+use super::error::{self, Error, Outcome};
+use super::run::{current_store, resolve_run, say};
 use crate::engine::approval::{self, os_user, AnswerFile, Given, Refused};
 use crate::engine::launch::read_state;
-use crate::exit;
 use crate::store::RunDir;
 
 /// Runs `reins approve` (`approved`) or `reins reject`.
-pub fn run(args: AnswerArgs, approved: bool) -> i32 {
-    let (store, run) = match resolve_run(&args.run) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn run(args: AnswerArgs, approved: bool) -> error::Result {
+    let (store, run) = resolve_run(&args.run)?;
     let given = Given {
         gate: args.node.clone(),
         approved,
@@ -26,8 +23,8 @@ pub fn run(args: AnswerArgs, approved: bool) -> i32 {
     };
     let answered = match approval::answer(&store, &run, given) {
         Ok(a) => a,
-        Err(Refused::Usage(m)) => return fail(&m, exit::USAGE),
-        Err(Refused::Io(m)) => return fail(&m, exit::NODE_FAILED),
+        Err(Refused::Usage(m)) => return Err(Error::usage(m)),
+        Err(Refused::Io(m)) => return Err(Error::internal(m)),
     };
     say!(
         "{} `{}` of run {} (by {})",
@@ -41,7 +38,7 @@ pub fn run(args: AnswerArgs, approved: bool) -> i32 {
             "run {} is executing (pid {pid}); it continues past the gate on its own",
             run.id
         );
-        return exit::SUCCESS;
+        return Ok(Outcome::Success);
     }
     if args.resume {
         return super::run::resume(ResumeArgs {
@@ -54,7 +51,7 @@ pub fn run(args: AnswerArgs, approved: bool) -> i32 {
         });
     }
     say!("continue the run with `reins resume {}`", run.id);
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// What came of asking at the gates on the terminal.
@@ -96,7 +93,12 @@ pub fn ask_inline(run: &RunDir) -> Asked {
     let mut answered = false;
     for n in state.nodes.iter().filter(|n| approval::is_waiting(n, run)) {
         let Some(asked) = &n.approval else { continue };
-        print!("\n{}\napprove {}? [y/N] ", asked.message, n.id);
+        let _ = write!(
+            std::io::stdout(),
+            "\n{}\napprove {}? [y/N] ",
+            asked.message,
+            n.id
+        );
         let _ = std::io::stdout().flush();
         let approved = match runtime.block_on(read_reply(run, &n.id, &asked.request)) {
             Reply::Line(line) => matches!(line.trim().to_lowercase().as_str(), "y" | "yes"),
@@ -108,7 +110,7 @@ pub fn ask_inline(run: &RunDir) -> Asked {
                 continue;
             }
         };
-        print!("comment (optional): ");
+        let _ = write!(std::io::stdout(), "comment (optional): ");
         let _ = std::io::stdout().flush();
         let comment = match runtime.block_on(read_reply(run, &n.id, &asked.request)) {
             Reply::Line(line) => Some(line.trim().to_string()).filter(|c| !c.is_empty()),

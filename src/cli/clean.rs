@@ -9,23 +9,20 @@
 //! resumed.
 
 use super::args::CleanArgs;
-use super::run::{current_store, fail, say};
+use super::error::{self, Error, Outcome};
+use super::run::{current_store, say};
 use crate::engine::worktree;
-use crate::exit;
 use crate::store::{RunLock, RunStatus, RunSummary};
 
 /// Runs `reins clean`.
-pub fn run(args: CleanArgs) -> i32 {
+pub fn run(args: CleanArgs) -> error::Result {
     if args.runs {
         return clean_runs(&args);
     }
-    let store = match current_store() {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let store = current_store()?;
     let runs = match store.list() {
         Ok(r) => r,
-        Err(e) => return fail(&format!("cannot list runs: {e}"), exit::NODE_FAILED),
+        Err(e) => return Err(Error::internal(format!("cannot list runs: {e}"))),
     };
     let (mut removed, mut kept, mut busy) = (0, 0, 0);
     for r in &runs {
@@ -104,9 +101,11 @@ pub fn run(args: CleanArgs) -> i32 {
         say!("no finished run has a worktree to remove");
     }
     if kept > 0 {
-        exit::NODE_FAILED
+        Err(Error::internal(format!(
+            "{kept} could not be removed (see above)"
+        )))
     } else {
-        exit::SUCCESS
+        Ok(Outcome::Success)
     }
 }
 
@@ -123,14 +122,11 @@ fn finished(r: &RunSummary) -> bool {
 /// oldest first, keeping the `N` most recent finished ones and those that ended less than AGE
 /// ago. A run whose worktree still exists keeps its folder (`reins clean` removes the worktree
 /// first); a run whose lock is held is never touched.
-fn clean_runs(args: &CleanArgs) -> i32 {
-    let store = match current_store() {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+fn clean_runs(args: &CleanArgs) -> error::Result {
+    let store = current_store()?;
     let runs = match store.list() {
         Ok(r) => r,
-        Err(e) => return fail(&format!("cannot list runs: {e}"), exit::NODE_FAILED),
+        Err(e) => return Err(Error::internal(format!("cannot list runs: {e}"))),
     };
     let now = std::time::SystemTime::now();
     let mut done: Vec<&RunSummary> = runs.iter().filter(|r| finished(r)).collect();
@@ -199,8 +195,10 @@ fn clean_runs(args: &CleanArgs) -> i32 {
         say!("no finished run to remove");
     }
     if kept > 0 {
-        exit::NODE_FAILED
+        Err(Error::internal(format!(
+            "{kept} could not be removed (see above)"
+        )))
     } else {
-        exit::SUCCESS
+        Ok(Outcome::Success)
     }
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::args::{DoctorArgs, ListFormat};
+use super::error::{self, Outcome};
 use super::run::say;
-use crate::exit;
 
 /// How long a `--version` or `gh auth status` may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,7 +111,7 @@ impl Check {
 }
 
 /// Runs `reins doctor`.
-pub fn run(args: DoctorArgs) -> i32 {
+pub fn run(args: DoctorArgs) -> error::Result {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let checks = checks(&cwd);
     let failed = checks.iter().any(|c| c.status == Level::Fail);
@@ -146,9 +146,9 @@ pub fn run(args: DoctorArgs) -> i32 {
         }
     }
     if failed {
-        exit::NODE_FAILED
+        Ok(Outcome::Failed)
     } else {
-        exit::SUCCESS
+        Ok(Outcome::Success)
     }
 }
 
@@ -351,10 +351,14 @@ fn store_check(cwd: &Path) -> Check {
     let store = crate::store::Store::discover(cwd);
     let dir = store.dir().to_path_buf();
     let shown = crate::workflow::discover::pretty_path(&dir);
+    // A file of a fresh name, created and removed again: what a run does first.
     let probe = std::fs::create_dir_all(&dir).and_then(|()| {
-        tempfile::Builder::new()
-            .prefix(".doctor-")
-            .tempfile_in(&dir)
+        let file = dir.join(format!(".doctor-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+            .and_then(|_| std::fs::remove_file(&file))
     });
     match probe {
         Ok(_) => Check::ok(".reins/", format!("{} is writable", shown.display())),

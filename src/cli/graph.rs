@@ -5,17 +5,14 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::args::{GraphArgs, GraphFormat};
+use super::error::{self, Outcome};
 use super::load::valid_workflow;
-use crate::exit;
 use crate::graph::{Dag, DEFAULT_WEIGHT};
 use crate::workflow::{duration, Workflow};
 
 /// Runs `reins graph`.
-pub fn run(args: GraphArgs) -> i32 {
-    let valid = match valid_workflow(&args.workflow) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
+pub fn run(args: GraphArgs) -> error::Result {
+    let valid = valid_workflow(&args.workflow)?;
     let shape = Shape::of(&valid.workflow);
     let out = match args.format {
         GraphFormat::Text => shape.text(),
@@ -23,8 +20,8 @@ pub fn run(args: GraphArgs) -> i32 {
         GraphFormat::Mermaid => shape.mermaid(),
         GraphFormat::Dot => shape.dot(),
     };
-    print!("{out}");
-    exit::SUCCESS
+    super::run::print(&out)?;
+    Ok(Outcome::Success)
 }
 
 /// What `graph` reports about a workflow.
@@ -38,7 +35,7 @@ struct Shape<'a> {
 
 impl<'a> Shape<'a> {
     fn of(workflow: &'a Workflow) -> Self {
-        let dag = Dag::new(workflow);
+        let dag = workflow.dag();
         let layers = dag.layers();
         let (critical, critical_weight) = dag.critical_path(|i| weight(workflow, i));
         Self {

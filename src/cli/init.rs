@@ -4,23 +4,23 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::args::{InitArgs, NewArgs, ShowArgs};
-use crate::exit;
+use super::error::{self, Error, Outcome};
+use super::run::{print, say};
 
 /// What `init` did with one file.
-enum Outcome {
+enum Written {
     Created,
     Skipped,
 }
 
 /// Runs `reins init`.
-pub fn init(args: InitArgs) -> i32 {
+pub fn init(args: InitArgs) -> error::Result {
     let root = match args.dir {
         Some(dir) => dir,
         None => project_root(),
     };
     if !root.is_dir() {
-        eprintln!("error: {} is not a folder", root.display());
-        return exit::USAGE;
+        return Err(Error::usage(format!("{} is not a folder", root.display())));
     }
     let test = detect_test_command(&root);
     let mut report = String::new();
@@ -38,10 +38,7 @@ pub fn init(args: InitArgs) -> i32 {
     for (path, contents) in &steps {
         match write_new(path, contents) {
             Ok(outcome) => line(&mut report, &root, path, outcome),
-            Err(err) => {
-                eprintln!("error: cannot write {}: {err}", path.display());
-                return exit::USAGE;
-            }
+            Err(err) => return Err(Error::io(format!("cannot write {}", path.display()), err)),
         }
     }
     match ignore_runs(&root) {
@@ -51,74 +48,63 @@ pub fn init(args: InitArgs) -> i32 {
         Ok(false) => {
             let _ = writeln!(report, "skipped  .gitignore (already ignores .reins/)");
         }
-        Err(err) => {
-            eprintln!("error: cannot update .gitignore: {err}");
-            return exit::USAGE;
-        }
+        Err(err) => return Err(Error::io("cannot update .gitignore", err)),
     }
-    print!("{report}");
+    print(&report)?;
     match &test {
-        Some(cmd) => println!("\ndetected test command: {cmd}"),
-        None => println!(
+        Some(cmd) => say!("\ndetected test command: {cmd}"),
+        None => say!(
             "\nno test command detected: edit `test_command` in .workflows/starter.yaml, or pass --input test_command='...'"
         ),
     }
-    println!("next: reins validate && reins run starter --input task='describe the change'");
-    exit::SUCCESS
+    say!("next: reins validate && reins run starter --input task='describe the change'");
+    Ok(Outcome::Success)
 }
 
 /// Runs `reins new NAME`.
-pub fn new(args: NewArgs) -> i32 {
+pub fn new(args: NewArgs) -> error::Result {
     let name = &args.name;
     if name.is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        eprintln!("error: bad workflow name `{name}`: use letters, digits, `-` and `_`");
-        return exit::USAGE;
+        return Err(Error::usage(format!(
+            "bad workflow name `{name}`: use letters, digits, `-` and `_`"
+        )));
     }
     let path = project_root()
         .join(".workflows")
         .join(format!("{name}.yaml"));
     let contents = match &args.from {
-        Some(from) => match copied(from, name) {
-            Ok(text) => text,
-            Err(code) => return code,
-        },
+        Some(from) => copied(from, name)?,
         None => starter_new(name),
     };
     match write_new(&path, &contents) {
-        Ok(Outcome::Created) => {
+        Ok(Written::Created) => {
             let shown = display(&project_root(), &path);
             match &args.from {
                 Some(from) => {
-                    println!("created  {shown} (a copy of `{from}`; it now runs as `{name}`)");
-                    println!("next: edit it, then reins validate {shown} && reins run {name}");
+                    say!("created  {shown} (a copy of `{from}`; it now runs as `{name}`)");
+                    say!("next: edit it, then reins validate {shown} && reins run {name}");
                 }
                 None => {
-                    println!("created  {shown}");
-                    println!("next: reins validate {shown} && reins run {name} --input task='...'");
+                    say!("created  {shown}");
+                    say!("next: reins validate {shown} && reins run {name} --input task='...'");
                 }
             }
-            exit::SUCCESS
+            Ok(Outcome::Success)
         }
-        Ok(Outcome::Skipped) => {
-            eprintln!(
-                "error: {} already exists; pick another name or edit it",
-                path.display()
-            );
-            exit::USAGE
-        }
-        Err(err) => {
-            eprintln!("error: cannot write {}: {err}", path.display());
-            exit::USAGE
-        }
+        Ok(Written::Skipped) => Err(Error::usage(format!(
+            "{} already exists; pick another name or edit it",
+            path.display()
+        ))),
+        Err(err) => Err(Error::io(format!("cannot write {}", path.display()), err)),
     }
 }
 
 /// The text of workflow `from` (project, user, bundled, or a path), renamed to `name`.
-fn copied(from: &str, name: &str) -> Result<String, i32> {
+fn copied(from: &str, name: &str) -> Result<String, Error> {
     let text = read_workflow(from)?;
     // The copy is known by its new name: its top-level `name:` says so.
     let mut renamed = false;
@@ -138,38 +124,27 @@ fn copied(from: &str, name: &str) -> Result<String, i32> {
     Ok(out)
 }
 
-/// Reads a workflow by name or path, saying why not on stderr.
-fn read_workflow(name_or_path: &str) -> Result<String, i32> {
-    let found = crate::workflow::discover::resolve_workflow(name_or_path).map_err(|e| {
-        eprintln!("error: {e}");
-        if let Some(help) = e.help() {
-            eprintln!("  = help: {help}");
-        }
-        exit::USAGE
-    })?;
+/// Reads a workflow by name or path.
+fn read_workflow(name_or_path: &str) -> Result<String, Error> {
+    let found = crate::workflow::discover::resolve_workflow(name_or_path)
+        .map_err(|e| Error::usage_with_help(e.to_string(), e.help().map(|h| h.to_string())))?;
     match found.read() {
         Ok(file) => Ok(file.text.to_string()),
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", found.path.display());
-            Err(exit::USAGE)
-        }
+        Err(e) => Err(Error::usage(format!(
+            "cannot read {}: {e}",
+            found.path.display()
+        ))),
     }
 }
 
 /// Runs `reins show WORKFLOW`: the file as it is, bundled ones included.
-pub fn show(args: ShowArgs) -> i32 {
-    match read_workflow(&args.workflow) {
-        Ok(text) => {
-            use std::io::Write as _;
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(text.as_bytes());
-            if !text.ends_with('\n') {
-                let _ = writeln!(out);
-            }
-            exit::SUCCESS
-        }
-        Err(code) => code,
+pub fn show(args: ShowArgs) -> error::Result {
+    let mut text = read_workflow(&args.workflow)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
     }
+    print(&text)?;
+    Ok(Outcome::Success)
 }
 
 /// The text `reins new NAME` writes without `--from`.
@@ -197,14 +172,14 @@ nodes:\n\
     )
 }
 
-fn line(report: &mut String, root: &Path, path: &Path, outcome: Outcome) {
-    let verb = match outcome {
-        Outcome::Created => "created ",
-        Outcome::Skipped => "skipped ",
+fn line(report: &mut String, root: &Path, path: &Path, written: Written) {
+    let verb = match written {
+        Written::Created => "created ",
+        Written::Skipped => "skipped ",
     };
-    let why = match outcome {
-        Outcome::Created => "",
-        Outcome::Skipped => " (exists; left as is)",
+    let why = match written {
+        Written::Created => "",
+        Written::Skipped => " (exists; left as is)",
     };
     let _ = writeln!(report, "{verb} {}{why}", display(root, path));
 }
@@ -217,7 +192,7 @@ fn display(root: &Path, path: &Path) -> String {
 }
 
 /// Writes a file unless it exists (atomically: never clobbers a file created meanwhile).
-fn write_new(path: &Path, contents: &str) -> std::io::Result<Outcome> {
+fn write_new(path: &Path, contents: &str) -> std::io::Result<Written> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -228,9 +203,9 @@ fn write_new(path: &Path, contents: &str) -> std::io::Result<Outcome> {
     {
         Ok(mut file) => {
             std::io::Write::write_all(&mut file, contents.as_bytes())?;
-            Ok(Outcome::Created)
+            Ok(Written::Created)
         }
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(Outcome::Skipped),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(Written::Skipped),
         Err(err) => Err(err),
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::args::{ListArgs, ListFormat};
-use crate::exit;
+use super::error::{self, Outcome};
 use crate::workflow::discover::{pretty_path, Found, Kind, Listed, SearchPath};
 use crate::workflow::validate::validate;
 
@@ -18,7 +18,7 @@ struct Row {
 }
 
 /// Runs `reins list`.
-pub fn run(args: ListArgs) -> i32 {
+pub fn run(args: ListArgs) -> error::Result {
     let search = SearchPath::from_env();
     let rows = rows(&search);
     let out = match args.format {
@@ -26,7 +26,7 @@ pub fn run(args: ListArgs) -> i32 {
         ListFormat::Json => json(&rows),
     };
     let _ = std::io::stdout().write_all(out.as_bytes());
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// Every workflow found, loaded to read its description and see whether it is valid.

@@ -2,8 +2,8 @@
 
 use std::io::{IsTerminal, Write};
 
+use super::Error;
 use crate::diagnostic::{render_all, Format};
-use crate::exit;
 use crate::workflow::discover::{self, SearchPath};
 use crate::workflow::{validate, Workflow};
 
@@ -16,23 +16,15 @@ pub struct Valid {
 }
 
 /// Resolves a workflow name or path, loads and validates it. Diagnostics (warnings too) go to
-/// stderr; on any error the exit code to return is given instead.
-pub fn valid_workflow(name_or_path: &str) -> Result<Valid, i32> {
-    let found = match discover::resolve_workflow(name_or_path) {
-        Ok(found) => found,
-        Err(e) => {
-            eprintln!("error: {e}");
-            if let Some(help) = e.help() {
-                eprintln!("  = help: {help}");
-            }
-            return Err(exit::USAGE);
-        }
-    };
+/// stderr; an unknown or invalid workflow is a usage error.
+pub fn valid_workflow(name_or_path: &str) -> Result<Valid, Error> {
+    let found = discover::resolve_workflow(name_or_path)
+        .map_err(|e| Error::usage_with_help(e.to_string(), e.help().map(|h| h.to_string())))?;
     let loaded = found.load_workflow();
     let commands = SearchPath::for_workflow(&found.path);
     let diagnostics = validate::validate(&loaded, &commands);
     if !diagnostics.is_empty() {
-        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let color = super::use_color(std::io::stderr().is_terminal());
         let _ =
             std::io::stderr().write_all(render_all(&diagnostics, Format::Human, color).as_bytes());
     }
@@ -40,9 +32,9 @@ pub fn valid_workflow(name_or_path: &str) -> Result<Valid, i32> {
         Some(workflow) if !diagnostics.iter().any(|d| d.is_error()) => {
             Ok(Valid { workflow, commands })
         }
-        _ => {
-            eprintln!("error: `{}` is not a valid workflow", found.path.display());
-            Err(exit::USAGE)
-        }
+        _ => Err(Error::usage(format!(
+            "`{}` is not a valid workflow",
+            found.path.display()
+        ))),
     }
 }

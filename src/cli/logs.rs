@@ -13,21 +13,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::args::LogsArgs;
+use super::error::{self, Error, Outcome};
 use super::progress::describe;
-use super::run::{fail, resolve_run, say};
+use super::run::{resolve_run, say};
 use crate::diagnostic::suggestion;
-use crate::exit;
 use crate::store::log::Tail;
 use crate::store::{Event, RunDir, RunState};
 
 const POLL: Duration = Duration::from_millis(100);
 
 /// Runs `reins logs`.
-pub fn run(args: LogsArgs) -> i32 {
-    let (_, run) = match resolve_run(&args.run) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn run(args: LogsArgs) -> error::Result {
+    let (_, run) = resolve_run(&args.run)?;
     let state = crate::engine::launch::read_state(&run).unwrap_or_default();
     match args.node {
         Some(node) => {
@@ -44,16 +41,16 @@ pub fn run(args: LogsArgs) -> i32 {
                             .join(", ")
                     )
                 });
-                return fail(
-                    &format!("run {} has no node `{node}`; {hint}", run.id),
-                    exit::USAGE,
-                );
+                return Err(Error::usage(format!(
+                    "run {} has no node `{node}`; {hint}",
+                    run.id
+                )));
             }
             if args.follow {
                 follow_node(&run, &node, args.raw)
             } else {
                 print_node(&run, &node, true, args.raw);
-                exit::SUCCESS
+                Ok(Outcome::Success)
             }
         }
         None if args.follow => follow_run(&run),
@@ -61,7 +58,7 @@ pub fn run(args: LogsArgs) -> i32 {
             for n in &state.nodes {
                 print_node(&run, &n.id, false, args.raw);
             }
-            exit::SUCCESS
+            Ok(Outcome::Success)
         }
     }
 }
@@ -207,7 +204,7 @@ fn ends_with_newline(path: &Path, len: u64) -> bool {
         .unwrap_or(true)
 }
 
-fn follow_node(run: &RunDir, node: &str, raw: bool) -> i32 {
+fn follow_node(run: &RunDir, node: &str, raw: bool) -> error::Result {
     let dir = run.node_dir(node);
     // Read offsets per file: the node's own and, for a loop, each iteration's.
     let mut offsets: std::collections::HashMap<PathBuf, u64> = std::collections::HashMap::new();
@@ -238,17 +235,12 @@ fn follow_node(run: &RunDir, node: &str, raw: bool) -> i32 {
                 match read {
                     Ok(n) => grew |= n > 0,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return fail(
-                            &format!("cannot read {}: {e}", path.display()),
-                            exit::NODE_FAILED,
-                        )
-                    }
+                    Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
                 }
             }
         }
         if !grew && (settled || !live) {
-            return exit::SUCCESS;
+            return Ok(Outcome::Success);
         }
         std::thread::sleep(POLL);
     }
@@ -315,7 +307,7 @@ fn copy_new(path: &Path, offset: &mut u64, to_stderr: bool) -> io::Result<u64> {
     Ok(n)
 }
 
-fn follow_run(run: &RunDir) -> i32 {
+fn follow_run(run: &RunDir) -> error::Result {
     let mut events = Tail::new(&run.events_path());
     let mut state = RunState::new();
     loop {
@@ -331,7 +323,7 @@ fn follow_run(run: &RunDir) -> i32 {
         }
         let live = run.is_live();
         if batch.is_empty() && (ended || !live) {
-            return exit::SUCCESS;
+            return Ok(Outcome::Success);
         }
         let _ = io::stdout().flush();
         std::thread::sleep(POLL);

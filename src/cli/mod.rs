@@ -1,9 +1,13 @@
 //! The command line: parse arguments, run one command, return an exit code.
+//!
+//! Every command returns [`Result<Outcome, Error>`](error::Result); [`main`] prints an error
+//! once and turns either into the exit code ([`crate::exit`] lists them).
 
 mod answer;
 mod args;
 mod clean;
 mod doctor;
+mod error;
 mod graph;
 mod init;
 mod list;
@@ -22,23 +26,34 @@ use clap::Parser;
 
 use crate::exit;
 pub use args::{Cli, Command};
+pub use error::{Error, Outcome};
 
 /// Runs reins with the process arguments and returns the exit code.
-pub fn main() -> i32 {
+pub fn main() -> std::process::ExitCode {
     init_tracing();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let code = match Cli::try_parse() {
+        Ok(cli) => match execute(cli.command) {
+            Ok(outcome) => outcome.exit_code(),
+            Err(err) => {
+                err.print();
+                err.exit_code()
+            }
+        },
         Err(err) => {
-            let code = if err.use_stderr() {
+            let _ = err.print();
+            if err.use_stderr() {
                 exit::USAGE
             } else {
                 exit::SUCCESS
-            };
-            let _ = err.print();
-            return code;
+            }
         }
     };
-    match cli.command {
+    std::process::ExitCode::from(code)
+}
+
+/// Runs one command.
+fn execute(command: Command) -> error::Result {
+    match command {
         Command::Validate(opts) => validate::run(opts),
         Command::Graph(opts) => graph::run(opts),
         Command::Run(opts) => on_temporal(opts.temporal.clone(), opts, run::run, temporal_run),
@@ -80,9 +95,9 @@ pub fn main() -> i32 {
 fn on_temporal<A>(
     given: args::TemporalArgs,
     opts: A,
-    local: impl FnOnce(A) -> i32,
-    remote: impl FnOnce(A, crate::temporal::Endpoint) -> i32,
-) -> i32 {
+    local: impl FnOnce(A) -> error::Result,
+    remote: impl FnOnce(A, crate::temporal::Endpoint) -> error::Result,
+) -> error::Result {
     let config = crate::engine::agent_slots::config_path();
     let given = crate::temporal::config::Given {
         address: given.temporal.clone(),
@@ -92,10 +107,7 @@ fn on_temporal<A>(
     match crate::temporal::Endpoint::resolve(&given, |k| std::env::var(k).ok(), config.as_deref()) {
         Ok(None) => local(opts),
         Ok(Some(endpoint)) => remote(opts, endpoint),
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::USAGE
-        }
+        Err(e) => Err(Error::usage(e.0)),
     }
 }
 
@@ -106,26 +118,27 @@ use temporal::{
 };
 
 #[cfg(feature = "temporal")]
-fn temporal_cancel(opts: args::CancelArgs, endpoint: crate::temporal::Endpoint) -> i32 {
+fn temporal_cancel(opts: args::CancelArgs, endpoint: crate::temporal::Endpoint) -> error::Result {
     temporal::cancel(&opts.run, endpoint)
 }
 
 #[cfg(feature = "temporal")]
-fn temporal_status(opts: args::StatusArgs, endpoint: crate::temporal::Endpoint) -> i32 {
+fn temporal_status(opts: args::StatusArgs, endpoint: crate::temporal::Endpoint) -> error::Result {
     temporal::status(&opts.run, opts.format == args::ListFormat::Json, endpoint)
 }
 
 #[cfg(not(feature = "temporal"))]
-fn without_temporal<A>(_: A, _: crate::temporal::Endpoint) -> i32 {
-    eprintln!("error: this reins was built without the `temporal` feature; rebuild with `--features temporal`");
-    exit::USAGE
+fn without_temporal<A>(_: A, _: crate::temporal::Endpoint) -> error::Result {
+    Err(Error::usage(
+        "this reins was built without the `temporal` feature; rebuild with `--features temporal`",
+    ))
 }
 #[cfg(not(feature = "temporal"))]
 use without_temporal as temporal_run;
 #[cfg(not(feature = "temporal"))]
 use without_temporal as temporal_answer_any;
 #[cfg(not(feature = "temporal"))]
-fn temporal_answer(o: args::AnswerArgs, _: bool, e: crate::temporal::Endpoint) -> i32 {
+fn temporal_answer(o: args::AnswerArgs, _: bool, e: crate::temporal::Endpoint) -> error::Result {
     temporal_answer_any(o, e)
 }
 #[cfg(not(feature = "temporal"))]
@@ -135,9 +148,20 @@ use without_temporal as temporal_status;
 #[cfg(not(feature = "temporal"))]
 use without_temporal as temporal_logs;
 #[cfg(not(feature = "temporal"))]
-fn temporal_worker(_: args::WorkerArgs) -> i32 {
-    eprintln!("error: this reins was built without the `temporal` feature; rebuild with `--features temporal`");
-    exit::USAGE
+fn temporal_worker(_: args::WorkerArgs) -> error::Result {
+    without_temporal((), crate::temporal::Endpoint::local())
+}
+
+/// Whether to colour a stream: `NO_COLOR` turns colours off, `CLICOLOR_FORCE` on even when the
+/// stream is not a terminal, `CLICOLOR=0` off; otherwise colours go to terminals only.
+pub(crate) fn use_color(is_terminal: bool) -> bool {
+    if anstyle_query::no_color() {
+        false
+    } else if anstyle_query::clicolor_force() {
+        true
+    } else {
+        anstyle_query::clicolor() != Some(false) && is_terminal
+    }
 }
 
 /// `REINS_LOG=debug` (an env filter, like `reins=debug,warn`) turns on tracing to stderr.
@@ -148,7 +172,7 @@ fn init_tracing() {
     match tracing_subscriber::EnvFilter::try_new(filter.to_string_lossy()) {
         Ok(filter) => {
             use std::io::IsTerminal;
-            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let ansi = use_color(std::io::stderr().is_terminal());
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)

@@ -21,10 +21,10 @@ use crate::engine::Observer;
 use crate::store::{Event, IterationStatus, NodeStatus, Record, RunState, RunStatus};
 use crate::workflow::duration;
 
-/// True when stdout is a terminal and `NO_COLOR` is unset.
+/// Whether stdout gets colours (see [`super::use_color`]).
 pub fn colors_on_stdout() -> bool {
     use std::io::IsTerminal;
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+    super::use_color(std::io::stdout().is_terminal())
 }
 
 /// Most running nodes listed in the live view.
@@ -339,9 +339,9 @@ fn paint(color: bool, code: &str, text: &str) -> String {
     }
 }
 
-/// Colours on stderr: a terminal (checked by the caller) and no `NO_COLOR`.
+/// Colours on stderr, a terminal (checked by the caller).
 fn colors_on_stderr() -> bool {
-    std::env::var_os("NO_COLOR").is_none()
+    super::use_color(true)
 }
 
 impl Live {
@@ -566,15 +566,11 @@ fn clip(s: &str, width: usize) -> String {
     s.chars().take(width.max(20)).collect()
 }
 
+/// Columns of the terminal on stderr (where the live view draws), less one; 100 without one.
 fn terminal_width() -> usize {
-    use nix::libc;
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes a winsize into the pointer we pass.
-    let ok = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut size) } == 0;
-    if ok && size.ws_col > 0 {
-        size.ws_col as usize - 1
-    } else {
-        100
+    match terminal_size::terminal_size_of(std::io::stderr()) {
+        Some((terminal_size::Width(w), _)) if w > 0 => w as usize - 1,
+        _ => 100,
     }
 }
 

@@ -7,15 +7,17 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::args::{ResumeArgs, RunArgs};
+use super::error::{self, Error, Outcome};
 use super::progress::{self, View};
 use crate::engine::agent_slots::AgentSlots;
 use crate::engine::context::{NodeValue, RunInfo};
 use crate::engine::launch::{self, resolve_inputs};
-use crate::engine::{CancelLevel, Canceller, Field, Options, Plan, Prepared, Resumed, Runners};
-use crate::exit;
+use crate::engine::{CancelLevel, Canceller, Options, Plan, Prepared, Resumed, Runners};
+use crate::engine::{LaunchError, LaunchErrorKind};
 use crate::process::Watchdog;
 use crate::store::{NodeStatus, Store};
-use crate::workflow::{self, validate, NodeKind};
+use crate::workflow::TemplateField;
+use crate::workflow::{self, NodeKind};
 
 /// Prints a line on stdout; a closed pipe (`reins runs | head -1`) is not an error.
 macro_rules! say {
@@ -26,29 +28,29 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+/// Writes `text` on stdout; a closed pipe is [`Error::BrokenPipe`] (a quiet exit).
+pub(crate) fn print(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("cannot write to standard output", e))
+}
+
 /// Runs `reins run`.
-pub fn run(args: RunArgs) -> i32 {
-    let store = match current_store() {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn run(args: RunArgs) -> error::Result {
+    let store = current_store()?;
     let super::load::Valid {
         workflow, commands, ..
-    } = match super::load::valid_workflow(&args.workflow) {
-        Ok(valid) => valid,
-        Err(code) => return code,
-    };
-    let inputs = match with_value(&workflow, args.value.as_deref(), &args.inputs) {
-        Ok(i) => i,
-        Err(message) => return fail(&message, exit::USAGE),
-    };
+    } = super::load::valid_workflow(&args.workflow)?;
+    let inputs =
+        with_value(&workflow, args.value.as_deref(), &args.inputs).map_err(Error::usage)?;
     if args.dry_run {
         return dry_run(&store, workflow, &commands, &inputs, args.concurrency);
     }
     let json = args.wants_json();
     let runners = Runners::new();
     tracing::debug!(workflow = %workflow.name.value, path = %workflow.source.path.display(), "starting a run");
-    match launch::start(
+    let prepared = launch::start(
         &store,
         workflow,
         &commands,
@@ -57,52 +59,57 @@ pub fn run(args: RunArgs) -> i32 {
         args.worktree,
         args.base.as_deref(),
         args.agent.as_deref(),
-    ) {
-        Ok(prepared) => {
-            let run = prepared.run.clone();
-            // On a terminal, ask at the gates instead of exiting 3.
-            let interactive = !args.no_input
-                && !json
-                && std::io::IsTerminal::is_terminal(&std::io::stdin())
-                && std::io::IsTerminal::is_terminal(&std::io::stdout());
-            let mut code = drive(
-                prepared,
-                runners,
-                args.concurrency,
-                args.max_agents,
-                json,
-                interactive,
-            );
-            while interactive && code == exit::WAITING_FOR_APPROVAL {
-                match super::answer::ask_inline(&run) {
-                    super::answer::Asked::Answered => {}
-                    super::answer::Asked::Interrupted => return exit::CANCELLED,
-                    super::answer::Asked::Nothing => {
-                        print_summary(&run);
-                        return code;
-                    }
-                }
-                // `reins approve --resume` from another shell may have taken the run on.
-                if let Some(owner) = crate::store::lock::live_owner(&run.lock_path()) {
-                    say!(
-                        "run {} continues in pid {} (follow it with `reins logs {} -f`)",
-                        run.id,
-                        owner.pid,
-                        run.id
-                    );
-                    return exit::SUCCESS;
-                }
-                code = resume_run(
-                    &run.id,
-                    args.concurrency,
-                    args.max_agents,
-                    false,
-                    interactive,
-                );
+    )
+    .map_err(launch_error)?;
+    let run = prepared.run.clone();
+    // On a terminal, ask at the gates instead of exiting 3.
+    let interactive = !args.no_input
+        && !json
+        && std::io::IsTerminal::is_terminal(&std::io::stdin())
+        && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut outcome = drive(
+        prepared,
+        runners,
+        args.concurrency,
+        args.max_agents,
+        json,
+        interactive,
+    )?;
+    while interactive && outcome == Outcome::Waiting {
+        match super::answer::ask_inline(&run) {
+            super::answer::Asked::Answered => {}
+            super::answer::Asked::Interrupted => return Ok(Outcome::Cancelled),
+            super::answer::Asked::Nothing => {
+                print_summary(&run);
+                return Ok(outcome);
             }
-            code
         }
-        Err(e) => fail(&e.message, e.code),
+        // `reins approve --resume` from another shell may have taken the run on.
+        if let Some(owner) = crate::store::lock::live_owner(&run.lock_path()) {
+            say!(
+                "run {} continues in pid {} (follow it with `reins logs {} -f`)",
+                run.id,
+                owner.pid,
+                run.id
+            );
+            return Ok(Outcome::Success);
+        }
+        outcome = resume_run(
+            &run.id,
+            args.concurrency,
+            args.max_agents,
+            false,
+            interactive,
+        )?;
+    }
+    Ok(outcome)
+}
+
+/// A run that could not start or resume: refused (exit 2) or a store failure (exit 4).
+fn launch_error(e: LaunchError) -> Error {
+    match e.kind {
+        LaunchErrorKind::Refused => Error::usage(e.message),
+        LaunchErrorKind::Io => Error::internal(e.message),
     }
 }
 
@@ -166,15 +173,12 @@ fn print_summary(run: &crate::store::RunDir) {
 }
 
 /// Runs `reins resume`.
-pub fn resume(args: ResumeArgs) -> i32 {
-    let (store, run) = match resolve_run(&args.run) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn resume(args: ResumeArgs) -> error::Result {
+    let (store, run) = resolve_run(&args.run)?;
     let json = args.wants_json();
     let runners = Runners::new();
-    match launch::resume(&store, run, args.from.as_deref(), &runners) {
-        Ok(Resumed::Ready(prepared)) => {
+    match launch::resume(&store, run, args.from.as_deref(), &runners).map_err(launch_error)? {
+        Resumed::Ready(prepared) => {
             say_changed(&prepared);
             drive(
                 *prepared,
@@ -185,14 +189,13 @@ pub fn resume(args: ResumeArgs) -> i32 {
                 false,
             )
         }
-        Ok(Resumed::AlreadySucceeded(run)) => {
+        Resumed::AlreadySucceeded(run) => {
             say!(
                 "run {} already succeeded; nothing to do (`--from NODE` runs a node and what depends on it again)",
                 run.id
             );
-            exit::SUCCESS
+            Ok(Outcome::Success)
         }
-        Err(e) => fail(&e.message, e.code),
     }
 }
 
@@ -223,14 +226,11 @@ pub(crate) fn resume_run(
     max_agents: Option<u32>,
     json: bool,
     interactive: bool,
-) -> i32 {
-    let (store, run) = match resolve_run(id) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+) -> error::Result {
+    let (store, run) = resolve_run(id)?;
     let runners = Runners::new();
-    match launch::resume(&store, run, None, &runners) {
-        Ok(Resumed::Ready(prepared)) => drive(
+    match launch::resume(&store, run, None, &runners).map_err(launch_error)? {
+        Resumed::Ready(prepared) => drive(
             *prepared,
             runners,
             concurrency,
@@ -238,38 +238,30 @@ pub(crate) fn resume_run(
             json,
             interactive,
         ),
-        Ok(Resumed::AlreadySucceeded(run)) => {
+        Resumed::AlreadySucceeded(run) => {
             say!("run {} already succeeded; nothing to do", run.id);
-            exit::SUCCESS
+            Ok(Outcome::Success)
         }
-        Err(e) => fail(&e.message, e.code),
     }
 }
 
 /// The store of the working tree around the current directory.
-pub(crate) fn current_store() -> Result<Store, i32> {
+pub(crate) fn current_store() -> Result<Store, Error> {
     match std::env::current_dir() {
         Ok(dir) => Ok(Store::discover(&dir)),
-        Err(e) => Err(fail(
-            &format!("cannot read the current directory: {e}"),
-            exit::USAGE,
-        )),
+        Err(e) => Err(Error::usage(format!(
+            "cannot read the current directory: {e}"
+        ))),
     }
 }
 
 /// The store of the current project and the run `run` names (an id prefix or `last`).
-pub(crate) fn resolve_run(run: &str) -> Result<(Store, crate::store::RunDir), i32> {
+pub(crate) fn resolve_run(run: &str) -> Result<(Store, crate::store::RunDir), Error> {
     let store = current_store()?;
     match store.resolve(run) {
         Ok(found) => Ok((store, found)),
-        Err(e) => Err(fail(&e.to_string(), exit::USAGE)),
+        Err(e) => Err(Error::usage(e.to_string())),
     }
-}
-
-/// Prints an error and returns its exit code.
-pub(crate) fn fail(message: &str, code: i32) -> i32 {
-    eprintln!("error: {message}");
-    code
 }
 
 /// Executes a prepared run with progress, signals and a summary; returns the exit code. With
@@ -282,7 +274,7 @@ fn drive(
     max_agents: Option<u32>,
     json: bool,
     ask_next: bool,
-) -> i32 {
+) -> error::Result {
     let view = View::detect(json);
     let mut options = Options::default();
     let config = crate::engine::agent_slots::config_path();
@@ -292,7 +284,7 @@ fn drive(
         config.as_deref(),
     ) {
         Ok((max, _)) => options.limits.agent_slots = AgentSlots::for_user(max),
-        Err(e) => return fail(&e, exit::USAGE),
+        Err(e) => return Err(Error::usage(e)),
     }
     if let Some(c) = concurrency.or(prepared.plan.workflow.concurrency.as_ref().map(|c| c.value)) {
         options.concurrency = c as usize;
@@ -315,12 +307,7 @@ fn drive(
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            return fail(
-                &format!("cannot start the async runtime: {e}"),
-                exit::NODE_FAILED,
-            )
-        }
+        Err(e) => return Err(Error::io("cannot start the async runtime", e)),
     };
     let run_dir = prepared.run.path.clone();
     let (canceller, _) = Canceller::new();
@@ -349,7 +336,7 @@ fn drive(
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }
-    report.status.exit_code()
+    Ok(Outcome::of_run(report.status))
 }
 
 /// Ctrl-C (or TERM, or HUP): the first cancels gracefully, the next forces.
@@ -391,10 +378,10 @@ fn env_duration(name: &str) -> Option<Duration> {
 fn dry_run(
     store: &Store,
     workflow: workflow::Workflow,
-    commands: &dyn validate::CommandLookup,
+    commands: &dyn crate::workflow::command_file::CommandLookup,
     given: &[(String, String)],
     concurrency: Option<u32>,
-) -> i32 {
+) -> error::Result {
     let mut inputs = match resolve_inputs(&workflow, given) {
         Ok(i) => i,
         Err(_) => {
@@ -416,10 +403,7 @@ fn dry_run(
     }
     let name = workflow.name.value.clone();
     let workflow_concurrency = workflow.concurrency.as_ref().map(|c| c.value);
-    let plan = match Plan::new(workflow, commands) {
-        Ok(p) => p,
-        Err(e) => return fail(&e, exit::USAGE),
-    };
+    let plan = Plan::new(workflow, commands).map_err(|e| Error::usage(e.to_string()))?;
     let info = RunInfo::new(
         "<run-id>".into(),
         name.clone(),
@@ -448,9 +432,10 @@ fn dry_run(
     ));
     for (k, i) in plan.schedule_order().into_iter().enumerate() {
         let node = &plan.workflow.nodes[i];
-        let upstream: Vec<(&str, &NodeValue)> = plan.ancestors[i]
-            .iter()
-            .map(|&a| (plan.id(a), &stand_ins[a]))
+        let upstream: Vec<(&str, &NodeValue)> = plan
+            .ancestors
+            .of(i)
+            .map(|a| (plan.id(a), &stand_ins[a]))
             .collect();
         let ctx = info.context(upstream);
         let deps: Vec<&str> = plan.dag.deps[i].iter().map(|&d| plan.id(d)).collect();
@@ -478,13 +463,13 @@ fn dry_run(
             }
             s
         };
-        if plan.has(i, Field::When) {
+        if plan.has(i, TemplateField::When) {
             if plan.when_depends_on_run(i) {
                 // Stand-in outputs and statuses would make it look decided: it is not.
                 let text = node.when.as_ref().map(|w| w.value.trim()).unwrap_or("");
                 out.push_str(&show("when:", Ok(format!("decided at run time ({text})"))));
             } else {
-                out.push_str(&show("when:", plan.render(i, Field::When, &ctx)));
+                out.push_str(&show("when:", plan.render(i, TemplateField::When, &ctx)));
             }
         }
         let label = match &node.kind {
@@ -495,30 +480,30 @@ fn dry_run(
         let body = if node.kind.uses_agent() {
             crate::engine::agent::render_prompt(&plan, i, &ctx)
         } else {
-            plan.render(i, Field::Body, &ctx)
+            plan.render(i, TemplateField::Body, &ctx)
         };
         out.push_str(&show(label, body));
-        if plan.mode(i, Field::Body) == crate::workflow::template::Mode::Shell {
-            out.push_str(&script_values(&plan, i, Field::Body, &ctx));
+        if plan.mode(i, TemplateField::Body) == crate::workflow::template::Mode::Shell {
+            out.push_str(&script_values(&plan, i, TemplateField::Body, &ctx));
         }
-        if plan.has(i, Field::Until) {
-            out.push_str(&show("until:", plan.render(i, Field::Until, &ctx)));
+        if plan.has(i, TemplateField::Until) {
+            out.push_str(&show("until:", plan.render(i, TemplateField::Until, &ctx)));
         }
-        if plan.has(i, Field::UntilBash) {
+        if plan.has(i, TemplateField::UntilBash) {
             out.push_str(&show(
                 "until_bash: $",
-                plan.render(i, Field::UntilBash, &ctx),
+                plan.render(i, TemplateField::UntilBash, &ctx),
             ));
-            out.push_str(&script_values(&plan, i, Field::UntilBash, &ctx));
+            out.push_str(&script_values(&plan, i, TemplateField::UntilBash, &ctx));
         }
     }
-    let _ = std::io::stdout().write_all(out.as_bytes());
-    exit::SUCCESS
+    print(&out)?;
+    Ok(Outcome::Success)
 }
 
 /// The values a bash script reads, one a line beside it in `--dry-run`: each variable with
 /// its value shell-quoted (long values shortened).
-fn script_values(plan: &Plan, i: usize, field: Field, ctx: &serde_json::Value) -> String {
+fn script_values(plan: &Plan, i: usize, field: TemplateField, ctx: &serde_json::Value) -> String {
     let Ok(script) = plan.render_script(i, field, ctx) else {
         return String::new();
     };

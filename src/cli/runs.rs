@@ -7,22 +7,19 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use super::args::{CancelArgs, ListFormat, RunsArgs, StatusArgs};
+use super::error::{self, Error, Outcome};
 use super::progress::{next_steps, node_table};
-use super::run::{current_store, fail, resolve_run, say};
-use crate::exit;
+use super::run::{current_store, resolve_run, say};
 use crate::store::lock::live_owner;
 use crate::store::{Event, EventLog, NodeStatus, RunDir, RunLock, RunStatus, RunSummary, Store};
 use crate::workflow::duration;
 
 /// Runs `reins runs`.
-pub fn list(args: RunsArgs) -> i32 {
-    let store = match current_store() {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn list(args: RunsArgs) -> error::Result {
+    let store = current_store()?;
     let runs = match store.list() {
         Ok(r) => r,
-        Err(e) => return fail(&format!("cannot list runs: {e}"), exit::NODE_FAILED),
+        Err(e) => return Err(Error::internal(format!("cannot list runs: {e}"))),
     };
     let now = SystemTime::now();
     match args.format {
@@ -36,7 +33,7 @@ pub fn list(args: RunsArgs) -> i32 {
         ListFormat::Text => {
             if runs.is_empty() {
                 say!("no runs yet (start one with `reins run WORKFLOW`)");
-                return exit::SUCCESS;
+                return Ok(Outcome::Success);
             }
             let wf_width = runs
                 .iter()
@@ -86,19 +83,13 @@ pub fn list(args: RunsArgs) -> i32 {
             }
         }
     }
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// Runs `reins status`.
-pub fn status(args: StatusArgs) -> i32 {
-    let (store, run) = match resolve_run(&args.run) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
-    let summary = match read_summary(&store, &run) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn status(args: StatusArgs) -> error::Result {
+    let (store, run) = resolve_run(&args.run)?;
+    let summary = read_summary(&store, &run)?;
     let now = SystemTime::now();
     match args.format {
         ListFormat::Json => {
@@ -120,7 +111,7 @@ pub fn status(args: StatusArgs) -> i32 {
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
         }
     }
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// What `reins status` prints for a run: its header, one line per node, the error, and what to
@@ -164,38 +155,31 @@ pub fn status_text(summary: &RunSummary, now: SystemTime) -> String {
 }
 
 /// Runs `reins cancel`.
-pub fn cancel(args: CancelArgs) -> i32 {
-    let (store, run) = match resolve_run(&args.run) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn cancel(args: CancelArgs) -> error::Result {
+    let (store, run) = resolve_run(&args.run)?;
     if let Some(owner) = live_owner(&run.lock_path()) {
         return stop_live(&store, &run.id, owner.pid);
     }
-    let summary = match read_summary(&store, &run) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let summary = read_summary(&store, &run)?;
     match summary.status {
         RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Running => {
             mark_cancelled(&summary)
         }
         done => {
             say!("run {} already ended: {done}", run.id);
-            exit::SUCCESS
+            Ok(Outcome::Success)
         }
     }
 }
 
 /// Sends TERM to the reins process executing the run (it cancels gracefully), a second TERM
 /// if it has not stopped after a while (it forces), and waits for it.
-fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
+fn stop_live(store: &Store, run_id: &str, pid: u32) -> error::Result {
     let target = Pid::from_raw(pid as i32);
     if let Err(e) = kill(target, Signal::SIGTERM) {
-        return fail(
-            &format!("cannot signal pid {pid}, which executes run {run_id}: {e}"),
-            exit::NODE_FAILED,
-        );
+        return Err(Error::internal(format!(
+            "cannot signal pid {pid}, which executes run {run_id}: {e}"
+        )));
     }
     say!("cancelling run {run_id} (pid {pid})...");
     let start = Instant::now();
@@ -210,10 +194,9 @@ fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
             forced = true;
         }
         if start.elapsed() > Duration::from_secs(30) {
-            return fail(
-                &format!("pid {pid} still executes run {run_id} after 30s"),
-                exit::NODE_FAILED,
-            );
+            return Err(Error::internal(format!(
+                "pid {pid} still executes run {run_id} after 30s"
+            )));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -222,24 +205,19 @@ fn stop_live(store: &Store, run_id: &str, pid: u32) -> i32 {
         .map(|s| s.status)
         .unwrap_or(RunStatus::Interrupted);
     say!("run {run_id}: {status}");
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// Records the end of a run no process executes: running and waiting nodes are cancelled.
-fn mark_cancelled(summary: &RunSummary) -> i32 {
+fn mark_cancelled(summary: &RunSummary) -> error::Result {
     let run = &summary.run;
     let _lock = match RunLock::acquire(&run.lock_path(), &run.id) {
         Ok(l) => l,
-        Err(e) => return fail(&e.to_string(), exit::USAGE),
+        Err(e) => return Err(Error::usage(e.to_string())),
     };
     let (mut log, _) = match EventLog::open(&run.events_path()) {
         Ok(l) => l,
-        Err(e) => {
-            return fail(
-                &format!("cannot open the event log: {e}"),
-                exit::NODE_FAILED,
-            )
-        }
+        Err(e) => return Err(Error::internal(format!("cannot open the event log: {e}"))),
     };
     for node in &summary.state.nodes {
         if matches!(node.status, NodeStatus::Running | NodeStatus::Waiting) {
@@ -253,21 +231,15 @@ fn mark_cancelled(summary: &RunSummary) -> i32 {
         error: None,
     });
     if let Err(e) = log.close() {
-        return fail(
-            &format!("cannot write the event log: {e}"),
-            exit::NODE_FAILED,
-        );
+        return Err(Error::internal(format!("cannot write the event log: {e}")));
     }
     say!("run {}: cancelled", run.id);
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// A run's summary, or the exit code after saying why it cannot be read.
-fn read_summary(store: &Store, run: &RunDir) -> Result<RunSummary, i32> {
-    store.summary(run).map_err(|e| {
-        fail(
-            &format!("cannot read run {}: {e}", run.id),
-            exit::NODE_FAILED,
-        )
-    })
+fn read_summary(store: &Store, run: &RunDir) -> Result<RunSummary, Error> {
+    store
+        .summary(run)
+        .map_err(|e| Error::internal(format!("cannot read run {}: {e}", run.id)))
 }

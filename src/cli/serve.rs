@@ -3,22 +3,18 @@
 use std::net::SocketAddr;
 
 use super::args::ServeArgs;
-use super::run::{current_store, fail, say};
-use crate::exit;
+use super::error::{self, Error, Outcome};
+use super::run::{current_store, say};
 use crate::serve::{self, guard, registry, Config};
 
 /// Runs `reins serve`.
-pub fn run(args: ServeArgs) -> i32 {
-    let store = match current_store() {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn run(args: ServeArgs) -> error::Result {
+    let store = current_store()?;
     let token = match (&args.token, args.bind.is_loopback()) {
         (Some(t), _) if t.len() < 16 || !t.chars().all(|c| c.is_ascii_graphic()) => {
-            return fail(
+            return Err(Error::usage(
                 "--token needs at least 16 printable characters, without spaces",
-                exit::USAGE,
-            )
+            ))
         }
         (Some(t), _) => Some(t.clone()),
         (None, true) => None,
@@ -27,10 +23,9 @@ pub fn run(args: ServeArgs) -> i32 {
     let exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
-            return fail(
-                &format!("cannot find the reins binary: {e}"),
-                exit::NODE_FAILED,
-            )
+            return Err(Error::internal(format!(
+                "cannot find the reins binary: {e}"
+            )))
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -39,22 +34,16 @@ pub fn run(args: ServeArgs) -> i32 {
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            return fail(
-                &format!("cannot start the async runtime: {e}"),
-                exit::NODE_FAILED,
-            )
-        }
+        Err(e) => return Err(Error::io("cannot start the async runtime", e)),
     };
     runtime.block_on(async move {
         let addr = SocketAddr::new(args.bind, args.port);
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
             Err(e) => {
-                return fail(
-                    &format!("cannot listen on {addr}: {e} (choose another with --port)"),
-                    exit::USAGE,
-                )
+                return Err(Error::usage(format!(
+                    "cannot listen on {addr}: {e} (choose another with --port)"
+                )))
             }
         };
         let addr = listener.local_addr().unwrap_or(addr);
@@ -79,8 +68,8 @@ pub fn run(args: ServeArgs) -> i32 {
         let served = serve::serve(store, config, listener, stop_signal()).await;
         registry::unregister(&store_dir);
         match served {
-            Ok(()) => exit::SUCCESS,
-            Err(e) => fail(&format!("the server stopped: {e}"), exit::NODE_FAILED),
+            Ok(()) => Ok(Outcome::Success),
+            Err(e) => Err(Error::internal(format!("the server stopped: {e}"))),
         }
     })
 }

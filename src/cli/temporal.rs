@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use super::args::{AnswerArgs, LogsArgs, RunArgs, TemporalArgs, WorkerArgs};
-use super::run::{current_store, fail, say};
+use super::error::{self, Error, Outcome};
+use super::run::{current_store, say};
 use crate::engine::approval::os_user;
 use crate::engine::Plan;
 use crate::exit;
@@ -14,12 +15,34 @@ use crate::temporal::client::{self, Ended};
 use crate::temporal::config::{Endpoint, Given};
 use crate::temporal::types::{Answer, FrozenSource, Submission, View};
 
+/// Prints an error and returns its exit code.
+fn fail(message: &str, code: u8) -> u8 {
+    eprintln!("error: {message}");
+    code
+}
+
+/// A command's exit code as the command line's result (every message is printed already).
+fn done(code: u8) -> error::Result {
+    match code {
+        exit::SUCCESS => Ok(Outcome::Success),
+        exit::NODE_FAILED => Ok(Outcome::Failed),
+        exit::WAITING_FOR_APPROVAL => Ok(Outcome::Waiting),
+        exit::CANCELLED => Ok(Outcome::Cancelled),
+        _ => Err(Error::Invalid),
+    }
+}
+
+fn printed(e: Error) -> u8 {
+    e.print();
+    e.exit_code()
+}
+
 /// Seconds without a heartbeat before a worker counts as dead, unless
 /// `REINS_TEMPORAL_HEARTBEAT_TIMEOUT` says otherwise.
 const HEARTBEAT_TIMEOUT_SECS: u64 = 10;
 
 /// The Temporal endpoint the flags, the environment and the user config name; `None`: local.
-pub fn endpoint(args: &TemporalArgs) -> Result<Option<Endpoint>, i32> {
+pub fn endpoint(args: &TemporalArgs) -> Result<Option<Endpoint>, u8> {
     let given = Given {
         address: args.temporal.clone(),
         namespace: args.namespace.clone(),
@@ -30,7 +53,7 @@ pub fn endpoint(args: &TemporalArgs) -> Result<Option<Endpoint>, i32> {
         .map_err(|e| fail(&e.0, exit::USAGE))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -60,7 +83,11 @@ fn flags(e: &Endpoint) -> String {
 
 /// `reins run WF --temporal ...`: validates here (an invalid workflow never reaches Temporal),
 /// submits, and returns or follows.
-pub fn run(args: RunArgs, endpoint: Endpoint) -> i32 {
+pub fn run(args: RunArgs, endpoint: Endpoint) -> error::Result {
+    done(run_code(args, endpoint))
+}
+
+fn run_code(args: RunArgs, endpoint: Endpoint) -> u8 {
     if args.dry_run {
         return fail(
             "`--dry-run` renders a run here; leave out `--temporal` (or REINS_TEMPORAL) for it",
@@ -70,14 +97,14 @@ pub fn run(args: RunArgs, endpoint: Endpoint) -> i32 {
     let super::load::Valid { workflow, commands } =
         match super::load::valid_workflow(&args.workflow) {
             Ok(valid) => valid,
-            Err(code) => return code,
+            Err(e) => return printed(e),
         };
     let inputs = match super::run::with_value(&workflow, args.value.as_deref(), &args.inputs) {
         Ok(i) => i,
         Err(message) => return fail(&message, exit::USAGE),
     };
     if let Err(e) = crate::engine::launch::resolve_inputs(&workflow, &inputs) {
-        return fail(&e.message, e.code);
+        return fail(&e.message, exit::USAGE);
     }
     let name = workflow.name.value.clone();
     let source = FrozenSource {
@@ -144,7 +171,7 @@ pub fn run(args: RunArgs, endpoint: Endpoint) -> i32 {
     })
 }
 
-async fn follow(c: &temporalio_client::Client, run_id: &str, f: &str) -> i32 {
+async fn follow(c: &temporalio_client::Client, run_id: &str, f: &str) -> u8 {
     let mut announced = Vec::new();
     let result = client::follow(c, run_id);
     tokio::pin!(result);
@@ -190,7 +217,11 @@ async fn follow(c: &temporalio_client::Client, run_id: &str, f: &str) -> i32 {
 }
 
 /// `reins worker`.
-pub fn worker(args: WorkerArgs) -> i32 {
+pub fn worker(args: WorkerArgs) -> error::Result {
+    done(worker_code(args))
+}
+
+fn worker_code(args: WorkerArgs) -> u8 {
     let endpoint = match endpoint(&args.temporal) {
         Ok(Some(e)) => e,
         Ok(None) => {
@@ -203,7 +234,7 @@ pub fn worker(args: WorkerArgs) -> i32 {
     };
     let store = match current_store() {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(e) => return printed(e),
     };
     if let Err(e) = store.check_dir() {
         return fail(&e.to_string(), exit::USAGE);
@@ -274,7 +305,11 @@ pub fn worker(args: WorkerArgs) -> i32 {
 }
 
 /// `reins approve|reject RUN [GATE] --temporal ...`.
-pub fn answer(args: AnswerArgs, approved: bool, endpoint: Endpoint) -> i32 {
+pub fn answer(args: AnswerArgs, approved: bool, endpoint: Endpoint) -> error::Result {
+    done(answer_code(args, approved, endpoint))
+}
+
+fn answer_code(args: AnswerArgs, approved: bool, endpoint: Endpoint) -> u8 {
     let verb = if approved { "approve" } else { "reject" };
     if std::env::var("REINS_RUN_ID").is_ok_and(|id| id == args.run) {
         return fail(
@@ -325,7 +360,11 @@ pub fn answer(args: AnswerArgs, approved: bool, endpoint: Endpoint) -> i32 {
 }
 
 /// `reins cancel RUN --temporal ...`.
-pub fn cancel(run: &str, endpoint: Endpoint) -> i32 {
+pub fn cancel(run: &str, endpoint: Endpoint) -> error::Result {
+    done(cancel_code(run, endpoint))
+}
+
+fn cancel_code(run: &str, endpoint: Endpoint) -> u8 {
     let rt = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -344,7 +383,11 @@ pub fn cancel(run: &str, endpoint: Endpoint) -> i32 {
 }
 
 /// `reins status RUN --temporal ...`.
-pub fn status(run: &str, json: bool, endpoint: Endpoint) -> i32 {
+pub fn status(run: &str, json: bool, endpoint: Endpoint) -> error::Result {
+    done(status_code(run, json, endpoint))
+}
+
+fn status_code(run: &str, json: bool, endpoint: Endpoint) -> u8 {
     let rt = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -411,42 +454,32 @@ fn print_view(view: &View, temporal: &str, f: &str) {
 
 /// `reins logs RUN [NODE] --temporal ...`: the logs live in the worker's checkout; shown here
 /// when that checkout is on this machine, else where to find them.
-pub fn logs(args: LogsArgs, endpoint: Endpoint) -> i32 {
+pub fn logs(args: LogsArgs, endpoint: Endpoint) -> error::Result {
     let rt = match runtime() {
         Ok(r) => r,
-        Err(code) => return code,
+        Err(code) => return done(code),
     };
     let found = rt.block_on(async {
         let c = client::connect(&endpoint, "reins logs").await?;
         client::status(&c, &args.run).await
     });
     drop(rt);
-    let view = match found {
-        Ok((v, _)) => v,
-        Err(e) => return fail(&e.message, exit::USAGE),
-    };
+    let view = found.map_err(|e| Error::usage(e.message))?.0;
     let Some(p) = view.placement else {
-        return fail(
-            &format!("run {} has no worker yet, so no logs", args.run),
-            exit::USAGE,
-        );
+        return Err(Error::usage(format!(
+            "run {} has no worker yet, so no logs",
+            args.run
+        )));
     };
     let root = std::path::PathBuf::from(&p.root);
     let here = host_name() == p.host;
     if !(here && root.join(".reins/runs").join(&args.run).is_dir()) {
-        return fail(
-            &format!(
-                "the logs of run {} are on {} in {}/.reins/runs/{}; run `reins logs {}` there",
-                args.run, p.host, p.root, args.run, args.run
-            ),
-            exit::USAGE,
-        );
+        return Err(Error::usage(format!(
+            "the logs of run {} are on {} in {}/.reins/runs/{}; run `reins logs {}` there",
+            args.run, p.host, p.root, args.run, args.run
+        )));
     }
-    if let Err(e) = std::env::set_current_dir(&root) {
-        return fail(
-            &format!("cannot enter {}: {e}", root.display()),
-            exit::NODE_FAILED,
-        );
-    }
+    std::env::set_current_dir(&root)
+        .map_err(|e| Error::internal(format!("cannot enter {}: {e}", root.display())))?;
     super::logs::run(args)
 }

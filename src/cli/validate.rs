@@ -1,15 +1,15 @@
 //! `reins validate`: report every problem in workflow files.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use super::args::ValidateArgs;
+use super::error::{self, Error, Outcome};
 use crate::diagnostic::render_all;
-use crate::exit;
 use crate::workflow;
 
 /// Runs `reins validate`.
-pub fn run(args: ValidateArgs) -> i32 {
+pub fn run(args: ValidateArgs) -> error::Result {
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".workflows")]
     } else {
@@ -19,26 +19,22 @@ pub fn run(args: ValidateArgs) -> i32 {
     for path in &paths {
         match workflow_files(path) {
             Ok(found) if found.is_empty() => {
-                eprintln!(
-                    "error: no workflow files (*.yaml, *.yml) in {}",
+                return Err(Error::usage(format!(
+                    "no workflow files (*.yaml, *.yml) in {}",
                     path.display()
-                );
-                return exit::USAGE;
+                )));
             }
             Ok(found) => files.extend(found),
-            Err(message) => {
-                eprintln!("error: {message}");
-                return exit::USAGE;
-            }
+            Err(message) => return Err(Error::usage(message)),
         }
     }
     let mut diags = Vec::new();
     for file in &files {
         diags.extend(workflow::validate::check_file(file).1);
     }
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = super::use_color(std::io::stdout().is_terminal());
     let out = render_all(&diags, args.format, color);
-    let _ = std::io::stdout().write_all(out.as_bytes());
+    super::run::print(&out)?;
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     if args.format == crate::diagnostic::Format::Human {
@@ -59,9 +55,9 @@ pub fn run(args: ValidateArgs) -> i32 {
         }
     }
     if errors > 0 {
-        exit::USAGE
+        Err(Error::Invalid)
     } else {
-        exit::SUCCESS
+        Ok(Outcome::Success)
     }
 }
 

@@ -140,12 +140,6 @@ impl Diagnostic {
         self
     }
 
-    /// Sets how to fix it, in place.
-    pub fn set_help(&mut self, help: impl Into<String>) -> &mut Self {
-        self.help = Some(help.into());
-        self
-    }
-
     /// Sets how to fix it, if there is something to say.
     pub fn with_help_opt(mut self, help: Option<String>) -> Self {
         if help.is_some() {

@@ -24,14 +24,14 @@ use uuid::Uuid;
 
 use super::budget;
 use super::cancel::CancelLevel;
-use super::plan::{Field, Plan};
+use super::plan::Plan;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
 use crate::agent::HarnessKind;
 use crate::agent::{self, AgentEvent, AgentInvocation, AgentOutcome, SessionMode, Verdict};
 use crate::store::{Event, Usage};
-use crate::workflow::command_file::parse_command_file;
 use crate::workflow::template::Mode;
 use crate::workflow::validate::{BUILTIN_AGENT, BUILTIN_AGENTS};
+use crate::workflow::TemplateField;
 use crate::workflow::{LoopBody, Node, NodeKind, Workflow};
 
 /// Runs `prompt` and `command` nodes.
@@ -247,7 +247,7 @@ async fn run(job: Job) -> Outcome {
         inv.thread_usage = job
             .recorder
             .with_state(|s| s.thread_usage.get(&id.to_string()).copied())
-            .map(|u| crate::agent::events::Usage {
+            .map(|u| crate::agent::events::TokenUsage {
                 input_tokens: u.input_tokens,
                 output_tokens: u.output_tokens,
                 cache_creation_input_tokens: u.cache_creation_input_tokens,
@@ -488,20 +488,22 @@ pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, St
     };
     let Some(command) = command else {
         return plan
-            .render(i, Field::Body, context)
+            .render(i, TemplateField::Body, context)
             .map_err(|e| format!("cannot render the prompt: {e}"));
     };
     let mut args = Map::new();
     if let Some(file) = plan.commands.get(command) {
-        let (parsed, _) = parse_command_file(file.file.clone());
-        for arg in parsed.args {
-            let default = arg.default.map(|d| d.value).unwrap_or_default();
-            args.insert(arg.name.value, Json::String(default));
+        for arg in &file.args {
+            let default = arg.default.as_ref().map(|d| d.value.clone());
+            args.insert(
+                arg.name.value.clone(),
+                Json::String(default.unwrap_or_default()),
+            );
         }
     }
     for (name, _) in node.args.iter() {
         let value = plan
-            .render(i, Field::Arg(&name.value), context)
+            .render(i, TemplateField::Arg(&name.value), context)
             .map_err(|e| format!("cannot render `args.{}`: {e}", name.value))?;
         args.insert(name.value.clone(), Json::String(value));
     }
@@ -509,7 +511,7 @@ pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, St
     if let Some(map) = context.as_object_mut() {
         map.insert("args".into(), Json::Object(args));
     }
-    plan.render(i, Field::Body, &context)
+    plan.render(i, TemplateField::Body, &context)
         .map_err(|e| format!("cannot render command `{command}`: {e}"))
 }
 

@@ -27,7 +27,6 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::Field;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
 use crate::diagnostic::suggestion;
 use crate::source::SourceFile;
@@ -36,6 +35,7 @@ use crate::store::safe_fs::{self, Access};
 use crate::store::{
     time, Event, EventLog, NodeState, NodeStatus, RunDir, RunLock, RunState, RunStatus, Store,
 };
+use crate::workflow::TemplateField;
 use crate::workflow::{self, duration, Node, NodeKind};
 
 /// Who answers for reins itself (a timed-out gate).
@@ -313,9 +313,9 @@ pub struct Answered {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
     /// Not an answer that can be given (no such gate, already answered, from inside the run,
-    /// a tampered run...): exit 2.
+    /// a tampered run...).
     Usage(String),
-    /// The answer could not be written: exit 1.
+    /// The answer could not be written.
     Io(String),
 }
 
@@ -597,7 +597,10 @@ fn run(job: Job) -> Outcome {
     let request = match &prior {
         Some(p) => p.request.clone(),
         None => {
-            let message = match job.plan.render(job.index, Field::Body, &job.context) {
+            let message = match job
+                .plan
+                .render(job.index, TemplateField::Body, &job.context)
+            {
                 Ok(m) => m,
                 Err(e) => return Outcome::fatal(format!("cannot render the message: {e}")),
             };

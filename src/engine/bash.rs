@@ -8,10 +8,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::plan::Field;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
 use crate::process::{self, Ending, Spec};
 use crate::store::{safe_fs, Event};
+use crate::workflow::TemplateField;
 
 /// A script longer than this is run from its file rather than as an argument (one argument is
 /// limited to 128 KiB by the kernel).
@@ -30,7 +30,7 @@ async fn run(job: Job) -> Outcome {
     let mut env = job.env.clone();
     let script = match job
         .plan
-        .render_script(job.index, Field::Body, &job.context)
+        .render_script(job.index, TemplateField::Body, &job.context)
         .and_then(|s| pass_values(s, &job.run.dir.path, &job.dir, &mut env))
     {
         Ok(s) => s,

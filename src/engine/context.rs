@@ -71,6 +71,20 @@ pub fn output_file(node_dir: &std::path::Path) -> PathBuf {
     node_dir.join("output.txt")
 }
 
+/// A context (`base`, as [`RunInfo::base_context`] makes it) with the values of a node's
+/// upstream nodes.
+pub fn with_nodes<'a>(
+    mut base: Json,
+    upstream: impl IntoIterator<Item = (&'a str, &'a NodeValue)>,
+) -> Json {
+    let nodes: Map<String, Json> = upstream
+        .into_iter()
+        .map(|(id, v)| (id.to_string(), v.to_json()))
+        .collect();
+    base["nodes"] = Json::Object(nodes);
+    base
+}
+
 /// A settled node's value as later nodes see it.
 #[derive(Debug, Clone)]
 pub struct NodeValue {
@@ -187,13 +201,7 @@ impl RunInfo {
         &self,
         upstream: impl IntoIterator<Item = (&'a str, &'a NodeValue)>,
     ) -> Json {
-        let mut ctx = self.base_context();
-        let nodes: Map<String, Json> = upstream
-            .into_iter()
-            .map(|(id, v)| (id.to_string(), v.to_json()))
-            .collect();
-        ctx["nodes"] = Json::Object(nodes);
-        ctx
+        with_nodes(self.base_context(), upstream)
     }
 
     /// The `REINS_*` variables of a node (see the module docs), but `REINS_ATTEMPT`.

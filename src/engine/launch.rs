@@ -16,14 +16,13 @@ use super::recorder::{Observer, Recorder};
 use super::runner::Runners;
 use super::scheduler::{self, Execution, Options};
 use crate::diagnostic::suggestion;
-use crate::exit;
 use crate::process::Watchdog;
 use crate::source::SourceFile;
 use crate::store::{
     log, CreateError, Event, EventLog, FrozenFile, LockError, Manifest, NodeStatus, RunDir,
     RunLock, RunState, RunStatus, Store,
 };
-use crate::workflow::validate::CommandLookup;
+use crate::workflow::command_file::CommandLookup;
 use crate::workflow::{self, Workflow};
 
 /// Why a run could not start or resume.
@@ -31,22 +30,32 @@ use crate::workflow::{self, Workflow};
 pub struct LaunchError {
     /// What is wrong, in words.
     pub message: String,
-    /// The exit code it calls for.
-    pub code: i32,
+    /// Whose mistake it is.
+    pub kind: LaunchErrorKind,
+}
+
+/// Whose mistake a [`LaunchError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchErrorKind {
+    /// The request cannot be met as asked: bad inputs, an unknown agent, a busy working tree,
+    /// a tampered run. Nothing ran.
+    Refused,
+    /// The store could not be read or written.
+    Io,
 }
 
 impl LaunchError {
     fn usage(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            code: exit::USAGE,
+            kind: LaunchErrorKind::Refused,
         }
     }
 
     fn io(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            code: exit::NODE_FAILED,
+            kind: LaunchErrorKind::Io,
         }
     }
 }
@@ -306,8 +315,9 @@ pub fn start_as(
     })
 }
 
-/// Prepares a resume of `run`: nodes that succeeded stay settled; every other node runs
-/// (again), and with `from`, that node and everything downstream of it too.
+/// Prepares a resume of `run`: nodes that succeeded (or failed with `continue_on_error`) stay
+/// settled; every other node runs (again), and with `from`, that node and everything downstream
+/// of it too.
 pub fn resume(
     store: &Store,
     run: RunDir,
@@ -405,10 +415,13 @@ pub fn resume(
                     .as_ref()
                     .is_some_and(|a| a.answer.is_some() || !n.status.is_settled())
             });
+        // A failure that `continue_on_error` accepted is as settled as a success.
+        let accepted = status == NodeStatus::Failed && plan.settings[i].continue_on_error;
         let again = rerun[i]
             || !(asked
                 || matches!(status, NodeStatus::Success | NodeStatus::Waiting)
-                || status == NodeStatus::Failed && rejected);
+                || status == NodeStatus::Failed && rejected
+                || accepted);
         if again && status != NodeStatus::Pending {
             reset.push(id.clone());
         }

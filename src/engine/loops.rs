@@ -16,12 +16,12 @@
 
 use serde_json::json;
 
-use super::plan::Field;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
 use crate::process::{self, Ending, Spec};
 use crate::store::{Event, IterationStatus, Usage};
 use crate::workflow::template::is_truthy;
 use crate::workflow::NodeKind;
+use crate::workflow::TemplateField;
 
 /// Runs `loop` nodes around the runner of their body's kind.
 pub struct LoopRunner {
@@ -173,21 +173,21 @@ async fn until(
     output: &str,
 ) -> Result<bool, String> {
     let plan = &job.plan;
-    if plan.has(job.index, Field::Until) {
+    if plan.has(job.index, TemplateField::Until) {
         let text = plan
-            .render(job.index, Field::Until, context)
+            .render(job.index, TemplateField::Until, context)
             .map_err(|e| format!("cannot render `until`: {e}"))?;
         if is_truthy(&text) {
             return Ok(true);
         }
     }
-    if !plan.has(job.index, Field::UntilBash) {
+    if !plan.has(job.index, TemplateField::UntilBash) {
         return Ok(false);
     }
     let dir = job.dir.join(format!("iteration-{n}"));
     let mut env = job.env.clone();
     let script = plan
-        .render_script(job.index, Field::UntilBash, context)
+        .render_script(job.index, TemplateField::UntilBash, context)
         .and_then(|s| super::bash::pass_values(s, &job.run.dir.path, &dir.join("until"), &mut env))
         .map_err(|e| format!("cannot render `until_bash`: {e}"))?;
     let shell = &plan.settings[job.index].shell;

@@ -2,7 +2,9 @@
 //!
 //! * [`plan`]: a validated workflow compiled once per run (templates, settings, priorities);
 //! * [`launch`]: starting and resuming runs around the scheduler (lock, run directory, log);
-//! * [`scheduler`]: the ready queue, trigger rules, `when`, retries, cancellation;
+//! * [`machine`]: the scheduler's decisions (ready queue, trigger rules, `when`, retries,
+//!   gates, cancellation, how a run ends) as a pure state machine;
+//! * [`scheduler`]: drives the machine on tokio: records events, runs attempts, polls gates;
 //! * [`runner`]: the seam between the scheduler and what a node does; [`bash`] is the
 //!   built-in runner of `bash` nodes, [`agent`] of `prompt` and `command` nodes;
 //! * [`agent_slots`]: the machine-wide cap on agent sessions running at once;
@@ -23,6 +25,7 @@ pub mod cancel;
 pub mod context;
 pub mod launch;
 pub mod loops;
+pub mod machine;
 pub mod plan;
 pub mod recorder;
 pub mod runner;
@@ -31,8 +34,8 @@ pub mod trigger;
 pub mod worktree;
 
 pub use cancel::{CancelLevel, CancelToken, Canceller};
-pub use launch::{resume, start, LaunchError, Prepared, Report, Resumed};
-pub use plan::{Field, Plan};
+pub use launch::{resume, start, LaunchError, LaunchErrorKind, Prepared, Report, Resumed};
+pub use plan::Plan;
 pub use recorder::{Observer, Recorder};
 pub use runner::{BoxFuture, Job, Kind, Limits, NodeRunner, Outcome, Runners, SessionChoice};
 pub use scheduler::Options;

@@ -11,30 +11,10 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use crate::graph::{Dag, DEFAULT_WEIGHT};
+use crate::graph::{Ancestors, Dag, DEFAULT_WEIGHT};
+use crate::workflow::command_file::{CommandFile, CommandLookup};
 use crate::workflow::template::{Mode, Renderer, Script};
-use crate::workflow::validate::{CommandFile, CommandLookup};
-use crate::workflow::{LoopBody, NodeKind, Trigger, Workflow};
-
-/// A template field of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field<'a> {
-    /// What the node runs: the bash script, the prompt, the command file's text, the approval
-    /// message, or a loop's body.
-    Body,
-    /// The `when` condition.
-    When,
-    /// The `cwd`.
-    Cwd,
-    /// One `env:` value.
-    Env(&'a str),
-    /// A loop's `until` condition.
-    Until,
-    /// A loop's `until_bash` script.
-    UntilBash,
-    /// One `args:` value of a command node.
-    Arg(&'a str),
-}
+use crate::workflow::{Node, TemplateField, Trigger, Workflow};
 
 /// A node's settings with the workflow's defaults applied.
 #[derive(Debug, Clone)]
@@ -61,8 +41,8 @@ pub struct Plan {
     pub settings: Vec<Settings>,
     /// Per node: the weight of the heaviest chain from it to the end (itself included).
     pub priority: Vec<Duration>,
-    /// Per node: the indices of every node it depends on, directly or not.
-    pub ancestors: Vec<Vec<usize>>,
+    /// Per node: every node it depends on, directly or not.
+    pub ancestors: Ancestors,
     /// The command files used by `command:` nodes, by command name.
     pub commands: BTreeMap<String, CommandFile>,
     renderer: Renderer,
@@ -72,7 +52,7 @@ impl Plan {
     /// Prepares a validated workflow. Fails on what validation reports too (a template that
     /// does not compile, a missing command file, a cycle), in words.
     pub fn new(workflow: Workflow, commands: &dyn CommandLookup) -> Result<Plan, String> {
-        let dag = Dag::new(&workflow);
+        let dag = workflow.dag();
         if dag.topo_order().is_none() {
             return Err("the workflow has a dependency cycle (run `reins validate`)".into());
         }
@@ -87,56 +67,25 @@ impl Plan {
             add(format!("wf/env/{}", name.value), &value.value, Mode::Plain)?;
         }
         for (i, node) in workflow.nodes.iter().enumerate() {
-            let key = |field: Field| field_key(i, field);
-            let mut command = |name: &str| -> Result<String, String> {
-                let file = commands.lookup(name).map_err(|(dirs, _)| {
+            if let Some(name) = node.command() {
+                let file = commands.lookup(&name.value).map_err(|(dirs, _)| {
                     let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
                     format!(
-                        "node `{}`: command file `{name}.md` not found in {}",
+                        "node `{}`: command file `{}.md` not found in {}",
                         node.id.value,
+                        name.value,
                         dirs.join(", ")
                     )
                 })?;
-                let body = file.body().to_string();
-                used.insert(name.to_string(), file);
-                Ok(body)
-            };
-            match &node.kind {
-                NodeKind::Bash(t) => add(key(Field::Body), &t.value, Mode::Shell)?,
-                NodeKind::Prompt(t) => add(key(Field::Body), &t.value, Mode::Plain)?,
-                NodeKind::Command(name) => {
-                    let body = command(&name.value)?;
-                    add(key(Field::Body), &body, Mode::Plain)?;
-                }
-                NodeKind::Approval(a) => add(key(Field::Body), &a.message.value, Mode::Plain)?,
-                NodeKind::Loop(l) => {
-                    match &l.body {
-                        LoopBody::Bash(t) => add(key(Field::Body), &t.value, Mode::Shell)?,
-                        LoopBody::Prompt(t) => add(key(Field::Body), &t.value, Mode::Plain)?,
-                        LoopBody::Command(name) => {
-                            let body = command(&name.value)?;
-                            add(key(Field::Body), &body, Mode::Plain)?;
-                        }
-                    }
-                    if let Some(t) = &l.until {
-                        add(key(Field::Until), &t.value, Mode::Plain)?;
-                    }
-                    if let Some(t) = &l.until_bash {
-                        add(key(Field::UntilBash), &t.value, Mode::Shell)?;
-                    }
-                }
+                add(
+                    field_key(i, TemplateField::Body),
+                    &file.body.value,
+                    Mode::Plain,
+                )?;
+                used.insert(name.value.clone(), file);
             }
-            if let Some(t) = &node.when {
-                add(key(Field::When), &t.value, Mode::Plain)?;
-            }
-            if let Some(t) = &node.cwd {
-                add(key(Field::Cwd), &t.value, Mode::Plain)?;
-            }
-            for (name, value) in node.env.iter() {
-                add(key(Field::Env(&name.value)), &value.value, Mode::Plain)?;
-            }
-            for (name, value) in node.args.iter() {
-                add(key(Field::Arg(&name.value)), &value.value, Mode::Plain)?;
+            for (field, t) in node.templates() {
+                add(field_key(i, field), &t.value, mode_of(node, field))?;
             }
         }
         let defaults = &workflow.defaults;
@@ -168,16 +117,7 @@ impl Plan {
             .collect();
         let weight = |i: usize| settings[i].timeout.unwrap_or(DEFAULT_WEIGHT);
         let priority = dag.remaining_weight(weight);
-        let ancestors = (0..dag.len())
-            .map(|i| {
-                dag.ancestors(i)
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &a)| a)
-                    .map(|(j, _)| j)
-                    .collect()
-            })
-            .collect();
+        let ancestors = Ancestors::new(&dag);
         Ok(Plan {
             workflow,
             dag,
@@ -205,14 +145,14 @@ impl Plan {
     }
 
     /// True if node `i` has this template field.
-    pub fn has(&self, i: usize, field: Field) -> bool {
+    pub fn has(&self, i: usize, field: TemplateField) -> bool {
         self.renderer.has(&field_key(i, field), self.mode(i, field))
     }
 
     /// Renders a template field of node `i` against a context (see [`super::context`]). A
     /// bash script comes back as it runs: its values are references (see
     /// [`Plan::render_script`] for the values themselves).
-    pub fn render(&self, i: usize, field: Field, context: &Json) -> Result<String, String> {
+    pub fn render(&self, i: usize, field: TemplateField, context: &Json) -> Result<String, String> {
         match self.mode(i, field) {
             Mode::Shell => self.render_script(i, field, context).map(|s| s.text),
             mode => self.renderer.render(&field_key(i, field), mode, context),
@@ -220,7 +160,12 @@ impl Plan {
     }
 
     /// Renders a bash field of node `i` by reference: the script and the values it reads.
-    pub fn render_script(&self, i: usize, field: Field, context: &Json) -> Result<Script, String> {
+    pub fn render_script(
+        &self,
+        i: usize,
+        field: TemplateField,
+        context: &Json,
+    ) -> Result<Script, String> {
         self.renderer.render_script(&field_key(i, field), context)
     }
 
@@ -236,43 +181,22 @@ impl Plan {
     }
 
     /// How a field is escaped: bash scripts by reference, everything else plain.
-    pub fn mode(&self, i: usize, field: Field) -> Mode {
-        let node = &self.workflow.nodes[i];
-        match field {
-            Field::UntilBash => Mode::Shell,
-            Field::Body => match &node.kind {
-                NodeKind::Bash(_) => Mode::Shell,
-                NodeKind::Loop(l) if matches!(l.body, LoopBody::Bash(_)) => Mode::Shell,
-                _ => Mode::Plain,
-            },
-            _ => Mode::Plain,
-        }
+    pub fn mode(&self, i: usize, field: TemplateField) -> Mode {
+        mode_of(&self.workflow.nodes[i], field)
     }
 
     /// The raw text of every template of node `i` (and of its command file), to look for
     /// what it reads.
     pub fn template_texts(&self, i: usize) -> Vec<&str> {
         let node = &self.workflow.nodes[i];
-        let mut texts: Vec<&str> = Vec::new();
-        let command = |name: &str| self.commands.get(name).map(|c| c.file.text.as_str());
-        match &node.kind {
-            NodeKind::Bash(t) | NodeKind::Prompt(t) => texts.push(&t.value),
-            NodeKind::Command(name) => texts.extend(command(&name.value)),
-            NodeKind::Approval(a) => texts.push(&a.message.value),
-            NodeKind::Loop(l) => {
-                match &l.body {
-                    LoopBody::Bash(t) | LoopBody::Prompt(t) => texts.push(&t.value),
-                    LoopBody::Command(name) => texts.extend(command(&name.value)),
-                }
-                texts.extend(l.until.iter().map(|t| t.value.as_str()));
-                texts.extend(l.until_bash.iter().map(|t| t.value.as_str()));
-            }
-        }
-        texts.extend(node.when.iter().map(|t| t.value.as_str()));
-        texts.extend(node.cwd.iter().map(|t| t.value.as_str()));
-        texts.extend(node.env.iter().map(|(_, v)| v.value.as_str()));
-        texts.extend(node.args.iter().map(|(_, v)| v.value.as_str()));
-        texts
+        let command = node
+            .command()
+            .and_then(|name| self.commands.get(&name.value))
+            .map(|c| c.file.text.as_str());
+        command
+            .into_iter()
+            .chain(node.templates().map(|(_, t)| t.value.as_str()))
+            .collect()
     }
 
     /// The values node `i`'s `when` reads (empty without a `when`).
@@ -288,7 +212,7 @@ impl Plan {
     /// True when node `d`'s `when` reads the status of node `i` (`nodes.ID.status`).
     pub fn when_reads_status_of(&self, d: usize, i: usize) -> bool {
         let id = self.id(i);
-        self.ancestors[d].contains(&i)
+        self.ancestors.contains(d, i)
             && self.when_references(d).iter().any(|r| {
                 r.segments.len() >= 3
                     && r.segments[0] == "nodes"
@@ -358,15 +282,24 @@ impl PartialOrd for Ready {
     }
 }
 
-fn field_key(i: usize, field: Field) -> String {
+/// How a field of `node` is escaped.
+fn mode_of(node: &Node, field: TemplateField) -> Mode {
+    if node.is_script(field) {
+        Mode::Shell
+    } else {
+        Mode::Plain
+    }
+}
+
+fn field_key(i: usize, field: TemplateField) -> String {
     match field {
-        Field::Body => format!("{i}/body"),
-        Field::When => format!("{i}/when"),
-        Field::Cwd => format!("{i}/cwd"),
-        Field::Env(name) => format!("{i}/env/{name}"),
-        Field::Until => format!("{i}/until"),
-        Field::UntilBash => format!("{i}/until_bash"),
-        Field::Arg(name) => format!("{i}/arg/{name}"),
+        TemplateField::Body => format!("{i}/body"),
+        TemplateField::When => format!("{i}/when"),
+        TemplateField::Cwd => format!("{i}/cwd"),
+        TemplateField::Env(name) => format!("{i}/env/{name}"),
+        TemplateField::Until => format!("{i}/until"),
+        TemplateField::UntilBash => format!("{i}/until_bash"),
+        TemplateField::Arg(name) => format!("{i}/arg/{name}"),
     }
 }
 
@@ -389,8 +322,8 @@ impl CommandLookup for FrozenCommands {
 mod tests {
     use super::*;
     use crate::source::SourceFile;
+    use crate::workflow::command_file::DirCommands;
     use crate::workflow::load_source;
-    use crate::workflow::validate::DirCommands;
     use serde_json::json;
 
     fn plan(yaml: &str) -> Plan {
@@ -414,11 +347,11 @@ nodes:
         );
         let ctx = json!({"inputs": {"x": "a b"}});
         assert_eq!(
-            p.render(0, Field::Body, &ctx).unwrap(),
+            p.render(0, TemplateField::Body, &ctx).unwrap(),
             "echo \"$REINS_VALUE_1\""
         );
-        assert_eq!(p.render(0, Field::When, &ctx).unwrap(), "a b");
-        assert!(!p.has(0, Field::Cwd));
+        assert_eq!(p.render(0, TemplateField::When, &ctx).unwrap(), "a b");
+        assert!(!p.has(0, TemplateField::Cwd));
         let s = &p.settings[0];
         assert_eq!(s.timeout, Some(Duration::from_secs(5)));
         assert_eq!(s.retries, 2);
@@ -437,6 +370,6 @@ nodes:
         );
         let order: Vec<&str> = p.schedule_order().into_iter().map(|i| p.id(i)).collect();
         assert_eq!(order, ["long", "after", "short"]);
-        assert_eq!(p.ancestors[2], [1]);
+        assert_eq!(p.ancestors.of(2).collect::<Vec<_>>(), [1]);
     }
 }

@@ -16,13 +16,6 @@ pub trait Observer: Send {
     fn on_event(&mut self, record: &Record, state: &RunState);
 }
 
-/// An observer that does nothing.
-pub struct Silent;
-
-impl Observer for Silent {
-    fn on_event(&mut self, _: &Record, _: &RunState) {}
-}
-
 /// Records events; cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {

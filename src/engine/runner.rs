@@ -14,7 +14,7 @@
 //! [`super::loops::LoopRunner`], and a loop whose body kind has no runner is refused like any
 //! other node. The loop runner calls the body runner once per iteration with a [`Job`] for the
 //! *loop node* (same `index`, so `plan.workflow.nodes[index].kind` is `NodeKind::Loop`) where:
-//! * `plan.render(index, Field::Body, &context)` renders the body (prompt, command text or
+//! * `plan.render(index, TemplateField::Body, &context)` renders the body (prompt, command text or
 //!   script) — the same call a plain node makes;
 //! * `context` also holds `loop.iteration` (from 1) and `loop.previous` (the previous
 //!   iteration's output, empty at first); `env` has `REINS_LOOP_ITERATION`;
@@ -241,12 +241,6 @@ impl Runners {
         Self { map }
     }
 
-    /// Sets the runner of a kind.
-    pub fn set(&mut self, kind: Kind, runner: Arc<dyn NodeRunner>) -> &mut Self {
-        self.map.insert(kind, runner);
-        self
-    }
-
     /// The runner of a node kind. A loop gets a loop runner around its body's runner.
     pub fn get(&self, kind: &NodeKind) -> Option<Arc<dyn NodeRunner>> {
         match kind {
@@ -278,8 +272,8 @@ impl Runners {
 mod tests {
     use super::*;
     use crate::source::SourceFile;
+    use crate::workflow::command_file::DirCommands;
     use crate::workflow::load_source;
-    use crate::workflow::validate::DirCommands;
 
     #[test]
     fn a_loop_needs_the_runner_of_its_body() {

@@ -1,20 +1,21 @@
-//! The scheduler: a ready queue on tokio.
+//! The scheduler: drives the decisions of [`Machine`] on tokio.
 //!
-//! A node is *decided* the moment its last dependency settles: its trigger rule and `when`
-//! condition either skip it (recorded with the reason, which may in turn decide its
-//! dependents) or put it in the ready queue. A ready node starts as soon as one of the
-//! `concurrency` slots is free; among ready nodes the one with the heaviest chain of work
-//! behind it goes first (critical path first). There are no layers and no barriers: a slow
-//! node delays only what depends on it.
+//! The machine decides (see [`super::machine`]): a node is *decided* the moment its last
+//! dependency settles — its trigger rule and `when` condition either skip it or put it in the
+//! ready queue — a ready node starts as soon as one of the `concurrency` slots is free,
+//! critical path first, and a retryable failure is retried after an exponential backoff.
+//! There are no layers and no barriers: a slow node delays only what depends on it.
 //!
-//! Each started node runs in a task of its own: it records `node_started`, asks the node
-//! kind's runner for one attempt, retries a retryable failure after an exponential backoff
-//! (the slot stays taken meanwhile), and records how the node ended.
+//! This driver carries the decisions out: it records the event each stands for, runs each
+//! attempt in a task of its own (which records `node_started` and how the attempt ended, but
+//! `node_failed`, recorded here once the machine said whether it retries), waits out a retry's
+//! backoff in the node's task (the slot stays taken meanwhile), polls waiting gates for their
+//! answers, and passes cancellation on.
 //!
 //! On cancel nothing new starts or is decided; running nodes are stopped and recorded as
 //! cancelled, and pending ones stay pending (a resume runs them).
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,20 +23,17 @@ use tokio::task::JoinSet;
 
 use super::approval;
 use super::cancel::{CancelLevel, Canceller};
-use super::context::{NodeValue, RunInfo};
-use super::plan::{Field, Plan, Ready};
+use super::context::RunInfo;
+use super::machine::{self, Decision, Ended, Input, Machine, Pace};
+use super::plan::Plan;
 use super::recorder::Recorder;
 use super::runner::{Job, Limits, NodeRunner, Outcome, Runners, SessionChoice};
-use super::trigger::{self, Decision};
 use crate::process::Watchdog;
 use crate::store::{Event, NodeStatus, RunStatus};
-use crate::workflow::template::is_truthy;
+use crate::workflow::TemplateField;
 
 /// How often waiting gates are checked for an answer while other nodes run.
 const GATE_POLL: Duration = Duration::from_millis(200);
-
-/// Longest wait between two attempts.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 /// Nodes running at once unless `concurrency:` or `--concurrency` says otherwise. Nodes mostly
 /// wait (on agents, the network, `sleep`), so this is not the number of CPUs; it only keeps a
@@ -86,137 +84,298 @@ pub struct Execution {
     pub canceller: Canceller,
 }
 
-/// How a node's task ended.
-enum Final {
-    Settled(NodeStatus, String),
+/// What an attempt's task reports.
+enum Attempt {
+    /// It succeeded (`node_succeeded` is recorded).
+    Succeeded(String),
+    /// It failed; `node_failed` is recorded once the machine said whether it retries.
+    Failed(Failure),
+    /// A gate waits for its answer.
     Waiting,
+    /// The run was cancelled (`node_cancelled` is recorded).
+    Cancelled,
+}
+
+/// A failed attempt, as the runner told it.
+struct Failure {
+    error: String,
+    exit_code: Option<i32>,
+    output: String,
+    usage: Option<crate::store::Usage>,
+    retryable: bool,
+    /// Where this attempt's lines begin in the node's stderr and stdout logs.
+    log_start: [u64; 2],
 }
 
 /// Executes a run to its end and records how it ended (`run_finished` or `run_paused`).
 /// The caller records `run_started` or `run_resumed` first.
 pub async fn execute(x: Execution) -> RunStatus {
     let mut s = Scheduler::new(x);
-    s.run().await;
-    s.finish()
+    s.run().await
 }
 
+/// What a node's attempts share: taken when its first attempt starts.
+struct Started {
+    prior: crate::store::NodeState,
+    sessions: std::collections::BTreeMap<String, String>,
+}
+
+/// Drives the [`Machine`]: records the events of its decisions, runs attempts as tokio
+/// tasks, polls waiting gates and passes cancellation on.
 struct Scheduler {
     x: Execution,
-    status: Vec<NodeStatus>,
-    values: Vec<Option<Arc<NodeValue>>>,
-    unsettled_deps: Vec<usize>,
-    undecided: Vec<usize>,
-    ready: BinaryHeap<Ready>,
-    tasks: JoinSet<(usize, Final)>,
-    task_nodes: HashMap<tokio::task::Id, usize>,
+    machine: Machine,
+    started: Vec<Option<Arc<Started>>>,
+    tasks: JoinSet<(usize, u32, Attempt)>,
+    task_nodes: HashMap<tokio::task::Id, (usize, u32)>,
+    ended: Option<RunStatus>,
 }
 
 impl Scheduler {
     fn new(x: Execution) -> Self {
         let plan = x.plan.clone();
-        let n = plan.len();
         let state = x.recorder.state();
-        let mut status = vec![NodeStatus::Pending; n];
-        let mut values = vec![None; n];
-        for i in 0..n {
-            if let Some(node) = state.node(plan.id(i)) {
-                if node.status.is_settled() {
-                    status[i] = node.status;
-                    let output = node.output.clone().unwrap_or_default();
-                    let file = keep_output(
-                        &plan,
-                        &x.run,
-                        i,
-                        node.status,
-                        &output,
-                        node.output_truncated,
-                        false,
-                    );
-                    values[i] = Some(Arc::new(
-                        NodeValue::new(node.status, output).with_file(file, node.output_truncated),
-                    ));
-                }
+        let pace = Pace {
+            concurrency: x.options.concurrency,
+            retry_delay: x.options.retry_delay,
+        };
+        let machine = Machine::new(plan.clone(), &x.run, &state, pace);
+        for i in 0..plan.len() {
+            if let Some(node) = state.node(plan.id(i)).filter(|n| n.status.is_settled()) {
+                let output = node.output.as_deref().unwrap_or_default();
+                keep_output(
+                    &plan,
+                    &x.run,
+                    i,
+                    node.status,
+                    output,
+                    node.output_truncated,
+                    false,
+                );
             }
         }
-        let unsettled_deps: Vec<usize> = (0..n)
-            .map(|i| {
-                plan.dag.deps[i]
-                    .iter()
-                    .filter(|&&d| !status[d].is_settled())
-                    .count()
-            })
-            .collect();
-        let undecided = (0..n)
-            .rev()
-            .filter(|&i| status[i] == NodeStatus::Pending && unsettled_deps[i] == 0)
-            .collect();
         Self {
+            started: vec![None; plan.len()],
             x,
-            status,
-            values,
-            unsettled_deps,
-            undecided,
-            ready: BinaryHeap::new(),
+            machine,
             tasks: JoinSet::new(),
             task_nodes: HashMap::new(),
+            ended: None,
         }
     }
 
-    fn cancelled(&self) -> bool {
-        self.x.canceller.level() != CancelLevel::None
-    }
-
-    async fn run(&mut self) {
+    async fn run(&mut self) -> RunStatus {
         let token = self.x.canceller.token();
-        let mut cancel_seen = false;
+        self.step(Input::Begin);
         loop {
-            self.decide_all();
-            while self.tasks.len() < self.x.options.concurrency.max(1) && !self.cancelled() {
-                let Some(next) = self.ready.pop() else { break };
-                self.start(next.index);
+            if let Some(status) = self.ended {
+                return status;
             }
             if self.tasks.is_empty() {
-                break;
+                // The machine ends the run once nothing runs; this is a last resort.
+                debug_assert!(false, "nothing runs but the run did not end");
+                return self.finish(RunStatus::Failed);
             }
-            let gates_wait = self.status.contains(&NodeStatus::Waiting);
+            let gates_wait = self.machine.has_waiting();
             tokio::select! {
                 _ = tokio::time::sleep(GATE_POLL), if gates_wait => self.wake_answered_gates(),
                 joined = self.tasks.join_next_with_id() => match joined {
-                    Some(Ok((id, (i, fin)))) => {
+                    Some(Ok((id, (i, attempt, ended)))) => {
                         self.task_nodes.remove(&id);
-                        self.finished(i, fin);
+                        self.attempt_ended(i, attempt, ended);
                     }
                     Some(Err(e)) => {
-                        if let Some(i) = self.task_nodes.remove(&e.id()) {
-                            self.x.recorder.record(Event::NodeFailed {
-                                node: self.x.plan.id(i).to_string(),
-                                error: format!("internal error: the node's task ended abnormally ({e})"),
-                                exit_code: None,
-                                will_retry: false,
-                                output: String::new(),
-                                usage: None,
-                                log_tail: Vec::new(),
-                                log: None,
-                            });
-                            self.settle(i, NodeStatus::Failed, String::new());
+                        if let Some((i, attempt)) = self.task_nodes.remove(&e.id()) {
+                            let error = format!("internal error: the node's task ended abnormally ({e})");
+                            self.record_failure(i, error);
+                            self.settled(i, attempt, NodeStatus::Failed, String::new());
                         }
                     }
                     None => {}
                 },
-                _ = token.at_least(CancelLevel::Graceful), if !cancel_seen => cancel_seen = true,
+                _ = token.at_least(CancelLevel::Graceful), if !self.machine.is_cancelled() => {}
             }
             if self.x.recorder.error().is_some() {
                 self.x.canceller.raise(CancelLevel::Graceful);
+            }
+            self.sync_cancel();
+        }
+    }
+
+    /// Tells the machine about a cancel raised since its last input.
+    fn sync_cancel(&mut self) {
+        if self.x.canceller.level() != CancelLevel::None && !self.machine.is_cancelled() {
+            self.step(Input::Cancel);
+        }
+    }
+
+    /// Feeds the machine one input and carries out its decisions in order.
+    fn step(&mut self, input: Input) {
+        if !matches!(input, Input::Cancel) {
+            self.sync_cancel();
+        }
+        for decision in self.machine.step(input) {
+            self.carry_out(decision);
+        }
+    }
+
+    fn carry_out(&mut self, decision: Decision) {
+        let plan = self.x.plan.clone();
+        match decision {
+            Decision::Start { node, attempt } => self.start(node, attempt, Duration::ZERO),
+            Decision::Retry {
+                node,
+                attempt,
+                delay,
+            } => self.start(node, attempt, delay),
+            Decision::Skip { node, reason } => {
+                self.x.recorder.record(Event::NodeSkipped {
+                    node: plan.id(node).to_string(),
+                    reason,
+                });
+            }
+            Decision::Fail { node, error } => {
+                self.record_failure(node, error);
+                keep_output(&plan, &self.x.run, node, NodeStatus::Failed, "", None, true);
+            }
+            Decision::Finish { status } => {
+                self.finish(status);
+            }
+            Decision::Pause { waiting } => {
+                let recorder = &self.x.recorder;
+                if recorder.error().is_some() {
+                    self.finish(RunStatus::Failed);
+                } else {
+                    recorder.record(Event::RunPaused { waiting });
+                    let _ = recorder.flush();
+                    self.ended = Some(RunStatus::Waiting);
+                }
+            }
+        }
+    }
+
+    /// Records how the run ended: a log that could not be written fails it whatever else.
+    fn finish(&mut self, status: RunStatus) -> RunStatus {
+        let recorder = &self.x.recorder;
+        let (status, error) = match recorder.error() {
+            Some(e) => (RunStatus::Failed, Some(e)),
+            None => (status, None),
+        };
+        recorder.record(Event::RunFinished { status, error });
+        let _ = recorder.flush();
+        self.ended = Some(status);
+        status
+    }
+
+    /// Records a failure that no attempt reported (no runner, `when`, a task that died).
+    fn record_failure(&self, i: usize, error: String) {
+        self.x.recorder.record(Event::NodeFailed {
+            node: self.x.plan.id(i).to_string(),
+            error,
+            exit_code: None,
+            will_retry: false,
+            output: String::new(),
+            usage: None,
+            log_tail: Vec::new(),
+            log: None,
+        });
+    }
+
+    /// A node settled: its output file is kept, then the machine decides what follows.
+    fn settled(&mut self, i: usize, attempt: u32, status: NodeStatus, output: String) {
+        let truncated = self.truncation(i);
+        let plan = self.x.plan.clone();
+        keep_output(&plan, &self.x.run, i, status, &output, truncated, true);
+        self.step(Input::AttemptEnded {
+            node: i,
+            attempt,
+            ended: Ended::Settled {
+                status,
+                output,
+                truncated,
+            },
+        });
+    }
+
+    fn truncation(&self, i: usize) -> Option<crate::store::Truncation> {
+        let id = self.x.plan.id(i);
+        self.x
+            .recorder
+            .with_state(|s| s.node(id).and_then(|n| n.output_truncated))
+    }
+
+    fn attempt_ended(&mut self, i: usize, attempt: u32, ended: Attempt) {
+        match ended {
+            Attempt::Succeeded(output) => self.settled(i, attempt, NodeStatus::Success, output),
+            Attempt::Cancelled => self.settled(i, attempt, NodeStatus::Cancelled, String::new()),
+            Attempt::Waiting => self.step(Input::AttemptEnded {
+                node: i,
+                attempt,
+                ended: Ended::Waiting,
+            }),
+            Attempt::Failed(f) => {
+                self.sync_cancel();
+                let truncated = self.truncation(i);
+                let decisions = self.machine.step(Input::AttemptEnded {
+                    node: i,
+                    attempt,
+                    ended: Ended::Failed {
+                        retryable: f.retryable,
+                        output: f.output.clone(),
+                        truncated,
+                    },
+                });
+                let will_retry =
+                    matches!(decisions.first(), Some(Decision::Retry { node, .. }) if *node == i);
+                let plan = self.x.plan.clone();
+                let id = plan.id(i);
+                let (log_tail, log) = if will_retry {
+                    (Vec::new(), None)
+                } else {
+                    failure_log(
+                        &plan,
+                        i,
+                        id,
+                        &self.x.run.dir.path,
+                        &self.x.run.dir.node_dir(id),
+                        f.log_start,
+                    )
+                };
+                self.x.recorder.record(Event::NodeFailed {
+                    node: id.to_string(),
+                    error: f.error,
+                    exit_code: f.exit_code,
+                    will_retry,
+                    output: f.output.clone(),
+                    usage: f.usage,
+                    log_tail,
+                    log,
+                });
+                if !will_retry {
+                    keep_output(
+                        &plan,
+                        &self.x.run,
+                        i,
+                        NodeStatus::Failed,
+                        &f.output,
+                        truncated,
+                        true,
+                    );
+                }
+                for decision in decisions {
+                    self.carry_out(decision);
+                }
             }
         }
     }
 
     /// Gates answered from another terminal (or whose timeout passed) while other work still
-    /// runs: start them again, so the runner records the answer and the branch goes on.
+    /// runs: the machine starts them again, so the runner records the answer and the branch
+    /// goes on.
     fn wake_answered_gates(&mut self) {
         let plan = self.x.plan.clone();
-        for i in 0..self.status.len() {
-            if self.status[i] != NodeStatus::Waiting {
+        for i in 0..plan.len() {
+            if self.machine.status(i) != NodeStatus::Waiting {
                 continue;
             }
             let id = plan.id(i);
@@ -226,160 +385,58 @@ impl Scheduler {
                 .with_state(|s| s.node(id).cloned().unwrap_or_default());
             let dir = self.x.run.dir.node_dir(id);
             if approval::ready_to_settle(&plan.workflow.nodes[i], &state, &dir) {
-                self.status[i] = NodeStatus::Pending;
-                self.ready.push(plan.ready(i));
+                self.step(Input::GateReady { node: i });
             }
         }
     }
 
-    /// A failed node is *handled* when its failure does not fail the run: it has
-    /// `continue_on_error`, or a node ran *because of* the failure: one whose `when` reads
-    /// this node's status (a rework branch), or a direct dependent with `trigger: one_success`.
-    /// A dependent that merely runs anyway (`trigger: all_done` cleanup) does not hide it.
-    fn handled(&self, i: usize) -> bool {
-        let plan = &self.x.plan;
-        let ran = |d: usize| {
-            matches!(
-                self.status[d],
-                NodeStatus::Success
-                    | NodeStatus::Failed
-                    | NodeStatus::Running
-                    | NodeStatus::Waiting
-            )
-        };
-        plan.settings[i].continue_on_error
-            || plan.dag.dependents[i].iter().any(|&d| {
-                ran(d) && plan.settings[d].trigger == crate::workflow::Trigger::OneSuccess
-            })
-            || (0..plan.len()).any(|d| ran(d) && plan.when_reads_status_of(d, i))
-    }
-
-    /// Decides every node whose dependencies have all settled.
-    fn decide_all(&mut self) {
-        while !self.cancelled() {
-            let Some(i) = self.undecided.pop() else { break };
-            if self.status[i] == NodeStatus::Pending {
-                self.decide(i);
-            }
-        }
-    }
-
-    fn decide(&mut self, i: usize) {
-        let plan = self.x.plan.clone();
-        let deps: Vec<(&str, NodeStatus)> = plan.dag.deps[i]
-            .iter()
-            .map(|&d| (plan.id(d), self.status[d]))
-            .collect();
-        if let Decision::Skip(reason) = trigger::decide(plan.settings[i].trigger, &deps) {
-            return self.skip(i, reason);
-        }
-        if plan.has(i, Field::When) {
-            match plan.render(i, Field::When, &self.context(i)) {
-                Ok(text) if !is_truthy(&text) => {
-                    let shown: String = text.trim().chars().take(60).collect();
-                    return self.skip(i, format!("`when` is false (it rendered `{shown}`)"));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.x.recorder.record(Event::NodeFailed {
-                        node: plan.id(i).to_string(),
-                        error: format!("cannot render `when`: {e}"),
-                        exit_code: None,
-                        will_retry: false,
-                        output: String::new(),
-                        usage: None,
-                        log_tail: Vec::new(),
-                        log: None,
-                    });
-                    return self.settle(i, NodeStatus::Failed, String::new());
-                }
-            }
-        }
-        self.ready.push(plan.ready(i));
-    }
-
-    fn skip(&mut self, i: usize, reason: String) {
-        self.x.recorder.record(Event::NodeSkipped {
-            node: self.x.plan.id(i).to_string(),
-            reason,
-        });
-        self.settle(i, NodeStatus::Skipped, String::new());
-    }
-
-    fn settle(&mut self, i: usize, status: NodeStatus, output: String) {
-        self.status[i] = status;
-        let plan = self.x.plan.clone();
-        let truncated = self
-            .x
-            .recorder
-            .with_state(|s| s.node(plan.id(i)).and_then(|n| n.output_truncated));
-        let file = keep_output(&plan, &self.x.run, i, status, &output, truncated, true);
-        self.values[i] = Some(Arc::new(
-            NodeValue::new(status, output).with_file(file, truncated),
-        ));
-        for &d in &plan.dag.dependents[i] {
-            self.unsettled_deps[d] -= 1;
-            if self.unsettled_deps[d] == 0 && self.status[d] == NodeStatus::Pending {
-                self.undecided.push(d);
-            }
-        }
-    }
-
-    fn upstream(&self, i: usize) -> Vec<(&str, &NodeValue)> {
-        self.x.plan.ancestors[i]
-            .iter()
-            .filter_map(|&a| self.values[a].as_deref().map(|v| (self.x.plan.id(a), v)))
-            .collect()
-    }
-
-    fn context(&self, i: usize) -> serde_json::Value {
-        self.x.run.context(self.upstream(i))
-    }
-
-    fn start(&mut self, i: usize) {
+    /// Starts attempt `attempt` of node `i` after `delay` (a retry's backoff, during which
+    /// the node keeps its slot).
+    fn start(&mut self, i: usize, attempt: u32, delay: Duration) {
         let plan = self.x.plan.clone();
         let node = &plan.workflow.nodes[i];
         let id = plan.id(i).to_string();
-        self.status[i] = NodeStatus::Running;
         let Some(runner) = self.x.runners.get(&node.kind) else {
             // `Runners::missing` is checked before a run starts; this is a last resort.
-            self.x.recorder.record(Event::NodeFailed {
-                node: id,
-                error: format!("reins has no runner for `{}` nodes", node.kind.name()),
-                exit_code: None,
-                will_retry: false,
-                output: String::new(),
-                usage: None,
-                log_tail: Vec::new(),
-                log: None,
-            });
-            return self.settle(i, NodeStatus::Failed, String::new());
+            self.record_failure(
+                i,
+                format!("reins has no runner for `{}` nodes", node.kind.name()),
+            );
+            return self.settled(i, attempt, NodeStatus::Failed, String::new());
         };
-        let (prior, sessions) = self
-            .x
-            .recorder
-            .with_state(|s| (s.node(&id).cloned().unwrap_or_default(), s.sessions.clone()));
-        self.note_cut_outputs(i);
-        let context = self.context(i);
-        let env = self.x.run.env.clone();
-        let reins_env = self.x.run.reins_env(&id, self.upstream(i));
+        let started = match (&self.started[i], attempt) {
+            (Some(s), a) if a > 1 => s.clone(),
+            _ => {
+                let (prior, sessions) = self
+                    .x
+                    .recorder
+                    .with_state(|s| (s.node(&id).cloned().unwrap_or_default(), s.sessions.clone()));
+                self.note_cut_outputs(i);
+                let s = Arc::new(Started { prior, sessions });
+                self.started[i] = Some(s.clone());
+                s
+            }
+        };
+        let upstream = self.machine.upstream(i);
+        let reins_env = self.x.run.reins_env(&id, upstream);
         let task = Task {
             index: i,
+            attempt,
+            delay,
             id,
             plan: plan.clone(),
             run: self.x.run.clone(),
             recorder: self.x.recorder.clone(),
             runner,
-            context,
+            context: self.machine.context(i),
             reins_env,
-            prior,
-            sessions,
+            started,
             canceller: self.x.canceller.clone(),
             watchdog: self.x.watchdog.clone(),
             options: self.x.options.clone(),
         };
-        let handle = self.tasks.spawn(task.run(env));
-        self.task_nodes.insert(handle.id(), i);
+        let handle = self.tasks.spawn(task.run(self.x.run.env.clone()));
+        self.task_nodes.insert(handle.id(), (i, attempt));
     }
 
     /// Before node `i` starts: for each upstream output it reads that holds less than the
@@ -389,8 +446,8 @@ impl Scheduler {
         let plan = &self.x.plan;
         let texts = plan.template_texts(i);
         let mut notes = String::new();
-        for &a in &plan.ancestors[i] {
-            let Some(v) = self.values[a].as_deref() else {
+        for a in plan.ancestors.of(i) {
+            let Some(v) = self.machine.value(a) else {
                 continue;
             };
             let id = plan.id(a);
@@ -436,45 +493,11 @@ impl Scheduler {
             tracing::warn!("cannot write to the log of `{}`: {e}", plan.id(i));
         }
     }
-
-    fn finished(&mut self, i: usize, fin: Final) {
-        match fin {
-            Final::Settled(status, output) => self.settle(i, status, output),
-            Final::Waiting => self.status[i] = NodeStatus::Waiting,
-        }
-    }
-
-    /// Records how the run ended.
-    fn finish(self) -> RunStatus {
-        let recorder = &self.x.recorder;
-        let failed = (0..self.status.len())
-            .any(|i| self.status[i] == NodeStatus::Failed && !self.handled(i));
-        let waiting: Vec<String> = (0..self.status.len())
-            .filter(|&i| self.status[i] == NodeStatus::Waiting)
-            .map(|i| self.x.plan.id(i).to_string())
-            .collect();
-        let (status, error) = if let Some(e) = recorder.error() {
-            (RunStatus::Failed, Some(e))
-        } else if self.cancelled() {
-            (RunStatus::Cancelled, None)
-        } else if failed {
-            (RunStatus::Failed, None)
-        } else if !waiting.is_empty() {
-            recorder.record(Event::RunPaused { waiting });
-            let _ = recorder.flush();
-            return RunStatus::Waiting;
-        } else {
-            (RunStatus::Success, None)
-        };
-        recorder.record(Event::RunFinished { status, error });
-        let _ = recorder.flush();
-        status
-    }
 }
 
-/// The file with the whole output of node `i` (`{{nodes.ID.output_file}}`), for a node that
-/// ran and has dependents: written here from `output` unless the runner already kept it
-/// there (a truncated output) or, on a resume (`fresh` false), it is there already.
+/// Writes the file with the whole output of node `i` ([`machine::output_path`]) unless the
+/// runner already kept it there (a truncated output) or, on a resume (`fresh` false), it is
+/// there already.
 fn keep_output(
     plan: &Plan,
     run: &RunInfo,
@@ -483,14 +506,10 @@ fn keep_output(
     output: &str,
     truncated: Option<crate::store::Truncation>,
     fresh: bool,
-) -> Option<std::path::PathBuf> {
-    if !matches!(status, NodeStatus::Success | NodeStatus::Failed)
-        || plan.dag.dependents[i].is_empty()
-    {
-        return None;
-    }
-    let dir = run.dir.node_dir(plan.id(i));
-    let file = super::context::output_file(&dir);
+) {
+    let Some(file) = machine::output_path(plan, &run.dir, i, status) else {
+        return;
+    };
     if truncated.is_none() && (fresh || !file.exists()) {
         // Never through a link a node planted in the run directory.
         let base = &run.dir.path;
@@ -500,14 +519,14 @@ fn keep_output(
             tracing::warn!("cannot write {}: {e}", file.display());
         }
     }
-    Some(file)
 }
 
 /// Lines of a failed node's log shown with its failure.
 const TAIL_LINES: usize = 5;
 
-/// The last lines of a failed node's log (its stderr, else its stdout), each at most 200
-/// characters, and where the whole log is, relative to the run directory. An agent's log is its
+/// The last lines this attempt wrote to a failed node's log (its stderr, else its stdout; from
+/// `log_start`, where each stood when the attempt began), each at most 200 characters, and
+/// where the whole log is, relative to the run directory. An agent's log is its
 /// transcript: its error text is in the failure already, so no lines are shown.
 fn failure_log(
     plan: &Plan,
@@ -515,6 +534,7 @@ fn failure_log(
     id: &str,
     base: &std::path::Path,
     dir: &std::path::Path,
+    log_start: [u64; 2],
 ) -> (Vec<String>, Option<String>) {
     let rel = |file: &str| format!("nodes/{id}/{file}");
     if plan.workflow.nodes[i].kind.uses_agent() {
@@ -526,8 +546,8 @@ fn failure_log(
     ) {
         return (Vec::new(), None);
     }
-    for file in ["stderr.log", "stdout.log"] {
-        let lines = tail(base, &dir.join(file), TAIL_LINES);
+    for (file, from) in LOGS.into_iter().zip(log_start) {
+        let lines = tail(base, &dir.join(file), from, TAIL_LINES);
         if !lines.is_empty() {
             return (lines, Some(rel(file)));
         }
@@ -535,9 +555,17 @@ fn failure_log(
     (Vec::new(), None)
 }
 
-/// The last `n` lines of `base/path` that are not blank, reading at most its last 16 KiB, never
-/// through a link.
-fn tail(base: &std::path::Path, path: &std::path::Path, n: usize) -> Vec<String> {
+/// A node's logs, as [`failure_log`] reads them.
+const LOGS: [&str; 2] = ["stderr.log", "stdout.log"];
+
+/// The size of each of a node's [`LOGS`] (0 for one that is not there).
+fn log_sizes(dir: &std::path::Path) -> [u64; 2] {
+    LOGS.map(|f| std::fs::symlink_metadata(dir.join(f)).map_or(0, |m| m.len()))
+}
+
+/// The last `n` lines of `base/path` from byte `from` on (from the start if it is shorter now)
+/// that are not blank, reading at most its last 16 KiB, never through a link.
+fn tail(base: &std::path::Path, path: &std::path::Path, from: u64, n: usize) -> Vec<String> {
     use crate::store::safe_fs;
     use std::io::{Read, Seek, SeekFrom};
     let opened = safe_fs::relative(base, path)
@@ -546,7 +574,8 @@ fn tail(base: &std::path::Path, path: &std::path::Path, n: usize) -> Vec<String>
         return Vec::new();
     };
     let len = f.metadata().map_or(0, |m| m.len());
-    let start = len.saturating_sub(16 * 1024);
+    let from = if from > len { 0 } else { from };
+    let start = len.saturating_sub(16 * 1024).max(from);
     let mut bytes = Vec::new();
     if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_end(&mut bytes).is_err() {
         return Vec::new();
@@ -554,7 +583,7 @@ fn tail(base: &std::path::Path, path: &std::path::Path, n: usize) -> Vec<String>
     let text = String::from_utf8_lossy(&bytes);
     let mut lines: Vec<String> = text
         .lines()
-        .skip(usize::from(start > 0)) // a cut first line
+        .skip(usize::from(start > from)) // a cut first line
         .filter(|l| !l.trim().is_empty() && !l.starts_with("==> attempt "))
         .map(|l| {
             let l = l.trim_end();
@@ -570,9 +599,12 @@ fn tail(base: &std::path::Path, path: &std::path::Path, n: usize) -> Vec<String>
     lines
 }
 
-/// One node's attempts.
+/// One attempt of a node.
 struct Task {
     index: usize,
+    attempt: u32,
+    /// Wait this long first (a retry's backoff).
+    delay: Duration,
     id: String,
     plan: Arc<Plan>,
     run: Arc<RunInfo>,
@@ -580,126 +612,99 @@ struct Task {
     runner: Arc<dyn NodeRunner>,
     context: serde_json::Value,
     reins_env: Vec<(String, String)>,
-    prior: crate::store::NodeState,
-    sessions: std::collections::BTreeMap<String, String>,
+    started: Arc<Started>,
     canceller: Canceller,
     watchdog: Option<Arc<Watchdog>>,
     options: Options,
 }
 
 impl Task {
-    async fn run(self, workflow_env: Vec<(String, String)>) -> (usize, Final) {
+    async fn run(self, workflow_env: Vec<(String, String)>) -> (usize, u32, Attempt) {
         let i = self.index;
-        let settings = &self.plan.settings[i];
-        let prepared = self.prepare(workflow_env);
+        let attempt = self.attempt;
         let token = self.canceller.token();
+        if !self.delay.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(self.delay) => {}
+                _ = token.at_least(CancelLevel::Graceful) => return self.cancelled(),
+            }
+        }
+        let prior = &self.started.prior;
         // A gate that already asked is looked at again (a resume, an answer that arrived): it
         // is not a new attempt, and it stays `waiting` until its answer settles it.
         let gate_asked_before = matches!(
             self.plan.workflow.nodes[i].kind,
             crate::workflow::NodeKind::Approval(_)
-        ) && self.prior.approval.is_some();
-        let mut attempt = 1;
-        loop {
-            if token.level() != CancelLevel::None {
-                if gate_asked_before {
-                    return (i, Final::Waiting); // its request stays open
-                }
-                return self.cancelled();
+        ) && prior.approval.is_some();
+        if token.level() != CancelLevel::None {
+            if gate_asked_before {
+                return (i, attempt, Attempt::Waiting); // its request stays open
             }
-            if !(gate_asked_before && attempt == 1) {
-                self.recorder.record(Event::NodeStarted {
+            return self.cancelled();
+        }
+        if !(gate_asked_before && attempt == 1) {
+            self.recorder.record(Event::NodeStarted {
+                node: self.id.clone(),
+                attempt,
+            });
+        }
+        let dir = self.run.dir.node_dir(&self.id);
+        let log_start = log_sizes(&dir);
+        let outcome = match self.prepare(workflow_env) {
+            Ok((mut env, cwd, dir)) => {
+                env.push(("REINS_ATTEMPT".into(), attempt.to_string()));
+                let job = Job {
+                    index: i,
                     node: self.id.clone(),
                     attempt,
-                });
+                    plan: self.plan.clone(),
+                    run: self.run.clone(),
+                    context: self.context.clone(),
+                    env,
+                    cwd,
+                    dir,
+                    timeout: self.plan.settings[i].timeout,
+                    prior: prior.clone(),
+                    sessions: self.started.sessions.clone(),
+                    session: SessionChoice::of(&self.plan.workflow.nodes[i]),
+                    iteration: None,
+                    recorder: self.recorder.clone(),
+                    cancel: token.clone(),
+                    watchdog: self.watchdog.clone(),
+                    limits: self.options.limits.clone(),
+                };
+                let outcome = self.runner.run(job).await;
+                self.check_outputs(outcome)
             }
-            let outcome = match &prepared {
-                Ok((env, cwd, dir)) => {
-                    let mut env = env.clone();
-                    env.push(("REINS_ATTEMPT".into(), attempt.to_string()));
-                    let job = Job {
-                        index: i,
-                        node: self.id.clone(),
-                        attempt,
-                        plan: self.plan.clone(),
-                        run: self.run.clone(),
-                        context: self.context.clone(),
-                        env,
-                        cwd: cwd.clone(),
-                        dir: dir.clone(),
-                        timeout: settings.timeout,
-                        prior: self.prior.clone(),
-                        sessions: self.sessions.clone(),
-                        session: SessionChoice::of(&self.plan.workflow.nodes[i]),
-                        iteration: None,
-                        recorder: self.recorder.clone(),
-                        cancel: token.clone(),
-                        watchdog: self.watchdog.clone(),
-                        limits: self.options.limits.clone(),
-                    };
-                    let outcome = self.runner.run(job).await;
-                    self.check_outputs(outcome)
-                }
-                Err(e) => Outcome::fatal(e.clone()),
-            };
-            match outcome {
-                Outcome::Success { output, usage } => {
-                    self.recorder.record(Event::NodeSucceeded {
-                        node: self.id.clone(),
-                        output: output.clone(),
-                        usage,
-                    });
-                    return (i, Final::Settled(NodeStatus::Success, output));
-                }
-                Outcome::Waiting => return (i, Final::Waiting),
-                Outcome::Cancelled => return self.cancelled(),
-                Outcome::Failure {
-                    error,
-                    exit_code,
-                    output,
+            Err(e) => Outcome::fatal(e),
+        };
+        let ended = match outcome {
+            Outcome::Success { output, usage } => {
+                self.recorder.record(Event::NodeSucceeded {
+                    node: self.id.clone(),
+                    output: output.clone(),
                     usage,
-                    retryable,
-                } => {
-                    let will_retry = retryable
-                        && attempt <= settings.retries
-                        && token.level() == CancelLevel::None;
-                    let (log_tail, log) = if will_retry {
-                        (Vec::new(), None)
-                    } else {
-                        failure_log(
-                            &self.plan,
-                            i,
-                            &self.id,
-                            &self.run.dir.path,
-                            &self.run.dir.node_dir(&self.id),
-                        )
-                    };
-                    self.recorder.record(Event::NodeFailed {
-                        node: self.id.clone(),
-                        error,
-                        exit_code,
-                        will_retry,
-                        output: output.clone(),
-                        usage,
-                        log_tail,
-                        log,
-                    });
-                    if !will_retry {
-                        return (i, Final::Settled(NodeStatus::Failed, output));
-                    }
-                    let delay = self
-                        .options
-                        .retry_delay
-                        .saturating_mul(1 << (attempt - 1).min(16))
-                        .min(MAX_RETRY_DELAY);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = token.at_least(CancelLevel::Graceful) => return self.cancelled(),
-                    }
-                    attempt += 1;
-                }
+                });
+                Attempt::Succeeded(output)
             }
-        }
+            Outcome::Waiting => Attempt::Waiting,
+            Outcome::Cancelled => return self.cancelled(),
+            Outcome::Failure {
+                error,
+                exit_code,
+                output,
+                usage,
+                retryable,
+            } => Attempt::Failed(Failure {
+                error,
+                exit_code,
+                output,
+                usage,
+                retryable,
+                log_start,
+            }),
+        };
+        (i, attempt, ended)
     }
 
     /// A node's `outputs` are a contract whatever its kind: a success that did not leave each
@@ -734,14 +739,11 @@ impl Task {
         }
     }
 
-    fn cancelled(&self) -> (usize, Final) {
+    fn cancelled(&self) -> (usize, u32, Attempt) {
         self.recorder.record(Event::NodeCancelled {
             node: self.id.clone(),
         });
-        (
-            self.index,
-            Final::Settled(NodeStatus::Cancelled, String::new()),
-        )
+        (self.index, self.attempt, Attempt::Cancelled)
     }
 
     /// The node's environment, working directory and folder (not created: runners create it
@@ -763,7 +765,7 @@ impl Task {
         for (name, _) in node.env.iter() {
             let value = self
                 .plan
-                .render(i, Field::Env(&name.value), &self.context)
+                .render(i, TemplateField::Env(&name.value), &self.context)
                 .map_err(|e| format!("cannot render `env.{}`: {e}", name.value))?;
             if value.contains('\0') {
                 return Err(format!(
@@ -775,10 +777,10 @@ impl Task {
             env.push((name.value.clone(), value));
         }
         env.extend(self.reins_env.iter().cloned());
-        let cwd = if self.plan.has(i, Field::Cwd) {
+        let cwd = if self.plan.has(i, TemplateField::Cwd) {
             let rel = self
                 .plan
-                .render(i, Field::Cwd, &self.context)
+                .render(i, TemplateField::Cwd, &self.context)
                 .map_err(|e| format!("cannot render `cwd`: {e}"))?;
             let dir = self.run.root.join(rel.trim());
             if !dir.is_dir() {

@@ -90,18 +90,6 @@ pub fn remove(repo_root: &Path, path: &Path, force: bool) -> Result<(), String> 
     git(repo_root, &args).map(|_| ())
 }
 
-/// The top folder of the git repository holding `dir`.
-pub fn repo_root(dir: &Path) -> Result<PathBuf, String> {
-    git(dir, &["rev-parse", "--show-toplevel"])
-        .map(|s| PathBuf::from(s.trim()))
-        .map_err(|_| {
-            format!(
-                "{} is not inside a git repository; `--worktree` needs one",
-                dir.display()
-            )
-        })
-}
-
 fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
     let out = Command::new("git")
         .args(args)

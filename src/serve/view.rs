@@ -2,8 +2,6 @@
 //! gates with their questions in Markdown, an agent's transcript with tool calls paired with
 //! their results.
 
-use std::time::SystemTime;
-
 use pulldown_cmark::{CowStr, Event as Md, Options, Parser, Tag};
 use serde::Serialize;
 use serde_json::Value;
@@ -269,14 +267,6 @@ pub fn transcript(text: &str) -> Vec<Entry> {
         }
     }
     out
-}
-
-/// Seconds from now until `at` (negative once passed).
-pub fn seconds_until(at: SystemTime) -> i64 {
-    match at.duration_since(SystemTime::now()) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    }
 }
 
 /// The node's state, for a node the state does not know yet (never started).

@@ -371,18 +371,6 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
         }
     }
-
-    /// The exit code of `reins run`/`reins resume` ending in this status.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            RunStatus::Success => crate::exit::SUCCESS,
-            RunStatus::Failed | RunStatus::Running | RunStatus::Interrupted => {
-                crate::exit::NODE_FAILED
-            }
-            RunStatus::Waiting => crate::exit::WAITING_FOR_APPROVAL,
-            RunStatus::Cancelled => crate::exit::CANCELLED,
-        }
-    }
 }
 
 impl std::fmt::Display for RunStatus {

@@ -112,11 +112,6 @@ impl RunLock {
     pub fn moved_to(&mut self, path: PathBuf) {
         self.path = path;
     }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Who holds the lock at `path` right now, if anyone. Never blocks and never takes the lock

@@ -117,11 +117,6 @@ impl EventLog {
         &self.path
     }
 
-    /// The sequence number the next event gets.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
     /// Numbers, stamps and queues an event; it is durable after the next [`flush`]
     /// (or within one `fsync`). Fails when an earlier write failed (disk full...).
     ///
@@ -234,13 +229,6 @@ fn write_loop(
                 Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
             });
         }
-    }
-}
-
-/// Makes a directory entry (a new file, a rename) durable. Best effort.
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 

@@ -29,8 +29,6 @@ pub enum Access {
     Replace,
     /// Append to a file, creating it if needed.
     Append,
-    /// Read and write an existing file.
-    ReadWrite,
 }
 
 fn link_error(base: &Path, rel: &Path) -> io::Error {
@@ -99,7 +97,7 @@ pub fn open(base: &Path, rel: &Path, access: Access) -> io::Result<File> {
             "an empty path names no file",
         ));
     };
-    let create_dirs = !matches!(access, Access::Read | Access::ReadWrite);
+    let create_dirs = !matches!(access, Access::Read);
     let dir = open_dirs(base, rel, dirs, create_dirs)?;
     let flags = OFlag::O_NOFOLLOW
         | OFlag::O_CLOEXEC
@@ -108,7 +106,6 @@ pub fn open(base: &Path, rel: &Path, access: Access) -> io::Result<File> {
             Access::CreateNew => OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
             Access::Replace => OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
             Access::Append => OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND,
-            Access::ReadWrite => OFlag::O_RDWR,
         };
     match openat(dir.as_fd(), *last, flags, Mode::from_bits_truncate(0o644)) {
         Ok(fd) => Ok(File::from(fd)),

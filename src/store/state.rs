@@ -204,11 +204,6 @@ impl RunState {
         self.index.get(id).map(|&i| &self.nodes[i])
     }
 
-    /// Index of a node in [`RunState::nodes`].
-    pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.index.get(id).copied()
-    }
-
     fn node_mut(&mut self, id: &str) -> &mut NodeState {
         let i = match self.index.get(id) {
             Some(&i) => i,

@@ -22,7 +22,6 @@ use crate::engine::agent_slots::AgentSlots;
 use crate::engine::approval;
 use crate::engine::launch::{self, Prepared, Resumed};
 use crate::engine::plan::FrozenCommands;
-use crate::engine::recorder::Silent;
 use crate::engine::{CancelLevel, Canceller, Options, Runners};
 use crate::process::Watchdog;
 use crate::source::SourceFile;
@@ -99,6 +98,13 @@ impl Host {
             held.remove(run);
         }
     }
+}
+
+/// The worker shows no progress: the run's events go to its log only.
+struct Silent;
+
+impl crate::engine::Observer for Silent {
+    fn on_event(&mut self, _: &crate::store::Record, _: &RunState) {}
 }
 
 /// The activities of `reins worker`.

@@ -16,6 +16,7 @@
 //! frontmatter and of the body are byte offsets in the `.md` file itself, so problems are
 //! reported at their line and column there.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::decode::Cx;
@@ -39,6 +40,8 @@ pub struct CommandFile {
     pub args: Vec<CommandArg>,
     /// The prompt template: the text after the frontmatter, spanned in the `.md` file.
     pub body: Spanned<String>,
+    /// Problems found in the file itself; a command with an error must not run.
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// An argument a command file declares.
@@ -62,17 +65,25 @@ impl CommandArg {
 }
 
 impl CommandFile {
+    /// Reads a command file: frontmatter (if any) and body, see [`parse_command_file`].
+    pub fn parse(file: Arc<SourceFile>) -> Self {
+        let (mut command, diagnostics) = parse_command_file(file);
+        command.diagnostics = diagnostics;
+        command
+    }
+
     /// The declared argument of this name.
     pub fn arg(&self, name: &str) -> Option<&CommandArg> {
         self.args.iter().find(|a| a.name.value == name)
     }
 }
 
-/// Parses a command file: frontmatter (if any) and body.
+/// Parses a command file: frontmatter (if any) and body; [`CommandFile::parse`] keeps the
+/// problems in the file's `diagnostics`.
 ///
 /// Always returns the best reading of the file — with a frontmatter that is never closed, the
 /// whole file is the body — and every problem found. A command with an error must not run.
-pub fn parse_command_file(file: Arc<SourceFile>) -> (CommandFile, Vec<Diagnostic>) {
+fn parse_command_file(file: Arc<SourceFile>) -> (CommandFile, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut description = None;
     let mut args = Vec::new();
@@ -141,8 +152,50 @@ pub fn parse_command_file(file: Arc<SourceFile>) -> (CommandFile, Vec<Diagnostic
         file,
         description,
         args,
+        diagnostics: Vec::new(),
     };
     (command, diags)
+}
+
+/// Finds command files by name: [`DirCommands`] in folders, the discovery search path
+/// ([`super::discover::SearchPath`]), or the files frozen into a run (`engine::plan`).
+pub trait CommandLookup {
+    /// The command file for `name`, or the places searched and the names that do exist.
+    fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<PathBuf>, Vec<String>)>;
+}
+
+/// Looks for `NAME.md` in a list of folders, in order.
+#[derive(Debug, Clone, Default)]
+pub struct DirCommands {
+    /// The folders, most specific first.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl CommandLookup for DirCommands {
+    fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<PathBuf>, Vec<String>)> {
+        for dir in &self.dirs {
+            let path = dir.join(format!("{name}.md"));
+            if let Ok(file) = SourceFile::read(&path) {
+                return Ok(CommandFile::parse(file));
+            }
+        }
+        let mut available: Vec<String> = self
+            .dirs
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".md"))
+                    .map(str::to_string)
+            })
+            .collect();
+        available.sort();
+        available.dedup();
+        Err((self.dirs.clone(), available))
+    }
 }
 
 enum Split {

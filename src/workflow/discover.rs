@@ -446,11 +446,11 @@ impl SearchPath {
 }
 
 /// `validate` and the engine find command files through the same search as `reins run`.
-impl super::validate::CommandLookup for SearchPath {
+impl super::command_file::CommandLookup for SearchPath {
     fn lookup(
         &self,
         name: &str,
-    ) -> Result<super::validate::CommandFile, (Vec<PathBuf>, Vec<String>)> {
+    ) -> Result<super::command_file::CommandFile, (Vec<PathBuf>, Vec<String>)> {
         let found = match self.resolve_command(name) {
             Ok(found) => found,
             Err(DiscoverError::NotFound {
@@ -464,7 +464,7 @@ impl super::validate::CommandLookup for SearchPath {
             Ok(file) => file,
             Err(_) => return Err((vec![found.path], Vec::new())),
         };
-        Ok(super::validate::CommandFile::parse(file))
+        Ok(super::command_file::CommandFile::parse(file))
     }
 }
 

@@ -397,7 +397,104 @@ impl Workflow {
     }
 }
 
+impl Workflow {
+    /// The dependency graph of the nodes, numbered by their position in `nodes:`.
+    pub fn dag(&self) -> crate::graph::Dag {
+        crate::graph::Dag::new(self.nodes.iter().map(|n| {
+            (
+                n.id.value.as_str(),
+                n.depends_on.iter().map(|d| d.value.as_str()),
+            )
+        }))
+    }
+}
+
+/// Where a template of a node sits: one of its fields holding `{{...}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateField<'a> {
+    /// What the node runs: the bash script, the prompt, the command file's text, the approval
+    /// message, or a loop's body.
+    Body,
+    /// The `when` condition.
+    When,
+    /// The `cwd`.
+    Cwd,
+    /// One `env:` value.
+    Env(&'a str),
+    /// A loop's `until` condition.
+    Until,
+    /// A loop's `until_bash` script.
+    UntilBash,
+    /// One `args:` value of a command node.
+    Arg(&'a str),
+}
+
 impl Node {
+    /// Every template written in the node, in a fixed order: the body (unless it is a command
+    /// file's, see [`Node::command`]), `until`, `until_bash`, `when`, `cwd`, then each `env:`
+    /// and `args:` value. Validation and the plan both walk a node through this.
+    pub fn templates(&self) -> impl Iterator<Item = (TemplateField<'_>, &Template)> {
+        let body = match &self.kind {
+            NodeKind::Bash(t) | NodeKind::Prompt(t) => Some(t),
+            NodeKind::Approval(a) => Some(&a.message),
+            NodeKind::Command(_) => None,
+            NodeKind::Loop(l) => match &l.body {
+                LoopBody::Bash(t) | LoopBody::Prompt(t) => Some(t),
+                LoopBody::Command(_) => None,
+            },
+        };
+        let (until, until_bash) = match &self.kind {
+            NodeKind::Loop(l) => (l.until.as_ref(), l.until_bash.as_ref()),
+            _ => (None, None),
+        };
+        let fixed = [
+            (TemplateField::Body, body),
+            (TemplateField::Until, until),
+            (TemplateField::UntilBash, until_bash),
+            (TemplateField::When, self.when.as_ref()),
+            (TemplateField::Cwd, self.cwd.as_ref()),
+        ];
+        fixed
+            .into_iter()
+            .filter_map(|(field, t)| Some((field, t?)))
+            .chain(
+                self.env
+                    .iter()
+                    .map(|(k, v)| (TemplateField::Env(k.value.as_str()), v)),
+            )
+            .chain(
+                self.args
+                    .iter()
+                    .map(|(k, v)| (TemplateField::Arg(k.value.as_str()), v)),
+            )
+    }
+
+    /// The command file whose text is the node's body: a `command:` node's, or a loop's
+    /// whose body is one.
+    pub fn command(&self) -> Option<&Spanned<String>> {
+        match &self.kind {
+            NodeKind::Command(name) => Some(name),
+            NodeKind::Loop(l) => match &l.body {
+                LoopBody::Command(name) => Some(name),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// True when a field is a bash script (its values are passed by reference).
+    pub fn is_script(&self, field: TemplateField) -> bool {
+        match field {
+            TemplateField::UntilBash => true,
+            TemplateField::Body => match &self.kind {
+                NodeKind::Bash(_) => true,
+                NodeKind::Loop(l) => matches!(l.body, LoopBody::Bash(_)),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The trigger rule, defaulting to `all_success`.
     pub fn trigger(&self) -> Trigger {
         self.trigger.as_ref().map(|t| t.value).unwrap_or_default()

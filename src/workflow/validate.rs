@@ -5,12 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::command_file::{CommandArg, CommandLookup};
 use super::model::*;
 use super::shell_context;
 use super::template::{self, Analysis};
 use super::Loaded;
 use crate::diagnostic::{suggestion, Diagnostic};
-use crate::graph::Dag;
+use crate::graph::{Ancestors, Dag};
 use crate::source::{SourceFile, Span, Spanned};
 
 /// The names a template may start with.
@@ -31,111 +32,68 @@ pub const BUILTIN_AGENT: &str = "claude";
 /// Every built-in agent profile: one per harness (`claude` for Claude Code, `codex` for Codex).
 pub const BUILTIN_AGENTS: &[&str] = &["claude", "codex"];
 
-/// A command file found for a `command:` node.
-#[derive(Debug, Clone)]
-pub struct CommandFile {
-    /// The Markdown file.
-    pub file: Arc<SourceFile>,
-    /// Byte offset where the prompt template starts (after any frontmatter).
-    pub body_start: usize,
-    /// Names of the arguments its frontmatter declares, with whether each is required
-    /// (required means no default).
-    pub args: Vec<(String, bool)>,
-    /// Problems found in the file itself (frontmatter).
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-impl CommandFile {
-    /// The prompt template (the text after the frontmatter).
-    pub fn body(&self) -> &str {
-        &self.file.text[self.body_start.min(self.file.text.len())..]
-    }
-}
-
-/// Finds command files by name.
-pub trait CommandLookup {
-    /// The command file for `name`, or the places searched and the names that do exist.
-    fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<PathBuf>, Vec<String>)>;
-}
-
-/// Looks for `NAME.md` in a list of folders, in order.
-#[derive(Debug, Clone, Default)]
-pub struct DirCommands {
-    /// The folders, most specific first.
-    pub dirs: Vec<PathBuf>,
-}
-
-impl CommandLookup for DirCommands {
-    fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<PathBuf>, Vec<String>)> {
-        for dir in &self.dirs {
-            let path = dir.join(format!("{name}.md"));
-            if let Ok(file) = SourceFile::read(&path) {
-                return Ok(CommandFile::parse(file));
-            }
-        }
-        let mut available: Vec<String> = self
-            .dirs
-            .iter()
-            .filter_map(|d| std::fs::read_dir(d).ok())
-            .flatten()
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".md"))
-                    .map(str::to_string)
-            })
-            .collect();
-        available.sort();
-        available.dedup();
-        Err((self.dirs.clone(), available))
-    }
-}
-
-impl CommandFile {
-    /// Reads a command file with [`super::command_file::parse_command_file`]: frontmatter
-    /// (`---` ... `---`, YAML with `description` and `args`) and prompt template.
-    pub fn parse(file: Arc<SourceFile>) -> Self {
-        let (command, diagnostics) = super::command_file::parse_command_file(file.clone());
-        Self {
-            body_start: command.body.span.start,
-            args: command
-                .args
-                .iter()
-                .map(|a| (a.name.value.clone(), a.must_be_given()))
-                .collect(),
-            file,
-            diagnostics,
-        }
-    }
-}
-
 /// What `{{args.NAME}}` may read in the template being checked.
 #[derive(Clone, Copy)]
 enum Args<'c> {
     /// Not a command file: there are no arguments.
     None,
     /// A command file declaring these arguments in its frontmatter.
-    Declared(&'c [(String, bool)]),
+    Declared(&'c [CommandArg]),
     /// A command file whose frontmatter is broken (reported on its own): anything goes.
     Any,
 }
 
-/// Which template fields of a node a check is looking at.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Field {
-    /// `bash` or the bash body of a loop.
-    Bash,
-    /// `until_bash`.
-    UntilBash,
-    /// `until`.
-    Until,
-    /// A loop body that is a prompt or command.
-    LoopBody,
-    /// A loop body that is a bash script.
-    LoopBash,
-    /// Anything else: prompt, when, cwd, env, args, approval message.
-    Other,
+/// What a template may read and how it is escaped, by where it sits.
+#[derive(Clone, Copy)]
+struct Scope {
+    /// A bash script: values pass by reference, and some places in it refuse them.
+    shell: bool,
+    /// A loop's body or conditions, where `loop.*` exists.
+    in_loop: bool,
+    /// `until` or `until_bash`, where `output` exists.
+    until: bool,
+}
+
+impl Scope {
+    /// Outside any node: workflow `env` and agent profiles, rendered before any node runs.
+    const OUTSIDE: Scope = Scope {
+        shell: false,
+        in_loop: false,
+        until: false,
+    };
+
+    /// The scope of one template field of a node.
+    fn of(node: &Node, field: TemplateField) -> Scope {
+        let until = matches!(field, TemplateField::Until | TemplateField::UntilBash);
+        Scope {
+            shell: node.is_script(field),
+            in_loop: matches!(node.kind, NodeKind::Loop(_))
+                && (until || field == TemplateField::Body),
+            until,
+        }
+    }
+}
+
+/// How a template field is named in messages: `bash`, `prompt`, `until`, `env.NAME`...
+fn field_name(node: &Node, field: TemplateField) -> String {
+    let body = |kind: &NodeKind| match kind {
+        NodeKind::Loop(l) => match &l.body {
+            LoopBody::Bash(_) => "bash",
+            LoopBody::Prompt(_) => "prompt",
+            LoopBody::Command(_) => "command file",
+        },
+        NodeKind::Command(_) => "command file",
+        other => other.name(),
+    };
+    match field {
+        TemplateField::Body => body(&node.kind).to_string(),
+        TemplateField::Until => "until".into(),
+        TemplateField::UntilBash => "until_bash".into(),
+        TemplateField::When => "when".into(),
+        TemplateField::Cwd => "cwd".into(),
+        TemplateField::Env(name) => format!("env.{name}"),
+        TemplateField::Arg(name) => format!("args.{name}"),
+    }
 }
 
 /// Runs every semantic check on a loaded workflow and returns all diagnostics, the
@@ -143,7 +101,7 @@ enum Field {
 pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic> {
     let mut diags = loaded.diagnostics.clone();
     if let Some(wf) = &loaded.workflow {
-        let dag = Dag::new(wf);
+        let dag = wf.dag();
         let ancestors = Ancestors::new(&dag);
         let mut v = Validator {
             wf,
@@ -248,42 +206,6 @@ pub fn sort(diags: &mut [Diagnostic]) {
     });
 }
 
-/// The transitive dependencies of every node, asked for once per template reference and
-/// per pair of nodes sharing a session, so they are computed once.
-enum Ancestors {
-    /// A DAG: one bit set per node, built in topological order (each node's set is the union
-    /// of its dependencies' sets), `words` 64-bit words per node.
-    Sets { words: usize, bits: Vec<u64> },
-    /// A graph with a cycle (reported on its own): each node's set found by a search, once.
-    Lazy(Vec<Option<Vec<bool>>>),
-}
-
-impl Ancestors {
-    fn new(dag: &Dag) -> Self {
-        let Some(order) = dag.topo_order() else {
-            return Ancestors::Lazy(vec![None; dag.len()]);
-        };
-        let words = dag.len().div_ceil(64);
-        let mut bits = vec![0u64; words * dag.len()];
-        for &i in &order {
-            for &d in &dag.deps[i] {
-                bits[i * words + d / 64] |= 1 << (d % 64);
-                // `d` comes before `i` in the order, so its set is complete.
-                let (before, after) = bits.split_at_mut(i.max(d) * words);
-                let (mine, theirs) = if i > d {
-                    (&mut after[..words], &before[d * words..(d + 1) * words])
-                } else {
-                    (&mut before[i * words..(i + 1) * words], &after[..words])
-                };
-                for (m, t) in mine.iter_mut().zip(theirs) {
-                    *m |= t;
-                }
-            }
-        }
-        Ancestors::Sets { words, bits }
-    }
-}
-
 struct Validator<'a> {
     wf: &'a Workflow,
     file: &'a Arc<SourceFile>,
@@ -308,13 +230,8 @@ impl Validator<'_> {
     }
 
     /// True if node `me` depends on node `other`, directly or not.
-    fn depends_on(&mut self, me: usize, other: usize) -> bool {
-        match &mut self.ancestors {
-            Ancestors::Sets { words, bits } => {
-                bits[me * *words + other / 64] & (1 << (other % 64)) != 0
-            }
-            Ancestors::Lazy(sets) => sets[me].get_or_insert_with(|| self.dag.ancestors(me))[other],
-        }
+    fn depends_on(&self, me: usize, other: usize) -> bool {
+        self.ancestors.contains(me, other)
     }
 
     fn run(&mut self, commands: &dyn CommandLookup) {
@@ -583,7 +500,7 @@ impl Validator<'_> {
                 self.template(
                     None,
                     value,
-                    Field::Other,
+                    Scope::OUTSIDE,
                     &format!("agents.{}.env.{}", name.value, key.value),
                 );
             }
@@ -616,43 +533,19 @@ impl Validator<'_> {
 
     fn workflow_templates(&mut self) {
         for (key, value) in self.wf.env.iter() {
-            self.template(None, value, Field::Other, &format!("env.{}", key.value));
+            self.template(None, value, Scope::OUTSIDE, &format!("env.{}", key.value));
         }
     }
 
     fn node(&mut self, i: usize, commands: &dyn CommandLookup) {
         let wf = self.wf;
         let node = &wf.nodes[i];
-        match &node.kind {
-            NodeKind::Bash(t) => self.template(Some(i), t, Field::Bash, "bash"),
-            NodeKind::Prompt(t) => self.template(Some(i), t, Field::Other, "prompt"),
-            NodeKind::Command(name) => self.command(i, name, commands, Field::Other),
-            NodeKind::Approval(a) => self.template(Some(i), &a.message, Field::Other, "approval"),
-            NodeKind::Loop(l) => {
-                match &l.body {
-                    LoopBody::Bash(t) => self.template(Some(i), t, Field::LoopBash, "bash"),
-                    LoopBody::Prompt(t) => self.template(Some(i), t, Field::LoopBody, "prompt"),
-                    LoopBody::Command(name) => self.command(i, name, commands, Field::LoopBody),
-                }
-                if let Some(t) = &l.until {
-                    self.template(Some(i), t, Field::Until, "until");
-                }
-                if let Some(t) = &l.until_bash {
-                    self.template(Some(i), t, Field::UntilBash, "until_bash");
-                }
-            }
+        if let Some(name) = node.command() {
+            self.command(i, name, commands, Scope::of(node, TemplateField::Body));
         }
-        if let Some(t) = &node.when {
-            self.template(Some(i), t, Field::Other, "when");
-        }
-        if let Some(t) = &node.cwd {
-            self.template(Some(i), t, Field::Other, "cwd");
-        }
-        for (key, value) in node.env.iter() {
-            self.template(Some(i), value, Field::Other, &format!("env.{}", key.value));
-        }
-        for (key, value) in node.args.iter() {
-            self.template(Some(i), value, Field::Other, &format!("args.{}", key.value));
+        for (field, t) in node.templates() {
+            let what = field_name(node, field);
+            self.template(Some(i), t, Scope::of(node, field), &what);
         }
         if let Some(agent) = &node.agent {
             let names: Vec<&str> = BUILTIN_AGENTS
@@ -760,7 +653,7 @@ impl Validator<'_> {
         i: usize,
         name: &Spanned<String>,
         commands: &dyn CommandLookup,
-        field: Field,
+        scope: Scope,
     ) {
         let node = &self.wf.nodes[i];
         match commands.lookup(&name.value) {
@@ -774,14 +667,17 @@ impl Validator<'_> {
                 } else {
                     Args::Any
                 };
-                let span = Span::new(
-                    command.body_start,
-                    command.file.text.len().saturating_sub(command.body_start),
+                self.template_in(
+                    Some(i),
+                    &command.file,
+                    &command.body,
+                    scope,
+                    "command file",
+                    args,
                 );
-                let body = Spanned::new(command.body().to_string(), span);
-                self.template_in(Some(i), &command.file, &body, field, "command file", args);
-                for (arg, required) in &command.args {
-                    if frontmatter_ok && *required && node.args.get(arg).is_none() {
+                for arg in command.args.iter().filter(|a| a.must_be_given()) {
+                    let arg = &arg.name.value;
+                    if frontmatter_ok && node.args.get(arg).is_none() {
                         self.diags.push(
                             Diagnostic::error(
                                 "missing-argument",
@@ -796,7 +692,8 @@ impl Validator<'_> {
                         );
                     }
                 }
-                let declared: Vec<&str> = command.args.iter().map(|(a, _)| a.as_str()).collect();
+                let declared: Vec<&str> =
+                    command.args.iter().map(|a| a.name.value.as_str()).collect();
                 for (key, _) in node.args.iter() {
                     if frontmatter_ok && !declared.contains(&key.value.as_str()) {
                         let help =
@@ -852,9 +749,9 @@ impl Validator<'_> {
         }
     }
 
-    fn template(&mut self, node: Option<usize>, t: &Spanned<String>, field: Field, what: &str) {
+    fn template(&mut self, node: Option<usize>, t: &Spanned<String>, scope: Scope, what: &str) {
         let file = self.file.clone();
-        self.template_in(node, &file, t, field, what, Args::None);
+        self.template_in(node, &file, t, scope, what, Args::None);
     }
 
     /// Values a bash script would read where not even a variable is safe or meaningful
@@ -900,7 +797,7 @@ impl Validator<'_> {
         node: Option<usize>,
         file: &Arc<SourceFile>,
         t: &Spanned<String>,
-        field: Field,
+        scope: Scope,
         what: &str,
         command_args: Args,
     ) {
@@ -938,7 +835,7 @@ impl Validator<'_> {
                 return;
             }
         };
-        let is_shell = matches!(field, Field::Bash | Field::UntilBash | Field::LoopBash);
+        let is_shell = scope.shell;
         if is_shell {
             self.shell_contexts(file, t, &analysis);
         }
@@ -978,232 +875,160 @@ impl Validator<'_> {
         let mut locator = template::TagLocator::new(file, t.span, &t.value);
         for r in &analysis.references {
             let span = locator.name(r.tag, &r.raw);
-            self.reference(node, file, span, r, field, command_args);
+            let site = Site {
+                node,
+                scope,
+                args: command_args,
+                file,
+                span,
+            };
+            self.reference(&site, r);
         }
     }
 
-    fn reference(
-        &mut self,
-        node: Option<usize>,
-        file: &Arc<SourceFile>,
-        span: Span,
-        r: &template::Reference,
-        field: Field,
-        command_args: Args,
-    ) {
-        let root = r.segments[0].as_str();
-        let in_loop = matches!(
-            field,
-            Field::LoopBody | Field::LoopBash | Field::Until | Field::UntilBash
-        );
-        let error = |code: &'static str, message: String, help: String| {
-            Diagnostic::error(code, file, span, message).with_help(help)
-        };
-        match root {
-            "inputs" => {
-                let Some(name) = r.segments.get(1) else {
-                    self.diags.push(error(
-                        "template-name",
-                        "`inputs` needs a name, like `inputs.issue`".into(),
-                        "write `{{inputs.NAME}}`".into(),
-                    ));
-                    return;
-                };
-                if self.wf.inputs.get(name).is_some() {
-                    self.used_inputs.push(name.clone());
-                } else if self.flood("unknown-input") {
-                    self.diags.push(error(
-                        "unknown-input",
-                        format!("`inputs.{name}` is not a declared input"),
-                        String::new(),
-                    ));
-                } else {
-                    let help = suggestion(name, self.wf.inputs.names()).unwrap_or_else(|| {
-                        format!("declare it: `inputs: {{ {name}: {{ required: true }} }}`")
-                    });
-                    self.diags.push(
-                        error(
-                            "unknown-input",
-                            format!("`inputs.{name}` is not a declared input"),
-                            help,
-                        )
-                        .with_label("no such input"),
-                    );
-                }
-            }
-            "nodes" => {
-                let Some(id) = r.segments.get(1) else {
-                    self.diags.push(error(
-                        "template-name",
-                        "`nodes` needs an id, like `nodes.build.output`".into(),
-                        "write `{{nodes.ID.output}}`".into(),
-                    ));
-                    return;
-                };
-                let Some(target) = self.dag.index_of(id) else {
-                    if !self.dropped.contains(id) && self.flood("unknown-node") {
-                        self.diags.push(error("unknown-node", format!("`nodes.{id}` names no node"), String::new()));
-                    } else if !self.dropped.contains(id) {
-                        let help = suggestion(id, self.dag.ids.iter().map(String::as_str))
-                            .unwrap_or_else(|| {
-                                format!(
-                                    "known nodes: {}",
-                                    list(
-                                        self.dag
-                                            .ids
-                                            .iter()
-                                            .map(String::as_str)
-                                            .collect::<std::collections::BTreeSet<_>>()
-                                            .into_iter()
-                                    )
-                                )
-                            });
-                        self.diags.push(
-                            error("unknown-node", format!("`nodes.{id}` names no node"), help)
-                                .with_label("no node has this id"),
-                        );
-                    }
-                    return;
-                };
-                match node {
-                    None => {
-                        self.diags.push(error("not-upstream", format!("`nodes.{id}` cannot be read here"), "workflow-level `env` and agent profiles are rendered before any node runs; move the value into the node that needs it".into()));
-                    }
-                    Some(me) if me == target => {
-                        let help = if in_loop {
-                            "inside a loop, read this iteration's result as `{{output}}` and the previous one as `{{loop.previous}}`"
-                        } else {
-                            "a node cannot read its own result"
-                        };
-                        self.diags.push(error(
-                            "not-upstream",
-                            format!("node `{id}` reads its own result"),
-                            help.into(),
-                        ));
-                    }
-                    Some(me) if !self.depends_on(me, target) => {
-                        let me_id = &self.dag.ids[me];
-                        self.diags.push(
-                            error("not-upstream", format!("node `{me_id}` reads `nodes.{id}` but does not depend on `{id}`"), format!("add `{id}` to `depends_on` of `{me_id}`, so it has run before `{me_id}` starts"))
-                                .with_label("not upstream of this node"),
-                        );
-                    }
-                    Some(_) => {}
-                }
-                match r.segments.get(2).map(String::as_str) {
-                    Some("output" | "output_file" | "status") if r.segments.len() == 3 => {}
-                    Some("json") => {}
-                    other => {
-                        let help = match other
-                            .and_then(|f| suggestion(f, ["output", "output_file", "status", "json"]))
-                        {
-                            Some(h) => h,
-                            None => {
-                                "a node has `output`, `output_file`, `status` and `json` (when its output is JSON)"
-                                    .into()
-                            }
-                        };
-                        self.diags.push(error(
-                            "template-name",
-                            format!("`{}` is not something a node has", r.raw),
-                            help,
-                        ));
-                    }
-                }
-            }
-            "artifacts" if r.segments.len() == 1 => {}
-            "run"
-                if r.segments.get(1).map(String::as_str) == Some("id") && r.segments.len() == 2 => {
-            }
-            "workflow"
-                if r.segments.get(1).map(String::as_str) == Some("name")
-                    && r.segments.len() == 2 => {}
-            "env" if r.segments.len() == 2 => {}
-            "loop"
-                if in_loop
-                    && matches!(
-                        r.segments.get(1).map(String::as_str),
-                        Some("iteration" | "previous")
-                    )
-                    && r.segments.len() == 2 => {}
-            "output"
-                if matches!(field, Field::Until | Field::UntilBash) && r.segments.len() == 1 => {}
-            "args" if r.segments.len() == 2 => match command_args {
-                Args::Any => {}
-                Args::Declared(declared) if declared.iter().any(|(a, _)| *a == r.segments[1]) => {}
-                Args::Declared(declared) => {
-                    let name = &r.segments[1];
-                    let help = suggestion(name, declared.iter().map(|(a, _)| a.as_str()))
-                        .unwrap_or_else(|| {
-                            format!("declare it in the frontmatter: `args: [{{ name: {name} }}]`")
-                        });
-                    self.diags.push(
-                        error(
-                            "unknown-argument",
-                            format!("the command reads `args.{name}` but does not declare it"),
-                            help,
-                        )
-                        .with_label("not in the frontmatter's `args`"),
-                    );
-                }
-                Args::None => self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into())),
-            },
-            "artifacts" | "run" | "workflow" | "env" => {
-                let shape = match root {
-                    "artifacts" => {
-                        "`{{artifacts}}` is the artifacts folder; write `{{artifacts}}/file.md`"
-                    }
-                    "run" => "the run has `{{run.id}}`",
-                    "workflow" => "the workflow has `{{workflow.name}}`",
-                    _ => "write `{{env.NAME}}`",
-                };
-                self.diags.push(error(
-                    "template-name",
-                    format!("`{}` is not a known value", r.raw),
-                    shape.into(),
-                ));
-            }
-            "loop" | "output" if !in_loop => {
-                self.diags.push(error("template-name", format!("`{}` only exists inside a loop", r.raw), "`{{output}}` is read in `until`, `{{loop.iteration}}` and `{{loop.previous}}` in a loop's body and conditions".into()));
-            }
-            "loop" => {
-                self.diags.push(error(
-                    "template-name",
-                    format!("`{}` is not a known value", r.raw),
-                    "a loop has `{{loop.iteration}}` and `{{loop.previous}}`".into(),
-                ));
-            }
-            "output" => {
-                self.diags.push(error(
-                    "template-name",
-                    "`output` is only known in `until` and `until_bash`".into(),
-                    "in the loop body, read the previous iteration as `{{loop.previous}}`".into(),
-                ));
-            }
-            "args" if matches!(command_args, Args::None) => {
-                self.diags.push(error("template-name", "`args` is only known in command files".into(), "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs".into()));
-            }
+    /// Checks one `{{...}}` reference: each template root has its own rules.
+    fn reference(&mut self, site: &Site, r: &template::Reference) {
+        match r.segments[0].as_str() {
+            "inputs" => self.input_reference(site, r),
+            "nodes" => self.node_reference(site, r),
+            "artifacts" | "run" | "workflow" | "env" => self.diags.extend(run_reference(site, r)),
+            "loop" | "output" => self.diags.extend(loop_reference(site, r)),
+            "args" => self.diags.extend(args_reference(site, r)),
             _ if r.in_block => {}
-            _ => {
-                let help = suggestion(root, TEMPLATE_ROOTS.iter().copied())
-                    .map(|s| {
-                        format!(
-                            "{s} (templates read {})",
-                            list(TEMPLATE_ROOTS.iter().copied())
-                        )
-                    })
-                    .unwrap_or_else(|| {
-                        format!("templates read {}", list(TEMPLATE_ROOTS.iter().copied()))
-                    });
+            root => self.diags.push(unknown_root(site, r, root)),
+        }
+    }
+
+    /// `inputs.NAME`: a declared input, which then counts as used.
+    fn input_reference(&mut self, site: &Site, r: &template::Reference) {
+        let Some(name) = r.segments.get(1) else {
+            self.diags.push(site.error(
+                "template-name",
+                "`inputs` needs a name, like `inputs.issue`".into(),
+                "write `{{inputs.NAME}}`".into(),
+            ));
+            return;
+        };
+        if self.wf.inputs.get(name).is_some() {
+            self.used_inputs.push(name.clone());
+        } else if self.flood("unknown-input") {
+            self.diags.push(site.error(
+                "unknown-input",
+                format!("`inputs.{name}` is not a declared input"),
+                String::new(),
+            ));
+        } else {
+            let help = suggestion(name, self.wf.inputs.names()).unwrap_or_else(|| {
+                format!("declare it: `inputs: {{ {name}: {{ required: true }} }}`")
+            });
+            self.diags.push(
+                site.error(
+                    "unknown-input",
+                    format!("`inputs.{name}` is not a declared input"),
+                    help,
+                )
+                .with_label("no such input"),
+            );
+        }
+    }
+
+    /// `nodes.ID.FIELD`: a node upstream of the reader, and something a node has.
+    fn node_reference(&mut self, site: &Site, r: &template::Reference) {
+        let Some(id) = r.segments.get(1) else {
+            self.diags.push(site.error(
+                "template-name",
+                "`nodes` needs an id, like `nodes.build.output`".into(),
+                "write `{{nodes.ID.output}}`".into(),
+            ));
+            return;
+        };
+        let Some(target) = self.dag.index_of(id) else {
+            self.unknown_node(site, id);
+            return;
+        };
+        self.upstream(site, id, target);
+        match r.segments.get(2).map(String::as_str) {
+            Some("output" | "output_file" | "status") if r.segments.len() == 3 => {}
+            Some("json") => {}
+            other => {
+                let help = match other
+                    .and_then(|f| suggestion(f, ["output", "output_file", "status", "json"]))
+                {
+                    Some(h) => h,
+                    None => {
+                        "a node has `output`, `output_file`, `status` and `json` (when its output is JSON)"
+                            .into()
+                    }
+                };
+                self.diags.push(site.error(
+                    "template-name",
+                    format!("`{}` is not something a node has", r.raw),
+                    help,
+                ));
+            }
+        }
+    }
+
+    /// `nodes.ID` where no node has that id (nodes whose kind was broken are reported on
+    /// their own).
+    fn unknown_node(&mut self, site: &Site, id: &str) {
+        if self.dropped.iter().any(|d| d == id) {
+            return;
+        }
+        if self.flood("unknown-node") {
+            self.diags.push(site.error(
+                "unknown-node",
+                format!("`nodes.{id}` names no node"),
+                String::new(),
+            ));
+            return;
+        }
+        let help = suggestion(id, self.dag.ids.iter().map(String::as_str)).unwrap_or_else(|| {
+            format!(
+                "known nodes: {}",
+                list(
+                    self.dag
+                        .ids
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                )
+            )
+        });
+        self.diags.push(
+            site.error("unknown-node", format!("`nodes.{id}` names no node"), help)
+                .with_label("no node has this id"),
+        );
+    }
+
+    /// A node's result is read only by nodes that depend on it, never by itself, never before
+    /// any node runs.
+    fn upstream(&mut self, site: &Site, id: &str, target: usize) {
+        match site.node {
+            None => {
+                self.diags.push(site.error("not-upstream", format!("`nodes.{id}` cannot be read here"), "workflow-level `env` and agent profiles are rendered before any node runs; move the value into the node that needs it".into()));
+            }
+            Some(me) if me == target => {
+                let help = if site.in_loop() {
+                    "inside a loop, read this iteration's result as `{{output}}` and the previous one as `{{loop.previous}}`"
+                } else {
+                    "a node cannot read its own result"
+                };
+                self.diags.push(site.error(
+                    "not-upstream",
+                    format!("node `{id}` reads its own result"),
+                    help.into(),
+                ));
+            }
+            Some(me) if !self.depends_on(me, target) => {
+                let me_id = &self.dag.ids[me];
                 self.diags.push(
-                    error(
-                        "template-name",
-                        format!("unknown name `{}` in template", r.raw),
-                        help,
-                    )
-                    .with_label("not a known value"),
+                    site.error("not-upstream", format!("node `{me_id}` reads `nodes.{id}` but does not depend on `{id}`"), format!("add `{id}` to `depends_on` of `{me_id}`, so it has run before `{me_id}` starts"))
+                        .with_label("not upstream of this node"),
                 );
             }
+            Some(_) => {}
         }
     }
 
@@ -1277,6 +1102,136 @@ impl Validator<'_> {
     }
 }
 
+/// Where a template reference is checked: the node reading it (`None` for workflow-level
+/// values), what it may read, what `args` holds there, and the tag's place in its file.
+struct Site<'a> {
+    node: Option<usize>,
+    scope: Scope,
+    args: Args<'a>,
+    file: &'a Arc<SourceFile>,
+    span: Span,
+}
+
+impl Site<'_> {
+    /// An error at the tag.
+    fn error(&self, code: &'static str, message: String, help: String) -> Diagnostic {
+        Diagnostic::error(code, self.file, self.span, message).with_help(help)
+    }
+
+    /// True in a loop's body and conditions, where `loop.*` and `output` exist.
+    fn in_loop(&self) -> bool {
+        self.scope.in_loop
+    }
+}
+
+/// `artifacts`, `run.id`, `workflow.name`, `env.NAME`: values of the run.
+fn run_reference(site: &Site, r: &template::Reference) -> Option<Diagnostic> {
+    let root = r.segments[0].as_str();
+    let second = r.segments.get(1).map(String::as_str);
+    let known = match root {
+        "artifacts" => r.segments.len() == 1,
+        "run" => second == Some("id") && r.segments.len() == 2,
+        "workflow" => second == Some("name") && r.segments.len() == 2,
+        _ => r.segments.len() == 2,
+    };
+    if known {
+        return None;
+    }
+    let shape = match root {
+        "artifacts" => "`{{artifacts}}` is the artifacts folder; write `{{artifacts}}/file.md`",
+        "run" => "the run has `{{run.id}}`",
+        "workflow" => "the workflow has `{{workflow.name}}`",
+        _ => "write `{{env.NAME}}`",
+    };
+    Some(site.error(
+        "template-name",
+        format!("`{}` is not a known value", r.raw),
+        shape.into(),
+    ))
+}
+
+/// `loop.iteration`, `loop.previous` in a loop; `output` in `until` and `until_bash`.
+fn loop_reference(site: &Site, r: &template::Reference) -> Option<Diagnostic> {
+    let is_loop = r.segments[0] == "loop";
+    if !site.in_loop() {
+        return Some(site.error("template-name", format!("`{}` only exists inside a loop", r.raw), "`{{output}}` is read in `until`, `{{loop.iteration}}` and `{{loop.previous}}` in a loop's body and conditions".into()));
+    }
+    if is_loop {
+        let known = matches!(
+            r.segments.get(1).map(String::as_str),
+            Some("iteration" | "previous")
+        ) && r.segments.len() == 2;
+        return (!known).then(|| {
+            site.error(
+                "template-name",
+                format!("`{}` is not a known value", r.raw),
+                "a loop has `{{loop.iteration}}` and `{{loop.previous}}`".into(),
+            )
+        });
+    }
+    let known = site.scope.until && r.segments.len() == 1;
+    (!known).then(|| {
+        site.error(
+            "template-name",
+            "`output` is only known in `until` and `until_bash`".into(),
+            "in the loop body, read the previous iteration as `{{loop.previous}}`".into(),
+        )
+    })
+}
+
+/// `args.NAME` in a command file: an argument its frontmatter declares.
+fn args_reference(site: &Site, r: &template::Reference) -> Option<Diagnostic> {
+    let outside = || {
+        site.error(
+            "template-name",
+            "`args` is only known in command files".into(),
+            "pass values to a command with the node's `args:`; in a prompt, use inputs or node outputs"
+                .into(),
+        )
+    };
+    if r.segments.len() != 2 {
+        return match site.args {
+            Args::None => Some(outside()),
+            _ if r.in_block => None,
+            _ => Some(unknown_root(site, r, "args")),
+        };
+    }
+    match site.args {
+        Args::Any => None,
+        Args::Declared(declared) if declared.iter().any(|a| a.name.value == r.segments[1]) => None,
+        Args::Declared(declared) => {
+            let name = &r.segments[1];
+            let help = suggestion(name, declared.iter().map(|a| a.name.value.as_str()))
+                .unwrap_or_else(|| {
+                    format!("declare it in the frontmatter: `args: [{{ name: {name} }}]`")
+                });
+            Some(
+                site.error(
+                    "unknown-argument",
+                    format!("the command reads `args.{name}` but does not declare it"),
+                    help,
+                )
+                .with_label("not in the frontmatter's `args`"),
+            )
+        }
+        Args::None => Some(outside()),
+    }
+}
+
+/// A name that is no template root.
+fn unknown_root(site: &Site, r: &template::Reference, root: &str) -> Diagnostic {
+    let roots = || list(TEMPLATE_ROOTS.iter().copied());
+    let help = suggestion(root, TEMPLATE_ROOTS.iter().copied())
+        .map(|s| format!("{s} (templates read {})", roots()))
+        .unwrap_or_else(|| format!("templates read {}", roots()));
+    site.error(
+        "template-name",
+        format!("unknown name `{}` in template", r.raw),
+        help,
+    )
+    .with_label("not a known value")
+}
+
 /// "a `bash` node", "an `approval` node".
 fn kind_phrase(kind: &NodeKind) -> String {
     let name = kind.name();
@@ -1307,47 +1262,5 @@ fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
         "none".into()
     } else {
         names.join(", ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::workflow::load_source;
-
-    #[test]
-    fn ancestor_sets_match_a_search_in_any_node_order() {
-        // Node n{p} has rank p*37 mod 70 and depends on the nodes ranked 3 below it and at a
-        // fifth of its rank: a DAG (not a total order) whose dependencies point both ways in
-        // the list, two words wide.
-        let rank = |p: usize| p * 37 % 70;
-        let at_rank = |r: usize| (0..70).find(|&p| rank(p) == r).expect("a permutation");
-        let mut yaml = String::from("nodes:\n");
-        for p in 0..70 {
-            let r = rank(p);
-            let mut deps = Vec::new();
-            if r >= 3 {
-                deps.push(format!("n{}", at_rank(r - 3)));
-            }
-            if r >= 10 && r % 2 == 0 {
-                deps.push(format!("n{}", at_rank(r / 5)));
-            }
-            yaml.push_str(&format!(
-                "  - {{id: n{p}, bash: x, depends_on: [{}]}}\n",
-                deps.join(", ")
-            ));
-        }
-        let loaded = load_source(SourceFile::new("t.yaml", yaml));
-        let dag = Dag::new(loaded.workflow.as_ref().expect("loads"));
-        let Ancestors::Sets { words, bits } = Ancestors::new(&dag) else {
-            panic!("the graph has no cycle");
-        };
-        for me in 0..dag.len() {
-            let expected = dag.ancestors(me);
-            for (other, &want) in expected.iter().enumerate() {
-                let got = bits[me * words + other / 64] & (1 << (other % 64)) != 0;
-                assert_eq!(got, want, "n{me} depends on n{other}");
-            }
-        }
     }
 }

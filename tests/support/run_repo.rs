@@ -111,6 +111,8 @@ impl Repo {
             .env("REINS_RETRY_DELAY", "20ms")
             .env("REINS_KILL_GRACE", "1s")
             .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("CLICOLOR")
             // Only this repository's workflows: no user-global folder.
             .env("REINS_HOME", self.dir.path().join(".test-home"))
             // Agent slots of this repository's runs only (the machine-wide cap lives there).
@@ -127,6 +129,7 @@ impl Repo {
             timeout: DEFAULT_TIMEOUT,
             out_dir: self.dir.path().join(".test-out"),
             discard_stdout: false,
+            closed_stdout: false,
         }
     }
 
@@ -224,6 +227,7 @@ pub struct Cmd {
     timeout: Duration,
     out_dir: PathBuf,
     discard_stdout: bool,
+    closed_stdout: bool,
 }
 
 /// A finished command.
@@ -256,9 +260,22 @@ impl Cmd {
         self
     }
 
+    /// Removes an environment variable (such as the `NO_COLOR` every command gets).
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.command.env_remove(key);
+        self
+    }
+
     /// Sends stdout to `/dev/null` (for commands that print hundreds of megabytes).
     pub fn discard_stdout(mut self) -> Self {
         self.discard_stdout = true;
+        self
+    }
+
+    /// Gives the command a stdout pipe nobody reads (closed, like `reins runs | head` once
+    /// `head` has exited): every write fails with a broken pipe.
+    pub fn closed_stdout(mut self) -> Self {
+        self.closed_stdout = true;
         self
     }
 
@@ -278,7 +295,11 @@ impl Cmd {
             .keep();
         let stdout = unique.join("stdout");
         let stderr = unique.join("stderr");
-        let out = if self.discard_stdout {
+        let out = if self.closed_stdout {
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            writer.into()
+        } else if self.discard_stdout {
             Stdio::null()
         } else {
             fs::File::create(&stdout).unwrap().into()
