@@ -424,7 +424,9 @@ function nodeView(runId, nodeId, panel) {
     if (n.transcript.length) {
       parts.push(el("h2", { text: "Transcript" }), el("div", { class: "transcript", "data-testid": "transcript" }, n.transcript.map((t) => {
         if (t.kind === "text") return el("div", { class: "text", text: t.text });
-        if (t.kind === "tool") return el("details", { class: t.is_error ? "err" : "" }, el("summary", { text: t.summary + (t.result === null ? " …" : t.is_error ? " ✗" : " ✓") }),
+        if (t.kind === "tool") return el("details", { class: t.is_error ? "err" : "", "data-tool": t.name },
+          el("summary", {}, t.summary, t.duration_ms != null ? el("span", { class: "dur", "data-duration-ms": t.duration_ms, text: ` · ${duration(t.duration_ms)}` }) : null,
+            t.result === null ? " …" : t.is_error ? " ✗" : " ✓"),
           el("pre", { class: "box light", text: JSON.stringify(t.input, null, 2) }), t.result !== null ? el("pre", { class: "box light", text: t.result }) : null);
         return el("div", { class: "note", text: t.text });
       })));

@@ -359,11 +359,7 @@ pub fn answer(store: &Store, run: &RunDir, given: Given) -> Result<Answered, Ref
         .map_err(|e| Refused::Usage(format!("cannot read run {}: {e}", run.id)))?;
     let gate =
         pick_gate(given.gate.as_deref(), &wf.nodes, &state, run, verb).map_err(Refused::Usage)?;
-    let node = wf
-        .nodes
-        .iter()
-        .find(|n| n.id.value == gate)
-        .expect("picked");
+    let node = workflow_node(&wf.nodes, &state, &gate).expect("picked");
     let node_state = state.node(&gate).cloned().unwrap_or_default();
     let request = node_state
         .approval
@@ -502,7 +498,7 @@ fn pick_gate(
             )),
         };
     };
-    let Some(node) = nodes.iter().find(|n| n.id.value == id) else {
+    let Some(node) = workflow_node(nodes, state, id) else {
         let hint = suggestion(id, nodes.iter().map(|n| n.id.value.as_str()))
             .map(|h| format!("; {h}"))
             .unwrap_or_default();
@@ -530,6 +526,16 @@ fn pick_gate(
         ));
     }
     Ok(id.to_string())
+}
+
+/// The workflow node a node of the run runs: itself, or the fan-out of an instance `ID[KEY]`
+/// the run has.
+fn workflow_node<'n>(nodes: &'n [Node], state: &RunState, id: &str) -> Option<&'n Node> {
+    let template = match super::fanout::split_instance_id(id) {
+        Some((fan_out, _)) if state.node(id).is_some() => fan_out,
+        _ => id,
+    };
+    nodes.iter().find(|n| n.id.value == template)
 }
 
 /// The answer the log records for a gate's current request.

@@ -98,6 +98,8 @@ pub struct NodeValue {
     pub output_file: Option<PathBuf>,
     /// Set when `output` holds less than the node printed.
     pub truncated: Option<crate::store::Truncation>,
+    /// A fan-out's instances' outputs (`{{nodes.ID.outputs}}`), the JSON text of an array.
+    pub outputs: Option<Json>,
 }
 
 impl NodeValue {
@@ -118,6 +120,7 @@ impl NodeValue {
             json,
             output_file: None,
             truncated: None,
+            outputs: None,
         }
     }
 
@@ -140,6 +143,9 @@ impl NodeValue {
         m.insert("output_file".into(), Json::String(file.unwrap_or_default()));
         if let Some(j) = &self.json {
             m.insert("json".into(), j.clone());
+        }
+        if let Some(o) = &self.outputs {
+            m.insert("outputs".into(), o.clone());
         }
         Json::Object(m)
     }

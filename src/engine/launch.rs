@@ -399,7 +399,25 @@ pub fn resume(
         return Ok(Resumed::AlreadySucceeded(run));
     }
     let mut reset = Vec::new();
-    for (i, id) in plan.dag.ids.iter().enumerate() {
+    // Every node, and the instances of every fan-out expanded so far (which run its settings).
+    let nodes = plan
+        .dag
+        .ids
+        .iter()
+        .cloned()
+        .enumerate()
+        .flat_map(|(i, id)| {
+            let instances: Vec<(usize, String)> = state
+                .node(&id)
+                .and_then(|n| n.fan_out.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|item| (i, super::fanout::instance_id(&id, &item.key)))
+                .collect();
+            std::iter::once((i, id)).chain(instances)
+        });
+    for (i, id) in nodes {
+        let id = &id;
         let node = state.node(id);
         let status = node.map(|n| n.status).unwrap_or_default();
         // A rejection is a decision, not a failure to retry: only `--from` asks again.

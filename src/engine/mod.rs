@@ -23,6 +23,7 @@ pub mod bash;
 pub mod budget;
 pub mod cancel;
 pub mod context;
+pub mod fanout;
 pub mod launch;
 pub mod loops;
 pub mod machine;

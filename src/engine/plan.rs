@@ -300,6 +300,7 @@ fn field_key(i: usize, field: TemplateField) -> String {
         TemplateField::Until => format!("{i}/until"),
         TemplateField::UntilBash => format!("{i}/until_bash"),
         TemplateField::Arg(name) => format!("{i}/arg/{name}"),
+        TemplateField::Key => format!("{i}/key"),
     }
 }
 

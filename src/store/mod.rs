@@ -19,9 +19,9 @@ pub mod safe_fs;
 pub mod state;
 pub mod time;
 
-pub use event::{Event, IterationStatus, NodeStatus, Record, RunStatus, Usage};
+pub use event::{Event, FanOutItem, IterationStatus, NodeStatus, Record, RunStatus, Usage};
 pub use index::{ResolveError, RunSummary};
 pub use lock::{LockError, Owner, RunLock};
 pub use log::EventLog;
-pub use run::{CreateError, FrozenFile, Manifest, RunDir, Store};
+pub use run::{CreateError, FrozenFile, Manifest, RunDir, Store, Swept, STAGED_MIN_AGE};
 pub use state::{NodeState, RunState, Truncation};

@@ -388,6 +388,78 @@ impl Store {
     }
 }
 
+/// How old a half-built run folder (`runs/.new-*`) must be before [`Store::sweep_staged`]
+/// removes it: far longer than creating a run takes.
+pub const STAGED_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What [`Store::sweep_staged`] did with one half-built run folder.
+#[derive(Debug)]
+pub enum Swept {
+    /// Removed (or, in a dry run, would be).
+    Removed,
+    /// Kept: a live process holds its lock (it is being created right now).
+    Busy,
+    /// Kept: removing it failed.
+    Failed(io::Error),
+}
+
+impl Store {
+    /// Removes the half-built run folders (`runs/.new-<id>`) that a crash during
+    /// [`Store::create_run`] left behind: those last changed at least `min_age` ago, each
+    /// under its lock so a run being created is never touched. With `dry_run`, says which
+    /// it would remove and removes none. Oldest first.
+    pub fn sweep_staged(
+        &self,
+        min_age: std::time::Duration,
+        dry_run: bool,
+    ) -> io::Result<Vec<(PathBuf, Swept)>> {
+        let entries = match fs::read_dir(self.runs_dir()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let now = SystemTime::now();
+        let mut staged: Vec<(SystemTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".new-"))
+            // Not through a symbolic link: only real folders of the store.
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .filter(|(changed, _)| now.duration_since(*changed).unwrap_or_default() >= min_age)
+            .collect();
+        staged.sort();
+        let mut out = Vec::new();
+        for (_, path) in staged {
+            if dry_run {
+                // Taking the lock would create its file and make the folder look young.
+                let held = super::lock::is_held(&path.join("lock"));
+                out.push((path, if held { Swept::Busy } else { Swept::Removed }));
+                continue;
+            }
+            let id = path.file_name().unwrap_or_default().to_string_lossy();
+            let id = id.trim_start_matches(".new-").to_string();
+            let lock = match RunLock::acquire(&path.join("lock"), &id) {
+                Ok(lock) => lock,
+                Err(super::LockError::Busy(_)) => {
+                    out.push((path, Swept::Busy));
+                    continue;
+                }
+                Err(super::LockError::Io(e)) => {
+                    out.push((path, Swept::Failed(e)));
+                    continue;
+                }
+            };
+            let swept = match fs::remove_dir_all(&path) {
+                Ok(()) => Swept::Removed,
+                Err(e) => Swept::Failed(e),
+            };
+            drop(lock);
+            out.push((path, swept));
+        }
+        Ok(out)
+    }
+}
+
 /// Why a run could not be created.
 #[derive(Debug)]
 pub enum CreateError {

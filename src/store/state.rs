@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::event::{Event, IterationStatus, NodeStatus, Record, RunStatus, Usage};
+use super::event::{Event, FanOutItem, IterationStatus, NodeStatus, Record, RunStatus, Usage};
 
 /// The state of a run.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -94,6 +94,9 @@ pub struct NodeState {
     pub iterations: Vec<Iteration>,
     /// The approval gate's question and answer.
     pub approval: Option<ApprovalState>,
+    /// A fan-out's items, once expanded: its instances are `ID[KEY]`, listed right after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fan_out: Option<Vec<FanOutItem>>,
 }
 
 /// An output cut to the limit: how much was kept of how much.
@@ -250,8 +253,10 @@ impl RunState {
                 for id in reset {
                     let node = self.node_mut(id);
                     let keep_iterations = std::mem::take(&mut node.iterations);
+                    let fan_out = node.fan_out.take();
                     *node = NodeState {
                         iterations: keep_iterations,
+                        fan_out,
                         usage: node.usage,
                         session_id: node.session_id.take(),
                         ..NodeState::new(id)
@@ -332,6 +337,32 @@ impl RunState {
                 n.status = NodeStatus::Cancelled;
                 n.finished_at = Some(ts);
             }
+            Event::FanOutExpanded { node, items } => {
+                let n = self.node_mut(node);
+                n.status = NodeStatus::Running;
+                if n.started_at.is_none() || n.finished_at.is_some() {
+                    n.started_at = Some(ts);
+                }
+                n.finished_at = None;
+                n.fan_out = Some(items.clone());
+                // The instances stand right after their fan-out, in item order.
+                let at = self.index[node.as_str()] + 1;
+                let new: Vec<NodeState> = items
+                    .iter()
+                    .map(|item| format!("{node}[{}]", item.key))
+                    .filter(|id| !self.index.contains_key(id))
+                    .map(|id| NodeState::new(&id))
+                    .collect();
+                if !new.is_empty() {
+                    self.nodes.splice(at..at, new);
+                    self.index = self
+                        .nodes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| (n.id.clone(), i))
+                        .collect();
+                }
+            }
             Event::AgentSession {
                 node,
                 session,
@@ -385,7 +416,9 @@ impl RunState {
                     }
                 }
             }
-            Event::AgentRetry { .. } => {}
+            Event::AgentRetry { .. }
+            | Event::AgentSlotWait { .. }
+            | Event::AgentSlotTaken { .. } => {}
             Event::LoopIteration {
                 node,
                 iteration,

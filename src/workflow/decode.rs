@@ -74,7 +74,13 @@ pub const NODE_KEYS: &[&str] = &[
     "outputs",
     "budget",
     "args",
+    "for_each",
+    "key",
+    "max_parallel",
+    "min_success",
 ];
+/// Keys of a `for_each: { files: [...] }` mapping.
+pub const FILE_SET_KEYS: &[&str] = &["files", "gitignored"];
 /// Keys of an `approval` mapping.
 pub const APPROVAL_KEYS: &[&str] = &["message", "timeout"];
 /// Kinds a loop body can be.
@@ -610,6 +616,10 @@ impl<'a> Cx<'a> {
             outputs: Vec::new(),
             budget: None,
             args: NamedMap::default(),
+            for_each: None,
+            key: None,
+            max_parallel: None,
+            min_success: None,
         };
         for (k, v) in entries {
             match k.value.as_str() {
@@ -636,6 +646,12 @@ impl<'a> Cx<'a> {
                 "outputs" => node.outputs = self.string_list(v, "outputs"),
                 "budget" => node.budget = self.budget(v, "budget"),
                 "args" => node.args = self.string_map(v, "args"),
+                "for_each" => {
+                    node.for_each = Some(self.for_each(k, v).unwrap_or(ForEach::Invalid(k.span)))
+                }
+                "key" => node.key = self.nonempty_string(v, "key"),
+                "max_parallel" => node.max_parallel = self.u32(v, "max_parallel", 1),
+                "min_success" => node.min_success = self.u32(v, "min_success", 1),
                 _ => {}
             }
         }
@@ -817,6 +833,67 @@ impl<'a> Cx<'a> {
         })
     }
 
+    /// `for_each:`: a YAML list, a template, or `{ files: [globs], gitignored: bool }`.
+    fn for_each(&mut self, key: &Spanned<String>, node: &Y) -> Option<ForEach> {
+        match &node.value {
+            Value::Seq(items) => {
+                if items.len() > MAX_ITEMS {
+                    self.error(
+                        "out-of-range",
+                        node.span,
+                        format!(
+                            "`for_each` lists {} items; a fan-out may have at most {MAX_ITEMS}",
+                            items.len()
+                        ),
+                    )
+                    .help = Some("split the list over several nodes, or read it from a file with `for_each: { files: [...] }`".into());
+                    return None;
+                }
+                let mut values = Vec::with_capacity(items.len());
+                for item in items {
+                    if matches!(item.value, Value::Null) {
+                        self.wrong_type(item, "an item of `for_each`", "a value");
+                        continue;
+                    }
+                    values.push(to_json(item));
+                }
+                Some(ForEach::List(Spanned::new(values, node.span)))
+            }
+            Value::Map(entries) => {
+                self.check_keys(entries, &[FILE_SET_KEYS], "`for_each`", &[]);
+                let mut files = None;
+                let mut gitignored = None;
+                for (k, v) in entries {
+                    match k.value.as_str() {
+                        "files" => files = Some(self.string_list(v, "files")),
+                        "gitignored" => gitignored = self.bool(v, "gitignored"),
+                        _ => {}
+                    }
+                }
+                let Some(files) = files else {
+                    self.error("missing-key", node.span, "`for_each` has no `files`")
+                        .help = Some(
+                        "list glob patterns relative to the repository: `for_each: { files: [\"crates/*/Cargo.toml\"] }`"
+                            .into(),
+                    );
+                    return None;
+                };
+                Some(ForEach::Files(FileSet {
+                    files,
+                    gitignored,
+                    span: key.span,
+                }))
+            }
+            Value::Null => {
+                self.wrong_type(node, "for_each", "a list, a template or `{ files: [...] }`");
+                None
+            }
+            _ => self
+                .nonempty_string(node, "for_each")
+                .map(ForEach::Template),
+        }
+    }
+
     fn budget(&mut self, node: &Y, what: &str) -> Option<Budget> {
         let entries = self.map(node, what)?;
         self.check_keys(entries, &[BUDGET_KEYS], &format!("`{what}`"), &[]);
@@ -920,6 +997,25 @@ impl<'a> Cx<'a> {
                 None
             }
         }
+    }
+}
+
+/// A YAML value as JSON: what `{{item}}` reads for an entry of a `for_each` list.
+fn to_json(node: &Y) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int(i) => J::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        Value::Str(s) => J::String(s.clone()),
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.value.clone(), to_json(v)))
+                .collect(),
+        ),
     }
 }
 

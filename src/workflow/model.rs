@@ -233,6 +233,62 @@ pub struct Node {
     /// Arguments of a `command` node, read in the command file as `{{args.NAME}}`.
     #[schemars(default)]
     pub args: NamedMap<Template>,
+    /// Fan-out: one instance `ID[KEY]` of the node per item, each reading `{{item}}`.
+    pub for_each: Option<ForEach>,
+    /// The key of each instance (a template reading `{{item}}`); by default the item's index.
+    pub key: Option<Template>,
+    /// Most instances of a fan-out running at once (the run's `concurrency` still applies).
+    #[schemars(range(min = 1))]
+    pub max_parallel: Option<Spanned<u32>>,
+    /// A fan-out succeeds when at least this many instances succeed (default: all of them).
+    #[schemars(range(min = 1))]
+    pub min_success: Option<Spanned<u32>>,
+}
+
+/// The most items one fan-out may have; past it the node fails (a list in the file is refused
+/// by `validate`).
+pub const MAX_ITEMS: usize = 10_000;
+
+/// Where the items of a fan-out come from.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum ForEach {
+    /// A YAML list: each entry (a string, a number or a mapping) is one item.
+    #[schemars(with = "Vec<serde_json::Value>")]
+    List(Spanned<Vec<serde_json::Value>>),
+    /// A template, expanded when its nodes have settled: a JSON array, or one item per line.
+    Template(Template),
+    /// The files of the repository matching glob patterns; each item is a path.
+    Files(FileSet),
+    /// A `for_each` the loader could not read (and reported): the node still counts as a
+    /// fan-out, so its templates are checked as an instance's.
+    #[schemars(skip)]
+    Invalid(Span),
+}
+
+/// Files matched by glob patterns, relative to the repository root.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct FileSet {
+    /// Glob patterns like `crates/*/Cargo.toml` or `src/**/*.rs`.
+    pub files: Vec<Spanned<String>>,
+    /// `true` also matches files `.gitignore` leaves out (default `false`).
+    pub gitignored: Option<Spanned<bool>>,
+    /// Where `for_each:` stands.
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+impl ForEach {
+    /// Where the value stands in the file.
+    pub fn span(&self) -> Span {
+        match self {
+            ForEach::List(l) => l.span,
+            ForEach::Template(t) => t.span,
+            ForEach::Files(f) => f.span,
+            ForEach::Invalid(span) => *span,
+        }
+    }
 }
 
 /// What a node does.
@@ -427,12 +483,15 @@ pub enum TemplateField<'a> {
     UntilBash,
     /// One `args:` value of a command node.
     Arg(&'a str),
+    /// A fan-out's `key`, rendered once per item.
+    Key,
 }
 
 impl Node {
     /// Every template written in the node, in a fixed order: the body (unless it is a command
     /// file's, see [`Node::command`]), `until`, `until_bash`, `when`, `cwd`, then each `env:`
-    /// and `args:` value. Validation and the plan both walk a node through this.
+    /// and `args:` value, then a fan-out's `key` (its `for_each` is rendered before there is
+    /// an item, see [`ForEach`]). Validation and the plan both walk a node through this.
     pub fn templates(&self) -> impl Iterator<Item = (TemplateField<'_>, &Template)> {
         let body = match &self.kind {
             NodeKind::Bash(t) | NodeKind::Prompt(t) => Some(t),
@@ -467,6 +526,7 @@ impl Node {
                     .iter()
                     .map(|(k, v)| (TemplateField::Arg(k.value.as_str()), v)),
             )
+            .chain(self.key.iter().map(|k| (TemplateField::Key, k)))
     }
 
     /// The command file whose text is the node's body: a `command:` node's, or a loop's
@@ -498,6 +558,11 @@ impl Node {
     /// The trigger rule, defaulting to `all_success`.
     pub fn trigger(&self) -> Trigger {
         self.trigger.as_ref().map(|t| t.value).unwrap_or_default()
+    }
+
+    /// True for a fan-out (`for_each:`).
+    pub fn fans_out(&self) -> bool {
+        self.for_each.is_some()
     }
 
     /// The sticky session name, or `None` for a fresh session.
