@@ -12,6 +12,7 @@
 //! * [`agent`] runs coding agents (Claude Code) in pseudo-terminal sessions;
 //! * [`store`] keeps every run durable as an append-only event log;
 //! * [`serve`] shows runs in the browser and answers gates there (`reins serve`);
+//! * [`temporal`] runs the same workflows on Temporal: workers on many hosts, gates as updates;
 //! * [`cli`] is the thin command-line layer over all of it.
 
 pub mod agent;
@@ -24,4 +25,5 @@ pub mod process;
 pub mod serve;
 pub mod source;
 pub mod store;
+pub mod temporal;
 pub mod workflow;

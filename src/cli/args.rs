@@ -55,6 +55,38 @@ pub enum Command {
     Schema,
     /// Show the runs in the browser, live, and answer gates there.
     Serve(ServeArgs),
+    /// Execute runs submitted to Temporal, in this checkout (see docs/temporal.md).
+    Worker(WorkerArgs),
+}
+
+/// Where a run on Temporal is: `--temporal HOST:PORT`, else `REINS_TEMPORAL`, else
+/// `temporal.address` in the user config file; nothing: the run is local.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TemporalArgs {
+    /// The Temporal server (`HOST:PORT`): the run is (or goes) there, executed by `reins worker`s.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub temporal: Option<String>,
+    /// With Temporal: the namespace (default `default`).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// With Temporal: the shared task queue of the workers (default `reins`).
+    #[arg(long, value_name = "QUEUE")]
+    pub task_queue: Option<String>,
+}
+
+/// `reins worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The Temporal server and queue.
+    #[command(flatten)]
+    pub temporal: TemporalArgs,
+    /// Runs this worker executes at once (default 1: runs in the checkout take turns; give
+    /// more for `--worktree` runs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: Option<u32>,
+    /// Agent sessions running at once on this machine.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_agents: Option<u32>,
 }
 
 /// `reins serve`.
@@ -117,6 +149,12 @@ pub struct RunArgs {
     /// workflow); profiles that `use:` the default follow it.
     #[arg(long, value_name = "AGENT")]
     pub agent: Option<String>,
+    /// Submit the run to Temporal instead of running it here.
+    #[command(flatten)]
+    pub temporal: TemporalArgs,
+    /// With Temporal: wait for the run to end (and say where it waits) instead of returning.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 impl RunArgs {
@@ -168,6 +206,9 @@ pub struct AnswerArgs {
     /// Continue the run in this command when no reins process executes it.
     #[arg(long)]
     pub resume: bool,
+    /// A run on Temporal.
+    #[command(flatten)]
+    pub temporal: TemporalArgs,
     /// With `--resume`: `json` prints the event stream as JSON lines instead of progress.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<ListFormat>,
@@ -206,6 +247,9 @@ fn parse_age(text: &str) -> Result<std::time::Duration, String> {
 pub struct CancelArgs {
     /// The run: an id, a unique prefix of one, or `last`.
     pub run: String,
+    /// A run on Temporal.
+    #[command(flatten)]
+    pub temporal: TemporalArgs,
 }
 
 /// `reins runs`.
@@ -225,6 +269,9 @@ pub struct StatusArgs {
     /// `text`: one line per node; `json`: the run's state as one object.
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
+    /// A run on Temporal.
+    #[command(flatten)]
+    pub temporal: TemporalArgs,
 }
 
 /// `reins logs`.
@@ -240,6 +287,9 @@ pub struct LogsArgs {
     /// Show an agent's transcript as the JSON lines the agent printed, not as readable text.
     #[arg(long)]
     pub raw: bool,
+    /// A run on Temporal.
+    #[command(flatten)]
+    pub temporal: TemporalArgs,
 }
 
 fn parse_input(text: &str) -> Result<(String, String), String> {

@@ -18,6 +18,8 @@ mod run;
 mod runs;
 mod schema;
 mod serve;
+#[cfg(feature = "temporal")]
+mod temporal;
 mod validate;
 
 use clap::Parser;
@@ -54,15 +56,30 @@ fn execute(command: Command) -> error::Result {
     match command {
         Command::Validate(opts) => validate::run(opts),
         Command::Graph(opts) => graph::run(opts),
-        Command::Run(opts) => run::run(opts),
+        Command::Run(opts) => on_temporal(opts.temporal.clone(), opts, run::run, temporal_run),
         Command::Resume(opts) => run::resume(opts),
-        Command::Approve(opts) => answer::run(opts, true),
-        Command::Reject(opts) => answer::run(opts, false),
+        Command::Approve(opts) => on_temporal(
+            opts.temporal.clone(),
+            opts,
+            |o| answer::run(o, true),
+            |o, e| temporal_answer(o, true, e),
+        ),
+        Command::Reject(opts) => on_temporal(
+            opts.temporal.clone(),
+            opts,
+            |o| answer::run(o, false),
+            |o, e| temporal_answer(o, false, e),
+        ),
         Command::Clean(opts) => clean::run(opts),
-        Command::Cancel(opts) => runs::cancel(opts),
+        Command::Cancel(opts) => {
+            on_temporal(opts.temporal.clone(), opts, runs::cancel, temporal_cancel)
+        }
         Command::Runs(opts) => runs::list(opts),
-        Command::Status(opts) => runs::status(opts),
-        Command::Logs(opts) => logs::run(opts),
+        Command::Status(opts) => {
+            on_temporal(opts.temporal.clone(), opts, runs::status, temporal_status)
+        }
+        Command::Logs(opts) => on_temporal(opts.temporal.clone(), opts, logs::run, temporal_logs),
+        Command::Worker(opts) => temporal_worker(opts),
         Command::List(opts) => list::run(opts),
         Command::Schema => schema::run(),
         Command::Serve(opts) => serve::run(opts),
@@ -71,6 +88,68 @@ fn execute(command: Command) -> error::Result {
         Command::Show(opts) => init::show(opts),
         Command::Doctor(opts) => doctor::run(opts),
     }
+}
+
+/// Runs `local` unless a Temporal server is named (`--temporal`, `REINS_TEMPORAL`, the user
+/// config), then `remote`.
+fn on_temporal<A>(
+    given: args::TemporalArgs,
+    opts: A,
+    local: impl FnOnce(A) -> error::Result,
+    remote: impl FnOnce(A, crate::temporal::Endpoint) -> error::Result,
+) -> error::Result {
+    let config = crate::engine::agent_slots::config_path();
+    let given = crate::temporal::config::Given {
+        address: given.temporal.clone(),
+        namespace: given.namespace.clone(),
+        task_queue: given.task_queue.clone(),
+    };
+    match crate::temporal::Endpoint::resolve(&given, |k| std::env::var(k).ok(), config.as_deref()) {
+        Ok(None) => local(opts),
+        Ok(Some(endpoint)) => remote(opts, endpoint),
+        Err(e) => Err(Error::usage(e.0)),
+    }
+}
+
+#[cfg(feature = "temporal")]
+use temporal::{
+    answer as temporal_answer, logs as temporal_logs, run as temporal_run,
+    worker as temporal_worker,
+};
+
+#[cfg(feature = "temporal")]
+fn temporal_cancel(opts: args::CancelArgs, endpoint: crate::temporal::Endpoint) -> error::Result {
+    temporal::cancel(&opts.run, endpoint)
+}
+
+#[cfg(feature = "temporal")]
+fn temporal_status(opts: args::StatusArgs, endpoint: crate::temporal::Endpoint) -> error::Result {
+    temporal::status(&opts.run, opts.format == args::ListFormat::Json, endpoint)
+}
+
+#[cfg(not(feature = "temporal"))]
+fn without_temporal<A>(_: A, _: crate::temporal::Endpoint) -> error::Result {
+    Err(Error::usage(
+        "this reins was built without the `temporal` feature; rebuild with `--features temporal`",
+    ))
+}
+#[cfg(not(feature = "temporal"))]
+use without_temporal as temporal_run;
+#[cfg(not(feature = "temporal"))]
+use without_temporal as temporal_answer_any;
+#[cfg(not(feature = "temporal"))]
+fn temporal_answer(o: args::AnswerArgs, _: bool, e: crate::temporal::Endpoint) -> error::Result {
+    temporal_answer_any(o, e)
+}
+#[cfg(not(feature = "temporal"))]
+use without_temporal as temporal_cancel;
+#[cfg(not(feature = "temporal"))]
+use without_temporal as temporal_status;
+#[cfg(not(feature = "temporal"))]
+use without_temporal as temporal_logs;
+#[cfg(not(feature = "temporal"))]
+fn temporal_worker(_: args::WorkerArgs) -> error::Result {
+    without_temporal((), crate::temporal::Endpoint::local())
 }
 
 /// Whether to colour a stream: `NO_COLOR` turns colours off, `CLICOLOR_FORCE` on even when the

@@ -125,7 +125,7 @@ fn launch_error(e: LaunchError) -> Error {
 
 /// The inputs of `reins run WORKFLOW VALUE`: VALUE fills the workflow's only required input
 /// that `--input` did not give; without VALUE, the `--input` pairs as they are.
-fn with_value(
+pub(crate) fn with_value(
     workflow: &workflow::Workflow,
     value: Option<&str>,
     given: &[(String, String)],

@@ -208,6 +208,25 @@ pub fn start(
     base: Option<&str>,
     agent: Option<&str>,
 ) -> Result<Prepared, LaunchError> {
+    start_as(
+        store, None, workflow, commands, inputs, runners, isolate, base, agent,
+    )
+}
+
+/// [`start`] with the run id chosen beforehand (`None`: a fresh one): a run submitted to
+/// Temporal keeps the id that names its workflow execution.
+#[allow(clippy::too_many_arguments)]
+pub fn start_as(
+    store: &Store,
+    run_id: Option<&str>,
+    workflow: Workflow,
+    commands: &dyn CommandLookup,
+    inputs: &[(String, String)],
+    runners: &Runners,
+    isolate: bool,
+    base: Option<&str>,
+    agent: Option<&str>,
+) -> Result<Prepared, LaunchError> {
     store
         .check_dir()
         .map_err(|e| LaunchError::usage(e.to_string()))?;
@@ -250,6 +269,9 @@ pub fn start(
     }
     let mut manifest = Manifest::new(&name, &path, &text, frozen, inputs, store.root());
     manifest.agent = agent.map(str::to_string);
+    if let Some(id) = run_id {
+        manifest.id = id.to_string();
+    }
     manifest.workflows = freeze_workflows(&plan);
     manifest.digest = manifest.compute_digest();
     let root = store.root().to_path_buf();

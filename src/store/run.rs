@@ -349,14 +349,35 @@ impl Store {
         let runs = self.runs_dir();
         fs::create_dir_all(&runs)?;
         self.ignore_in_git()?;
+        // A run id chosen beforehand (a run submitted to Temporal, whose workflow id it is).
+        let preset = std::mem::take(&mut manifest.id);
+        if !preset.is_empty() && !super::id::is_run_id(&preset) {
+            return Err(CreateError::Prepare(format!("`{preset}` is not a run id")));
+        }
         let (id, tmp) = loop {
-            let id = new_run_id(manifest.started_at);
+            let id = if preset.is_empty() {
+                new_run_id(manifest.started_at)
+            } else {
+                preset.clone()
+            };
             let tmp = runs.join(format!(".new-{id}"));
+            let taken = |e: io::ErrorKind| {
+                CreateError::Io(io::Error::new(e, format!("run {id} exists already")))
+            };
             if runs.join(&id).exists() {
+                if !preset.is_empty() {
+                    return Err(taken(io::ErrorKind::AlreadyExists));
+                }
                 continue;
             }
             match fs::create_dir(&tmp) {
                 Ok(()) => break (id, tmp),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !preset.is_empty() => {
+                    // A staging folder left by a kill before the rename: start it over.
+                    fs::remove_dir_all(&tmp)?;
+                    fs::create_dir(&tmp)?;
+                    break (id, tmp);
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e.into()),
             }

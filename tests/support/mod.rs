@@ -11,7 +11,8 @@
 //!   ([`require_codex`]) and its scratch `CODEX_HOME` ([`codex_env`]);
 //! * [`claude`]: finding the pinned CLI ([`require_claude`]), its environment against the
 //!   stand-in ([`claude_env`]), a sandbox of folders per test ([`Sandbox`]), the scripted fake
-//!   CLI ([`fake_claude`]) and process checks ([`process_alive`], [`group_members`]).
+//!   CLI ([`fake_claude`]) and process checks ([`process_alive`], [`group_members`]);
+//! * [`temporal`]: a real Temporal dev server on loopback ([`temporal::DevServer`]).
 
 #![allow(dead_code, unused_imports)]
 
@@ -24,6 +25,7 @@ pub mod repo;
 pub mod responses_api;
 pub mod run_repo;
 pub mod serve;
+pub mod temporal;
 
 pub use claude::{claude_env, fake_claude, group_members, process_alive, require_claude, Sandbox};
 pub use codex::{codex_env, require_codex};

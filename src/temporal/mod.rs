@@ -1,0 +1,66 @@
+//! Running reins workflows on Temporal: workers on many hosts, gates as workflow updates.
+//!
+//! A run submitted with `reins run --temporal` is a Temporal workflow execution whose id is the
+//! reins run id ([`workflow::ReinsRun`]). Its first activity, [`activities::Activities::place`],
+//! runs on the *shared* task queue: whichever worker takes it pins the run to that worker's own
+//! queue, because the run's working tree, artifacts and agent sessions live on that host. Every
+//! later activity runs there:
+//!
+//! * [`activities::Activities::execute`] executes the run in the worker's checkout with the
+//!   same engine as a local run (launch, scheduler, node runners, event log in
+//!   `.reins/runs/<id>/`) until it ends or pauses at gates, heartbeating all along; a retried
+//!   attempt (the worker died) resumes the run by the local resume rule: settled nodes are
+//!   never run again, the node that was running runs again (at least once);
+//! * [`activities::Activities::answer`] writes a gate's answer with the same code as
+//!   `reins approve` (first answer wins, never implicit).
+//!
+//! The workflow waits at gates for an answer (a Temporal *update*, so the one who answers learns
+//! at once whether the answer was taken) or for the gate's timeout (a durable timer), and shows
+//! each waiting gate in its memo, its current details and the `status` query.
+//!
+//! * [`config`]: where the server is (`--temporal`, `REINS_TEMPORAL`, the user config), TLS
+//!   and API keys;
+//! * [`client`]: submit, follow, answer, cancel, status;
+//! * [`worker`]: `reins worker`.
+
+#[cfg(feature = "temporal")]
+pub mod activities;
+#[cfg(feature = "temporal")]
+pub mod client;
+pub mod config;
+pub mod types;
+#[cfg(feature = "temporal")]
+pub mod worker;
+#[cfg(feature = "temporal")]
+pub mod workflow;
+
+pub use config::{Endpoint, EndpointError};
+
+/// The Temporal workflow type of a reins run.
+pub const WORKFLOW_TYPE: &str = "reins-run";
+
+/// The shared task queue when `--task-queue` is not given.
+pub const DEFAULT_TASK_QUEUE: &str = "reins";
+
+/// Why talking to Temporal failed.
+#[derive(Debug)]
+pub struct TemporalError {
+    /// What failed, in words.
+    pub message: String,
+}
+
+impl TemporalError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for TemporalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TemporalError {}

@@ -1,0 +1,140 @@
+//! A real Temporal dev server for the tests: the pinned `temporal` CLI (`.ci/install-temporal`)
+//! started on loopback with free ports and a temporary database, killed when dropped.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where `.ci/install-temporal` puts the binary.
+pub const INSTALLED_TEMPORAL: &str = ".tools/temporal/lib/bin/temporal";
+
+/// The pinned Temporal CLI: `$REINS_TEST_TEMPORAL`, else the one `.ci/install-temporal`
+/// installed. Missing on CI (`CI` set): the test fails, saying how to install it; a local run
+/// prints a notice and gets `None`.
+pub fn require_temporal() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("REINS_TEST_TEMPORAL").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "REINS_TEST_TEMPORAL={} does not exist; run `.ci/install-temporal`",
+            path.display()
+        );
+        return Some(path);
+    }
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join(INSTALLED_TEMPORAL);
+    if installed.is_file() {
+        return Some(installed);
+    }
+    let on_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !on_ci,
+        "the Temporal CLI is not installed: run `.ci/install-temporal` (or set \
+         REINS_TEST_TEMPORAL to the binary) before the tests"
+    );
+    eprintln!(
+        "note: skipping a Temporal test: run `.ci/install-temporal` or set REINS_TEST_TEMPORAL to run it"
+    );
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running dev server.
+pub struct DevServer {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    bin: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl DevServer {
+    /// Starts a dev server (or `None` when the CLI is missing outside CI) and waits until it
+    /// answers.
+    pub fn start() -> Option<DevServer> {
+        let bin = require_temporal()?;
+        let dir = tempfile::Builder::new()
+            .prefix("reins-temporal-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(&bin)
+            .args(["server", "start-dev", "--ip", "127.0.0.1", "--headless"])
+            .args(["--port", &port.to_string()])
+            .args(["--http-port", &free_port().to_string()])
+            .args(["--metrics-port", &free_port().to_string()])
+            .args(["--ui-port", &free_port().to_string()])
+            .arg("--db-filename")
+            .arg(dir.path().join("temporal.db"))
+            .args(["--log-level", "error"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the Temporal dev server");
+        let server = DevServer {
+            child,
+            address,
+            bin,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        loop {
+            let up = TcpStream::connect(&server.address).is_ok()
+                && server
+                    .cli(&["workflow", "list", "--limit", "1"])
+                    .is_some_and(|(ok, _)| ok);
+            if up {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the Temporal dev server did not come up in 60 s: {}",
+                std::fs::read_to_string(server._dir.path().join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(server)
+    }
+
+    /// Runs `temporal ARGS --address ...`: (succeeded, stdout).
+    pub fn cli(&self, args: &[&str]) -> Option<(bool, String)> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .args(["--address", &self.address])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        Some((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    }
+
+    /// How many workflow executions the server has.
+    pub fn executions(&self) -> usize {
+        let (ok, out) = self
+            .cli(&["workflow", "count"])
+            .expect("temporal workflow count");
+        assert!(ok, "temporal workflow count failed: {out}");
+        out.split_whitespace()
+            .filter_map(|w| w.parse::<usize>().ok())
+            .next()
+            .unwrap_or_else(|| panic!("no count in `{out}`"))
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
