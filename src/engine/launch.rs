@@ -13,7 +13,7 @@ use super::cancel::Canceller;
 use super::context::RunInfo;
 use super::plan::{FrozenCommands, Plan};
 use super::recorder::{Observer, Recorder};
-use super::runner::Runners;
+use super::runners::Runners;
 use super::scheduler::{self, Execution, Options};
 use crate::diagnostic::suggestion;
 use crate::process::Watchdog;
