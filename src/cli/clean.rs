@@ -9,8 +9,8 @@
 //! resumed.
 
 use super::args::CleanArgs;
+use super::common::{current_store, say};
 use super::error::{self, Error, Outcome};
-use super::run::{current_store, say};
 use crate::engine::worktree;
 use crate::store::{RunLock, RunStatus, RunSummary};
 

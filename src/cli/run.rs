@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::args::{ResumeArgs, RunArgs};
+use super::common::{current_store, print, resolve_run, say};
 use super::error::{self, Error, Outcome};
 use super::progress::{self, View};
 use crate::engine::agent_slots::AgentSlots;
@@ -18,23 +19,6 @@ use crate::process::Watchdog;
 use crate::store::{NodeStatus, Store};
 use crate::workflow::TemplateField;
 use crate::workflow::{self, NodeKind};
-
-/// Prints a line on stdout; a closed pipe (`reins runs | head -1`) is not an error.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-pub(crate) use say;
-
-/// Writes `text` on stdout; a closed pipe is [`Error::BrokenPipe`] (a quiet exit).
-pub(crate) fn print(text: &str) -> Result<(), Error> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::io("cannot write to standard output", e))
-}
 
 /// Runs `reins run`.
 pub fn run(args: RunArgs) -> error::Result {
@@ -242,25 +226,6 @@ pub(crate) fn resume_run(
             say!("run {} already succeeded; nothing to do", run.id);
             Ok(Outcome::Success)
         }
-    }
-}
-
-/// The store of the working tree around the current directory.
-pub(crate) fn current_store() -> Result<Store, Error> {
-    match std::env::current_dir() {
-        Ok(dir) => Ok(Store::discover(&dir)),
-        Err(e) => Err(Error::usage(format!(
-            "cannot read the current directory: {e}"
-        ))),
-    }
-}
-
-/// The store of the current project and the run `run` names (an id prefix or `last`).
-pub(crate) fn resolve_run(run: &str) -> Result<(Store, crate::store::RunDir), Error> {
-    let store = current_store()?;
-    match store.resolve(run) {
-        Ok(found) => Ok((store, found)),
-        Err(e) => Err(Error::usage(e.to_string())),
     }
 }
 
