@@ -30,9 +30,9 @@ use crate::agent::HarnessKind;
 use crate::agent::{self, AgentInvocation, AgentOutcome, SessionEvent, SessionMode, Verdict};
 use crate::store::{Event, Usage};
 use crate::workflow::template::Mode;
-use crate::workflow::validate::{BUILTIN_AGENT, BUILTIN_AGENTS};
 use crate::workflow::TemplateField;
 use crate::workflow::{LoopBody, Node, NodeKind, Workflow};
+use crate::workflow::{BUILTIN_AGENT, BUILTIN_AGENTS};
 
 /// Runs `prompt` and `command` nodes.
 pub struct AgentRunner;

@@ -453,7 +453,7 @@ impl Scheduler {
             };
             let id = plan.id(a);
             let Some(file) = &v.output_file else { continue };
-            let key = crate::workflow::validate::env_suffix(id);
+            let key = crate::workflow::env_suffix(id);
             let reads = |needle: &str, longer: &str| {
                 texts.iter().any(|t| {
                     t.match_indices(needle)
