@@ -108,8 +108,8 @@ impl Plan {
                     .shell
                     .as_ref()
                     .or(defaults.shell.as_ref())
-                    .map(|s| s.value.split_whitespace().map(str::to_string).collect())
-                    .filter(|s: &Vec<String>| !s.is_empty())
+                    .and_then(|s| shlex::split(&s.value))
+                    .filter(|words| !words.is_empty())
                     .unwrap_or_else(|| vec!["bash".to_string()]),
                 continue_on_error: n.continue_on_error.as_ref().is_some_and(|c| c.value),
                 trigger: n.trigger(),
@@ -343,6 +343,9 @@ nodes:
     when: \"{{inputs.x}}\"
     timeout: 5s
     shell: bash -eu
+  - id: b
+    bash: echo
+    shell: \"env 'A=1 2' bash\"
 ",
         );
         let ctx = json!({"inputs": {"x": "a b"}});
@@ -356,6 +359,7 @@ nodes:
         assert_eq!(s.timeout, Some(Duration::from_secs(5)));
         assert_eq!(s.retries, 2);
         assert_eq!(s.shell, ["bash", "-eu"]);
+        assert_eq!(p.settings[1].shell, ["env", "A=1 2", "bash"]);
     }
 
     #[test]
