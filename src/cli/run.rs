@@ -434,7 +434,11 @@ fn dry_run(
                 let text = node.when.as_ref().map(|w| w.value.trim()).unwrap_or("");
                 out.push_str(&show("when:", Ok(format!("decided at run time ({text})"))));
             } else {
-                out.push_str(&show("when:", plan.render(i, TemplateField::When, &ctx)));
+                out.push_str(&show(
+                    "when:",
+                    plan.render(i, TemplateField::When, &ctx)
+                        .map_err(String::from),
+                ));
             }
         }
         let label = match &node.kind {
@@ -446,18 +450,24 @@ fn dry_run(
             crate::engine::agent::render_prompt(&plan, i, &ctx)
         } else {
             plan.render(i, TemplateField::Body, &ctx)
+                .map_err(String::from)
         };
         out.push_str(&show(label, body));
         if plan.mode(i, TemplateField::Body) == crate::workflow::template::Mode::Shell {
             out.push_str(&script_values(&plan, i, TemplateField::Body, &ctx));
         }
         if plan.has(i, TemplateField::Until) {
-            out.push_str(&show("until:", plan.render(i, TemplateField::Until, &ctx)));
+            out.push_str(&show(
+                "until:",
+                plan.render(i, TemplateField::Until, &ctx)
+                    .map_err(String::from),
+            ));
         }
         if plan.has(i, TemplateField::UntilBash) {
             out.push_str(&show(
                 "until_bash: $",
-                plan.render(i, TemplateField::UntilBash, &ctx),
+                plan.render(i, TemplateField::UntilBash, &ctx)
+                    .map_err(String::from),
             ));
             out.push_str(&script_values(&plan, i, TemplateField::UntilBash, &ctx));
         }

@@ -229,7 +229,7 @@ pub fn start(
     let path = workflow.source.path.clone();
     let text = workflow.source.text.clone();
     let name = workflow.name.value.clone();
-    let plan = Plan::new(workflow, commands).map_err(LaunchError::usage)?;
+    let plan = Plan::new(workflow, commands).map_err(|e| LaunchError::usage(e.to_string()))?;
     check_runners(&plan, runners)?;
     let frozen: BTreeMap<String, FrozenFile> = plan
         .commands
@@ -339,7 +339,7 @@ pub fn resume(
     if let Some(agent) = &manifest.agent {
         super::agent::switch_default_agent(&mut wf, agent).map_err(LaunchError::usage)?;
     }
-    let plan = Plan::new(wf, &commands).map_err(LaunchError::usage)?;
+    let plan = Plan::new(wf, &commands).map_err(|e| LaunchError::usage(e.to_string()))?;
     check_runners(&plan, runners)?;
     let events = run.events_path();
     let opened = if events.exists() {

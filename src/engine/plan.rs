@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 
 use crate::graph::{Ancestors, Dag, DEFAULT_WEIGHT};
 use crate::workflow::command_file::{CommandFile, CommandLookup};
-use crate::workflow::template::{Mode, Renderer, Script};
+use crate::workflow::template::{Mode, RenderError, Renderer, Script};
 use crate::workflow::{Node, TemplateField, Trigger, Workflow};
 
 /// A node's settings with the workflow's defaults applied.
@@ -48,20 +48,68 @@ pub struct Plan {
     renderer: Renderer,
 }
 
+/// Why a workflow cannot be planned (what validation reports too, should it be skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// The dependencies form a cycle.
+    Cycle,
+    /// A template does not compile.
+    Template {
+        /// The template's key (`n/3/body`).
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A `command:` node names a command file that is not found.
+    MissingCommand {
+        /// The node's id.
+        node: String,
+        /// The command's name.
+        command: String,
+        /// The folders searched.
+        searched: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Cycle => {
+                f.write_str("the workflow has a dependency cycle (run `reins validate`)")
+            }
+            PlanError::Template { key, message } => write!(f, "template `{key}`: {message}"),
+            PlanError::MissingCommand {
+                node,
+                command,
+                searched,
+            } => write!(
+                f,
+                "node `{node}`: command file `{command}.md` not found in {}",
+                searched.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
 impl Plan {
     /// Prepares a validated workflow. Fails on what validation reports too (a template that
     /// does not compile, a missing command file, a cycle), in words.
-    pub fn new(workflow: Workflow, commands: &dyn CommandLookup) -> Result<Plan, String> {
+    pub fn new(workflow: Workflow, commands: &dyn CommandLookup) -> Result<Plan, PlanError> {
         let dag = workflow.dag();
         if dag.topo_order().is_none() {
-            return Err("the workflow has a dependency cycle (run `reins validate`)".into());
+            return Err(PlanError::Cycle);
         }
         let mut renderer = Renderer::new();
         let mut used = BTreeMap::new();
         let mut add = |key: String, text: &str, mode: Mode| {
             renderer
                 .add(&key, text, mode)
-                .map_err(|e| format!("template `{key}`: {}", e.message))
+                .map_err(|e| PlanError::Template {
+                    key,
+                    message: e.message,
+                })
         };
         for (name, value) in workflow.env.iter() {
             add(format!("wf/env/{}", name.value), &value.value, Mode::Plain)?;
@@ -69,13 +117,11 @@ impl Plan {
         for (i, node) in workflow.nodes.iter().enumerate() {
             if let Some(name) = node.command() {
                 let file = commands.lookup(&name.value).map_err(|(dirs, _)| {
-                    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-                    format!(
-                        "node `{}`: command file `{}.md` not found in {}",
-                        node.id.value,
-                        name.value,
-                        dirs.join(", ")
-                    )
+                    PlanError::MissingCommand {
+                        node: node.id.value.clone(),
+                        command: name.value.clone(),
+                        searched: dirs.iter().map(|d| d.display().to_string()).collect(),
+                    }
                 })?;
                 add(
                     field_key(i, TemplateField::Body),
@@ -152,7 +198,12 @@ impl Plan {
     /// Renders a template field of node `i` against a context (see [`super::context`]). A
     /// bash script comes back as it runs: its values are references (see
     /// [`Plan::render_script`] for the values themselves).
-    pub fn render(&self, i: usize, field: TemplateField, context: &Json) -> Result<String, String> {
+    pub fn render(
+        &self,
+        i: usize,
+        field: TemplateField,
+        context: &Json,
+    ) -> Result<String, RenderError> {
         match self.mode(i, field) {
             Mode::Shell => self.render_script(i, field, context).map(|s| s.text),
             mode => self.renderer.render(&field_key(i, field), mode, context),
@@ -165,12 +216,12 @@ impl Plan {
         i: usize,
         field: TemplateField,
         context: &Json,
-    ) -> Result<Script, String> {
+    ) -> Result<Script, RenderError> {
         self.renderer.render_script(&field_key(i, field), context)
     }
 
     /// Renders a workflow `env:` value.
-    pub fn render_workflow_env(&self, name: &str, context: &Json) -> Result<String, String> {
+    pub fn render_workflow_env(&self, name: &str, context: &Json) -> Result<String, RenderError> {
         self.renderer
             .render(&format!("wf/env/{name}"), Mode::Plain, context)
     }
