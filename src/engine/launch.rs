@@ -255,7 +255,8 @@ pub fn start(
     let (run, run_lock) = store
         .create_run(&mut manifest, |id, manifest| {
             if isolate {
-                let wt = super::worktree::create(&root, &wf_name, id, base)?;
+                let wt = super::worktree::create(&root, &wf_name, id, base)
+                    .map_err(|e| e.to_string())?;
                 manifest.worktree = Some(wt.path);
             }
             Ok(())
