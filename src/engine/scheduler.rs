@@ -723,6 +723,7 @@ impl Task {
             .outputs
             .iter()
             .filter_map(|o| crate::store::safe_fs::check_output(&artifacts, &o.value).err())
+            .map(|e| e.to_string())
             .collect();
         if problems.is_empty() {
             return Outcome::Success { output, usage };
