@@ -311,7 +311,7 @@ pub fn resume(
         .map_err(|e| LaunchError::io(format!("cannot read run {}: {e}", run.id)))?;
     manifest
         .verify(&run, store.root())
-        .map_err(LaunchError::usage)?;
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     let mut locks = vec![RunLock::acquire(&run.lock_path(), &run.id)?];
     if manifest.worktree.is_none() {
         locks.push(lock_tree(store, &run.id)?);
@@ -473,7 +473,7 @@ pub fn verify_frozen(store: &Store, run: &RunDir, manifest: &Manifest) -> Result
         .map_err(|e| LaunchError::usage(e.to_string()))?;
     manifest
         .verify(run, store.root())
-        .map_err(LaunchError::usage)?;
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     match log::read(&run.events_path()) {
         Ok(contents) => check_started_digest(run, manifest, &contents.records),
         Err(_) => Ok(()),

@@ -23,5 +23,5 @@ pub use event::{Event, IterationStatus, NodeStatus, Record, RunStatus, Usage};
 pub use index::{ResolveError, RunSummary};
 pub use lock::{LockError, Owner, RunLock};
 pub use log::EventLog;
-pub use run::{CreateError, FrozenFile, Manifest, RunDir, Store};
+pub use run::{CreateError, FrozenFile, Manifest, RunDir, Store, Tampered};
 pub use state::{NodeState, RunState, Truncation};
