@@ -5,7 +5,8 @@
 //!
 //! * a 100-node chain of `true`: engine overhead per node (target < 1 ms);
 //! * 16 parallel `sleep 1` with default settings: makespan against 1 s (target: within 2%);
-//! * 200 independent `true` (target: < 0.3 s);
+//! * 200 independent `true` (target: < 0.3 s), and the same as one fan-out of 200 instances
+//!   (overhead per instance against per node);
 //! * a DAG where layer-by-layer execution is slower than a ready queue: the gap.
 //!
 //! Not a test: it prints figures and never fails on them.
@@ -103,7 +104,38 @@ fn main() {
         ratio(reins, base)
     );
 
-    // 4. Ready queue against layers: A(1s)->D(0.2s), B(0.2s)->C(1s).
+    // 4. The same 200 `true` as one fan-out: the cost of an instance against a node's.
+    let items: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+    write(
+        root,
+        "fan-out",
+        &format!(
+            "concurrency: {width}\nnodes:\n  - {{id: t, for_each: [{}], bash: \"true\"}}\n",
+            items.join(", ")
+        ),
+    );
+    let (fan_out, base) = compare(root, "fan-out", || {
+        let mut running: Vec<Child> = Vec::new();
+        for _ in 0..200 {
+            if running.len() == width {
+                running.remove(0).wait().unwrap();
+            }
+            running.push(sh("true"));
+        }
+        for mut c in running {
+            c.wait().unwrap();
+        }
+    });
+    println!(
+        "fan-out of 200 `true` (x{width}):  reins {:>7}  direct {:>7}  ratio {:.2}  overhead {:.2} ms/instance vs {:.2} ms/node for 200 nodes",
+        ms(fan_out),
+        ms(base),
+        ratio(fan_out, base),
+        (fan_out.as_secs_f64() - base.as_secs_f64()) / 200.0 * 1000.0,
+        (reins.as_secs_f64() - base.as_secs_f64()) / 200.0 * 1000.0,
+    );
+
+    // 5. Ready queue against layers: A(1s)->D(0.2s), B(0.2s)->C(1s).
     // Layers [A,B] then [C,D] take 1 + 1 = 2 s; the critical path is 1.2 s.
     write(
         root,

@@ -323,6 +323,90 @@ fn clean_runs_removes_finished_run_folders_never_a_waiting_one() {
 }
 
 #[test]
+fn clean_sweeps_half_built_runs_a_crash_left_once_a_minute_old_and_unlocked() {
+    let repo = Repo::new().workflow("ok", "nodes: [{id: a, bash: echo hi}]");
+    repo.reins(["run", "ok"]).run().code(0);
+    let run = repo.the_run();
+    let staged = |name: &str| format!(".reins/runs/.new-{name}");
+    let age = |rel: &str, when: &str| {
+        let ok = std::process::Command::new("touch")
+            .args(["-d", when, &repo.join(rel).display().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    for name in [
+        "20260101-000000-old1",
+        "20260101-000000-new1",
+        "20260101-000000-busy",
+    ] {
+        repo.write(&format!("{}/nodes/.keep", staged(name)), "");
+    }
+    age(&staged("20260101-000000-old1"), "2 minutes ago");
+    age(&staged("20260101-000000-busy"), "2 minutes ago");
+    // A process creating that run holds its lock.
+    let holder = std::process::Command::new("flock")
+        .arg(repo.join(&format!("{}/lock", staged("20260101-000000-busy"))))
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    let mut holder = scopeguard(holder);
+    repo.wait_for("the lock to be held", Duration::from_secs(10), || {
+        repo.exists(&format!("{}/lock", staged("20260101-000000-busy")))
+    });
+    age(&staged("20260101-000000-busy"), "2 minutes ago");
+
+    let out = repo.reins(["clean", "--dry-run"]).run();
+    out.code(0);
+    assert!(
+        out.stdout.contains(
+            "would remove .reins/runs/.new-20260101-000000-old1: a run a crash left half-built"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(repo.exists(&staged("20260101-000000-old1")));
+
+    let out = repo.reins(["clean", "--runs", "--keep", "5"]).run();
+    out.code(0);
+    assert!(
+        out.stdout.contains(
+            "removed .reins/runs/.new-20260101-000000-old1: a run a crash left half-built"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "kept .reins/runs/.new-20260101-000000-busy: a reins process is creating that run"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!repo.exists(&staged("20260101-000000-old1")));
+    assert!(repo.exists(&staged("20260101-000000-new1")), "too young");
+    assert!(repo.exists(&staged("20260101-000000-busy")), "locked");
+    assert!(
+        repo.run_dir(&run).is_dir(),
+        "the finished run stays (--keep)"
+    );
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
+}
+
+/// Kills the child when dropped (a failed assertion must not leave it behind).
+struct Guard(std::process::Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+fn scopeguard(child: std::process::Child) -> Guard {
+    Guard(child)
+}
+
+#[test]
 fn show_prints_any_workflow_and_new_from_copies_one() {
     let repo = Repo::new();
     let out = repo.reins(["show", "plan-to-pr"]).run();

@@ -58,13 +58,25 @@ impl World {
     }
 }
 
-/// Live processes whose command line contains `marker` (the prompt is an argument).
-fn processes_with(marker: &str) -> Vec<u32> {
-    support::claude::ps_table()
-        .into_iter()
-        .filter(|p| p.args.contains(marker))
-        .map(|p| p.pid)
-        .collect()
+impl World {
+    /// Live processes of this test's runs whose command line contains `marker` (the prompt is
+    /// an argument). Only this test's: the CLI's `--add-dir` names the run's artifacts folder,
+    /// inside this test's own temporary repository, so the same test running elsewhere on the
+    /// machine (another checkout's `cargo test`) is never counted.
+    fn processes_with(&self, marker: &str) -> Vec<u32> {
+        let repo = self
+            .repo
+            .path()
+            .file_name()
+            .expect("a temporary folder")
+            .to_string_lossy()
+            .into_owned();
+        support::claude::ps_table()
+            .into_iter()
+            .filter(|p| p.args.contains(marker) && p.args.contains(&repo))
+            .map(|p| p.pid)
+            .collect()
+    }
 }
 
 #[test]
@@ -263,7 +275,7 @@ fn an_api_error_is_retried_then_fails_cleanly() {
         4,
         "two attempts, each one call and one CLI retry"
     );
-    assert!(processes_with("MARK-529").is_empty());
+    assert!(w.processes_with("MARK-529").is_empty());
     assert!(out.stdout.contains("ask"), "{}", out.stdout);
 }
 
@@ -281,7 +293,7 @@ fn a_hung_agent_hits_its_idle_timeout_and_its_process_is_gone() {
     let error = node["error"].as_str().unwrap();
     assert!(error.contains("idle timeout"), "{error}");
     assert_eq!(w.events_of("node_started", "ask").len(), 1, "not retried");
-    assert!(processes_with("MARK-HANG").is_empty());
+    assert!(w.processes_with("MARK-HANG").is_empty());
 }
 
 #[test]
@@ -349,7 +361,7 @@ fn kill_9_mid_turn_then_resume_continues_the_session_and_finishes() {
         Duration::from_secs(30),
         || saved_conversations(&w.repo.join(".claude-home"), "MARK-KILL") > 0,
     );
-    let agents = processes_with("MARK-KILL");
+    let agents = w.processes_with("MARK-KILL");
     assert_eq!(agents.len(), 1, "{agents:?}");
     let group = agents[0];
     assert!(!group_members(group).is_empty());
@@ -519,7 +531,7 @@ fn ctrl_c_cancels_a_running_agent_and_stops_its_group() {
     wait_for("the agent's first call", Duration::from_secs(60), || {
         !w.api.requests_for("MARK-CANCEL").is_empty()
     });
-    let agents = processes_with("MARK-CANCEL");
+    let agents = w.processes_with("MARK-CANCEL");
     assert_eq!(agents.len(), 1, "{agents:?}");
     running.signal(nix::sys::signal::Signal::SIGINT);
     let out = running.wait();

@@ -199,9 +199,15 @@ fn resume_continues_from_the_next_iteration() {
     repo.wait_for("iteration 3 to start", Duration::from_secs(20), || {
         repo.exists("stuck")
     });
+    // Events reach the log through a writer thread: wait until the two finished iterations
+    // are on disk, so the kill lands in the third one (a kill before that would rightly run
+    // the second again).
+    let run = repo.the_run();
+    repo.wait_for("two iterations in the log", Duration::from_secs(20), || {
+        iterations(&repo, &run).len() == 2
+    });
     running.signal(Signal::SIGKILL);
     running.wait();
-    let run = repo.the_run();
     assert_eq!(iterations(&repo, &run).len(), 2);
     repo.write("resumed", "");
     repo.reins(["resume", &run]).run().code(0);
@@ -277,4 +283,68 @@ fn an_agent_loop_continues_its_session_unless_fresh() {
         );
         assert_eq!(repo.node(&run, "impl")["output"], "DONE");
     }
+}
+
+#[test]
+fn until_bash_reads_the_output_from_a_file_whatever_its_size() {
+    // 200 KiB: over what the environment takes (100 KiB), under the output limit.
+    let repo = Repo::new().workflow(
+        "big",
+        r#"nodes:
+  - id: grow
+    loop:
+      bash: head -c "$((REINS_LOOP_ITERATION * 100000))" /dev/zero | tr '\0' a
+      until_bash: |
+        echo "env ${#REINS_OUTPUT} file $(wc -c < "$REINS_OUTPUT_FILE")" >> sizes.txt
+        test "$(wc -c < "$REINS_OUTPUT_FILE")" -ge 200000
+      max_iterations: 3
+"#,
+    );
+    repo.reins(["run", "big"]).run().code(0);
+    assert_eq!(
+        repo.lines("sizes.txt"),
+        ["env 100000 file 100000", "env 0 file 200000"]
+    );
+}
+
+#[test]
+fn a_loop_records_the_truncation_of_the_output_it_settles_with() {
+    let repo = Repo::new().workflow(
+        "cut",
+        r#"nodes:
+  - id: shrink
+    loop:
+      bash: |
+        if [ "$REINS_LOOP_ITERATION" = 1 ]; then head -c 1500000 /dev/zero | tr '\0' a; else echo small; fi
+      until: "{{eq loop.iteration 2}}"
+      max_iterations: 2
+  - id: big
+    loop:
+      bash: head -c 1500000 /dev/zero | tr '\0' b
+      until: "true"
+      max_iterations: 1
+  - id: reader
+    depends_on: [big]
+    bash: wc -c < {{nodes.big.output_file}}
+"#,
+    );
+    repo.reins(["run", "cut"]).run().code(0);
+    let run = repo.the_run();
+    let cut: Vec<_> = repo
+        .events(&run)
+        .into_iter()
+        .filter(|e| e["type"] == "output_truncated")
+        .collect();
+    // Only `big` settled with a cut output; `shrink`'s first iteration's does not count.
+    assert_eq!(cut.len(), 1, "{cut:#?}");
+    assert_eq!(cut[0]["node"], "big");
+    assert_eq!(cut[0]["kept_bytes"], 1 << 20);
+    assert_eq!(cut[0]["total_bytes"], 1_500_000);
+    assert!(repo.node(&run, "shrink")["output_truncated"].is_null());
+    assert_eq!(
+        repo.node(&run, "big")["output_truncated"]["total_bytes"],
+        1_500_000
+    );
+    // The whole output is the node's `output.txt`, as for a bash node.
+    assert_eq!(repo.node(&run, "reader")["output"], "1500000");
 }

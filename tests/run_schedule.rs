@@ -344,6 +344,60 @@ nodes:
 }
 
 #[test]
+fn dry_run_shows_the_agent_each_node_runs_on_and_honours_agent() {
+    let repo = Repo::new().workflow(
+        "agents",
+        r#"agents:
+  reviewer: { model: opus }
+nodes:
+  - id: ask
+    prompt: hello
+    allowed_tools: [Read]
+  - id: review
+    agent: reviewer
+    prompt: review
+"#,
+    );
+    let out = repo.reins(["run", "agents", "--dry-run"]).run();
+    out.code(0);
+    assert!(
+        out.stdout.contains("agent: claude (claude)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("agent: reviewer (claude)"),
+        "{}",
+        out.stdout
+    );
+    // `--agent` switches the default, as in a real run: `reviewer` uses the default too.
+    let out = repo
+        .reins(["run", "agents", "--dry-run", "--agent", "codex"])
+        .run();
+    out.code(0);
+    assert!(
+        out.stdout.contains("agent: codex (codex)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("agent: reviewer (codex)"),
+        "{}",
+        out.stdout
+    );
+    let out = repo
+        .reins(["run", "agents", "--dry-run", "--agent", "nobody"])
+        .run();
+    out.code(2);
+    assert!(
+        out.stderr.contains("unknown agent `nobody`"),
+        "{}",
+        out.stderr
+    );
+    assert!(repo.run_ids().is_empty());
+}
+
+#[test]
 fn json_prints_the_event_stream() {
     let repo = Repo::new().workflow("j", "nodes:\n  - {id: a, bash: echo hi}\n");
     let out = repo.reins(["run", "j", "--json"]).run();

@@ -117,6 +117,62 @@ echo '{{"type":"result","subtype":"success","is_error":false,"result":"ok","sess
 }
 
 #[test]
+fn waiting_for_an_agent_slot_is_recorded_and_shown_live() {
+    use std::os::unix::fs::PermissionsExt;
+    let shared = tempfile::tempdir().unwrap();
+    let script = shared.path().join("agent.sh");
+    std::fs::write(
+        &script,
+        overlap_agent(shared.path()).replace("sleep 0.3", "sleep 1"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let repo = Repo::new().workflow(
+        "agents",
+        &format!(
+            "agents:\n  claude: {{program: '{}'}}\nnodes:\n  - {{id: a, prompt: one}}\n  - {{id: b, prompt: two}}\n",
+            script.display()
+        ),
+    );
+    let state = shared.path().join("state");
+    let state = state.to_str().unwrap();
+    let mut term = repo.terminal(
+        &["run", "agents"],
+        &[("XDG_STATE_HOME", state), ("REINS_MAX_AGENTS", "1")],
+    );
+    term.wait_for("waiting for an agent slot");
+    assert_eq!(term.wait(), 0, "{}", term.screen());
+    // The second agent waited for the first: the log says so, and for how long.
+    let run = repo.the_run();
+    let events = repo.events(&run);
+    let wait = events
+        .iter()
+        .position(|e| e["type"] == "agent_slot_wait")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(events[wait]["max_agents"], 1);
+    let node = events[wait]["node"].clone();
+    let taken = events
+        .iter()
+        .position(|e| e["type"] == "agent_slot_taken" && e["node"] == node)
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert!(wait < taken);
+    assert!(events[taken]["waited_ms"].as_u64().unwrap() > 0);
+    // Plain lines say it too.
+    let out = repo
+        .reins(["run", "agents"])
+        .env("XDG_STATE_HOME", state)
+        .env("REINS_MAX_AGENTS", "1")
+        .run();
+    out.code(0);
+    assert!(
+        out.stdout
+            .contains("waiting for an agent slot (1 agent session already running on this machine"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn agent_sessions_share_one_cap_across_runs() {
     use std::os::unix::fs::PermissionsExt;
     let shared = tempfile::tempdir().unwrap();

@@ -144,7 +144,15 @@ const AGREE: &[(&str, bool)] = &[
     ("nodes: [{id: a, loop: {prompt: go, until: done, max_iterations: 3, fresh: true}}]", true),
     ("nodes: [{id: a, loop: {bash: make, until_bash: test -f x, max_iterations: 1}}]", true),
     ("nodes: [{id: a, bash: x, when: '{{inputs.x}}', trigger: all_done, timeout: 90s, retries: 2, cwd: sub, continue_on_error: true, session: impl, model: m, agent: claude, allowed_tools: Read, max_turns: 2, shell: zsh, idle_timeout: 1m}]", true),
+    ("nodes: [{id: a, bash: 'echo {{item}}', for_each: [x, 2, {n: 1}], key: '{{item_index}}', max_parallel: 2, min_success: 1}]", true),
+    ("nodes: [{id: a, bash: x, for_each: '{{inputs.x}}'}]", true),
+    ("nodes: [{id: a, bash: x, for_each: {files: ['*.rs'], gitignored: true}}, {id: b, bash: x, for_each: {files: '*.md'}}]", true),
     // Wrong.
+    ("nodes: [{id: a, bash: x, for_each: {files: [x], hidden: true}}]", false),
+    ("nodes: [{id: a, bash: x, for_each: {gitignored: true}}]", false),
+    ("nodes: [{id: a, bash: x, for_each: ~}]", false),
+    ("nodes: [{id: a, bash: x, for_each: [x], max_parallel: 0}]", false),
+    ("nodes: [{id: a, bash: x, for_each: [x], min_success: 0}]", false),
     ("nodes: [{id: a, bash: echo}]\nnodez: []", false),
     ("description: x", false),
     ("nodes: [{id: a, bash: echo, depend_on: [b]}]", false),
@@ -258,6 +266,10 @@ fn decoder_key_lists_are_the_schema_properties() {
         property_names(&s, &format!("{d}/Approval/properties")),
         set(&[APPROVAL_KEYS])
     );
+    assert_eq!(
+        property_names(&s, &format!("{d}/FileSet/properties")),
+        set(&[FILE_SET_KEYS])
+    );
     // Every object in the schema is closed, so an unknown key is an error in the editor too.
     for (name, def) in s["definitions"].as_object().unwrap() {
         if def.get("properties").is_some() {
@@ -289,6 +301,7 @@ fn the_language_reference_documents_every_key() {
         APPROVAL_KEYS,
         LOOP_BODY_KEYS,
         LOOP_KEYS,
+        FILE_SET_KEYS,
         FRONTMATTER_KEYS,
         ARG_KEYS,
     ];

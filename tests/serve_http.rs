@@ -395,3 +395,98 @@ fn a_run_stopping_at_a_gate_prints_the_gate_url_while_a_server_runs() {
     let out = repo.reins(["run", "gated", "--no-input"]).run();
     assert!(!out.stdout.contains("in the browser"), "{}", out.stdout);
 }
+
+#[test]
+fn an_agents_tool_calls_carry_the_times_reins_saw_them() {
+    use support::{claude_env, require_claude, MockApi, Turn};
+    let Some(claude) = require_claude() else {
+        return;
+    };
+    let api = MockApi::start();
+    api.rule(
+        "MARK-TIMED",
+        [
+            Turn::tool(
+                "Bash",
+                serde_json::json!({"command": "sleep 1; echo slept"}),
+            ),
+            Turn::text("I slept."),
+        ],
+    );
+    let repo = Repo::new().workflow(
+        "timed",
+        &format!(
+            "agents:\n  claude: {{program: '{}'}}\nnodes:\n  - {{id: ask, allowed_tools: [Bash], prompt: 'MARK-TIMED sleep'}}\n",
+            claude.display()
+        ),
+    );
+    let home = repo.join(".claude-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut run = repo
+        .reins(["run", "timed"])
+        .timeout(Duration::from_secs(120));
+    for (k, v) in claude_env(&api, &home) {
+        run = run.env(&k, &v);
+    }
+    run.run().code(0);
+    let id = repo.the_run();
+    let server = Server::start(&repo, &[]);
+    let node = server.get(&format!("/api/runs/{id}/nodes/ask")).json();
+    let entries = node["transcript"].as_array().unwrap();
+    let tool = entries
+        .iter()
+        .find(|e| e["kind"] == "tool" && e["name"] == "Bash")
+        .unwrap_or_else(|| panic!("no Bash call: {node:#}"));
+    assert!(
+        tool["result"].as_str().unwrap().contains("slept"),
+        "{tool:#}"
+    );
+    // The result cannot come back before the command's second of sleep is over.
+    let ms = tool["duration_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{tool:#}"));
+    assert!(ms >= 1000, "{tool:#}");
+    // Every entry carries the time reins read it, within the node's run.
+    let state = &node["state"];
+    for entry in entries {
+        let at = entry["at"].as_str().unwrap_or_else(|| panic!("{entry:#}"));
+        assert!(
+            state["started_at"].as_str().unwrap() <= at
+                && at <= state["finished_at"].as_str().unwrap(),
+            "{entry:#} outside {state:#}"
+        );
+    }
+    assert!(repo
+        .run_dir(&id)
+        .join("nodes/ask/transcript.times")
+        .is_file());
+}
+
+#[test]
+fn a_workflow_node_links_to_its_child_run_and_the_child_to_its_parent() {
+    let repo = Repo::new()
+        .workflow("child", "nodes: [{id: a, bash: echo from-child}]")
+        .workflow("parent", "nodes: [{id: sub, workflow: child}]");
+    repo.reins(["run", "parent"]).run().code(0);
+    let ids = repo.run_ids();
+    assert_eq!(ids.len(), 2);
+    let server = Server::start(&repo, &[]);
+    let list = server.get("/api/runs").json();
+    let runs = list["runs"].as_array().unwrap();
+    let child = runs.iter().find(|r| r["workflow"] == "child").unwrap();
+    let parent = runs.iter().find(|r| r["workflow"] == "parent").unwrap();
+    assert_eq!(child["parent"]["run_id"], parent["id"]);
+    assert_eq!(child["parent"]["node"], "sub");
+    let (parent, child) = (
+        parent["id"].as_str().unwrap(),
+        child["id"].as_str().unwrap(),
+    );
+    let node = server.get(&format!("/api/runs/{parent}/nodes/sub")).json();
+    assert_eq!(node["state"]["child_run"], child);
+    assert_eq!(node["state"]["output"], "from-child");
+    let run = server.get(&format!("/api/runs/{child}")).json();
+    assert_eq!(run["run"]["parent"]["run_id"], parent);
+    // The page renders the links (`data-testid` child-run / parent-run).
+    let js = server.get("/assets/app.js");
+    assert!(js.body.contains("child-run") && js.body.contains("parent-run"));
+}

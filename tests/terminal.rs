@@ -144,3 +144,27 @@ fn the_live_view_shows_a_running_agents_current_tool() {
         term.screen()
     );
 }
+
+#[test]
+fn a_gate_of_a_child_run_is_asked_at_the_prompt_by_its_path() {
+    let repo = Repo::new().workflow("gated", GATED).workflow(
+        "parent",
+        "nodes:\n  - id: sub\n    workflow: gated\n  - id: after\n    depends_on: [sub]\n    bash: echo \"parent got {{nodes.sub.output}}\"\n",
+    );
+    let mut term = repo.terminal(&["run", "parent"], PLAIN);
+    term.wait_for("approve sub/gate? [y/N]");
+    term.type_text("y\r");
+    term.wait_for("comment (optional):");
+    term.type_text("through the parent\r");
+    assert_eq!(term.wait(), 0, "{}", term.screen());
+    let parent = repo.run_ids().into_iter().find(|id| {
+        !repo
+            .read(&format!(".reins/runs/{id}/run.json"))
+            .contains("\"parent\": {")
+    });
+    let parent = parent.expect("the parent run");
+    assert_eq!(
+        repo.node(&parent, "after")["output"],
+        "parent got shipped through the parent"
+    );
+}

@@ -20,7 +20,9 @@ use support::cli::reins;
 /// Cases that only warn: they exit 0.
 const WARNING_ONLY: &[&str] = &[
     "duplicate-dependency.yaml",
+    "no-effect.fan-out.yaml",
     "no-effect.yaml",
+    "no-effect.codex.yaml",
     "raw-substitution.yaml",
     "unordered-session.yaml",
     "unused-input.yaml",

@@ -1,7 +1,8 @@
 //! The web view end to end in a real headless Chromium, driven by Playwright
 //! (`tests/web/e2e.mjs`): the run list, the DAG, approving and rejecting gates, a run finishing
-//! live, an agent's transcript (the real Claude CLI against the offline stand-in API), an
-//! artifact, cancelling, and a second browser seeing the answer.
+//! live, an agent's transcript with its tool calls' durations (the real Claude CLI against the
+//! offline stand-in API), an artifact, cancelling, resuming a failed run and resuming from a
+//! node, and a second browser seeing the answer.
 //!
 //! Needs Debian's `chromium` (or `REINS_TEST_CHROMIUM`), node, and `npm ci` in `tests/web`;
 //! on CI (`CI` set) a missing one fails the test, locally it is skipped with a notice.
@@ -64,6 +65,15 @@ nodes:
     bash: sleep 1; echo deployed
 "#;
 
+const FLAKY: &str = r#"
+nodes:
+  - id: prepare
+    bash: echo prepared
+  - id: check
+    depends_on: [prepare]
+    bash: sleep 1; test -f ready.flag && echo fixed
+"#;
+
 #[test]
 fn the_web_view_in_chromium() {
     let Some((chromium, web)) = require_browser() else {
@@ -76,6 +86,7 @@ fn the_web_view_in_chromium() {
     api.rule(
         "MARK-NOTES",
         [
+            Turn::tool("Bash", json!({"command": "sleep 1; echo slept"})),
             Turn::tool(
                 "Write",
                 json!({"file_path": "notes.md", "content": "# Notes\n\nfrom the agent\n"}),
@@ -85,11 +96,12 @@ fn the_web_view_in_chromium() {
     );
     let repo = Repo::new()
         .workflow("gated", GATED)
-        .workflow("slow", "nodes: [{id: work, bash: sleep 300}]");
+        .workflow("slow", "nodes: [{id: work, bash: sleep 300}]")
+        .workflow("flaky", FLAKY);
     repo.write(
         ".workflows/agent.yaml",
         &format!(
-            "agents:\n  claude: {{program: '{}', permission_mode: acceptEdits}}\nnodes:\n  - {{id: ask, prompt: 'MARK-NOTES write notes.md'}}\n  - {{id: keep, depends_on: [ask], bash: 'cp notes.md \"$REINS_ARTIFACTS/notes.md\"'}}\n",
+            "agents:\n  claude: {{program: '{}', permission_mode: acceptEdits, allowed_tools: [Bash]}}\nnodes:\n  - {{id: ask, prompt: 'MARK-NOTES write notes.md'}}\n  - {{id: keep, depends_on: [ask], bash: 'cp notes.md \"$REINS_ARTIFACTS/notes.md\"'}}\n",
             claude.display()
         ),
     );
@@ -103,6 +115,11 @@ fn the_web_view_in_chromium() {
     }
     agent.run().code(0);
     let run_agent = newest(&repo);
+
+    // Fails until `ready.flag` exists: resumed from the page once it does.
+    repo.reins(["run", "flaky"]).run().code(1);
+    let run_failed = newest(&repo);
+    repo.write("ready.flag", "");
 
     let run_reject = waiting(&repo);
     let run_waiting = waiting(&repo);
@@ -122,7 +139,12 @@ fn the_web_view_in_chromium() {
         .reins(["run", "slow", "--no-input", "--worktree"])
         .timeout(Duration::from_secs(300))
         .spawn();
-    let before = [run_agent.clone(), run_reject.clone(), run_waiting.clone()];
+    let before = [
+        run_agent.clone(),
+        run_failed.clone(),
+        run_reject.clone(),
+        run_waiting.clone(),
+    ];
     let new_run = || repo.run_ids().into_iter().find(|id| !before.contains(id));
     repo.wait_for("the slow run to start", Duration::from_secs(20), || {
         new_run().is_some_and(|id| repo.events(&id).iter().any(|e| e["type"] == "node_started"))
@@ -139,6 +161,7 @@ fn the_web_view_in_chromium() {
         .env("RUN_REJECT", &run_reject)
         .env("RUN_LIVE", &run_live)
         .env("RUN_AGENT", &run_agent)
+        .env("RUN_FAILED", &run_failed)
         .env("CHROMIUM", &chromium)
         .env("SHOTS", &shots)
         .output()
@@ -166,7 +189,24 @@ fn the_web_view_in_chromium() {
     assert_eq!(rejected["status"], "failed");
     assert_eq!(rejected["approval"]["answer"]["comment"], "not this week");
     assert_eq!(repo.status(&run_live)["status"], "cancelled");
-    for shot in ["run-list.png", "run-page.png", "agent-node.png"] {
+    // Resumed, then resumed from `check`: `prepare` ran once, `check` three times.
+    assert_eq!(repo.status(&run_failed)["status"], "success");
+    let events = repo.events(&run_failed);
+    let count = |kind: &str, node: &str| {
+        events
+            .iter()
+            .filter(|e| e["type"] == kind && e["node"] == node)
+            .count()
+    };
+    assert_eq!(count("node_started", "prepare"), 1, "{events:#?}");
+    assert_eq!(count("node_started", "check"), 3, "{events:#?}");
+    assert_eq!(count("node_succeeded", "check"), 2, "{events:#?}");
+    for shot in [
+        "run-list.png",
+        "run-page.png",
+        "agent-node.png",
+        "resumed-run.png",
+    ] {
         assert!(shots.join(shot).is_file(), "{shot}");
     }
 }

@@ -234,7 +234,8 @@ function runPage(id) {
     head.replaceChildren(
       el("h1", { class: "mono", text: r.id }), badge(data.status),
       el("span", { class: "facts" }, `${r.workflow} · started ${when(r.started_at)} · ${duration(r.duration_ms)} · ${cost(r.cost_usd)}`,
-        r.branch ? ` · ${r.branch}` : "", data.owner_pid ? ` · pid ${data.owner_pid}` : ""),
+        r.branch ? ` · ${r.branch}` : "", data.owner_pid ? ` · pid ${data.owner_pid}` : "",
+        r.parent ? [" · child of ", el("a", { href: `/runs/${r.parent.run_id}`, "data-nav": true, "data-testid": "parent-run", class: "mono", text: `${r.parent.run_id} (${r.parent.node})` })] : ""),
       acts);
     if (data.state.error) head.append(el("div", { class: "error-text", text: data.state.error }));
   }
@@ -411,6 +412,7 @@ function nodeView(runId, nodeId, panel) {
       el("dt", { text: "attempts" }), el("dd", { text: String(st.attempt || 0) }),
       el("dt", { text: "duration" }), el("dd", { text: duration(n.elapsed_ms) || "–" }),
       u.turns ? [el("dt", { text: "usage" }), el("dd", { text: `${cost(u.cost_usd)} · ${u.turns} turns · ${u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens} in / ${u.output_tokens} out tokens` })] : null,
+      st.child_run ? [el("dt", { text: "child run" }), el("dd", {}, el("a", { href: `/runs/${st.child_run}`, "data-nav": true, "data-testid": "child-run", class: "mono", text: st.child_run }))] : null,
       st.skip_reason ? [el("dt", { text: "skipped" }), el("dd", { text: st.skip_reason })] : null,
       st.error ? [el("dt", { text: "failure" }), el("dd", { class: "error-text", "data-testid": "failure", text: st.error })] : null,
       st.iterations && st.iterations.length ? [el("dt", { text: "iterations" }), el("dd", { text: st.iterations.map((i) => `${i.iteration}: ${i.status}`).join(", ") })] : null);
@@ -424,7 +426,9 @@ function nodeView(runId, nodeId, panel) {
     if (n.transcript.length) {
       parts.push(el("h2", { text: "Transcript" }), el("div", { class: "transcript", "data-testid": "transcript" }, n.transcript.map((t) => {
         if (t.kind === "text") return el("div", { class: "text", text: t.text });
-        if (t.kind === "tool") return el("details", { class: t.is_error ? "err" : "" }, el("summary", { text: t.summary + (t.result === null ? " …" : t.is_error ? " ✗" : " ✓") }),
+        if (t.kind === "tool") return el("details", { class: t.is_error ? "err" : "", "data-tool": t.name },
+          el("summary", {}, t.summary, t.duration_ms != null ? el("span", { class: "dur", "data-duration-ms": t.duration_ms, text: ` · ${duration(t.duration_ms)}` }) : null,
+            t.result === null ? " …" : t.is_error ? " ✗" : " ✓"),
           el("pre", { class: "box light", text: JSON.stringify(t.input, null, 2) }), t.result !== null ? el("pre", { class: "box light", text: t.result }) : null);
         return el("div", { class: "note", text: t.text });
       })));

@@ -168,6 +168,11 @@ impl AgentInvocation {
         self.node_dir.join("transcript.jsonl")
     }
 
+    /// Where reins notes when each transcript line arrived (see [`super::session::TIMES_FILE`]).
+    pub fn transcript_times_path(&self) -> PathBuf {
+        self.node_dir.join(super::session::TIMES_FILE)
+    }
+
     /// True when the prompt goes through `prompt.md` rather than the command line.
     pub fn prompt_via_file(&self) -> bool {
         self.prompt.len() > PROMPT_FILE_THRESHOLD

@@ -1,6 +1,7 @@
 //! One agent run, start to verdict: spawn in a PTY, stream, keep the transcript, enforce the
 //! timeouts and cancellation, judge.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,12 +38,29 @@ pub enum SessionEvent {
     Agent(AgentEvent),
 }
 
+/// The sidecar of `transcript.jsonl` in which reins notes when each line arrived: one line
+/// `OFFSET MILLIS` per transcript line, the line's byte offset in the transcript and the Unix
+/// time in milliseconds at which reins read it from the CLI. Reins's own clock: nothing in
+/// the agent's output decides these times.
+pub const TIMES_FILE: &str = "transcript.times";
+
+/// The arrival times of a transcript's lines ([`TIMES_FILE`]), by the lines' byte offsets.
+/// Lines that do not parse are ignored (a torn last line after a crash).
+pub fn read_times(text: &str) -> HashMap<u64, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let (offset, ms) = line.split_once(' ')?;
+            Some((offset.parse().ok()?, ms.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// Runs the agent once and judges the run.
 ///
 /// The prompt is kept in `node_dir/prompt.md` and every output line is appended to
 /// `node_dir/transcript.jsonl` as it arrives (lines that are not JSON are wrapped as
 /// `{"type":"reins_text","text":…}`; partial-message deltas are not kept, the whole message
-/// follows them). `events`, when given, receives every event as it happens. Setting `cancel`
+/// follows them), its arrival time to `node_dir/transcript.times` ([`TIMES_FILE`]). `events`, when given, receives every event as it happens. Setting `cancel`
 /// to true stops the run: its process group gets SIGTERM, then SIGKILL after `inv.grace`.
 /// Dropping the returned future kills the process group too.
 ///
@@ -136,18 +154,31 @@ pub async fn run(
     }
 }
 
+/// The transcript being written and its sidecar of arrival times.
+struct Transcript {
+    lines: File,
+    times: File,
+    /// The transcript's length: the offset of the next line.
+    len: u64,
+}
+
 /// Creates the node's folder, writes `prompt.md`, opens the transcript, finds the program.
-fn start(inv: &AgentInvocation) -> Result<(File, PathBuf), String> {
+fn start(inv: &AgentInvocation) -> Result<(Transcript, PathBuf), String> {
     let cannot = |what: &Path, e: std::io::Error| format!("cannot write {}: {e}", what.display());
     std::fs::create_dir_all(&inv.node_dir).map_err(|e| cannot(&inv.node_dir, e))?;
     let prompt = inv.prompt_path();
     std::fs::write(&prompt, &inv.prompt).map_err(|e| cannot(&prompt, e))?;
-    let transcript = inv.transcript_path();
-    let transcript = File::options()
-        .create(true)
-        .append(true)
-        .open(&transcript)
-        .map_err(|e| cannot(&transcript, e))?;
+    let open = |path: PathBuf| {
+        File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| cannot(&path, e))
+    };
+    let lines = open(inv.transcript_path())?;
+    let times = open(inv.transcript_times_path())?;
+    let len = lines.metadata().map(|m| m.len()).unwrap_or(0);
+    let transcript = Transcript { lines, times, len };
     // Look the program up as the child would: with the PATH it gets, from its folder.
     let path = inv
         .env
@@ -165,7 +196,7 @@ struct Attempt<'a> {
     inv: &'a AgentInvocation,
     harness: &'static dyn Harness,
     program: PathBuf,
-    transcript: &'a mut File,
+    transcript: &'a mut Transcript,
     events: Option<&'a mpsc::UnboundedSender<SessionEvent>>,
     cancel: &'a mut watch::Receiver<bool>,
     wall_deadline: Option<Instant>,
@@ -327,12 +358,19 @@ impl Attempt<'_> {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        if let Err(e) = self.transcript.write_all(&bytes) {
+        let t = &mut *self.transcript;
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        if let Err(e) = t.lines.write_all(&bytes) {
             tracing::warn!(
                 "cannot append to {}: {e}",
                 self.inv.transcript_path().display()
             );
+            return;
         }
+        let _ = writeln!(t.times, "{} {at}", t.len);
+        t.len += bytes.len() as u64;
     }
 
     fn emit(&self, event: SessionEvent) {

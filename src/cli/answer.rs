@@ -36,13 +36,13 @@ pub fn run(args: AnswerArgs, approved: bool) -> error::Result {
     if let Some(pid) = answered.owner {
         say!(
             "run {} is executing (pid {pid}); it continues past the gate on its own",
-            run.id
+            answered.resume
         );
         return Ok(Outcome::Success);
     }
     if args.resume {
         return super::run::resume(ResumeArgs {
-            run: run.id.clone(),
+            run: answered.resume.clone(),
             from: None,
             concurrency: None,
             max_agents: None,
@@ -50,7 +50,7 @@ pub fn run(args: AnswerArgs, approved: bool) -> error::Result {
             json: args.json,
         });
     }
-    say!("continue the run with `reins resume {}`", run.id);
+    say!("continue the run with `reins resume {}`", answered.resume);
     Ok(Outcome::Success)
 }
 
@@ -78,9 +78,9 @@ enum Reply {
 /// an answer given meanwhile from another shell (`reins approve`) ends it with who answered.
 pub fn ask_inline(run: &RunDir) -> Asked {
     use std::io::Write;
-    let Ok(state) = read_state(run) else {
+    if read_state(run).is_err() {
         return Asked::Nothing;
-    };
+    }
     let Ok(store) = current_store() else {
         return Asked::Nothing;
     };
@@ -91,16 +91,18 @@ pub fn ask_inline(run: &RunDir) -> Asked {
         return Asked::Nothing;
     };
     let mut answered = false;
-    for n in state.nodes.iter().filter(|n| approval::is_waiting(n, run)) {
+    // The run's own gates, and those of its child runs (`NODE/GATE`).
+    for gate in approval::waiting_gates_in(run) {
+        let (n, owner) = (&gate.state, &gate.run);
         let Some(asked) = &n.approval else { continue };
         let _ = write!(
             std::io::stdout(),
             "\n{}\napprove {}? [y/N] ",
             asked.message,
-            n.id
+            gate.path
         );
         let _ = std::io::stdout().flush();
-        let approved = match runtime.block_on(read_reply(run, &n.id, &asked.request)) {
+        let approved = match runtime.block_on(read_reply(owner, &n.id, &asked.request)) {
             Reply::Line(line) => matches!(line.trim().to_lowercase().as_str(), "y" | "yes"),
             Reply::EndOfInput => break,
             Reply::Interrupted => return interrupted(run, &n.id),
@@ -112,7 +114,7 @@ pub fn ask_inline(run: &RunDir) -> Asked {
         };
         let _ = write!(std::io::stdout(), "comment (optional): ");
         let _ = std::io::stdout().flush();
-        let comment = match runtime.block_on(read_reply(run, &n.id, &asked.request)) {
+        let comment = match runtime.block_on(read_reply(owner, &n.id, &asked.request)) {
             Reply::Line(line) => Some(line.trim().to_string()).filter(|c| !c.is_empty()),
             Reply::EndOfInput => None,
             Reply::Interrupted => return interrupted(run, &n.id),
@@ -123,7 +125,7 @@ pub fn ask_inline(run: &RunDir) -> Asked {
             }
         };
         let given = Given {
-            gate: Some(n.id.clone()),
+            gate: Some(gate.path.clone()),
             approved,
             by: os_user(),
             comment,

@@ -7,12 +7,15 @@
 //! uncommitted changes is kept unless `--force`. Branches (and the commits on them) always
 //! stay. Removing the worktree of a failed or cancelled run says that the run can no longer be
 //! resumed.
+//!
+//! Both also sweep the half-built run folders (`runs/.new-*`) a crash while creating a run left
+//! behind, once they are a minute old and no process holds their lock.
 
 use super::args::CleanArgs;
 use super::common::{current_store, say};
 use super::error::{self, Error, Outcome};
 use crate::engine::worktree;
-use crate::store::{RunLock, RunStatus, RunSummary};
+use crate::store::{RunLock, RunStatus, RunSummary, Store, Swept, STAGED_MIN_AGE};
 
 /// Runs `reins clean`.
 pub fn run(args: CleanArgs) -> error::Result {
@@ -20,11 +23,13 @@ pub fn run(args: CleanArgs) -> error::Result {
         return clean_runs(&args);
     }
     let store = current_store()?;
+    let (mut removed, mut kept) = sweep_staged(&store, args.dry_run);
     let runs = match store.list() {
         Ok(r) => r,
         Err(e) => return Err(Error::internal(format!("cannot list runs: {e}"))),
     };
-    let (mut removed, mut kept, mut busy) = (0, 0, 0);
+    let mut busy = 0;
+    let mut dirty = 0;
     for r in &runs {
         let Some(path) = r.manifest.as_ref().and_then(|m| m.worktree.clone()) else {
             continue;
@@ -63,7 +68,7 @@ pub fn run(args: CleanArgs) -> error::Result {
                         path.display(),
                         r.run.id
                     );
-                    kept += 1;
+                    dirty += 1;
                     continue;
                 }
                 Err(e) => {
@@ -97,16 +102,60 @@ pub fn run(args: CleanArgs) -> error::Result {
             }
         }
     }
-    if removed == 0 && kept == 0 && busy == 0 {
+    if removed == 0 && kept == 0 && dirty == 0 && busy == 0 {
         say!("no finished run has a worktree to remove");
     }
     if kept > 0 {
         Err(Error::internal(format!(
             "{kept} could not be removed (see above)"
         )))
+    } else if dirty > 0 {
+        // Kept to protect the user's work: not a failure of reins, but not done either.
+        Ok(Outcome::Failed)
     } else {
         Ok(Outcome::Success)
     }
+}
+
+/// Removes the half-built run folders a crash left (see [`Store::sweep_staged`]), saying so;
+/// how many were removed and how many kept.
+fn sweep_staged(store: &Store, dry_run: bool) -> (usize, usize) {
+    let swept = match store.sweep_staged(STAGED_MIN_AGE, dry_run) {
+        Ok(swept) => swept,
+        Err(e) => {
+            eprintln!("error: cannot look for half-built runs: {e}");
+            return (0, 1);
+        }
+    };
+    let (mut removed, mut kept) = (0, 0);
+    for (path, outcome) in swept {
+        let shown = crate::source::display_path(&path);
+        match outcome {
+            Swept::Removed if dry_run => {
+                say!(
+                    "would remove {}: a run a crash left half-built",
+                    shown.display()
+                );
+                removed += 1;
+            }
+            Swept::Removed => {
+                say!("removed {}: a run a crash left half-built", shown.display());
+                removed += 1;
+            }
+            Swept::Busy => {
+                // Not a failure: it becomes a run, or its own process removes it.
+                say!(
+                    "kept {}: a reins process is creating that run",
+                    shown.display()
+                );
+            }
+            Swept::Failed(e) => {
+                eprintln!("error: cannot remove {}: {e}", shown.display());
+                kept += 1;
+            }
+        }
+    }
+    (removed, kept)
 }
 
 /// True for a run that ended and can never continue by itself: `success`, `failed`,
@@ -135,7 +184,7 @@ fn clean_runs(args: &CleanArgs) -> error::Result {
         std::cmp::Reverse((r.state.finished_at.or(r.started_at()), r.run.id.clone()))
     });
     let keep = args.keep.unwrap_or(0);
-    let (mut removed, mut kept) = (0, 0);
+    let (mut removed, mut kept) = sweep_staged(&store, args.dry_run);
     for r in done.into_iter().skip(keep) {
         let ended = r.state.finished_at.or(r.started_at());
         if let (Some(age), Some(ended)) = (args.older_than, ended) {

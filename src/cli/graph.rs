@@ -51,8 +51,16 @@ impl<'a> Shape<'a> {
         self.layers.iter().map(Vec::len).max().unwrap_or(0)
     }
 
-    fn kind(&self, i: usize) -> &'static str {
-        self.workflow.nodes[i].kind.name()
+    /// The node's kind, and for a fan-out how many instances: `bash ×3` for a list, `bash,
+    /// for_each` when the items are known only at run time.
+    fn kind(&self, i: usize) -> String {
+        let node = &self.workflow.nodes[i];
+        let kind = node.kind.name();
+        match &node.for_each {
+            Some(crate::workflow::ForEach::List(items)) => format!("{kind} ×{}", items.value.len()),
+            Some(_) => format!("{kind}, for_each"),
+            None => kind.to_string(),
+        }
     }
 
     fn on_critical_edge(&self, from: usize, to: usize) -> bool {

@@ -17,6 +17,7 @@ use super::common::{resolve_run, say};
 use super::error::{self, Error, Outcome};
 use super::progress::describe;
 use crate::diagnostic::suggestion;
+use crate::engine::subflow::descend;
 use crate::store::log::Tail;
 use crate::store::{Event, RunDir, RunState};
 
@@ -25,8 +26,14 @@ const POLL: Duration = Duration::from_millis(100);
 /// Runs `reins logs`.
 pub fn run(args: LogsArgs) -> error::Result {
     let (_, run) = resolve_run(&args.run)?;
+    // `NODE/CHILD_NODE`: a node of a `workflow:` node's child run.
+    let (run, node) = match args.node.as_deref().map(|n| descend(&run, n)) {
+        Some(Ok((run, node))) => (run, Some(node)),
+        Some(Err(e)) => return Err(Error::usage(e)),
+        None => (run, None),
+    };
     let state = crate::engine::launch::read_state(&run).unwrap_or_default();
-    match args.node {
+    match node {
         Some(node) => {
             if state.node(&node).is_none() {
                 let ids = state.nodes.iter().map(|n| n.id.as_str());

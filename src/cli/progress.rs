@@ -145,6 +145,7 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
                 }
             )
         }
+        Event::ChildRun { node, run_id } => format!("{node} runs child run {run_id}"),
         Event::NodeStarted { node, attempt } => {
             if *attempt > 1 {
                 format!("{node} started (attempt {attempt})")
@@ -183,6 +184,14 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             Some(max) => format!("{node} retrying ({attempt} of {max}): {reason}"),
             None => format!("{node} retrying ({attempt}): {reason}"),
         },
+        Event::AgentSlotWait { node, max_agents } => format!(
+            "{node} waiting for an agent slot ({max_agents} agent session{} already running on this machine; --max-agents, REINS_MAX_AGENTS)",
+            if *max_agents == 1 { "" } else { "s" }
+        ),
+        Event::AgentSlotTaken { node, waited_ms } => format!(
+            "{node} got an agent slot after {}",
+            duration::format(Duration::from_millis(*waited_ms))
+        ),
         Event::OutputTruncated {
             node,
             kept_bytes,
@@ -193,6 +202,26 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
         ),
         Event::NodeSkipped { node, reason } => format!("{node} skipped: {reason}"),
         Event::NodeCancelled { node } => format!("{node} cancelled"),
+        Event::FanOutExpanded { node, items } => {
+            let keys: Vec<String> = items
+                .iter()
+                .take(SHOWN_INSTANCES)
+                .map(|i| crate::engine::fanout::instance_id(node, &i.key))
+                .collect();
+            let more = if items.len() > SHOWN_INSTANCES {
+                format!(", {} more", items.len() - SHOWN_INSTANCES)
+            } else {
+                String::new()
+            };
+            match items.len() {
+                0 => format!("{node} fans out over no items"),
+                n => format!(
+                    "{node} fans out over {n} item{}: {}{more}",
+                    if n == 1 { "" } else { "s" },
+                    keys.join(", ")
+                ),
+            }
+        }
         Event::AgentSession {
             node,
             session,
@@ -258,6 +287,9 @@ struct RunningNode {
     transcript: Option<(PathBuf, u64)>,
     /// When the transcript was last looked for.
     looked: Option<Instant>,
+    /// Its agent waits for a machine-wide agent slot (`agent_slot_wait`, until
+    /// `agent_slot_taken`).
+    waiting_for_slot: bool,
 }
 
 #[derive(Default)]
@@ -369,7 +401,9 @@ impl Live {
                         if node.attempt > 1 {
                             let _ = write!(line, " (attempt {})", node.attempt);
                         }
-                        if let Some(tool) = &node.tool {
+                        if node.waiting_for_slot {
+                            let _ = write!(line, "  waiting for an agent slot");
+                        } else if let Some(tool) = &node.tool {
                             let _ = write!(line, "  {tool}");
                         }
                         let line = clip(&line, width);
@@ -404,6 +438,7 @@ impl RunningNode {
             tool: None,
             transcript: None,
             looked: None,
+            waiting_for_slot: false,
         }
     }
 
@@ -517,6 +552,12 @@ impl Observer for Live {
                 Event::NodeFailed {
                     node, will_retry, ..
                 } if !will_retry => s.running.retain(|n| &n.id != node),
+                Event::AgentSlotWait { node, .. } | Event::AgentSlotTaken { node, .. } => {
+                    let waits = matches!(record.event, Event::AgentSlotWait { .. });
+                    if let Some(n) = s.running.iter_mut().find(|n| &n.id == node) {
+                        n.waiting_for_slot = waits;
+                    }
+                }
                 _ => {}
             }
         }
@@ -652,6 +693,16 @@ pub fn next_steps(state: &RunState, status: RunStatus) -> Vec<String> {
                 .iter()
                 .filter(|g| !answered.contains(&g.as_str()))
             {
+                let child = state
+                    .node(gate)
+                    .filter(|n| n.approval.is_none())
+                    .and_then(|n| n.child_run.as_deref());
+                if let Some(child) = child {
+                    out.push(format!(
+                        "`{gate}` waits for a gate of its child run {child} (`reins status {child}` shows it); answer with `reins approve {id} {gate}/GATE [-m TEXT] --resume` or `reins reject {id} {gate}/GATE -m WHY --resume`"
+                    ));
+                    continue;
+                }
                 out.push(format!(
                     "answer `{gate}` with `reins approve {id} {gate} [-m TEXT] --resume` or `reins reject {id} {gate} -m WHY --resume`"
                 ));
@@ -725,6 +776,27 @@ pub fn usage_text(usage: &crate::store::Usage) -> String {
     )
 }
 
+/// Instances of a fan-out shown one by one; past this many, they are counted, and only
+/// those not succeeded, pending or skipped are listed (this many at most).
+pub const SHOWN_INSTANCES: usize = 8;
+
+/// `200 instances: 190 success, 6 running, 4 failed (those not succeeded are listed below)`.
+pub fn instance_counts(state: &RunState, fan_out: &crate::store::NodeState) -> String {
+    let items = fan_out.fan_out.as_deref().unwrap_or_default();
+    let mut counts: Vec<(NodeStatus, usize)> = Vec::new();
+    for item in items {
+        let id = crate::engine::fanout::instance_id(&fan_out.id, &item.key);
+        let status = state.node(&id).map(|n| n.status).unwrap_or_default();
+        match counts.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((status, 1)),
+        }
+    }
+    counts.sort_by_key(|(s, _)| s.as_str());
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!("{} instances: {}", items.len(), parts.join(", "))
+}
+
 /// One line per node: id, status, duration, attempts, agent usage, and the error or skip
 /// reason.
 pub fn node_table(state: &RunState, now: SystemTime) -> String {
@@ -738,7 +810,28 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
     let labels: Vec<String> = state.nodes.iter().map(status_label).collect();
     let label_width = labels.iter().map(|l| l.len()).max().unwrap_or(9).max(9);
     let mut out = String::new();
+    // A fan-out of many: its instances as counts, and only those worth a look one by one.
+    let many = |id: &str| {
+        state
+            .node(id)
+            .and_then(|f| f.fan_out.as_ref())
+            .is_some_and(|items| items.len() > SHOWN_INSTANCES)
+    };
+    let mut shown: std::collections::HashMap<&str, usize> = Default::default();
     for (n, label) in state.nodes.iter().zip(&labels) {
+        if let Some((fan_out, _)) = crate::engine::fanout::split_instance_id(&n.id) {
+            if many(fan_out) {
+                let quiet = matches!(
+                    n.status,
+                    NodeStatus::Success | NodeStatus::Pending | NodeStatus::Skipped
+                );
+                let count = shown.entry(fan_out).or_default();
+                if quiet || *count >= SHOWN_INSTANCES {
+                    continue;
+                }
+                *count += 1;
+            }
+        }
         let took = match n.status {
             NodeStatus::Pending | NodeStatus::Skipped => String::new(),
             _ => n.elapsed(now).map(duration::format).unwrap_or_default(),
@@ -783,6 +876,9 @@ pub fn node_table(state: &RunState, now: SystemTime) -> String {
             note.lines().next().unwrap_or("")
         );
         let _ = writeln!(out, "{}", line.trim_end());
+        if many(&n.id) {
+            let _ = writeln!(out, "  {:<width$}  {}", "", instance_counts(state, n));
+        }
         if n.status == NodeStatus::Failed {
             let lines = failure_lines(&state.run_id, &n.log_tail, n.log.as_deref());
             if !lines.is_empty() {

@@ -1,6 +1,6 @@
 //! `reins run` and `reins resume`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +28,18 @@ pub fn run(args: RunArgs) -> error::Result {
     } = super::load::valid_workflow(&args.workflow)?;
     let inputs =
         with_value(&workflow, args.value.as_deref(), &args.inputs).map_err(Error::usage)?;
+    if let Some(agent) = &args.agent {
+        warn_ignored_on(&workflow, agent);
+    }
     if args.dry_run {
-        return dry_run(&store, workflow, &commands, &inputs, args.concurrency);
+        return dry_run(
+            &store,
+            workflow,
+            &commands,
+            &inputs,
+            args.concurrency,
+            args.agent.as_deref(),
+        );
     }
     let json = args.wants_json();
     let runners = Runners::new();
@@ -339,14 +349,38 @@ fn env_duration(name: &str) -> Option<Duration> {
     }
 }
 
-/// `reins run --dry-run`: renders what each node would run, in schedule order.
+/// `reins run --agent NAME`: warns, as `validate` does for a workflow that names Codex
+/// itself, about the settings the workflow gives that the switched-to agent ignores.
+fn warn_ignored_on(workflow: &workflow::Workflow, agent: &str) {
+    let mut switched = workflow.clone();
+    if crate::engine::agent::switch_default_agent(&mut switched, agent).is_err() {
+        return; // refused with its message where the run starts
+    }
+    let before = crate::workflow::validate::ignored_by_codex(workflow, &workflow.source);
+    let new: Vec<_> = crate::workflow::validate::ignored_by_codex(&switched, &workflow.source)
+        .into_iter()
+        .filter(|d| !before.iter().any(|b| b.message == d.message))
+        .collect();
+    if !new.is_empty() {
+        let color = super::use_color(std::io::stderr().is_terminal());
+        let text = crate::diagnostic::render_all(&new, crate::diagnostic::Format::Human, color);
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+}
+
+/// `reins run --dry-run`: renders what each node would run, in schedule order, and on which
+/// agent (`--agent` switches the default agent as it does for a real run).
 fn dry_run(
     store: &Store,
-    workflow: workflow::Workflow,
+    mut workflow: workflow::Workflow,
     commands: &dyn crate::workflow::command_file::CommandLookup,
     given: &[(String, String)],
     concurrency: Option<u32>,
+    agent: Option<&str>,
 ) -> error::Result {
+    if let Some(agent) = agent {
+        crate::engine::agent::switch_default_agent(&mut workflow, agent).map_err(Error::usage)?;
+    }
     let mut inputs = match resolve_inputs(&workflow, given) {
         Ok(i) => i,
         Err(_) => {
@@ -378,7 +412,16 @@ fn dry_run(
     );
     // Nothing runs, so each upstream output is shown as `<output of ID>`.
     let stand_ins: Vec<NodeValue> = (0..plan.len())
-        .map(|i| NodeValue::new(NodeStatus::Success, format!("<output of {}>", plan.id(i))))
+        .map(|i| {
+            let mut v = NodeValue::new(NodeStatus::Success, format!("<output of {}>", plan.id(i)));
+            if plan.workflow.nodes[i].fans_out() {
+                v.outputs = Some(format!("<outputs of {}>", plan.id(i)).into());
+            }
+            if let NodeKind::Workflow(_) = &plan.workflow.nodes[i].kind {
+                v.artifacts = Some(format!("<artifacts of {}>", plan.id(i)).into());
+            }
+            v
+        })
         .collect();
     let concurrency = concurrency
         .or(workflow_concurrency)
@@ -402,7 +445,7 @@ fn dry_run(
             .of(i)
             .map(|a| (plan.id(a), &stand_ins[a]))
             .collect();
-        let ctx = info.context(upstream);
+        let mut ctx = info.context(upstream);
         let deps: Vec<&str> = plan.dag.deps[i].iter().map(|&d| plan.id(d)).collect();
         out.push_str(&format!(
             "\n{}. {} [{}]",
@@ -428,6 +471,14 @@ fn dry_run(
             }
             s
         };
+        if node.fans_out() {
+            let (text, first) = dry_fan_out(&plan, i, &ctx, store.root());
+            out.push_str(&show("for each:", Ok(text)));
+            if let Some((item, index, id)) = first {
+                out.push_str(&format!("   (as {id}, the first instance, runs it)\n"));
+                ctx = crate::engine::fanout::with_item(ctx, &item, index);
+            }
+        }
         if plan.has(i, TemplateField::When) {
             if plan.when_depends_on_run(i) {
                 // Stand-in outputs and statuses would make it look decided: it is not.
@@ -441,11 +492,40 @@ fn dry_run(
                 ));
             }
         }
+        if let NodeKind::Workflow(name) = &node.kind {
+            let isolated = node
+                .isolation
+                .as_ref()
+                .is_some_and(|i| i.value == workflow::Isolation::Worktree);
+            out.push_str(&format!(
+                "   runs workflow `{}` as a child run{}\n",
+                name.value,
+                if isolated {
+                    " in a worktree of its own"
+                } else {
+                    ""
+                }
+            ));
+            for (input, _) in node.inputs.iter() {
+                let label = format!("inputs.{}:", input.value);
+                out.push_str(&show(
+                    &label,
+                    plan.render(i, TemplateField::Input(&input.value), &ctx)
+                        .map_err(String::from),
+                ));
+            }
+            continue;
+        }
         let label = match &node.kind {
             NodeKind::Bash(_) => "$",
             NodeKind::Approval(_) => "?",
             _ => ">",
         };
+        if node.kind.uses_agent() {
+            let profile = crate::engine::agent::profile_name(&plan.workflow, node);
+            let harness = crate::engine::agent::resolve_profile(&plan.workflow, profile).harness;
+            out.push_str(&format!("   agent: {profile} ({})\n", harness.name()));
+        }
         let body = if node.kind.uses_agent() {
             crate::engine::agent::render_prompt(&plan, i, &ctx)
         } else {
@@ -474,6 +554,76 @@ fn dry_run(
     }
     print(&out)?;
     Ok(Outcome::Success)
+}
+
+/// A fan-out in `--dry-run`: its instances (a list, a template of inputs, the files its globs
+/// match now; at most eight named), or that they are known at run time; and its first item.
+#[allow(clippy::type_complexity)]
+fn dry_fan_out(
+    plan: &Plan,
+    i: usize,
+    ctx: &serde_json::Value,
+    root: &std::path::Path,
+) -> (String, Option<(serde_json::Value, usize, String)>) {
+    use crate::engine::fanout;
+    use crate::workflow::ForEach;
+    let node = &plan.workflow.nodes[i];
+    let values = match &node.for_each {
+        Some(ForEach::List(list)) => Ok(list.value.clone()),
+        Some(ForEach::Template(t)) if !t.value.contains("nodes.") => {
+            fanout::items_from_template(plan, &t.value, ctx)
+        }
+        Some(ForEach::Template(t)) => {
+            return (
+                format!("the items of `{}`, known at run time", t.value.trim()),
+                None,
+            )
+        }
+        Some(ForEach::Files(set)) => fanout::files(root, set),
+        _ => Err("`for_each` is not valid".into()),
+    };
+    let keyed = values.and_then(|values| {
+        if !plan.has(i, TemplateField::Key) {
+            return fanout::keyed(values, None);
+        }
+        let mut key = |index: usize, item: &serde_json::Value| {
+            plan.render(
+                i,
+                TemplateField::Key,
+                &fanout::with_item(ctx.clone(), item, index),
+            )
+            .map_err(String::from)
+        };
+        fanout::keyed(values, Some(&mut key))
+    });
+    let items = match keyed {
+        Ok(items) => items,
+        Err(e) => return (format!("(the fan-out would fail: {e})"), None),
+    };
+    let id = plan.id(i);
+    let mut names: Vec<String> = items
+        .iter()
+        .take(crate::cli::progress::SHOWN_INSTANCES)
+        .map(|item| {
+            let value = fanout::item_text(&item.value);
+            let value: String = value.chars().take(40).collect();
+            format!("{} = {value}", fanout::instance_id(id, &item.key))
+        })
+        .collect();
+    if items.len() > names.len() {
+        names.push(format!("and {} more", items.len() - names.len()));
+    }
+    let text = format!(
+        "{} instance{}{}{}",
+        items.len(),
+        if items.len() == 1 { "" } else { "s" },
+        if names.is_empty() { "" } else { "\n" },
+        names.join("\n")
+    );
+    let first = items
+        .first()
+        .map(|item| (item.value.clone(), 0, fanout::instance_id(id, &item.key)));
+    (text, first)
 }
 
 /// The values a bash script reads, one a line beside it in `--dry-run`: each variable with

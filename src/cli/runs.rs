@@ -11,7 +11,9 @@ use super::common::{current_store, resolve_run, say};
 use super::error::{self, Error, Outcome};
 use super::progress::{next_steps, node_table};
 use crate::store::lock::live_owner;
-use crate::store::{Event, EventLog, NodeStatus, RunDir, RunLock, RunStatus, RunSummary, Store};
+use crate::store::{
+    Event, EventLog, NodeStatus, RunDir, RunLock, RunState, RunStatus, RunSummary, Store,
+};
 use crate::workflow::duration;
 
 /// Runs `reins runs`.
@@ -35,6 +37,8 @@ pub fn list(args: RunsArgs) -> error::Result {
                 say!("no runs yet (start one with `reins run WORKFLOW`)");
                 return Ok(Outcome::Success);
             }
+            let tree = tree_order(&runs);
+            let id_width = tree.iter().map(|(d, _)| 20 + 2 * d).max().unwrap_or(20);
             let wf_width = runs
                 .iter()
                 .map(|r| r.workflow().len())
@@ -43,7 +47,7 @@ pub fn list(args: RunsArgs) -> error::Result {
                 .max(8);
             let branches = runs.iter().any(|r| r.branch().is_some());
             say!(
-                "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {:<7}{}",
+                "{:<id_width$}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {:<7}{}",
                 "ID",
                 "WORKFLOW",
                 "STATUS",
@@ -52,7 +56,7 @@ pub fn list(args: RunsArgs) -> error::Result {
                 "COST",
                 if branches { "  BRANCH" } else { "" }
             );
-            for r in &runs {
+            for (depth, r) in tree {
                 let started = r
                     .started_at()
                     .map(|t| humantime::format_rfc3339_seconds(t).to_string())
@@ -71,8 +75,8 @@ pub fn list(args: RunsArgs) -> error::Result {
                     format!("${:.4}", usage.cost_usd)
                 };
                 let line = format!(
-                    "{:<20}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {cost:<7}{}",
-                    r.run.id,
+                    "{:<id_width$}  {:<wf_width$}  {:<11}  {:<20}  {:>8}  {cost:<7}{}",
+                    format!("{}{}", "  ".repeat(depth), r.run.id),
                     r.workflow(),
                     r.status.as_str(),
                     started,
@@ -84,6 +88,38 @@ pub fn list(args: RunsArgs) -> error::Result {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// The runs in tree order: each run followed by its child runs (`workflow:` nodes), indented
+/// one level deeper, with its depth. A child whose parent is not listed is shown at the top.
+fn tree_order(runs: &[RunSummary]) -> Vec<(usize, &RunSummary)> {
+    fn parent_of<'a>(r: &'a RunSummary, runs: &[RunSummary]) -> Option<&'a str> {
+        r.manifest
+            .as_ref()
+            .and_then(|m| m.parent.as_ref())
+            .map(|p| p.run_id.as_str())
+            .filter(|p| runs.iter().any(|o| o.run.id == *p))
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    let mut stack: Vec<(usize, &RunSummary)> = runs
+        .iter()
+        .rev()
+        .filter(|r| parent_of(r, runs).is_none())
+        .map(|r| (0, r))
+        .collect();
+    while let Some((depth, r)) = stack.pop() {
+        out.push((depth, r));
+        if depth >= 32 {
+            continue;
+        }
+        stack.extend(
+            runs.iter()
+                .rev()
+                .filter(|c| parent_of(c, runs) == Some(r.run.id.as_str()))
+                .map(|c| (depth + 1, c)),
+        );
+    }
+    out
 }
 
 /// Runs `reins status`.
@@ -134,6 +170,7 @@ pub fn status_text(summary: &RunSummary, now: SystemTime) -> String {
         summary.status
     );
     out.push_str(&node_table(state, now));
+    child_tables(&mut out, run, state, now, 1);
     if let Some(e) = &state.error {
         let _ = writeln!(out, "error: {e}");
     }
@@ -154,22 +191,91 @@ pub fn status_text(summary: &RunSummary, now: SystemTime) -> String {
     out
 }
 
+/// The nodes of each child run of `state`'s `workflow:` nodes, indented under their parent.
+fn child_tables(out: &mut String, run: &RunDir, state: &RunState, now: SystemTime, depth: usize) {
+    use std::fmt::Write as _;
+    if depth > 8 {
+        return;
+    }
+    for n in &state.nodes {
+        let Some(id) = n.child_run.as_deref() else {
+            continue;
+        };
+        let Some(child) = crate::engine::subflow::sibling(run, id) else {
+            continue;
+        };
+        let Ok(child_state) = crate::engine::launch::read_state(&child) else {
+            continue;
+        };
+        let indent = "  ".repeat(depth);
+        let status = child_state.status_given(child.is_live());
+        let _ = writeln!(
+            out,
+            "{indent}{} → child run {id} of `{}`: {status}",
+            n.id, child_state.workflow
+        );
+        for line in node_table(&child_state, now).lines() {
+            let _ = writeln!(out, "{indent}  {line}");
+        }
+        child_tables(out, &child, &child_state, now, depth + 1);
+    }
+}
+
 /// Runs `reins cancel`.
 pub fn cancel(args: CancelArgs) -> error::Result {
     let (store, run) = resolve_run(&args.run)?;
-    if let Some(owner) = live_owner(&run.lock_path()) {
-        return stop_live(&store, &run.id, owner.pid);
+    // Runs of a tree (`workflow:` nodes) are cancelled together, from its top.
+    let top = crate::engine::approval::top_of(&run);
+    if top.id != run.id {
+        say!(
+            "run {} is a child run of run {}: cancelling the whole tree",
+            run.id,
+            top.id
+        );
     }
-    let summary = read_summary(&store, &run)?;
-    match summary.status {
+    let owner = live_owner(&top.lock_path()).or_else(|| live_owner(&run.lock_path()));
+    if let Some(owner) = owner {
+        return stop_live(&store, &top.id, owner.pid);
+    }
+    let summary = read_summary(&store, &top)?;
+    let code = match summary.status {
         RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Running => {
             mark_cancelled(&summary)
         }
         done => {
-            say!("run {} already ended: {done}", run.id);
+            say!("run {} already ended: {done}", top.id);
             Ok(Outcome::Success)
         }
+    };
+    let mut children: Vec<RunDir> = child_runs(&top, &summary.state);
+    let mut seen = 0;
+    while let Some(child) = children.pop() {
+        seen += 1;
+        if seen > 1000 {
+            break;
+        }
+        let Ok(s) = store.summary(&child) else {
+            continue;
+        };
+        if matches!(
+            s.status,
+            RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Running
+        ) {
+            mark_cancelled(&s)?;
+        }
+        children.extend(child_runs(&child, &s.state));
     }
+    code
+}
+
+/// The child runs of a run's `workflow:` nodes.
+fn child_runs(run: &RunDir, state: &RunState) -> Vec<RunDir> {
+    state
+        .nodes
+        .iter()
+        .filter_map(|n| n.child_run.as_deref())
+        .filter_map(|id| crate::engine::subflow::sibling(run, id))
+        .collect()
 }
 
 /// Sends TERM to the reins process executing the run (it cancels gracefully), a second TERM

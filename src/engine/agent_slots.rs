@@ -131,8 +131,29 @@ pub async fn hold(job: &super::runner::Job) -> Result<Option<Slot>, super::runne
     let Some(slots) = &job.limits.agent_slots else {
         return Ok(None);
     };
+    // Free at once, as usual: nothing to say. Otherwise the wait is recorded, so the live
+    // view and the web page show the node waiting for a slot rather than working.
+    let waiting = match slots.try_acquire() {
+        Ok(Some(slot)) => return Ok(Some(slot)),
+        Ok(None) => {
+            job.recorder.record(crate::store::Event::AgentSlotWait {
+                node: job.node.clone(),
+                max_agents: slots.max as u64,
+            });
+            Some(std::time::Instant::now())
+        }
+        Err(_) => None, // `acquire` meets the same error and says so below
+    };
     match slots.acquire(&job.cancel).await {
-        Ok(Some(slot)) => Ok(Some(slot)),
+        Ok(Some(slot)) => {
+            if let Some(since) = waiting {
+                job.recorder.record(crate::store::Event::AgentSlotTaken {
+                    node: job.node.clone(),
+                    waited_ms: since.elapsed().as_millis() as u64,
+                });
+            }
+            Ok(Some(slot))
+        }
         Ok(None) => Err(super::runner::Outcome::Cancelled),
         Err(e) => {
             tracing::warn!(

@@ -278,8 +278,12 @@ pub fn os_user() -> String {
 }
 
 /// True when a gate has an answer file waiting to be looked at (the runner checks it answers
-/// the request), or its timeout has passed.
+/// the request), or its timeout has passed; for a waiting `workflow:` node, when a gate of its
+/// child run has one.
 pub fn ready_to_settle(node: &Node, state: &NodeState, node_dir: &Path) -> bool {
+    if let NodeKind::Workflow(_) = node.kind {
+        return super::subflow::child_ready(state, node_dir);
+    }
     std::fs::symlink_metadata(answer_path(node_dir)).is_ok()
         || deadline(node, state).is_some_and(|d| SystemTime::now() >= d)
 }
@@ -307,6 +311,9 @@ pub struct Answered {
     /// The live process executing the run, which records the answer and continues the
     /// gate's branch itself; `None` when the answer was recorded here.
     pub owner: Option<u32>,
+    /// The run to resume to go on: the run itself, or for a gate of a child run, the run at
+    /// the top of its tree (a child is resumed through its parent).
+    pub resume: String,
 }
 
 /// Why an answer was refused.
@@ -334,6 +341,41 @@ impl std::error::Error for Refused {}
 /// unless a live process executes the run (which then records it and goes on by itself).
 pub fn answer(store: &Store, run: &RunDir, given: Given) -> Result<Answered, Refused> {
     let verb = if given.approved { "approve" } else { "reject" };
+    // A gate of a child run, named from its parent: `NODE/GATE` (at any depth).
+    let named = match given.gate.clone() {
+        Some(g) => Some(g),
+        None => match waiting_gates(run).as_slice() {
+            [one] if one.contains('/') => Some(one.clone()),
+            _ => None,
+        },
+    };
+    if let Some((node, rest)) = named.as_deref().and_then(|g| g.split_once('/')) {
+        if let Some(why) = inside_run(run) {
+            return Err(Refused::Usage(format!(
+                "refusing to {verb} a gate of run {} from inside that run ({why}); a gate is answered \
+                 by a human from outside the run it guards, never by one of its nodes",
+                run.id
+            )));
+        }
+        let child = child_of(run, node).map_err(Refused::Usage)?;
+        let mut answered = answer(
+            store,
+            &child,
+            Given {
+                gate: Some(rest.to_string()),
+                ..given
+            },
+        )?;
+        answered.gate = format!("{node}/{}", answered.gate);
+        return Ok(answered);
+    }
+    if let Some(why) = inside_ancestors(run) {
+        return Err(Refused::Usage(format!(
+            "refusing to {verb} a gate of run {} from inside {why}; a gate is answered by a human \
+             from outside the runs it guards, never by one of their nodes",
+            run.id
+        )));
+    }
     if let Some(why) = inside_run(run) {
         return Err(Refused::Usage(format!(
             "refusing to {verb} a gate of run {} from inside that run ({why}); a gate is answered \
@@ -359,11 +401,7 @@ pub fn answer(store: &Store, run: &RunDir, given: Given) -> Result<Answered, Ref
         .map_err(|e| Refused::Usage(format!("cannot read run {}: {e}", run.id)))?;
     let gate =
         pick_gate(given.gate.as_deref(), &wf.nodes, &state, run, verb).map_err(Refused::Usage)?;
-    let node = wf
-        .nodes
-        .iter()
-        .find(|n| n.id.value == gate)
-        .expect("picked");
+    let node = workflow_node(&wf.nodes, &state, &gate).expect("picked");
     let node_state = state.node(&gate).cloned().unwrap_or_default();
     let request = node_state
         .approval
@@ -401,11 +439,98 @@ pub fn answer(store: &Store, run: &RunDir, given: Given) -> Result<Answered, Ref
     } else {
         live_owner(&run.lock_path()).map(|o| o.pid)
     };
+    // A child paused while its parent still executes: the parent takes the answer up.
+    let top = top_of(run);
+    let owner = owner.or_else(|| {
+        (top.id != run.id)
+            .then(|| live_owner(&top.lock_path()).map(|o| o.pid))
+            .flatten()
+    });
     Ok(Answered {
         gate,
         answer,
         owner,
+        resume: top.id,
     })
+}
+
+use super::subflow::{child_of, sibling};
+
+/// The parent run of a child run, from its `run.json`.
+fn parent_of(run: &RunDir) -> Option<RunDir> {
+    let parent = run.manifest().ok()?.parent?;
+    sibling(run, &parent.run_id)
+}
+
+/// The run at the top of `run`'s tree (`run` itself when it has no parent).
+pub fn top_of(run: &RunDir) -> RunDir {
+    let mut top = run.clone();
+    for _ in 0..MAX_DEPTH {
+        match parent_of(&top) {
+            Some(p) => top = p,
+            None => break,
+        }
+    }
+    top
+}
+
+/// How deep a tree of child runs is followed.
+const MAX_DEPTH: usize = 32;
+
+/// Why the current process counts as part of one of `run`'s ancestors, if it does: a node of a
+/// parent run must not answer its child's gates either.
+fn inside_ancestors(run: &RunDir) -> Option<String> {
+    let mut at = run.clone();
+    for _ in 0..MAX_DEPTH {
+        at = parent_of(&at)?;
+        if let Some(why) = inside_run(&at) {
+            return Some(format!("its parent run {} ({why})", at.id));
+        }
+    }
+    None
+}
+
+/// The gates waiting in `run` and in its child runs, as paths from it: `GATE`, `NODE/GATE`.
+pub fn waiting_gates(run: &RunDir) -> Vec<String> {
+    waiting_gates_in(run).into_iter().map(|g| g.path).collect()
+}
+
+/// A gate waiting in a run's tree.
+#[derive(Debug, Clone)]
+pub struct TreeGate {
+    /// The run the gate belongs to (the run asked about, or one of its child runs).
+    pub run: RunDir,
+    /// The gate's state there.
+    pub state: NodeState,
+    /// Its path from the run asked about: `GATE`, `NODE/GATE`, ...
+    pub path: String,
+}
+
+/// The gates waiting in `run` and in its child runs, depth first in node order.
+pub fn waiting_gates_in(run: &RunDir) -> Vec<TreeGate> {
+    fn walk(run: &RunDir, prefix: &str, depth: usize, out: &mut Vec<TreeGate>) {
+        let Ok(state) = super::launch::read_state(run) else {
+            return;
+        };
+        for n in &state.nodes {
+            if is_waiting(n, run) {
+                out.push(TreeGate {
+                    run: run.clone(),
+                    state: n.clone(),
+                    path: format!("{prefix}{}", n.id),
+                });
+            } else if let (Some(child), NodeStatus::Waiting, true) = (
+                n.child_run.as_deref().and_then(|c| sibling(run, c)),
+                n.status,
+                depth < MAX_DEPTH,
+            ) {
+                walk(&child, &format!("{prefix}{}/", n.id), depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(run, "", 0, &mut out);
+    out
 }
 
 /// Why the current process counts as part of `run`, if it does: its environment says it is a
@@ -502,12 +627,28 @@ fn pick_gate(
             )),
         };
     };
-    let Some(node) = nodes.iter().find(|n| n.id.value == id) else {
+    let Some(node) = workflow_node(nodes, state, id) else {
         let hint = suggestion(id, nodes.iter().map(|n| n.id.value.as_str()))
             .map(|h| format!("; {h}"))
             .unwrap_or_default();
         return Err(format!("run {} has no node `{id}`{hint}", run.id));
     };
+    if let NodeKind::Workflow(_) = node.kind {
+        let gates: Vec<String> = waiting_gates(run)
+            .into_iter()
+            .filter(|g| g.starts_with(&format!("{id}/")))
+            .map(|g| format!("`{g}`"))
+            .collect();
+        return Err(format!(
+            "`{id}` is a `workflow` node: name a gate of its child run, like `reins {verb} {} {id}/GATE`{}",
+            run.id,
+            if gates.is_empty() {
+                String::new()
+            } else {
+                format!(" (waiting: {})", gates.join(", "))
+            }
+        ));
+    }
     if !matches!(node.kind, NodeKind::Approval(_)) {
         return Err(format!(
             "`{id}` is a {} node, not an approval gate",
@@ -530,6 +671,16 @@ fn pick_gate(
         ));
     }
     Ok(id.to_string())
+}
+
+/// The workflow node a node of the run runs: itself, or the fan-out of an instance `ID[KEY]`
+/// the run has.
+fn workflow_node<'n>(nodes: &'n [Node], state: &RunState, id: &str) -> Option<&'n Node> {
+    let template = match super::fanout::split_instance_id(id) {
+        Some((fan_out, _)) if state.node(id).is_some() => fan_out,
+        _ => id,
+    };
+    nodes.iter().find(|n| n.id.value == template)
 }
 
 /// The answer the log records for a gate's current request.

@@ -194,11 +194,26 @@ fn note_truncation(job: &Job, spec: &Spec, total: u64) {
     if let Err(e) = copied {
         tracing::warn!("cannot keep the whole output of `{}`: {e}", job.node);
     }
-    job.recorder.record(Event::OutputTruncated {
-        node: job.node.clone(),
-        kept_bytes: job.limits.output_limit as u64,
-        total_bytes: total,
-    });
+    // In a loop the loop records it, for the iteration whose output is the node's.
+    if job.iteration.is_none() {
+        job.recorder.record(Event::OutputTruncated {
+            node: job.node.clone(),
+            kept_bytes: job.limits.output_limit as u64,
+            total_bytes: total,
+        });
+    }
+}
+
+/// Copies the file `from` to `to`, both inside the run directory `base`, never through a link
+/// planted there; the bytes copied.
+pub(super) fn copy_in_run(base: &Path, from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut src = safe_fs::open(base, safe_fs::relative(base, from)?, safe_fs::Access::Read)?;
+    let rel = safe_fs::relative(base, to)?;
+    if let Some(parent) = rel.parent() {
+        safe_fs::create_dirs(base, parent)?;
+    }
+    let mut dest = safe_fs::open(base, rel, safe_fs::Access::Replace)?;
+    std::io::copy(&mut src, &mut dest)
 }
 
 /// Separates the logs of a retry from the attempt before.

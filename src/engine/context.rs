@@ -98,6 +98,10 @@ pub struct NodeValue {
     pub output_file: Option<PathBuf>,
     /// Set when `output` holds less than the node printed.
     pub truncated: Option<crate::store::Truncation>,
+    /// The artifacts folder of a `workflow:` node's child run (`{{nodes.ID.artifacts}}`).
+    pub artifacts: Option<PathBuf>,
+    /// A fan-out's instances' outputs (`{{nodes.ID.outputs}}`), the JSON text of an array.
+    pub outputs: Option<Json>,
 }
 
 impl NodeValue {
@@ -118,7 +122,15 @@ impl NodeValue {
             json,
             output_file: None,
             truncated: None,
+            artifacts: None,
+            outputs: None,
         }
+    }
+
+    /// The same value with the artifacts folder of a child run.
+    pub fn with_artifacts(mut self, artifacts: Option<PathBuf>) -> Self {
+        self.artifacts = artifacts;
+        self
     }
 
     /// The same value with the file of its whole output, and how it was truncated.
@@ -140,6 +152,12 @@ impl NodeValue {
         m.insert("output_file".into(), Json::String(file.unwrap_or_default()));
         if let Some(j) = &self.json {
             m.insert("json".into(), j.clone());
+        }
+        if let Some(a) = &self.artifacts {
+            m.insert("artifacts".into(), Json::String(a.display().to_string()));
+        }
+        if let Some(o) = &self.outputs {
+            m.insert("outputs".into(), o.clone());
         }
         Json::Object(m)
     }

@@ -250,6 +250,8 @@ pub fn start(
     }
     let mut manifest = Manifest::new(&name, &path, &text, frozen, inputs, store.root());
     manifest.agent = agent.map(str::to_string);
+    manifest.workflows = freeze_workflows(&plan);
+    manifest.digest = manifest.compute_digest();
     let root = store.root().to_path_buf();
     let wf_name = name.clone();
     let (run, run_lock) = store
@@ -294,14 +296,153 @@ pub fn start(
     })
 }
 
+/// The child workflows of a plan, as `run.json` freezes them.
+fn freeze_workflows(plan: &Plan) -> BTreeMap<String, FrozenFile> {
+    plan.workflows
+        .iter()
+        .map(|(name, file)| {
+            (
+                name.clone(),
+                FrozenFile {
+                    path: file.path.clone(),
+                    text: file.text.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// What a `workflow:` node starts its child run with.
+pub struct ChildSpec {
+    /// The child workflow's name, as frozen in the parent's `run.json`.
+    pub name: String,
+    /// The parent's frozen command files and child workflows (the child's are among them).
+    pub commands: FrozenCommands,
+    /// The inputs the node gives, rendered.
+    pub inputs: Vec<(String, String)>,
+    /// The parent run and node.
+    pub parent: crate::store::ParentLink,
+    /// The working tree the child shares with its parent; `None`: a worktree of its own.
+    pub shared_tree: Option<std::path::PathBuf>,
+    /// The commit an isolated child's worktree is cut from.
+    pub base: Option<String>,
+    /// The agent that replaced the parent's default (`reins run --agent`), inherited.
+    pub agent: Option<String>,
+}
+
+/// Prepares a child run for a `workflow:` node, in the same store as its parent, from the
+/// workflow frozen in the parent's `run.json`. It takes no lock on the working tree: its parent
+/// holds it (or works in a worktree of its own).
+pub fn start_child(store: &Store, spec: ChildSpec) -> Result<Prepared, LaunchError> {
+    let Some(file) = spec.commands.1.get(&spec.name) else {
+        return Err(LaunchError::usage(format!(
+            "workflow `{}` is not frozen in run {}",
+            spec.name, spec.parent.run_id
+        )));
+    };
+    let source = SourceFile::new(file.path.clone(), file.text.clone());
+    let loaded = workflow::load_source(source);
+    let diagnostics = workflow::validate::validate(&loaded, &spec.commands);
+    let Some(mut wf) = loaded
+        .workflow
+        .filter(|_| !diagnostics.iter().any(|d| d.is_error()))
+    else {
+        let first = diagnostics
+            .iter()
+            .find(|d| d.is_error())
+            .map(|d| d.message.clone())
+            .unwrap_or_default();
+        return Err(LaunchError::usage(format!(
+            "workflow `{}` is not valid: {first}",
+            spec.name
+        )));
+    };
+    if let Some(agent) = &spec.agent {
+        super::agent::switch_default_agent(&mut wf, agent).map_err(LaunchError::usage)?;
+    }
+    let inputs = resolve_inputs(&wf, &spec.inputs)?;
+    let name = wf.name.value.clone();
+    let path = wf.source.path.clone();
+    let text = wf.source.text.clone();
+    let plan = Plan::new(wf, &spec.commands).map_err(|e| LaunchError::usage(e.to_string()))?;
+    let frozen: BTreeMap<String, FrozenFile> = plan
+        .commands
+        .keys()
+        .filter_map(|n| spec.commands.0.get(n).map(|f| (n.clone(), f.clone())))
+        .collect();
+    let mut manifest = Manifest::new(&name, &path, &text, frozen, inputs, store.root());
+    manifest.agent = spec.agent.clone();
+    manifest.workflows = freeze_workflows(&plan);
+    manifest.parent = Some(spec.parent.clone());
+    manifest.worktree = spec
+        .shared_tree
+        .clone()
+        .filter(|tree| tree.as_path() != store.root());
+    manifest.digest = manifest.compute_digest();
+    let root = store.root().to_path_buf();
+    let isolate = spec.shared_tree.is_none();
+    let base = spec.base.clone();
+    let (run, run_lock) = store
+        .create_run(&mut manifest, |id, manifest| {
+            if isolate {
+                let wt = super::worktree::create(&root, &name, id, base.as_deref())
+                    .map_err(|e| e.to_string())?;
+                manifest.worktree = Some(wt.path);
+                manifest.digest = manifest.compute_digest();
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            CreateError::Io(_) => LaunchError::io(e.to_string()),
+            CreateError::Prepare(message) => LaunchError::usage(message),
+        })?;
+    let log = EventLog::create(&run.events_path(), Vec::new())
+        .map_err(|e| LaunchError::io(format!("cannot create the event log: {e}")))?;
+    let first = Event::RunStarted {
+        run_id: run.id.clone(),
+        workflow: manifest.workflow.clone(),
+        nodes: plan.dag.ids.clone(),
+        inputs: manifest.inputs.clone(),
+        pid: std::process::id(),
+        digest: manifest.digest.clone(),
+    };
+    Ok(Prepared {
+        store: store.clone(),
+        run,
+        manifest,
+        plan: Arc::new(plan),
+        changed: Vec::new(),
+        locks: vec![run_lock],
+        log,
+        state: RunState::new(),
+        first,
+    })
+}
+
 /// Prepares a resume of `run`: nodes that succeeded (or failed with `continue_on_error`) stay
 /// settled; every other node runs (again), and with `from`, that node and everything downstream
-/// of it too.
+/// of it too. A child run is resumed through its parent (see [`resume_child`]).
 pub fn resume(
     store: &Store,
     run: RunDir,
     from: Option<&str>,
     runners: &Runners,
+) -> Result<Resumed, LaunchError> {
+    resume_run(store, run, from, runners, false)
+}
+
+/// Prepares a resume of a child run by its parent's `workflow:` node (no lock on the working
+/// tree: the parent holds it).
+pub fn resume_child(store: &Store, run: RunDir, runners: &Runners) -> Result<Resumed, LaunchError> {
+    resume_run(store, run, None, runners, true)
+}
+
+fn resume_run(
+    store: &Store,
+    run: RunDir,
+    from: Option<&str>,
+    runners: &Runners,
+    as_child: bool,
 ) -> Result<Resumed, LaunchError> {
     store
         .check_dir()
@@ -312,8 +453,14 @@ pub fn resume(
     manifest
         .verify(&run, store.root())
         .map_err(|e| LaunchError::usage(e.to_string()))?;
+    if let (Some(parent), false) = (&manifest.parent, as_child) {
+        return Err(LaunchError::usage(format!(
+            "run {} is a child of run {} (its node `{}`); resume the parent: `reins resume {}`",
+            run.id, parent.run_id, parent.node, parent.run_id
+        )));
+    }
     let mut locks = vec![RunLock::acquire(&run.lock_path(), &run.id)?];
-    if manifest.worktree.is_none() {
+    if manifest.worktree.is_none() && !as_child {
         locks.push(lock_tree(store, &run.id)?);
     }
     let file = SourceFile::new(
@@ -321,7 +468,7 @@ pub fn resume(
         manifest.workflow_text.clone(),
     );
     let loaded = workflow::load_source(file);
-    let commands = FrozenCommands(manifest.commands.clone());
+    let commands = FrozenCommands(manifest.commands.clone(), manifest.workflows.clone());
     let diagnostics = workflow::validate::validate(&loaded, &commands);
     let Some(mut wf) = loaded
         .workflow
@@ -378,7 +525,25 @@ pub fn resume(
         return Ok(Resumed::AlreadySucceeded(run));
     }
     let mut reset = Vec::new();
-    for (i, id) in plan.dag.ids.iter().enumerate() {
+    // Every node, and the instances of every fan-out expanded so far (which run its settings).
+    let nodes = plan
+        .dag
+        .ids
+        .iter()
+        .cloned()
+        .enumerate()
+        .flat_map(|(i, id)| {
+            let instances: Vec<(usize, String)> = state
+                .node(&id)
+                .and_then(|n| n.fan_out.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|item| (i, super::fanout::instance_id(&id, &item.key)))
+                .collect();
+            std::iter::once((i, id)).chain(instances)
+        });
+    for (i, id) in nodes {
+        let id = &id;
         let node = state.node(id);
         let status = node.map(|n| n.status).unwrap_or_default();
         // A rejection is a decision, not a failure to retry: only `--from` asks again.

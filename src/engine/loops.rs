@@ -13,6 +13,11 @@
 //!   to its output. A loop that had finished (a `done` iteration, or `max_iterations` used up)
 //!   starts over at 1 when it runs again (`resume` of the failed loop, `resume --from`).
 //! * `timeout` applies to each iteration.
+//! * When the iteration whose output becomes the node's (the last one run) printed more than
+//!   the output limit, the loop records `output_truncated` for the node and keeps that
+//!   iteration's whole output as the node's `output.txt`, as a bash node does.
+//! * `until_bash` reads this iteration's output from the file `$REINS_OUTPUT_FILE`, always,
+//!   and from `$REINS_OUTPUT` too when it fits the environment (up to 100 KiB, no NUL).
 
 use serde_json::json;
 
@@ -74,8 +79,11 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
     };
     let (mut n, mut previous) = start_point(&job, max);
     let mut usage: Option<Usage> = None;
+    // The whole output of the last iteration run, when it was cut to the limit.
+    let mut cut: Option<std::path::PathBuf> = None;
     loop {
         if n >= max {
+            keep_truncation(&job, cut.as_deref());
             return Outcome::Failure {
                 error: format!(
                     "the loop ran {max} iteration{} (`max_iterations`) and its condition never held",
@@ -98,7 +106,15 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
         iteration
             .env
             .push(("REINS_LOOP_ITERATION".into(), n.to_string()));
+        let iteration_dir = iteration.dir.clone();
+        // A file left by an earlier attempt of this iteration must not pass for this one's.
+        let whole = super::context::output_file(&iteration_dir);
+        let _ = std::fs::remove_file(&whole);
         let outcome = body.run(iteration).await;
+        // The node's output is the last iteration's: so is its truncation.
+        cut = std::fs::symlink_metadata(&whole)
+            .is_ok_and(|m| m.is_file())
+            .then_some(whole);
         let record = |output: &str, status| {
             job.recorder.record(Event::LoopIteration {
                 node: job.node.clone(),
@@ -118,6 +134,7 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
                     Ok(done) => done,
                     Err(e) => {
                         record(&output, IterationStatus::Failed);
+                        keep_truncation(&job, cut.as_deref());
                         return Outcome::Failure {
                             error: format!("iteration {n}: {e}"),
                             exit_code: None,
@@ -129,6 +146,7 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
                 };
                 if done {
                     record(&output, IterationStatus::Done);
+                    keep_truncation(&job, cut.as_deref());
                     return Outcome::Success { output, usage };
                 }
                 record(&output, IterationStatus::Continue);
@@ -143,6 +161,7 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
             } => {
                 add(&mut usage, used);
                 record(&output, IterationStatus::Failed);
+                keep_truncation(&job, cut.as_deref());
                 return Outcome::Failure {
                     error: format!("iteration {n}: {error}"),
                     exit_code,
@@ -156,6 +175,23 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
                 return Outcome::fatal("internal error: a loop body cannot wait for approval")
             }
         }
+    }
+}
+
+/// The loop settles with the output of an iteration that was cut to the output limit (its
+/// whole output in `whole`): keeps that as the node's `output.txt` and records the truncation.
+fn keep_truncation(job: &Job, whole: Option<&std::path::Path>) {
+    let Some(whole) = whole else { return };
+    let dest = super::context::output_file(&job.dir);
+    match super::bash::copy_in_run(&job.run.dir.path, whole, &dest) {
+        Ok(total) => {
+            job.recorder.record(Event::OutputTruncated {
+                node: job.node.clone(),
+                kept_bytes: job.limits.output_limit as u64,
+                total_bytes: total,
+            });
+        }
+        Err(e) => tracing::warn!("cannot keep the whole output of `{}`: {e}", job.node),
     }
 }
 
@@ -196,6 +232,14 @@ async fn until(
     args.push("-c".into());
     args.push(script);
     env.push(("REINS_LOOP_ITERATION".into(), n.to_string()));
+    // Always as a file, whatever its size; in the environment too when it fits.
+    let output_file = dir.join("until.output");
+    super::bash::write_value(&job.run.dir.path, &output_file, output.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", output_file.display()))?;
+    env.push((
+        "REINS_OUTPUT_FILE".into(),
+        output_file.display().to_string(),
+    ));
     if output.len() <= super::context::ENV_VALUE_LIMIT && !output.contains('\0') {
         env.push(("REINS_OUTPUT".into(), output.to_string()));
     }

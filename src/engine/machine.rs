@@ -12,10 +12,15 @@
 //! in order: it records the event each decision stands for, starts attempts, waits before
 //! retries, and watches waiting gates for their answers.
 //!
-//! Nodes live in plain vectors indexed like the [`Plan`]. A node added at run time (a fan-out
-//! instance `ID[KEY]`) would push one entry onto each of them (status `Pending`, no value, its
-//! number of unsettled dependencies, and itself onto its dependencies' dependents) and onto
-//! `undecided` once that number is zero; nothing else changes.
+//! Nodes live in plain vectors indexed like the [`Plan`], and grow at run time: a fan-out
+//! (`for_each`) whose trigger rule and `when` let it run is not started but expanded
+//! ([`Decision::Expand`]: the driver lists its items, which may take I/O, records them and
+//! answers [`Input::Expanded`]). Each item then adds one node at the end of every vector, the
+//! instance `ID[KEY]`: the fan-out's settings and templates, its own item, no dependencies of
+//! its own (the fan-out's have settled) and the fan-out as its only dependent. The fan-out
+//! itself takes no slot; `max_parallel` caps its running instances, and once they have all
+//! settled it settles too ([`Decision::FanOutSettled`]), its output the JSON array of theirs.
+//! A resumed run re-adds the instances of the recorded expansion, never expanding again.
 
 use std::collections::BinaryHeap;
 use std::fmt;
@@ -27,7 +32,7 @@ use serde_json::Value as Json;
 use super::context::{self, NodeValue, RunInfo};
 use super::plan::{Plan, Ready};
 use super::trigger;
-use crate::store::{NodeStatus, RunDir, RunState, RunStatus, Truncation};
+use crate::store::{FanOutItem, NodeStatus, RunDir, RunState, RunStatus, Truncation};
 use crate::workflow::template::is_truthy;
 use crate::workflow::TemplateField;
 use crate::workflow::Trigger;
@@ -64,6 +69,14 @@ pub enum Input {
         attempt: u32,
         /// How it ended.
         ended: Ended,
+    },
+    /// The items of a fan-out the machine asked for ([`Decision::Expand`]), recorded by the
+    /// driver, or why there are none (the fan-out then fails).
+    Expanded {
+        /// The fan-out.
+        node: usize,
+        /// Its items in order, or what went wrong.
+        items: Result<Vec<FanOutItem>, String>,
     },
     /// A waiting gate has its answer (or its timeout passed): look at it again.
     GateReady {
@@ -136,6 +149,23 @@ pub enum Decision {
         /// What went wrong, in words.
         error: String,
     },
+    /// List the items of a fan-out and answer with [`Input::Expanded`]. It takes no slot.
+    Expand {
+        /// The fan-out.
+        node: usize,
+    },
+    /// Every instance of a fan-out has settled, and so does the fan-out: record it so
+    /// (`node_succeeded` with `output`, `node_failed` with `error`, or `node_cancelled`).
+    FanOutSettled {
+        /// The fan-out.
+        node: usize,
+        /// `success`, `failed` or `cancelled`.
+        status: NodeStatus,
+        /// The JSON array of the instances' outputs, in item order.
+        output: String,
+        /// Why it failed.
+        error: Option<String>,
+    },
     /// Nothing runs and nothing more can start: the run ended so.
     Finish {
         /// How.
@@ -164,6 +194,36 @@ pub struct Machine {
     running: usize,
     cancelled: bool,
     finished: bool,
+    /// Per node: the plan node whose settings and templates it runs (itself, or an
+    /// instance's fan-out).
+    template: Vec<usize>,
+    /// The instances, from index `plan.len()` on.
+    instances: Vec<Instance>,
+    /// Per plan node: its instances, once it is expanded.
+    fan_outs: Vec<Option<FanOut>>,
+    /// Fan-outs asked for ([`Decision::Expand`]) and not answered yet.
+    expanding: usize,
+    /// Fan-outs whose every instance has settled, to settle in turn.
+    fan_outs_done: Vec<usize>,
+}
+
+/// One instance of a fan-out.
+#[derive(Debug, Clone)]
+struct Instance {
+    id: String,
+    item: Json,
+    index: usize,
+}
+
+/// A fan-out's instances.
+#[derive(Debug, Clone, Default)]
+struct FanOut {
+    /// Their node indices, in item order.
+    nodes: Vec<usize>,
+    /// How many have not settled.
+    unsettled: usize,
+    /// How many are running (a retry's wait included).
+    active: usize,
 }
 
 impl fmt::Debug for Machine {
@@ -194,7 +254,9 @@ impl Machine {
                     let output = node.output.clone().unwrap_or_default();
                     let file = output_path(&plan, &run.dir, i, node.status);
                     values[i] = Some(Arc::new(
-                        NodeValue::new(node.status, output).with_file(file, node.output_truncated),
+                        NodeValue::new(node.status, output)
+                            .with_file(file, node.output_truncated)
+                            .with_artifacts(super::subflow::child_artifacts(&run.dir, node)),
                     ));
                 }
             }
@@ -207,12 +269,19 @@ impl Machine {
                     .count()
             })
             .collect();
+        // A fan-out expanded before (and not settled) is running again, over the same items.
+        let expanded: Vec<(usize, Vec<FanOutItem>)> = (0..n)
+            .filter(|&i| !status[i].is_settled())
+            .filter_map(|i| Some((i, settled.node(plan.id(i))?.fan_out.clone()?)))
+            .collect();
+        for (i, _) in &expanded {
+            status[*i] = NodeStatus::Running;
+        }
         let undecided = (0..n)
             .rev()
             .filter(|&i| status[i] == NodeStatus::Pending && unsettled_deps[i] == 0)
             .collect();
-        Self {
-            plan,
+        let mut machine = Self {
             base: run.base_context(),
             dir: run.dir.clone(),
             pace,
@@ -224,6 +293,136 @@ impl Machine {
             running: 0,
             cancelled: false,
             finished: false,
+            template: (0..n).collect(),
+            instances: Vec::new(),
+            fan_outs: vec![None; n],
+            expanding: 0,
+            fan_outs_done: Vec::new(),
+            plan,
+        };
+        for i in 0..n {
+            if machine.plan.workflow.nodes[i].fans_out() {
+                if let Some(v) = machine.values[i].take() {
+                    machine.values[i] = Some(Arc::new(with_outputs(&v)));
+                }
+            }
+        }
+        for (i, items) in expanded {
+            machine.add_instances(i, items, Some(settled));
+        }
+        machine
+    }
+
+    /// Adds the instances of fan-out `f`, one per item, with what `settled` says of them (a
+    /// resume).
+    fn add_instances(&mut self, f: usize, items: Vec<FanOutItem>, settled: Option<&RunState>) {
+        let mut fan_out = FanOut::default();
+        for (index, item) in items.into_iter().enumerate() {
+            let i = self.status.len();
+            let id = super::fanout::instance_id(self.plan.id(f), &item.key);
+            let prior = settled
+                .and_then(|s| s.node(&id))
+                .filter(|n| n.status.is_settled());
+            match prior {
+                Some(node) => {
+                    let output = node.output.clone().unwrap_or_default();
+                    self.status.push(node.status);
+                    self.values
+                        .push(Some(Arc::new(NodeValue::new(node.status, output))));
+                }
+                None => {
+                    self.status.push(NodeStatus::Pending);
+                    self.values.push(None);
+                    fan_out.unsettled += 1;
+                    self.ready.push(Ready {
+                        priority: self.plan.priority[f],
+                        index: i,
+                    });
+                }
+            }
+            self.unsettled_deps.push(0);
+            self.template.push(f);
+            self.instances.push(Instance {
+                id,
+                item: item.value,
+                index,
+            });
+            fan_out.nodes.push(i);
+        }
+        if fan_out.unsettled == 0 {
+            self.fan_outs_done.push(f);
+        }
+        self.fan_outs[f] = Some(fan_out);
+    }
+
+    /// The fan-out node `i` is an instance of, if it is one.
+    pub fn fan_out_of(&self, i: usize) -> Option<usize> {
+        (i >= self.plan.len()).then(|| self.template[i])
+    }
+
+    /// Number of nodes, instances included.
+    pub fn len(&self) -> usize {
+        self.status.len()
+    }
+
+    /// True when there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.status.is_empty()
+    }
+
+    /// The id of node `i`: the plan's, or `ID[KEY]` for an instance.
+    pub fn id(&self, i: usize) -> &str {
+        match i.checked_sub(self.plan.len()) {
+            Some(k) => &self.instances[k].id,
+            None => self.plan.id(i),
+        }
+    }
+
+    /// The plan node whose settings and templates node `i` runs: itself, or an instance's
+    /// fan-out.
+    pub fn template(&self, i: usize) -> usize {
+        self.template[i]
+    }
+
+    /// The item of instance `i` and its place in the list.
+    pub fn item(&self, i: usize) -> Option<(&Json, usize)> {
+        let k = i.checked_sub(self.plan.len())?;
+        let instance = &self.instances[k];
+        Some((&instance.item, instance.index))
+    }
+
+    /// Takes a slot for node `i`.
+    fn occupy(&mut self, i: usize) {
+        self.running += 1;
+        if let Some(f) = self.fan_out_of(i) {
+            if let Some(fan_out) = self.fan_outs[f].as_mut() {
+                fan_out.active += 1;
+            }
+        }
+    }
+
+    /// Gives node `i`'s slot back.
+    fn release(&mut self, i: usize) {
+        self.running -= 1;
+        if let Some(f) = self.fan_out_of(i) {
+            if let Some(fan_out) = self.fan_outs[f].as_mut() {
+                fan_out.active -= 1;
+            }
+        }
+    }
+
+    /// True when instance `i` may not start yet: its fan-out runs `max_parallel` already.
+    fn held_back(&self, i: usize) -> bool {
+        let Some(f) = self.fan_out_of(i) else {
+            return false;
+        };
+        let max = self.plan.workflow.nodes[f]
+            .max_parallel
+            .as_ref()
+            .map(|m| m.value as usize);
+        match (max, &self.fan_outs[f]) {
+            (Some(max), Some(fan_out)) => fan_out.active >= max,
+            _ => false,
         }
     }
 
@@ -237,6 +436,19 @@ impl Machine {
         match input {
             Input::Begin => {}
             Input::Cancel => self.cancelled = true,
+            Input::Expanded { node, items } => {
+                if self.status[node] != NodeStatus::Running || self.fan_outs[node].is_some() {
+                    return out; // not an expansion the machine asked for
+                }
+                self.expanding -= 1;
+                match items {
+                    Ok(items) => self.add_instances(node, items, None),
+                    Err(error) => {
+                        out.push(Decision::Fail { node, error });
+                        self.settle(node, NodeStatus::Failed, String::new(), None);
+                    }
+                }
+            }
             Input::GateReady { node } => {
                 if self.status[node] == NodeStatus::Waiting && !self.cancelled {
                     self.status[node] = NodeStatus::Pending;
@@ -257,7 +469,7 @@ impl Machine {
                         output,
                         truncated,
                     } => {
-                        self.running -= 1;
+                        self.release(node);
                         self.settle(node, status, output, truncated);
                     }
                     Ended::Failed {
@@ -266,7 +478,7 @@ impl Machine {
                         truncated,
                     } => {
                         if retryable
-                            && attempt <= self.plan.settings[node].retries
+                            && attempt <= self.plan.settings[self.template[node]].retries
                             && !self.cancelled
                         {
                             out.push(Decision::Retry {
@@ -275,12 +487,12 @@ impl Machine {
                                 delay: retry_delay(self.pace.retry_delay, attempt),
                             });
                         } else {
-                            self.running -= 1;
+                            self.release(node);
                             self.settle(node, NodeStatus::Failed, output, truncated);
                         }
                     }
                     Ended::Waiting => {
-                        self.running -= 1;
+                        self.release(node);
                         self.status[node] = NodeStatus::Waiting;
                     }
                 }
@@ -293,26 +505,48 @@ impl Machine {
     /// Decides what can be decided, fills the free slots, and says when the run is over.
     fn advance(&mut self, out: &mut Vec<Decision>) {
         if !self.cancelled {
+            // A fan-out that settles decides its dependents.
+            self.settle_fan_outs(out);
             while let Some(i) = self.undecided.pop() {
                 if self.status[i] == NodeStatus::Pending {
                     self.decide(i, out);
                 }
             }
+            let mut held = Vec::new();
             while self.running < self.pace.concurrency.max(1) {
                 let Some(next) = self.ready.pop() else { break };
                 if self.status[next.index] != NodeStatus::Pending {
                     continue; // never start a node twice
                 }
+                if self.held_back(next.index) {
+                    held.push(next);
+                    continue;
+                }
                 self.status[next.index] = NodeStatus::Running;
-                self.running += 1;
+                self.occupy(next.index);
                 out.push(Decision::Start {
                     node: next.index,
                     attempt: 1,
                 });
             }
+            self.ready.extend(held);
         }
-        if self.running > 0 {
+        if self.running > 0 || self.expanding > 0 {
             return;
+        }
+        if self.cancelled {
+            // A fan-out cut short is cancelled; a resume runs its instances that did not finish.
+            for f in 0..self.plan.len() {
+                if self.fan_outs[f].is_some() && self.status[f] == NodeStatus::Running {
+                    self.status[f] = NodeStatus::Cancelled;
+                    out.push(Decision::FanOutSettled {
+                        node: f,
+                        status: NodeStatus::Cancelled,
+                        output: String::new(),
+                        error: None,
+                    });
+                }
+            }
         }
         let failed = (0..self.status.len())
             .any(|i| self.status[i] == NodeStatus::Failed && !self.handled(i));
@@ -359,13 +593,74 @@ impl Machine {
                 }
             }
         }
+        if plan.workflow.nodes[i].fans_out() {
+            self.status[i] = NodeStatus::Running;
+            self.expanding += 1;
+            out.push(Decision::Expand { node: i });
+            return;
+        }
         self.ready.push(plan.ready(i));
+    }
+
+    /// Settles the fan-outs whose instances have all settled: success when every instance
+    /// succeeded (or `min_success` of them), else failed; the output is their outputs.
+    fn settle_fan_outs(&mut self, out: &mut Vec<Decision>) {
+        while let Some(f) = self.fan_outs_done.pop() {
+            let Some(fan_out) = &self.fan_outs[f] else {
+                continue;
+            };
+            let statuses: Vec<NodeStatus> = fan_out.nodes.iter().map(|&i| self.status[i]).collect();
+            let outputs: Vec<&str> = fan_out
+                .nodes
+                .iter()
+                .map(|&i| self.values[i].as_deref().map_or("", |v| v.output.as_str()))
+                .collect();
+            let output = super::fanout::outputs(&outputs);
+            let min = self.plan.workflow.nodes[f]
+                .min_success
+                .as_ref()
+                .map(|m| m.value);
+            let (status, error) = match super::fanout::outcome(&statuses, min) {
+                Ok(()) => (NodeStatus::Success, None),
+                Err(why) => (NodeStatus::Failed, Some(why)),
+            };
+            out.push(Decision::FanOutSettled {
+                node: f,
+                status,
+                output: output.clone(),
+                error,
+            });
+            self.settle(f, status, output, None);
+        }
     }
 
     fn settle(&mut self, i: usize, status: NodeStatus, output: String, t: Option<Truncation>) {
         self.status[i] = status;
         let file = output_path(&self.plan, &self.dir, i, status);
-        self.values[i] = Some(Arc::new(NodeValue::new(status, output).with_file(file, t)));
+        let artifacts = match &self.plan.workflow.nodes[self.template(i)].kind {
+            crate::workflow::NodeKind::Workflow(_) => {
+                super::subflow::noted_artifacts(&self.dir, self.id(i))
+            }
+            _ => None,
+        };
+        let value = NodeValue::new(status, output)
+            .with_file(file, t)
+            .with_artifacts(artifacts);
+        let fans_out = i < self.plan.len() && self.plan.workflow.nodes[i].fans_out();
+        self.values[i] = Some(Arc::new(if fans_out {
+            with_outputs(&value)
+        } else {
+            value
+        }));
+        if let Some(f) = self.fan_out_of(i) {
+            if let Some(fan_out) = self.fan_outs[f].as_mut() {
+                fan_out.unsettled -= 1;
+                if fan_out.unsettled == 0 {
+                    self.fan_outs_done.push(f);
+                }
+            }
+            return;
+        }
         for &d in &self.plan.dag.dependents[i] {
             self.unsettled_deps[d] -= 1;
             if self.unsettled_deps[d] == 0 && self.status[d] == NodeStatus::Pending {
@@ -379,6 +674,9 @@ impl Machine {
     /// this node's status (a rework branch), or a direct dependent with `trigger: one_success`.
     /// A dependent that merely runs anyway (`trigger: all_done` cleanup) does not hide it.
     pub fn handled(&self, i: usize) -> bool {
+        if self.fan_out_of(i).is_some() {
+            return true; // its fan-out's status says whether it matters
+        }
         let plan = &self.plan;
         let ran = |d: usize| {
             matches!(
@@ -405,7 +703,7 @@ impl Machine {
     pub fn waiting(&self) -> Vec<String> {
         (0..self.status.len())
             .filter(|&i| self.status[i] == NodeStatus::Waiting)
-            .map(|i| self.plan.id(i).to_string())
+            .map(|i| self.id(i).to_string())
             .collect()
     }
 
@@ -428,15 +726,31 @@ impl Machine {
     pub fn upstream(&self, i: usize) -> Vec<(&str, &NodeValue)> {
         self.plan
             .ancestors
-            .of(i)
+            .of(self.template[i])
             .filter_map(|a| self.values[a].as_deref().map(|v| (self.plan.id(a), v)))
             .collect()
     }
 
     /// The template context of node `i`.
     pub fn context(&self, i: usize) -> Json {
-        context::with_nodes(self.base.clone(), self.upstream(i))
+        let context = context::with_nodes(self.base.clone(), self.upstream(i));
+        match self.item(i) {
+            Some((item, index)) => super::fanout::with_item(context, item, index),
+            None => context,
+        }
     }
+}
+
+/// A fan-out's value: `outputs` is its output, the JSON text of an array (`[]` when it did not
+/// run), so `{{nodes.ID.outputs}}` renders as JSON; `{{nodes.ID.json}}` is the array itself.
+fn with_outputs(v: &NodeValue) -> NodeValue {
+    let outputs = match &v.json {
+        Some(Json::Array(_)) => Json::String(v.output.clone()),
+        _ => Json::String("[]".into()),
+    };
+    let mut v = v.clone();
+    v.outputs = Some(outputs);
+    v
 }
 
 /// Where the whole output of node `i` is kept (`{{nodes.ID.output_file}}`): only for a node
@@ -447,7 +761,8 @@ pub fn output_path(
     i: usize,
     status: NodeStatus,
 ) -> Option<std::path::PathBuf> {
-    (matches!(status, NodeStatus::Success | NodeStatus::Failed)
+    (i < plan.len()
+        && matches!(status, NodeStatus::Success | NodeStatus::Failed)
         && !plan.dag.dependents[i].is_empty())
     .then(|| context::output_file(&dir.node_dir(plan.id(i))))
 }
@@ -499,7 +814,7 @@ mod tests {
 
     /// Decisions in words, with node ids: `start a#1`, `skip b: why`, `finish success`...
     fn said(m: &Machine, decisions: Vec<Decision>) -> Vec<String> {
-        let id = |i: usize| m.plan.id(i).to_string();
+        let id = |i: usize| m.id(i).to_string();
         decisions
             .into_iter()
             .map(|d| match d {
@@ -513,12 +828,35 @@ mod tests {
                 Decision::Fail { node, error } => format!("fail {}: {error}", id(node)),
                 Decision::Finish { status } => format!("finish {status}"),
                 Decision::Pause { waiting } => format!("pause {}", waiting.join(" ")),
+                Decision::Expand { node } => format!("expand {}", id(node)),
+                Decision::FanOutSettled {
+                    node,
+                    status,
+                    output,
+                    error,
+                } => match error {
+                    Some(e) => format!("fan-out {} {status}: {e}", id(node)),
+                    None => format!("fan-out {} {status} {output}", id(node)),
+                },
             })
             .collect()
     }
 
     fn index(m: &Machine, id: &str) -> usize {
-        m.plan.dag.index_of(id).unwrap()
+        (0..m.len()).find(|&i| m.id(i) == id).unwrap()
+    }
+
+    fn expanded(m: &mut Machine, id: &str, keys: &[&str]) -> Vec<String> {
+        let node = index(m, id);
+        let items = Ok(keys
+            .iter()
+            .map(|k| FanOutItem {
+                key: k.to_string(),
+                value: Json::String(format!("item {k}")),
+            })
+            .collect());
+        let d = m.step(Input::Expanded { node, items });
+        said(m, d)
     }
 
     fn begin(m: &mut Machine) -> Vec<String> {
@@ -840,6 +1178,163 @@ mod tests {
         assert_eq!(m.context(b)["nodes"]["a"]["output"], "from before");
         assert_eq!(ended(&mut m, "b", 1, ok("")), ["start c#1"]);
         assert_eq!(ended(&mut m, "c", 1, ok("")), ["finish success"]);
+    }
+
+    #[test]
+    fn a_fan_out_expands_caps_its_instances_and_gathers_their_outputs() {
+        let mut m = machine(
+            "nodes:
+  - {id: a, bash: x}
+  - {id: f, bash: x, depends_on: [a], for_each: '{{nodes.a.output}}', max_parallel: 2}
+  - {id: g, bash: x, depends_on: [f]}
+",
+            8,
+            vec![],
+        );
+        assert_eq!(begin(&mut m), ["start a#1"]);
+        assert_eq!(ended(&mut m, "a", 1, ok("x\ny\nz")), ["expand f"]);
+        assert_eq!(m.status(index(&m, "f")), NodeStatus::Running);
+        assert_eq!(
+            expanded(&mut m, "f", &["x", "y", "z"]),
+            ["start f[x]#1", "start f[y]#1"]
+        );
+        let fy = index(&m, "f[y]");
+        assert_eq!(m.context(fy)["item"], "item y");
+        assert_eq!(m.context(fy)["item_index"], 1);
+        assert_eq!(
+            m.upstream(fy).len(),
+            1,
+            "an instance reads what its fan-out reads"
+        );
+        assert_eq!(ended(&mut m, "f[y]", 1, ok("Y")), ["start f[z]#1"]);
+        assert_eq!(ended(&mut m, "f[x]", 1, ok("X")), Vec::<String>::new());
+        assert_eq!(
+            ended(&mut m, "f[z]", 1, ok("Z")),
+            [r#"fan-out f success ["X","Y","Z"]"#, "start g#1"]
+        );
+        let g = index(&m, "g");
+        assert_eq!(m.context(g)["nodes"]["f"]["outputs"], r#"["X","Y","Z"]"#);
+        assert_eq!(m.context(g)["nodes"]["f"]["json"][2], "Z");
+        assert_eq!(ended(&mut m, "g", 1, ok("")), ["finish success"]);
+    }
+
+    #[test]
+    fn a_fan_out_fails_unless_enough_instances_succeed() {
+        let yaml = |min: &str| {
+            format!("nodes:\n  - {{id: f, bash: x, for_each: [1, 2, 3]{min}}}\n  - {{id: g, bash: x, depends_on: [f]}}\n")
+        };
+        let mut m = machine(&yaml(""), 8, vec![]);
+        assert_eq!(begin(&mut m), ["expand f"]);
+        expanded(&mut m, "f", &["0", "1", "2"]);
+        ended(&mut m, "f[0]", 1, ok(""));
+        assert_eq!(
+            ended(&mut m, "f[1]", 1, failed(false)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            ended(&mut m, "f[2]", 1, ok("")),
+            [
+                "fan-out f failed: 2 of 3 instances succeeded (1 failed); a fan-out needs all of them (or set `min_success`)",
+                "skip g: dependency `f` failed (trigger `all_success`)",
+                "finish failed",
+            ]
+        );
+        let mut m = machine(&yaml(", min_success: 2"), 8, vec![]);
+        begin(&mut m);
+        expanded(&mut m, "f", &["0", "1", "2"]);
+        ended(&mut m, "f[0]", 1, ok(""));
+        ended(&mut m, "f[1]", 1, failed(false));
+        assert_eq!(
+            ended(&mut m, "f[2]", 1, ok("")),
+            [r#"fan-out f success ["","",""]"#, "start g#1"],
+            "a failed instance does not fail the run when its fan-out succeeds"
+        );
+        assert_eq!(ended(&mut m, "g", 1, ok("")), ["finish success"]);
+    }
+
+    #[test]
+    fn an_empty_fan_out_succeeds_and_a_broken_one_fails() {
+        let yaml =
+            "nodes:\n  - {id: f, bash: x, for_each: []}\n  - {id: g, bash: x, depends_on: [f]}\n";
+        let mut m = machine(yaml, 8, vec![]);
+        assert_eq!(begin(&mut m), ["expand f"]);
+        assert_eq!(
+            expanded(&mut m, "f", &[]),
+            ["fan-out f success []", "start g#1"]
+        );
+        let mut m = machine(yaml, 8, vec![]);
+        begin(&mut m);
+        let node = index(&m, "f");
+        let d = m.step(Input::Expanded {
+            node,
+            items: Err("too many".into()),
+        });
+        assert_eq!(
+            said(&m, d),
+            [
+                "fail f: too many",
+                "skip g: dependency `f` failed (trigger `all_success`)",
+                "finish failed"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_resumed_fan_out_runs_only_its_unfinished_instances() {
+        let items = |keys: &[&str]| {
+            keys.iter()
+                .map(|k| FanOutItem {
+                    key: k.to_string(),
+                    value: Json::from(*k),
+                })
+                .collect()
+        };
+        let events = vec![
+            Event::FanOutExpanded {
+                node: "f".into(),
+                items: items(&["a", "b", "c"]),
+            },
+            Event::NodeStarted {
+                node: "f[a]".into(),
+                attempt: 1,
+            },
+            Event::NodeSucceeded {
+                node: "f[a]".into(),
+                output: "A".into(),
+                usage: None,
+            },
+            Event::NodeStarted {
+                node: "f[b]".into(),
+                attempt: 1,
+            },
+        ];
+        let mut m = machine("nodes:\n  - {id: f, bash: x, for_each: [x]}\n", 8, events);
+        assert_eq!(
+            begin(&mut m),
+            ["start f[b]#1", "start f[c]#1"],
+            "never expanded again"
+        );
+        ended(&mut m, "f[c]", 1, ok("C"));
+        assert_eq!(
+            ended(&mut m, "f[b]", 1, ok("B")),
+            [r#"fan-out f success ["A","B","C"]"#, "finish success"]
+        );
+    }
+
+    #[test]
+    fn a_cancelled_fan_out_is_cancelled_not_failed() {
+        let mut m = machine(
+            "nodes:\n  - {id: f, bash: x, for_each: [1, 2]}\n",
+            1,
+            vec![],
+        );
+        begin(&mut m);
+        assert_eq!(expanded(&mut m, "f", &["0", "1"]), ["start f[0]#1"]);
+        assert_eq!(m.step(Input::Cancel), []);
+        assert_eq!(
+            ended(&mut m, "f[0]", 1, settled(NodeStatus::Cancelled, "")),
+            ["fan-out f cancelled ", "finish cancelled"]
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod bash;
 pub mod budget;
 pub mod cancel;
 pub mod context;
+pub mod fanout;
 pub mod launch;
 pub mod loops;
 pub mod machine;
@@ -31,6 +32,7 @@ pub mod recorder;
 pub mod runner;
 pub mod runners;
 pub mod scheduler;
+pub mod subflow;
 pub mod trigger;
 pub mod worktree;
 

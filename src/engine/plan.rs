@@ -7,11 +7,13 @@
 //! chain of work behind it (critical path first).
 
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
 
 use crate::graph::{Ancestors, Dag, DEFAULT_WEIGHT};
+use crate::source::SourceFile;
 use crate::workflow::command_file::{CommandFile, CommandLookup};
 use crate::workflow::template::{Mode, RenderError, Renderer, Script};
 use crate::workflow::{Node, TemplateField, Trigger, Workflow};
@@ -43,8 +45,11 @@ pub struct Plan {
     pub priority: Vec<Duration>,
     /// Per node: every node it depends on, directly or not.
     pub ancestors: Ancestors,
-    /// The command files used by `command:` nodes, by command name.
+    /// The command files used by `command:` nodes, by command name (those of the workflows
+    /// its `workflow:` nodes run too, all the way down).
     pub commands: BTreeMap<String, CommandFile>,
+    /// The workflows its `workflow:` nodes run, and theirs, by name.
+    pub workflows: BTreeMap<String, Arc<SourceFile>>,
     renderer: Renderer,
 }
 
@@ -69,6 +74,17 @@ pub enum PlanError {
         /// The folders searched.
         searched: Vec<String>,
     },
+    /// A `workflow:` node runs a workflow that is not found.
+    MissingWorkflow {
+        /// The workflow that runs it.
+        parent: String,
+        /// The workflow's name.
+        name: String,
+        /// The places searched.
+        searched: Vec<String>,
+    },
+    /// A workflow a `workflow:` node runs does not load.
+    UnreadableWorkflow(String),
 }
 
 impl std::fmt::Display for PlanError {
@@ -87,6 +103,21 @@ impl std::fmt::Display for PlanError {
                 "node `{node}`: command file `{command}.md` not found in {}",
                 searched.join(", ")
             ),
+            PlanError::MissingWorkflow {
+                parent,
+                name,
+                searched,
+            } => {
+                write!(
+                    f,
+                    "workflow `{parent}` runs workflow `{name}`, which is not found"
+                )?;
+                if !searched.is_empty() {
+                    write!(f, " in {}", searched.join(", "))?;
+                }
+                Ok(())
+            }
+            PlanError::UnreadableWorkflow(name) => write!(f, "workflow `{name}` cannot be read"),
         }
     }
 }
@@ -134,6 +165,7 @@ impl Plan {
                 add(field_key(i, field), &t.value, mode_of(node, field))?;
             }
         }
+        let workflows = children(&workflow, commands, &mut used)?;
         let defaults = &workflow.defaults;
         let settings: Vec<Settings> = workflow
             .nodes
@@ -171,6 +203,7 @@ impl Plan {
             priority,
             ancestors,
             commands: used,
+            workflows,
             renderer,
         })
     }
@@ -351,11 +384,62 @@ fn field_key(i: usize, field: TemplateField) -> String {
         TemplateField::Until => format!("{i}/until"),
         TemplateField::UntilBash => format!("{i}/until_bash"),
         TemplateField::Arg(name) => format!("{i}/arg/{name}"),
+        TemplateField::Input(name) => format!("{i}/input/{name}"),
+        TemplateField::Key => format!("{i}/key"),
     }
 }
 
+/// The workflows `workflow`'s `workflow:` nodes run, and theirs, all the way down, by name;
+/// their command files go into `used`. A chain that comes back to a workflow is followed once
+/// (`validate` refuses it).
+fn children(
+    workflow: &Workflow,
+    commands: &dyn CommandLookup,
+    used: &mut BTreeMap<String, CommandFile>,
+) -> Result<BTreeMap<String, Arc<SourceFile>>, PlanError> {
+    let mut found = BTreeMap::new();
+    let mut todo: Vec<(String, String)> = workflow
+        .children()
+        .into_iter()
+        .map(|n| (workflow.name.value.clone(), n.value.clone()))
+        .collect();
+    while let Some((parent, name)) = todo.pop() {
+        if found.contains_key(&name) {
+            continue;
+        }
+        let file =
+            commands
+                .workflow(&name)
+                .map_err(|(searched, _)| PlanError::MissingWorkflow {
+                    parent: parent.clone(),
+                    name: name.clone(),
+                    searched,
+                })?;
+        let loaded = crate::workflow::load_source(file.clone());
+        let Some(child) = loaded.workflow else {
+            return Err(PlanError::UnreadableWorkflow(name));
+        };
+        for node in &child.nodes {
+            if let Some(c) = node.command().filter(|c| !used.contains_key(&c.value)) {
+                if let Ok(f) = commands.lookup(&c.value) {
+                    used.insert(c.value.clone(), f);
+                }
+            }
+        }
+        for n in child.children() {
+            todo.push((name.clone(), n.value.clone()));
+        }
+        found.insert(name, file);
+    }
+    Ok(found)
+}
+
 /// Finds command files among those frozen into a run's `run.json`.
-pub struct FrozenCommands(pub BTreeMap<String, crate::store::FrozenFile>);
+pub struct FrozenCommands(
+    pub BTreeMap<String, crate::store::FrozenFile>,
+    /// The child workflows frozen with the run.
+    pub BTreeMap<String, crate::store::FrozenFile>,
+);
 
 impl CommandLookup for FrozenCommands {
     fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<std::path::PathBuf>, Vec<String>)> {
@@ -365,6 +449,13 @@ impl CommandLookup for FrozenCommands {
                 f.text.clone(),
             ))),
             None => Err((vec!["run.json".into()], self.0.keys().cloned().collect())),
+        }
+    }
+
+    fn workflow(&self, name: &str) -> Result<Arc<SourceFile>, (Vec<String>, Vec<String>)> {
+        match self.1.get(name) {
+            Some(f) => Ok(SourceFile::new(f.path.clone(), f.text.clone())),
+            None => Err((vec!["run.json".into()], self.1.keys().cloned().collect())),
         }
     }
 }

@@ -22,6 +22,8 @@ pub enum RunnerKind {
     Approval,
     /// `loop` nodes.
     Loop,
+    /// `workflow` nodes (a child run).
+    Workflow,
 }
 
 impl RunnerKind {
@@ -32,6 +34,7 @@ impl RunnerKind {
             NodeKind::Prompt(_) | NodeKind::Command(_) => RunnerKind::Agent,
             NodeKind::Approval(_) => RunnerKind::Approval,
             NodeKind::Loop(_) => RunnerKind::Loop,
+            NodeKind::Workflow(_) => RunnerKind::Workflow,
         }
     }
 
@@ -50,6 +53,7 @@ impl RunnerKind {
             RunnerKind::Agent => "agent (`prompt`/`command`)",
             RunnerKind::Approval => "approval",
             RunnerKind::Loop => "loop",
+            RunnerKind::Workflow => "workflow",
         }
     }
 }
@@ -67,7 +71,8 @@ impl Default for Runners {
 }
 
 impl Runners {
-    /// The runners built into the engine (bash, agents for `prompt`/`command`, approval).
+    /// The runners built into the engine (bash, agents for `prompt`/`command`, approval,
+    /// `workflow` child runs).
     pub fn new() -> Self {
         let mut map: BTreeMap<RunnerKind, Arc<dyn NodeRunner>> = BTreeMap::new();
         map.insert(RunnerKind::Bash, Arc::new(super::bash::BashRunner));
@@ -75,6 +80,10 @@ impl Runners {
         map.insert(
             RunnerKind::Approval,
             Arc::new(super::approval::ApprovalRunner),
+        );
+        map.insert(
+            RunnerKind::Workflow,
+            Arc::new(super::subflow::SubflowRunner),
         );
         Self { map }
     }

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use super::approval;
 use super::cancel::{CancelLevel, Canceller};
 use super::context::RunInfo;
+use super::fanout;
 use super::machine::{self, Decision, Ended, Input, Machine, Pace};
 use super::plan::Plan;
 use super::recorder::Recorder;
@@ -130,6 +131,8 @@ struct Scheduler {
     tasks: JoinSet<(usize, u32, Attempt)>,
     task_nodes: HashMap<tokio::task::Id, (usize, u32)>,
     ended: Option<RunStatus>,
+    /// Fan-outs the machine asked to expand, answered once its current decisions are out.
+    to_expand: Vec<usize>,
 }
 
 impl Scheduler {
@@ -162,6 +165,7 @@ impl Scheduler {
             tasks: JoinSet::new(),
             task_nodes: HashMap::new(),
             ended: None,
+            to_expand: Vec::new(),
         }
     }
 
@@ -218,6 +222,46 @@ impl Scheduler {
         for decision in self.machine.step(input) {
             self.carry_out(decision);
         }
+        while let Some(node) = self.to_expand.pop() {
+            let items = self.expand(node);
+            if let Ok(items) = &items {
+                self.x.recorder.record(Event::FanOutExpanded {
+                    node: self.x.plan.id(node).to_string(),
+                    items: items.clone(),
+                });
+            }
+            for decision in self.machine.step(Input::Expanded { node, items }) {
+                self.carry_out(decision);
+            }
+        }
+    }
+
+    /// The items of fan-out `node`, with their keys: its list, its template rendered now, or
+    /// the files its globs match in the working tree.
+    fn expand(&self, node: usize) -> Result<Vec<crate::store::FanOutItem>, String> {
+        use crate::workflow::ForEach;
+        let plan = &self.x.plan;
+        let context = self.machine.context(node);
+        let values = match &plan.workflow.nodes[node].for_each {
+            Some(ForEach::List(list)) => list.value.clone(),
+            Some(ForEach::Template(t)) => fanout::items_from_template(plan, &t.value, &context)?,
+            Some(ForEach::Files(set)) => fanout::files(&self.x.run.root, set)?,
+            Some(ForEach::Invalid(_)) | None => {
+                return Err("`for_each` is not valid (run `reins validate`)".into())
+            }
+        };
+        if !plan.has(node, TemplateField::Key) {
+            return fanout::keyed(values, None);
+        }
+        let mut key = |index: usize, item: &serde_json::Value| {
+            plan.render(
+                node,
+                TemplateField::Key,
+                &fanout::with_item(context.clone(), item, index),
+            )
+            .map_err(String::from)
+        };
+        fanout::keyed(values, Some(&mut key))
     }
 
     fn carry_out(&mut self, decision: Decision) {
@@ -231,9 +275,39 @@ impl Scheduler {
             } => self.start(node, attempt, delay),
             Decision::Skip { node, reason } => {
                 self.x.recorder.record(Event::NodeSkipped {
-                    node: plan.id(node).to_string(),
+                    node: self.machine.id(node).to_string(),
                     reason,
                 });
+            }
+            Decision::Expand { node } => self.to_expand.push(node),
+            Decision::FanOutSettled {
+                node,
+                status,
+                output,
+                error,
+            } => {
+                let id = plan.id(node).to_string();
+                match status {
+                    NodeStatus::Success => self.x.recorder.record(Event::NodeSucceeded {
+                        node: id,
+                        output: output.clone(),
+                        usage: None,
+                    }),
+                    NodeStatus::Cancelled => {
+                        self.x.recorder.record(Event::NodeCancelled { node: id })
+                    }
+                    _ => self.x.recorder.record(Event::NodeFailed {
+                        node: id,
+                        error: error.unwrap_or_default(),
+                        exit_code: None,
+                        will_retry: false,
+                        output: output.clone(),
+                        usage: None,
+                        log_tail: Vec::new(),
+                        log: None,
+                    }),
+                };
+                keep_output(&plan, &self.x.run, node, status, &output, None, true);
             }
             Decision::Fail { node, error } => {
                 self.record_failure(node, error);
@@ -271,7 +345,7 @@ impl Scheduler {
     /// Records a failure that no attempt reported (no runner, `when`, a task that died).
     fn record_failure(&self, i: usize, error: String) {
         self.x.recorder.record(Event::NodeFailed {
-            node: self.x.plan.id(i).to_string(),
+            node: self.machine.id(i).to_string(),
             error,
             exit_code: None,
             will_retry: false,
@@ -299,7 +373,7 @@ impl Scheduler {
     }
 
     fn truncation(&self, i: usize) -> Option<crate::store::Truncation> {
-        let id = self.x.plan.id(i);
+        let id = self.machine.id(i);
         self.x
             .recorder
             .with_state(|s| s.node(id).and_then(|n| n.output_truncated))
@@ -329,13 +403,14 @@ impl Scheduler {
                 let will_retry =
                     matches!(decisions.first(), Some(Decision::Retry { node, .. }) if *node == i);
                 let plan = self.x.plan.clone();
-                let id = plan.id(i);
+                let id = self.machine.id(i).to_string();
+                let id = id.as_str();
                 let (log_tail, log) = if will_retry {
                     (Vec::new(), None)
                 } else {
                     failure_log(
                         &plan,
-                        i,
+                        self.machine.template(i),
                         id,
                         &self.x.run.dir.path,
                         &self.x.run.dir.node_dir(id),
@@ -375,17 +450,18 @@ impl Scheduler {
     /// goes on.
     fn wake_answered_gates(&mut self) {
         let plan = self.x.plan.clone();
-        for i in 0..plan.len() {
+        for i in 0..self.machine.len() {
             if self.machine.status(i) != NodeStatus::Waiting {
                 continue;
             }
-            let id = plan.id(i);
+            let id = self.machine.id(i);
             let state = self
                 .x
                 .recorder
                 .with_state(|s| s.node(id).cloned().unwrap_or_default());
             let dir = self.x.run.dir.node_dir(id);
-            if approval::ready_to_settle(&plan.workflow.nodes[i], &state, &dir) {
+            let node = &plan.workflow.nodes[self.machine.template(i)];
+            if approval::ready_to_settle(node, &state, &dir) {
                 self.step(Input::GateReady { node: i });
             }
         }
@@ -395,8 +471,12 @@ impl Scheduler {
     /// the node keeps its slot).
     fn start(&mut self, i: usize, attempt: u32, delay: Duration) {
         let plan = self.x.plan.clone();
-        let node = &plan.workflow.nodes[i];
-        let id = plan.id(i).to_string();
+        let template = self.machine.template(i);
+        let node = &plan.workflow.nodes[template];
+        let id = self.machine.id(i).to_string();
+        if self.started.len() < self.machine.len() {
+            self.started.resize(self.machine.len(), None);
+        }
         let Some(runner) = self.x.runners.get(&node.kind) else {
             // `Runners::missing` is checked before a run starts; this is a last resort.
             self.record_failure(
@@ -412,16 +492,22 @@ impl Scheduler {
                     .x
                     .recorder
                     .with_state(|s| (s.node(&id).cloned().unwrap_or_default(), s.sessions.clone()));
-                self.note_cut_outputs(i);
+                self.note_cut_outputs(template, &id);
                 let s = Arc::new(Started { prior, sessions });
                 self.started[i] = Some(s.clone());
                 s
             }
         };
         let upstream = self.machine.upstream(i);
-        let reins_env = self.x.run.reins_env(&id, upstream);
+        let mut reins_env = self.x.run.reins_env(&id, upstream);
+        if let (Some((item, index)), Some((_, key))) =
+            (self.machine.item(i), fanout::split_instance_id(&id))
+        {
+            reins_env.extend(fanout::item_env(item, index, key));
+        }
         let task = Task {
-            index: i,
+            slot: i,
+            index: template,
             attempt,
             delay,
             id,
@@ -443,7 +529,7 @@ impl Scheduler {
     /// Before node `i` starts: for each upstream output it reads that holds less than the
     /// node printed (truncated, or too large for `REINS_NODE_<ID>_OUTPUT`), a note at the top
     /// of its `stderr.log` saying so and where the whole output is.
-    fn note_cut_outputs(&self, i: usize) {
+    fn note_cut_outputs(&self, i: usize, me: &str) {
         let plan = &self.x.plan;
         let texts = plan.template_texts(i);
         let mut notes = String::new();
@@ -483,7 +569,7 @@ impl Scheduler {
             return;
         }
         let base = &self.x.run.dir.path;
-        let log = self.x.run.dir.node_dir(plan.id(i)).join("stderr.log");
+        let log = self.x.run.dir.node_dir(me).join("stderr.log");
         // Never through a link a node planted in the run directory.
         let written = crate::store::safe_fs::relative(base, &log).and_then(|rel| {
             use std::io::Write;
@@ -491,7 +577,7 @@ impl Scheduler {
                 .write_all(notes.as_bytes())
         });
         if let Err(e) = written {
-            tracing::warn!("cannot write to the log of `{}`: {e}", plan.id(i));
+            tracing::warn!("cannot write to the log of `{me}`: {e}");
         }
     }
 }
@@ -602,6 +688,9 @@ fn tail(base: &std::path::Path, path: &std::path::Path, from: u64, n: usize) -> 
 
 /// One attempt of a node.
 struct Task {
+    /// The node's index in the machine (an instance's is past the plan's nodes).
+    slot: usize,
+    /// The plan node it runs: itself, or an instance's fan-out.
     index: usize,
     attempt: u32,
     /// Wait this long first (a retry's backoff).
@@ -622,6 +711,7 @@ struct Task {
 impl Task {
     async fn run(self, workflow_env: Vec<(String, String)>) -> (usize, u32, Attempt) {
         let i = self.index;
+        let slot = self.slot;
         let attempt = self.attempt;
         let token = self.canceller.token();
         if !self.delay.is_zero() {
@@ -639,7 +729,7 @@ impl Task {
         ) && prior.approval.is_some();
         if token.level() != CancelLevel::None {
             if gate_asked_before {
-                return (i, attempt, Attempt::Waiting); // its request stays open
+                return (slot, attempt, Attempt::Waiting); // its request stays open
             }
             return self.cancelled();
         }
@@ -705,7 +795,7 @@ impl Task {
                 log_start,
             }),
         };
-        (i, attempt, ended)
+        (slot, attempt, ended)
     }
 
     /// A node's `outputs` are a contract whatever its kind: a success that did not leave each
@@ -745,7 +835,7 @@ impl Task {
         self.recorder.record(Event::NodeCancelled {
             node: self.id.clone(),
         });
-        (self.index, self.attempt, Attempt::Cancelled)
+        (self.slot, self.attempt, Attempt::Cancelled)
     }
 
     /// The node's environment, working directory and folder (not created: runners create it

@@ -72,6 +72,11 @@ pub fn path_for(repo_root: &Path, run_id: &str) -> PathBuf {
     repo_root.join(".reins").join("worktrees").join(run_id)
 }
 
+/// The commit checked out in `dir`, if it is in a git repository with a commit.
+pub fn head(dir: &Path) -> Option<String> {
+    git(dir, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).ok()
+}
+
 /// Creates a worktree for a run on a new branch cut from `base` (default `HEAD`).
 pub fn create(
     repo_root: &Path,

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::guard::error;
 use super::{actions, files, live, view, Shared};
+use crate::agent::session::TIMES_FILE;
 use crate::store::lock::live_owner;
 use crate::store::{NodeStatus, RunStatus, RunSummary};
 
@@ -40,8 +41,44 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such API path (see docs/web.md)")
 }
 
-fn no_run(id: &str) -> Response {
-    error(StatusCode::NOT_FOUND, &format!("no run `{id}`"))
+/// The response refusing a request, boxed: a handler returns `Result<Response, Refused>` and
+/// every check is one `?`.
+pub struct Refused(Box<Response>);
+
+impl From<Response> for Refused {
+    fn from(response: Response) -> Self {
+        Refused(Box::new(response))
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+/// What a handler answers.
+type Reply = Result<Response, Refused>;
+
+/// The run `id` of the store, or 404.
+fn load_run(app: &Shared, id: &str) -> Result<RunSummary, Refused> {
+    app.runs
+        .one(id)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no run `{id}`")).into())
+}
+
+/// Runs `reins ARGS` as the CLI would be run; its outcome when it succeeded, else 409 with
+/// its reason (500 when it could not start).
+async fn cli(app: &Shared, args: &[String]) -> Result<actions::Outcome, Refused> {
+    match actions::run_cli(app, args).await {
+        Ok(out) if out.ok() => Ok(out),
+        Ok(out) => Err(error(StatusCode::CONFLICT, out.stderr.trim()).into()),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot run reins: {e}"),
+        )
+        .into()),
+    }
 }
 
 async fn info(State(app): State<Shared>) -> Json<Value> {
@@ -129,10 +166,8 @@ async fn runs_events(State(app): State<Shared>) -> Response {
     live::runs_stream(app).into_response()
 }
 
-async fn run(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    let Some(summary) = app.runs.one(&id) else {
-        return no_run(&id);
-    };
+async fn run(State(app): State<Shared>, Path(id): Path<String>) -> Reply {
+    let summary = load_run(&app, &id)?;
     let now = SystemTime::now();
     let wf = summary.manifest.as_ref().and_then(view::frozen_workflow);
     let graph = wf.as_ref().map(view::graph).unwrap_or_default();
@@ -146,7 +181,7 @@ async fn run(State(app): State<Shared>, Path(id): Path<String>) -> Response {
             RunStatus::Failed | RunStatus::Cancelled | RunStatus::Interrupted | RunStatus::Waiting
         );
     let writable = !app.config.read_only;
-    Json(json!({
+    Ok(Json(json!({
         "run": list_item(&summary, now),
         "state": summary.state,
         "status": status,
@@ -162,7 +197,7 @@ async fn run(State(app): State<Shared>, Path(id): Path<String>) -> Response {
             "answer": writable,
         },
     }))
-    .into_response()
+    .into_response())
 }
 
 async fn run_events(
@@ -170,17 +205,15 @@ async fn run_events(
     Path(id): Path<String>,
     Query(q): Query<AfterQuery>,
     headers: HeaderMap,
-) -> Response {
-    if app.runs.one(&id).is_none() {
-        return no_run(&id);
-    }
+) -> Reply {
+    load_run(&app, &id)?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .or(q.after)
         .unwrap_or(0);
-    live::run_events(app, id, after).into_response()
+    Ok(live::run_events(app, id, after).into_response())
 }
 
 #[derive(Deserialize)]
@@ -188,23 +221,18 @@ struct AfterQuery {
     after: Option<u64>,
 }
 
-/// The run and one of its nodes (by workflow or state), or the response refusing them.
-fn find_node(
-    app: &Shared,
-    id: &str,
-    node: &str,
-) -> Result<(RunSummary, view::GraphNode), Box<Response>> {
-    let Some(summary) = app.runs.one(id) else {
-        return Err(Box::new(no_run(id)));
-    };
+/// The run and one of its nodes (of its frozen workflow), or 404.
+fn find_node(app: &Shared, id: &str, node: &str) -> Result<(RunSummary, view::GraphNode), Refused> {
+    let summary = load_run(app, id)?;
     let wf = summary.manifest.as_ref().and_then(view::frozen_workflow);
     let graph = wf.as_ref().map(view::graph).unwrap_or_default();
     match graph.into_iter().find(|g| g.id == node) {
         Some(g) => Ok((summary, g)),
-        None => Err(Box::new(error(
+        None => Err(error(
             StatusCode::NOT_FOUND,
             &format!("run {id} has no node `{node}`"),
-        ))),
+        )
+        .into()),
     }
 }
 
@@ -218,11 +246,8 @@ fn read_text(base: &std::path::Path, rel: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-async fn node(State(app): State<Shared>, Path((id, node)): Path<(String, String)>) -> Response {
-    let (summary, graph) = match find_node(&app, &id, &node) {
-        Ok(found) => found,
-        Err(refused) => return *refused,
-    };
+async fn node(State(app): State<Shared>, Path((id, node)): Path<(String, String)>) -> Reply {
+    let (summary, graph) = find_node(&app, &id, &node)?;
     let dir = summary.run.node_dir(&node);
     let listed = files::list_files(&dir, 500);
     let mut transcript = Vec::new();
@@ -231,7 +256,11 @@ async fn node(State(app): State<Shared>, Path((id, node)): Path<(String, String)
         .filter(|f| f.path.ends_with("transcript.jsonl"))
     {
         if let Some(text) = read_text(&dir, &f.path) {
-            transcript.extend(view::transcript(&text));
+            let times = f
+                .path
+                .strip_suffix("transcript.jsonl")
+                .and_then(|prefix| read_text(&dir, &format!("{prefix}{}", TIMES_FILE)));
+            transcript.extend(view::transcript(&text, times.as_deref()));
         }
     }
     let prompt = read_text(&dir, "prompt.md");
@@ -242,7 +271,7 @@ async fn node(State(app): State<Shared>, Path((id, node)): Path<(String, String)
         .find(|g| g.node == node);
     let state = view::node_or_pending(&summary.state, &node);
     let now = SystemTime::now();
-    Json(json!({
+    Ok(Json(json!({
         "node": graph,
         "state": state,
         "elapsed_ms": state.elapsed(now).map(|d| d.as_millis() as u64),
@@ -252,7 +281,7 @@ async fn node(State(app): State<Shared>, Path((id, node)): Path<(String, String)
         "transcript": transcript,
         "gate": gate,
     }))
-    .into_response()
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -265,28 +294,24 @@ async fn node_log(
     State(app): State<Shared>,
     Path((id, node)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
-) -> Response {
-    let (summary, _) = match find_node(&app, &id, &node) {
-        Ok(found) => found,
-        Err(refused) => return *refused,
-    };
+) -> Reply {
+    let (summary, _) = find_node(&app, &id, &node)?;
     let rel = q.file.unwrap_or_else(|| "stdout.log".into());
     let dir = summary.run.node_dir(&node);
     match files::open_inside(&dir, &rel).and_then(|f| files::read_chunk(f, q.offset.unwrap_or(0))) {
-        Ok(chunk) => Json(json!({ "file": rel, "chunk": chunk })).into_response(),
-        Err(_) => error(
+        Ok(chunk) => Ok(Json(json!({ "file": rel, "chunk": chunk })).into_response()),
+        Err(_) => Err(error(
             StatusCode::NOT_FOUND,
             &format!("node `{node}` has no file `{rel}`"),
-        ),
+        )
+        .into()),
     }
 }
 
-async fn artifacts(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    let Some(summary) = app.runs.one(&id) else {
-        return no_run(&id);
-    };
+async fn artifacts(State(app): State<Shared>, Path(id): Path<String>) -> Reply {
+    let summary = load_run(&app, &id)?;
     let listed = files::list_files(&summary.run.artifacts_dir(), 2000);
-    Json(json!({ "files": listed })).into_response()
+    Ok(Json(json!({ "files": listed })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -298,19 +323,16 @@ async fn artifact(
     State(app): State<Shared>,
     Path((id, path)): Path<(String, String)>,
     Query(q): Query<ArtifactQuery>,
-) -> Response {
-    let Some(summary) = app.runs.one(&id) else {
-        return no_run(&id);
-    };
-    let missing = || {
+) -> Reply {
+    let summary = load_run(&app, &id)?;
+    let missing = || -> Refused {
         error(
             StatusCode::NOT_FOUND,
             &format!("run {id} has no artifact `{path}`"),
         )
+        .into()
     };
-    let Ok(file) = files::open_inside(&summary.run.artifacts_dir(), &path) else {
-        return missing();
-    };
+    let file = files::open_inside(&summary.run.artifacts_dir(), &path).map_err(|_| missing())?;
     if q.download.is_some() {
         let name: String = path
             .rsplit('/')
@@ -320,7 +342,7 @@ async fn artifact(
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
             .collect();
         let body = Body::from_stream(tokio_util_stream(file));
-        return (
+        return Ok((
             StatusCode::OK,
             [
                 (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -331,16 +353,13 @@ async fn artifact(
             ],
             body,
         )
-            .into_response();
+            .into_response());
     }
-    let chunk = match files::read_chunk(file, 0) {
-        Ok(c) => c,
-        Err(_) => return missing(),
-    };
+    let chunk = files::read_chunk(file, 0).map_err(|_| missing())?;
     let binary = chunk.text.contains('\0') || chunk.text.contains('\u{FFFD}');
     let markdown = path.ends_with(".md") || path.ends_with(".markdown");
     let complete = chunk.next_offset >= chunk.size;
-    Json(json!({
+    Ok(Json(json!({
         "path": path,
         "size": chunk.size,
         "kind": if binary { "binary" } else if markdown { "markdown" } else { "text" },
@@ -348,7 +367,7 @@ async fn artifact(
         "text": if binary { None } else { Some(&chunk.text) },
         "html": (markdown && !binary).then(|| view::markdown(&chunk.text)),
     }))
-    .into_response()
+    .into_response())
 }
 
 /// A file as a stream of byte chunks, read off the async threads.
@@ -383,7 +402,7 @@ async fn approve(
     State(app): State<Shared>,
     Path((id, node)): Path<(String, String)>,
     body: Option<Json<AnswerBody>>,
-) -> Response {
+) -> Reply {
     let comment = body
         .and_then(|Json(b)| b.comment)
         .filter(|c| !c.trim().is_empty());
@@ -394,15 +413,16 @@ async fn reject(
     State(app): State<Shared>,
     Path((id, node)): Path<(String, String)>,
     body: Option<Json<AnswerBody>>,
-) -> Response {
+) -> Reply {
     let reason = body
         .and_then(|Json(b)| b.reason.or(b.comment))
         .filter(|c| !c.trim().is_empty());
     let Some(reason) = reason else {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "a rejection needs a reason: send {\"reason\": \"...\"}",
-        );
+        )
+        .into());
     };
     answer(app, id, node, false, Some(reason)).await
 }
@@ -414,59 +434,39 @@ async fn answer(
     node: String,
     approved: bool,
     comment: Option<String>,
-) -> Response {
-    if let Err(refused) = find_node(&app, &id, &node) {
-        return *refused;
-    }
+) -> Reply {
+    find_node(&app, &id, &node)?;
     let mut args = vec![if approved { "approve" } else { "reject" }.to_string()];
     if let Some(c) = &comment {
         args.push(format!("--message={c}"));
     }
     args.extend(["--".to_string(), id.clone(), node.clone()]);
-    let out = match actions::run_cli(&app, &args).await {
-        Ok(out) => out,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("cannot run reins: {e}"),
-            )
-        }
-    };
-    if !out.ok() {
-        return error(StatusCode::CONFLICT, out.stderr.trim());
-    }
-    continue_if_idle(&app, &id, out.stdout).await
+    let out = cli(&app, &args).await?;
+    continue_if_idle(&app, &id, out.stdout)
 }
 
 /// Starts `reins resume` for a run no process executes; says what happened.
-async fn continue_if_idle(app: &Shared, id: &str, message: String) -> Response {
+fn continue_if_idle(app: &Shared, id: &str, message: String) -> Reply {
     let run = app.store.run(id);
     if run.is_live() || app.owned.contains(id) {
-        return Json(json!({ "message": message, "continued": false })).into_response();
+        return Ok(Json(json!({ "message": message, "continued": false })).into_response());
     }
     match actions::spawn_resume(app, id, None) {
         Ok(pid) => {
-            Json(json!({ "message": message, "continued": true, "pid": pid })).into_response()
+            Ok(Json(json!({ "message": message, "continued": true, "pid": pid })).into_response())
         }
-        Err(e) => error(
+        Err(e) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("{message}; but the run cannot be continued: {e}"),
-        ),
+        )
+        .into()),
     }
 }
 
-async fn cancel(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    if app.runs.one(&id).is_none() {
-        return no_run(&id);
-    }
-    match actions::run_cli(&app, &["cancel".into(), "--".into(), id.clone()]).await {
-        Ok(out) if out.ok() => Json(json!({ "message": out.stdout })).into_response(),
-        Ok(out) => error(StatusCode::CONFLICT, out.stderr.trim()),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("cannot run reins: {e}"),
-        ),
-    }
+async fn cancel(State(app): State<Shared>, Path(id): Path<String>) -> Reply {
+    load_run(&app, &id)?;
+    let out = cli(&app, &["cancel".into(), "--".into(), id.clone()]).await?;
+    Ok(Json(json!({ "message": out.stdout })).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -478,30 +478,29 @@ async fn resume(
     State(app): State<Shared>,
     Path(id): Path<String>,
     body: Option<Json<ResumeBody>>,
-) -> Response {
+) -> Reply {
     let from = body.and_then(|Json(b)| b.from).filter(|f| !f.is_empty());
-    if let Some(from) = &from {
-        if let Err(refused) = find_node(&app, &id, from) {
-            return *refused;
-        }
-    } else if app.runs.one(&id).is_none() {
-        return no_run(&id);
+    match &from {
+        Some(from) => _ = find_node(&app, &id, from)?,
+        None => _ = load_run(&app, &id)?,
     }
     if let Some(owner) = live_owner(&app.store.run(&id).lock_path()) {
-        return error(
+        return Err(error(
             StatusCode::CONFLICT,
             &format!("run {id} is executing (pid {})", owner.pid),
-        );
+        )
+        .into());
     }
     match actions::spawn_resume(&app, &id, from.as_deref()) {
-        Ok(pid) => (
+        Ok(pid) => Ok((
             StatusCode::ACCEPTED,
             Json(json!({ "message": format!("resuming run {id}"), "pid": pid })),
         )
-            .into_response(),
-        Err(e) => error(
+            .into_response()),
+        Err(e) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot resume run {id}: {e}"),
-        ),
+        )
+        .into()),
     }
 }

@@ -2,6 +2,8 @@
 //! gates with their questions in Markdown, an agent's transcript with tool calls paired with
 //! their results.
 
+use std::time::{Duration, SystemTime};
+
 use pulldown_cmark::{CowStr, Event as Md, Options, Parser, Tag};
 use serde::Serialize;
 use serde_json::Value;
@@ -49,6 +51,7 @@ pub fn graph(wf: &Workflow) -> Vec<GraphNode> {
                 NodeKind::Bash(t) | NodeKind::Prompt(t) => (None, t.value.clone(), None),
                 NodeKind::Command(c) => (None, c.value.clone(), None),
                 NodeKind::Approval(a) => (None, a.message.value.clone(), None),
+                NodeKind::Workflow(w) => (None, w.value.clone(), None),
                 NodeKind::Loop(l) => {
                     let (kind, text) = match &l.body {
                         LoopBody::Bash(t) => ("bash", t.value.clone()),
@@ -96,7 +99,10 @@ pub fn gates(wf: Option<&Workflow>, state: &RunState, run: &RunDir) -> Vec<Gate>
         .iter()
         .filter_map(|n| {
             let asked = n.approval.as_ref()?;
-            let node = wf.and_then(|w| w.nodes.iter().find(|x| x.id.value == n.id));
+            // A gate instance `gate[KEY]` has its fan-out's settings.
+            let id =
+                crate::engine::fanout::split_instance_id(&n.id).map_or(n.id.as_str(), |(f, _)| f);
+            let node = wf.and_then(|w| w.nodes.iter().find(|x| x.id.value == id));
             let deadline = node.and_then(|node| approval::deadline(node, n));
             let answer = asked
                 .answer
@@ -181,6 +187,9 @@ pub enum Entry {
     Text {
         /// The text.
         text: String,
+        /// When reins read it from the CLI, if it noted that.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
     },
     /// A tool call and, once it came back, its result.
     Tool {
@@ -194,22 +203,43 @@ pub enum Entry {
         result: Option<String>,
         /// True when the tool failed or was refused.
         is_error: bool,
+        /// When reins read the call from the CLI, if it noted that.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
+        /// From the call to its result, as reins saw them arrive; `None` until the result
+        /// came back (or when the times were not noted).
+        duration_ms: Option<u64>,
     },
     /// Anything else worth a line: the session starting, a retry, a denial, the result.
     Note {
         /// The line, as `reins logs` shows it.
         text: String,
+        /// When reins read it from the CLI, if it noted that.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
     },
 }
 
-/// An agent's transcript (`transcript.jsonl`) as entries, tool results joined to their calls.
-pub fn transcript(text: &str) -> Vec<Entry> {
+/// An agent's transcript (`transcript.jsonl`, read from its start) as entries, tool results
+/// joined to their calls. `times` is its sidecar of arrival times
+/// ([`crate::agent::session::TIMES_FILE`]), when there is one: entries get the time reins
+/// read them, tool calls the time from the call to its result.
+pub fn transcript(text: &str, times: Option<&str>) -> Vec<Entry> {
+    let times = times
+        .map(crate::agent::session::read_times)
+        .unwrap_or_default();
     let mut out: Vec<Entry> = Vec::new();
-    let mut calls: std::collections::HashMap<String, usize> = Default::default();
-    for line in text.lines() {
+    // A call's index in `out` and when it arrived.
+    let mut calls: std::collections::HashMap<String, (usize, Option<u64>)> = Default::default();
+    let mut offset = 0u64;
+    for raw in text.split_inclusive('\n') {
+        let arrived = times.get(&offset).copied();
+        offset += raw.len() as u64;
+        let line = raw.trim_end_matches(['\n', '\r']);
         let Some(event) = events::parse_line(line) else {
             continue;
         };
+        let at = arrived.map(|ms| time::format(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)));
         match &event {
             AgentEvent::Assistant(message) => {
                 for t in message
@@ -220,6 +250,7 @@ pub fn transcript(text: &str) -> Vec<Entry> {
                 {
                     out.push(Entry::Text {
                         text: t.to_string(),
+                        at: at.clone(),
                     });
                 }
                 for tool in &message.tool_uses {
@@ -229,39 +260,53 @@ pub fn transcript(text: &str) -> Vec<Entry> {
                         error: None,
                         api_error_status: None,
                     });
-                    calls.insert(tool.id.clone(), out.len());
+                    calls.insert(tool.id.clone(), (out.len(), arrived));
                     out.push(Entry::Tool {
                         name: tool.name.clone(),
                         summary: crate::agent::render_readable(&one).unwrap_or_default(),
                         input: tool.input.clone(),
                         result: None,
                         is_error: false,
+                        at: at.clone(),
+                        duration_ms: None,
                     });
                 }
                 if let Some(e) = &message.error {
                     out.push(Entry::Note {
                         text: format!("✗ API error: {e}"),
+                        at: at.clone(),
                     });
                 }
             }
             AgentEvent::ToolResults(results) => {
                 for r in results {
-                    match calls.get(&r.tool_use_id).and_then(|&i| out.get_mut(i)) {
-                        Some(Entry::Tool {
-                            result, is_error, ..
-                        }) => {
+                    let call = calls.get(&r.tool_use_id).copied();
+                    match call.and_then(|(i, called)| Some((out.get_mut(i)?, called))) {
+                        Some((
+                            Entry::Tool {
+                                result,
+                                is_error,
+                                duration_ms,
+                                ..
+                            },
+                            called,
+                        )) => {
                             *result = Some(r.content.clone());
                             *is_error = r.is_error;
+                            *duration_ms = called
+                                .zip(arrived)
+                                .map(|(called, back)| back.saturating_sub(called));
                         }
                         _ => out.push(Entry::Note {
                             text: format!("tool result: {}", r.content),
+                            at: at.clone(),
                         }),
                     }
                 }
             }
             other => {
                 if let Some(text) = crate::agent::render_readable(other) {
-                    out.push(Entry::Note { text });
+                    out.push(Entry::Note { text, at });
                 }
             }
         }
@@ -298,7 +343,7 @@ mod tests {
             r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","content":"ok"}]}}"#,
             "\n"
         );
-        let entries = transcript(text);
+        let entries = transcript(text, None);
         assert_eq!(entries.len(), 2, "{entries:?}");
         match &entries[1] {
             Entry::Tool {
@@ -307,6 +352,33 @@ mod tests {
                 assert_eq!(summary, "→ Write a.md");
                 assert_eq!(result.as_deref(), Some("ok"));
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tool_calls_last_from_call_to_result_as_reins_saw_them() {
+        let call = r#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"ls"}}]}}"#;
+        let back = r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","content":"a"}]}}"#;
+        let text = format!("{call}\n{back}\n");
+        let times = format!("0 1000\n{} 2250\n", call.len() + 1);
+        let entries = transcript(&text, Some(&times));
+        match &entries[..] {
+            [Entry::Tool {
+                duration_ms, at, ..
+            }] => {
+                assert_eq!(*duration_ms, Some(1250));
+                assert_eq!(at.as_deref(), Some("1970-01-01T00:00:01.000Z"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without the sidecar (an older run), no times and no durations.
+        match &transcript(&text, None)[..] {
+            [Entry::Tool {
+                duration_ms: None,
+                at: None,
+                ..
+            }] => {}
             other => panic!("{other:?}"),
         }
     }

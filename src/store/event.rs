@@ -113,6 +113,21 @@ pub enum Event {
         /// What failed, in words (`connection refused`, `HTTP 529 overloaded`...).
         reason: String,
     },
+    /// An agent attempt waits for one of the machine-wide agent slots: `max_agents` agent
+    /// sessions already run on this machine (see `engine::agent_slots`).
+    AgentSlotWait {
+        /// The node id.
+        node: String,
+        /// The cap in force.
+        max_agents: u64,
+    },
+    /// An attempt that waited for an agent slot got one and starts its agent.
+    AgentSlotTaken {
+        /// The node id.
+        node: String,
+        /// How long it waited, in milliseconds.
+        waited_ms: u64,
+    },
     /// A node printed more than reins keeps as its output (`{{nodes.ID.output}}`): the output
     /// holds the first `kept_bytes`; the whole output is in `nodes/ID/output.txt`
     /// (`{{nodes.ID.output_file}}`). Recorded before the attempt's end.
@@ -187,6 +202,13 @@ pub enum Event {
         /// How the iteration ended.
         status: IterationStatus,
     },
+    /// A `workflow:` node started (or took up again) its child run, `.reins/runs/<run_id>/`.
+    ChildRun {
+        /// The node id.
+        node: String,
+        /// The child run's id.
+        run_id: String,
+    },
     /// The run stopped with approval gates waiting; everything else that could run has run.
     RunPaused {
         /// The waiting gates.
@@ -201,9 +223,26 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A fan-out (`for_each`) was expanded: one instance `NODE[KEY]` per item, in order.
+    /// Recorded before any instance starts; a resume uses this list, never expanding again.
+    FanOutExpanded {
+        /// The fan-out node's id.
+        node: String,
+        /// Its items, each with its instance's key.
+        items: Vec<FanOutItem>,
+    },
     /// An event this version of reins does not know (written by a newer one).
     #[serde(other)]
     Unknown,
+}
+
+/// One item of a fan-out, with the key of its instance (`NODE[KEY]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanOutItem {
+    /// The key: the item's index, or its rendered `key:`.
+    pub key: String,
+    /// The item, as `{{item}}` reads it.
+    pub value: serde_json::Value,
 }
 
 impl Event {
@@ -219,8 +258,12 @@ impl Event {
             | Event::ApprovalRequested { node, .. }
             | Event::ApprovalAnswered { node, .. }
             | Event::LoopIteration { node, .. }
+            | Event::ChildRun { node, .. }
             | Event::OutputTruncated { node, .. }
-            | Event::AgentRetry { node, .. } => Some(node),
+            | Event::AgentSlotWait { node, .. }
+            | Event::AgentSlotTaken { node, .. }
+            | Event::AgentRetry { node, .. }
+            | Event::FanOutExpanded { node, .. } => Some(node),
             _ => None,
         }
     }
@@ -456,6 +499,14 @@ mod tests {
                 max_retries: Some(10),
                 reason: "connection refused".into(),
             },
+            Event::AgentSlotWait {
+                node: "a".into(),
+                max_agents: 2,
+            },
+            Event::AgentSlotTaken {
+                node: "a".into(),
+                waited_ms: 1500,
+            },
             Event::NodeSkipped {
                 node: "a".into(),
                 reason: "why".into(),
@@ -488,6 +539,10 @@ mod tests {
                 iteration: 2,
                 output: "o".into(),
                 status: IterationStatus::Done,
+            },
+            Event::ChildRun {
+                node: "w".into(),
+                run_id: "20260101-000000-abcd".into(),
             },
             Event::RunPaused {
                 waiting: vec!["g".into()],

@@ -63,6 +63,7 @@ impl RunSummary {
             "dir": self.run.path,
             "branch": self.branch(),
             "worktree": self.manifest.as_ref().and_then(|m| m.worktree.clone()),
+            "parent": self.manifest.as_ref().and_then(|m| m.parent.clone()),
         })
     }
 }
@@ -139,7 +140,15 @@ impl Store {
             return Err(ResolveError::NoRuns);
         }
         if query == "last" || query == "latest" {
-            return Ok(self.run(&self.last_of(&ids)));
+            // A child run is part of its parent's tree: `last` is the tree's top.
+            let mut run = self.run(&self.last_of(&ids));
+            for _ in 0..32 {
+                match run.manifest().ok().and_then(|m| m.parent) {
+                    Some(p) if is_run_id(&p.run_id) => run = self.run(&p.run_id),
+                    _ => break,
+                }
+            }
+            return Ok(run);
         }
         if ids.iter().any(|id| id == query) {
             return Ok(self.run(query));

@@ -129,6 +129,18 @@ pub fn live_owner(path: &Path) -> Option<Owner> {
     }
 }
 
+/// True when some process holds the lock at `path` (whether or not it recorded itself);
+/// creates nothing.
+pub fn is_held(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).open(path) else {
+        return false;
+    };
+    matches!(
+        Flock::lock(file, FlockArg::LockSharedNonblock),
+        Err((_, Errno::EWOULDBLOCK))
+    )
+}
+
 /// True when a process with this pid exists.
 pub fn pid_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {

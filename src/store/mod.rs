@@ -19,9 +19,11 @@ pub mod safe_fs;
 pub mod state;
 pub mod time;
 
-pub use event::{Event, IterationStatus, NodeStatus, Record, RunStatus, Usage};
+pub use event::{Event, FanOutItem, IterationStatus, NodeStatus, Record, RunStatus, Usage};
 pub use index::{ResolveError, RunSummary};
 pub use lock::{LockError, Owner, RunLock};
 pub use log::EventLog;
-pub use run::{CreateError, FrozenFile, Manifest, RunDir, Store, Tampered};
+pub use run::{
+    CreateError, FrozenFile, Manifest, ParentLink, RunDir, Store, Swept, Tampered, STAGED_MIN_AGE,
+};
 pub use state::{NodeState, RunState, Truncation};

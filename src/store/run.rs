@@ -54,6 +54,22 @@ pub struct Manifest {
     /// The agent that replaced the workflow's default for this run (`reins run --agent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The workflows its `workflow:` nodes run (and theirs, all the way down), by name: a
+    /// child run is started from these, never from the files as they are by then.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workflows: BTreeMap<String, FrozenFile>,
+    /// For a child run: the run and node that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
+}
+
+/// Where a child run comes from: the `workflow:` node of another run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent's run id.
+    pub run_id: String,
+    /// The parent's `workflow:` node.
+    pub node: String,
 }
 
 /// The branch name of a run: `reins/<workflow>-<run-id>`.
@@ -103,13 +119,16 @@ impl Manifest {
             root: root.to_path_buf(),
             worktree: None,
             agent: None,
+            workflows: BTreeMap::new(),
+            parent: None,
         };
         m.digest = m.compute_digest();
         m
     }
 
-    /// `sha256:<hex>` over the workflow text, each command (name and text) and each input
-    /// (name and value), every piece length-prefixed.
+    /// `sha256:<hex>` over the workflow text, each command (name and text), each input
+    /// (name and value), each child workflow (name and text) and the parent link, every piece
+    /// length-prefixed.
     pub fn compute_digest(&self) -> String {
         let mut h = Sha256::new();
         let mut piece = |bytes: &[u8]| {
@@ -124,6 +143,19 @@ impl Manifest {
         for (name, value) in &self.inputs {
             piece(name.as_bytes());
             piece(value.as_bytes());
+        }
+        // Left out when empty, so the digests of runs without children stay what they were.
+        if !self.workflows.is_empty() {
+            piece(b"workflows");
+            for (name, file) in &self.workflows {
+                piece(name.as_bytes());
+                piece(file.text.as_bytes());
+            }
+        }
+        if let Some(p) = &self.parent {
+            piece(b"parent");
+            piece(p.run_id.as_bytes());
+            piece(p.node.as_bytes());
         }
         let digest = h.finalize();
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -389,6 +421,78 @@ impl Store {
         fs::File::open(&runs)?.sync_all()?;
         lock.moved_to(run.lock_path());
         Ok((run, lock))
+    }
+}
+
+/// How old a half-built run folder (`runs/.new-*`) must be before [`Store::sweep_staged`]
+/// removes it: far longer than creating a run takes.
+pub const STAGED_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What [`Store::sweep_staged`] did with one half-built run folder.
+#[derive(Debug)]
+pub enum Swept {
+    /// Removed (or, in a dry run, would be).
+    Removed,
+    /// Kept: a live process holds its lock (it is being created right now).
+    Busy,
+    /// Kept: removing it failed.
+    Failed(io::Error),
+}
+
+impl Store {
+    /// Removes the half-built run folders (`runs/.new-<id>`) that a crash during
+    /// [`Store::create_run`] left behind: those last changed at least `min_age` ago, each
+    /// under its lock so a run being created is never touched. With `dry_run`, says which
+    /// it would remove and removes none. Oldest first.
+    pub fn sweep_staged(
+        &self,
+        min_age: std::time::Duration,
+        dry_run: bool,
+    ) -> io::Result<Vec<(PathBuf, Swept)>> {
+        let entries = match fs::read_dir(self.runs_dir()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let now = SystemTime::now();
+        let mut staged: Vec<(SystemTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".new-"))
+            // Not through a symbolic link: only real folders of the store.
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .filter(|(changed, _)| now.duration_since(*changed).unwrap_or_default() >= min_age)
+            .collect();
+        staged.sort();
+        let mut out = Vec::new();
+        for (_, path) in staged {
+            if dry_run {
+                // Taking the lock would create its file and make the folder look young.
+                let held = super::lock::is_held(&path.join("lock"));
+                out.push((path, if held { Swept::Busy } else { Swept::Removed }));
+                continue;
+            }
+            let id = path.file_name().unwrap_or_default().to_string_lossy();
+            let id = id.trim_start_matches(".new-").to_string();
+            let lock = match RunLock::acquire(&path.join("lock"), &id) {
+                Ok(lock) => lock,
+                Err(super::LockError::Busy(_)) => {
+                    out.push((path, Swept::Busy));
+                    continue;
+                }
+                Err(super::LockError::Io(e)) => {
+                    out.push((path, Swept::Failed(e)));
+                    continue;
+                }
+            };
+            let swept = match fs::remove_dir_all(&path) {
+                Ok(()) => Swept::Removed,
+                Err(e) => Swept::Failed(e),
+            };
+            drop(lock);
+            out.push((path, swept));
+        }
+        Ok(out)
     }
 }
 

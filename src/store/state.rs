@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::event::{Event, IterationStatus, NodeStatus, Record, RunStatus, Usage};
+use super::event::{Event, FanOutItem, IterationStatus, NodeStatus, Record, RunStatus, Usage};
 
 /// The state of a run.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -94,6 +94,12 @@ pub struct NodeState {
     pub iterations: Vec<Iteration>,
     /// The approval gate's question and answer.
     pub approval: Option<ApprovalState>,
+    /// The child run of a `workflow:` node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_run: Option<String>,
+    /// A fan-out's items, once expanded: its instances are `ID[KEY]`, listed right after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fan_out: Option<Vec<FanOutItem>>,
 }
 
 /// An output cut to the limit: how much was kept of how much.
@@ -240,7 +246,9 @@ impl RunState {
                     self.node_mut(id);
                 }
             }
-            Event::RunResumed { pid, reset, .. } => {
+            Event::RunResumed {
+                pid, reset, from, ..
+            } => {
                 self.pid = Some(*pid);
                 self.status = RunStatus::Running;
                 self.finished_at = None;
@@ -250,10 +258,15 @@ impl RunState {
                 for id in reset {
                     let node = self.node_mut(id);
                     let keep_iterations = std::mem::take(&mut node.iterations);
+                    // A child run is taken up again, unless `--from` asks for the node anew.
+                    let child_run = node.child_run.take().filter(|_| from.is_none());
+                    let fan_out = node.fan_out.take();
                     *node = NodeState {
                         iterations: keep_iterations,
+                        fan_out,
                         usage: node.usage,
                         session_id: node.session_id.take(),
+                        child_run,
                         ..NodeState::new(id)
                     };
                 }
@@ -332,6 +345,32 @@ impl RunState {
                 n.status = NodeStatus::Cancelled;
                 n.finished_at = Some(ts);
             }
+            Event::FanOutExpanded { node, items } => {
+                let n = self.node_mut(node);
+                n.status = NodeStatus::Running;
+                if n.started_at.is_none() || n.finished_at.is_some() {
+                    n.started_at = Some(ts);
+                }
+                n.finished_at = None;
+                n.fan_out = Some(items.clone());
+                // The instances stand right after their fan-out, in item order.
+                let at = self.index[node.as_str()] + 1;
+                let new: Vec<NodeState> = items
+                    .iter()
+                    .map(|item| format!("{node}[{}]", item.key))
+                    .filter(|id| !self.index.contains_key(id))
+                    .map(|id| NodeState::new(&id))
+                    .collect();
+                if !new.is_empty() {
+                    self.nodes.splice(at..at, new);
+                    self.index = self
+                        .nodes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| (n.id.clone(), i))
+                        .collect();
+                }
+            }
             Event::AgentSession {
                 node,
                 session,
@@ -385,7 +424,9 @@ impl RunState {
                     }
                 }
             }
-            Event::AgentRetry { .. } => {}
+            Event::AgentRetry { .. }
+            | Event::AgentSlotWait { .. }
+            | Event::AgentSlotTaken { .. } => {}
             Event::LoopIteration {
                 node,
                 iteration,
@@ -398,7 +439,18 @@ impl RunState {
                     status: *status,
                 });
             }
+            Event::ChildRun { node, run_id } => {
+                self.node_mut(node).child_run = Some(run_id.clone());
+            }
             Event::RunPaused { waiting } => {
+                // A `workflow:` node waits on a gate of its child run: it records no request.
+                for id in waiting {
+                    if let Some(&i) = self.index.get(id) {
+                        if self.nodes[i].status == NodeStatus::Running {
+                            self.nodes[i].status = NodeStatus::Waiting;
+                        }
+                    }
+                }
                 self.status = RunStatus::Waiting;
                 self.waiting = waiting.clone();
                 self.finished_at = Some(ts);
@@ -472,6 +524,59 @@ mod tests {
             ts: SystemTime::UNIX_EPOCH + Duration::from_secs(seq),
             event,
         }
+    }
+
+    #[test]
+    fn a_child_run_is_kept_across_a_resume_but_not_a_resume_from() {
+        let start = Event::RunStarted {
+            run_id: "r1".into(),
+            workflow: "wf".into(),
+            nodes: vec!["w".into()],
+            inputs: BTreeMap::new(),
+            pid: 1,
+            digest: String::new(),
+        };
+        let mut events = vec![
+            start,
+            Event::NodeStarted {
+                node: "w".into(),
+                attempt: 1,
+            },
+            Event::ChildRun {
+                node: "w".into(),
+                run_id: "c1".into(),
+            },
+            Event::RunPaused {
+                waiting: vec!["w".into()],
+            },
+        ];
+        let fold = |events: &[Event]| {
+            let records: Vec<Record> = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| rec(i as u64 + 1, e.clone()))
+                .collect();
+            RunState::from_records(&records)
+        };
+        let paused = fold(&events);
+        let w = paused.node("w").unwrap();
+        assert_eq!(w.status, NodeStatus::Waiting, "waits on its child's gate");
+        assert_eq!(w.child_run.as_deref(), Some("c1"));
+        events.push(Event::RunResumed {
+            pid: 2,
+            from: None,
+            reset: vec!["w".into()],
+        });
+        assert_eq!(
+            fold(&events).node("w").unwrap().child_run.as_deref(),
+            Some("c1")
+        );
+        events.push(Event::RunResumed {
+            pid: 3,
+            from: Some("w".into()),
+            reset: vec!["w".into()],
+        });
+        assert_eq!(fold(&events).node("w").unwrap().child_run, None);
     }
 
     #[test]

@@ -162,6 +162,13 @@ fn parse_command_file(file: Arc<SourceFile>) -> (CommandFile, Vec<Diagnostic>) {
 pub trait CommandLookup {
     /// The command file for `name`, or the places searched and the names that do exist.
     fn lookup(&self, name: &str) -> Result<CommandFile, (Vec<PathBuf>, Vec<String>)>;
+
+    /// The workflow file `name` resolves to for a `workflow:` node (project, user, bundled),
+    /// or the places searched and the names that do exist. By default none is found.
+    fn workflow(&self, name: &str) -> Result<Arc<SourceFile>, (Vec<String>, Vec<String>)> {
+        let _ = name;
+        Err((Vec::new(), Vec::new()))
+    }
 }
 
 /// Looks for `NAME.md` in a list of folders, in order.

@@ -20,6 +20,7 @@ pub const WORKFLOW_KEYS: &[&str] = &[
     "agents",
     "budget",
     "isolation",
+    "output",
     "nodes",
 ];
 /// Values of a profile's `sandbox`: Codex's sandbox modes, and `none` for no sandbox at all.
@@ -52,7 +53,7 @@ pub const PROFILE_KEYS: &[&str] = &[
     "allow_control_plane",
 ];
 /// The node kinds: a node has exactly one of these keys.
-pub const KIND_KEYS: &[&str] = &["bash", "prompt", "command", "approval", "loop"];
+pub const KIND_KEYS: &[&str] = &["bash", "prompt", "command", "approval", "loop", "workflow"];
 /// Keys of a node besides its kind.
 pub const NODE_KEYS: &[&str] = &[
     "id",
@@ -74,7 +75,15 @@ pub const NODE_KEYS: &[&str] = &[
     "outputs",
     "budget",
     "args",
+    "inputs",
+    "isolation",
+    "for_each",
+    "key",
+    "max_parallel",
+    "min_success",
 ];
+/// Keys of a `for_each: { files: [...] }` mapping.
+pub const FILE_SET_KEYS: &[&str] = &["files", "gitignored"];
 /// Keys of an `approval` mapping.
 pub const APPROVAL_KEYS: &[&str] = &["message", "timeout"];
 /// Kinds a loop body can be.
@@ -402,6 +411,7 @@ impl<'a> Cx<'a> {
             agents: NamedMap::default(),
             budget: None,
             isolation: None,
+            output: None,
             nodes: Vec::new(),
         };
         let mut saw_nodes = false;
@@ -419,24 +429,8 @@ impl<'a> Cx<'a> {
                 "concurrency" => wf.concurrency = self.u32(value, "concurrency", 1),
                 "agents" => wf.agents = self.agents(value),
                 "budget" => wf.budget = self.budget(value, "budget"),
-                "isolation" => {
-                    if let Some(s) = self.string(value, "isolation") {
-                        match s.value.as_str() {
-                            "worktree" => wf.isolation = Some(s.map(|_| Isolation::Worktree)),
-                            "none" => wf.isolation = Some(s.map(|_| Isolation::None)),
-                            other => {
-                                let help = suggestion(other, ["worktree", "none"])
-                                    .unwrap_or_else(|| "use `worktree` or `none`".into());
-                                self.error(
-                                    "bad-value",
-                                    s.span,
-                                    format!("unknown isolation `{other}`"),
-                                )
-                                .help = Some(help);
-                            }
-                        }
-                    }
-                }
+                "isolation" => wf.isolation = self.isolation(value),
+                "output" => wf.output = self.nonempty_string(value, "output"),
                 "nodes" => {
                     saw_nodes = true;
                     wf.nodes = self.nodes(value);
@@ -625,6 +619,12 @@ impl<'a> Cx<'a> {
             outputs: Vec::new(),
             budget: None,
             args: NamedMap::default(),
+            inputs: NamedMap::default(),
+            isolation: None,
+            for_each: None,
+            key: None,
+            max_parallel: None,
+            min_success: None,
         };
         for (k, v) in entries {
             match k.value.as_str() {
@@ -651,6 +651,14 @@ impl<'a> Cx<'a> {
                 "outputs" => node.outputs = self.string_list(v, "outputs"),
                 "budget" => node.budget = self.budget(v, "budget"),
                 "args" => node.args = self.string_map(v, "args"),
+                "inputs" => node.inputs = self.string_map(v, "inputs"),
+                "isolation" => node.isolation = self.isolation(v),
+                "for_each" => {
+                    node.for_each = Some(self.for_each(k, v).unwrap_or(ForEach::Invalid(k.span)))
+                }
+                "key" => node.key = self.nonempty_string(v, "key"),
+                "max_parallel" => node.max_parallel = self.u32(v, "max_parallel", 1),
+                "min_success" => node.min_success = self.u32(v, "min_success", 1),
                 _ => {}
             }
         }
@@ -679,7 +687,7 @@ impl<'a> Cx<'a> {
             [] => {
                 self.error("missing-kind", start, format!("{who} has no kind"))
                     .help = Some(
-                    "give it exactly one of `bash`, `prompt`, `command`, `approval` or `loop`"
+                    "give it exactly one of `bash`, `prompt`, `command`, `approval`, `loop` or `workflow`"
                         .into(),
                 );
                 None
@@ -714,8 +722,24 @@ impl<'a> Cx<'a> {
             "command" => NodeKind::Command(self.nonempty_string(value, "command")?),
             "approval" => NodeKind::Approval(self.approval(value)?),
             "loop" => NodeKind::Loop(Box::new(self.loop_spec(key, value)?)),
+            "workflow" => NodeKind::Workflow(self.nonempty_string(value, "workflow")?),
             _ => return None,
         })
+    }
+
+    fn isolation(&mut self, value: &Y) -> Option<Spanned<Isolation>> {
+        let s = self.string(value, "isolation")?;
+        match s.value.as_str() {
+            "worktree" => Some(s.map(|_| Isolation::Worktree)),
+            "none" => Some(s.map(|_| Isolation::None)),
+            other => {
+                let help = suggestion(other, ["worktree", "none"])
+                    .unwrap_or_else(|| "use `worktree` or `none`".into());
+                self.error("bad-value", s.span, format!("unknown isolation `{other}`"))
+                    .help = Some(help);
+                None
+            }
+        }
     }
 
     fn approval(&mut self, node: &Y) -> Option<Approval> {
@@ -832,6 +856,67 @@ impl<'a> Cx<'a> {
         })
     }
 
+    /// `for_each:`: a YAML list, a template, or `{ files: [globs], gitignored: bool }`.
+    fn for_each(&mut self, key: &Spanned<String>, node: &Y) -> Option<ForEach> {
+        match &node.value {
+            Value::Seq(items) => {
+                if items.len() > MAX_ITEMS {
+                    self.error(
+                        "out-of-range",
+                        node.span,
+                        format!(
+                            "`for_each` lists {} items; a fan-out may have at most {MAX_ITEMS}",
+                            items.len()
+                        ),
+                    )
+                    .help = Some("split the list over several nodes, or read it from a file with `for_each: { files: [...] }`".into());
+                    return None;
+                }
+                let mut values = Vec::with_capacity(items.len());
+                for item in items {
+                    if matches!(item.value, Value::Null) {
+                        self.wrong_type(item, "an item of `for_each`", "a value");
+                        continue;
+                    }
+                    values.push(to_json(item));
+                }
+                Some(ForEach::List(Spanned::new(values, node.span)))
+            }
+            Value::Map(entries) => {
+                self.check_keys(entries, &[FILE_SET_KEYS], "`for_each`", &[]);
+                let mut files = None;
+                let mut gitignored = None;
+                for (k, v) in entries {
+                    match k.value.as_str() {
+                        "files" => files = Some(self.string_list(v, "files")),
+                        "gitignored" => gitignored = self.bool(v, "gitignored"),
+                        _ => {}
+                    }
+                }
+                let Some(files) = files else {
+                    self.error("missing-key", node.span, "`for_each` has no `files`")
+                        .help = Some(
+                        "list glob patterns relative to the repository: `for_each: { files: [\"crates/*/Cargo.toml\"] }`"
+                            .into(),
+                    );
+                    return None;
+                };
+                Some(ForEach::Files(FileSet {
+                    files,
+                    gitignored,
+                    span: key.span,
+                }))
+            }
+            Value::Null => {
+                self.wrong_type(node, "for_each", "a list, a template or `{ files: [...] }`");
+                None
+            }
+            _ => self
+                .nonempty_string(node, "for_each")
+                .map(ForEach::Template),
+        }
+    }
+
     fn budget(&mut self, node: &Y, what: &str) -> Option<Budget> {
         let entries = self.map(node, what)?;
         self.check_keys(entries, &[BUDGET_KEYS], &format!("`{what}`"), &[]);
@@ -935,6 +1020,25 @@ impl<'a> Cx<'a> {
                 None
             }
         }
+    }
+}
+
+/// A YAML value as JSON: what `{{item}}` reads for an entry of a `for_each` list.
+fn to_json(node: &Y) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int(i) => J::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        Value::Str(s) => J::String(s.clone()),
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.value.clone(), to_json(v)))
+                .collect(),
+        ),
     }
 }
 

@@ -288,6 +288,20 @@ impl SearchPath {
                 dirs.push((Origin::Path, beside.clone(), label));
             }
         }
+        // The workflows a workflow given by path runs (`workflow:` nodes) may sit beside it.
+        if let (FileKind::Workflow, Some(folder)) =
+            (kind, self.commands_beside.as_deref().and_then(Path::parent))
+        {
+            if !same_dir(folder, &project) {
+                let shown = display_path(folder);
+                let label = if shown.as_os_str().is_empty() {
+                    "./".to_string()
+                } else {
+                    format!("{}/", shown.display())
+                };
+                dirs.push((Origin::Path, folder.to_path_buf(), label));
+            }
+        }
         dirs.push((Origin::Project, project, project_label.to_string()));
         if let Some(user) = &self.user_dir {
             let label = format!("{}/{}/", self.user_label, kind.folder());
@@ -465,6 +479,28 @@ impl super::command_file::CommandLookup for SearchPath {
             Err(_) => return Err((vec![found.path], Vec::new())),
         };
         Ok(super::command_file::CommandFile::parse(file))
+    }
+
+    fn workflow(&self, name: &str) -> Result<Arc<SourceFile>, (Vec<String>, Vec<String>)> {
+        if is_path(name) {
+            // A child is named, like `reins run NAME` names one; a path would depend on where
+            // reins runs.
+            return Err((Vec::new(), Vec::new()));
+        }
+        let found = match self.resolve_workflow(name) {
+            Ok(found) => found,
+            Err(DiscoverError::NotFound {
+                searched,
+                available,
+                ..
+            }) => return Err((searched, available)),
+            Err(DiscoverError::BadPath { path, .. }) => {
+                return Err((vec![path.display().to_string()], Vec::new()))
+            }
+        };
+        found
+            .read()
+            .map_err(|_| (vec![found.path.display().to_string()], Vec::new()))
     }
 }
 

@@ -45,6 +45,10 @@ pub struct Workflow {
     pub budget: Option<Budget>,
     /// `worktree` runs the workflow in a fresh git worktree on a new branch.
     pub isolation: Option<Spanned<Isolation>>,
+    /// The node whose output is the workflow's result when another workflow runs it as a child
+    /// (`workflow:` node); by default its single sink (the one node nothing depends on).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub output: Option<Spanned<String>>,
     /// The nodes of the DAG, in any order (dependencies decide the order of execution).
     pub nodes: Vec<Node>,
 }
@@ -175,7 +179,7 @@ impl Trigger {
     }
 }
 
-/// One node of the DAG: exactly one of `bash`, `prompt`, `command`, `approval`, `loop`.
+/// One node of the DAG: exactly one of `bash`, `prompt`, `command`, `approval`, `loop`, `workflow`.
 #[derive(Debug, Clone, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct Node {
@@ -233,6 +237,67 @@ pub struct Node {
     /// Arguments of a `command` node, read in the command file as `{{args.NAME}}`.
     #[schemars(default)]
     pub args: NamedMap<Template>,
+    /// Inputs of a `workflow` node's child run (values are templates, passed as data).
+    #[schemars(default)]
+    pub inputs: NamedMap<Template>,
+    /// `worktree` runs a `workflow` node's child in a git worktree of its own.
+    pub isolation: Option<Spanned<Isolation>>,
+    /// Fan-out: one instance `ID[KEY]` of the node per item, each reading `{{item}}`.
+    pub for_each: Option<ForEach>,
+    /// The key of each instance (a template reading `{{item}}`); by default the item's index.
+    pub key: Option<Template>,
+    /// Most instances of a fan-out running at once (the run's `concurrency` still applies).
+    #[schemars(range(min = 1))]
+    pub max_parallel: Option<Spanned<u32>>,
+    /// A fan-out succeeds when at least this many instances succeed (default: all of them).
+    #[schemars(range(min = 1))]
+    pub min_success: Option<Spanned<u32>>,
+}
+
+/// The most items one fan-out may have; past it the node fails (a list in the file is refused
+/// by `validate`).
+pub const MAX_ITEMS: usize = 10_000;
+
+/// Where the items of a fan-out come from.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+pub enum ForEach {
+    /// A YAML list: each entry (a string, a number or a mapping) is one item.
+    #[schemars(with = "Vec<serde_json::Value>")]
+    List(Spanned<Vec<serde_json::Value>>),
+    /// A template, expanded when its nodes have settled: a JSON array, or one item per line.
+    Template(Template),
+    /// The files of the repository matching glob patterns; each item is a path.
+    Files(FileSet),
+    /// A `for_each` the loader could not read (and reported): the node still counts as a
+    /// fan-out, so its templates are checked as an instance's.
+    #[schemars(skip)]
+    Invalid(Span),
+}
+
+/// Files matched by glob patterns, relative to the repository root.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct FileSet {
+    /// Glob patterns like `crates/*/Cargo.toml` or `src/**/*.rs`.
+    pub files: Vec<Spanned<String>>,
+    /// `true` also matches files `.gitignore` leaves out (default `false`).
+    pub gitignored: Option<Spanned<bool>>,
+    /// Where `for_each:` stands.
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+impl ForEach {
+    /// Where the value stands in the file.
+    pub fn span(&self) -> Span {
+        match self {
+            ForEach::List(l) => l.span,
+            ForEach::Template(t) => t.span,
+            ForEach::Files(f) => f.span,
+            ForEach::Invalid(span) => *span,
+        }
+    }
 }
 
 /// What a node does.
@@ -250,6 +315,8 @@ pub enum NodeKind {
     Approval(Approval),
     /// Repeats a body until a condition holds.
     Loop(Box<LoopSpec>),
+    /// Runs another workflow (project, user or bundled) as a child run; its output is this node's.
+    Workflow(Spanned<String>),
 }
 
 impl NodeKind {
@@ -261,6 +328,7 @@ impl NodeKind {
             NodeKind::Command(_) => "command",
             NodeKind::Approval(_) => "approval",
             NodeKind::Loop(_) => "loop",
+            NodeKind::Workflow(_) => "workflow",
         }
     }
 
@@ -395,6 +463,37 @@ impl Workflow {
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id.value == id)
     }
+
+    /// The node whose output is the workflow's result as a child run: `output:`, else the
+    /// single node nothing depends on; `None` when there are several such nodes and no `output:`.
+    pub fn result_node(&self) -> Option<&str> {
+        if let Some(o) = &self.output {
+            return Some(o.value.as_str());
+        }
+        let mut sinks = self.nodes.iter().filter(|n| {
+            !self
+                .nodes
+                .iter()
+                .any(|m| m.depends_on.iter().any(|d| d.value == n.id.value))
+        });
+        match (sinks.next(), sinks.next()) {
+            (Some(only), None) => Some(only.id.value.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The workflows its `workflow:` nodes run, by name, each once, in node order.
+    pub fn children(&self) -> Vec<&Spanned<String>> {
+        let mut seen: Vec<&Spanned<String>> = Vec::new();
+        for n in &self.nodes {
+            if let NodeKind::Workflow(name) = &n.kind {
+                if !seen.iter().any(|s| s.value == name.value) {
+                    seen.push(name);
+                }
+            }
+        }
+        seen
+    }
 }
 
 impl Workflow {
@@ -427,17 +526,22 @@ pub enum TemplateField<'a> {
     UntilBash,
     /// One `args:` value of a command node.
     Arg(&'a str),
+    /// One `inputs:` value of a `workflow` node.
+    Input(&'a str),
+    /// A fan-out's `key`, rendered once per item.
+    Key,
 }
 
 impl Node {
     /// Every template written in the node, in a fixed order: the body (unless it is a command
     /// file's, see [`Node::command`]), `until`, `until_bash`, `when`, `cwd`, then each `env:`
-    /// and `args:` value. Validation and the plan both walk a node through this.
+    /// and `args:` value, each `inputs:` value of a `workflow` node, then a fan-out's `key` (its `for_each` is rendered before there is
+    /// an item, see [`ForEach`]). Validation and the plan both walk a node through this.
     pub fn templates(&self) -> impl Iterator<Item = (TemplateField<'_>, &Template)> {
         let body = match &self.kind {
             NodeKind::Bash(t) | NodeKind::Prompt(t) => Some(t),
             NodeKind::Approval(a) => Some(&a.message),
-            NodeKind::Command(_) => None,
+            NodeKind::Command(_) | NodeKind::Workflow(_) => None,
             NodeKind::Loop(l) => match &l.body {
                 LoopBody::Bash(t) | LoopBody::Prompt(t) => Some(t),
                 LoopBody::Command(_) => None,
@@ -467,6 +571,12 @@ impl Node {
                     .iter()
                     .map(|(k, v)| (TemplateField::Arg(k.value.as_str()), v)),
             )
+            .chain(
+                self.inputs
+                    .iter()
+                    .map(|(k, v)| (TemplateField::Input(k.value.as_str()), v)),
+            )
+            .chain(self.key.iter().map(|k| (TemplateField::Key, k)))
     }
 
     /// The command file whose text is the node's body: a `command:` node's, or a loop's
@@ -498,6 +608,11 @@ impl Node {
     /// The trigger rule, defaulting to `all_success`.
     pub fn trigger(&self) -> Trigger {
         self.trigger.as_ref().map(|t| t.value).unwrap_or_default()
+    }
+
+    /// True for a fan-out (`for_each:`).
+    pub fn fans_out(&self) -> bool {
+        self.for_each.is_some()
     }
 
     /// The sticky session name, or `None` for a fresh session.

@@ -25,6 +25,8 @@ pub const TEMPLATE_ROOTS: &[&str] = &[
     "loop",
     "output",
     "args",
+    "item",
+    "item_index",
 ];
 
 /// What `{{args.NAME}}` may read in the template being checked.
@@ -47,6 +49,21 @@ struct Scope {
     in_loop: bool,
     /// `until` or `until_bash`, where `output` exists.
     until: bool,
+    /// Whether `item` and `item_index` exist here.
+    item: ItemScope,
+}
+
+/// Whether a template can read a fan-out's item.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ItemScope {
+    /// Not in a fan-out: there is no item.
+    None,
+    /// A template of a fan-out's instances: the item is theirs.
+    Instance,
+    /// A fan-out's `when`, decided once before its items are known.
+    When,
+    /// `for_each` itself, which makes the items.
+    ForEach,
 }
 
 impl Scope {
@@ -55,16 +72,23 @@ impl Scope {
         shell: false,
         in_loop: false,
         until: false,
+        item: ItemScope::None,
     };
 
     /// The scope of one template field of a node.
     fn of(node: &Node, field: TemplateField) -> Scope {
         let until = matches!(field, TemplateField::Until | TemplateField::UntilBash);
+        let item = match field {
+            _ if !node.fans_out() => ItemScope::None,
+            TemplateField::When => ItemScope::When,
+            _ => ItemScope::Instance,
+        };
         Scope {
             shell: node.is_script(field),
             in_loop: matches!(node.kind, NodeKind::Loop(_))
                 && (until || field == TemplateField::Body),
             until,
+            item,
         }
     }
 }
@@ -88,6 +112,8 @@ fn field_name(node: &Node, field: TemplateField) -> String {
         TemplateField::Cwd => "cwd".into(),
         TemplateField::Env(name) => format!("env.{name}"),
         TemplateField::Arg(name) => format!("args.{name}"),
+        TemplateField::Input(name) => format!("inputs.{name}"),
+        TemplateField::Key => "key".into(),
     }
 }
 
@@ -120,6 +146,9 @@ pub fn validate(loaded: &Loaded, commands: &dyn CommandLookup) -> Vec<Diagnostic
     });
     cap(diags)
 }
+
+/// The most child workflows `validate` opens looking for a chain that runs itself.
+pub const MAX_CHILD_WORKFLOWS: usize = 256;
 
 /// How many diagnostics of one code in one file are shown; the rest are counted.
 pub const SHOWN_PER_CODE: usize = 10;
@@ -235,12 +264,218 @@ impl Validator<'_> {
         self.dependencies();
         self.cycles();
         self.profiles();
+        self.diags.extend(ignored_by_codex(self.wf, self.file));
         self.workflow_templates();
         for i in 0..self.wf.nodes.len() {
             self.node(i, commands);
         }
         self.sessions();
         self.unused_inputs();
+        self.result();
+    }
+
+    /// `output:` names a node of the workflow.
+    fn result(&mut self) {
+        let Some(output) = &self.wf.output else {
+            return;
+        };
+        if self.dag.index_of(&output.value).is_none() && !self.dropped.contains(&output.value) {
+            let help = suggestion(&output.value, self.dag.ids.iter().map(String::as_str))
+                .unwrap_or_else(|| "name the node whose output is the workflow's result".into());
+            self.diags.push(
+                Diagnostic::error(
+                    "unknown-node",
+                    self.file,
+                    output.span,
+                    format!("`output` names no node: `{}`", output.value),
+                )
+                .with_label("no node has this id")
+                .with_help(help),
+            );
+        }
+    }
+
+    /// A `workflow:` node: the child exists and is valid to run as a child, its required
+    /// inputs are given and no unknown one is, and no chain of children comes back to a
+    /// workflow already on it.
+    fn child(&mut self, node: &Node, name: &Spanned<String>, commands: &dyn CommandLookup) {
+        let file = match commands.workflow(&name.value) {
+            Ok(file) => file,
+            Err((searched, available)) => {
+                let help = suggestion(&name.value, available.iter().map(String::as_str))
+                    .unwrap_or_else(|| {
+                        if searched.is_empty() {
+                            "name a workflow like `reins run NAME` does (project `.workflows/`, user-global, bundled); `reins list` shows them".into()
+                        } else {
+                            format!("searched {}; `reins list` shows the workflows there are", searched.join(", "))
+                        }
+                    });
+                self.diags.push(
+                    Diagnostic::error(
+                        "unknown-workflow",
+                        self.file,
+                        name.span,
+                        format!(
+                            "node `{}` runs workflow `{}`, which is not found",
+                            node.id.value, name.value
+                        ),
+                    )
+                    .with_label("no workflow of this name")
+                    .with_help(help),
+                );
+                return;
+            }
+        };
+        let Some(child) = super::load_source(file).workflow else {
+            self.diags.push(
+                Diagnostic::error(
+                    "unknown-workflow",
+                    self.file,
+                    name.span,
+                    format!("workflow `{}` cannot be read", name.value),
+                )
+                .with_help(format!("run `reins validate {}`", name.value)),
+            );
+            return;
+        };
+        for (key, _) in node.inputs.iter() {
+            if child.inputs.get(&key.value).is_none() {
+                let declared: Vec<&str> = child.inputs.names().collect();
+                let help = suggestion(&key.value, declared.iter().copied()).unwrap_or_else(|| {
+                    if declared.is_empty() {
+                        format!("workflow `{}` declares no inputs", name.value)
+                    } else {
+                        format!("its inputs are {}", list(declared.iter().copied()))
+                    }
+                });
+                self.diags.push(
+                    Diagnostic::error(
+                        "unknown-input",
+                        self.file,
+                        key.span,
+                        format!("workflow `{}` has no input `{}`", name.value, key.value),
+                    )
+                    .with_label("not an input of the child")
+                    .with_help(help),
+                );
+            }
+        }
+        let missing: Vec<&str> = child
+            .inputs
+            .iter()
+            .filter(|(k, i)| {
+                i.default.is_none()
+                    && i.required.as_ref().is_some_and(|r| r.value)
+                    && node.inputs.get(&k.value).is_none()
+            })
+            .map(|(k, _)| k.value.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let example: Vec<String> = missing.iter().map(|m| format!("{m}: ...")).collect();
+            self.diags.push(
+                Diagnostic::error(
+                    "missing-input",
+                    self.file,
+                    name.span,
+                    format!(
+                        "workflow `{}` needs input{} {} that node `{}` does not give",
+                        name.value,
+                        if missing.len() == 1 { "" } else { "s" },
+                        list(missing.iter().copied()),
+                        node.id.value
+                    ),
+                )
+                .with_label("started without them")
+                .with_help(format!(
+                    "add `inputs: {{ {} }}` to the node",
+                    example.join(", ")
+                )),
+            );
+        }
+        if child.result_node().is_none() {
+            self.diags.push(
+                Diagnostic::error(
+                    "several-results",
+                    self.file,
+                    name.span,
+                    format!(
+                        "workflow `{}` has several final nodes and no `output:`, so node `{}` would have no output",
+                        name.value, node.id.value
+                    ),
+                )
+                .with_help(format!("add `output: NODE` to workflow `{}`, naming the node whose output is its result", name.value)),
+            );
+        }
+        if let Some(chain) = self.chain_back(&name.value, &child, commands) {
+            self.diags.push(
+                Diagnostic::error(
+                    "workflow-cycle",
+                    self.file,
+                    name.span,
+                    format!(
+                        "workflow `{}` runs itself: {}",
+                        chain.last().map(String::as_str).unwrap_or_default(),
+                        chain.join(" → ")
+                    ),
+                )
+                .with_label("the chain starts here")
+                .with_help("a workflow cannot run itself, directly or through the workflows it runs; break the chain"),
+            );
+        }
+    }
+
+    /// A chain of `workflow:` nodes from this workflow through `first` that comes back to a
+    /// workflow on it, as names (`a → b → a`), looking at most at [`MAX_CHILD_WORKFLOWS`].
+    fn chain_back(
+        &self,
+        first: &str,
+        child: &Workflow,
+        commands: &dyn CommandLookup,
+    ) -> Option<Vec<String>> {
+        let me = self.wf.name.value.clone();
+        let stem = self
+            .wf
+            .source
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string);
+        let is_me = |n: &str| n == me || stem.as_deref() == Some(n);
+        // Depth first, each workflow's children in order; `path` is the chain so far.
+        let mut path = vec![me.clone(), first.to_string()];
+        if is_me(first) {
+            return Some(path);
+        }
+        let mut looked = 0;
+        let mut stack: Vec<(usize, Vec<String>)> = vec![(
+            2,
+            child.children().iter().map(|c| c.value.clone()).collect(),
+        )];
+        while let Some((depth, mut todo)) = stack.pop() {
+            let Some(next) = todo.pop() else {
+                path.truncate(depth - 1);
+                continue;
+            };
+            stack.push((depth, todo));
+            path.truncate(depth);
+            path.push(next.clone());
+            if is_me(&next) || path[..path.len() - 1].contains(&next) {
+                return Some(path);
+            }
+            looked += 1;
+            if looked > MAX_CHILD_WORKFLOWS {
+                return None;
+            }
+            let Ok(file) = commands.workflow(&next) else {
+                continue;
+            };
+            let Some(wf) = super::load_source(file).workflow else {
+                continue;
+            };
+            let children: Vec<String> = wf.children().iter().map(|c| c.value.clone()).collect();
+            stack.push((depth + 1, children));
+        }
+        None
     }
 
     fn ids(&mut self) {
@@ -538,10 +773,14 @@ impl Validator<'_> {
         if let Some(name) = node.command() {
             self.command(i, name, commands, Scope::of(node, TemplateField::Body));
         }
+        if let NodeKind::Workflow(name) = &node.kind {
+            self.child(node, name, commands);
+        }
         for (field, t) in node.templates() {
             let what = field_name(node, field);
             self.template(Some(i), t, Scope::of(node, field), &what);
         }
+        self.fan_out(i);
         if let Some(agent) = &node.agent {
             let names: Vec<&str> = BUILTIN_AGENTS
                 .iter()
@@ -579,6 +818,27 @@ impl Validator<'_> {
             }
         }
         self.outputs(node);
+        if !matches!(node.kind, NodeKind::Workflow(_)) {
+            let spans = [
+                ("inputs", node.inputs.0.first().map(|(k, _)| k.span)),
+                ("isolation", node.isolation.as_ref().map(|s| s.span)),
+            ];
+            for (field, span) in spans {
+                if let Some(span) = span {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            "no-effect",
+                            self.file,
+                            span,
+                            format!("`{field}` has no effect on {}", kind_phrase(&node.kind)),
+                        )
+                        .with_help(format!(
+                            "`{field}` applies to a `workflow:` node (a child run); remove it"
+                        )),
+                    );
+                }
+            }
+        }
         if !node.args.is_empty()
             && !matches!(&node.kind, NodeKind::Command(_))
             && !matches!(&node.kind, NodeKind::Loop(l) if matches!(l.body, LoopBody::Command(_)))
@@ -772,6 +1032,9 @@ impl Validator<'_> {
                 }
                 ["nodes", id, "status"] => Some(format!("REINS_NODE_{}_STATUS", env_suffix(id))),
                 ["artifacts"] => Some("REINS_ARTIFACTS".to_string()),
+                ["item"] => Some("REINS_ITEM".to_string()),
+                ["item_index"] => Some("REINS_ITEM_INDEX".to_string()),
+                ["nodes", id, "outputs"] => Some(format!("REINS_NODE_{}_OUTPUT", env_suffix(id))),
                 _ => None,
             };
             self.diags.push(
@@ -889,6 +1152,7 @@ impl Validator<'_> {
             "artifacts" | "run" | "workflow" | "env" => self.diags.extend(run_reference(site, r)),
             "loop" | "output" => self.diags.extend(loop_reference(site, r)),
             "args" => self.diags.extend(args_reference(site, r)),
+            "item" | "item_index" => self.diags.extend(item_reference(site, r)),
             _ if r.in_block => {}
             root => self.diags.push(unknown_root(site, r, root)),
         }
@@ -944,14 +1208,29 @@ impl Validator<'_> {
         self.upstream(site, id, target);
         match r.segments.get(2).map(String::as_str) {
             Some("output" | "output_file" | "status") if r.segments.len() == 3 => {}
+            Some("artifacts")
+                if r.segments.len() == 3
+                    && matches!(self.wf.nodes[target].kind, NodeKind::Workflow(_)) => {}
+            Some("outputs") if r.segments.len() == 3 => {
+                if !self.wf.nodes[target].fans_out() {
+                    self.diags.push(site.error(
+                        "template-name",
+                        format!(
+                            "`{}` exists only on a fan-out, and `{id}` has no `for_each`",
+                            r.raw
+                        ),
+                        format!("read `{{{{nodes.{id}.output}}}}`"),
+                    ));
+                }
+            }
             Some("json") => {}
             other => {
-                let help = match other
-                    .and_then(|f| suggestion(f, ["output", "output_file", "status", "json"]))
-                {
+                let help = match other.and_then(|f| {
+                    suggestion(f, ["output", "outputs", "output_file", "status", "json"])
+                }) {
                     Some(h) => h,
                     None => {
-                        "a node has `output`, `output_file`, `status` and `json` (when its output is JSON)"
+                        "a node has `output`, `output_file`, `status` and `json` (when its output is JSON); a fan-out also `outputs`"
                             .into()
                     }
                 };
@@ -1024,6 +1303,89 @@ impl Validator<'_> {
                 );
             }
             Some(_) => {}
+        }
+    }
+
+    /// A fan-out's own settings: its source and `min_success`; and the fan-out settings on a
+    /// node that does not fan out, where they do nothing.
+    fn fan_out(&mut self, i: usize) {
+        let wf = self.wf;
+        let node = &wf.nodes[i];
+        let Some(for_each) = &node.for_each else {
+            let fields = [
+                ("key", node.key.as_ref().map(|k| k.span)),
+                ("max_parallel", node.max_parallel.as_ref().map(|m| m.span)),
+                ("min_success", node.min_success.as_ref().map(|m| m.span)),
+            ];
+            for (field, span) in fields {
+                if let Some(span) = span {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            "no-effect",
+                            self.file,
+                            span,
+                            format!("`{field}` has no effect without `for_each`"),
+                        )
+                        .with_help("add `for_each:` to run the node once per item, or remove it"),
+                    );
+                }
+            }
+            return;
+        };
+        match for_each {
+            ForEach::Invalid(_) => {}
+            ForEach::Template(t) => {
+                let scope = Scope {
+                    item: ItemScope::ForEach,
+                    ..Scope::OUTSIDE
+                };
+                self.template(Some(i), t, scope, "for_each");
+            }
+            ForEach::List(items) => {
+                if let Some(min) = &node.min_success {
+                    if min.value as usize > items.value.len() {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "out-of-range",
+                                self.file,
+                                min.span,
+                                format!(
+                                    "`min_success` is {} but `for_each` lists {} item{}",
+                                    min.value,
+                                    items.value.len(),
+                                    if items.value.len() == 1 { "" } else { "s" }
+                                ),
+                            )
+                            .with_label("more than there are items")
+                            .with_help(
+                                "the fan-out could never succeed; lower `min_success` or add items",
+                            ),
+                        );
+                    }
+                }
+            }
+            ForEach::Files(set) => {
+                if set.files.is_empty() {
+                    self.diags.push(
+                        Diagnostic::error("empty-value", self.file, set.span, "`for_each` has no file patterns")
+                            .with_help("list glob patterns relative to the repository, like `files: [\"crates/*/Cargo.toml\"]`"),
+                    );
+                }
+                for pattern in &set.files {
+                    if let Err(why) = glob_problem(&pattern.value) {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "bad-glob",
+                                self.file,
+                                pattern.span,
+                                format!("bad file pattern `{}`: {why}", pattern.value),
+                            )
+                            .with_label("not a pattern inside the repository")
+                            .with_help("patterns are relative to the repository root, like `src/**/*.rs`; `*` stays within one folder, `**` crosses folders"),
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -1213,6 +1575,36 @@ fn args_reference(site: &Site, r: &template::Reference) -> Option<Diagnostic> {
     }
 }
 
+/// `{{item}}`, `{{item.FIELD}}` and `{{item_index}}`: the item of a fan-out's instance.
+fn item_reference(site: &Site, r: &template::Reference) -> Option<Diagnostic> {
+    if r.segments[0] == "item_index" && r.segments.len() > 1 {
+        return Some(site.error(
+            "template-name",
+            format!("`{}` is not a known value", r.raw),
+            "`{{item_index}}` is a number: the item's place in the list, from 0".into(),
+        ));
+    }
+    let (message, help) = match site.scope.item {
+        ItemScope::Instance => return None,
+        ItemScope::None => (
+            format!("`{}` only exists in a node with `for_each`", r.raw),
+            "add `for_each:` to the node to run it once per item, or read a value through `inputs` or `nodes`",
+        ),
+        ItemScope::When => (
+            format!("`when` of a fan-out cannot read `{}`", r.raw),
+            "`when` decides once for the whole fan-out, before the items are known; filter the list upstream instead",
+        ),
+        ItemScope::ForEach => (
+            format!("`for_each` cannot read `{}`", r.raw),
+            "`for_each` makes the items; read `inputs` or an upstream node's output there",
+        ),
+    };
+    Some(
+        site.error("template-name", message, help.into())
+            .with_label("no item here"),
+    )
+}
+
 /// A name that is no template root.
 fn unknown_root(site: &Site, r: &template::Reference, root: &str) -> Diagnostic {
     let roots = || list(TEMPLATE_ROOTS.iter().copied());
@@ -1227,7 +1619,104 @@ fn unknown_root(site: &Site, r: &template::Reference, root: &str) -> Diagnostic 
     .with_label("not a known value")
 }
 
+/// Why a `for_each` file pattern is refused: it does not compile, or it reaches out of the
+/// repository (absolute, or through `..`).
+pub fn glob_problem(pattern: &str) -> Result<(), String> {
+    let path = std::path::Path::new(pattern);
+    if path.has_root() || pattern.starts_with('/') {
+        return Err("it is an absolute path".into());
+    }
+    if pattern.split(['/', '\\']).any(|c| c == "..") {
+        return Err("it leaves the repository (`..`)".into());
+    }
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map(|_| ())
+        .map_err(|e| e.kind().to_string())
+}
+
 /// "a `bash` node", "an `approval` node".
+/// The built-in profile (`claude`, `codex`) the profile `name` ends at, following `use:` as
+/// the engine does: a profile using nothing is Claude's unless it refines `codex` itself.
+pub fn builtin_base<'a>(wf: &'a Workflow, name: &'a str) -> &'a str {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut current = name;
+    while let Some(profile) = wf.agents.get(current) {
+        if seen.contains(&current) {
+            break;
+        }
+        seen.push(current);
+        match &profile.uses {
+            Some(base) => current = &base.value,
+            None => break,
+        }
+    }
+    if BUILTIN_AGENTS.contains(&current) {
+        current
+    } else {
+        BUILTIN_AGENT
+    }
+}
+
+/// Warnings for the settings the Codex CLI has no flag for: `allowed_tools`,
+/// `disallowed_tools` and `max_turns` of a profile that ends at `codex`, or of an agent node
+/// that runs on one. Public so `reins run --agent codex` can warn about a workflow written
+/// for another agent.
+pub fn ignored_by_codex(wf: &Workflow, file: &Arc<SourceFile>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut warn = |span: Span, field: &str, whose: String| {
+        out.push(
+            Diagnostic::warning(
+                "no-effect",
+                file,
+                span,
+                format!("`{field}` has no effect on {whose}: the Codex CLI has no such setting"),
+            )
+            .with_help(
+                "limit what Codex may do with the profile's `sandbox:` (`read-only`, \
+                 `workspace-write`) and bound it with `timeout:` or `budget:`; remove this",
+            ),
+        );
+    };
+    for (name, profile) in wf.agents.iter() {
+        if builtin_base(wf, &name.value) != "codex" {
+            continue;
+        }
+        let whose = format!("agent profile `{}`, which runs on Codex", name.value);
+        if let Some(t) = profile.allowed_tools.first() {
+            warn(t.span, "allowed_tools", whose.clone());
+        }
+        if let Some(t) = profile.disallowed_tools.first() {
+            warn(t.span, "disallowed_tools", whose.clone());
+        }
+        if let Some(m) = &profile.max_turns {
+            warn(m.span, "max_turns", whose);
+        }
+    }
+    for node in wf.nodes.iter().filter(|n| n.kind.uses_agent()) {
+        let profile = node
+            .agent
+            .as_ref()
+            .or(wf.defaults.agent.as_ref())
+            .map_or(BUILTIN_AGENT, |a| a.value.as_str());
+        if builtin_base(wf, profile) != "codex" {
+            continue;
+        }
+        let whose = format!(
+            "node `{}`, which runs on Codex (`{profile}`)",
+            node.id.value
+        );
+        if let Some(t) = node.allowed_tools.first() {
+            warn(t.span, "allowed_tools", whose.clone());
+        }
+        if let Some(m) = &node.max_turns {
+            warn(m.span, "max_turns", whose);
+        }
+    }
+    out
+}
+
 fn kind_phrase(kind: &NodeKind) -> String {
     let name = kind.name();
     let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {

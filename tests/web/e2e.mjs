@@ -1,6 +1,7 @@
 // End-to-end test of `reins serve` in headless Chromium, driven by tests/web_browser.rs, which
 // prepares the repository and its runs, starts the server and passes them in the environment:
-// REINS_URL, RUN_WAITING (approve), RUN_REJECT, RUN_LIVE (cancel), RUN_AGENT, CHROMIUM, SHOTS.
+// REINS_URL, RUN_WAITING (approve), RUN_REJECT, RUN_LIVE (cancel), RUN_AGENT, RUN_FAILED
+// (resume, then resume from a node), CHROMIUM, SHOTS.
 // Prints one line `RESULT {json}` with the measurements; exits non-zero on any failure.
 import { chromium } from "playwright-core";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
@@ -11,6 +12,7 @@ import assert from "node:assert/strict";
 const env = (name) => { const v = process.env[name]; if (!v) throw new Error(`${name} is not set`); return v; };
 const url = env("REINS_URL");
 const runWaiting = env("RUN_WAITING"), runReject = env("RUN_REJECT"), runLive = env("RUN_LIVE"), runAgent = env("RUN_AGENT");
+const runFailed = env("RUN_FAILED");
 const shots = env("SHOTS");
 mkdirSync(shots, { recursive: true });
 // The flags Chromium needs as root in a container, and nothing reaching the network.
@@ -41,7 +43,7 @@ try {
   await a.goto(url + "/");
   await a.waitForSelector("table.runs tbody tr[data-run]");
   const order = await a.$$eval("table.runs tbody tr[data-run]", (rows) => rows.map((r) => [r.dataset.run, r.dataset.status]));
-  assert.equal(order.length, 4, JSON.stringify(order));
+  assert.equal(order.length, 5, JSON.stringify(order));
   assert.deepEqual(order[0], [runWaiting, "waiting"]);
   assert.deepEqual(order[1], [runReject, "waiting"]);
   assert.ok(await a.isVisible(`[data-count=waiting] >> text=2`), "live counts show 2 waiting");
@@ -109,6 +111,11 @@ try {
   await a.waitForSelector(`[data-testid=transcript] details summary:has-text("Write")`);
   await a.waitForSelector(`[data-testid=transcript] .text:has-text("I wrote the notes.")`);
   assert.ok((await a.textContent("[data-testid=node-source]")).includes("MARK-NOTES"));
+  // The Bash call slept a second: its duration, by the times reins noted, shows beside it.
+  const took = a.locator(`[data-testid=transcript] details[data-tool=Bash] summary .dur`);
+  assert.match(await took.textContent(), /^ · \d+(\.\d)?s$/);
+  assert.ok(Number(await took.getAttribute("data-duration-ms")) >= 1000, await took.textContent());
+  result.bash_tool_ms = Number(await took.getAttribute("data-duration-ms"));
   await a.click(`[data-testid=transcript] details summary:has-text("Write")`);
   await a.screenshot({ path: join(shots, "agent-node.png"), fullPage: true });
 
@@ -129,6 +136,29 @@ try {
   await a.click("button[data-action=cancel]");
   await a.waitForSelector(".run-head .badge[data-status=cancelled]", { timeout: 60000 });
   await a.waitForSelector(".dag .node[data-node=work][data-status=cancelled]");
+
+  step("resume a failed run and watch it finish live");
+  await a.goto(`${url}/runs/${runFailed}`);
+  await a.waitForSelector(".run-head .badge[data-status=failed]");
+  await a.waitForSelector(".dag .node[data-node=check][data-status=failed]");
+  const navigated = [];
+  a.on("framenavigated", (f) => { if (f === a.mainFrame()) navigated.push(f.url()); });
+  await a.click("button[data-action=resume]");
+  await a.waitForSelector(".dag .node[data-node=check][data-status=running]");
+  await a.waitForSelector(".run-head .badge[data-status=success]", { timeout: 60000 });
+  await a.waitForSelector(".dag .node[data-node=check][data-status=success]");
+  assert.equal(await a.getAttribute(".dag .node[data-node=prepare]", "data-status"), "success");
+
+  step("resume it from a node and watch that node run again live");
+  // Once the resuming process is gone, the page offers the resume again, without a reload.
+  await a.waitForFunction(() => !document.querySelector(".run-head .facts").textContent.includes(" · pid "), null, { timeout: 30000 });
+  await a.selectOption("select[aria-label='resume from node']", "check");
+  await a.click("button[data-action=resume-from]");
+  await a.waitForSelector(".dag .node[data-node=check][data-status=running]");
+  await a.waitForSelector(".run-head .badge[data-status=success]", { timeout: 60000 });
+  await a.waitForSelector(".dag .node[data-node=check][data-status=success]");
+  assert.deepEqual(navigated, [], "the page never reloaded while resuming");
+  await a.screenshot({ path: join(shots, "resumed-run.png"), fullPage: true });
 
   step("the run list agrees, live");
   await b.goto(url + "/");
