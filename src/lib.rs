@@ -1,19 +1,22 @@
 //! reins: a workflow engine for coding-agent harnesses.
 //!
 //! A workflow is a YAML file of nodes (`bash`, `prompt`, `command`, `approval`, `loop`) that
-//! form a DAG. The pipeline reads like the module tree:
+//! form a DAG. The module tree is the architecture, one layer per line, each using only the
+//! lines above it (no module cycles):
 //!
-//! * [`workflow`] loads a file into a typed [`workflow::Workflow`] whose every value keeps its
-//!   source span, and validates it, reporting every problem at once as a [`diagnostic`];
-//! * [`graph`] turns it into a DAG: cycles, layers, critical path;
-//! * [`engine`] schedules the DAG on a ready queue and runs each node;
-//! * [`process`] runs every OS process a node starts, in its own process group, on Linux and
-//!   the other Unixes;
-//! * [`agent`] runs coding agents (Claude Code) in pseudo-terminal sessions;
-//! * [`store`] keeps every run durable as an append-only event log;
-//! * [`serve`] shows runs in the browser and answers gates there (`reins serve`);
-//! * [`temporal`] runs the same workflows on Temporal: workers on many hosts, gates as updates;
-//! * [`cli`] is the thin command-line layer over all of it.
+//! * [`source`]: source files and spans; [`graph`]: generic DAGs (cycles, layers, ancestors);
+//!   [`exit`]: the exit codes;
+//! * [`diagnostic`]: problems found in input, with codes, spans, help and three renderers;
+//! * [`workflow`]: the language: loads a file into a typed [`workflow::Workflow`] whose every
+//!   value keeps its span, and validates it, reporting every problem at once;
+//! * [`process`]: every OS process a node starts, in its own process group, on Linux and the
+//!   other Unixes; [`store`]: every run durable as an append-only event log;
+//! * [`agent`]: coding-agent harnesses (Claude Code, Codex) in pseudo-terminal sessions;
+//! * [`engine`]: the decisions and scheduling: runs the DAG on a ready queue, each node on its
+//!   runner;
+//! * [`temporal`]: the same workflows on Temporal: workers on many hosts, gates as updates;
+//! * [`serve`]: shows runs in the browser and answers gates there (`reins serve`);
+//! * [`cli`]: the thin command-line layer over all of it.
 
 pub mod agent;
 pub mod cli;

@@ -10,7 +10,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reins::agent::{self, AgentEvent, AgentInvocation, AgentOutcome, FailureKind, SessionMode};
+use reins::agent::{self, AgentInvocation, AgentOutcome, FailureKind, SessionEvent, SessionMode};
 use serde_json::json;
 use support::{claude_env, group_members, process_alive, require_claude, MockApi, Sandbox, Turn};
 use tokio::sync::{mpsc, watch};
@@ -57,7 +57,7 @@ impl World {
                 .expect("the agent run ended within 2 minutes");
         let mut pid = 0;
         while let Ok(event) = rx.try_recv() {
-            if let AgentEvent::Spawned { pid: p, .. } = event {
+            if let SessionEvent::Spawned { pid: p, .. } = event {
                 pid = p;
             }
         }

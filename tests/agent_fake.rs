@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use reins::agent::{
-    self, AgentEvent, AgentInvocation, AgentOutcome, Event, FailureKind, SessionMode,
+    self, AgentEvent, AgentInvocation, AgentOutcome, FailureKind, SessionEvent, SessionMode,
 };
 use support::{fake_claude, process_alive, Sandbox};
 use tokio::sync::{mpsc, watch};
@@ -23,7 +23,7 @@ async fn run_fake(
     sandbox: &Sandbox,
     script: &str,
     tweak: impl FnOnce(&mut AgentInvocation),
-) -> (AgentOutcome, Vec<AgentEvent>) {
+) -> (AgentOutcome, Vec<SessionEvent>) {
     let (_cancel_tx, cancel) = watch::channel(false);
     run_fake_with(sandbox, script, tweak, cancel).await
 }
@@ -33,7 +33,7 @@ async fn run_fake_with(
     script: &str,
     tweak: impl FnOnce(&mut AgentInvocation),
     cancel: watch::Receiver<bool>,
-) -> (AgentOutcome, Vec<AgentEvent>) {
+) -> (AgentOutcome, Vec<SessionEvent>) {
     let script_path = sandbox.node.parent().unwrap().join("script.txt");
     std::fs::write(&script_path, script).unwrap();
     let mut inv = invocation(sandbox, "say hello");
@@ -115,14 +115,14 @@ async fn a_successful_run_reports_text_cost_tokens_and_session() {
     );
     assert_eq!(outcome.turns, 1);
     assert_eq!(outcome.exit.and_then(|e| e.code()), Some(0));
-    assert!(matches!(events.first(), Some(AgentEvent::Spawned { .. })));
+    assert!(matches!(events.first(), Some(SessionEvent::Spawned { .. })));
     let kinds: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
-            AgentEvent::Event(Event::Init(_)) => Some("init"),
-            AgentEvent::Event(Event::Partial { .. }) => Some("partial"),
-            AgentEvent::Event(Event::Assistant(_)) => Some("assistant"),
-            AgentEvent::Event(Event::Result(_)) => Some("result"),
+            SessionEvent::Agent(AgentEvent::Init(_)) => Some("init"),
+            SessionEvent::Agent(AgentEvent::Partial { .. }) => Some("partial"),
+            SessionEvent::Agent(AgentEvent::Assistant(_)) => Some("assistant"),
+            SessionEvent::Agent(AgentEvent::Result(_)) => Some("result"),
             _ => None,
         })
         .collect();
@@ -263,7 +263,7 @@ async fn a_child_that_ignores_sigterm_is_killed() {
             nix::sys::signal::Signal::SIGKILL
         ))
     );
-    let Some(AgentEvent::Spawned { pid, .. }) = events.first() else {
+    let Some(SessionEvent::Spawned { pid, .. }) = events.first() else {
         panic!("no spawn event")
     };
     assert!(gone(*pid));
@@ -283,7 +283,7 @@ async fn cancelling_stops_the_run() {
         run_fake_with(&sandbox, &script(&[INIT, "@hang"]), |_| {}, cancel).await;
     drop(canceller.await);
     assert_eq!(outcome.verdict, agent::Verdict::Cancelled);
-    let Some(AgentEvent::Spawned { pid, .. }) = events.first() else {
+    let Some(SessionEvent::Spawned { pid, .. }) = events.first() else {
         panic!("no spawn event")
     };
     assert!(gone(*pid));
@@ -307,7 +307,7 @@ async fn dropping_the_run_kills_the_process_group() {
     let (_cancel_tx, cancel) = watch::channel(false);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let run = tokio::spawn(agent::run(inv, Some(tx), cancel));
-    let Some(AgentEvent::Spawned { pid, .. }) = rx.recv().await else {
+    let Some(SessionEvent::Spawned { pid, .. }) = rx.recv().await else {
         panic!("no spawn event")
     };
     let grandchild = read_pid(&pidfile);
@@ -471,8 +471,8 @@ async fn the_agent_dies_with_its_parent() {
         let mut agent_pid = None;
         while let Some(event) = rx.recv().await {
             match event {
-                AgentEvent::Spawned { pid, .. } => agent_pid = Some(pid),
-                AgentEvent::Event(Event::Init(_)) => {
+                SessionEvent::Spawned { pid, .. } => agent_pid = Some(pid),
+                SessionEvent::Agent(AgentEvent::Init(_)) => {
                     println!("AGENT-PID {}", agent_pid.unwrap_or(0));
                     break;
                 }

@@ -1,7 +1,7 @@
 //! The Claude Code harness: `claude -p PROMPT --output-format stream-json --verbose`, with
 //! `--session-id` for a new conversation and `--resume` for a later turn of one.
 
-use super::events::{self, Event};
+use super::events::{self, AgentEvent};
 use super::harness::{Harness, StreamReader, TurnCommand};
 use super::invocation::{AgentInvocation, SessionMode};
 use super::outcome::Observed;
@@ -115,7 +115,7 @@ impl Harness for Claude {
 struct ClaudeReader;
 
 impl StreamReader for ClaudeReader {
-    fn read(&mut self, line: &str) -> Vec<Event> {
+    fn read(&mut self, line: &str) -> Vec<AgentEvent> {
         events::parse_line(line).into_iter().collect()
     }
 }

@@ -19,7 +19,7 @@
 use serde_json::{json, Value};
 
 use super::events::{
-    ApiRetry, Assistant, Denial, Event, Init, ResultEvent, TokenUsage, ToolResult, ToolUse,
+    AgentEvent, ApiRetry, Assistant, Denial, Init, ResultEvent, TokenUsage, ToolResult, ToolUse,
 };
 use super::harness::{Harness, StreamReader, TurnCommand};
 use super::invocation::{AgentInvocation, SessionMode};
@@ -151,7 +151,7 @@ pub struct CodexReader {
 }
 
 impl StreamReader for CodexReader {
-    fn read(&mut self, line: &str) -> Vec<Event> {
+    fn read(&mut self, line: &str) -> Vec<AgentEvent> {
         let trimmed = line.trim();
         if trimmed.is_empty() {
             return Vec::new();
@@ -162,14 +162,14 @@ impl StreamReader for CodexReader {
             .flatten()
             .filter(Value::is_object)
         else {
-            return vec![Event::Text(trimmed.to_string())];
+            return vec![AgentEvent::Text(trimmed.to_string())];
         };
         let kind = str_at(&v, "type").unwrap_or_default();
-        let other = || Event::Other { kind: kind.clone() };
+        let other = || AgentEvent::Other { kind: kind.clone() };
         match kind.as_str() {
             "thread.started" => {
                 self.thread_id = str_at(&v, "thread_id");
-                vec![Event::Init(Init {
+                vec![AgentEvent::Init(Init {
                     session_id: self.thread_id.clone(),
                     model: self.model.clone(),
                     permission_mode: self.sandbox.clone(),
@@ -185,13 +185,13 @@ impl StreamReader for CodexReader {
                 let message = str_at(&v, "message").unwrap_or_default();
                 self.last_error = Some(message.clone());
                 if !message.starts_with("Reconnecting") {
-                    return vec![Event::Text(format!("codex: {message}"))];
+                    return vec![AgentEvent::Text(format!("codex: {message}"))];
                 }
                 // `Reconnecting... 2/5 (…)`: Codex retries a failed request itself, which it
                 // does only for failures worth retrying.
                 self.reconnects += 1;
                 let (attempt, max) = retry_counts(&message);
-                vec![Event::ApiRetry(ApiRetry {
+                vec![AgentEvent::ApiRetry(ApiRetry {
                     attempt: attempt.or(Some(self.reconnects)),
                     max_retries: max,
                     error_status: http_status(&message),
@@ -208,7 +208,7 @@ impl StreamReader for CodexReader {
             "turn.completed" => {
                 let total = usage_of(v.get("usage").unwrap_or(&Value::Null));
                 let usage = difference(total, self.before);
-                vec![Event::Result(Box::new(ResultEvent {
+                vec![AgentEvent::Result(Box::new(ResultEvent {
                     subtype: "success".into(),
                     result: self.last_message.clone(),
                     session_id: self.thread_id.clone(),
@@ -230,7 +230,7 @@ impl StreamReader for CodexReader {
                 let status =
                     http_status(&message).or(self.last_error.as_deref().and_then(http_status));
                 let api = status.is_some() || self.reconnects > 0 || looks_like_api(&message);
-                vec![Event::Result(Box::new(ResultEvent {
+                vec![AgentEvent::Result(Box::new(ResultEvent {
                     subtype: "success".into(),
                     is_error: true,
                     result: Some(message),
@@ -248,12 +248,12 @@ impl StreamReader for CodexReader {
 
 impl CodexReader {
     /// An item of the turn: a message, a command, a file change, a tool call, an error.
-    fn item(&mut self, kind: &str, item: &Value) -> Option<Vec<Event>> {
+    fn item(&mut self, kind: &str, item: &Value) -> Option<Vec<AgentEvent>> {
         let done = kind == "item.completed";
         let id = str_at(item, "id").unwrap_or_default();
         let status = str_at(item, "status").unwrap_or_default();
         let tool = |name: &str, input: Value| {
-            Event::Assistant(Assistant {
+            AgentEvent::Assistant(Assistant {
                 tool_uses: vec![ToolUse {
                     name: name.into(),
                     id: id.clone(),
@@ -263,7 +263,7 @@ impl CodexReader {
             })
         };
         let result = |is_error: bool, content: String| {
-            Event::ToolResults(vec![ToolResult {
+            AgentEvent::ToolResults(vec![ToolResult {
                 tool_use_id: id.clone(),
                 is_error,
                 content,
@@ -273,7 +273,7 @@ impl CodexReader {
             ("agent_message", true) => {
                 let text = str_at(item, "text").unwrap_or_default();
                 self.last_message = Some(text.clone());
-                vec![Event::Assistant(Assistant {
+                vec![AgentEvent::Assistant(Assistant {
                     texts: vec![text],
                     ..Assistant::default()
                 })]
@@ -320,7 +320,7 @@ impl CodexReader {
             )],
             ("mcp_tool_call", true) => vec![result(status != "completed", status)],
             ("error", true) => {
-                vec![Event::Text(format!(
+                vec![AgentEvent::Text(format!(
                     "codex: {}",
                     str_at(item, "message").unwrap_or_default()
                 ))]
@@ -458,14 +458,16 @@ mod tests {
             r#"{"type":"item.completed","item":{"id":"item_2","type":"agent_message","text":"done"}}"#,
             r#"{"type":"turn.completed","usage":{"input_tokens":300,"cached_input_tokens":120,"output_tokens":21}}"#,
         ];
-        let events: Vec<Event> = lines.iter().flat_map(|l| reader.read(l)).collect();
+        let events: Vec<AgentEvent> = lines.iter().flat_map(|l| reader.read(l)).collect();
         assert!(
-            matches!(&events[0], Event::Init(i) if i.session_id.as_deref() == Some("01a2311f-8690-77d2-b4b5-598f649b743b"))
+            matches!(&events[0], AgentEvent::Init(i) if i.session_id.as_deref() == Some("01a2311f-8690-77d2-b4b5-598f649b743b"))
         );
-        assert!(matches!(&events[1], Event::Text(t) if t.starts_with("codex: Model metadata")));
-        assert!(matches!(&events[2], Event::Assistant(a) if a.tool_uses[0].name == "shell"));
-        assert!(matches!(&events[3], Event::ToolResults(r) if !r[0].is_error));
-        let Event::Result(result) = &events[5] else {
+        assert!(
+            matches!(&events[1], AgentEvent::Text(t) if t.starts_with("codex: Model metadata"))
+        );
+        assert!(matches!(&events[2], AgentEvent::Assistant(a) if a.tool_uses[0].name == "shell"));
+        assert!(matches!(&events[3], AgentEvent::ToolResults(r) if !r[0].is_error));
+        let AgentEvent::Result(result) = &events[5] else {
             panic!("{events:?}")
         };
         assert_eq!(result.result.as_deref(), Some("done"));
@@ -486,10 +488,10 @@ mod tests {
         let mut reader = CodexReader::default();
         let retry = reader.read(r#"{"type":"error","message":"Reconnecting... 1/2 (unexpected status 500 Internal Server Error: boom)"}"#);
         assert!(
-            matches!(&retry[0], Event::ApiRetry(r) if r.attempt == Some(1) && r.max_retries == Some(2) && r.error_status == Some(500))
+            matches!(&retry[0], AgentEvent::ApiRetry(r) if r.attempt == Some(1) && r.max_retries == Some(2) && r.error_status == Some(500))
         );
         let events = reader.read(r#"{"type":"turn.failed","error":{"message":"exceeded retry limit, last status: 500 Internal Server Error"}}"#);
-        let Event::Result(result) = &events[0] else {
+        let AgentEvent::Result(result) = &events[0] else {
             panic!("{events:?}")
         };
         assert!(result.is_error);

@@ -4,16 +4,16 @@
 //!
 //! The CLI prints one JSON object a line. Under a PTY every line ends in `\r\n` and the last
 //! line is a terminal escape (`ESC[?25h`), so [`Lines`] splits the raw bytes into lines with
-//! `\r` and escapes removed, and [`parse_line`] turns each line into an [`Event`]. Parsing is
-//! tolerant: unknown event types and fields are kept as [`Event::Other`], a line that is not
+//! `\r` and escapes removed, and [`parse_line`] turns each line into an [`AgentEvent`]. Parsing is
+//! tolerant: unknown event types and fields are kept as [`AgentEvent::Other`], a line that is not
 //! JSON (the CLI's own error messages, such as `Error: Session ID … is already in use.`) is kept
-//! as [`Event::Text`], and a field of an unexpected type reads as absent.
+//! as [`AgentEvent::Text`], and a field of an unexpected type reads as absent.
 
 use serde_json::Value;
 
 /// One line of the agent's output, typed.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
+pub enum AgentEvent {
     /// `system/init`: the session started.
     Init(Init),
     /// An assistant message: text and tool calls, or an API error the CLI turned into a message.
@@ -25,7 +25,7 @@ pub enum Event {
     /// `system/permission_denied`: a tool call was refused by the permission rules.
     PermissionDenied(PermissionDenied),
     /// `stream_event`: a piece of a message still being generated (a sign of life; the whole
-    /// message follows as [`Event::Assistant`]).
+    /// message follows as [`AgentEvent::Assistant`]).
     Partial {
         /// The text the piece adds, when it is a text delta.
         text: Option<String>,
@@ -193,65 +193,65 @@ impl Denial {
 pub const TEXT_LINE_TYPE: &str = "reins_text";
 
 /// Parses one line (already stripped of `\r` and escapes). Returns `None` for blank lines.
-pub fn parse_line(line: &str) -> Option<Event> {
+pub fn parse_line(line: &str) -> Option<AgentEvent> {
     let trimmed = line.trim();
     if trimmed.is_empty() {
         return None;
     }
     if !trimmed.starts_with('{') {
-        return Some(Event::Text(trimmed.to_string()));
+        return Some(AgentEvent::Text(trimmed.to_string()));
     }
     match serde_json::from_str::<Value>(trimmed) {
         Ok(value) if value.is_object() => Some(from_value(&value)),
-        _ => Some(Event::Text(trimmed.to_string())),
+        _ => Some(AgentEvent::Text(trimmed.to_string())),
     }
 }
 
 /// Types a parsed JSON event.
-pub fn from_value(v: &Value) -> Event {
+pub fn from_value(v: &Value) -> AgentEvent {
     let kind = str_at(v, "type").unwrap_or_default();
     let subtype = str_at(v, "subtype");
     match (kind.as_str(), subtype.as_deref()) {
-        ("system", Some("init")) => Event::Init(Init {
+        ("system", Some("init")) => AgentEvent::Init(Init {
             session_id: str_at(v, "session_id"),
             model: str_at(v, "model"),
             permission_mode: str_at(v, "permissionMode"),
             cwd: str_at(v, "cwd"),
             version: str_at(v, "claude_code_version"),
         }),
-        ("system", Some("api_retry")) => Event::ApiRetry(ApiRetry {
+        ("system", Some("api_retry")) => AgentEvent::ApiRetry(ApiRetry {
             attempt: u64_at(v, "attempt"),
             max_retries: u64_at(v, "max_retries"),
             error_status: status_at(v, "error_status"),
             error: str_at(v, "error"),
         }),
-        ("system", Some("permission_denied")) => Event::PermissionDenied(PermissionDenied {
+        ("system", Some("permission_denied")) => AgentEvent::PermissionDenied(PermissionDenied {
             tool_name: str_at(v, "tool_name").unwrap_or_default(),
             message: str_at(v, "message"),
         }),
-        ("assistant", _) => Event::Assistant(assistant(v)),
+        ("assistant", _) => AgentEvent::Assistant(assistant(v)),
         ("user", _) => {
             let results = tool_results(v);
             if results.is_empty() {
-                Event::Other {
+                AgentEvent::Other {
                     kind: "user".into(),
                 }
             } else {
-                Event::ToolResults(results)
+                AgentEvent::ToolResults(results)
             }
         }
-        ("stream_event", _) => Event::Partial {
+        ("stream_event", _) => AgentEvent::Partial {
             text: v
                 .pointer("/event/delta/text")
                 .and_then(Value::as_str)
                 .map(str::to_string),
         },
-        ("result", _) => Event::Result(Box::new(result(v))),
-        (TEXT_LINE_TYPE, _) => Event::Text(str_at(v, "text").unwrap_or_default()),
-        (kind, Some(sub)) => Event::Other {
+        ("result", _) => AgentEvent::Result(Box::new(result(v))),
+        (TEXT_LINE_TYPE, _) => AgentEvent::Text(str_at(v, "text").unwrap_or_default()),
+        (kind, Some(sub)) => AgentEvent::Other {
             kind: format!("{kind}/{sub}"),
         },
-        (kind, None) => Event::Other { kind: kind.into() },
+        (kind, None) => AgentEvent::Other { kind: kind.into() },
     }
 }
 
@@ -483,12 +483,14 @@ mod tests {
     fn non_json_lines_are_text() {
         assert_eq!(
             parse_line("Error: Session ID x is already in use."),
-            Some(Event::Text("Error: Session ID x is already in use.".into()))
+            Some(AgentEvent::Text(
+                "Error: Session ID x is already in use.".into()
+            ))
         );
         assert_eq!(parse_line("  "), None);
         assert_eq!(
             parse_line("{not json"),
-            Some(Event::Text("{not json".into()))
+            Some(AgentEvent::Text("{not json".into()))
         );
     }
 
@@ -496,18 +498,18 @@ mod tests {
     fn unknown_types_and_fields_are_tolerated() {
         assert_eq!(
             parse_line(r#"{"type":"system","subtype":"status","status":"requesting"}"#),
-            Some(Event::Other {
+            Some(AgentEvent::Other {
                 kind: "system/status".into()
             })
         );
         assert_eq!(
             parse_line(r#"{"type":"brand_new","x":[1]}"#),
-            Some(Event::Other {
+            Some(AgentEvent::Other {
                 kind: "brand_new".into()
             })
         );
         // A field of the wrong type reads as absent instead of losing the event.
-        let Some(Event::Result(r)) =
+        let Some(AgentEvent::Result(r)) =
             parse_line(r#"{"type":"result","subtype":"success","num_turns":"two","result":"ok"}"#)
         else {
             panic!("not a result")

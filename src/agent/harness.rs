@@ -2,7 +2,7 @@
 //!
 //! A [`Harness`] knows one CLI: the command line of a turn (prompt, fresh or continued
 //! conversation, working directory, extra folders, permissions or sandbox, model, limits), how
-//! to read the lines it prints as common [`Event`]s, which rules judge a turn and which of its
+//! to read the lines it prints as common [`AgentEvent`]s, which rules judge a turn and which of its
 //! failures are worth retrying. [`super::session::run`] drives any of them the same way: in a
 //! pseudo-terminal, with idle and wall timeouts, cancellation and a transcript.
 //!
@@ -11,7 +11,7 @@
 //! uses follows from its agent profile's `use:` chain (the built-in profile it ends at); merging
 //! profiles is workflow semantics and lives in the engine, not here.
 
-use super::events::Event;
+use super::events::AgentEvent;
 use super::invocation::{AgentInvocation, SessionMode};
 use super::outcome::{self, Context, Observed, Verdict};
 
@@ -69,7 +69,7 @@ pub struct TurnCommand {
 /// (Codex's final message and running token totals).
 pub trait StreamReader: Send {
     /// The common events one clean output line means (none for blank lines).
-    fn read(&mut self, line: &str) -> Vec<Event>;
+    fn read(&mut self, line: &str) -> Vec<AgentEvent>;
 }
 
 /// One coding-agent CLI.
@@ -83,7 +83,7 @@ pub trait Harness: Send + Sync {
     /// True when reins chooses the conversation id before the first turn (Claude's
     /// `--session-id`); false when the CLI reports it (Codex's `thread.started`), in which case
     /// the id in [`SessionMode::New`] is never passed to the CLI: the id reins records is the
-    /// one the CLI reports as [`Event::Init`].
+    /// one the CLI reports as [`AgentEvent::Init`].
     fn chooses_session_id(&self) -> bool;
 
     /// The command line of one turn reaching the conversation as `session` says.
@@ -110,7 +110,7 @@ pub trait Harness: Send + Sync {
 /// Reads one line of a transcript, whichever CLI wrote it (for `reins logs`). Codex events
 /// are told apart by their dotted types (`item.completed`) and are read without the state of
 /// a turn (a `turn.completed` shows the thread's running totals).
-pub fn parse_transcript_line(line: &str) -> Vec<Event> {
+pub fn parse_transcript_line(line: &str) -> Vec<AgentEvent> {
     if super::codex::is_codex_line(line) {
         super::codex::CodexReader::default().read(line)
     } else {

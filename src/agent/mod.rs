@@ -24,9 +24,9 @@ pub mod outcome;
 pub mod render;
 pub mod session;
 
-pub use events::Event;
+pub use events::AgentEvent;
 pub use harness::{Harness, HarnessKind};
 pub use invocation::{resolve_program, AgentInvocation, SessionMode};
 pub use outcome::{AgentOutcome, Failure, FailureKind, Verdict};
 pub use render::render_readable;
-pub use session::{run, AgentEvent};
+pub use session::{run, SessionEvent};

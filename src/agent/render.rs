@@ -2,18 +2,18 @@
 
 use serde_json::Value;
 
-use super::events::{Event, ToolUse};
+use super::events::{AgentEvent, ToolUse};
 
 /// A short human line for an event, or `None` for events not worth showing.
-pub fn render_readable(event: &Event) -> Option<String> {
+pub fn render_readable(event: &AgentEvent) -> Option<String> {
     match event {
-        Event::Init(init) => Some(format!(
+        AgentEvent::Init(init) => Some(format!(
             "● session {} · {} · permission mode {}",
             init.session_id.as_deref().unwrap_or("?"),
             init.model.as_deref().unwrap_or("default model"),
             init.permission_mode.as_deref().unwrap_or("default"),
         )),
-        Event::Assistant(message) => {
+        AgentEvent::Assistant(message) => {
             let mut lines: Vec<String> = message
                 .texts
                 .iter()
@@ -24,7 +24,7 @@ pub fn render_readable(event: &Event) -> Option<String> {
             lines.extend(message.tool_uses.iter().map(tool_line));
             (!lines.is_empty()).then(|| lines.join("\n"))
         }
-        Event::ToolResults(results) => {
+        AgentEvent::ToolResults(results) => {
             let errors: Vec<String> = results
                 .iter()
                 .filter(|r| r.is_error)
@@ -32,7 +32,7 @@ pub fn render_readable(event: &Event) -> Option<String> {
                 .collect();
             (!errors.is_empty()).then(|| errors.join("\n"))
         }
-        Event::ApiRetry(retry) => Some(format!(
+        AgentEvent::ApiRetry(retry) => Some(format!(
             "↻ API error{}{}; retry {} of {}",
             retry
                 .error_status
@@ -46,7 +46,7 @@ pub fn render_readable(event: &Event) -> Option<String> {
             retry.attempt.unwrap_or(0),
             retry.max_retries.unwrap_or(0),
         )),
-        Event::PermissionDenied(denied) => Some(format!(
+        AgentEvent::PermissionDenied(denied) => Some(format!(
             "✗ denied {}{}",
             denied.tool_name,
             denied
@@ -55,7 +55,7 @@ pub fn render_readable(event: &Event) -> Option<String> {
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default()
         )),
-        Event::Result(result) => {
+        AgentEvent::Result(result) => {
             let ok = result.subtype == "success" && !result.is_error;
             let mut facts = vec![format!("{} turns", result.num_turns.unwrap_or(0))];
             if let Some(cost) = result.total_cost_usd {
@@ -84,8 +84,8 @@ pub fn render_readable(event: &Event) -> Option<String> {
             };
             Some(format!("{head} · {}", facts.join(" · ")))
         }
-        Event::Text(text) => Some(text.clone()),
-        Event::Partial { .. } | Event::Other { .. } => None,
+        AgentEvent::Text(text) => Some(text.clone()),
+        AgentEvent::Partial { .. } | AgentEvent::Other { .. } => None,
     }
 }
 

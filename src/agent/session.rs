@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::events::{self, Event, Lines};
+use super::events::{self, AgentEvent, Lines};
 use super::harness::{Harness, StreamReader};
 use super::invocation::{resolve_program_in, AgentInvocation, SessionMode};
 use super::outcome::{AgentOutcome, Context, Failure, FailureKind, Observed, Stop, Verdict};
@@ -22,7 +22,7 @@ pub const EXIT_AFTER_RESULT: Duration = Duration::from_secs(5);
 
 /// Something that happened during a run, for live progress.
 #[derive(Debug, Clone)]
-pub enum AgentEvent {
+pub enum SessionEvent {
     /// The CLI process started.
     Spawned {
         /// Its pid, also its process group id.
@@ -35,7 +35,7 @@ pub enum AgentEvent {
     /// moment to record it.
     SessionStarted(String),
     /// The CLI printed an event.
-    Event(Event),
+    Agent(AgentEvent),
 }
 
 /// The sidecar of `transcript.jsonl` in which reins notes when each line arrived: one line
@@ -71,7 +71,7 @@ pub fn read_times(text: &str) -> HashMap<u64, u64> {
 /// [`AgentOutcome::session`] tells which way worked.
 pub async fn run(
     inv: AgentInvocation,
-    events: Option<mpsc::UnboundedSender<AgentEvent>>,
+    events: Option<mpsc::UnboundedSender<SessionEvent>>,
     mut cancel: watch::Receiver<bool>,
 ) -> AgentOutcome {
     let started = Instant::now();
@@ -197,7 +197,7 @@ struct Attempt<'a> {
     harness: &'static dyn Harness,
     program: PathBuf,
     transcript: &'a mut Transcript,
-    events: Option<&'a mpsc::UnboundedSender<AgentEvent>>,
+    events: Option<&'a mpsc::UnboundedSender<SessionEvent>>,
     cancel: &'a mut watch::Receiver<bool>,
     wall_deadline: Option<Instant>,
 }
@@ -224,7 +224,7 @@ impl Attempt<'_> {
         })
         .await?;
         let mut reader = self.harness.reader(self.inv, session);
-        self.emit(AgentEvent::Spawned {
+        self.emit(SessionEvent::Spawned {
             pid: child.pid(),
             session,
         });
@@ -310,7 +310,11 @@ impl Attempt<'_> {
     /// Keeps, notes and forwards one output line.
     fn line(&mut self, reader: &mut dyn StreamReader, seen: &mut Observed, line: String) {
         let events = reader.read(&line);
-        if events.is_empty() || events.iter().all(|e| matches!(e, Event::Partial { .. })) {
+        if events.is_empty()
+            || events
+                .iter()
+                .all(|e| matches!(e, AgentEvent::Partial { .. }))
+        {
             // Blank, or a piece of a message the whole of which follows.
         } else if line.trim_start().starts_with('{') {
             self.append(line.trim());
@@ -323,31 +327,31 @@ impl Attempt<'_> {
     }
 
     /// Notes and forwards one event.
-    fn event(&mut self, seen: &mut Observed, event: Event) {
+    fn event(&mut self, seen: &mut Observed, event: AgentEvent) {
         match &event {
-            Event::Text(text) => seen.push_text(text.clone()),
-            Event::Init(init) => {
+            AgentEvent::Text(text) => seen.push_text(text.clone()),
+            AgentEvent::Init(init) => {
                 seen.init = Some(init.clone());
                 if let Some(id) = &init.session_id {
-                    self.emit(AgentEvent::SessionStarted(id.clone()));
+                    self.emit(SessionEvent::SessionStarted(id.clone()));
                 }
             }
-            Event::Assistant(message) if message.error.is_some() => {
+            AgentEvent::Assistant(message) if message.error.is_some() => {
                 seen.api_error = Some((message.api_error_status, message.error.clone()));
             }
-            Event::ApiRetry(retry) => {
+            AgentEvent::ApiRetry(retry) => {
                 seen.api_error = Some((retry.error_status, retry.error.clone()));
             }
-            Event::Result(result) => seen.result = Some((**result).clone()),
+            AgentEvent::Result(result) => seen.result = Some((**result).clone()),
             _ => {}
         }
-        self.emit(AgentEvent::Event(event));
+        self.emit(SessionEvent::Agent(event));
     }
 
     /// Records a line of reins' own in the transcript and the event stream.
     fn note(&mut self, text: &str) {
         self.append(&text_line(text));
-        self.emit(AgentEvent::Event(Event::Text(text.to_string())));
+        self.emit(SessionEvent::Agent(AgentEvent::Text(text.to_string())));
     }
 
     fn append(&mut self, line: &str) {
@@ -369,7 +373,7 @@ impl Attempt<'_> {
         t.len += bytes.len() as u64;
     }
 
-    fn emit(&self, event: AgentEvent) {
+    fn emit(&self, event: SessionEvent) {
         if let Some(events) = self.events {
             let _ = events.send(event);
         }

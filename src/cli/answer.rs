@@ -6,8 +6,8 @@
 //! this command.
 
 use super::args::{AnswerArgs, ResumeArgs};
+use super::common::{current_store, resolve_run, say};
 use super::error::{self, Error, Outcome};
-use super::run::{current_store, resolve_run, say};
 use crate::engine::approval::{self, os_user, AnswerFile, Given, Refused};
 use crate::engine::launch::read_state;
 use crate::store::RunDir;

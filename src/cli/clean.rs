@@ -12,8 +12,8 @@
 //! behind, once they are a minute old and no process holds their lock.
 
 use super::args::CleanArgs;
+use super::common::{current_store, say};
 use super::error::{self, Error, Outcome};
-use super::run::{current_store, say};
 use crate::engine::worktree;
 use crate::store::{RunLock, RunStatus, RunSummary, Store, Swept, STAGED_MIN_AGE};
 

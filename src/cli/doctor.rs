@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::args::{DoctorArgs, ListFormat};
+use super::common::say;
 use super::error::{self, Outcome};
-use super::run::say;
 
 /// How long a `--version` or `gh auth status` may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);

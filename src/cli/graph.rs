@@ -20,7 +20,7 @@ pub fn run(args: GraphArgs) -> error::Result {
         GraphFormat::Mermaid => shape.mermaid(),
         GraphFormat::Dot => shape.dot(),
     };
-    super::run::print(&out)?;
+    super::common::print(&out)?;
     Ok(Outcome::Success)
 }
 

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::args::{InitArgs, NewArgs, ShowArgs};
+use super::common::{print, say};
 use super::error::{self, Error, Outcome};
-use super::run::{print, say};
 
 /// What `init` did with one file.
 enum Written {

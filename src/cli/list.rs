@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::args::{ListArgs, ListFormat};
 use super::error::{self, Outcome};
-use crate::workflow::discover::{pretty_path, Found, Kind, Listed, SearchPath};
+use crate::workflow::discover::{pretty_path, FileKind, Found, Listed, SearchPath};
 use crate::workflow::validate::validate;
 
 /// One line of the listing.
@@ -32,7 +32,7 @@ pub fn run(args: ListArgs) -> error::Result {
 /// Every workflow found, loaded to read its description and see whether it is valid.
 fn rows(search: &SearchPath) -> Vec<Row> {
     search
-        .list(Kind::Workflow)
+        .list(FileKind::Workflow)
         .into_iter()
         .map(|listed| {
             // A file that does not load or validate is still listed, marked invalid.
@@ -49,7 +49,7 @@ fn rows(search: &SearchPath) -> Vec<Row> {
 
 fn text(search: &SearchPath, rows: &[Row]) -> String {
     if rows.is_empty() {
-        let mut places = search.searched(Kind::Workflow);
+        let mut places = search.searched(FileKind::Workflow);
         let bundled = places.pop().unwrap_or_default();
         return format!(
             "no workflows found (searched {} and {bundled})\nhelp: add one as `.workflows/NAME.yaml`; `reins validate` checks it\n",

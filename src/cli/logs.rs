@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::args::LogsArgs;
+use super::common::{resolve_run, say};
 use super::error::{self, Error, Outcome};
 use super::progress::describe;
-use super::run::{resolve_run, say};
 use crate::diagnostic::suggestion;
 use crate::engine::subflow::descend;
 use crate::store::log::Tail;

@@ -6,6 +6,7 @@
 mod answer;
 mod args;
 mod clean;
+mod common;
 mod doctor;
 mod error;
 mod graph;

@@ -477,14 +477,14 @@ impl RunningNode {
                 _ => break,
             }
             match crate::agent::events::parse_line(line.trim_end()) {
-                Some(crate::agent::Event::Assistant(m)) => {
+                Some(crate::agent::AgentEvent::Assistant(m)) => {
                     if let Some(tool) = m.tool_uses.last() {
                         self.tool = Some(tool_label(tool));
                     } else if m.texts.iter().any(|t| !t.trim().is_empty()) {
                         self.tool = None;
                     }
                 }
-                Some(crate::agent::Event::ToolResults(_)) => {}
+                Some(crate::agent::AgentEvent::ToolResults(_)) => {}
                 Some(_) | None => {}
             }
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::args::{ResumeArgs, RunArgs};
+use super::common::{current_store, print, resolve_run, say};
 use super::error::{self, Error, Outcome};
 use super::progress::{self, View};
 use crate::engine::agent_slots::AgentSlots;
@@ -18,23 +19,6 @@ use crate::process::Watchdog;
 use crate::store::{NodeStatus, Store};
 use crate::workflow::TemplateField;
 use crate::workflow::{self, NodeKind};
-
-/// Prints a line on stdout; a closed pipe (`reins runs | head -1`) is not an error.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-pub(crate) use say;
-
-/// Writes `text` on stdout; a closed pipe is [`Error::BrokenPipe`] (a quiet exit).
-pub(crate) fn print(text: &str) -> Result<(), Error> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::io("cannot write to standard output", e))
-}
 
 /// Runs `reins run`.
 pub fn run(args: RunArgs) -> error::Result {
@@ -252,25 +236,6 @@ pub(crate) fn resume_run(
             say!("run {} already succeeded; nothing to do", run.id);
             Ok(Outcome::Success)
         }
-    }
-}
-
-/// The store of the working tree around the current directory.
-pub(crate) fn current_store() -> Result<Store, Error> {
-    match std::env::current_dir() {
-        Ok(dir) => Ok(Store::discover(&dir)),
-        Err(e) => Err(Error::usage(format!(
-            "cannot read the current directory: {e}"
-        ))),
-    }
-}
-
-/// The store of the current project and the run `run` names (an id prefix or `last`).
-pub(crate) fn resolve_run(run: &str) -> Result<(Store, crate::store::RunDir), Error> {
-    let store = current_store()?;
-    match store.resolve(run) {
-        Ok(found) => Ok((store, found)),
-        Err(e) => Err(Error::usage(e.to_string())),
     }
 }
 
@@ -520,7 +485,11 @@ fn dry_run(
                 let text = node.when.as_ref().map(|w| w.value.trim()).unwrap_or("");
                 out.push_str(&show("when:", Ok(format!("decided at run time ({text})"))));
             } else {
-                out.push_str(&show("when:", plan.render(i, TemplateField::When, &ctx)));
+                out.push_str(&show(
+                    "when:",
+                    plan.render(i, TemplateField::When, &ctx)
+                        .map_err(String::from),
+                ));
             }
         }
         if let NodeKind::Workflow(name) = &node.kind {
@@ -541,7 +510,8 @@ fn dry_run(
                 let label = format!("inputs.{}:", input.value);
                 out.push_str(&show(
                     &label,
-                    plan.render(i, TemplateField::Input(&input.value), &ctx),
+                    plan.render(i, TemplateField::Input(&input.value), &ctx)
+                        .map_err(String::from),
                 ));
             }
             continue;
@@ -560,18 +530,24 @@ fn dry_run(
             crate::engine::agent::render_prompt(&plan, i, &ctx)
         } else {
             plan.render(i, TemplateField::Body, &ctx)
+                .map_err(String::from)
         };
         out.push_str(&show(label, body));
         if plan.mode(i, TemplateField::Body) == crate::workflow::template::Mode::Shell {
             out.push_str(&script_values(&plan, i, TemplateField::Body, &ctx));
         }
         if plan.has(i, TemplateField::Until) {
-            out.push_str(&show("until:", plan.render(i, TemplateField::Until, &ctx)));
+            out.push_str(&show(
+                "until:",
+                plan.render(i, TemplateField::Until, &ctx)
+                    .map_err(String::from),
+            ));
         }
         if plan.has(i, TemplateField::UntilBash) {
             out.push_str(&show(
                 "until_bash: $",
-                plan.render(i, TemplateField::UntilBash, &ctx),
+                plan.render(i, TemplateField::UntilBash, &ctx)
+                    .map_err(String::from),
             ));
             out.push_str(&script_values(&plan, i, TemplateField::UntilBash, &ctx));
         }
@@ -616,6 +592,7 @@ fn dry_fan_out(
                 TemplateField::Key,
                 &fanout::with_item(ctx.clone(), item, index),
             )
+            .map_err(String::from)
         };
         fanout::keyed(values, Some(&mut key))
     });

@@ -7,9 +7,9 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use super::args::{CancelArgs, ListFormat, RunsArgs, StatusArgs};
+use super::common::{current_store, resolve_run, say};
 use super::error::{self, Error, Outcome};
 use super::progress::{next_steps, node_table};
-use super::run::{current_store, resolve_run, say};
 use crate::store::lock::live_owner;
 use crate::store::{
     Event, EventLog, NodeStatus, RunDir, RunLock, RunState, RunStatus, RunSummary, Store,

@@ -7,6 +7,6 @@ use crate::workflow::schema::workflow_schema;
 pub fn run() -> error::Result {
     let mut text = serde_json::to_string_pretty(&workflow_schema()).unwrap_or_default();
     text.push('\n');
-    super::run::print(&text)?;
+    super::common::print(&text)?;
     Ok(Outcome::Success)
 }

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use super::args::ServeArgs;
+use super::common::{current_store, say};
 use super::error::{self, Error, Outcome};
-use super::run::{current_store, say};
 use crate::serve::{self, guard, registry, Config};
 
 /// Runs `reins serve`.

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use super::args::{AnswerArgs, LogsArgs, RunArgs, TemporalArgs, WorkerArgs};
+use super::common::{current_store, say};
 use super::error::{self, Error, Outcome};
-use super::run::{current_store, say};
 use crate::engine::approval::os_user;
 use crate::engine::Plan;
 use crate::exit;
@@ -113,7 +113,7 @@ fn run_code(args: RunArgs, endpoint: Endpoint) -> u8 {
     };
     let plan = match Plan::new(workflow, &commands) {
         Ok(p) => p,
-        Err(e) => return fail(&e, exit::USAGE),
+        Err(e) => return fail(&e.to_string(), exit::USAGE),
     };
     let heartbeat_timeout_secs = std::env::var("REINS_TEMPORAL_HEARTBEAT_TIMEOUT")
         .ok()
@@ -133,6 +133,19 @@ fn run_code(args: RunArgs, endpoint: Endpoint) -> u8 {
                     FrozenSource {
                         path: c.file.path.display().to_string(),
                         text: c.file.text.clone(),
+                    },
+                )
+            })
+            .collect(),
+        workflows: plan
+            .workflows
+            .iter()
+            .map(|(n, f)| {
+                (
+                    n.clone(),
+                    FrozenSource {
+                        path: f.path.display().to_string(),
+                        text: f.text.clone(),
                     },
                 )
             })

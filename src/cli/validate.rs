@@ -34,7 +34,7 @@ pub fn run(args: ValidateArgs) -> error::Result {
     }
     let color = super::use_color(std::io::stdout().is_terminal());
     let out = render_all(&diags, args.format, color);
-    super::run::print(&out)?;
+    super::common::print(&out)?;
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
     if args.format == crate::diagnostic::Format::Human {

@@ -27,12 +27,12 @@ use super::cancel::CancelLevel;
 use super::plan::Plan;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
 use crate::agent::HarnessKind;
-use crate::agent::{self, AgentEvent, AgentInvocation, AgentOutcome, SessionMode, Verdict};
+use crate::agent::{self, AgentInvocation, AgentOutcome, SessionEvent, SessionMode, Verdict};
 use crate::store::{Event, Usage};
 use crate::workflow::template::Mode;
-use crate::workflow::validate::{BUILTIN_AGENT, BUILTIN_AGENTS};
 use crate::workflow::TemplateField;
 use crate::workflow::{LoopBody, Node, NodeKind, Workflow};
+use crate::workflow::{BUILTIN_AGENT, BUILTIN_AGENTS};
 
 /// Runs `prompt` and `command` nodes.
 pub struct AgentRunner;
@@ -348,11 +348,11 @@ async fn drive(job: &Job, inv: AgentInvocation) -> Option<AgentOutcome> {
             outcome = &mut run => return Some(outcome),
             Some(event) = events.recv() => {
                 match event {
-                    AgentEvent::Event(agent::Event::ApiRetry(retry)) => {
+                    SessionEvent::Agent(agent::AgentEvent::ApiRetry(retry)) => {
                         retries.report(job, &retry).await;
                     }
                     // Recorded before the turn goes on, so a crash continues this thread.
-                    AgentEvent::SessionStarted(id) if !names_sessions => {
+                    SessionEvent::SessionStarted(id) if !names_sessions => {
                         record_session(job, &id, None);
                     }
                     _ => {}

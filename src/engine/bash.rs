@@ -31,6 +31,7 @@ async fn run(job: Job) -> Outcome {
     let script = match job
         .plan
         .render_script(job.index, TemplateField::Body, &job.context)
+        .map_err(String::from)
         .and_then(|s| pass_values(s, &job.run.dir.path, &job.dir, &mut env))
     {
         Ok(s) => s,

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use serde_json::{json, Map, Value as Json};
 
 use crate::store::{NodeStatus, RunDir};
-use crate::workflow::validate::env_suffix;
+use crate::workflow::env_suffix;
 
 /// The largest value exported as an environment variable.
 pub const ENV_VALUE_LIMIT: usize = 100 * 1024;

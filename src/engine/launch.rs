@@ -13,7 +13,7 @@ use super::cancel::Canceller;
 use super::context::RunInfo;
 use super::plan::{FrozenCommands, Plan};
 use super::recorder::{Observer, Recorder};
-use super::runner::Runners;
+use super::runners::Runners;
 use super::scheduler::{self, Execution, Options};
 use crate::diagnostic::suggestion;
 use crate::process::Watchdog;
@@ -248,7 +248,7 @@ pub fn start_as(
     let path = workflow.source.path.clone();
     let text = workflow.source.text.clone();
     let name = workflow.name.value.clone();
-    let plan = Plan::new(workflow, commands).map_err(LaunchError::usage)?;
+    let plan = Plan::new(workflow, commands).map_err(|e| LaunchError::usage(e.to_string()))?;
     check_runners(&plan, runners)?;
     let frozen: BTreeMap<String, FrozenFile> = plan
         .commands
@@ -279,7 +279,8 @@ pub fn start_as(
     let (run, run_lock) = store
         .create_run(&mut manifest, |id, manifest| {
             if isolate {
-                let wt = super::worktree::create(&root, &wf_name, id, base)?;
+                let wt = super::worktree::create(&root, &wf_name, id, base)
+                    .map_err(|e| e.to_string())?;
                 manifest.worktree = Some(wt.path);
             }
             Ok(())
@@ -385,7 +386,7 @@ pub fn start_child(store: &Store, spec: ChildSpec) -> Result<Prepared, LaunchErr
     let name = wf.name.value.clone();
     let path = wf.source.path.clone();
     let text = wf.source.text.clone();
-    let plan = Plan::new(wf, &spec.commands).map_err(LaunchError::usage)?;
+    let plan = Plan::new(wf, &spec.commands).map_err(|e| LaunchError::usage(e.to_string()))?;
     let frozen: BTreeMap<String, FrozenFile> = plan
         .commands
         .keys()
@@ -406,7 +407,8 @@ pub fn start_child(store: &Store, spec: ChildSpec) -> Result<Prepared, LaunchErr
     let (run, run_lock) = store
         .create_run(&mut manifest, |id, manifest| {
             if isolate {
-                let wt = super::worktree::create(&root, &name, id, base.as_deref())?;
+                let wt = super::worktree::create(&root, &name, id, base.as_deref())
+                    .map_err(|e| e.to_string())?;
                 manifest.worktree = Some(wt.path);
                 manifest.digest = manifest.compute_digest();
             }
@@ -472,7 +474,7 @@ fn resume_run(
         .map_err(|e| LaunchError::io(format!("cannot read run {}: {e}", run.id)))?;
     manifest
         .verify(&run, store.root())
-        .map_err(LaunchError::usage)?;
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     if let (Some(parent), false) = (&manifest.parent, as_child) {
         return Err(LaunchError::usage(format!(
             "run {} is a child of run {} (its node `{}`); resume the parent: `reins resume {}`",
@@ -507,7 +509,7 @@ fn resume_run(
     if let Some(agent) = &manifest.agent {
         super::agent::switch_default_agent(&mut wf, agent).map_err(LaunchError::usage)?;
     }
-    let plan = Plan::new(wf, &commands).map_err(LaunchError::usage)?;
+    let plan = Plan::new(wf, &commands).map_err(|e| LaunchError::usage(e.to_string()))?;
     check_runners(&plan, runners)?;
     let events = run.events_path();
     let opened = if events.exists() {
@@ -658,7 +660,7 @@ pub fn verify_frozen(store: &Store, run: &RunDir, manifest: &Manifest) -> Result
         .map_err(|e| LaunchError::usage(e.to_string()))?;
     manifest
         .verify(run, store.root())
-        .map_err(LaunchError::usage)?;
+        .map_err(|e| LaunchError::usage(e.to_string()))?;
     match log::read(&run.events_path()) {
         Ok(contents) => check_started_digest(run, manifest, &contents.records),
         Err(_) => Ok(()),

@@ -224,6 +224,7 @@ async fn until(
     let mut env = job.env.clone();
     let script = plan
         .render_script(job.index, TemplateField::UntilBash, context)
+        .map_err(String::from)
         .and_then(|s| super::bash::pass_values(s, &job.run.dir.path, &dir.join("until"), &mut env))
         .map_err(|e| format!("cannot render `until_bash`: {e}"))?;
     let shell = &plan.settings[job.index].shell;

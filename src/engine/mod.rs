@@ -5,8 +5,8 @@
 //! * [`machine`]: the scheduler's decisions (ready queue, trigger rules, `when`, retries,
 //!   gates, cancellation, how a run ends) as a pure state machine;
 //! * [`scheduler`]: drives the machine on tokio: records events, runs attempts, polls gates;
-//! * [`runner`]: the seam between the scheduler and what a node does; [`bash`] is the
-//!   built-in runner of `bash` nodes, [`agent`] of `prompt` and `command` nodes;
+//! * [`runner`]: the seam between the scheduler and what a node does; [`runners`]: which runner
+//!   does each kind of node ([`bash`] for `bash` nodes, [`agent`] for `prompt` and `command`);
 //! * [`agent_slots`]: the machine-wide cap on agent sessions running at once;
 //!   [`api_retry`]: the agent CLI's API retries, recorded as they happen;
 //! * [`context`]: the template context and the `REINS_*` environment of a node;
@@ -30,6 +30,7 @@ pub mod machine;
 pub mod plan;
 pub mod recorder;
 pub mod runner;
+pub mod runners;
 pub mod scheduler;
 pub mod subflow;
 pub mod trigger;
@@ -39,5 +40,6 @@ pub use cancel::{CancelLevel, CancelToken, Canceller};
 pub use launch::{resume, start, LaunchError, LaunchErrorKind, Prepared, Report, Resumed};
 pub use plan::Plan;
 pub use recorder::{Observer, Recorder};
-pub use runner::{BoxFuture, Job, Kind, Limits, NodeRunner, Outcome, Runners, SessionChoice};
+pub use runner::{BoxFuture, Job, Limits, NodeRunner, Outcome, SessionChoice};
+pub use runners::{RunnerKind, Runners};
 pub use scheduler::Options;

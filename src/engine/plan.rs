@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 use crate::graph::{Ancestors, Dag, DEFAULT_WEIGHT};
 use crate::source::SourceFile;
 use crate::workflow::command_file::{CommandFile, CommandLookup};
-use crate::workflow::template::{Mode, Renderer, Script};
+use crate::workflow::template::{Mode, RenderError, Renderer, Script};
 use crate::workflow::{Node, TemplateField, Trigger, Workflow};
 
 /// A node's settings with the workflow's defaults applied.
@@ -53,20 +53,94 @@ pub struct Plan {
     renderer: Renderer,
 }
 
+/// Why a workflow cannot be planned (what validation reports too, should it be skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// The dependencies form a cycle.
+    Cycle,
+    /// A template does not compile.
+    Template {
+        /// The template's key (`n/3/body`).
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A `command:` node names a command file that is not found.
+    MissingCommand {
+        /// The node's id.
+        node: String,
+        /// The command's name.
+        command: String,
+        /// The folders searched.
+        searched: Vec<String>,
+    },
+    /// A `workflow:` node runs a workflow that is not found.
+    MissingWorkflow {
+        /// The workflow that runs it.
+        parent: String,
+        /// The workflow's name.
+        name: String,
+        /// The places searched.
+        searched: Vec<String>,
+    },
+    /// A workflow a `workflow:` node runs does not load.
+    UnreadableWorkflow(String),
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Cycle => {
+                f.write_str("the workflow has a dependency cycle (run `reins validate`)")
+            }
+            PlanError::Template { key, message } => write!(f, "template `{key}`: {message}"),
+            PlanError::MissingCommand {
+                node,
+                command,
+                searched,
+            } => write!(
+                f,
+                "node `{node}`: command file `{command}.md` not found in {}",
+                searched.join(", ")
+            ),
+            PlanError::MissingWorkflow {
+                parent,
+                name,
+                searched,
+            } => {
+                write!(
+                    f,
+                    "workflow `{parent}` runs workflow `{name}`, which is not found"
+                )?;
+                if !searched.is_empty() {
+                    write!(f, " in {}", searched.join(", "))?;
+                }
+                Ok(())
+            }
+            PlanError::UnreadableWorkflow(name) => write!(f, "workflow `{name}` cannot be read"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
 impl Plan {
     /// Prepares a validated workflow. Fails on what validation reports too (a template that
     /// does not compile, a missing command file, a cycle), in words.
-    pub fn new(workflow: Workflow, commands: &dyn CommandLookup) -> Result<Plan, String> {
+    pub fn new(workflow: Workflow, commands: &dyn CommandLookup) -> Result<Plan, PlanError> {
         let dag = workflow.dag();
         if dag.topo_order().is_none() {
-            return Err("the workflow has a dependency cycle (run `reins validate`)".into());
+            return Err(PlanError::Cycle);
         }
         let mut renderer = Renderer::new();
         let mut used = BTreeMap::new();
         let mut add = |key: String, text: &str, mode: Mode| {
             renderer
                 .add(&key, text, mode)
-                .map_err(|e| format!("template `{key}`: {}", e.message))
+                .map_err(|e| PlanError::Template {
+                    key,
+                    message: e.message,
+                })
         };
         for (name, value) in workflow.env.iter() {
             add(format!("wf/env/{}", name.value), &value.value, Mode::Plain)?;
@@ -74,13 +148,11 @@ impl Plan {
         for (i, node) in workflow.nodes.iter().enumerate() {
             if let Some(name) = node.command() {
                 let file = commands.lookup(&name.value).map_err(|(dirs, _)| {
-                    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-                    format!(
-                        "node `{}`: command file `{}.md` not found in {}",
-                        node.id.value,
-                        name.value,
-                        dirs.join(", ")
-                    )
+                    PlanError::MissingCommand {
+                        node: node.id.value.clone(),
+                        command: name.value.clone(),
+                        searched: dirs.iter().map(|d| d.display().to_string()).collect(),
+                    }
                 })?;
                 add(
                     field_key(i, TemplateField::Body),
@@ -114,8 +186,8 @@ impl Plan {
                     .shell
                     .as_ref()
                     .or(defaults.shell.as_ref())
-                    .map(|s| s.value.split_whitespace().map(str::to_string).collect())
-                    .filter(|s: &Vec<String>| !s.is_empty())
+                    .and_then(|s| shlex::split(&s.value))
+                    .filter(|words| !words.is_empty())
                     .unwrap_or_else(|| vec!["bash".to_string()]),
                 continue_on_error: n.continue_on_error.as_ref().is_some_and(|c| c.value),
                 trigger: n.trigger(),
@@ -159,7 +231,12 @@ impl Plan {
     /// Renders a template field of node `i` against a context (see [`super::context`]). A
     /// bash script comes back as it runs: its values are references (see
     /// [`Plan::render_script`] for the values themselves).
-    pub fn render(&self, i: usize, field: TemplateField, context: &Json) -> Result<String, String> {
+    pub fn render(
+        &self,
+        i: usize,
+        field: TemplateField,
+        context: &Json,
+    ) -> Result<String, RenderError> {
         match self.mode(i, field) {
             Mode::Shell => self.render_script(i, field, context).map(|s| s.text),
             mode => self.renderer.render(&field_key(i, field), mode, context),
@@ -172,12 +249,12 @@ impl Plan {
         i: usize,
         field: TemplateField,
         context: &Json,
-    ) -> Result<Script, String> {
+    ) -> Result<Script, RenderError> {
         self.renderer.render_script(&field_key(i, field), context)
     }
 
     /// Renders a workflow `env:` value.
-    pub fn render_workflow_env(&self, name: &str, context: &Json) -> Result<String, String> {
+    pub fn render_workflow_env(&self, name: &str, context: &Json) -> Result<String, RenderError> {
         self.renderer
             .render(&format!("wf/env/{name}"), Mode::Plain, context)
     }
@@ -319,7 +396,7 @@ fn children(
     workflow: &Workflow,
     commands: &dyn CommandLookup,
     used: &mut BTreeMap<String, CommandFile>,
-) -> Result<BTreeMap<String, Arc<SourceFile>>, String> {
+) -> Result<BTreeMap<String, Arc<SourceFile>>, PlanError> {
     let mut found = BTreeMap::new();
     let mut todo: Vec<(String, String)> = workflow
         .children()
@@ -330,19 +407,17 @@ fn children(
         if found.contains_key(&name) {
             continue;
         }
-        let file = commands.workflow(&name).map_err(|(searched, _)| {
-            format!(
-                "workflow `{parent}` runs workflow `{name}`, which is not found{}",
-                if searched.is_empty() {
-                    String::new()
-                } else {
-                    format!(" in {}", searched.join(", "))
-                }
-            )
-        })?;
+        let file =
+            commands
+                .workflow(&name)
+                .map_err(|(searched, _)| PlanError::MissingWorkflow {
+                    parent: parent.clone(),
+                    name: name.clone(),
+                    searched,
+                })?;
         let loaded = crate::workflow::load_source(file.clone());
         let Some(child) = loaded.workflow else {
-            return Err(format!("workflow `{name}` cannot be read"));
+            return Err(PlanError::UnreadableWorkflow(name));
         };
         for node in &child.nodes {
             if let Some(c) = node.command().filter(|c| !used.contains_key(&c.value)) {
@@ -410,6 +485,9 @@ nodes:
     when: \"{{inputs.x}}\"
     timeout: 5s
     shell: bash -eu
+  - id: b
+    bash: echo
+    shell: \"env 'A=1 2' bash\"
 ",
         );
         let ctx = json!({"inputs": {"x": "a b"}});
@@ -423,6 +501,7 @@ nodes:
         assert_eq!(s.timeout, Some(Duration::from_secs(5)));
         assert_eq!(s.retries, 2);
         assert_eq!(s.shell, ["bash", "-eu"]);
+        assert_eq!(p.settings[1].shell, ["env", "A=1 2", "bash"]);
     }
 
     #[test]

@@ -3,13 +3,12 @@
 //! The scheduler decides *when* a node runs (dependencies, trigger rule, `when`, a free slot),
 //! records `node_started` for each attempt, retries with backoff, and records how the node
 //! ended. A [`NodeRunner`] does *one attempt* of one kind of node and returns an [`Outcome`].
-//! [`Runners`] maps node kinds to runners: bash, agent (`prompt`, `command`) and approval are
-//! built in; loops wrap the runner of their body (below). A workflow that uses a kind with
-//! no runner is refused before anything runs ([`Runners::missing`]).
+//! [`super::runners::Runners`] maps node kinds to runners (bash, agent, approval; loops wrap the
+//! runner of their body, below).
 //!
 //! ## Loop bodies
 //!
-//! A `loop` node has no runner of its own in the map: [`Runners::get`] wraps the runner of
+//! A `loop` node has no runner of its own in the map: [`super::runners::Runners::get`] wraps the runner of
 //! its body's kind (bash, or agent for `prompt`/`command`) in a
 //! [`super::loops::LoopRunner`], and a loop whose body kind has no runner is refused like any
 //! other node. The loop runner calls the body runner once per iteration with a [`Job`] for the
@@ -38,7 +37,6 @@ use super::plan::Plan;
 use super::recorder::Recorder;
 use crate::process::Watchdog;
 use crate::store::{NodeState, Usage};
-use crate::workflow::NodeKind;
 
 /// A boxed future, as runners return them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -174,132 +172,4 @@ pub trait NodeRunner: Send + Sync {
     /// Runs the attempt. Process groups must be registered with `job.watchdog`, stopped on
     /// `job.cancel`, and waited for.
     fn run(&self, job: Job) -> BoxFuture<Outcome>;
-}
-
-/// The kinds of runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    /// `bash` nodes.
-    Bash,
-    /// `prompt` and `command` nodes.
-    Agent,
-    /// `approval` nodes.
-    Approval,
-    /// `loop` nodes.
-    Loop,
-    /// `workflow` nodes (a child run).
-    Workflow,
-}
-
-impl Kind {
-    /// The kind of runner a node needs.
-    pub fn of(kind: &NodeKind) -> Kind {
-        match kind {
-            NodeKind::Bash(_) => Kind::Bash,
-            NodeKind::Prompt(_) | NodeKind::Command(_) => Kind::Agent,
-            NodeKind::Approval(_) => Kind::Approval,
-            NodeKind::Loop(_) => Kind::Loop,
-            NodeKind::Workflow(_) => Kind::Workflow,
-        }
-    }
-
-    /// The kind of runner a loop body needs.
-    pub fn of_body(body: &crate::workflow::LoopBody) -> Kind {
-        match body {
-            crate::workflow::LoopBody::Bash(_) => Kind::Bash,
-            _ => Kind::Agent,
-        }
-    }
-
-    /// In words, for messages.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Kind::Bash => "bash",
-            Kind::Agent => "agent (`prompt`/`command`)",
-            Kind::Approval => "approval",
-            Kind::Loop => "loop",
-            Kind::Workflow => "workflow",
-        }
-    }
-}
-
-/// The runner of each kind of node.
-#[derive(Clone)]
-pub struct Runners {
-    map: BTreeMap<Kind, Arc<dyn NodeRunner>>,
-}
-
-impl Default for Runners {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Runners {
-    /// The runners built into the engine (bash, agents for `prompt`/`command`, approval,
-    /// `workflow` child runs).
-    pub fn new() -> Self {
-        let mut map: BTreeMap<Kind, Arc<dyn NodeRunner>> = BTreeMap::new();
-        map.insert(Kind::Bash, Arc::new(super::bash::BashRunner));
-        map.insert(Kind::Agent, Arc::new(super::agent::AgentRunner));
-        map.insert(Kind::Approval, Arc::new(super::approval::ApprovalRunner));
-        map.insert(Kind::Workflow, Arc::new(super::subflow::SubflowRunner));
-        Self { map }
-    }
-
-    /// The runner of a node kind. A loop gets a loop runner around its body's runner.
-    pub fn get(&self, kind: &NodeKind) -> Option<Arc<dyn NodeRunner>> {
-        match kind {
-            NodeKind::Loop(l) => {
-                let body = self.map.get(&Kind::of_body(&l.body))?.clone();
-                Some(Arc::new(super::loops::LoopRunner { body }))
-            }
-            _ => self.map.get(&Kind::of(kind)).cloned(),
-        }
-    }
-
-    /// Nodes of the plan whose kind has no runner: `(node id, kind)`.
-    pub fn missing(&self, plan: &Plan) -> Vec<(String, Kind)> {
-        plan.workflow
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                let kind = match &n.kind {
-                    NodeKind::Loop(l) => Kind::of_body(&l.body),
-                    k => Kind::of(k),
-                };
-                (!self.map.contains_key(&kind)).then(|| (n.id.value.clone(), kind))
-            })
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::source::SourceFile;
-    use crate::workflow::command_file::DirCommands;
-    use crate::workflow::load_source;
-
-    #[test]
-    fn a_loop_needs_the_runner_of_its_body() {
-        let wf = load_source(SourceFile::new(
-            "t.yaml",
-            "nodes:
-  - id: sh
-    loop: {bash: echo, until: 'true', max_iterations: 2}
-  - id: ask
-    loop: {prompt: hi, until: 'true', max_iterations: 2}
-",
-        ))
-        .workflow
-        .unwrap();
-        let plan = Plan::new(wf, &DirCommands::default()).unwrap();
-        assert!(Runners::new().missing(&plan).is_empty());
-        let mut runners = Runners::new();
-        runners.map.remove(&Kind::Agent);
-        assert_eq!(runners.missing(&plan), [("ask".to_string(), Kind::Agent)]);
-        assert!(runners.get(&plan.workflow.nodes[0].kind).is_some());
-        assert!(runners.get(&plan.workflow.nodes[1].kind).is_none());
-    }
 }

@@ -28,7 +28,8 @@ use super::fanout;
 use super::machine::{self, Decision, Ended, Input, Machine, Pace};
 use super::plan::Plan;
 use super::recorder::Recorder;
-use super::runner::{Job, Limits, NodeRunner, Outcome, Runners, SessionChoice};
+use super::runner::{Job, Limits, NodeRunner, Outcome, SessionChoice};
+use super::runners::Runners;
 use crate::process::Watchdog;
 use crate::store::{Event, NodeStatus, RunStatus};
 use crate::workflow::TemplateField;
@@ -258,6 +259,7 @@ impl Scheduler {
                 TemplateField::Key,
                 &fanout::with_item(context.clone(), item, index),
             )
+            .map_err(String::from)
         };
         fanout::keyed(values, Some(&mut key))
     }
@@ -537,7 +539,7 @@ impl Scheduler {
             };
             let id = plan.id(a);
             let Some(file) = &v.output_file else { continue };
-            let key = crate::workflow::validate::env_suffix(id);
+            let key = crate::workflow::env_suffix(id);
             let reads = |needle: &str, longer: &str| {
                 texts.iter().any(|t| {
                     t.match_indices(needle)
@@ -811,6 +813,7 @@ impl Task {
             .outputs
             .iter()
             .filter_map(|o| crate::store::safe_fs::check_output(&artifacts, &o.value).err())
+            .map(|e| e.to_string())
             .collect();
         if problems.is_empty() {
             return Outcome::Success { output, usage };

@@ -17,6 +17,56 @@ pub struct Worktree {
 
 pub use crate::store::run::branch_name;
 
+/// Why a worktree could not be created or removed.
+#[derive(Debug)]
+pub enum WorktreeError {
+    /// The repository has no commit to branch from.
+    NoCommit,
+    /// `--base` names nothing in the repository.
+    UnknownBase(String),
+    /// The folder of worktrees cannot be created.
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `git worktree add` failed.
+    Add(Box<WorktreeError>),
+    /// The worktree has uncommitted changes (and removing was not forced).
+    Dirty(PathBuf),
+    /// git cannot be started.
+    Spawn(std::io::Error),
+    /// git failed; its message.
+    Git(String),
+}
+
+impl std::fmt::Display for WorktreeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorktreeError::NoCommit => f.write_str(
+                "the repository has no commit yet; `--worktree` needs one to branch from (make a first commit)",
+            ),
+            WorktreeError::UnknownBase(base) => {
+                write!(f, "`{base}` is not a branch, tag or commit of this repository")
+            }
+            WorktreeError::CreateDir { path, source } => {
+                write!(f, "cannot create {}: {source}", path.display())
+            }
+            WorktreeError::Add(e) => write!(f, "cannot create the worktree: {e}"),
+            WorktreeError::Dirty(path) => write!(
+                f,
+                "{} has uncommitted changes; commit them on its branch, or pass --force to discard them",
+                path.display()
+            ),
+            WorktreeError::Spawn(e) => write!(f, "cannot run git: {e}"),
+            WorktreeError::Git(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for WorktreeError {}
+
 /// Where the worktree of a run lives: `<repo>/.reins/worktrees/<run-id>`.
 pub fn path_for(repo_root: &Path, run_id: &str) -> PathBuf {
     repo_root.join(".reins").join("worktrees").join(run_id)
@@ -33,18 +83,28 @@ pub fn create(
     workflow: &str,
     run_id: &str,
     base: Option<&str>,
-) -> Result<Worktree, String> {
+) -> Result<Worktree, WorktreeError> {
     let base = base.unwrap_or("HEAD");
-    let base_commit = git(repo_root, &["rev-parse", "--verify", "--quiet", &format!("{base}^{{commit}}")])
-        .map_err(|_| match base {
-            "HEAD" => "the repository has no commit yet; `--worktree` needs one to branch from (make a first commit)".to_string(),
-            other => format!("`{other}` is not a branch, tag or commit of this repository"),
-        })?;
+    let base_commit = git(
+        repo_root,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{base}^{{commit}}"),
+        ],
+    )
+    .map_err(|_| match base {
+        "HEAD" => WorktreeError::NoCommit,
+        other => WorktreeError::UnknownBase(other.to_string()),
+    })?;
     let branch = branch_name(workflow, run_id);
     let path = path_for(repo_root, run_id);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|e| WorktreeError::CreateDir {
+            path: parent.to_path_buf(),
+            source: e,
+        })?;
     }
     git(
         repo_root,
@@ -58,7 +118,7 @@ pub fn create(
             &base_commit,
         ],
     )
-    .map_err(|e| format!("cannot create the worktree: {e}"))?;
+    .map_err(|e| WorktreeError::Add(Box::new(e)))?;
     Ok(Worktree {
         path,
         branch,
@@ -67,24 +127,21 @@ pub fn create(
 }
 
 /// True when the worktree has uncommitted changes (tracked or untracked files).
-pub fn is_dirty(path: &Path) -> Result<bool, String> {
+pub fn is_dirty(path: &Path) -> Result<bool, WorktreeError> {
     git(path, &["status", "--porcelain", "--untracked-files=normal"])
         .map(|out| !out.trim().is_empty())
 }
 
 /// Removes a worktree; its branch (and the commits on it) stay. Refuses a dirty worktree
 /// unless `force`.
-pub fn remove(repo_root: &Path, path: &Path, force: bool) -> Result<(), String> {
+pub fn remove(repo_root: &Path, path: &Path, force: bool) -> Result<(), WorktreeError> {
     if !path.exists() {
         // Already gone: let git forget about it.
         let _ = git(repo_root, &["worktree", "prune"]);
         return Ok(());
     }
     if !force && is_dirty(path)? {
-        return Err(format!(
-            "{} has uncommitted changes; commit them on its branch, or pass --force to discard them",
-            path.display()
-        ));
+        return Err(WorktreeError::Dirty(path.to_path_buf()));
     }
     let path_text = path.to_string_lossy();
     let mut args = vec!["worktree", "remove"];
@@ -95,18 +152,20 @@ pub fn remove(repo_root: &Path, path: &Path, force: bool) -> Result<(), String> 
     git(repo_root, &args).map(|_| ())
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+fn git(dir: &Path, args: &[&str]) -> Result<String, WorktreeError> {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)
         .env("GIT_TERMINAL_PROMPT", "0")
         .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
+        .map_err(WorktreeError::Spawn)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
-        Err(err.trim().trim_start_matches("fatal: ").to_string())
+        Err(WorktreeError::Git(
+            err.trim().trim_start_matches("fatal: ").to_string(),
+        ))
     }
 }
 
@@ -150,7 +209,7 @@ mod tests {
         assert!(!is_dirty(&wt.path).unwrap());
         std::fs::write(wt.path.join("new.txt"), "x").unwrap();
         assert!(is_dirty(&wt.path).unwrap());
-        let err = remove(dir.path(), &wt.path, false).unwrap_err();
+        let err = remove(dir.path(), &wt.path, false).unwrap_err().to_string();
         assert!(err.contains("uncommitted changes"), "{err}");
         remove(dir.path(), &wt.path, true).unwrap();
         assert!(!wt.path.exists());
@@ -165,7 +224,9 @@ mod tests {
     #[test]
     fn bad_base_is_a_clear_error() {
         let dir = repo();
-        let err = create(dir.path(), "wf", "r2", Some("no-such-branch")).unwrap_err();
+        let err = create(dir.path(), "wf", "r2", Some("no-such-branch"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`no-such-branch` is not a branch"), "{err}");
     }
 }

@@ -33,9 +33,9 @@ pub(super) fn parse_tag(value: &[u8]) -> Option<u64> {
         .flatten()
 }
 
-/// What to start.
+/// What to start: a program, its arguments, working directory and environment.
 #[derive(Debug, Clone, Copy)]
-pub struct Command<'a> {
+pub struct Spawn<'a> {
     /// The program: a path, or a name looked up on `PATH` (the child's, from `env`).
     pub program: &'a str,
     /// Its arguments.
@@ -48,7 +48,7 @@ pub struct Command<'a> {
     pub env_remove: &'a [String],
 }
 
-impl Command<'_> {
+impl Spawn<'_> {
     /// The executable: `program` itself when it holds a `/`, else the first match on the
     /// child's `PATH`.
     pub(super) fn executable(&self) -> io::Result<PathBuf> {

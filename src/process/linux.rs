@@ -34,7 +34,7 @@ use nix::libc;
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 
-use super::command::{parse_tag, Command, Step, TAG_VAR};
+use super::command::{parse_tag, Spawn, Step, TAG_VAR};
 use super::group::stops_with;
 
 /// A started child: its pid (also its process group), its output pipes, its exit.
@@ -71,7 +71,7 @@ struct ChildArgs {
 /// it execs, with `PR_SET_PDEATHSIG = SIGKILL`, stdin from `/dev/null`, stdout and stderr
 /// piped, and `tag` in its environment. Must run on a tokio runtime (for the pipes), on a
 /// thread that lives as long as reins (the parent-death signal follows the spawning thread).
-pub(super) fn spawn(cmd: &Command, tag: u64, slot: Option<&AtomicI32>) -> io::Result<Child> {
+pub(super) fn spawn(cmd: &Spawn, tag: u64, slot: Option<&AtomicI32>) -> io::Result<Child> {
     let program = cmd.executable()?;
 
     let c = |bytes: &[u8]| {
@@ -491,7 +491,7 @@ mod tests {
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
             let env = vec![("REINS_SPAWN_TEST".to_string(), "yes".to_string())];
             let mut child = spawn(
-                &Command {
+                &Spawn {
                     program,
                     args: &args,
                     cwd,
@@ -573,7 +573,7 @@ mod tests {
             rt.block_on(async {
                 let args = vec!["300".to_string()];
                 let child = spawn(
-                    &Command {
+                    &Spawn {
                         program: "sleep",
                         args: &args,
                         cwd: Path::new("/"),

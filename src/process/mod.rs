@@ -70,7 +70,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use command::Command;
+pub use command::Spawn;
 pub use group::{NoStop, StopRequest};
 pub use watchdog::{Watchdog, Watched};
 
@@ -181,7 +181,7 @@ pub async fn run(
     let membership = Membership::new();
     let watched = watchdog.map(Watchdog::reserve);
     let mut child = sys::spawn(
-        &Command {
+        &Spawn {
             program: &spec.program,
             args: &spec.args,
             cwd: &spec.cwd,

@@ -12,14 +12,14 @@ use nix::libc;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
-use super::command::Command;
+use super::command::Spawn;
 use super::unix::{self, Io};
 
 /// A started child.
 pub(super) type Child = unix::Child;
 
 /// Starts a child in a process group of its own with its output piped; see [`unix::spawn`].
-pub(super) fn spawn(cmd: &Command, tag: u64, slot: Option<&AtomicI32>) -> io::Result<Child> {
+pub(super) fn spawn(cmd: &Spawn, tag: u64, slot: Option<&AtomicI32>) -> io::Result<Child> {
     unix::spawn(cmd, tag, slot, Io::Pipes)
 }
 

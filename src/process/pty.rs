@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::command::Command;
+use super::command::Spawn;
 use super::group::{Group, Membership, NoStop};
 use super::unix::{self, Io};
 use super::{Watchdog, Watched, OUTPUT_DRAIN_LIMIT};
@@ -106,7 +106,7 @@ impl PtyChild {
         let membership = Membership::new();
         let watched = command.watchdog.as_deref().map(Watchdog::reserve);
         let mut child = unix::spawn(
-            &Command {
+            &Spawn {
                 program: &command.program.to_string_lossy(),
                 args: &command.args,
                 cwd: &command.cwd,

@@ -17,7 +17,7 @@ use nix::pty::{openpty, Winsize};
 use tokio::io::AsyncRead;
 use tokio::net::unix::pipe;
 
-use super::command::{tag_value, Command, Step, TAG_VAR};
+use super::command::{tag_value, Spawn, Step, TAG_VAR};
 use super::sys;
 
 /// How the child's standard streams are wired.
@@ -62,7 +62,7 @@ impl Child {
 
 /// Starts `cmd` with `tag` in its environment, registered in `slot` before it execs.
 pub(super) fn spawn(
-    cmd: &Command,
+    cmd: &Spawn,
     tag: u64,
     slot: Option<&AtomicI32>,
     wiring: Io,

@@ -8,7 +8,7 @@ use pulldown_cmark::{CowStr, Event as Md, Options, Parser, Tag};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::agent::events::{self, Assistant, Event as AgentEvent};
+use crate::agent::events::{self, AgentEvent, Assistant};
 use crate::engine::approval;
 use crate::source::SourceFile;
 use crate::store::{time, Manifest, NodeState, RunDir, RunState};

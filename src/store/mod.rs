@@ -24,6 +24,6 @@ pub use index::{ResolveError, RunSummary};
 pub use lock::{LockError, Owner, RunLock};
 pub use log::EventLog;
 pub use run::{
-    CreateError, FrozenFile, Manifest, ParentLink, RunDir, Store, Swept, STAGED_MIN_AGE,
+    CreateError, FrozenFile, Manifest, ParentLink, RunDir, Store, Swept, Tampered, STAGED_MIN_AGE,
 };
 pub use state::{NodeState, RunState, Truncation};

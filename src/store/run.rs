@@ -167,13 +167,13 @@ impl Manifest {
     /// tree at `root`; and an isolated run's worktree is the one reins made for it. `resume`
     /// and `approve`/`reject` refuse a run that fails this: what runs after a gate is exactly
     /// what the human saw before it.
-    pub fn verify(&self, run: &RunDir, root: &Path) -> Result<(), String> {
+    pub fn verify(&self, run: &RunDir, root: &Path) -> Result<(), Tampered> {
         let refuse = |what: String| {
-            Err(format!(
-                "run {} was changed after it started: {what}; reins does not resume or answer a \
-                 run whose frozen workflow was edited (start a new run with `reins run {}`)",
-                run.id, self.workflow
-            ))
+            Err(Tampered {
+                run: run.id.clone(),
+                workflow: self.workflow.clone(),
+                what,
+            })
         };
         let actual = self.compute_digest();
         if actual != self.digest {
@@ -215,6 +215,31 @@ impl Manifest {
         Ok(())
     }
 }
+
+/// A run whose `run.json` no longer matches what reins froze when it began
+/// ([`Manifest::verify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tampered {
+    /// The run's id.
+    pub run: String,
+    /// Its workflow's name.
+    pub workflow: String,
+    /// What does not match.
+    pub what: String,
+}
+
+impl std::fmt::Display for Tampered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {} was changed after it started: {}; reins does not resume or answer a \
+             run whose frozen workflow was edited (start a new run with `reins run {}`)",
+            self.run, self.what, self.workflow
+        )
+    }
+}
+
+impl std::error::Error for Tampered {}
 
 /// The `.reins/` folder of a working tree.
 #[derive(Debug, Clone)]

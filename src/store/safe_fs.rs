@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
@@ -143,27 +143,82 @@ pub fn relative<'a>(base: &Path, path: &'a Path) -> io::Result<&'a Path> {
     })
 }
 
+/// What is wrong with a declared output.
+#[derive(Debug)]
+pub enum OutputError {
+    /// The path is not a plain relative path (absolute, or with `..`).
+    BadPath {
+        /// The declared path.
+        rel: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Nothing is there.
+    Missing(String),
+    /// The artifacts folder cannot be read.
+    Unreadable {
+        /// The artifacts folder.
+        artifacts: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// It is a link that leads out of the artifacts folder.
+    Outside {
+        /// The declared path.
+        rel: String,
+        /// Where the link leads.
+        target: PathBuf,
+    },
+    /// It is a link to nothing.
+    Dangling(String),
+}
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutputError::BadPath { rel, source } => write!(f, "`{rel}`: {source}"),
+            OutputError::Missing(rel) => write!(f, "`{rel}` does not exist"),
+            OutputError::Unreadable { artifacts, source } => {
+                write!(f, "cannot read {}: {source}", artifacts.display())
+            }
+            OutputError::Outside { rel, target } => write!(
+                f,
+                "`{rel}` is a link to {}, outside the artifacts folder",
+                target.display()
+            ),
+            OutputError::Dangling(rel) => write!(f, "`{rel}` is a link to nothing"),
+        }
+    }
+}
+
+impl std::error::Error for OutputError {}
+
 /// Checks a declared output: `rel` names an existing file or folder inside `artifacts`, and
-/// does not lead out of it through a link (a link to a file inside is fine). The error says
-/// what is wrong with it.
-pub fn check_output(artifacts: &Path, rel: &str) -> Result<(), String> {
-    if let Err(e) = parts(Path::new(rel)) {
-        return Err(format!("`{rel}`: {e}"));
+/// does not lead out of it through a link (a link to a file inside is fine).
+pub fn check_output(artifacts: &Path, rel: &str) -> Result<(), OutputError> {
+    if let Err(source) = parts(Path::new(rel)) {
+        return Err(OutputError::BadPath {
+            rel: rel.to_string(),
+            source,
+        });
     }
     let path = artifacts.join(rel);
     if std::fs::symlink_metadata(&path).is_err() {
-        return Err(format!("`{rel}` does not exist"));
+        return Err(OutputError::Missing(rel.to_string()));
     }
     let base = artifacts
         .canonicalize()
-        .map_err(|e| format!("cannot read {}: {e}", artifacts.display()))?;
+        .map_err(|source| OutputError::Unreadable {
+            artifacts: artifacts.to_path_buf(),
+            source,
+        })?;
     match path.canonicalize() {
         Ok(real) if real.starts_with(&base) => Ok(()),
-        Ok(real) => Err(format!(
-            "`{rel}` is a link to {}, outside the artifacts folder",
-            real.display()
-        )),
-        Err(_) => Err(format!("`{rel}` is a link to nothing")),
+        Ok(target) => Err(OutputError::Outside {
+            rel: rel.to_string(),
+            target,
+        }),
+        Err(_) => Err(OutputError::Dangling(rel.to_string())),
     }
 }
 
@@ -180,12 +235,13 @@ mod tests {
         std::fs::write(tmp.path().join("secret"), "x").unwrap();
         std::os::unix::fs::symlink(tmp.path().join("secret"), artifacts.join("out.md")).unwrap();
         std::os::unix::fs::symlink("sub/plan.md", artifacts.join("in.md")).unwrap();
-        assert_eq!(check_output(&artifacts, "sub/plan.md"), Ok(()));
-        assert_eq!(check_output(&artifacts, "in.md"), Ok(()));
-        let e = check_output(&artifacts, "out.md").unwrap_err();
+        assert!(check_output(&artifacts, "sub/plan.md").is_ok());
+        assert!(check_output(&artifacts, "in.md").is_ok());
+        let e = check_output(&artifacts, "out.md").unwrap_err().to_string();
         assert!(e.contains("outside the artifacts folder"), "{e}");
         assert!(check_output(&artifacts, "none.md")
             .unwrap_err()
+            .to_string()
             .contains("does not exist"));
         assert!(check_output(&artifacts, "../secret").is_err());
         assert!(check_output(&artifacts, "/etc/passwd").is_err());

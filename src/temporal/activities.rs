@@ -17,7 +17,9 @@ use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use super::types::{AnswerInput, CancelInput, ExecuteInput, Gate, Placement, Segment, Submission};
+use super::types::{
+    AnswerInput, CancelInput, ExecuteInput, FrozenSource, Gate, Placement, Segment, Submission,
+};
 use crate::engine::agent_slots::AgentSlots;
 use crate::engine::approval;
 use crate::engine::launch::{self, Prepared, Resumed};
@@ -409,9 +411,8 @@ fn execute_stretch(
 fn frozen_workflow(
     submission: &Submission,
 ) -> Result<(workflow::Workflow, FrozenCommands), ActivityError> {
-    let commands = FrozenCommands(
-        submission
-            .commands
+    let frozen = |files: &BTreeMap<String, FrozenSource>| {
+        files
             .iter()
             .map(|(name, f)| {
                 (
@@ -422,8 +423,9 @@ fn frozen_workflow(
                     },
                 )
             })
-            .collect(),
-    );
+            .collect()
+    };
+    let commands = FrozenCommands(frozen(&submission.commands), frozen(&submission.workflows));
     let loaded = workflow::load_source(SourceFile::new(
         PathBuf::from(&submission.source.path),
         submission.source.text.clone(),

@@ -26,6 +26,9 @@ pub struct Submission {
     pub source: FrozenSource,
     /// Its command files, by command name.
     pub commands: BTreeMap<String, FrozenSource>,
+    /// The workflows its `workflow:` nodes run (and theirs), by name.
+    #[serde(default)]
+    pub workflows: BTreeMap<String, FrozenSource>,
     /// `--input` pairs as given (the worker resolves defaults, like a local run).
     pub inputs: Vec<(String, String)>,
     /// `--worktree`.

@@ -258,6 +258,21 @@ impl<'a> Cx<'a> {
         Some(s)
     }
 
+    /// A `shell:` command line, split into words the way a POSIX shell would (`shlex`).
+    fn shell(&mut self, node: &Y) -> Option<Spanned<String>> {
+        let s = self.nonempty_string(node, "shell")?;
+        if shlex::split(&s.value).is_none() {
+            self.error(
+                "bad-shell",
+                node.span,
+                "`shell` has an unclosed quote or a trailing backslash".to_string(),
+            )
+            .help = Some("close the quote, like `bash -c 'set -eu; exec bash'`, or drop it".into());
+            return None;
+        }
+        Some(s)
+    }
+
     pub(crate) fn bool(&mut self, node: &Y, what: &str) -> Option<Spanned<bool>> {
         match node.value {
             Value::Bool(b) => Some(Spanned::new(b, node.span)),
@@ -483,7 +498,7 @@ impl<'a> Cx<'a> {
                 "timeout" => d.timeout = self.duration(v, "timeout"),
                 "idle_timeout" => d.idle_timeout = self.duration(v, "idle_timeout"),
                 "retries" => d.retries = self.u32(v, "retries", 0),
-                "shell" => d.shell = self.nonempty_string(v, "shell"),
+                "shell" => d.shell = self.shell(v),
                 _ => {}
             }
         }
@@ -622,7 +637,7 @@ impl<'a> Cx<'a> {
                 "env" => node.env = self.string_map(v, "env"),
                 "cwd" => node.cwd = self.nonempty_string(v, "cwd"),
                 "continue_on_error" => node.continue_on_error = self.bool(v, "continue_on_error"),
-                "shell" => node.shell = self.nonempty_string(v, "shell"),
+                "shell" => node.shell = self.shell(v),
                 "agent" => node.agent = self.nonempty_string(v, "agent"),
                 "model" => node.model = self.nonempty_string(v, "model"),
                 "session" => {

@@ -35,35 +35,35 @@ include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
 /// What is looked for: a workflow or a command file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum FileKind {
     /// `NAME.yaml` / `NAME.yml` in `.workflows/`, `workflows/`.
     Workflow,
     /// `NAME.md` in `.workflows/commands/`, `commands/`.
     Command,
 }
 
-impl Kind {
+impl FileKind {
     /// How it is named in messages.
     pub fn noun(self) -> &'static str {
         match self {
-            Kind::Workflow => "workflow",
-            Kind::Command => "command",
+            FileKind::Workflow => "workflow",
+            FileKind::Command => "command",
         }
     }
 
     /// File extensions, preferred first.
     pub fn extensions(self) -> &'static [&'static str] {
         match self {
-            Kind::Workflow => &["yaml", "yml"],
-            Kind::Command => &["md"],
+            FileKind::Workflow => &["yaml", "yml"],
+            FileKind::Command => &["md"],
         }
     }
 
     /// The folder of this kind under the user-global folder (and in the repository).
     fn folder(self) -> &'static str {
         match self {
-            Kind::Workflow => "workflows",
-            Kind::Command => "commands",
+            FileKind::Workflow => "workflows",
+            FileKind::Command => "commands",
         }
     }
 }
@@ -144,7 +144,7 @@ pub enum DiscoverError {
     /// No file of that name in any of the places searched.
     NotFound {
         /// Workflow or command.
-        kind: Kind,
+        kind: FileKind,
         /// The name asked for.
         name: String,
         /// The places searched, for the message.
@@ -177,10 +177,10 @@ impl DiscoverError {
                 let noun = kind.noun();
                 Some(if available.is_empty() {
                     match kind {
-                        Kind::Workflow => {
+                        FileKind::Workflow => {
                             format!("there are no workflows yet; add one as `.workflows/{name}.yaml`")
                         }
-                        Kind::Command => format!(
+                        FileKind::Command => format!(
                             "there are no command files yet; add one as `.workflows/commands/{name}.md`"
                         ),
                     }
@@ -276,20 +276,20 @@ impl SearchPath {
 
     /// The folder of `kind` in each place that has one on disk, in search order, each with
     /// how messages name it.
-    fn dirs(&self, kind: Kind) -> Vec<(Origin, PathBuf, String)> {
+    fn dirs(&self, kind: FileKind) -> Vec<(Origin, PathBuf, String)> {
         let (project, project_label) = match kind {
-            Kind::Workflow => (self.project_dir(), ".workflows/"),
-            Kind::Command => (self.project_dir().join("commands"), ".workflows/commands/"),
+            FileKind::Workflow => (self.project_dir(), ".workflows/"),
+            FileKind::Command => (self.project_dir().join("commands"), ".workflows/commands/"),
         };
         let mut dirs = Vec::new();
-        if let (Kind::Command, Some(beside)) = (kind, &self.commands_beside) {
+        if let (FileKind::Command, Some(beside)) = (kind, &self.commands_beside) {
             if !same_dir(beside, &project) {
                 let label = format!("{}/", display_path(beside).display());
                 dirs.push((Origin::Path, beside.clone(), label));
             }
         }
         // The workflows a workflow given by path runs (`workflow:` nodes) may sit beside it.
-        if let (Kind::Workflow, Some(folder)) =
+        if let (FileKind::Workflow, Some(folder)) =
             (kind, self.commands_beside.as_deref().and_then(Path::parent))
         {
             if !same_dir(folder, &project) {
@@ -312,16 +312,16 @@ impl SearchPath {
 
     /// The places searched for `kind`, as messages name them: `.workflows/`,
     /// `~/.config/reins/workflows/`, `the bundled workflows`.
-    pub fn searched(&self, kind: Kind) -> Vec<String> {
+    pub fn searched(&self, kind: FileKind) -> Vec<String> {
         let mut places: Vec<String> = self.dirs(kind).into_iter().map(|(_, _, l)| l).collect();
         places.push(format!("the bundled {}s", kind.noun()));
         places
     }
 
-    fn bundled(&self, kind: Kind) -> &'static [Embedded] {
+    fn bundled(&self, kind: FileKind) -> &'static [Embedded] {
         match kind {
-            Kind::Workflow => self.bundled_workflows,
-            Kind::Command => self.bundled_commands,
+            FileKind::Workflow => self.bundled_workflows,
+            FileKind::Command => self.bundled_commands,
         }
     }
 
@@ -330,16 +330,16 @@ impl SearchPath {
         if is_path(name_or_path) {
             return from_path(Path::new(name_or_path));
         }
-        self.resolve(Kind::Workflow, name_or_path)
+        self.resolve(FileKind::Workflow, name_or_path)
     }
 
     /// Resolves a command name to its `NAME.md` file.
     pub fn resolve_command(&self, name: &str) -> Result<Found, DiscoverError> {
-        self.resolve(Kind::Command, name)
+        self.resolve(FileKind::Command, name)
     }
 
     /// Resolves a name of `kind`: project, then user, then bundled.
-    pub fn resolve(&self, kind: Kind, name: &str) -> Result<Found, DiscoverError> {
+    pub fn resolve(&self, kind: FileKind, name: &str) -> Result<Found, DiscoverError> {
         if !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != ".." {
             for (origin, dir, _) in self.dirs(kind) {
                 for ext in kind.extensions() {
@@ -368,7 +368,7 @@ impl SearchPath {
         })
     }
 
-    fn all_bundled(&self, kind: Kind) -> impl Iterator<Item = Found> + '_ {
+    fn all_bundled(&self, kind: FileKind) -> impl Iterator<Item = Found> + '_ {
         let exts = kind.extensions();
         self.bundled(kind).iter().filter_map(move |e| {
             let (stem, ext) = e.file_name.rsplit_once('.')?;
@@ -383,7 +383,7 @@ impl SearchPath {
 
     /// Every file of `kind`, in search order: project, user, bundled; within a place by name,
     /// `.yaml` before `.yml`.
-    pub fn candidates(&self, kind: Kind) -> Vec<Found> {
+    pub fn candidates(&self, kind: FileKind) -> Vec<Found> {
         let mut out = Vec::new();
         for (origin, dir, _) in self.dirs(kind) {
             let mut here = Vec::new();
@@ -421,7 +421,7 @@ impl SearchPath {
     }
 
     /// Every name of `kind`, sorted, each with the file it resolves to and the ones it hides.
-    pub fn list(&self, kind: Kind) -> Vec<Listed> {
+    pub fn list(&self, kind: FileKind) -> Vec<Listed> {
         let mut listed: Vec<Listed> = Vec::new();
         for found in self.candidates(kind) {
             match listed.iter_mut().find(|l| l.found.name == found.name) {
@@ -663,7 +663,7 @@ mod tests {
     #[test]
     fn bundled_workflows_load_without_errors() {
         let search = SearchPath::new(Path::new("/nonexistent"), |_| None);
-        for listed in search.list(Kind::Workflow) {
+        for listed in search.list(FileKind::Workflow) {
             let loaded = listed.found.load_workflow();
             let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.is_error()).collect();
             assert!(
@@ -746,7 +746,7 @@ mod tests {
         assert_eq!(found.origin, Origin::Project);
         assert!(found.read().unwrap().text.contains("echo project"));
 
-        let listed = search.list(Kind::Workflow);
+        let listed = search.list(FileKind::Workflow);
         let hello = listed
             .iter()
             .find(|l| l.found.name == "fixture-hello")
@@ -764,7 +764,7 @@ mod tests {
         write(&project.join("x.yaml"), "nodes: []\n");
         let found = search.resolve_workflow("x").unwrap();
         assert!(found.path.ends_with("x.yaml"));
-        let listed = search.list(Kind::Workflow);
+        let listed = search.list(FileKind::Workflow);
         let x = listed.iter().find(|l| l.found.name == "x").unwrap();
         assert!(x.found.path.ends_with("x.yaml"));
         assert!(x.shadows[0].path.ends_with("x.yml"));
@@ -865,7 +865,7 @@ mod tests {
     fn messages_name_places_by_rule_not_by_path() {
         let (_tmp, search) = setup();
         assert_eq!(
-            search.searched(Kind::Command),
+            search.searched(FileKind::Command),
             [
                 ".workflows/commands/",
                 "$REINS_HOME/commands/",
@@ -876,7 +876,7 @@ mod tests {
             (k == "HOME").then(|| "/home/u".into())
         });
         assert_eq!(
-            search.searched(Kind::Workflow)[1],
+            search.searched(FileKind::Workflow)[1],
             "~/.config/reins/workflows/"
         );
     }
@@ -896,7 +896,7 @@ mod tests {
         let found = search.resolve_command("local").unwrap();
         assert_eq!(found.origin, Origin::Path);
         assert_eq!(found.read().unwrap().text, "Local\n");
-        assert!(search.searched(Kind::Command)[0].ends_with("elsewhere/commands/"));
+        assert!(search.searched(FileKind::Command)[0].ends_with("elsewhere/commands/"));
         // The other places are still searched after it.
         assert_eq!(
             search.resolve_command("fixture-greet").unwrap().origin,

@@ -623,3 +623,21 @@ impl Node {
             .filter(|s| *s != "fresh")
     }
 }
+
+/// The built-in agent profile every node runs on unless told otherwise.
+pub const BUILTIN_AGENT: &str = "claude";
+/// Every built-in agent profile: one per harness (`claude` for Claude Code, `codex` for Codex).
+pub const BUILTIN_AGENTS: &[&str] = &["claude", "codex"];
+
+/// `a-b.c` -> `A_B_C`: how names appear in `REINS_*` environment variables.
+pub fn env_suffix(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

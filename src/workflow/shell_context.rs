@@ -185,7 +185,7 @@ enum ArithEnd {
 }
 
 #[derive(Debug)]
-enum Kind {
+enum FrameKind {
     Cmd(Box<Cmd>),
     Double,
     Single,
@@ -374,7 +374,7 @@ fn identifier_len(s: &str) -> usize {
 }
 
 struct Frame {
-    kind: Kind,
+    kind: FrameKind,
     /// A refusal that holds for everything inside this frame (an arithmetic expression
     /// encloses it, say).
     inherited: Option<Refusal>,
@@ -399,7 +399,7 @@ pub fn places(script: &str) -> Vec<Found> {
         text: script,
         bytes: script.as_bytes(),
         stack: vec![Frame {
-            kind: Kind::Cmd(Box::new(Cmd::new(Closer::Top))),
+            kind: FrameKind::Cmd(Box::new(Cmd::new(Closer::Top))),
             inherited: None,
             cond_owner: None,
             line_start: false,
@@ -426,19 +426,19 @@ impl Scanner<'_> {
 
     fn top_cmd(&mut self) -> Option<&mut Cmd> {
         match &mut self.top().kind {
-            Kind::Cmd(c) => Some(c),
+            FrameKind::Cmd(c) => Some(c),
             _ => None,
         }
     }
 
     /// Opens a frame inside the current one.
-    fn push(&mut self, kind: Kind, own: Option<Refusal>) {
+    fn push(&mut self, kind: FrameKind, own: Option<Refusal>) {
         let n = self.stack.len() - 1;
         let integers = &self.integers;
         let parent = &mut self.stack[n];
         let mut inherited = parent.inherited;
         let mut cond_owner = parent.cond_owner;
-        if let Kind::Cmd(cmd) = &mut parent.kind {
+        if let FrameKind::Cmd(cmd) = &mut parent.kind {
             inherited = inherited.or_else(|| cmd.refusal(integers));
             cmd.in_word = true;
             cmd.word_start = false;
@@ -447,7 +447,7 @@ impl Scanner<'_> {
                 cond_owner = Some(n);
             }
         }
-        let line_start = matches!(kind, Kind::Heredoc(_));
+        let line_start = matches!(kind, FrameKind::Heredoc(_));
         self.stack.push(Frame {
             kind,
             inherited: inherited.or(own),
@@ -516,22 +516,22 @@ impl Scanner<'_> {
         let top = self.stack.len() - 1;
         let frame = &mut self.stack[top];
         let local = match &frame.kind {
-            Kind::Single => Some(Refusal::SingleQuotes),
-            Kind::AnsiC => Some(Refusal::AnsiC),
-            Kind::Heredoc(h) if h.quoted => Some(Refusal::QuotedHeredoc),
-            Kind::Arith { .. } => Some(Refusal::Arithmetic),
-            Kind::Param { .. } => Some(Refusal::ParameterExpansion),
-            Kind::Cmd(c) => c.refusal(integers),
+            FrameKind::Single => Some(Refusal::SingleQuotes),
+            FrameKind::AnsiC => Some(Refusal::AnsiC),
+            FrameKind::Heredoc(h) if h.quoted => Some(Refusal::QuotedHeredoc),
+            FrameKind::Arith { .. } => Some(Refusal::Arithmetic),
+            FrameKind::Param { .. } => Some(Refusal::ParameterExpansion),
+            FrameKind::Cmd(c) => c.refusal(integers),
             _ => None,
         };
-        let quoted = matches!(frame.kind, Kind::Double | Kind::Heredoc(_));
+        let quoted = matches!(frame.kind, FrameKind::Double | FrameKind::Heredoc(_));
         let place = match local.or(before).or(frame.inherited) {
             Some(r) => Place::Refused(r),
             None if quoted => Place::Quoted,
             None => Place::Word,
         };
         let mut owner = frame.cond_owner;
-        if let Kind::Cmd(c) = &mut frame.kind {
+        if let FrameKind::Cmd(c) = &mut frame.kind {
             c.in_word = true;
             c.word_start = false;
             c.word.push('\u{1}');
@@ -541,7 +541,7 @@ impl Scanner<'_> {
             }
         }
         if let Some(o) = owner {
-            if let Kind::Cmd(c) = &mut self.stack[o].kind {
+            if let FrameKind::Cmd(c) = &mut self.stack[o].kind {
                 c.word_slots.push(idx);
             }
         }
@@ -559,7 +559,7 @@ impl Scanner<'_> {
         match b.get(i + 1) {
             Some(b'(') if b.get(i + 2) == Some(&b'(') => {
                 self.push(
-                    Kind::Arith {
+                    FrameKind::Arith {
                         depth: 0,
                         end: ArithEnd::DoubleParen,
                     },
@@ -568,16 +568,19 @@ impl Scanner<'_> {
                 i + 3
             }
             Some(b'(') => {
-                self.push(Kind::Cmd(Box::new(Cmd::new(Closer::Paren))), None);
+                self.push(FrameKind::Cmd(Box::new(Cmd::new(Closer::Paren))), None);
                 i + 2
             }
             Some(b'{') => {
-                self.push(Kind::Param { depth: 0 }, Some(Refusal::ParameterExpansion));
+                self.push(
+                    FrameKind::Param { depth: 0 },
+                    Some(Refusal::ParameterExpansion),
+                );
                 i + 2
             }
             Some(b'[') => {
                 self.push(
-                    Kind::Arith {
+                    FrameKind::Arith {
                         depth: 0,
                         end: ArithEnd::Bracket,
                     },
@@ -586,11 +589,11 @@ impl Scanner<'_> {
                 i + 2
             }
             Some(b'\'') if ansi_and_locale => {
-                self.push(Kind::AnsiC, None);
+                self.push(FrameKind::AnsiC, None);
                 i + 2
             }
             Some(b'"') if ansi_and_locale => {
-                self.push(Kind::Double, None);
+                self.push(FrameKind::Double, None);
                 i + 2
             }
             _ => {
@@ -637,7 +640,9 @@ impl Scanner<'_> {
         while i < b.len() {
             // A heredoc body line that is the delimiter ends the body.
             let top = self.stack.len() - 1;
-            if let (Kind::Heredoc(h), true) = (&self.stack[top].kind, self.stack[top].line_start) {
+            if let (FrameKind::Heredoc(h), true) =
+                (&self.stack[top].kind, self.stack[top].line_start)
+            {
                 let end = self.text[i..].find('\n').map_or(b.len(), |e| i + e);
                 let line = &self.text[i..end];
                 let line = if h.strip_tabs {
@@ -660,13 +665,13 @@ impl Scanner<'_> {
             let c = b[i];
             let top = self.stack.len() - 1;
             i = match &mut self.stack[top].kind {
-                Kind::Single => {
+                FrameKind::Single => {
                     if c == b'\'' {
                         self.pop();
                     }
                     i + 1
                 }
-                Kind::AnsiC => match c {
+                FrameKind::AnsiC => match c {
                     b'\\' => self.backslash(i, |_| true),
                     b'\'' => {
                         self.pop();
@@ -674,7 +679,7 @@ impl Scanner<'_> {
                     }
                     _ => i + 1,
                 },
-                Kind::Double => match c {
+                FrameKind::Double => match c {
                     b'\\' => self.backslash(i, |n| matches!(n, b'$' | b'`' | b'"' | b'\\' | b'\n')),
                     b'"' => {
                         self.pop();
@@ -683,14 +688,14 @@ impl Scanner<'_> {
                     b'$' => self.dollar(i, false),
                     b'`' => {
                         self.push(
-                            Kind::Cmd(Box::new(Cmd::new(Closer::Backtick))),
+                            FrameKind::Cmd(Box::new(Cmd::new(Closer::Backtick))),
                             Some(Refusal::Backticks),
                         );
                         i + 1
                     }
                     _ => i + 1,
                 },
-                Kind::Heredoc(h) => {
+                FrameKind::Heredoc(h) => {
                     let quoted = h.quoted;
                     if c == b'\n' {
                         self.top().line_start = true;
@@ -705,7 +710,7 @@ impl Scanner<'_> {
                             b'$' => self.dollar(i, false),
                             b'`' => {
                                 self.push(
-                                    Kind::Cmd(Box::new(Cmd::new(Closer::Backtick))),
+                                    FrameKind::Cmd(Box::new(Cmd::new(Closer::Backtick))),
                                     Some(Refusal::Backticks),
                                 );
                                 i + 1
@@ -714,7 +719,7 @@ impl Scanner<'_> {
                         }
                     }
                 }
-                Kind::Arith { depth, end } => match (c, *end) {
+                FrameKind::Arith { depth, end } => match (c, *end) {
                     (b'(', _) => {
                         *depth += 1;
                         i + 1
@@ -745,21 +750,21 @@ impl Scanner<'_> {
                     }
                     (b'$', _) => self.dollar(i, false),
                     (b'`', _) => {
-                        self.push(Kind::Cmd(Box::new(Cmd::new(Closer::Backtick))), None);
+                        self.push(FrameKind::Cmd(Box::new(Cmd::new(Closer::Backtick))), None);
                         i + 1
                     }
                     (b'\\', _) => self.backslash(i, |_| true),
                     (b'\'', _) => {
-                        self.push(Kind::Single, None);
+                        self.push(FrameKind::Single, None);
                         i + 1
                     }
                     (b'"', _) => {
-                        self.push(Kind::Double, None);
+                        self.push(FrameKind::Double, None);
                         i + 1
                     }
                     _ => i + 1,
                 },
-                Kind::Param { depth } => match c {
+                FrameKind::Param { depth } => match c {
                     b'{' => {
                         *depth += 1;
                         i + 1
@@ -774,21 +779,21 @@ impl Scanner<'_> {
                     }
                     b'\\' => self.backslash(i, |_| true),
                     b'\'' => {
-                        self.push(Kind::Single, None);
+                        self.push(FrameKind::Single, None);
                         i + 1
                     }
                     b'"' => {
-                        self.push(Kind::Double, None);
+                        self.push(FrameKind::Double, None);
                         i + 1
                     }
                     b'$' => self.dollar(i, true),
                     b'`' => {
-                        self.push(Kind::Cmd(Box::new(Cmd::new(Closer::Backtick))), None);
+                        self.push(FrameKind::Cmd(Box::new(Cmd::new(Closer::Backtick))), None);
                         i + 1
                     }
                     _ => i + 1,
                 },
-                Kind::Cmd(_) => self.command_char(i),
+                FrameKind::Cmd(_) => self.command_char(i),
             };
         }
     }
@@ -807,11 +812,11 @@ impl Scanner<'_> {
         match c {
             b'\\' => self.backslash(i, |_| true),
             b'\'' => {
-                self.push(Kind::Single, None);
+                self.push(FrameKind::Single, None);
                 i + 1
             }
             b'"' => {
-                self.push(Kind::Double, None);
+                self.push(FrameKind::Double, None);
                 i + 1
             }
             b'`' if closer == Closer::Backtick => {
@@ -821,7 +826,7 @@ impl Scanner<'_> {
             }
             b'`' => {
                 self.push(
-                    Kind::Cmd(Box::new(Cmd::new(Closer::Backtick))),
+                    FrameKind::Cmd(Box::new(Cmd::new(Closer::Backtick))),
                     Some(Refusal::Backticks),
                 );
                 i + 1
@@ -847,7 +852,7 @@ impl Scanner<'_> {
             }
             b'(' if word_start && b.get(i + 1) == Some(&b'(') => {
                 self.push(
-                    Kind::Arith {
+                    FrameKind::Arith {
                         depth: 0,
                         end: ArithEnd::DoubleParen,
                     },
@@ -897,7 +902,7 @@ impl Scanner<'_> {
                 self.end_command();
                 if !self.pending.is_empty() {
                     let h = self.pending.remove(0);
-                    self.push(Kind::Heredoc(h), None);
+                    self.push(FrameKind::Heredoc(h), None);
                 }
                 i + 1
             }

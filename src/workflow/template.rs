@@ -623,14 +623,19 @@ impl Renderer {
     }
 
     /// Renders the template `key` against `context`.
-    pub fn render(&self, key: &str, mode: Mode, context: &JsonValue) -> Result<String, String> {
+    pub fn render(
+        &self,
+        key: &str,
+        mode: Mode,
+        context: &JsonValue,
+    ) -> Result<String, RenderError> {
         let registry = match mode {
             Mode::Plain => &self.plain,
             Mode::Shell => &self.shell,
         };
         registry
             .render(key, context)
-            .map_err(|e| describe_render_error(&e))
+            .map_err(|e| RenderError::Template(describe_render_error(&e)))
     }
 
     /// Renders the bash template `key` by reference: every `{{...}}` value becomes a
@@ -639,12 +644,12 @@ impl Renderer {
     /// value that lands where no variable is safe (see [`super::shell_context`]; blocks can
     /// put one where `validate` could not see it) or that holds a NUL byte is an error naming
     /// the value.
-    pub fn render_script(&self, key: &str, context: &JsonValue) -> Result<Script, String> {
+    pub fn render_script(&self, key: &str, context: &JsonValue) -> Result<Script, RenderError> {
         let _collecting = Collecting::start();
         let rendered = self
             .shell
             .render(key, context)
-            .map_err(|e| describe_render_error(&e))?;
+            .map_err(|e| RenderError::Template(describe_render_error(&e)))?;
         let values = VALUES.with(|v| v.borrow_mut().take().unwrap_or_default());
         by_reference(&rendered, values, context)
     }
@@ -655,14 +660,59 @@ impl Renderer {
         text: &str,
         mode: Mode,
         context: &JsonValue,
-    ) -> Result<String, String> {
+    ) -> Result<String, RenderError> {
         let registry = match mode {
             Mode::Plain => &self.plain,
             Mode::Shell => &self.shell,
         };
         registry
             .render_template(text, context)
-            .map_err(|e| describe_render_error(&e))
+            .map_err(|e| RenderError::Template(describe_render_error(&e)))
+    }
+}
+
+/// Why a template did not render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    /// The template engine refused it (a missing value, a helper's error), described in words.
+    Template(String),
+    /// A value holds a NUL byte; `value` names it ("input `x`").
+    NulByte {
+        /// Where the value comes from.
+        value: String,
+    },
+    /// A value would stand where no shell variable is safe.
+    UnsafePlace {
+        /// Where the value comes from.
+        value: String,
+        /// Where it would stand ("inside single quotes").
+        place: &'static str,
+        /// Why no variable is safe there.
+        why: &'static str,
+    },
+}
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RenderError::Template(message) => f.write_str(message),
+            RenderError::NulByte { value } => write!(
+                f,
+                "{value} contains a NUL byte, which no program can receive in its environment or arguments; remove it upstream (for example with `tr -d '\\0'`)"
+            ),
+            RenderError::UnsafePlace { value, place, why } => write!(
+                f,
+                "{value} would stand {place} in the script, where {why}; `reins validate` explains the fix"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RenderError {}
+
+impl From<RenderError> for String {
+    fn from(e: RenderError) -> String {
+        e.to_string()
     }
 }
 
@@ -711,7 +761,11 @@ fn collect_value(s: &str) -> String {
 }
 
 /// Replaces each slot of a rendered script by a reference to its value's variable.
-fn by_reference(rendered: &str, raw: Vec<String>, context: &JsonValue) -> Result<Script, String> {
+fn by_reference(
+    rendered: &str,
+    raw: Vec<String>,
+    context: &JsonValue,
+) -> Result<Script, RenderError> {
     use super::shell_context::{places, Place};
     let mut script = Script {
         text: String::with_capacity(rendered.len()),
@@ -725,10 +779,9 @@ fn by_reference(rendered: &str, raw: Vec<String>, context: &JsonValue) -> Result
             continue;
         };
         if value.contains('\0') {
-            return Err(format!(
-                "{} contains a NUL byte, which no program can receive in its environment or arguments; remove it upstream (for example with `tr -d '\\0'`)",
-                describe_value(context, value)
-            ));
+            return Err(RenderError::NulByte {
+                value: describe_value(context, value),
+            });
         }
         let n = *names.entry(value.as_str()).or_insert_with(|| {
             script.values.push((
@@ -742,12 +795,11 @@ fn by_reference(rendered: &str, raw: Vec<String>, context: &JsonValue) -> Result
             Place::Word => script.text.push_str(&format!("\"$REINS_VALUE_{n}\"")),
             Place::Quoted => script.text.push_str(&format!("${{REINS_VALUE_{n}}}")),
             Place::Refused(why) => {
-                return Err(format!(
-                    "{} would stand {} in the script, where {}; `reins validate` explains the fix",
-                    describe_value(context, value),
-                    why.describe(),
-                    why.why()
-                ))
+                return Err(RenderError::UnsafePlace {
+                    value: describe_value(context, value),
+                    place: why.describe(),
+                    why: why.why(),
+                })
             }
         }
         last = found.offset + found.len;
@@ -939,7 +991,7 @@ mod tests {
         )
         .unwrap();
         let ctx = json!({"inputs": {"q": "yes", "x": "v"}});
-        let err = r.render_script("t", &ctx).unwrap_err();
+        let err = r.render_script("t", &ctx).unwrap_err().to_string();
         assert!(
             err.contains("input `x`") && err.contains("single quotes"),
             "{err}"
@@ -947,7 +999,8 @@ mod tests {
         r.add("n", "echo {{inputs.x}}", Mode::Shell).unwrap();
         let err = r
             .render_script("n", &json!({"inputs": {"x": "a\u{0}b"}}))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("input `x`") && err.contains("NUL"), "{err}");
     }
 
@@ -957,7 +1010,8 @@ mod tests {
         r.add("t", "{{nodes.nope.output}}", Mode::Plain).unwrap();
         let err = r
             .render("t", Mode::Plain, &json!({"nodes": {}}))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nodes.nope.output"), "{err}");
     }
 

@@ -29,11 +29,6 @@ pub const TEMPLATE_ROOTS: &[&str] = &[
     "item_index",
 ];
 
-/// The built-in agent profile every node runs on unless told otherwise.
-pub const BUILTIN_AGENT: &str = "claude";
-/// Every built-in agent profile: one per harness (`claude` for Claude Code, `codex` for Codex).
-pub const BUILTIN_AGENTS: &[&str] = &["claude", "codex"];
-
 /// What `{{args.NAME}}` may read in the template being checked.
 #[derive(Clone, Copy)]
 enum Args<'c> {
@@ -1730,19 +1725,6 @@ fn kind_phrase(kind: &NodeKind) -> String {
         "a"
     };
     format!("{article} `{name}` node")
-}
-
-/// `a-b.c` -> `A_B_C`: how names appear in `REINS_*` environment variables.
-pub fn env_suffix(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
