@@ -59,6 +59,20 @@ impl DevServer {
     /// answers.
     pub fn start() -> Option<DevServer> {
         let bin = require_temporal()?;
+        // The ports are free when picked, but another test (or the server's own internal
+        // services) may take one before the server binds it: start again on fresh ports.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start(&bin) {
+                Ok(server) => return Some(server),
+                Err(log) => last = log,
+            }
+        }
+        panic!("the Temporal dev server did not come up in 5 attempts: {last}");
+    }
+
+    fn try_start(bin: &std::path::Path) -> Result<DevServer, String> {
+        let bin = bin.to_path_buf();
         let dir = tempfile::Builder::new()
             .prefix("reins-temporal-")
             .tempdir()
@@ -86,23 +100,29 @@ impl DevServer {
             bin,
             _dir: dir,
         };
+        let mut server = server;
         let start = Instant::now();
+        let log = |server: &DevServer| {
+            std::fs::read_to_string(server._dir.path().join("server.log")).unwrap_or_default()
+        };
         loop {
             let up = TcpStream::connect(&server.address).is_ok()
                 && server
                     .cli(&["workflow", "list", "--limit", "1"])
                     .is_some_and(|(ok, _)| ok);
             if up {
-                break;
+                return Ok(server);
+            }
+            if server.child.try_wait().ok().flatten().is_some() {
+                return Err(log(&server)); // it exited: a port was taken
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "the Temporal dev server did not come up in 60 s: {}",
-                std::fs::read_to_string(server._dir.path().join("server.log")).unwrap_or_default()
+                log(&server)
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        Some(server)
     }
 
     /// Runs `temporal ARGS --address ...`: (succeeded, stdout).
