@@ -130,9 +130,13 @@ fn temporal_status(opts: args::StatusArgs, endpoint: crate::temporal::Endpoint) 
 
 #[cfg(not(feature = "temporal"))]
 fn without_temporal<A>(_: A, _: crate::temporal::Endpoint) -> error::Result {
-    Err(Error::usage(
+    Err(no_temporal())
+}
+#[cfg(not(feature = "temporal"))]
+fn no_temporal() -> Error {
+    Error::usage(
         "this reins was built without the `temporal` feature; rebuild with `--features temporal`",
-    ))
+    )
 }
 #[cfg(not(feature = "temporal"))]
 use without_temporal as temporal_run;
@@ -150,7 +154,7 @@ use without_temporal as temporal_status;
 use without_temporal as temporal_logs;
 #[cfg(not(feature = "temporal"))]
 fn temporal_worker(_: args::WorkerArgs) -> error::Result {
-    without_temporal((), crate::temporal::Endpoint::local())
+    Err(no_temporal())
 }
 
 /// Whether to colour a stream: `NO_COLOR` turns colours off, `CLICOLOR_FORCE` on even when the

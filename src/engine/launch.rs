@@ -363,22 +363,9 @@ pub fn start_child(store: &Store, spec: ChildSpec) -> Result<Prepared, LaunchErr
         )));
     };
     let source = SourceFile::new(file.path.clone(), file.text.clone());
-    let loaded = workflow::load_source(source);
-    let diagnostics = workflow::validate::validate(&loaded, &spec.commands);
-    let Some(mut wf) = loaded
-        .workflow
-        .filter(|_| !diagnostics.iter().any(|d| d.is_error()))
-    else {
-        let first = diagnostics
-            .iter()
-            .find(|d| d.is_error())
-            .map(|d| d.message.clone())
-            .unwrap_or_default();
-        return Err(LaunchError::usage(format!(
-            "workflow `{}` is not valid: {first}",
-            spec.name
-        )));
-    };
+    let mut wf = valid_workflow(source, &spec.commands).map_err(|first| {
+        LaunchError::usage(format!("workflow `{}` is not valid: {first}", spec.name))
+    })?;
     if let Some(agent) = &spec.agent {
         super::agent::switch_default_agent(&mut wf, agent).map_err(LaunchError::usage)?;
     }
@@ -489,23 +476,13 @@ fn resume_run(
         manifest.workflow_path.clone(),
         manifest.workflow_text.clone(),
     );
-    let loaded = workflow::load_source(file);
     let commands = FrozenCommands(manifest.commands.clone(), manifest.workflows.clone());
-    let diagnostics = workflow::validate::validate(&loaded, &commands);
-    let Some(mut wf) = loaded
-        .workflow
-        .filter(|_| !diagnostics.iter().any(|d| d.is_error()))
-    else {
-        let first = diagnostics
-            .iter()
-            .find(|d| d.is_error())
-            .map(|d| d.message.clone())
-            .unwrap_or_default();
-        return Err(LaunchError::usage(format!(
+    let mut wf = valid_workflow(file, &commands).map_err(|first| {
+        LaunchError::usage(format!(
             "the workflow frozen in run {} is not valid for this version of reins: {first}",
             run.id
-        )));
-    };
+        ))
+    })?;
     if let Some(agent) = &manifest.agent {
         super::agent::switch_default_agent(&mut wf, agent).map_err(LaunchError::usage)?;
     }
@@ -776,4 +753,18 @@ impl Prepared {
 pub fn read_state(run: &RunDir) -> std::io::Result<RunState> {
     let contents = log::read(&run.events_path())?;
     Ok(RunState::from_records(&contents.records))
+}
+
+/// A frozen workflow loaded and validated again; the first error's message when it is not
+/// valid (the caller says which workflow).
+fn valid_workflow(
+    source: std::sync::Arc<SourceFile>,
+    commands: &dyn crate::workflow::command_file::CommandLookup,
+) -> Result<workflow::Workflow, String> {
+    let loaded = workflow::load_source(source);
+    let diagnostics = workflow::validate::validate(&loaded, commands);
+    match diagnostics.iter().find(|d| d.is_error()) {
+        Some(first) => Err(first.message.clone()),
+        None => loaded.workflow.ok_or_else(String::new),
+    }
 }

@@ -116,17 +116,6 @@ pub struct Given {
 }
 
 impl Endpoint {
-    /// A placeholder endpoint (for messages of a build without Temporal).
-    pub fn local() -> Endpoint {
-        Endpoint {
-            address: String::new(),
-            namespace: "default".into(),
-            task_queue: super::DEFAULT_TASK_QUEUE.into(),
-            tls: None,
-            api_key: None,
-        }
-    }
-
     /// The endpoint from the flags, then `env`, then the config file at `config`; `None` when
     /// none of them names a server (the run is local).
     pub fn resolve(

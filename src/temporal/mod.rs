@@ -50,6 +50,7 @@ pub struct TemporalError {
 }
 
 impl TemporalError {
+    #[cfg(feature = "temporal")]
     pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
