@@ -221,13 +221,16 @@ function runPage(id) {
     loadArtifacts();
   });
 
+  let resumeFrom = null;
   function renderHead() {
     const r = data.run;
     const acts = el("div", { class: "actions" });
     if (data.actions.cancel) acts.append(el("button", { class: "danger", "data-action": "cancel", onclick: (e) => act(e.target, "cancel") }, "Cancel run"));
     if (data.actions.resume) acts.append(el("button", { "data-action": "resume", onclick: (e) => act(e.target, "resume") }, "Resume"));
     if (data.actions.resume_from) {
-      const pick = el("select", { "aria-label": "resume from node" }, data.graph.map((n) => el("option", { value: n.id, text: n.id })));
+      // Live refreshes rebuild the head: keep the node the user picked.
+      const pick = el("select", { "aria-label": "resume from node", onchange: (e) => { resumeFrom = e.target.value; } },
+        data.graph.map((n) => el("option", { value: n.id, text: n.id, selected: n.id === resumeFrom })));
       acts.append(pick, el("button", { "data-action": "resume-from", onclick: (e) => act(e.target, "resume", { from: pick.value }) }, "Resume from node"));
     }
     if (info.read_only) acts.append(el("span", { class: "muted", text: "read-only" }));
