@@ -278,7 +278,7 @@ async fn beating<T>(
         tokio::select! {
             r = &mut work => return r,
             _ = tokio::time::sleep(beat) => {
-                let _ = ctx.record_heartbeat(());
+                let _ = ctx.record_heartbeat(()).await;
             }
             _ = ctx.cancelled(), if canceller.level() == CancelLevel::None => {
                 canceller.raise(CancelLevel::Graceful);

@@ -33,8 +33,8 @@ use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityCancellationType, ActivityExecutionError, ActivityOptions, ApplicationFailure,
-    MemoValue, SyncWorkflowContext, TimerResult, WorkflowCancellationToken, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination,
+    MemoValue, SyncWorkflowContext, TimerResult, WaitConditionOptions, WorkflowCancellationToken,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use super::activities::{frozen, Activities};
@@ -378,7 +378,11 @@ impl<'a> Driver<'a> {
         let ctx = self.ctx;
         let watch_cancel = !self.machine.is_cancelled();
         let mut cancelled = Box::pin(ctx.cancelled());
-        let mut answered = Box::pin(ctx.wait_condition(|s: &ReinsRun| !s.pending.is_empty()));
+        // Not ended by the run's cancel (that is the branch above): it would be ready forever.
+        let mut waits = WaitConditionOptions::default();
+        waits.cancellation_token = Some(WorkflowCancellationToken::new());
+        let mut answered =
+            Box::pin(ctx.wait_condition_with_options(|s: &ReinsRun| !s.pending.is_empty(), waits));
         let first_deadline = self.deadlines.values().min().copied();
         let mut timer = first_deadline.map(|deadline| {
             let now_ms = ctx
