@@ -413,16 +413,23 @@ impl Activities {
         let lock = live.node_lock(&input.node);
         let _one = lock.lock().await;
         let state = live.recorder.state();
-        if let Some(r) = recorded(&state, &input.node, input.attempt) {
-            return Ok(r);
-        }
         let machine = live.machine(&state);
         let Some(i) = (0..machine.len()).find(|&i| machine.id(i) == input.node) else {
+            if let Some(r) = recorded(&state, &input.node, input.attempt) {
+                return Ok(r); // a fan-out instance whose fan-out settled since
+            }
             return Err(fatal(format!(
                 "run {} has no node `{}` ready to run",
                 input.run_id, input.node
             )));
         };
+        let wanted = output_wanted(&live.plan, &machine, i);
+        if let Some(mut r) = recorded(&state, &input.node, input.attempt) {
+            if !wanted {
+                r.output.clear();
+            }
+            return Ok(r);
+        }
         let (canceller, _) = Canceller::new();
         let x = Execution {
             plan: live.plan.clone(),
@@ -453,7 +460,7 @@ impl Activities {
             .map(|t: Truncation| (t.kept_bytes, t.total_bytes));
         let result = |status: &str, output: String, retryable: bool| NodeResult {
             status: status.into(),
-            output,
+            output: if wanted { output } else { String::new() },
             retryable,
             truncated,
             artifacts: artifacts.as_ref().map(|a| a.display().to_string()),
@@ -647,6 +654,21 @@ impl Activities {
         }
         options
     }
+}
+
+/// True when the workflow's machine reads node `i`'s output: a `when` names the node, or it is
+/// an instance of a fan-out (whose output gathers its instances'). Other outputs stay on the
+/// worker, out of Temporal's history.
+fn output_wanted(plan: &Plan, machine: &Machine, i: usize) -> bool {
+    if machine.fan_out_of(i).is_some() {
+        return true;
+    }
+    let name = format!("nodes.{}", plan.id(machine.template(i)));
+    plan.workflow
+        .nodes
+        .iter()
+        .filter_map(|n| n.when.as_ref())
+        .any(|w| w.value.contains(&name))
 }
 
 /// What the workflow learns of an open run.
