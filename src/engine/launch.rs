@@ -720,7 +720,7 @@ impl Prepared {
     ) -> Report {
         let begun = match self.begin(observer) {
             Ok(b) => b,
-            Err(report) => return report,
+            Err(report) => return *report,
         };
         let Begun {
             plan,
@@ -746,7 +746,7 @@ impl Prepared {
 
     /// Records `run_started`/`run_resumed` and renders the workflow's `env:`: the run is ready
     /// for its nodes. A workflow `env:` that cannot be rendered ends the run (failed, recorded).
-    pub fn begin(self, observer: Box<dyn Observer>) -> Result<Begun, Report> {
+    pub fn begin(self, observer: Box<dyn Observer>) -> Result<Begun, Box<Report>> {
         let Prepared {
             run,
             manifest,
@@ -785,10 +785,10 @@ impl Prepared {
                     });
                     let _ = recorder.flush();
                     drop(locks);
-                    return Err(Report {
+                    return Err(Box::new(Report {
                         status: RunStatus::Failed,
                         state: recorder.state(),
-                    });
+                    }));
                 }
             }
         }

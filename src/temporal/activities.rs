@@ -115,7 +115,7 @@ enum Found {
     /// Open, ready for work.
     Open(Arc<Live>),
     /// It ended: only its record is left.
-    Ended(RunDir, RunState),
+    Ended(RunDir, Box<RunState>),
 }
 
 impl Host {
@@ -190,7 +190,7 @@ impl Host {
         }
         let state = launch::read_state(&run).unwrap_or_default();
         if ended(state.status) {
-            return Ok(Found::Ended(run, state));
+            return Ok(Found::Ended(run, Box::new(state)));
         }
         let prepared = launch::reopen(&self.store, run.clone(), &Runners::new())
             .map_err(|e| launch_error(&self.store, &run, e))?;
@@ -554,18 +554,12 @@ impl Activities {
             match &event {
                 Event::NodeSkipped { node, .. }
                 | Event::NodeSucceeded { node, .. }
-                | Event::NodeCancelled { node } => {
-                    if settled(node) {
-                        continue;
-                    }
-                }
-                Event::NodeFailed {
-                    node, will_retry, ..
-                } => {
-                    if !will_retry && settled(node) {
-                        continue;
-                    }
-                }
+                | Event::NodeCancelled { node }
+                | Event::NodeFailed {
+                    node,
+                    will_retry: false,
+                    ..
+                } if settled(node) => continue,
                 Event::RunPaused { .. } => close = true,
                 Event::RunFinished { status, .. } => {
                     if ended(state.status) {

@@ -88,7 +88,7 @@ type Attempt<'a> = Pin<Box<dyn Future<Output = (usize, u32, Came)> + 'a>>;
 /// What woke the workflow up.
 enum Woke {
     Cancel,
-    Done(usize, u32, Came),
+    Done(usize, u32, Box<Came>),
     Answer,
     GateTimer,
 }
@@ -403,7 +403,7 @@ impl<'a> Driver<'a> {
             for k in 0..running.len() {
                 if let Poll::Ready((i, attempt, came)) = running[k].as_mut().poll(cx) {
                     drop(running.remove(k));
-                    return Poll::Ready(Woke::Done(i, attempt, came));
+                    return Poll::Ready(Woke::Done(i, attempt, Box::new(came)));
                 }
             }
             if answered.as_mut().poll(cx).is_ready() {
@@ -601,7 +601,7 @@ impl ReinsRun {
         while driver.finished.is_none() {
             match driver.next().await {
                 Woke::Cancel => driver.step(Input::Cancel).await?,
-                Woke::Done(i, attempt, came) => driver.ended(i, attempt, came).await?,
+                Woke::Done(i, attempt, came) => driver.ended(i, attempt, *came).await?,
                 Woke::Answer => driver.answers().await?,
                 Woke::GateTimer => driver.timed_out().await?,
             }
