@@ -262,7 +262,7 @@ fn worker_code(args: WorkerArgs) -> u8 {
         config.as_deref(),
     ) {
         Ok((max, _)) => crate::engine::agent_slots::AgentSlots::for_user(max),
-        Err(e) => return fail(&e, exit::USAGE),
+        Err(e) => return fail(&e.to_string(), exit::USAGE),
     };
     let watchdog = match crate::process::Watchdog::start() {
         Ok(w) => Some(Arc::new(w)),

@@ -28,7 +28,7 @@
 use std::borrow::Cow;
 
 use handlebars::template::{Parameter, Template as Compiled, TemplateElement};
-use handlebars::{handlebars_helper, Handlebars, JsonValue, Path};
+use handlebars::{Handlebars, JsonValue, Path};
 
 use crate::source::{SourceFile, Span};
 
@@ -872,22 +872,31 @@ fn as_text(v: &JsonValue) -> String {
     }
 }
 
-handlebars_helper!(contains: |haystack: Json, needle: Json| match haystack {
-    JsonValue::Array(items) => items.iter().any(|i| as_text(i) == as_text(needle)),
-    JsonValue::Object(map) => map.contains_key(&as_text(needle)),
-    other => as_text(other).contains(&as_text(needle)),
-});
-handlebars_helper!(starts_with: |s: Json, prefix: Json| as_text(s).starts_with(&as_text(prefix)));
-handlebars_helper!(ends_with: |s: Json, suffix: Json| as_text(s).ends_with(&as_text(suffix)));
-handlebars_helper!(default_helper: |value: Json, fallback: Json| {
-    if as_text(value).trim().is_empty() { fallback.clone() } else { value.clone() }
-});
-handlebars_helper!(trim: |s: Json| as_text(s).trim().to_string());
-handlebars_helper!(lower: |s: Json| as_text(s).to_lowercase());
-handlebars_helper!(upper: |s: Json| as_text(s).to_uppercase());
-handlebars_helper!(json: |v: Json| v.to_string());
+/// The helpers templates may call, as `handlebars_helper!` makes them (unit structs it
+/// leaves undocumented).
+#[allow(missing_docs)]
+mod helpers {
+    use super::{as_text, JsonValue};
+    use handlebars::handlebars_helper;
+
+    handlebars_helper!(contains: |haystack: Json, needle: Json| match haystack {
+        JsonValue::Array(items) => items.iter().any(|i| as_text(i) == as_text(needle)),
+        JsonValue::Object(map) => map.contains_key(&as_text(needle)),
+        other => as_text(other).contains(&as_text(needle)),
+    });
+    handlebars_helper!(starts_with: |s: Json, prefix: Json| as_text(s).starts_with(&as_text(prefix)));
+    handlebars_helper!(ends_with: |s: Json, suffix: Json| as_text(s).ends_with(&as_text(suffix)));
+    handlebars_helper!(default_helper: |value: Json, fallback: Json| {
+        if as_text(value).trim().is_empty() { fallback.clone() } else { value.clone() }
+    });
+    handlebars_helper!(trim: |s: Json| as_text(s).trim().to_string());
+    handlebars_helper!(lower: |s: Json| as_text(s).to_lowercase());
+    handlebars_helper!(upper: |s: Json| as_text(s).to_uppercase());
+    handlebars_helper!(json: |v: Json| v.to_string());
+}
 
 fn register_helpers(hb: &mut Handlebars<'static>) {
+    use helpers::*;
     hb.register_helper("contains", Box::new(contains));
     hb.register_helper("starts_with", Box::new(starts_with));
     hb.register_helper("ends_with", Box::new(ends_with));
