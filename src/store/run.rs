@@ -218,7 +218,11 @@ impl Manifest {
 
 /// A run whose `run.json` no longer matches what reins froze when it began
 /// ([`Manifest::verify`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "run {run} was changed after it started: {what}; reins does not resume or answer a run whose \
+     frozen workflow was edited (start a new run with `reins run {workflow}`)"
+)]
 pub struct Tampered {
     /// The run's id.
     pub run: String,
@@ -227,19 +231,6 @@ pub struct Tampered {
     /// What does not match.
     pub what: String,
 }
-
-impl std::fmt::Display for Tampered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "run {} was changed after it started: {}; reins does not resume or answer a \
-             run whose frozen workflow was edited (start a new run with `reins run {}`)",
-            self.run, self.what, self.workflow
-        )
-    }
-}
-
-impl std::error::Error for Tampered {}
 
 /// The `.reins/` folder of a working tree.
 #[derive(Debug, Clone)]

@@ -672,16 +672,23 @@ impl Renderer {
 }
 
 /// Why a template did not render.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
     /// The template engine refused it (a missing value, a helper's error), described in words.
+    #[error("{0}")]
     Template(String),
     /// A value holds a NUL byte; `value` names it ("input `x`").
+    #[error(
+        "{value} contains a NUL byte, which no program can receive in its environment or arguments; remove it upstream (for example with `tr -d '\\0'`)"
+    )]
     NulByte {
         /// Where the value comes from.
         value: String,
     },
     /// A value would stand where no shell variable is safe.
+    #[error(
+        "{value} would stand {place} in the script, where {why}; `reins validate` explains the fix"
+    )]
     UnsafePlace {
         /// Where the value comes from.
         value: String,
@@ -691,24 +698,6 @@ pub enum RenderError {
         why: &'static str,
     },
 }
-
-impl std::fmt::Display for RenderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RenderError::Template(message) => f.write_str(message),
-            RenderError::NulByte { value } => write!(
-                f,
-                "{value} contains a NUL byte, which no program can receive in its environment or arguments; remove it upstream (for example with `tr -d '\\0'`)"
-            ),
-            RenderError::UnsafePlace { value, place, why } => write!(
-                f,
-                "{value} would stand {place} in the script, where {why}; `reins validate` explains the fix"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for RenderError {}
 
 impl From<RenderError> for String {
     fn from(e: RenderError) -> String {
