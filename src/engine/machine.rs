@@ -24,6 +24,7 @@
 
 use std::collections::BinaryHeap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,6 +100,9 @@ pub enum Ended {
         output: String,
         /// Set when the output holds less than the node printed.
         truncated: Option<Truncation>,
+        /// The artifacts folder of a `workflow:` node's child run, which the driver looked up
+        /// ([`super::subflow::noted_artifacts`]): the machine itself reads no files.
+        artifacts: Option<PathBuf>,
     },
     /// It failed; whether another attempt follows is the machine's decision
     /// ([`Decision::Retry`] first among the decisions, or none: it failed for good).
@@ -109,6 +113,8 @@ pub enum Ended {
         output: String,
         /// Set when the output holds less than the node printed.
         truncated: Option<Truncation>,
+        /// As for [`Ended::Settled`].
+        artifacts: Option<PathBuf>,
     },
     /// It is a gate waiting for its answer.
     Waiting,
@@ -468,19 +474,18 @@ impl Machine {
                         status,
                         output,
                         truncated,
+                        artifacts,
                     } => {
                         self.release(node);
-                        self.settle(node, status, output, truncated);
+                        self.settle_with(node, status, output, truncated, artifacts);
                     }
                     Ended::Failed {
                         retryable,
                         output,
                         truncated,
+                        artifacts,
                     } => {
-                        if retryable
-                            && attempt <= self.plan.settings[self.template[node]].retries
-                            && !self.cancelled
-                        {
+                        if retryable && self.retries_left(node, attempt) && !self.cancelled {
                             out.push(Decision::Retry {
                                 node,
                                 attempt: attempt + 1,
@@ -488,7 +493,13 @@ impl Machine {
                             });
                         } else {
                             self.release(node);
-                            self.settle(node, NodeStatus::Failed, output, truncated);
+                            self.settle_with(
+                                node,
+                                NodeStatus::Failed,
+                                output,
+                                truncated,
+                                artifacts,
+                            );
                         }
                     }
                     Ended::Waiting => {
@@ -634,15 +645,27 @@ impl Machine {
         }
     }
 
+    /// True when a retryable failure of attempt `attempt` of node `i` is retried: the node's
+    /// `retries` allow another attempt (and the run is not cancelled meanwhile). A driver that
+    /// records the failure before the machine sees it (a Temporal worker) asks this first.
+    pub fn retries_left(&self, i: usize, attempt: u32) -> bool {
+        attempt <= self.plan.settings[self.template[i]].retries
+    }
+
     fn settle(&mut self, i: usize, status: NodeStatus, output: String, t: Option<Truncation>) {
+        self.settle_with(i, status, output, t, None);
+    }
+
+    fn settle_with(
+        &mut self,
+        i: usize,
+        status: NodeStatus,
+        output: String,
+        t: Option<Truncation>,
+        artifacts: Option<PathBuf>,
+    ) {
         self.status[i] = status;
         let file = output_path(&self.plan, &self.dir, i, status);
-        let artifacts = match &self.plan.workflow.nodes[self.template(i)].kind {
-            crate::workflow::NodeKind::Workflow(_) => {
-                super::subflow::noted_artifacts(&self.dir, self.id(i))
-            }
-            _ => None,
-        };
         let value = NodeValue::new(status, output)
             .with_file(file, t)
             .with_artifacts(artifacts);
@@ -885,6 +908,7 @@ mod tests {
             status,
             output: output.into(),
             truncated: None,
+            artifacts: None,
         }
     }
 
@@ -897,6 +921,7 @@ mod tests {
             retryable,
             output: String::new(),
             truncated: None,
+            artifacts: None,
         }
     }
 
