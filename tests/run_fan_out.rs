@@ -162,6 +162,31 @@ fn failing_instances_fail_the_fan_out_unless_min_success_allows() {
 }
 
 #[test]
+fn a_fan_out_after_a_fan_out_whose_last_instance_failed_still_expands() {
+    // The instance that fails settles last: the fan-out after it is expanded then (it was
+    // once left unexpanded, and the run never ended).
+    let repo = Repo::new().workflow(
+        "chain",
+        r#"nodes:
+  - id: first
+    for_each: [ok, late]
+    continue_on_error: true
+    bash: |
+      if [ "{{item}}" = late ]; then sleep 0.3; exit 1; fi
+  - id: second
+    depends_on: [first]
+    trigger: all_done
+    for_each: [x, y]
+    bash: echo second-{{item}}
+"#,
+    );
+    repo.reins(["run", "chain"]).run().code(0);
+    let run = repo.the_run();
+    assert_eq!(status(&repo, &run, "first"), "failed");
+    assert_eq!(output(&repo, &run, "second"), r#"["second-x","second-y"]"#);
+}
+
+#[test]
 fn an_empty_list_succeeds_with_no_outputs_and_bad_keys_fail_before_any_instance() {
     let repo = Repo::new().workflow(
         "edge",
