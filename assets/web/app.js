@@ -322,7 +322,7 @@ function runPage(id) {
       const grp = sv("g", { class: "node" + (n.id === base ? " selected" : ""), "data-node": n.id, "data-status": st.status, "data-kind": n.kind, transform: `translate(${pos.x - pos.width / 2},${pos.y - pos.height / 2})`, tabindex: 0 });
       if (n.for_each) grp.setAttribute("data-fan-out", n.instances ? n.instances.length : "");
       grp.append(sv("rect", { width: pos.width, height: pos.height }));
-      const glyph = { bash: "$", prompt: "✦", command: "✦", approval: "◆", loop: "↻", workflow: "⧉" }[n.kind] || "•";
+      const glyph = { bash: "$", prompt: "✦", command: "✦", approval: "◆", loop: "↻" }[n.kind] || "•";
       const gl = sv("text", { x: 10, y: 27, class: "glyph" }); gl.textContent = n.for_each ? "⋔" : glyph; grp.append(gl);
       const label = sv("text", { x: 28, y: 20 }); label.textContent = pos.label; grp.append(label);
       const subt = sv("text", { x: 28, y: 35, class: "sub", "data-testid": "node-sub" });
@@ -336,7 +336,7 @@ function runPage(id) {
       grp.addEventListener("keydown", (e) => { if (e.key === "Enter") openNode(n.id); });
       svg.append(grp);
     }
-    const legend = el("div", { class: "legend" }, "$ bash · ✦ agent · ◆ gate · ↻ loop · ⧉ workflow · ⋔ fan-out");
+    const legend = el("div", { class: "legend" }, "$ bash · ✦ agent · ◆ gate · ↻ loop · ⋔ fan-out");
     dag.replaceChildren(svg, legend);
   }
 
