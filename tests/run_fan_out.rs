@@ -413,6 +413,63 @@ nodes:
         1,
         "a resume never expands again"
     );
+    // The fan-out ran again from the resume: it has a start, an end and a duration.
+    let each = repo.node(&run, "each");
+    assert!(
+        each["started_at"].is_string() && each["finished_at"].is_string(),
+        "{each:#}"
+    );
+    let shown = repo.reins(["status", &run]).run();
+    let line = shown
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("each "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.split_whitespace()
+            .nth(2)
+            .is_some_and(|d| d.ends_with('s')),
+        "a duration: {line:?}\n{}",
+        shown.stdout
+    );
+}
+
+#[test]
+fn resume_from_a_fan_out_expands_it_again_from_its_source() {
+    let repo = Repo::new()
+        .file("items/a", "")
+        .file("items/b", "")
+        .workflow(
+            "files",
+            r#"nodes:
+  - id: each
+    for_each: { files: ["items/*"] }
+    bash: echo "{{item}}" | tee -a effects.txt
+  - id: after
+    depends_on: [each]
+    bash: echo {{nodes.each.outputs}}
+"#,
+        );
+    repo.reins(["run", "files"]).run().code(0);
+    let run = repo.the_run();
+    std::fs::remove_file(repo.join("items/a")).unwrap();
+    repo.write("items/c", "");
+    // A plain resume of a finished run does nothing; `--from` runs the fan-out again, over
+    // the files there are now.
+    repo.reins(["resume", &run, "--from", "each"]).run().code(0);
+    let effects = repo.lines("effects.txt");
+    assert_eq!(effects, ["items/a", "items/b", "items/b", "items/c"]);
+    let all = ids(&repo, &run);
+    assert_eq!(all, ["each", "each[0]", "each[1]", "after"]);
+    assert_eq!(output(&repo, &run, "after"), r#"["items/b","items/c"]"#);
+    assert_eq!(
+        repo.events(&run)
+            .iter()
+            .filter(|e| e["type"] == "fan_out_expanded")
+            .count(),
+        2
+    );
 }
 
 /// An agent fan-out on the real Claude Code CLI (against the offline API stand-in): one

@@ -183,15 +183,20 @@ fn the_web_view_in_chromium() {
             .into_iter()
             .find(|id| !before.contains(id) && *id != run_live)
     };
-    repo.wait_for("the fan-out to settle 10 instances", Duration::from_secs(30), || {
-        fan_run().is_some_and(|id| {
-            let events = repo.events(&id);
-            let settled = |e: &&serde_json::Value| {
-                e["type"] == "node_succeeded" || (e["type"] == "node_failed" && e["will_retry"] == false)
-            };
-            events.iter().filter(settled).count() >= 10
-        })
-    });
+    repo.wait_for(
+        "the fan-out to settle 10 instances",
+        Duration::from_secs(30),
+        || {
+            fan_run().is_some_and(|id| {
+                let events = repo.events(&id);
+                let settled = |e: &&serde_json::Value| {
+                    e["type"] == "node_succeeded"
+                        || (e["type"] == "node_failed" && e["will_retry"] == false)
+                };
+                events.iter().filter(settled).count() >= 10
+            })
+        },
+    );
     let run_fan = fan_run().unwrap();
 
     let server = Server::start(&repo, &[]);

@@ -170,7 +170,11 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             if *will_retry {
                 format!("{node} failed: {error}; retrying")
             } else {
-                let mut text = format!("{node} failed in {}: {error}", elapsed(node));
+                // A fan-out whose items could not be listed never started: no time to give.
+                let mut text = match elapsed(node) {
+                    took if took.is_empty() => format!("{node} failed: {error}"),
+                    took => format!("{node} failed in {took}: {error}"),
+                };
                 text.push_str(&failure_lines(&state.run_id, log_tail, log.as_deref()));
                 text
             }
