@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -207,19 +206,9 @@ fn a_child_with_isolation_worktree_works_in_a_worktree_of_its_own() {
     isolation: worktree
 "#,
         );
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(repo.path())
-            .status()
-            .expect("git")
-            .success();
-        assert!(ok, "git {args:?}");
-    };
     repo.write(".gitignore", ".reins/\n.test-*\n");
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "base"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "base"]);
     repo.reins(["run", "parent"]).run().code(0);
     let (parent, child) = tree(&repo);
     assert!(!repo.exists("child.txt"), "the checkout is untouched");
@@ -351,6 +340,58 @@ fn a_gate_in_a_child_is_answered_with_the_childs_id_while_the_parent_runs() {
     running.wait().code(0);
     assert_eq!(repo.status(&parent)["status"], "success");
     assert_eq!(count(&repo, "after"), 1);
+}
+
+#[test]
+fn a_gate_timing_out_in_a_child_settles_the_branch_of_a_live_parent() {
+    let repo = Repo::new()
+        .workflow(
+            "gated",
+            r#"nodes:
+  - id: ok
+    approval: { message: Go on?, timeout: 1s }
+  - id: fin
+    depends_on: [ok]
+    bash: echo child-fin >> ran.txt
+"#,
+        )
+        .workflow(
+            "parent",
+            r#"nodes:
+  - id: sub
+    workflow: gated
+  - id: side
+    bash: |
+      while [ ! -f go ]; do sleep 0.05; done
+      echo side >> ran.txt
+  - id: after
+    depends_on: [sub]
+    bash: echo after >> ran.txt
+"#,
+        );
+    let running = repo.reins(["run", "parent"]).spawn();
+    // The parent runs on (`side` waits); the child's gate times out meanwhile, and the parent
+    // notices without any answer or resume: the child's gate is rejected, its branch settles.
+    repo.wait_for(
+        "the parent to settle `sub`",
+        Duration::from_secs(30),
+        || {
+            let (parents, _) = split_runs(&repo);
+            parents.len() == 1 && repo.node(&parents[0], "sub")["status"] == "failed"
+        },
+    );
+    let (parent, child) = tree(&repo);
+    let gate = repo.node(&child, "ok");
+    assert_eq!(gate["status"], "failed", "{gate:#}");
+    assert_eq!(
+        gate["approval"]["answer"]["comment"],
+        "timed out after 1.0s"
+    );
+    assert_eq!(repo.node(&parent, "after")["status"], "skipped");
+    repo.write("go", "");
+    running.wait().code(1);
+    assert_eq!(count(&repo, "side"), 1);
+    assert_eq!(count(&repo, "child-fin"), 0);
 }
 
 /// A child whose second node runs until killed.

@@ -259,7 +259,7 @@ fn drive(
         config.as_deref(),
     ) {
         Ok((max, _)) => options.limits.agent_slots = AgentSlots::for_user(max),
-        Err(e) => return Err(Error::usage(e)),
+        Err(e) => return Err(Error::usage(e.to_string())),
     }
     if let Some(c) = concurrency.or(prepared.plan.workflow.concurrency.as_ref().map(|c| c.value)) {
         options.concurrency = c as usize;
@@ -379,7 +379,8 @@ fn dry_run(
     agent: Option<&str>,
 ) -> error::Result {
     if let Some(agent) = agent {
-        crate::engine::agent::switch_default_agent(&mut workflow, agent).map_err(Error::usage)?;
+        crate::engine::agent::switch_default_agent(&mut workflow, agent)
+            .map_err(|e| Error::usage(e.to_string()))?;
     }
     let mut inputs = match resolve_inputs(&workflow, given) {
         Ok(i) => i,
@@ -527,7 +528,7 @@ fn dry_run(
             out.push_str(&format!("   agent: {profile} ({})\n", harness.name()));
         }
         let body = if node.kind.uses_agent() {
-            crate::engine::agent::render_prompt(&plan, i, &ctx)
+            crate::engine::agent::render_prompt(&plan, i, &ctx).map_err(|e| e.to_string())
         } else {
             plan.render(i, TemplateField::Body, &ctx)
                 .map_err(String::from)
@@ -567,35 +568,15 @@ fn dry_fan_out(
 ) -> (String, Option<(serde_json::Value, usize, String)>) {
     use crate::engine::fanout;
     use crate::workflow::ForEach;
-    let node = &plan.workflow.nodes[i];
-    let values = match &node.for_each {
-        Some(ForEach::List(list)) => Ok(list.value.clone()),
-        Some(ForEach::Template(t)) if !t.value.contains("nodes.") => {
-            fanout::items_from_template(plan, &t.value, ctx)
-        }
-        Some(ForEach::Template(t)) => {
+    if let Some(ForEach::Template(t)) = &plan.workflow.nodes[i].for_each {
+        if t.value.contains("nodes.") {
             return (
                 format!("the items of `{}`, known at run time", t.value.trim()),
                 None,
-            )
+            );
         }
-        Some(ForEach::Files(set)) => fanout::files(root, set),
-        _ => Err("`for_each` is not valid".into()),
-    };
-    let keyed = values.and_then(|values| {
-        if !plan.has(i, TemplateField::Key) {
-            return fanout::keyed(values, None);
-        }
-        let mut key = |index: usize, item: &serde_json::Value| {
-            plan.render(
-                i,
-                TemplateField::Key,
-                &fanout::with_item(ctx.clone(), item, index),
-            )
-            .map_err(String::from)
-        };
-        fanout::keyed(values, Some(&mut key))
-    });
+    }
+    let keyed = fanout::expand(plan, i, ctx, root);
     let items = match keyed {
         Ok(items) => items,
         Err(e) => return (format!("(the fan-out would fail: {e})"), None),

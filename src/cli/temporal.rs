@@ -206,7 +206,7 @@ pub fn worker(args: WorkerArgs) -> error::Result {
         |k| std::env::var(k).ok(),
         config.as_deref(),
     )
-    .map_err(Error::usage)?;
+    .map_err(|e| Error::usage(e.to_string()))?;
     let agent_slots = crate::engine::agent_slots::AgentSlots::for_user(max);
     let watchdog = match crate::process::Watchdog::start() {
         Ok(w) => Some(Arc::new(w)),

@@ -66,6 +66,12 @@ impl std::fmt::Display for LaunchError {
     }
 }
 
+impl From<super::agent::UnknownAgent> for LaunchError {
+    fn from(e: super::agent::UnknownAgent) -> Self {
+        LaunchError::usage(e.to_string())
+    }
+}
+
 impl From<LockError> for LaunchError {
     fn from(e: LockError) -> Self {
         match e {
@@ -232,7 +238,7 @@ pub fn start_as(
         .map_err(|e| LaunchError::usage(e.to_string()))?;
     let mut workflow = workflow;
     if let Some(agent) = agent {
-        super::agent::switch_default_agent(&mut workflow, agent).map_err(LaunchError::usage)?;
+        super::agent::switch_default_agent(&mut workflow, agent)?;
     }
     let inputs = resolve_inputs(&workflow, inputs)?;
     let isolate = isolate
@@ -279,15 +285,14 @@ pub fn start_as(
     let (run, run_lock) = store
         .create_run(&mut manifest, |id, manifest| {
             if isolate {
-                let wt = super::worktree::create(&root, &wf_name, id, base)
-                    .map_err(|e| e.to_string())?;
+                let wt = super::worktree::create(&root, &wf_name, id, base)?;
                 manifest.worktree = Some(wt.path);
             }
             Ok(())
         })
         .map_err(|e| match e {
             CreateError::Io(_) => LaunchError::io(e.to_string()),
-            CreateError::Prepare(message) => LaunchError::usage(message),
+            _ => LaunchError::usage(e.to_string()),
         })?;
     for lock in &mut locks {
         lock.set_run_id(&run.id)
@@ -367,7 +372,7 @@ pub fn start_child(store: &Store, spec: ChildSpec) -> Result<Prepared, LaunchErr
         LaunchError::usage(format!("workflow `{}` is not valid: {first}", spec.name))
     })?;
     if let Some(agent) = &spec.agent {
-        super::agent::switch_default_agent(&mut wf, agent).map_err(LaunchError::usage)?;
+        super::agent::switch_default_agent(&mut wf, agent)?;
     }
     let inputs = resolve_inputs(&wf, &spec.inputs)?;
     let name = wf.name.value.clone();
@@ -394,8 +399,7 @@ pub fn start_child(store: &Store, spec: ChildSpec) -> Result<Prepared, LaunchErr
     let (run, run_lock) = store
         .create_run(&mut manifest, |id, manifest| {
             if isolate {
-                let wt = super::worktree::create(&root, &name, id, base.as_deref())
-                    .map_err(|e| e.to_string())?;
+                let wt = super::worktree::create(&root, &name, id, base.as_deref())?;
                 manifest.worktree = Some(wt.path);
                 manifest.digest = manifest.compute_digest();
             }
@@ -403,7 +407,7 @@ pub fn start_child(store: &Store, spec: ChildSpec) -> Result<Prepared, LaunchErr
         })
         .map_err(|e| match e {
             CreateError::Io(_) => LaunchError::io(e.to_string()),
-            CreateError::Prepare(message) => LaunchError::usage(message),
+            _ => LaunchError::usage(e.to_string()),
         })?;
     let log = EventLog::create(&run.events_path(), Vec::new())
         .map_err(|e| LaunchError::io(format!("cannot create the event log: {e}")))?;
@@ -510,7 +514,7 @@ fn resume_mode(
         ))
     })?;
     if let Some(agent) = &manifest.agent {
-        super::agent::switch_default_agent(&mut wf, agent).map_err(LaunchError::usage)?;
+        super::agent::switch_default_agent(&mut wf, agent)?;
     }
     let plan = Plan::new(wf, &commands).map_err(|e| LaunchError::usage(e.to_string()))?;
     check_runners(&plan, runners)?;

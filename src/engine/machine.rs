@@ -77,7 +77,7 @@ pub enum Input {
         /// The fan-out.
         node: usize,
         /// Its items in order, or what went wrong.
-        items: Result<Vec<FanOutItem>, String>,
+        items: Result<Vec<FanOutItem>, super::fanout::FanOutError>,
     },
     /// A waiting gate has its answer (or its timeout passed): look at it again.
     GateReady {
@@ -450,6 +450,7 @@ impl Machine {
                 match items {
                     Ok(items) => self.add_instances(node, items, None),
                     Err(error) => {
+                        let error = error.to_string();
                         out.push(Decision::Fail { node, error });
                         self.settle(node, NodeStatus::Failed, String::new(), None);
                     }
@@ -633,7 +634,7 @@ impl Machine {
                 .map(|m| m.value);
             let (status, error) = match super::fanout::outcome(&statuses, min) {
                 Ok(()) => (NodeStatus::Success, None),
-                Err(why) => (NodeStatus::Failed, Some(why)),
+                Err(why) => (NodeStatus::Failed, Some(why.to_string())),
             };
             out.push(Decision::FanOutSettled {
                 node: f,
@@ -1292,12 +1293,15 @@ mod tests {
         let node = index(&m, "f");
         let d = m.step(Input::Expanded {
             node,
-            items: Err("too many".into()),
+            items: Err(crate::engine::fanout::FanOutError::TooMany {
+                count: 10_001,
+                at_least: false,
+            }),
         });
         assert_eq!(
             said(&m, d),
             [
-                "fail f: too many",
+                "fail f: `for_each` gives 10,001 items; a fan-out may have at most 10000",
                 "skip g: dependency `f` failed (trigger `all_success`)",
                 "finish failed"
             ]

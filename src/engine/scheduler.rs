@@ -131,8 +131,14 @@ struct Scheduler {
     tasks: JoinSet<(usize, u32, Attempt)>,
     task_nodes: HashMap<tokio::task::Id, (usize, u32)>,
     ended: Option<RunStatus>,
-    /// Fan-outs the machine asked to expand, answered once its current decisions are out.
+    /// Fan-outs the machine asked to expand, started once its current decisions are out.
     to_expand: Vec<usize>,
+    /// Expansions under way, each on a blocking thread (a glob may walk a large tree): the
+    /// driver goes on meanwhile.
+    expansions: JoinSet<(
+        usize,
+        Result<Vec<crate::store::FanOutItem>, fanout::FanOutError>,
+    )>,
 }
 
 impl Scheduler {
@@ -166,6 +172,7 @@ impl Scheduler {
             task_nodes: HashMap::new(),
             ended: None,
             to_expand: Vec::new(),
+            expansions: JoinSet::new(),
         }
     }
 
@@ -176,7 +183,7 @@ impl Scheduler {
             if let Some(status) = self.ended {
                 return status;
             }
-            if self.tasks.is_empty() {
+            if self.tasks.is_empty() && self.expansions.is_empty() {
                 // The machine ends the run once nothing runs; this is a last resort.
                 debug_assert!(false, "nothing runs but the run did not end");
                 return self.finish(RunStatus::Failed);
@@ -184,6 +191,9 @@ impl Scheduler {
             let gates_wait = self.machine.has_waiting();
             tokio::select! {
                 _ = tokio::time::sleep(GATE_POLL), if gates_wait => self.wake_answered_gates(),
+                Some(expanded) = self.expansions.join_next(), if !self.expansions.is_empty() => {
+                    self.expanded(expanded);
+                }
                 joined = self.tasks.join_next_with_id() => match joined {
                     Some(Ok((id, (i, attempt, ended)))) => {
                         self.task_nodes.remove(&id);
@@ -222,23 +232,46 @@ impl Scheduler {
         for decision in self.machine.step(input) {
             self.carry_out(decision);
         }
+        self.spawn_expansions();
+    }
+
+    /// Starts the expansions the machine asked for, each on a blocking thread with what it
+    /// reads: the plan, the fan-out's context and the working tree.
+    fn spawn_expansions(&mut self) {
         while let Some(node) = self.to_expand.pop() {
-            let items = self.expand(node);
-            if let Ok(items) = &items {
-                self.x.recorder.record(Event::FanOutExpanded {
-                    node: self.x.plan.id(node).to_string(),
-                    items: items.clone(),
-                });
-            }
-            for decision in self.machine.step(Input::Expanded { node, items }) {
-                self.carry_out(decision);
-            }
+            let plan = self.x.plan.clone();
+            let context = self.machine.context(node);
+            let root = self.x.run.root.clone();
+            self.expansions.spawn_blocking(move || {
+                let expand = || fanout::expand(&plan, node, &context, &root);
+                let items = std::panic::catch_unwind(std::panic::AssertUnwindSafe(expand))
+                    .unwrap_or(Err(fanout::FanOutError::Panicked));
+                (node, items)
+            });
         }
     }
 
-    /// The items of fan-out `node` ([`expand_items`]).
-    fn expand(&self, node: usize) -> Result<Vec<crate::store::FanOutItem>, String> {
-        expand_items(&self.x.plan, &self.machine, &self.x.run.root, node)
+    /// An expansion ended: its items are recorded (`fan_out_expanded`) before the machine
+    /// starts any instance.
+    fn expanded(
+        &mut self,
+        joined: Result<
+            (
+                usize,
+                Result<Vec<crate::store::FanOutItem>, fanout::FanOutError>,
+            ),
+            tokio::task::JoinError,
+        >,
+    ) {
+        // A panic is caught in the thread; only the runtime shutting down gets here.
+        let Ok((node, items)) = joined else { return };
+        if let Ok(items) = &items {
+            self.x.recorder.record(Event::FanOutExpanded {
+                node: self.x.plan.id(node).to_string(),
+                items: items.clone(),
+            });
+        }
+        self.step(Input::Expanded { node, items });
     }
 
     fn carry_out(&mut self, decision: Decision) {
@@ -379,6 +412,7 @@ impl Scheduler {
                 for decision in decisions {
                     self.carry_out(decision);
                 }
+                self.spawn_expansions();
             }
         }
     }
@@ -489,38 +523,6 @@ fn note_cut_outputs(x: &Execution, machine: &Machine, i: usize, me: &str) {
     if let Err(e) = written {
         tracing::warn!("cannot write to the log of `{me}`: {e}");
     }
-}
-
-/// The items of fan-out `node`, with their keys: its list, its template rendered now (against
-/// what `machine` holds), or the files its globs match in the working tree `root`.
-pub fn expand_items(
-    plan: &Plan,
-    machine: &Machine,
-    root: &std::path::Path,
-    node: usize,
-) -> Result<Vec<crate::store::FanOutItem>, String> {
-    use crate::workflow::ForEach;
-    let context = machine.context(node);
-    let values = match &plan.workflow.nodes[node].for_each {
-        Some(ForEach::List(list)) => list.value.clone(),
-        Some(ForEach::Template(t)) => fanout::items_from_template(plan, &t.value, &context)?,
-        Some(ForEach::Files(set)) => fanout::files(root, set)?,
-        Some(ForEach::Invalid(_)) | None => {
-            return Err("`for_each` is not valid (run `reins validate`)".into())
-        }
-    };
-    if !plan.has(node, TemplateField::Key) {
-        return fanout::keyed(values, None);
-    }
-    let mut key = |index: usize, item: &serde_json::Value| {
-        plan.render(
-            node,
-            TemplateField::Key,
-            &fanout::with_item(context.clone(), item, index),
-        )
-        .map_err(String::from)
-    };
-    fanout::keyed(values, Some(&mut key))
 }
 
 /// What the attempts of node `i` share, taken as its first attempt starts: its state before

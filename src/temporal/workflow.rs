@@ -43,6 +43,7 @@ use super::types::{
     Placement, RecordInput, Submission, View,
 };
 use crate::engine::context::RunInfo;
+use crate::engine::fanout::FanOutError;
 use crate::engine::machine::{Decision, Ended, Input, Machine, Pace};
 use crate::engine::plan::Plan;
 use crate::engine::scheduler::DEFAULT_CONCURRENCY;
@@ -252,10 +253,12 @@ impl<'a> Driver<'a> {
                     .await
                 {
                     Ok(e) => match e.error {
-                        Some(error) => Err(error),
+                        Some(error) => Err(FanOutError::OnWorker(error)),
                         None => Ok(e.items),
                     },
-                    Err(e) => Err(format!("cannot list the items on the worker: {e}")),
+                    Err(e) => Err(FanOutError::OnWorker(format!(
+                        "cannot list the items on the worker: {e}"
+                    ))),
                 };
                 decisions.extend(self.machine.step(Input::Expanded { node, items }));
             }
@@ -503,7 +506,8 @@ impl ReinsRun {
         // The plan, from the frozen text the submission carries: the same on every replay.
         let (mut wf, commands) = frozen(&submission).map_err(failure)?;
         if let Some(agent) = &submission.agent {
-            crate::engine::agent::switch_default_agent(&mut wf, agent).map_err(failure)?;
+            crate::engine::agent::switch_default_agent(&mut wf, agent)
+                .map_err(|e| failure(e.to_string()))?;
         }
         let plan = Arc::new(Plan::new(wf, &commands).map_err(|e| failure(e.to_string()))?);
         // Placement: any worker of the shared queue; one with no room for another run says so
