@@ -107,6 +107,9 @@ struct Driver<'a> {
     finished: Option<RunStatus>,
     /// Waiting gates' deadlines (milliseconds since the epoch), by node index.
     deadlines: BTreeMap<usize, u64>,
+    /// The durable timer of the earliest deadline, kept across wake-ups (one timer per
+    /// deadline in the history, not one per wake-up).
+    gate_timer: Option<(u64, Pin<Box<dyn Future<Output = TimerResult> + 'a>>)>,
 }
 
 impl<'a> Driver<'a> {
@@ -387,17 +390,23 @@ impl<'a> Driver<'a> {
         let mut answered =
             Box::pin(ctx.wait_condition_with_options(|s: &ReinsRun| !s.pending.is_empty(), waits));
         let first_deadline = self.deadlines.values().min().copied();
-        let mut timer = first_deadline.map(|deadline| {
-            let now_ms = ctx
-                .workflow_time()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as u64);
-            // At least a second, so a worker whose clock is a little behind sees the timeout
-            // passed too (and the loop does not spin if it does not).
-            let wait =
-                Duration::from_millis(deadline.saturating_sub(now_ms)).max(Duration::from_secs(1));
-            Box::pin(ctx.timer(wait))
-        });
+        if self.gate_timer.as_ref().map(|(d, _)| *d) != first_deadline {
+            // A new earliest deadline (dropping the old timer cancels it).
+            self.gate_timer = first_deadline.map(|deadline| {
+                let now_ms = ctx
+                    .workflow_time()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as u64);
+                // At least a second, so a worker whose clock is a little behind sees the
+                // timeout passed too (and the loop does not spin if it does not).
+                let wait = Duration::from_millis(deadline.saturating_sub(now_ms))
+                    .max(Duration::from_secs(1));
+                let timer: Pin<Box<dyn Future<Output = TimerResult> + 'a>> =
+                    Box::pin(ctx.timer(wait));
+                (deadline, timer)
+            });
+        }
+        let timer = &mut self.gate_timer;
         let running = &mut self.running;
         std::future::poll_fn(|cx| {
             if watch_cancel && cancelled.as_mut().poll(cx).is_ready() {
@@ -412,8 +421,9 @@ impl<'a> Driver<'a> {
             if answered.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Woke::Answer);
             }
-            if let Some(t) = timer.as_mut() {
+            if let Some((_, t)) = timer.as_mut() {
                 if t.as_mut().poll(cx).is_ready() {
+                    *timer = None;
                     return Poll::Ready(Woke::GateTimer);
                 }
             }
@@ -600,6 +610,7 @@ impl ReinsRun {
             heartbeat,
             finished: None,
             deadlines: BTreeMap::new(),
+            gate_timer: None,
         };
         driver.step(Input::Begin).await?;
         while driver.finished.is_none() {
