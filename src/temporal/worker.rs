@@ -48,6 +48,9 @@ pub async fn run(
         let options = options
             .register_activities(Activities { host: host.clone() })
             .client_identity_override(identity.clone())
+            // A dead worker's cached workflows move to another worker after 3 s, not 10: the
+            // recovery after a kill waits for this as well as for the heartbeat timeout.
+            .sticky_queue_schedule_to_start_timeout(std::time::Duration::from_secs(3))
             // Heartbeats reach the server within a second, and with them cancellations.
             .max_heartbeat_throttle_interval(std::time::Duration::from_secs(1))
             .default_heartbeat_throttle_interval(std::time::Duration::from_secs(1))
