@@ -86,6 +86,9 @@ enum Came {
 
 type Attempt<'a> = Pin<Box<dyn Future<Output = (usize, u32, Came)> + 'a>>;
 
+/// A durable timer.
+type Timer<'a> = Pin<Box<dyn Future<Output = TimerResult> + 'a>>;
+
 /// What woke the workflow up.
 enum Woke {
     Cancel,
@@ -109,7 +112,7 @@ struct Driver<'a> {
     deadlines: BTreeMap<usize, u64>,
     /// The durable timer of the earliest deadline, kept across wake-ups (one timer per
     /// deadline in the history, not one per wake-up).
-    gate_timer: Option<(u64, Pin<Box<dyn Future<Output = TimerResult> + 'a>>)>,
+    gate_timer: Option<(u64, Timer<'a>)>,
 }
 
 impl<'a> Driver<'a> {
@@ -401,8 +404,7 @@ impl<'a> Driver<'a> {
                 // timeout passed too (and the loop does not spin if it does not).
                 let wait = Duration::from_millis(deadline.saturating_sub(now_ms))
                     .max(Duration::from_secs(1));
-                let timer: Pin<Box<dyn Future<Output = TimerResult> + 'a>> =
-                    Box::pin(ctx.timer(wait));
+                let timer: Timer<'a> = Box::pin(ctx.timer(wait));
                 (deadline, timer)
             });
         }
