@@ -1,13 +1,15 @@
-//! What reins adds to an agent call: the real Claude Code CLI against the offline stand-in API,
-//! run bare (pipes, `std::process`, no reins) and through `reins::agent::run` (PTY, transcript,
-//! parsing), for a fresh session and for a sticky (`--resume`) turn. The runs interleave so
-//! drift hits both sides alike; each side of a sticky pair grows its own conversation equally.
+//! What reins adds to an agent call, for each agent CLI: the real Claude Code and Codex CLIs
+//! against their offline stand-in APIs, run bare (pipes, `std::process`, no reins) and through
+//! `reins::agent::run` (PTY, transcript, parsing), for a fresh session and for a sticky
+//! (resumed) turn. The runs interleave so drift hits both sides alike; each side of a sticky
+//! pair grows its own conversation equally.
 //!
 //! A scripted fake CLI (`tests/support/fake-claude`, two lines of output) isolates what
-//! reins itself costs per run from the real CLI's noisy start-up.
+//! reins itself costs per run from the real CLIs' noisy start-up.
 //!
-//! `cargo bench --bench agent_overhead` (`REINS_BENCH_ITERS`, default 10). Needs the CLI from
-//! `.ci/install-claude` or `$REINS_TEST_CLAUDE`.
+//! `cargo bench --bench agent_overhead` (`REINS_BENCH_ITERS`, default 10). Needs the CLIs from
+//! `.ci/install-claude` and `.ci/install-codex` (or `$REINS_TEST_CLAUDE`, `$REINS_TEST_CODEX`);
+//! an agent whose CLI is missing is left out, outside CI.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -17,10 +19,27 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reins::agent::{self, AgentInvocation, SessionMode};
-use support::{claude_env, fake_claude, require_claude, MockApi, Sandbox, Turn};
+use reins::agent::{self, AgentInvocation, HarnessKind, SessionMode};
+use support::{
+    claude_env, codex_env, fake_claude, require_claude, require_codex, MockApi, Reply,
+    ResponsesApi, Sandbox, Turn,
+};
 use tokio::sync::watch;
 use uuid::Uuid;
+
+/// One agent CLI under measurement and how to read its output.
+struct Agent<'a> {
+    /// The heading of its figures.
+    title: &'static str,
+    /// How its rows name the bare CLI, a fresh session and a resumed turn.
+    labels: [&'static str; 3],
+    /// Builds the invocation of a prompt (program, harness, environment, folders).
+    invocation: &'a dyn Fn(&str, SessionMode) -> AgentInvocation,
+    /// What a successful bare run prints.
+    success: &'static str,
+    /// The JSON key before the conversation's id in a bare run's output.
+    id_key: &'static str,
+}
 
 fn main() {
     let iterations: usize = std::env::var("REINS_BENCH_ITERS")
@@ -28,31 +47,67 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(10);
     fake_overhead(iterations * 5);
-    let Some(claude) = require_claude() else {
-        return;
-    };
-    let api = MockApi::start();
-    api.rule("BENCH", [Turn::text("ok")]);
-    let sandbox = Sandbox::new();
-    let env = claude_env(&api, &sandbox.home);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
 
-    let bare = |session: SessionMode, prompt: &str| -> Duration {
-        let inv = invocation(&claude, &sandbox, &env, prompt, session);
+    if let Some(claude) = require_claude() {
+        let api = MockApi::start();
+        api.rule("BENCH", [Turn::text("ok")]);
+        let sandbox = Sandbox::new();
+        let env = claude_env(&api, &sandbox.home);
+        let invocation =
+            |prompt: &str, session| invocation(&claude, &sandbox, &env, prompt, session);
+        let agent = Agent {
+            title: "agent overhead",
+            labels: ["claude bare", "fresh session", "--resume turn"],
+            invocation: &invocation,
+            success: r#""subtype":"success""#,
+            id_key: r#""session_id":""#,
+        };
+        compare(&agent, &sandbox, &runtime, iterations);
+    }
+
+    if let Some(codex) = require_codex() {
+        let api = ResponsesApi::start();
+        api.rule("BENCH", [Reply::text("ok")]);
+        let sandbox = Sandbox::new();
+        let env = codex_env(&api, &sandbox.home.join("codex"));
+        let invocation = |prompt: &str, session| {
+            let mut inv = invocation(&codex, &sandbox, &env, prompt, session);
+            inv.harness = HarnessKind::Codex;
+            inv.sandbox = Some("none".into());
+            inv
+        };
+        let agent = Agent {
+            title: "codex turn overhead",
+            labels: ["codex exec bare", "new thread", "resume turn"],
+            invocation: &invocation,
+            success: "turn.completed",
+            id_key: r#""thread_id":""#,
+        };
+        compare(&agent, &sandbox, &runtime, iterations);
+    }
+}
+
+/// Times `iterations` fresh and resumed turns of `agent`, bare and through reins, and prints
+/// the medians and the ratios.
+fn compare(agent: &Agent, sandbox: &Sandbox, runtime: &tokio::runtime::Runtime, iterations: usize) {
+    // Returns the conversation's id as well, to resume it.
+    let bare = |session: SessionMode, prompt: &str| -> (Duration, Uuid) {
+        let inv = (agent.invocation)(prompt, session);
         let started = Instant::now();
         let mut child = Command::new(&inv.program)
             .args(inv.args(session))
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .envs(inv.env.iter().map(|(k, v)| (k, v)))
             .env_remove("CLAUDECODE")
             .current_dir(&sandbox.cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn claude");
+            .expect("spawn the CLI");
         let mut out = String::new();
         child
             .stdout
@@ -61,49 +116,56 @@ fn main() {
             .read_to_string(&mut out)
             .unwrap();
         let status = child.wait().unwrap();
+        let elapsed = started.elapsed();
         assert!(
-            status.success() && out.contains(r#""subtype":"success""#),
+            status.success() && out.contains(agent.success),
             "bare run failed: {out}"
         );
-        started.elapsed()
+        let id = out
+            .split(agent.id_key)
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .expect("a conversation id");
+        (elapsed, id)
     };
-    let reins = |session: SessionMode, prompt: &str| -> Duration {
-        let inv = invocation(&claude, &sandbox, &env, prompt, session);
+    let reins = |session: SessionMode, prompt: &str| -> (Duration, Uuid) {
+        let inv = (agent.invocation)(prompt, session);
         let (_tx, cancel) = watch::channel(false);
         let started = Instant::now();
         let outcome = runtime.block_on(agent::run(inv, None, cancel));
+        let elapsed = started.elapsed();
         assert!(
             outcome.succeeded(),
             "reins run failed: {:?}",
             outcome.verdict
         );
-        started.elapsed()
+        (elapsed, outcome.session.id())
     };
+    let fresh = || SessionMode::New(Uuid::new_v4());
 
     // One untimed warm-up of each, which also starts the two sticky conversations.
-    let (bare_sticky, reins_sticky) = (Uuid::new_v4(), Uuid::new_v4());
-    bare(SessionMode::New(bare_sticky), "BENCH warm up");
-    reins(SessionMode::New(reins_sticky), "BENCH warm up");
-
+    let (_, bare_sticky) = bare(fresh(), "BENCH warm up");
+    let (_, reins_sticky) = reins(fresh(), "BENCH warm up");
     let mut samples: [Vec<Duration>; 4] = Default::default();
     for i in 0..iterations {
-        samples[0].push(bare(SessionMode::New(Uuid::new_v4()), "BENCH fresh"));
-        samples[1].push(reins(SessionMode::New(Uuid::new_v4()), "BENCH fresh"));
+        samples[0].push(bare(fresh(), "BENCH fresh").0);
+        samples[1].push(reins(fresh(), "BENCH fresh").0);
         let turn = format!("BENCH turn {i}");
-        samples[2].push(bare(SessionMode::Resume(bare_sticky), &turn));
-        samples[3].push(reins(SessionMode::Resume(reins_sticky), &turn));
+        samples[2].push(bare(SessionMode::Resume(bare_sticky), &turn).0);
+        samples[3].push(reins(SessionMode::Resume(reins_sticky), &turn).0);
     }
-
     let [bare_fresh, reins_fresh, bare_resume, reins_resume] = samples.map(|mut s| {
         s.sort();
         s
     });
-    println!("agent overhead, {iterations} runs each (median, min..max)");
+    let [cli, new, resumed] = agent.labels;
+    println!("{}, {iterations} runs each (median, min..max)", agent.title);
     for (name, s) in [
-        ("claude bare, fresh session", &bare_fresh),
-        ("reins agent::run, fresh session", &reins_fresh),
-        ("claude bare, --resume turn", &bare_resume),
-        ("reins agent::run, --resume turn", &reins_resume),
+        (format!("{cli}, {new}"), &bare_fresh),
+        (format!("reins agent::run, {new}"), &reins_fresh),
+        (format!("{cli}, {resumed}"), &bare_resume),
+        (format!("reins agent::run, {resumed}"), &reins_resume),
     ] {
         println!(
             "  {name:<34} {:>8.1} ms  ({:.1}..{:.1})",

@@ -4,66 +4,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use support::run_repo::{Cmd, Output, Repo};
-use support::{claude_env, require_claude, MockApi, Turn};
+use support::agents::{artifacts_in, git, Bundled};
+use support::run_repo::{Output, Repo};
+use support::{MockApi, Turn};
 
 /// A repository with one commit, the Claude CLI on `PATH` and the stand-in API behind it.
-struct Bench {
-    repo: Repo,
-    api: MockApi,
-    home: tempfile::TempDir,
-    bin: PathBuf,
-}
-
-impl Bench {
-    fn new(files: &[(&str, &str)]) -> Option<Bench> {
-        let claude = require_claude()?;
-        let repo = Repo::new();
-        for (path, contents) in files {
-            repo.write(path, contents);
-        }
-        git(repo.path(), &["add", "-A"]);
-        git(repo.path(), &["commit", "-q", "-m", "start"]);
-        let home = tempfile::tempdir().unwrap();
-        let bin = home.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::os::unix::fs::symlink(claude, bin.join("claude")).unwrap();
-        Some(Bench {
-            repo,
-            api: MockApi::start(),
-            home,
-            bin,
-        })
-    }
-
-    fn reins(&self, args: &[&str]) -> Cmd {
-        let path = format!(
-            "{}:{}",
-            self.bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut cmd = self.repo.reins(args).env("PATH", &path);
-        for (k, v) in claude_env(&self.api, self.home.path())
-            .into_iter()
-            .chain(git_identity())
-        {
-            cmd = cmd.env(&k, &v);
-        }
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.reins(args).run()
-    }
-
-    fn artifacts(&self) -> PathBuf {
-        last_artifacts(&self.repo)
-    }
-}
+type Bench = Bundled<MockApi>;
 
 /// The artifacts folder of the latest run.
 fn last_artifacts(repo: &Repo) -> PathBuf {
@@ -73,46 +22,6 @@ fn last_artifacts(repo: &Repo) -> PathBuf {
             .expect("status has the run's folder"),
     )
     .join("artifacts")
-}
-
-fn git_identity() -> Vec<(String, String)> {
-    ["GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"]
-        .iter()
-        .map(|k| (k.to_string(), "reins test".to_string()))
-        .chain(
-            ["GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"]
-                .iter()
-                .map(|k| (k.to_string(), "test@reins.invalid".to_string())),
-        )
-        .collect()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .envs(git_identity())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The run's artifacts folder, as the prompt names it.
-fn artifacts_in(prompt: &str) -> String {
-    let end = prompt
-        .find("/artifacts")
-        .expect("the prompt names the artifacts folder")
-        + "/artifacts".len();
-    let start = prompt[..end]
-        .rfind(|c: char| c.is_whitespace() || c == '`' || c == '(')
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    prompt[start..end].to_string()
 }
 
 fn write_artifact(prompt: &str, name: &str, content: &str) -> Turn {

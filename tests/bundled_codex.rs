@@ -4,88 +4,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use support::run_repo::{Cmd, Output, Repo};
-use support::{codex_env, require_codex, Reply, ResponsesApi};
+use support::agents::{artifacts_in, git, Bundled};
+use support::run_repo::Output;
+use support::{Reply, ResponsesApi};
 
 /// A repository with one commit, Codex on `PATH` as `codex` and the stand-in behind it.
-struct Bench {
-    repo: Repo,
-    api: ResponsesApi,
-    home: tempfile::TempDir,
-    bin: PathBuf,
-}
-
-impl Bench {
-    fn new(files: &[(&str, &str)]) -> Option<Bench> {
-        let codex = require_codex()?;
-        let repo = Repo::new();
-        for (path, contents) in files {
-            repo.write(path, contents);
-        }
-        git(repo.path(), &["add", "-A"]);
-        git(repo.path(), &["commit", "-q", "-m", "start"]);
-        let home = tempfile::tempdir().unwrap();
-        let bin = home.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::os::unix::fs::symlink(codex, bin.join("codex")).unwrap();
-        Some(Bench {
-            repo,
-            api: ResponsesApi::start(),
-            home,
-            bin,
-        })
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let path = format!(
-            "{}:{}",
-            self.bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut cmd: Cmd = self.repo.reins(args).env("PATH", &path);
-        for (k, v) in codex_env(&self.api, &self.home.path().join("codex-home"))
-            .into_iter()
-            .chain(git_identity())
-        {
-            cmd = cmd.env(&k, &v);
-        }
-        cmd.run()
-    }
-
-    fn artifacts(&self) -> PathBuf {
-        PathBuf::from(self.repo.status("last")["dir"].as_str().unwrap()).join("artifacts")
-    }
-}
-
-fn git_identity() -> Vec<(String, String)> {
-    ["GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"]
-        .iter()
-        .map(|k| (k.to_string(), "reins test".to_string()))
-        .chain(
-            ["GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"]
-                .iter()
-                .map(|k| (k.to_string(), "test@example.com".to_string())),
-        )
-        .collect()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .envs(git_identity())
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+type Bench = Bundled<ResponsesApi>;
 
 fn assert_code(out: &Output, code: i32) {
     assert_eq!(
@@ -129,19 +53,6 @@ fn review_runs_on_codex() {
         .filter(|l| !l.contains(".test-out") && !l.contains(".test-state"))
         .collect();
     assert_eq!(changes, [" M src.txt"]);
-}
-
-/// The run's artifacts folder, as the prompt names it.
-fn artifacts_in(prompt: &str) -> String {
-    let end = prompt
-        .find("/artifacts")
-        .expect("the prompt names the artifacts folder")
-        + "/artifacts".len();
-    let start = prompt[..end]
-        .rfind(|c: char| c.is_whitespace() || c == '`' || c == '(')
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    prompt[start..end].to_string()
 }
 
 fn write_root_cause(prompt: &str) -> Reply {

@@ -4,78 +4,25 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use support::run_repo::{wait_for, Cmd, Repo};
-use support::{claude_env, group_members, require_claude, MockApi, Turn};
+use serde_json::json;
+use support::agents::AgentWorld;
+use support::run_repo::{wait_for, Repo};
+use support::{group_members, MockApi, Turn};
 
-/// One test's world: the CLI, the stand-in API and a repository.
-struct World {
-    claude: PathBuf,
-    api: MockApi,
-    repo: Repo,
-}
+/// One test's world: the Claude CLI, the stand-in API and a repository.
+type World = AgentWorld<MockApi>;
 
 impl World {
-    /// `None` when the CLI is not installed and this is not CI (the test then returns).
-    fn new() -> Option<World> {
-        Some(World {
-            claude: require_claude()?,
-            api: MockApi::start(),
-            repo: Repo::new(),
-        })
-    }
-
     /// Writes `.workflows/NAME.yaml`: the built-in `claude` profile pointed at the pinned CLI,
     /// a `writer` profile that may edit files, then `rest` (which must start with `nodes:`).
     fn workflow(&self, name: &str, rest: &str) {
         let yaml = format!(
             "agents:\n  claude: {{program: '{}'}}\n  writer: {{use: claude, permission_mode: acceptEdits}}\n{rest}",
-            self.claude.display()
+            self.cli.display()
         );
         self.repo.write(&format!(".workflows/{name}.yaml"), &yaml);
-    }
-
-    /// `reins ARGS` with the CLI's environment pointed at the stand-in.
-    fn reins<const N: usize>(&self, args: [&str; N]) -> Cmd {
-        let home = self.repo.join(".claude-home");
-        std::fs::create_dir_all(&home).unwrap();
-        let mut cmd = self.repo.reins(args).timeout(Duration::from_secs(150));
-        for (key, value) in claude_env(&self.api, &home) {
-            cmd = cmd.env(&key, &value);
-        }
-        cmd
-    }
-
-    fn events_of(&self, kind: &str, node: &str) -> Vec<Value> {
-        self.repo
-            .events(&self.repo.the_run())
-            .into_iter()
-            .filter(|e| e["type"] == kind && e["node"] == node)
-            .collect()
-    }
-}
-
-impl World {
-    /// Live processes of this test's runs whose command line contains `marker` (the prompt is
-    /// an argument). Only this test's: the CLI's `--add-dir` names the run's artifacts folder,
-    /// inside this test's own temporary repository, so the same test running elsewhere on the
-    /// machine (another checkout's `cargo test`) is never counted.
-    fn processes_with(&self, marker: &str) -> Vec<u32> {
-        let repo = self
-            .repo
-            .path()
-            .file_name()
-            .expect("a temporary folder")
-            .to_string_lossy()
-            .into_owned();
-        support::claude::ps_table()
-            .into_iter()
-            .filter(|p| p.args.contains(marker) && p.args.contains(&repo))
-            .map(|p| p.pid)
-            .collect()
     }
 }
 

@@ -4,69 +4,26 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::run_repo::{wait_for, Cmd, Repo};
-use support::{codex_env, group_members, require_codex, Reply, ResponsesApi};
+use support::agents::AgentWorld;
+use support::run_repo::wait_for;
+use support::{group_members, Reply, ResponsesApi};
 
-/// One test's world: the CLI, the stand-in API and a repository.
-struct World {
-    codex: PathBuf,
-    api: ResponsesApi,
-    repo: Repo,
-}
+/// One test's world: the Codex CLI, the stand-in API and a repository.
+type World = AgentWorld<ResponsesApi>;
 
 impl World {
-    fn new() -> Option<World> {
-        Some(World {
-            codex: require_codex()?,
-            api: ResponsesApi::start(),
-            repo: Repo::new(),
-        })
-    }
-
     /// Writes `.workflows/NAME.yaml`: the built-in `codex` profile pointed at the pinned CLI
     /// with no sandbox (the test machine is the sandbox), the default agent, then `rest`.
     fn workflow(&self, name: &str, rest: &str) {
         let yaml = format!(
             "defaults: {{agent: codex}}\nagents:\n  codex: {{program: '{}', sandbox: none}}\n{rest}",
-            self.codex.display()
+            self.cli.display()
         );
         self.repo.write(&format!(".workflows/{name}.yaml"), &yaml);
     }
-
-    fn reins<const N: usize>(&self, args: [&str; N]) -> Cmd {
-        let home = self.repo.join(".codex-home");
-        let mut cmd = self.repo.reins(args).timeout(Duration::from_secs(150));
-        for (key, value) in codex_env(&self.api, &home) {
-            cmd = cmd.env(&key, &value);
-        }
-        cmd
-    }
-
-    fn events_of(&self, kind: &str, node: &str) -> Vec<Value> {
-        self.repo
-            .events(&self.repo.the_run())
-            .into_iter()
-            .filter(|e| e["type"] == kind && e["node"] == node)
-            .collect()
-    }
-}
-
-/// Live processes whose command line contains `marker` (the prompt is an argument).
-fn processes_with(marker: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-                && support::process_alive(*pid)
-        })
-        .collect()
 }
 
 #[test]
@@ -182,7 +139,7 @@ fn an_api_error_is_retried_then_fails_cleanly() {
     assert_eq!(w.events_of("node_started", "ask").len(), 2, "{error}");
     assert!(w.api.requests_for("MARK-FAIL").len() >= 4);
     assert!(!w.repo.exists("after-ran"));
-    assert!(processes_with("MARK-FAIL").is_empty());
+    assert!(w.processes_with("MARK-FAIL").is_empty());
 }
 
 #[test]
@@ -199,7 +156,7 @@ fn a_hung_turn_hits_its_idle_timeout_and_nothing_is_left_running() {
     let error = node["error"].as_str().unwrap();
     assert!(error.contains("idle timeout"), "{error}");
     assert_eq!(w.events_of("node_started", "ask").len(), 1, "not retried");
-    assert!(processes_with("MARK-HANG").is_empty());
+    assert!(w.processes_with("MARK-HANG").is_empty());
 }
 
 #[test]
@@ -224,7 +181,7 @@ fn kill_9_mid_turn_then_resume_continues_the_same_thread() {
     wait_for("the thread id", Duration::from_secs(10), || {
         !w.events_of("agent_session", "impl").is_empty()
     });
-    let agents = processes_with("MARK-KILL");
+    let agents = w.processes_with("MARK-KILL");
     assert_eq!(agents.len(), 1, "{agents:?}");
     let group = agents[0];
     running.signal(nix::sys::signal::Signal::SIGKILL);
@@ -337,7 +294,7 @@ fn agent_codex_replaces_the_default_agent_for_the_run() {
     );
     let bin = w.repo.join(".bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(&w.codex, bin.join("codex")).unwrap();
+    std::os::unix::fs::symlink(&w.cli, bin.join("codex")).unwrap();
     let path = format!(
         "{}:{}",
         bin.display(),

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -207,19 +206,9 @@ fn a_child_with_isolation_worktree_works_in_a_worktree_of_its_own() {
     isolation: worktree
 "#,
         );
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(repo.path())
-            .status()
-            .expect("git")
-            .success();
-        assert!(ok, "git {args:?}");
-    };
     repo.write(".gitignore", ".reins/\n.test-*\n");
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "base"]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "base"]);
     repo.reins(["run", "parent"]).run().code(0);
     let (parent, child) = tree(&repo);
     assert!(!repo.exists("child.txt"), "the checkout is untouched");

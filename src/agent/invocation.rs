@@ -200,8 +200,35 @@ impl AgentInvocation {
     }
 }
 
+/// Why the agent CLI was not found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProgramError {
+    /// A harness's own CLI (`claude`, `codex`) is not on `PATH`.
+    #[error(
+        "{name} not found on PATH; install it with `{install}` or set `program:` in the agent \
+         profile"
+    )]
+    NotInstalled {
+        /// The CLI's name.
+        name: &'static str,
+        /// The command that installs it.
+        install: &'static str,
+    },
+    /// Another name is not on `PATH`.
+    #[error(
+        "{0} not found on PATH; install it or set `program:` in the agent profile to its full path"
+    )]
+    NotOnPath(String),
+    /// A path that names no executable file.
+    #[error(
+        "agent program {0} does not exist or is not executable; fix `program:` in the agent \
+         profile"
+    )]
+    NotExecutable(String),
+}
+
 /// Finds the agent CLI: a name is looked up on `PATH`, a path is checked as given.
-pub fn resolve_program(program: &str) -> Result<PathBuf, String> {
+pub fn resolve_program(program: &str) -> Result<PathBuf, ProgramError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     resolve_program_in(program, std::env::var_os("PATH"), &cwd)
 }
@@ -220,22 +247,13 @@ pub fn resolve_program_in(
     program: &str,
     path: Option<std::ffi::OsString>,
     cwd: &Path,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, ProgramError> {
     which::which_in(program, path, cwd).map_err(|_| {
         let is_path = Path::new(program).components().count() > 1;
         match (install_hint(program), is_path) {
-            (Some((name, hint)), _) => format!(
-                "{name} not found on PATH; install it with `{hint}` or set `program:` in the \
-                 agent profile"
-            ),
-            (_, true) => format!(
-                "agent program {program} does not exist or is not executable; \
-                 fix `program:` in the agent profile"
-            ),
-            (_, false) => format!(
-                "{program} not found on PATH; install it or set `program:` in the agent profile \
-                 to its full path"
-            ),
+            (Some((name, install)), _) => ProgramError::NotInstalled { name, install },
+            (_, true) => ProgramError::NotExecutable(program.into()),
+            (_, false) => ProgramError::NotOnPath(program.into()),
         }
     })
 }
@@ -322,12 +340,13 @@ mod tests {
 
     #[test]
     fn a_missing_claude_says_how_to_install_it() {
-        let err =
-            resolve_program_in("claude", Some("/nonexistent".into()), Path::new("/")).unwrap_err();
+        let err = resolve_program_in("claude", Some("/nonexistent".into()), Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("npm i -g @anthropic-ai/claude-code"), "{err}");
         let err = resolve_program("claude-surely-not-installed-anywhere").unwrap_err();
-        assert!(err.contains("not found on PATH"), "{err}");
+        assert!(err.to_string().contains("not found on PATH"), "{err}");
         let err = resolve_program("/nonexistent/dir/claude").unwrap_err();
-        assert!(err.contains("fix `program:`"), "{err}");
+        assert!(err.to_string().contains("fix `program:`"), "{err}");
     }
 }

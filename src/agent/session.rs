@@ -12,9 +12,9 @@ use tokio::time::Instant;
 
 use super::events::{self, AgentEvent, Lines};
 use super::harness::{Harness, StreamReader};
-use super::invocation::{resolve_program_in, AgentInvocation, SessionMode};
+use super::invocation::{resolve_program_in, AgentInvocation, ProgramError, SessionMode};
 use super::outcome::{AgentOutcome, Context, Failure, FailureKind, Observed, Stop, Verdict};
-use crate::process::pty::{ExitStatus, PtyChild, PtyCommand, PtyEvent};
+use crate::process::pty::{ExitStatus, PtyChild, PtyCommand, PtyEvent, SpawnError};
 
 /// How long the CLI may take to exit by itself after its `result` event before its group is
 /// stopped (it has nothing left to say; something it started may keep it alive).
@@ -78,7 +78,7 @@ pub async fn run(
     let harness = inv.harness.harness();
     let mut session = inv.session;
     let mut seen = match start(&inv) {
-        Err(message) => Err(message),
+        Err(e) => Err(e),
         Ok((mut transcript, program)) => {
             let mut attempt = Attempt {
                 inv: &inv,
@@ -104,9 +104,9 @@ pub async fn run(
         }
     };
     let verdict = match &mut seen {
-        Err(message) => Verdict::Failed(Failure {
+        Err(e) => Verdict::Failed(Failure {
             kind: FailureKind::Start,
-            message: std::mem::take(message),
+            message: e.to_string(),
             transient: false,
         }),
         Ok(seen) => harness.judge(
@@ -162,9 +162,27 @@ struct Transcript {
     len: u64,
 }
 
+/// Why the CLI did not start: its files could not be written, it is not installed, or the
+/// system refused to spawn it.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
 /// Creates the node's folder, writes `prompt.md`, opens the transcript, finds the program.
-fn start(inv: &AgentInvocation) -> Result<(Transcript, PathBuf), String> {
-    let cannot = |what: &Path, e: std::io::Error| format!("cannot write {}: {e}", what.display());
+fn start(inv: &AgentInvocation) -> Result<(Transcript, PathBuf), StartError> {
+    let cannot = |what: &Path, source: std::io::Error| StartError::Write {
+        path: what.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(&inv.node_dir).map_err(|e| cannot(&inv.node_dir, e))?;
     let prompt = inv.prompt_path();
     std::fs::write(&prompt, &inv.prompt).map_err(|e| cannot(&prompt, e))?;
@@ -204,7 +222,7 @@ struct Attempt<'a> {
 
 impl Attempt<'_> {
     /// Spawns the CLI for `session` and streams it to its end. `Err` if it could not start.
-    async fn run(&mut self, session: SessionMode) -> Result<Observed, String> {
+    async fn run(&mut self, session: SessionMode) -> Result<Observed, StartError> {
         let mut seen = Observed::default();
         if *self.cancel.borrow() {
             seen.stop = Some(Stop::Cancelled);

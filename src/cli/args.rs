@@ -231,15 +231,11 @@ pub struct CleanArgs {
     #[arg(long)]
     pub runs: bool,
     /// With `--runs`: only runs that finished longer ago than this (`30d`, `12h`).
-    #[arg(long, value_name = "AGE", requires = "runs", value_parser = parse_age)]
+    #[arg(long, value_name = "AGE", requires = "runs", value_parser = crate::workflow::duration::parse)]
     pub older_than: Option<std::time::Duration>,
     /// With `--runs`: keep the N most recent finished runs.
     #[arg(long, value_name = "N", requires = "runs")]
     pub keep: Option<usize>,
-}
-
-fn parse_age(text: &str) -> Result<std::time::Duration, String> {
-    crate::workflow::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// `reins cancel`.

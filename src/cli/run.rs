@@ -259,7 +259,7 @@ fn drive(
         config.as_deref(),
     ) {
         Ok((max, _)) => options.limits.agent_slots = AgentSlots::for_user(max),
-        Err(e) => return Err(Error::usage(e)),
+        Err(e) => return Err(Error::usage(e.to_string())),
     }
     if let Some(c) = concurrency.or(prepared.plan.workflow.concurrency.as_ref().map(|c| c.value)) {
         options.concurrency = c as usize;
@@ -379,7 +379,8 @@ fn dry_run(
     agent: Option<&str>,
 ) -> error::Result {
     if let Some(agent) = agent {
-        crate::engine::agent::switch_default_agent(&mut workflow, agent).map_err(Error::usage)?;
+        crate::engine::agent::switch_default_agent(&mut workflow, agent)
+            .map_err(|e| Error::usage(e.to_string()))?;
     }
     let mut inputs = match resolve_inputs(&workflow, given) {
         Ok(i) => i,
@@ -527,7 +528,7 @@ fn dry_run(
             out.push_str(&format!("   agent: {profile} ({})\n", harness.name()));
         }
         let body = if node.kind.uses_agent() {
-            crate::engine::agent::render_prompt(&plan, i, &ctx)
+            crate::engine::agent::render_prompt(&plan, i, &ctx).map_err(|e| e.to_string())
         } else {
             plan.render(i, TemplateField::Body, &ctx)
                 .map_err(String::from)

@@ -25,7 +25,7 @@ pub fn run(args: ValidateArgs) -> error::Result {
                 )));
             }
             Ok(found) => files.extend(found),
-            Err(message) => return Err(Error::usage(message)),
+            Err(e) => return Err(e),
         }
     }
     let mut diags = Vec::new();
@@ -70,23 +70,25 @@ fn plural_suffix(n: usize, word: &str) -> String {
 }
 
 /// The workflow files a path names: the file itself, or the `*.yaml`/`*.yml` files of a folder.
-fn workflow_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound if path == Path::new(".workflows") => {
-            "no `.workflows/` folder here; pass workflow files or folders, or run `reins init`"
-                .to_string()
-        }
-        _ => format!(
-            "cannot read {}: {}",
-            path.display(),
-            e.to_string().to_lowercase()
-        ),
+fn workflow_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Error::usage(match e.kind() {
+            std::io::ErrorKind::NotFound if path == Path::new(".workflows") => {
+                "no `.workflows/` folder here; pass workflow files or folders, or run `reins init`"
+                    .to_string()
+            }
+            _ => format!(
+                "cannot read {}: {}",
+                path.display(),
+                e.to_string().to_lowercase()
+            ),
+        })
     })?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .map_err(|e| Error::usage(format!("cannot read {}: {e}", path.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))

@@ -29,7 +29,7 @@ use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
 use crate::agent::HarnessKind;
 use crate::agent::{self, AgentInvocation, AgentOutcome, SessionEvent, SessionMode, Verdict};
 use crate::store::{Event, Usage};
-use crate::workflow::template::Mode;
+use crate::workflow::template::{Mode, RenderError};
 use crate::workflow::TemplateField;
 use crate::workflow::{LoopBody, Node, NodeKind, Workflow};
 use crate::workflow::{BUILTIN_AGENT, BUILTIN_AGENTS};
@@ -136,25 +136,34 @@ pub fn resolve_profile(wf: &Workflow, name: &str) -> Profile {
     out
 }
 
+/// `--agent NAME` names neither a built-in agent nor a profile of the workflow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown agent `{agent}` for --agent; use one of {}",
+    known.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+)]
+pub struct UnknownAgent {
+    /// The name given.
+    pub agent: String,
+    /// The names that would do: the built-in agents, then the workflow's profiles.
+    pub known: Vec<String>,
+}
+
 /// Makes `agent` the run's default agent (`reins run WF --agent NAME`): nodes without an
 /// `agent` of their own run on it, and so do profiles that `use:` the workflow's default
 /// (`defaults.agent`, else `claude`). Fails on a name that is neither built in nor a profile.
-pub fn switch_default_agent(wf: &mut Workflow, agent: &str) -> Result<(), String> {
+pub fn switch_default_agent(wf: &mut Workflow, agent: &str) -> Result<(), UnknownAgent> {
     let known = BUILTIN_AGENTS.contains(&agent) || wf.agents.get(agent).is_some();
     if !known {
-        let names: Vec<&str> = BUILTIN_AGENTS
-            .iter()
-            .copied()
-            .chain(wf.agents.names().filter(|n| !BUILTIN_AGENTS.contains(n)))
-            .collect();
-        return Err(format!(
-            "unknown agent `{agent}` for --agent; use one of {}",
-            names
+        return Err(UnknownAgent {
+            agent: agent.into(),
+            known: BUILTIN_AGENTS
                 .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+                .copied()
+                .chain(wf.agents.names().filter(|n| !BUILTIN_AGENTS.contains(n)))
+                .map(String::from)
+                .collect(),
+        });
     }
     let old = wf
         .defaults
@@ -201,7 +210,7 @@ pub fn profile_name<'a>(wf: &'a Workflow, node: &'a Node) -> &'a str {
 async fn run(job: Job) -> Outcome {
     let mut inv = match invocation(&job) {
         Ok(inv) => inv,
-        Err(e) => return Outcome::fatal(e),
+        Err(e) => return Outcome::fatal(e.to_string()),
     };
     let wf = &job.plan.workflow;
     let budgets = (wf.nodes[job.index].budget.as_ref(), wf.budget.as_ref());
@@ -396,8 +405,40 @@ fn judge(o: AgentOutcome) -> Outcome {
     }
 }
 
+/// Why an agent node's prompt, or its profile's environment, could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    /// The `prompt:` (or the body of a `command:` without a command file).
+    #[error("cannot render the prompt: {0}")]
+    Prompt(#[source] RenderError),
+    /// One of the node's `args:`.
+    #[error("cannot render `args.{name}`: {source}")]
+    Arg {
+        /// The argument's name.
+        name: String,
+        /// Why.
+        source: RenderError,
+    },
+    /// The body of a command file.
+    #[error("cannot render command `{command}`: {source}")]
+    Command {
+        /// The command's name.
+        command: String,
+        /// Why.
+        source: RenderError,
+    },
+    /// A value of the agent profile's `env:`.
+    #[error("cannot render the agent profile's `env.{name}`: {source}")]
+    ProfileEnv {
+        /// The variable's name.
+        name: String,
+        /// Why.
+        source: RenderError,
+    },
+}
+
 /// Everything but the session: profile, prompt, environment, limits, outputs.
-fn invocation(job: &Job) -> Result<AgentInvocation, String> {
+fn invocation(job: &Job) -> Result<AgentInvocation, PromptError> {
     let wf = &job.plan.workflow;
     let node = &wf.nodes[job.index];
     let profile = resolve_profile(wf, profile_name(wf, node));
@@ -452,7 +493,10 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
             .plan
             .renderer()
             .render_text(template, Mode::Plain, &job.context)
-            .map_err(|e| format!("cannot render the agent profile's `env.{name}`: {e}"))?;
+            .map_err(|source| PromptError::ProfileEnv {
+                name: name.clone(),
+                source,
+            })?;
         inv.env.push((name.clone(), value));
     }
     if let Some(idle) = node
@@ -476,7 +520,7 @@ fn invocation(job: &Job) -> Result<AgentInvocation, String> {
 /// The rendered prompt of node `i`: `prompt:`, or the command file's body (frontmatter
 /// stripped) with `{{args.NAME}}`: the node's `args:` rendered, the frontmatter's defaults for
 /// the rest. Also what `reins run --dry-run` shows.
-pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, String> {
+pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, PromptError> {
     let node = &plan.workflow.nodes[i];
     let command = match &node.kind {
         NodeKind::Command(name) => Some(&name.value),
@@ -489,7 +533,7 @@ pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, St
     let Some(command) = command else {
         return plan
             .render(i, TemplateField::Body, context)
-            .map_err(|e| format!("cannot render the prompt: {e}"));
+            .map_err(PromptError::Prompt);
     };
     let mut args = Map::new();
     if let Some(file) = plan.commands.get(command) {
@@ -504,7 +548,10 @@ pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, St
     for (name, _) in node.args.iter() {
         let value = plan
             .render(i, TemplateField::Arg(&name.value), context)
-            .map_err(|e| format!("cannot render `args.{}`: {e}", name.value))?;
+            .map_err(|source| PromptError::Arg {
+                name: name.value.clone(),
+                source,
+            })?;
         args.insert(name.value.clone(), Json::String(value));
     }
     let mut context = context.clone();
@@ -512,7 +559,10 @@ pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, St
         map.insert("args".into(), Json::Object(args));
     }
     plan.render(i, TemplateField::Body, &context)
-        .map_err(|e| format!("cannot render command `{command}`: {e}"))
+        .map_err(|source| PromptError::Command {
+            command: command.clone(),
+            source,
+        })
 }
 
 #[cfg(test)]

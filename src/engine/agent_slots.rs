@@ -188,6 +188,47 @@ fn total_memory() -> Option<u64> {
     (pages > 0 && size > 0).then(|| (pages as u64).saturating_mul(size as u64))
 }
 
+/// Why the cap on agent sessions could not be worked out: a setting that is not a positive
+/// number, or a config file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MaxAgentsError {
+    /// `REINS_MAX_AGENTS` is not a positive whole number.
+    #[error("REINS_MAX_AGENTS is `{0}`; set it to a whole number of agent sessions, 1 or more")]
+    Env(String),
+    /// The config file exists but cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The config file is too large to be a settings file.
+    #[error("{} is larger than 64 KiB; it holds a few settings", .0.display())]
+    TooLarge(PathBuf),
+    /// The config file is not YAML of the expected shape.
+    #[error("{}: {source}", .path.display())]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What the YAML parser said.
+        source: Box<serde_saphyr::Error>,
+    },
+    /// `max_agents` in the config file is not positive.
+    #[error(
+        "{}:{line}: `max_agents` is {value}; set it to a whole number of agent sessions, 1 or more",
+        .path.display()
+    )]
+    NotPositive {
+        /// The config file.
+        path: PathBuf,
+        /// The line of `max_agents`.
+        line: usize,
+        /// The value found.
+        value: i64,
+    },
+}
+
 /// Works out the cap: the flag, else `REINS_MAX_AGENTS`, else the user config file, else
 /// [`default_max`]. A value that is not a positive number is an error naming where it came
 /// from.
@@ -195,16 +236,14 @@ pub fn resolve_max(
     flag: Option<u32>,
     env: impl Fn(&str) -> Option<String>,
     config: Option<&Path>,
-) -> Result<(usize, Source), String> {
+) -> Result<(usize, Source), MaxAgentsError> {
     if let Some(n) = flag {
         return Ok((n.max(1) as usize, Source::Flag));
     }
     if let Some(text) = env("REINS_MAX_AGENTS").filter(|t| !t.trim().is_empty()) {
         return match text.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok((n, Source::Env)),
-            _ => Err(format!(
-                "REINS_MAX_AGENTS is `{text}`; set it to a whole number of agent sessions, 1 or more"
-            )),
+            _ => Err(MaxAgentsError::Env(text)),
         };
     }
     if let Some(path) = config {
@@ -228,35 +267,41 @@ struct UserConfig {
 }
 
 /// `max_agents` from the config file, if the file exists and sets it.
-fn read_config(path: &Path) -> Result<Option<usize>, String> {
+fn read_config(path: &Path) -> Result<Option<usize>, MaxAgentsError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => {
+            return Err(MaxAgentsError::Read {
+                path: path.into(),
+                source,
+            })
+        }
     };
     if text.len() > 64 * 1024 {
-        return Err(format!(
-            "{} is larger than 64 KiB; it holds a few settings",
-            path.display()
-        ));
+        return Err(MaxAgentsError::TooLarge(path.into()));
     }
     if text.trim().is_empty() {
         return Ok(None);
     }
     let config: UserConfig =
-        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_saphyr::from_str(&text).map_err(|source| MaxAgentsError::Parse {
+            path: path.into(),
+            source: Box::new(source),
+        })?;
     match config.max_agents {
         None => Ok(None),
         Some(n) if n > 0 => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
-        Some(n) => {
+        Some(value) => {
             let line = text
                 .lines()
                 .position(|l| l.trim_start().starts_with("max_agents"))
                 .map_or(1, |i| i + 1);
-            Err(format!(
-                "{}:{line}: `max_agents` is {n}; set it to a whole number of agent sessions, 1 or more",
-                path.display()
-            ))
+            Err(MaxAgentsError::NotPositive {
+                path: path.into(),
+                line,
+                value,
+            })
         }
     }
 }
@@ -287,24 +332,28 @@ mod tests {
         std::fs::write(&config, "max_agents: 3\nother: kept\n").unwrap();
         let env = |v: Option<&'static str>| move |_: &str| v.map(str::to_string);
         assert_eq!(
-            resolve_max(Some(5), env(Some("7")), Some(&config)),
-            Ok((5, Source::Flag))
+            resolve_max(Some(5), env(Some("7")), Some(&config)).unwrap(),
+            (5, Source::Flag)
         );
         assert_eq!(
-            resolve_max(None, env(Some("7")), Some(&config)),
-            Ok((7, Source::Env))
+            resolve_max(None, env(Some("7")), Some(&config)).unwrap(),
+            (7, Source::Env)
         );
         assert_eq!(
-            resolve_max(None, env(None), Some(&config)),
-            Ok((3, Source::Config))
+            resolve_max(None, env(None), Some(&config)).unwrap(),
+            (3, Source::Config)
         );
         let (n, source) = resolve_max(None, env(None), None).unwrap();
         assert_eq!(source, Source::Memory);
         assert!((1..=MOST_AGENTS_BY_DEFAULT).contains(&n));
-        let e = resolve_max(None, env(Some("lots")), None).unwrap_err();
+        let e = resolve_max(None, env(Some("lots")), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("REINS_MAX_AGENTS is `lots`"), "{e}");
         std::fs::write(&config, "max_agents: 0\n").unwrap();
-        let e = resolve_max(None, env(None), Some(&config)).unwrap_err();
+        let e = resolve_max(None, env(None), Some(&config))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("config.yaml:1: `max_agents` is 0"), "{e}");
     }
 }

@@ -399,8 +399,7 @@ pub fn answer(store: &Store, run: &RunDir, given: Given) -> Result<Answered, Ref
     };
     let state = super::launch::read_state(run)
         .map_err(|e| Refused::Usage(format!("cannot read run {}: {e}", run.id)))?;
-    let gate =
-        pick_gate(given.gate.as_deref(), &wf.nodes, &state, run, verb).map_err(Refused::Usage)?;
+    let gate = pick_gate(given.gate.as_deref(), &wf.nodes, &state, run, verb)?;
     let node = workflow_node(&wf.nodes, &state, &gate).expect("picked");
     let node_state = state.node(&gate).cloned().unwrap_or_default();
     let request = node_state
@@ -588,7 +587,7 @@ fn pick_gate(
     state: &RunState,
     run: &RunDir,
     verb: &str,
-) -> Result<String, String> {
+) -> Result<String, Refused> {
     let waiting: Vec<&NodeState> = state.nodes.iter().filter(|n| is_waiting(n, run)).collect();
     if waiting.is_empty()
         && matches!(
@@ -596,26 +595,28 @@ fn pick_gate(
             RunStatus::Success | RunStatus::Failed | RunStatus::Cancelled
         )
     {
-        return Err(format!(
+        return Err(Refused::Usage(format!(
             "run {} already ended ({}); no gate of it can be answered",
             run.id, state.status
-        ));
+        )));
     }
     let Some(id) = named else {
         return match waiting.as_slice() {
             [one] => Ok(one.id.clone()),
-            [] => Err(state
-                .nodes
-                .iter()
-                .find(|n| n.status == NodeStatus::Waiting)
-                .map(|n| already_answered(&n.id, run, recorded_answer(n).as_ref()))
-                .unwrap_or_else(|| {
-                    format!(
-                        "no approval gate waits in run {} (it is {})",
-                        run.id, state.status
-                    )
-                })),
-            many => Err(format!(
+            [] => Err(Refused::Usage(
+                state
+                    .nodes
+                    .iter()
+                    .find(|n| n.status == NodeStatus::Waiting)
+                    .map(|n| already_answered(&n.id, run, recorded_answer(n).as_ref()))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "no approval gate waits in run {} (it is {})",
+                            run.id, state.status
+                        )
+                    }),
+            )),
+            many => Err(Refused::Usage(format!(
                 "{} gates wait in run {}: {}; name one: `reins {verb} {} GATE`",
                 many.len(),
                 run.id,
@@ -624,14 +625,17 @@ fn pick_gate(
                     .collect::<Vec<_>>()
                     .join(", "),
                 run.id
-            )),
+            ))),
         };
     };
     let Some(node) = workflow_node(nodes, state, id) else {
         let hint = suggestion(id, nodes.iter().map(|n| n.id.value.as_str()))
             .map(|h| format!("; {h}"))
             .unwrap_or_default();
-        return Err(format!("run {} has no node `{id}`{hint}", run.id));
+        return Err(Refused::Usage(format!(
+            "run {} has no node `{id}`{hint}",
+            run.id
+        )));
     };
     if let NodeKind::Workflow(_) = node.kind {
         let gates: Vec<String> = waiting_gates(run)
@@ -639,7 +643,7 @@ fn pick_gate(
             .filter(|g| g.starts_with(&format!("{id}/")))
             .map(|g| format!("`{g}`"))
             .collect();
-        return Err(format!(
+        return Err(Refused::Usage(format!(
             "`{id}` is a `workflow` node: name a gate of its child run, like `reins {verb} {} {id}/GATE`{}",
             run.id,
             if gates.is_empty() {
@@ -647,28 +651,28 @@ fn pick_gate(
             } else {
                 format!(" (waiting: {})", gates.join(", "))
             }
-        ));
+        )));
     }
     if !matches!(node.kind, NodeKind::Approval(_)) {
-        return Err(format!(
+        return Err(Refused::Usage(format!(
             "`{id}` is a {} node, not an approval gate",
             node.kind.name()
-        ));
+        )));
     }
     let ns = state.node(id).cloned().unwrap_or_default();
     if let Some(first) = recorded_answer(&ns) {
-        return Err(already_answered(id, run, Some(&first)));
+        return Err(Refused::Usage(already_answered(id, run, Some(&first))));
     }
     if let Some(a) = &ns.approval {
         if let Found::Answer(first) = find_answer(run, id, &a.request) {
-            return Err(already_answered(id, run, Some(&first)));
+            return Err(Refused::Usage(already_answered(id, run, Some(&first))));
         }
     }
     if !is_waiting(&ns, run) {
-        return Err(format!(
+        return Err(Refused::Usage(format!(
             "gate `{id}` of run {} is not waiting for an answer (it is {}, the run is {})",
             run.id, ns.status, state.status
-        ));
+        )));
     }
     Ok(id.to_string())
 }

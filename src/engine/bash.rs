@@ -11,6 +11,7 @@ use std::path::Path;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome};
 use crate::process::{self, Ending, Spec};
 use crate::store::{safe_fs, Event};
+use crate::workflow::template::RenderError;
 use crate::workflow::TemplateField;
 
 /// A script longer than this is run from its file rather than as an argument (one argument is
@@ -31,7 +32,7 @@ async fn run(job: Job) -> Outcome {
     let script = match job
         .plan
         .render_script(job.index, TemplateField::Body, &job.context)
-        .map_err(String::from)
+        .map_err(ScriptError::from)
         .and_then(|s| pass_values(s, &job.run.dir.path, &job.dir, &mut env))
     {
         Ok(s) => s,
@@ -115,6 +116,23 @@ async fn run(job: Job) -> Outcome {
 /// through files (the kernel limits arguments and environment together to a few MiB).
 const VALUES_BUDGET: usize = 512 * 1024;
 
+/// Why a script could not be made ready to run: it did not render, or a value's file could
+/// not be written.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ScriptError {
+    /// The template did not render.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// A value too large for the environment could not be written to its file.
+    #[error("cannot write {}: {source}", .path.display())]
+    Value {
+        /// The value's file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Puts the values of a script rendered by reference where the shell reads them, and returns
 /// the script to run. Each value is set in `env` under its name (`REINS_VALUE_1`); one larger
 /// than [`ENV_VALUE_LIMIT`](super::context::ENV_VALUE_LIMIT), or past the budget of all of
@@ -126,7 +144,7 @@ pub(super) fn pass_values(
     run_dir: &Path,
     dir: &Path,
     env: &mut Vec<(String, String)>,
-) -> Result<String, String> {
+) -> Result<String, ScriptError> {
     let mut used = 0;
     let mut preamble = String::new();
     for (name, value) in script.values {
@@ -136,8 +154,9 @@ pub(super) fn pass_values(
             continue;
         }
         let path = dir.join("values").join(&name);
-        write_value(run_dir, &path, value.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        if let Err(source) = write_value(run_dir, &path, value.as_bytes()) {
+            return Err(ScriptError::Value { path, source });
+        }
         preamble.push_str(&format!(
             "{name}=$(cat -- \"${name}_FILE\"; printf x); {name}=${{{name}%x}}; "
         ));

@@ -24,7 +24,7 @@ use serde_json::json;
 use super::runner::{BoxFuture, Job, NodeRunner, Outcome, SessionChoice};
 use crate::process::{self, Ending, Spec};
 use crate::store::{Event, IterationStatus, Usage};
-use crate::workflow::template::is_truthy;
+use crate::workflow::template::{is_truthy, RenderError};
 use crate::workflow::NodeKind;
 use crate::workflow::TemplateField;
 
@@ -201,18 +201,39 @@ fn add(total: &mut Option<Usage>, used: Option<Usage>) {
     }
 }
 
+/// Why `until` or `until_bash` could not decide whether the loop is done.
+#[derive(Debug, thiserror::Error)]
+enum UntilError {
+    #[error("cannot render `until`: {0}")]
+    Render(#[source] RenderError),
+    #[error("cannot render `until_bash`: {0}")]
+    Script(#[source] super::bash::ScriptError),
+    #[error("cannot write {}: {source}", .path.display())]
+    Output {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot run `until_bash`: {0}")]
+    Run(#[source] std::io::Error),
+    #[error("cancelled")]
+    Cancelled,
+    /// `until_bash` timed out or was killed.
+    #[error("`until_bash` {}", .0.describe())]
+    Ended(Ending),
+}
+
 /// Whether the loop is done after this iteration: `until` renders true or `until_bash` exits 0.
 async fn until(
     job: &Job,
     context: &serde_json::Value,
     n: u32,
     output: &str,
-) -> Result<bool, String> {
+) -> Result<bool, UntilError> {
     let plan = &job.plan;
     if plan.has(job.index, TemplateField::Until) {
         let text = plan
             .render(job.index, TemplateField::Until, context)
-            .map_err(|e| format!("cannot render `until`: {e}"))?;
+            .map_err(UntilError::Render)?;
         if is_truthy(&text) {
             return Ok(true);
         }
@@ -224,9 +245,9 @@ async fn until(
     let mut env = job.env.clone();
     let script = plan
         .render_script(job.index, TemplateField::UntilBash, context)
-        .map_err(String::from)
+        .map_err(super::bash::ScriptError::from)
         .and_then(|s| super::bash::pass_values(s, &job.run.dir.path, &dir.join("until"), &mut env))
-        .map_err(|e| format!("cannot render `until_bash`: {e}"))?;
+        .map_err(UntilError::Script)?;
     let shell = &plan.settings[job.index].shell;
     let mut args: Vec<String> = shell[1..].to_vec();
     args.push("-c".into());
@@ -234,8 +255,14 @@ async fn until(
     env.push(("REINS_LOOP_ITERATION".into(), n.to_string()));
     // Always as a file, whatever its size; in the environment too when it fits.
     let output_file = dir.join("until.output");
-    super::bash::write_value(&job.run.dir.path, &output_file, output.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", output_file.display()))?;
+    if let Err(source) =
+        super::bash::write_value(&job.run.dir.path, &output_file, output.as_bytes())
+    {
+        return Err(UntilError::Output {
+            path: output_file,
+            source,
+        });
+    }
     env.push((
         "REINS_OUTPUT_FILE".into(),
         output_file.display().to_string(),
@@ -256,11 +283,11 @@ async fn until(
     };
     let finished = process::run(&spec, &job.cancel, job.watchdog.as_deref())
         .await
-        .map_err(|e| format!("cannot run `until_bash`: {e}"))?;
+        .map_err(UntilError::Run)?;
     match finished.ending {
         Ending::Exited(0) => Ok(true),
         Ending::Exited(_) => Ok(false),
-        Ending::Cancelled => Err("cancelled".into()),
-        ending => Err(format!("`until_bash` {}", ending.describe())),
+        Ending::Cancelled => Err(UntilError::Cancelled),
+        ending => Err(UntilError::Ended(ending)),
     }
 }

@@ -24,6 +24,7 @@
 
 use std::collections::BinaryHeap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,8 +76,9 @@ pub enum Input {
     Expanded {
         /// The fan-out.
         node: usize,
-        /// Its items in order, or what went wrong.
-        items: Result<Vec<FanOutItem>, super::fanout::FanOutError>,
+        /// Its items in order, or what went wrong ([`super::fanout::FanOutError`] in words:
+        /// it may come from a Temporal worker, through the workflow's history).
+        items: Result<Vec<FanOutItem>, String>,
     },
     /// A waiting gate has its answer (or its timeout passed): look at it again.
     GateReady {
@@ -99,6 +101,9 @@ pub enum Ended {
         output: String,
         /// Set when the output holds less than the node printed.
         truncated: Option<Truncation>,
+        /// The artifacts folder of a `workflow:` node's child run, which the driver looked up
+        /// ([`super::subflow::noted_artifacts`]): the machine itself reads no files.
+        artifacts: Option<PathBuf>,
     },
     /// It failed; whether another attempt follows is the machine's decision
     /// ([`Decision::Retry`] first among the decisions, or none: it failed for good).
@@ -109,6 +114,8 @@ pub enum Ended {
         output: String,
         /// Set when the output holds less than the node printed.
         truncated: Option<Truncation>,
+        /// As for [`Ended::Settled`].
+        artifacts: Option<PathBuf>,
     },
     /// It is a gate waiting for its answer.
     Waiting,
@@ -444,7 +451,6 @@ impl Machine {
                 match items {
                     Ok(items) => self.add_instances(node, items, None),
                     Err(error) => {
-                        let error = error.to_string();
                         out.push(Decision::Fail { node, error });
                         self.settle(node, NodeStatus::Failed, String::new(), None);
                     }
@@ -469,19 +475,18 @@ impl Machine {
                         status,
                         output,
                         truncated,
+                        artifacts,
                     } => {
                         self.release(node);
-                        self.settle(node, status, output, truncated);
+                        self.settle_with(node, status, output, truncated, artifacts);
                     }
                     Ended::Failed {
                         retryable,
                         output,
                         truncated,
+                        artifacts,
                     } => {
-                        if retryable
-                            && attempt <= self.plan.settings[self.template[node]].retries
-                            && !self.cancelled
-                        {
+                        if retryable && self.retries_left(node, attempt) && !self.cancelled {
                             out.push(Decision::Retry {
                                 node,
                                 attempt: attempt + 1,
@@ -489,7 +494,13 @@ impl Machine {
                             });
                         } else {
                             self.release(node);
-                            self.settle(node, NodeStatus::Failed, output, truncated);
+                            self.settle_with(
+                                node,
+                                NodeStatus::Failed,
+                                output,
+                                truncated,
+                                artifacts,
+                            );
                         }
                     }
                     Ended::Waiting => {
@@ -635,15 +646,27 @@ impl Machine {
         }
     }
 
+    /// True when a retryable failure of attempt `attempt` of node `i` is retried: the node's
+    /// `retries` allow another attempt (and the run is not cancelled meanwhile). A driver that
+    /// records the failure before the machine sees it (a Temporal worker) asks this first.
+    pub fn retries_left(&self, i: usize, attempt: u32) -> bool {
+        attempt <= self.plan.settings[self.template[i]].retries
+    }
+
     fn settle(&mut self, i: usize, status: NodeStatus, output: String, t: Option<Truncation>) {
+        self.settle_with(i, status, output, t, None);
+    }
+
+    fn settle_with(
+        &mut self,
+        i: usize,
+        status: NodeStatus,
+        output: String,
+        t: Option<Truncation>,
+        artifacts: Option<PathBuf>,
+    ) {
         self.status[i] = status;
         let file = output_path(&self.plan, &self.dir, i, status);
-        let artifacts = match &self.plan.workflow.nodes[self.template(i)].kind {
-            crate::workflow::NodeKind::Workflow(_) => {
-                super::subflow::noted_artifacts(&self.dir, self.id(i))
-            }
-            _ => None,
-        };
         let value = NodeValue::new(status, output)
             .with_file(file, t)
             .with_artifacts(artifacts);
@@ -886,6 +909,7 @@ mod tests {
             status,
             output: output.into(),
             truncated: None,
+            artifacts: None,
         }
     }
 
@@ -898,6 +922,7 @@ mod tests {
             retryable,
             output: String::new(),
             truncated: None,
+            artifacts: None,
         }
     }
 
@@ -1271,7 +1296,8 @@ mod tests {
             items: Err(crate::engine::fanout::FanOutError::TooMany {
                 count: 10_001,
                 at_least: false,
-            }),
+            }
+            .to_string()),
         });
         assert_eq!(
             said(&m, d),

@@ -54,11 +54,13 @@ pub struct Plan {
 }
 
 /// Why a workflow cannot be planned (what validation reports too, should it be skipped).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// The dependencies form a cycle.
+    #[error("the workflow has a dependency cycle (run `reins validate`)")]
     Cycle,
     /// A template does not compile.
+    #[error("template `{key}`: {message}")]
     Template {
         /// The template's key (`n/3/body`).
         key: String,
@@ -66,6 +68,10 @@ pub enum PlanError {
         message: String,
     },
     /// A `command:` node names a command file that is not found.
+    #[error(
+        "node `{node}`: command file `{command}.md` not found in {}",
+        searched.join(", ")
+    )]
     MissingCommand {
         /// The node's id.
         node: String,
@@ -75,6 +81,10 @@ pub enum PlanError {
         searched: Vec<String>,
     },
     /// A `workflow:` node runs a workflow that is not found.
+    #[error(
+        "workflow `{parent}` runs workflow `{name}`, which is not found{}",
+        if searched.is_empty() { String::new() } else { format!(" in {}", searched.join(", ")) }
+    )]
     MissingWorkflow {
         /// The workflow that runs it.
         parent: String,
@@ -84,45 +94,9 @@ pub enum PlanError {
         searched: Vec<String>,
     },
     /// A workflow a `workflow:` node runs does not load.
+    #[error("workflow `{0}` cannot be read")]
     UnreadableWorkflow(String),
 }
-
-impl std::fmt::Display for PlanError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PlanError::Cycle => {
-                f.write_str("the workflow has a dependency cycle (run `reins validate`)")
-            }
-            PlanError::Template { key, message } => write!(f, "template `{key}`: {message}"),
-            PlanError::MissingCommand {
-                node,
-                command,
-                searched,
-            } => write!(
-                f,
-                "node `{node}`: command file `{command}.md` not found in {}",
-                searched.join(", ")
-            ),
-            PlanError::MissingWorkflow {
-                parent,
-                name,
-                searched,
-            } => {
-                write!(
-                    f,
-                    "workflow `{parent}` runs workflow `{name}`, which is not found"
-                )?;
-                if !searched.is_empty() {
-                    write!(f, " in {}", searched.join(", "))?;
-                }
-                Ok(())
-            }
-            PlanError::UnreadableWorkflow(name) => write!(f, "workflow `{name}` cannot be read"),
-        }
-    }
-}
-
-impl std::error::Error for PlanError {}
 
 impl Plan {
     /// Prepares a validated workflow. Fails on what validation reports too (a template that

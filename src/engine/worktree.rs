@@ -18,13 +18,18 @@ pub struct Worktree {
 pub use crate::store::run::branch_name;
 
 /// Why a worktree could not be created or removed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum WorktreeError {
     /// The repository has no commit to branch from.
+    #[error(
+        "the repository has no commit yet; `--worktree` needs one to branch from (make a first commit)"
+    )]
     NoCommit,
     /// `--base` names nothing in the repository.
+    #[error("`{0}` is not a branch, tag or commit of this repository")]
     UnknownBase(String),
     /// The folder of worktrees cannot be created.
+    #[error("cannot create {}: {source}", .path.display())]
     CreateDir {
         /// The folder.
         path: PathBuf,
@@ -32,40 +37,21 @@ pub enum WorktreeError {
         source: std::io::Error,
     },
     /// `git worktree add` failed.
-    Add(Box<WorktreeError>),
+    #[error("cannot create the worktree: {0}")]
+    Add(#[source] Box<WorktreeError>),
     /// The worktree has uncommitted changes (and removing was not forced).
+    #[error(
+        "{} has uncommitted changes; commit them on its branch, or pass --force to discard them",
+        .0.display()
+    )]
     Dirty(PathBuf),
     /// git cannot be started.
-    Spawn(std::io::Error),
+    #[error("cannot run git: {0}")]
+    Spawn(#[source] std::io::Error),
     /// git failed; its message.
+    #[error("{0}")]
     Git(String),
 }
-
-impl std::fmt::Display for WorktreeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WorktreeError::NoCommit => f.write_str(
-                "the repository has no commit yet; `--worktree` needs one to branch from (make a first commit)",
-            ),
-            WorktreeError::UnknownBase(base) => {
-                write!(f, "`{base}` is not a branch, tag or commit of this repository")
-            }
-            WorktreeError::CreateDir { path, source } => {
-                write!(f, "cannot create {}: {source}", path.display())
-            }
-            WorktreeError::Add(e) => write!(f, "cannot create the worktree: {e}"),
-            WorktreeError::Dirty(path) => write!(
-                f,
-                "{} has uncommitted changes; commit them on its branch, or pass --force to discard them",
-                path.display()
-            ),
-            WorktreeError::Spawn(e) => write!(f, "cannot run git: {e}"),
-            WorktreeError::Git(message) => f.write_str(message),
-        }
-    }
-}
-
-impl std::error::Error for WorktreeError {}
 
 /// Where the worktree of a run lives: `<repo>/.reins/worktrees/<run-id>`.
 pub fn path_for(repo_root: &Path, run_id: &str) -> PathBuf {

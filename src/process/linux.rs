@@ -600,6 +600,7 @@ mod tests {
                 break;
             }
             if start.elapsed() > Duration::from_secs(10) {
+                // SAFETY: a signal to our own child, not yet reaped; no memory is touched.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
                 panic!("the child outlived the thread that spawned it");
             }

@@ -89,6 +89,50 @@ impl std::fmt::Display for ExitStatus {
     }
 }
 
+/// Why a child could not be started in a PTY.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The working directory is missing or not a directory.
+    #[error("working directory {} does not exist or is not a directory", .0.display())]
+    NoWorkingDirectory(PathBuf),
+    /// One argument is longer than the kernel takes ([`MAX_ARG_BYTES`]).
+    #[error(
+        "an argument of {bytes} bytes is longer than the {} KiB the system allows for one argument",
+        MAX_ARG_BYTES / 1024
+    )]
+    ArgumentTooLong {
+        /// Its length.
+        bytes: usize,
+    },
+    /// One environment variable is longer than the kernel takes ([`MAX_ARG_BYTES`]).
+    #[error(
+        "environment variable {name} is longer than the {} KiB the system allows",
+        MAX_ARG_BYTES / 1024
+    )]
+    VariableTooLong {
+        /// Its name.
+        name: String,
+    },
+    /// Arguments and environment together pass [`MAX_ARGV_TOTAL_BYTES`].
+    #[error(
+        "the command line and environment take {} KiB, more than the {} KiB reins allows",
+        .bytes / 1024,
+        MAX_ARGV_TOTAL_BYTES / 1024
+    )]
+    CommandLineTooLong {
+        /// Their size.
+        bytes: usize,
+    },
+    /// The system refused to start it (no such program, not executable, no terminal left).
+    #[error("cannot start {}: {source}", .program.display())]
+    Start {
+        /// The program.
+        program: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+}
+
 /// A running child in a PTY. Dropping it kills the child's process group.
 #[derive(Debug)]
 pub struct PtyChild {
@@ -100,9 +144,8 @@ pub struct PtyChild {
 impl PtyChild {
     /// Spawns `command` in a new pseudo-terminal (50 rows of 200 columns). Must run on a
     /// tokio runtime, on a thread that lives as long as reins (see [`super`]).
-    pub async fn spawn(command: PtyCommand) -> Result<PtyChild, String> {
+    pub async fn spawn(command: PtyCommand) -> Result<PtyChild, SpawnError> {
         check(&command)?;
-        let program = command.program.display().to_string();
         let membership = Membership::new();
         let watched = command.watchdog.as_deref().map(Watchdog::reserve);
         let mut child = unix::spawn(
@@ -120,7 +163,10 @@ impl PtyChild {
                 cols: 200,
             },
         )
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
+        .map_err(|source| SpawnError::Start {
+            program: command.program.clone(),
+            source,
+        })?;
         let pid = child.id();
         membership.started(pid as i32);
         if let Some(w) = &watched {
@@ -245,30 +291,20 @@ impl Drop for PtyChild {
 
 /// Checks what would otherwise fail late or unclearly: a missing working directory and an
 /// argument list the kernel refuses.
-fn check(command: &PtyCommand) -> Result<(), String> {
+fn check(command: &PtyCommand) -> Result<(), SpawnError> {
     if !command.cwd.is_dir() {
-        return Err(format!(
-            "working directory {} does not exist or is not a directory",
-            command.cwd.display()
-        ));
+        return Err(SpawnError::NoWorkingDirectory(command.cwd.clone()));
     }
     let mut total = command.program.as_os_str().len() + 1;
     for arg in &command.args {
         if arg.len() + 1 > MAX_ARG_BYTES {
-            return Err(format!(
-                "an argument of {} bytes is longer than the {} KiB the system allows for one argument",
-                arg.len(),
-                MAX_ARG_BYTES / 1024
-            ));
+            return Err(SpawnError::ArgumentTooLong { bytes: arg.len() });
         }
         total += arg.len() + 1 + std::mem::size_of::<usize>();
     }
     for (key, value) in &command.env {
         if key.len() + value.len() + 2 > MAX_ARG_BYTES {
-            return Err(format!(
-                "environment variable {key} is longer than the {} KiB the system allows",
-                MAX_ARG_BYTES / 1024
-            ));
+            return Err(SpawnError::VariableTooLong { name: key.clone() });
         }
     }
     let env_total: usize = std::env::vars_os()
@@ -276,11 +312,9 @@ fn check(command: &PtyCommand) -> Result<(), String> {
         .chain(command.env.iter().map(|(k, v)| k.len() + v.len() + 2))
         .sum();
     if total + env_total > MAX_ARGV_TOTAL_BYTES {
-        return Err(format!(
-            "the command line and environment take {} KiB, more than the {} KiB reins allows",
-            (total + env_total) / 1024,
-            MAX_ARGV_TOTAL_BYTES / 1024
-        ));
+        return Err(SpawnError::CommandLineTooLong {
+            bytes: total + env_total,
+        });
     }
     Ok(())
 }

@@ -69,11 +69,16 @@ impl RunSummary {
 }
 
 /// Why a `RUN` argument names no single run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     /// The store has no runs at all.
+    #[error("no runs yet in this working tree (start one with `reins run WORKFLOW`)")]
     NoRuns,
     /// No run id starts with the prefix; the most recent ids are listed.
+    #[error(
+        "no run id starts with `{query}`{}",
+        if recent.is_empty() { String::new() } else { format!("; recent runs: {}", recent.join(", ")) }
+    )]
     Unknown {
         /// What was asked for.
         query: String,
@@ -81,6 +86,11 @@ pub enum ResolveError {
         recent: Vec<String>,
     },
     /// Several run ids start with the prefix.
+    #[error(
+        "`{query}` matches {} runs: {}; give more characters of the id",
+        candidates.len(),
+        candidates.join(", ")
+    )]
     Ambiguous {
         /// What was asked for.
         query: String,
@@ -88,32 +98,6 @@ pub enum ResolveError {
         candidates: Vec<String>,
     },
 }
-
-impl std::fmt::Display for ResolveError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ResolveError::NoRuns => write!(
-                f,
-                "no runs yet in this working tree (start one with `reins run WORKFLOW`)"
-            ),
-            ResolveError::Unknown { query, recent } => {
-                write!(f, "no run id starts with `{query}`")?;
-                if !recent.is_empty() {
-                    write!(f, "; recent runs: {}", recent.join(", "))?;
-                }
-                Ok(())
-            }
-            ResolveError::Ambiguous { query, candidates } => write!(
-                f,
-                "`{query}` matches {} runs: {}; give more characters of the id",
-                candidates.len(),
-                candidates.join(", ")
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ResolveError {}
 
 impl Store {
     /// Ids of every run, oldest first.

@@ -35,34 +35,26 @@ pub struct RunLock {
 }
 
 /// Why the lock could not be taken.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// A live process holds it.
+    #[error("{}", busy(.0.as_ref()))]
     Busy(Option<Owner>),
     /// The file could not be used.
-    Io(io::Error),
+    #[error("cannot use the run lock: {0}")]
+    Io(#[source] io::Error),
 }
 
-impl std::fmt::Display for LockError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LockError::Busy(Some(owner)) => write!(
-                f,
-                "run {} is being executed by pid {} in this working tree",
-                owner.run_id, owner.pid
-            ),
-            LockError::Busy(None) => {
-                write!(
-                    f,
-                    "another reins process is executing a run in this working tree"
-                )
-            }
-            LockError::Io(e) => write!(f, "cannot use the run lock: {e}"),
-        }
+/// Who holds a busy lock, in words.
+fn busy(owner: Option<&Owner>) -> String {
+    match owner {
+        Some(owner) => format!(
+            "run {} is being executed by pid {} in this working tree",
+            owner.run_id, owner.pid
+        ),
+        None => "another reins process is executing a run in this working tree".into(),
     }
 }
-
-impl std::error::Error for LockError {}
 
 impl RunLock {
     /// Takes the lock at `path` for `run_id`, without waiting.

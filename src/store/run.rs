@@ -218,7 +218,11 @@ impl Manifest {
 
 /// A run whose `run.json` no longer matches what reins froze when it began
 /// ([`Manifest::verify`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "run {run} was changed after it started: {what}; reins does not resume or answer a run whose \
+     frozen workflow was edited (start a new run with `reins run {workflow}`)"
+)]
 pub struct Tampered {
     /// The run's id.
     pub run: String,
@@ -227,19 +231,6 @@ pub struct Tampered {
     /// What does not match.
     pub what: String,
 }
-
-impl std::fmt::Display for Tampered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "run {} was changed after it started: {}; reins does not resume or answer a \
-             run whose frozen workflow was edited (start a new run with `reins run {}`)",
-            self.run, self.what, self.workflow
-        )
-    }
-}
-
-impl std::error::Error for Tampered {}
 
 /// The `.reins/` folder of a working tree.
 #[derive(Debug, Clone)]
@@ -368,7 +359,7 @@ impl Store {
     pub fn create_run(
         &self,
         manifest: &mut Manifest,
-        prepare: impl FnOnce(&str, &mut Manifest) -> Result<(), String>,
+        prepare: impl FnOnce(&str, &mut Manifest) -> Result<(), PrepareError>,
     ) -> Result<(RunDir, RunLock), CreateError> {
         self.check_dir()?;
         let runs = self.runs_dir();
@@ -377,7 +368,7 @@ impl Store {
         // A run id chosen beforehand (a run submitted to Temporal, whose workflow id it is).
         let preset = std::mem::take(&mut manifest.id);
         if !preset.is_empty() && !super::id::is_run_id(&preset) {
-            return Err(CreateError::Prepare(format!("`{preset}` is not a run id")));
+            return Err(CreateError::NotARunId(preset));
         }
         let (id, tmp) = loop {
             let id = if preset.is_empty() {
@@ -417,7 +408,7 @@ impl Store {
             fs::create_dir(staged.path.join("nodes"))?;
             let lock = RunLock::acquire(&staged.lock_path(), &id).map_err(|e| match e {
                 super::LockError::Io(e) => CreateError::Io(e),
-                busy => CreateError::Prepare(busy.to_string()),
+                busy => CreateError::Busy(busy),
             })?;
             prepare(&id, manifest).map_err(CreateError::Prepare)?;
             manifest.digest = manifest.compute_digest();
@@ -517,31 +508,26 @@ impl Store {
     }
 }
 
+/// What [`Store::create_run`]'s `prepare` step may fail with: any error of the caller's (an
+/// engine's worktree error, say), which the store passes on untouched.
+pub type PrepareError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a run could not be created.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// The file system said no.
-    Io(io::Error),
+    #[error("cannot create the run directory: {0}")]
+    Io(#[from] io::Error),
+    /// The id chosen beforehand is not one reins makes.
+    #[error("`{0}` is not a run id")]
+    NotARunId(String),
+    /// Another process holds the new run's lock.
+    #[error(transparent)]
+    Busy(super::LockError),
     /// Finishing the manifest failed (the worktree could not be created...).
-    Prepare(String),
+    #[error(transparent)]
+    Prepare(PrepareError),
 }
-
-impl From<io::Error> for CreateError {
-    fn from(e: io::Error) -> Self {
-        CreateError::Io(e)
-    }
-}
-
-impl std::fmt::Display for CreateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CreateError::Io(e) => write!(f, "cannot create the run directory: {e}"),
-            CreateError::Prepare(message) => f.write_str(message),
-        }
-    }
-}
-
-impl std::error::Error for CreateError {}
 
 impl RunDir {
     /// `run.json`.

@@ -144,9 +144,10 @@ pub fn relative<'a>(base: &Path, path: &'a Path) -> io::Result<&'a Path> {
 }
 
 /// What is wrong with a declared output.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     /// The path is not a plain relative path (absolute, or with `..`).
+    #[error("`{rel}`: {source}")]
     BadPath {
         /// The declared path.
         rel: String,
@@ -154,8 +155,10 @@ pub enum OutputError {
         source: io::Error,
     },
     /// Nothing is there.
+    #[error("`{0}` does not exist")]
     Missing(String),
     /// The artifacts folder cannot be read.
+    #[error("cannot read {}: {source}", .artifacts.display())]
     Unreadable {
         /// The artifacts folder.
         artifacts: PathBuf,
@@ -163,6 +166,7 @@ pub enum OutputError {
         source: io::Error,
     },
     /// It is a link that leads out of the artifacts folder.
+    #[error("`{rel}` is a link to {}, outside the artifacts folder", .target.display())]
     Outside {
         /// The declared path.
         rel: String,
@@ -170,28 +174,9 @@ pub enum OutputError {
         target: PathBuf,
     },
     /// It is a link to nothing.
+    #[error("`{0}` is a link to nothing")]
     Dangling(String),
 }
-
-impl std::fmt::Display for OutputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OutputError::BadPath { rel, source } => write!(f, "`{rel}`: {source}"),
-            OutputError::Missing(rel) => write!(f, "`{rel}` does not exist"),
-            OutputError::Unreadable { artifacts, source } => {
-                write!(f, "cannot read {}: {source}", artifacts.display())
-            }
-            OutputError::Outside { rel, target } => write!(
-                f,
-                "`{rel}` is a link to {}, outside the artifacts folder",
-                target.display()
-            ),
-            OutputError::Dangling(rel) => write!(f, "`{rel}` is a link to nothing"),
-        }
-    }
-}
-
-impl std::error::Error for OutputError {}
 
 /// Checks a declared output: `rel` names an existing file or folder inside `artifacts`, and
 /// does not lead out of it through a link (a link to a file inside is fine).

@@ -17,9 +17,22 @@ pub fn format(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// A text that is not an RFC 3339 timestamp.
+#[derive(Debug, thiserror::Error)]
+#[error("bad timestamp `{text}`: {source}")]
+pub struct TimestampError {
+    /// The text as found.
+    pub text: String,
+    /// What is wrong with it.
+    pub source: humantime::TimestampError,
+}
+
 /// Parses an RFC 3339 timestamp.
-pub fn parse(text: &str) -> Result<SystemTime, String> {
-    humantime::parse_rfc3339_weak(text).map_err(|e| format!("bad timestamp `{text}`: {e}"))
+pub fn parse(text: &str) -> Result<SystemTime, TimestampError> {
+    humantime::parse_rfc3339_weak(text).map_err(|source| TimestampError {
+        text: text.into(),
+        source,
+    })
 }
 
 /// Serde `with` module for a [`SystemTime`] field.

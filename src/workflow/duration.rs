@@ -2,24 +2,58 @@
 
 use std::time::Duration;
 
+/// Why a text is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Nothing but blanks.
+    #[error("a duration cannot be empty")]
+    Empty,
+    /// Something other than a digit where a number should start.
+    #[error("`{text}` is not a duration: expected a number at `{at}`")]
+    NotANumber {
+        /// The whole duration as written.
+        text: String,
+        /// The rest of it, from where the number is missing.
+        at: String,
+    },
+    /// A number with nothing after it (`10`).
+    #[error("`{text}` has a number without a unit")]
+    NoUnit {
+        /// The whole duration as written.
+        text: String,
+    },
+    /// A unit other than `ms`, `s`, `m`, `h` and `d`.
+    #[error("`{unit}` is not a unit of time")]
+    UnknownUnit {
+        /// The unit as written.
+        unit: String,
+    },
+    /// More milliseconds than 64 bits hold.
+    #[error("`{text}` is too large")]
+    TooLarge {
+        /// The whole duration as written.
+        text: String,
+    },
+}
+
 /// Parses a duration; the error says what is wrong in words.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("a duration cannot be empty".into());
+        return Err(DurationError::Empty);
     }
+    let too_large = || DurationError::TooLarge { text: s.into() };
     let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
         if digits == 0 {
-            return Err(format!(
-                "`{s}` is not a duration: expected a number at `{rest}`"
-            ));
+            return Err(DurationError::NotANumber {
+                text: s.into(),
+                at: rest.into(),
+            });
         }
-        let number: u128 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{s}` is too large"))?;
+        let number: u128 = rest[..digits].parse().map_err(|_| too_large())?;
         rest = rest[digits..].trim_start();
         let unit_len = rest.len()
             - rest
@@ -32,15 +66,15 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            "" => return Err(format!("`{s}` has a number without a unit")),
-            other => return Err(format!("`{other}` is not a unit of time")),
+            "" => return Err(DurationError::NoUnit { text: s.into() }),
+            other => return Err(DurationError::UnknownUnit { unit: other.into() }),
         };
         total = total
             .checked_add(number.saturating_mul(millis))
-            .ok_or_else(|| format!("`{s}` is too large"))?;
+            .ok_or_else(too_large)?;
         rest = rest[unit_len..].trim_start();
     }
-    let millis = u64::try_from(total).map_err(|_| format!("`{s}` is too large"))?;
+    let millis = u64::try_from(total).map_err(|_| too_large())?;
     Ok(Duration::from_millis(millis))
 }
 
@@ -67,9 +101,18 @@ mod tests {
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse(" 2d "), Ok(Duration::from_secs(172_800)));
-        assert!(parse("10").unwrap_err().contains("without a unit"));
-        assert!(parse("10x").unwrap_err().contains("`x` is not a unit"));
-        assert!(parse("").is_err());
-        assert!(parse("99999999999999999999999999d").is_err());
+        assert_eq!(
+            parse("10").unwrap_err().to_string(),
+            "`10` has a number without a unit"
+        );
+        assert!(parse("10x")
+            .unwrap_err()
+            .to_string()
+            .starts_with("`x` is not a unit"));
+        assert_eq!(parse(""), Err(DurationError::Empty));
+        assert!(matches!(
+            parse("99999999999999999999999999d"),
+            Err(DurationError::TooLarge { .. })
+        ));
     }
 }

@@ -28,7 +28,7 @@
 use std::borrow::Cow;
 
 use handlebars::template::{Parameter, Template as Compiled, TemplateElement};
-use handlebars::{handlebars_helper, Handlebars, JsonValue, Path};
+use handlebars::{Handlebars, JsonValue, Path};
 
 use crate::source::{SourceFile, Span};
 
@@ -672,16 +672,23 @@ impl Renderer {
 }
 
 /// Why a template did not render.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
     /// The template engine refused it (a missing value, a helper's error), described in words.
+    #[error("{0}")]
     Template(String),
     /// A value holds a NUL byte; `value` names it ("input `x`").
+    #[error(
+        "{value} contains a NUL byte, which no program can receive in its environment or arguments; remove it upstream (for example with `tr -d '\\0'`)"
+    )]
     NulByte {
         /// Where the value comes from.
         value: String,
     },
     /// A value would stand where no shell variable is safe.
+    #[error(
+        "{value} would stand {place} in the script, where {why}; `reins validate` explains the fix"
+    )]
     UnsafePlace {
         /// Where the value comes from.
         value: String,
@@ -691,24 +698,6 @@ pub enum RenderError {
         why: &'static str,
     },
 }
-
-impl std::fmt::Display for RenderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RenderError::Template(message) => f.write_str(message),
-            RenderError::NulByte { value } => write!(
-                f,
-                "{value} contains a NUL byte, which no program can receive in its environment or arguments; remove it upstream (for example with `tr -d '\\0'`)"
-            ),
-            RenderError::UnsafePlace { value, place, why } => write!(
-                f,
-                "{value} would stand {place} in the script, where {why}; `reins validate` explains the fix"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for RenderError {}
 
 impl From<RenderError> for String {
     fn from(e: RenderError) -> String {
@@ -872,22 +861,31 @@ fn as_text(v: &JsonValue) -> String {
     }
 }
 
-handlebars_helper!(contains: |haystack: Json, needle: Json| match haystack {
-    JsonValue::Array(items) => items.iter().any(|i| as_text(i) == as_text(needle)),
-    JsonValue::Object(map) => map.contains_key(&as_text(needle)),
-    other => as_text(other).contains(&as_text(needle)),
-});
-handlebars_helper!(starts_with: |s: Json, prefix: Json| as_text(s).starts_with(&as_text(prefix)));
-handlebars_helper!(ends_with: |s: Json, suffix: Json| as_text(s).ends_with(&as_text(suffix)));
-handlebars_helper!(default_helper: |value: Json, fallback: Json| {
-    if as_text(value).trim().is_empty() { fallback.clone() } else { value.clone() }
-});
-handlebars_helper!(trim: |s: Json| as_text(s).trim().to_string());
-handlebars_helper!(lower: |s: Json| as_text(s).to_lowercase());
-handlebars_helper!(upper: |s: Json| as_text(s).to_uppercase());
-handlebars_helper!(json: |v: Json| v.to_string());
+/// The helpers templates may call, as `handlebars_helper!` makes them (unit structs it
+/// leaves undocumented).
+#[allow(missing_docs)]
+mod helpers {
+    use super::{as_text, JsonValue};
+    use handlebars::handlebars_helper;
+
+    handlebars_helper!(contains: |haystack: Json, needle: Json| match haystack {
+        JsonValue::Array(items) => items.iter().any(|i| as_text(i) == as_text(needle)),
+        JsonValue::Object(map) => map.contains_key(&as_text(needle)),
+        other => as_text(other).contains(&as_text(needle)),
+    });
+    handlebars_helper!(starts_with: |s: Json, prefix: Json| as_text(s).starts_with(&as_text(prefix)));
+    handlebars_helper!(ends_with: |s: Json, suffix: Json| as_text(s).ends_with(&as_text(suffix)));
+    handlebars_helper!(default_helper: |value: Json, fallback: Json| {
+        if as_text(value).trim().is_empty() { fallback.clone() } else { value.clone() }
+    });
+    handlebars_helper!(trim: |s: Json| as_text(s).trim().to_string());
+    handlebars_helper!(lower: |s: Json| as_text(s).to_lowercase());
+    handlebars_helper!(upper: |s: Json| as_text(s).to_uppercase());
+    handlebars_helper!(json: |v: Json| v.to_string());
+}
 
 fn register_helpers(hb: &mut Handlebars<'static>) {
+    use helpers::*;
     hb.register_helper("contains", Box::new(contains));
     hb.register_helper("starts_with", Box::new(starts_with));
     hb.register_helper("ends_with", Box::new(ends_with));

@@ -1621,19 +1621,33 @@ fn unknown_root(site: &Site, r: &template::Reference, root: &str) -> Diagnostic 
 
 /// Why a `for_each` file pattern is refused: it does not compile, or it reaches out of the
 /// repository (absolute, or through `..`).
-pub fn glob_problem(pattern: &str) -> Result<(), String> {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GlobProblem {
+    /// It starts at the root of the file system.
+    #[error("it is an absolute path")]
+    Absolute,
+    /// A `..` component climbs out of the repository.
+    #[error("it leaves the repository (`..`)")]
+    LeavesRepository,
+    /// It is not a glob pattern.
+    #[error("{0}")]
+    Invalid(globset::ErrorKind),
+}
+
+/// Checks a `for_each` file pattern: `Err` says why it is refused.
+pub fn glob_problem(pattern: &str) -> Result<(), GlobProblem> {
     let path = std::path::Path::new(pattern);
     if path.has_root() || pattern.starts_with('/') {
-        return Err("it is an absolute path".into());
+        return Err(GlobProblem::Absolute);
     }
     if pattern.split(['/', '\\']).any(|c| c == "..") {
-        return Err("it leaves the repository (`..`)".into());
+        return Err(GlobProblem::LeavesRepository);
     }
     globset::GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()
         .map(|_| ())
-        .map_err(|e| e.kind().to_string())
+        .map_err(|e| GlobProblem::Invalid(e.kind().clone()))
 }
 
 /// "a `bash` node", "an `approval` node".

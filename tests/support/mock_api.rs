@@ -22,14 +22,15 @@
 //! rule matches gets `Turn::text("ok")`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use super::http_stub::{self, hang, json_escaped, send_json, sse, HttpRequest, Protocol, Server};
 
 /// One answer of the model.
 #[derive(Debug, Clone)]
@@ -77,27 +78,17 @@ impl Turn {
 
 /// A request the stand-in received.
 #[derive(Debug, Clone)]
-pub struct Recorded {
-    /// `GET`, `POST` ...
-    pub method: String,
-    /// Path and query.
-    pub path: String,
-    /// Headers, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// The JSON body (`Null` when there was none or it was not JSON).
-    pub body: Value,
+pub struct Recorded(HttpRequest);
+
+impl Deref for Recorded {
+    type Target = HttpRequest;
+
+    fn deref(&self) -> &HttpRequest {
+        &self.0
+    }
 }
 
 impl Recorded {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The CLI's session id header.
     pub fn session_id(&self) -> Option<&str> {
         self.header("x-claude-code-session-id")
@@ -169,63 +160,36 @@ impl Recorded {
 
 /// The running stand-in. Dropping it stops it and releases hanging streams.
 pub struct MockApi {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    server: Server<Messages>,
 }
 
+/// The Messages API: the scripts and what was asked.
 #[derive(Default)]
-struct Shared {
+struct Messages {
     rules: Mutex<Vec<(String, Vec<Turn>)>>,
     cursors: Mutex<HashMap<(String, String), usize>>,
     requests: Mutex<Vec<Recorded>>,
-    connections: Mutex<Vec<TcpStream>>,
-    stopping: AtomicBool,
     next_id: AtomicU64,
 }
 
 impl MockApi {
     /// Starts listening on a free loopback port.
     pub fn start() -> MockApi {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address");
-        let shared = Arc::new(Shared::default());
-        let accepting = Arc::clone(&shared);
-        let acceptor = std::thread::Builder::new()
-            .name("mock-api-accept".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if accepting.stopping.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    if let Ok(clone) = stream.try_clone() {
-                        accepting.connections.lock().unwrap().push(clone);
-                    }
-                    let shared = Arc::clone(&accepting);
-                    let _ = std::thread::Builder::new()
-                        .name("mock-api-conn".into())
-                        .spawn(move || serve(stream, &shared));
-                }
-            })
-            .expect("spawn the acceptor");
         MockApi {
-            addr,
-            shared,
-            acceptor: Some(acceptor),
+            server: Server::start("mock-api", Messages::default()),
         }
     }
 
     /// `http://127.0.0.1:PORT`, for `ANTHROPIC_BASE_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Scripts the conversations whose prompt contains `marker` (first matching rule wins).
     pub fn rule(&self, marker: &str, turns: impl IntoIterator<Item = Turn>) -> &Self {
         let turns: Vec<Turn> = turns.into_iter().collect();
         assert!(!turns.is_empty(), "a rule needs at least one turn");
-        self.shared
+        self.server
             .rules
             .lock()
             .unwrap()
@@ -235,7 +199,7 @@ impl MockApi {
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().unwrap().clone()
+        self.server.requests.lock().unwrap().clone()
     }
 
     /// The streaming `/v1/messages` requests whose prompt contains `marker`, in order.
@@ -248,97 +212,26 @@ impl MockApi {
     }
 }
 
-impl Drop for MockApi {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the acceptor, then cut every open connection.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        for conn in self.shared.connections.lock().unwrap().drain(..) {
-            let _ = conn.shutdown(std::net::Shutdown::Both);
-        }
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
+impl Protocol for Messages {
+    fn respond(
+        &self,
+        out: &mut TcpStream,
+        request: &HttpRequest,
+        stopping: &AtomicBool,
+    ) -> std::io::Result<bool> {
+        let request = Recorded(request.clone());
+        self.requests.lock().unwrap().push(request.clone());
+        respond(out, &request, self, stopping)
     }
-}
-
-/// Serves one connection: requests until the peer closes or a stream ends it.
-fn serve(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut out = stream;
-    while !shared.stopping.load(Ordering::SeqCst) {
-        let Some(request) = read_request(&mut reader) else {
-            return;
-        };
-        shared.requests.lock().unwrap().push(request.clone());
-        let keep_open = respond(&mut out, &request, shared).unwrap_or(false);
-        if !keep_open {
-            let _ = out.shutdown(std::net::Shutdown::Both);
-            return;
-        }
-    }
-}
-
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).ok()?;
-            let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).ok()?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(len, 0);
-        reader.read_exact(&mut body).ok()?;
-    }
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Some(Recorded {
-        method,
-        path,
-        headers,
-        body,
-    })
 }
 
 /// Answers one request. `Ok(true)` keeps the connection open for another.
-fn respond(out: &mut TcpStream, request: &Recorded, shared: &Shared) -> std::io::Result<bool> {
+fn respond(
+    out: &mut TcpStream,
+    request: &Recorded,
+    shared: &Messages,
+    stopping: &AtomicBool,
+) -> std::io::Result<bool> {
     if request.path.starts_with("/v1/messages/count_tokens") {
         return send_json(out, 200, &json!({"input_tokens": 12}));
     }
@@ -372,10 +265,7 @@ fn respond(out: &mut TcpStream, request: &Recorded, shared: &Shared) -> std::io:
             &json!({"type": "error", "error": {"type": kind, "message": format!("mock {kind}")}}),
         );
     }
-    out.write_all(
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
-          request-id: req_mock\r\nconnection: close\r\n\r\n",
-    )?;
+    http_stub::start_events(out)?;
     let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
     sse(
         out,
@@ -387,11 +277,11 @@ fn respond(out: &mut TcpStream, request: &Recorded, shared: &Shared) -> std::io:
     )?;
     let stop_reason = match turn {
         Turn::Text(text) => {
-            text_block(out, &[text], Duration::ZERO, shared)?;
+            text_block(out, &[text], Duration::ZERO, stopping)?;
             "end_turn"
         }
         Turn::Slow { chunks, delay } => {
-            text_block(out, &chunks, delay, shared)?;
+            text_block(out, &chunks, delay, stopping)?;
             "end_turn"
         }
         Turn::ToolUse { name, input } => {
@@ -415,9 +305,7 @@ fn respond(out: &mut TcpStream, request: &Recorded, shared: &Shared) -> std::io:
             "tool_use"
         }
         Turn::Hang => {
-            while !shared.stopping.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            hang(stopping);
             return Ok(false);
         }
         Turn::Error { .. } => unreachable!("answered above"),
@@ -437,7 +325,7 @@ fn text_block(
     out: &mut TcpStream,
     chunks: &[String],
     delay: Duration,
-    shared: &Shared,
+    stopping: &AtomicBool,
 ) -> std::io::Result<()> {
     sse(
         out,
@@ -447,7 +335,7 @@ fn text_block(
     for (i, chunk) in chunks.iter().enumerate() {
         if i > 0 && !delay.is_zero() {
             std::thread::sleep(delay);
-            if shared.stopping.load(Ordering::SeqCst) {
+            if stopping.load(Ordering::SeqCst) {
                 return Ok(());
             }
         }
@@ -464,35 +352,8 @@ fn text_block(
     )
 }
 
-fn sse(out: &mut TcpStream, event: &str, data: Value) -> std::io::Result<()> {
-    out.write_all(format!("event: {event}\ndata: {data}\n\n").as_bytes())?;
-    out.flush()
-}
-
-fn send_json(out: &mut TcpStream, status: u16, body: &Value) -> std::io::Result<bool> {
-    let body = body.to_string();
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        529 => "Overloaded",
-        _ => "Mock",
-    };
-    out.write_all(
-        format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\nrequest-id: req_mock\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )?;
-    out.flush()?;
-    Ok(true)
-}
-
 /// The next turn of the request's conversation.
-fn next_turn(request: &Recorded, shared: &Shared) -> Turn {
+fn next_turn(request: &Recorded, shared: &Messages) -> Turn {
     let prompt = request.prompt().unwrap_or_default();
     let rules = shared.rules.lock().unwrap();
     let Some((_, turns)) = rules
@@ -537,10 +398,4 @@ fn real_texts(message: &Value) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// `needle` as it appears inside a JSON string.
-fn json_escaped(needle: &str) -> String {
-    let quoted = Value::String(needle.to_string()).to_string();
-    quoted[1..quoted.len() - 1].to_string()
 }

@@ -4,6 +4,7 @@
 //! * [`cli`]: driving the built `reins` binary on temp repos;
 //! * [`run_repo`]: a temp git repository for `reins run`, `resume`, `status`, `logs` tests;
 //! * [`pty`]: the binary under a real pseudo-terminal ([`pty::Terminal`]);
+//! * [`http_stub`]: the loopback HTTP core of the two model-API stand-ins;
 //! * [`mock_api`]: a stand-in for the Anthropic Messages API, so the real Claude Code CLI runs
 //!   offline ([`MockApi`], [`Turn`]);
 //! * [`responses_api`]: a stand-in for the OpenAI Responses API, so the real Codex CLI runs
@@ -12,13 +13,18 @@
 //! * [`claude`]: finding the pinned CLI ([`require_claude`]), its environment against the
 //!   stand-in ([`claude_env`]), a sandbox of folders per test ([`Sandbox`]), the scripted fake
 //!   CLI ([`fake_claude`]) and process checks ([`process_alive`], [`group_members`]);
+//! * [`agents`]: either CLI with its stand-in in a test repository ([`agents::AgentWorld`],
+//!   [`agents::Bundled`]);
 //! * [`temporal`]: a real Temporal dev server on loopback ([`temporal::DevServer`]).
 
-#![allow(dead_code, unused_imports)]
+// Each test binary uses part of this folder; its `pub` items are for the tests, not an API.
+#![allow(dead_code, unused_imports, unreachable_pub)]
 
+pub mod agents;
 pub mod claude;
 pub mod cli;
 pub mod codex;
+pub mod http_stub;
 pub mod mock_api;
 pub mod pty;
 pub mod repo;

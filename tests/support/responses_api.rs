@@ -13,14 +13,14 @@
 //! Once a script is used up its last turn repeats. A request no rule matches gets `ok`.
 //! Every response reports 100 input tokens (40 of them cached) and 10 output tokens.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::Mutex;
 
 use serde_json::{json, Value};
+
+use super::http_stub::{self, hang, json_escaped, send_json, sse, HttpRequest, Protocol, Server};
 
 /// One answer of the model.
 #[derive(Debug, Clone)]
@@ -53,24 +53,17 @@ impl Reply {
 
 /// A request the stand-in received.
 #[derive(Debug, Clone)]
-pub struct Request {
-    /// Path and query.
-    pub path: String,
-    /// Headers, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// The JSON body.
-    pub body: Value,
+pub struct Request(HttpRequest);
+
+impl Deref for Request {
+    type Target = HttpRequest;
+
+    fn deref(&self) -> &HttpRequest {
+        &self.0
+    }
 }
 
 impl Request {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The Codex thread the request belongs to.
     pub fn thread_id(&self) -> Option<&str> {
         self.header("thread-id").or(self.header("session-id"))
@@ -100,9 +93,10 @@ impl Request {
 
     /// True when `needle` appears in the input (prompts, replies, tool calls and outputs).
     pub fn contains_text(&self, needle: &str) -> bool {
-        let escaped = Value::String(needle.to_string()).to_string();
-        let escaped = &escaped[1..escaped.len() - 1];
-        self.input().iter().any(|i| i.to_string().contains(escaped))
+        let escaped = json_escaped(needle);
+        self.input()
+            .iter()
+            .any(|i| i.to_string().contains(&escaped))
     }
 
     /// Function calls after the current prompt.
@@ -123,17 +117,14 @@ impl Request {
 
 /// The running stand-in. Dropping it stops it and releases hanging streams.
 pub struct ResponsesApi {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    server: Server<Responses>,
 }
 
+/// The Responses API: the scripts and what was asked.
 #[derive(Default)]
-struct Shared {
+struct Responses {
     rules: Mutex<Vec<(String, Vec<Reply>)>>,
     requests: Mutex<Vec<Request>>,
-    connections: Mutex<Vec<TcpStream>>,
-    stopping: AtomicBool,
     next_id: AtomicU64,
     hung_once: Mutex<Vec<String>>,
 }
@@ -141,40 +132,21 @@ struct Shared {
 impl ResponsesApi {
     /// Starts listening on a free loopback port.
     pub fn start() -> ResponsesApi {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address");
-        let shared = Arc::new(Shared::default());
-        let accepting = Arc::clone(&shared);
-        let acceptor = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accepting.stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                if let Ok(clone) = stream.try_clone() {
-                    accepting.connections.lock().unwrap().push(clone);
-                }
-                let shared = Arc::clone(&accepting);
-                std::thread::spawn(move || serve(stream, &shared));
-            }
-        });
         ResponsesApi {
-            addr,
-            shared,
-            acceptor: Some(acceptor),
+            server: Server::start("responses-api", Responses::default()),
         }
     }
 
     /// `http://127.0.0.1:PORT/v1`, the provider's `base_url`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.server.addr())
     }
 
     /// Scripts the conversations whose prompt contains `marker` (first matching rule wins).
     pub fn rule(&self, marker: &str, replies: impl IntoIterator<Item = Reply>) -> &Self {
         let replies: Vec<Reply> = replies.into_iter().collect();
         assert!(!replies.is_empty(), "a rule needs at least one reply");
-        self.shared
+        self.server
             .rules
             .lock()
             .unwrap()
@@ -184,7 +156,7 @@ impl ResponsesApi {
 
     /// Every `/v1/responses` request so far.
     pub fn requests(&self) -> Vec<Request> {
-        self.shared.requests.lock().unwrap().clone()
+        self.server.requests.lock().unwrap().clone()
     }
 
     /// The requests whose prompt contains `marker`, in order.
@@ -196,120 +168,35 @@ impl ResponsesApi {
     }
 }
 
-impl Drop for ResponsesApi {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        for conn in self.shared.connections.lock().unwrap().drain(..) {
-            let _ = conn.shutdown(std::net::Shutdown::Both);
+impl Protocol for Responses {
+    fn respond(
+        &self,
+        out: &mut TcpStream,
+        request: &HttpRequest,
+        stopping: &AtomicBool,
+    ) -> std::io::Result<bool> {
+        if request.method != "POST" || !request.path.starts_with("/v1/responses") {
+            return send_json(out, 404, &json!({"error": {"message": "not mocked"}}));
         }
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
+        let request = Request(request.clone());
+        self.requests.lock().unwrap().push(request.clone());
+        respond(out, &request, self, stopping)
     }
 }
 
-fn serve(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-    let Ok(clone) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(clone);
-    let mut out = stream;
-    while !shared.stopping.load(Ordering::SeqCst) {
-        let Some((method, request)) = read_request(&mut reader) else {
-            return;
-        };
-        let keep = if method == "POST" && request.path.starts_with("/v1/responses") {
-            shared.requests.lock().unwrap().push(request.clone());
-            respond(&mut out, &request, shared).unwrap_or(false)
-        } else {
-            send(
-                &mut out,
-                404,
-                "application/json",
-                r#"{"error":{"message":"not mocked"}}"#,
-            )
-            .unwrap_or(false)
-        };
-        if !keep {
-            let _ = out.shutdown(std::net::Shutdown::Both);
-            return;
-        }
-    }
-}
-
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Request)> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v): &(String, String)| v.clone())
-    };
-    let mut body = Vec::new();
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).ok()?;
-            let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).ok()?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(len, 0);
-        reader.read_exact(&mut body).ok()?;
-    }
-    if header("content-encoding").is_some_and(|v| v.contains("zstd")) {
-        // Codex may compress request bodies; the stand-in only needs JSON ones.
-        body.clear();
-    }
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Some((
-        method,
-        Request {
-            path,
-            headers,
-            body,
-        },
-    ))
-}
-
-fn respond(out: &mut TcpStream, request: &Request, shared: &Shared) -> std::io::Result<bool> {
+fn respond(
+    out: &mut TcpStream,
+    request: &Request,
+    shared: &Responses,
+    stopping: &AtomicBool,
+) -> std::io::Result<bool> {
     let reply = next_reply(request, shared);
     if let Reply::Error(status) = reply {
         let body =
             json!({"error": {"type": "server_error", "message": format!("mock error {status}")}});
-        return send(out, status, "application/json", &body.to_string());
+        return send_json(out, status, &body);
     }
-    out.write_all(
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
-          connection: close\r\n\r\n",
-    )?;
+    http_stub::start_events(out)?;
     let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
     let response_id = format!("resp_mock_{id}");
     event(
@@ -325,9 +212,7 @@ fn respond(out: &mut TcpStream, request: &Request, shared: &Shared) -> std::io::
                                     "name": "exec_command",
                                     "arguments": json!({"cmd": cmd}).to_string()}),
         Reply::Hang => {
-            while !shared.stopping.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            hang(stopping);
             return Ok(false);
         }
         Reply::Error(_) | Reply::FromPrompt(_) | Reply::HangOnce(_) => {
@@ -348,32 +233,13 @@ fn respond(out: &mut TcpStream, request: &Request, shared: &Shared) -> std::io::
     Ok(false)
 }
 
+/// A server-sent event named by its `type`.
 fn event(out: &mut TcpStream, data: Value) -> std::io::Result<()> {
     let kind = data["type"].as_str().unwrap_or_default().to_string();
-    out.write_all(format!("event: {kind}\ndata: {data}\n\n").as_bytes())?;
-    out.flush()
+    sse(out, &kind, data)
 }
 
-fn send(out: &mut TcpStream, status: u16, kind: &str, body: &str) -> std::io::Result<bool> {
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        _ => "Mock",
-    };
-    out.write_all(
-        format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )?;
-    out.flush()?;
-    Ok(true)
-}
-
-fn next_reply(request: &Request, shared: &Shared) -> Reply {
+fn next_reply(request: &Request, shared: &Responses) -> Reply {
     let prompt = request.prompt().unwrap_or_default();
     let rules = shared.rules.lock().unwrap();
     let Some((_, replies)) = rules.iter().find(|(m, _)| prompt.contains(m.as_str())) else {

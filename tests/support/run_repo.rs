@@ -58,6 +58,11 @@ impl Repo {
         self.dir.path()
     }
 
+    /// Runs git in the repository as a test author ([`git`]) and returns its stdout.
+    pub fn git(&self, args: &[&str]) -> String {
+        git(self.path(), args)
+    }
+
     /// A path inside the repository.
     pub fn join(&self, rel: &str) -> PathBuf {
         self.path().join(rel)
@@ -422,4 +427,33 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
             (!state.starts_with('Z')).then_some(pid)
         })
         .collect()
+}
+
+/// Author and committer for the tests' commits.
+pub fn git_identity() -> Vec<(String, String)> {
+    ["GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"]
+        .iter()
+        .map(|k| (k.to_string(), "reins test".to_string()))
+        .chain(
+            ["GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"]
+                .iter()
+                .map(|k| (k.to_string(), "test@reins.invalid".to_string())),
+        )
+        .collect()
+}
+
+/// Runs git in `dir` as a test author and returns its stdout; fails the test if git fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .envs(git_identity())
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
