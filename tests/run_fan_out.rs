@@ -187,6 +187,44 @@ fn a_fan_out_after_a_fan_out_whose_last_instance_failed_still_expands() {
 }
 
 #[test]
+fn other_nodes_run_on_while_a_fan_out_lists_its_files() {
+    // The walk for `files` reads `d/.gitignore`, a FIFO: it blocks until `unblock` writes to
+    // it, and `unblock` starts only after `first` settles. Were the items listed on the
+    // scheduler's driver, nothing would settle or start meanwhile: the run would never end.
+    let repo = Repo::new().file("a.txt", "").workflow(
+        "walk",
+        r#"nodes:
+  - id: each
+    for_each: { files: ["*.txt"] }
+    bash: echo "{{item}}"
+  - id: first
+    bash: "true"
+  - id: unblock
+    depends_on: [first]
+    bash: echo '*.log' > d/.gitignore
+"#,
+    );
+    std::fs::create_dir_all(repo.join("d")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(repo.join("d/.gitignore"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    repo.reins(["run", "walk"])
+        .timeout(Duration::from_secs(60))
+        .run()
+        .code(0);
+    let run = repo.the_run();
+    assert_eq!(output(&repo, &run, "each"), r#"["a.txt"]"#);
+    // `unblock` started before the items were recorded.
+    let events = repo.events(&run);
+    let at = |pred: &dyn Fn(&Value) -> bool| events.iter().position(|e| pred(e)).unwrap();
+    let started = at(&|e| e["type"] == "node_started" && e["node"] == "unblock");
+    let expanded = at(&|e| e["type"] == "fan_out_expanded");
+    assert!(started < expanded, "{events:#?}");
+}
+
+#[test]
 fn an_empty_list_succeeds_with_no_outputs_and_bad_keys_fail_before_any_instance() {
     let repo = Repo::new().workflow(
         "edge",
