@@ -218,7 +218,7 @@ fn other_nodes_run_on_while_a_fan_out_lists_its_files() {
     assert_eq!(output(&repo, &run, "each"), r#"["a.txt"]"#);
     // `unblock` started before the items were recorded.
     let events = repo.events(&run);
-    let at = |pred: &dyn Fn(&Value) -> bool| events.iter().position(|e| pred(e)).unwrap();
+    let at = |pred: &dyn Fn(&Value) -> bool| events.iter().position(pred).unwrap();
     let started = at(&|e| e["type"] == "node_started" && e["node"] == "unblock");
     let expanded = at(&|e| e["type"] == "fan_out_expanded");
     assert!(started < expanded, "{events:#?}");
