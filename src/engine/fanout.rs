@@ -86,6 +86,9 @@ pub enum FanOutError {
     /// The expansion panicked (a bug in reins).
     #[error("internal error: listing the items ended abnormally")]
     Panicked,
+    /// The worker that lists the items for a Temporal run said why it could not: its message.
+    #[error("{0}")]
+    OnWorker(String),
     /// Two items with one key.
     #[error(
         "items {first} and {index} have the same key {key:?}; every instance needs its own key (set `key:` to a field that differs, or leave it out to use the index)"

@@ -76,9 +76,8 @@ pub enum Input {
     Expanded {
         /// The fan-out.
         node: usize,
-        /// Its items in order, or what went wrong ([`super::fanout::FanOutError`] in words:
-        /// it may come from a Temporal worker, through the workflow's history).
-        items: Result<Vec<FanOutItem>, String>,
+        /// Its items in order, or what went wrong.
+        items: Result<Vec<FanOutItem>, super::fanout::FanOutError>,
     },
     /// A waiting gate has its answer (or its timeout passed): look at it again.
     GateReady {
@@ -451,6 +450,7 @@ impl Machine {
                 match items {
                     Ok(items) => self.add_instances(node, items, None),
                     Err(error) => {
+                        let error = error.to_string();
                         out.push(Decision::Fail { node, error });
                         self.settle(node, NodeStatus::Failed, String::new(), None);
                     }
@@ -1296,8 +1296,7 @@ mod tests {
             items: Err(crate::engine::fanout::FanOutError::TooMany {
                 count: 10_001,
                 at_least: false,
-            }
-            .to_string()),
+            }),
         });
         assert_eq!(
             said(&m, d),

@@ -271,7 +271,6 @@ impl Scheduler {
                 items: items.clone(),
             });
         }
-        let items = items.map_err(|e| e.to_string());
         self.step(Input::Expanded { node, items });
     }
 
@@ -524,18 +523,6 @@ fn note_cut_outputs(x: &Execution, machine: &Machine, i: usize, me: &str) {
     if let Err(e) = written {
         tracing::warn!("cannot write to the log of `{me}`: {e}");
     }
-}
-
-/// The items of fan-out `node`, with their keys: its list, its template rendered now (against
-/// what `machine` holds), or the files its globs match in the working tree `root`
-/// ([`fanout::expand`]; it may walk the tree: call it where blocking is fine).
-pub fn expand_items(
-    plan: &Plan,
-    machine: &Machine,
-    root: &std::path::Path,
-    node: usize,
-) -> Result<Vec<crate::store::FanOutItem>, fanout::FanOutError> {
-    fanout::expand(plan, node, &machine.context(node), root)
 }
 
 /// What the attempts of node `i` share, taken as its first attempt starts: its state before

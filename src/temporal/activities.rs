@@ -33,6 +33,7 @@ use super::types::{
 use crate::engine::agent_slots::AgentSlots;
 use crate::engine::approval;
 use crate::engine::context::RunInfo;
+use crate::engine::fanout;
 use crate::engine::launch::{self, Begun, LaunchError};
 use crate::engine::machine::{Machine, Pace};
 use crate::engine::plan::FrozenCommands;
@@ -516,8 +517,12 @@ impl Activities {
                 input.run_id, input.node
             )));
         };
-        let machine = live.machine(&state);
-        let listed = scheduler::expand_items(&live.plan, &machine, &live.run.root, i);
+        let (plan, root) = (live.plan.clone(), live.run.root.clone());
+        let context = live.machine(&state).context(i);
+        // Globs walk the working tree: off the worker's async threads.
+        let listed = tokio::task::spawn_blocking(move || fanout::expand(&plan, i, &context, &root))
+            .await
+            .unwrap_or(Err(fanout::FanOutError::Panicked));
         Ok(match listed {
             Ok(items) => {
                 live.recorder.record(Event::FanOutExpanded {

@@ -43,6 +43,7 @@ use super::types::{
     Placement, RecordInput, Submission, View,
 };
 use crate::engine::context::RunInfo;
+use crate::engine::fanout::FanOutError;
 use crate::engine::machine::{Decision, Ended, Input, Machine, Pace};
 use crate::engine::plan::Plan;
 use crate::engine::scheduler::DEFAULT_CONCURRENCY;
@@ -253,10 +254,12 @@ impl<'a> Driver<'a> {
                     .await
                 {
                     Ok(e) => match e.error {
-                        Some(error) => Err(error),
+                        Some(error) => Err(FanOutError::OnWorker(error)),
                         None => Ok(e.items),
                     },
-                    Err(e) => Err(format!("cannot list the items on the worker: {e}")),
+                    Err(e) => Err(FanOutError::OnWorker(format!(
+                        "cannot list the items on the worker: {e}"
+                    ))),
                 };
                 decisions.extend(self.machine.step(Input::Expanded { node, items }));
             }
