@@ -1,7 +1,10 @@
 //! What Temporal adds to a run: the same workflows run locally (`reins run`) and through a real
 //! Temporal dev server and one `reins worker` (`reins run --temporal --follow`), measured in
 //! the same process, interleaved. A chain of 1 and of 21 `true` nodes separates what a run
-//! costs once (submission, placement, the first stretch) from what each node adds.
+//! costs once (submission, placement, opening the run on its worker) from what each node adds
+//! (one `node` activity and a workflow task). Then the recovery: a worker killed with `kill -9`
+//! in the middle of a node, restarted at once; the time from the kill until the node runs
+//! again (the heartbeat timeout, 2 s here, plus Temporal's retry), and until the run is done.
 //!
 //! `cargo bench --bench temporal` (`REINS_BENCH_ITERS`, default 5). Needs the Temporal CLI from
 //! `.ci/install-temporal` or `$REINS_TEST_TEMPORAL`.
@@ -106,6 +109,80 @@ fn main() {
     );
     worker.signal(nix::sys::signal::Signal::SIGTERM);
     let _ = worker.wait();
+    recovery(&server);
+}
+
+/// A worker killed mid-node and restarted: how long until the node runs again, and until the
+/// run is done.
+fn recovery(server: &DevServer) {
+    const SLOW: &str = "nodes:
+  - id: slow
+    bash: echo start >> effects; sleep 1; echo end >> effects
+";
+    let worker_repo = Repo::new();
+    let start_worker = || {
+        let w = worker_repo
+            .reins([
+                "worker",
+                "--temporal",
+                &server.address,
+                "--task-queue",
+                "recovery",
+            ])
+            .timeout(Duration::from_secs(600))
+            .spawn();
+        wait_for("the worker", Duration::from_secs(30), || {
+            w.stdout_so_far().contains("polling")
+        });
+        w
+    };
+    let repo = Repo::new().workflow("slow", SLOW);
+    let starts = || {
+        std::fs::read_to_string(worker_repo.join("effects"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == "start")
+            .count()
+    };
+    let mut rerun = Vec::new();
+    let mut done = Vec::new();
+    for _ in 0..3 {
+        let worker = start_worker();
+        let before = starts();
+        let follow = repo
+            .reins([
+                "run",
+                "slow",
+                "--temporal",
+                &server.address,
+                "--task-queue",
+                "recovery",
+                "--follow",
+            ])
+            .env("REINS_TEMPORAL_HEARTBEAT_TIMEOUT", "2s")
+            .timeout(Duration::from_secs(120))
+            .spawn();
+        wait_for("the node to start", Duration::from_secs(60), || {
+            starts() > before
+        });
+        worker.signal(nix::sys::signal::Signal::SIGKILL);
+        let _ = worker.wait();
+        let killed = Instant::now();
+        let worker = start_worker();
+        wait_for("the node to run again", Duration::from_secs(60), || {
+            starts() > before + 1
+        });
+        rerun.push(killed.elapsed());
+        follow.wait().code(0);
+        done.push(killed.elapsed());
+        worker.signal(nix::sys::signal::Signal::SIGTERM);
+        let _ = worker.wait();
+    }
+    println!(
+        "temporal: recovery after kill -9 mid-node (heartbeat timeout 2 s): node runs again after {:.2} s, run done after {:.2} s (medians of 3)",
+        median(rerun).as_secs_f64(),
+        median(done).as_secs_f64()
+    );
 }
 
 fn ms(d: Duration) -> f64 {

@@ -344,3 +344,135 @@ fn plan_to_pr_goes_from_task_to_a_committed_branch_behind_two_gates() {
         );
     }
 }
+
+/// The investigator of `fix-issues`' children: the root cause of whichever bug it was given.
+fn write_either_root_cause(prompt: &str) -> Turn {
+    let cause = if prompt.contains("farewell") {
+        "farewell.txt says by; it should say bye\n"
+    } else {
+        "greeting.txt says helo; it should say hello\n"
+    };
+    write_artifact(prompt, "root-cause.md", cause)
+}
+
+/// The fixer: reads the root cause its investigator wrote, adds a regression test for it and
+/// fixes that one file.
+fn fix_either(prompt: &str) -> Turn {
+    let cause = std::fs::read_to_string(format!("{}/root-cause.md", artifacts_in(prompt)))
+        .unwrap_or_default();
+    let (file, good) = if cause.contains("farewell") {
+        ("farewell", "bye")
+    } else {
+        ("greeting", "hello")
+    };
+    Turn::tool(
+        "Bash",
+        json!({
+            "command": format!("mkdir -p tests && echo 'grep -qx {good} {file}.txt' > tests/{file}.sh && echo {good} > {file}.txt"),
+            "description": format!("fix {file}.txt with a regression test"),
+        }),
+    )
+}
+
+#[test]
+fn fix_issues_fixes_each_issue_in_its_own_worktree_and_commits_them_after_one_gate() {
+    // The suite runs every `tests/*.sh`; a fixer adds its regression test there.
+    let Some(bench) = Bench::new(&[
+        ("greeting.txt", "helo\n"),
+        ("farewell.txt", "by\n"),
+        (
+            "package.json",
+            r#"{"name": "t", "version": "1.0.0", "scripts": {"test": "sh run-tests.sh"}}"#,
+        ),
+        (
+            "run-tests.sh",
+            "for t in tests/*.sh; do [ -f \"$t\" ] || continue; sh \"$t\" || exit 1; done\n",
+        ),
+    ]) else {
+        return;
+    };
+    bench.api.rule(
+        "You are investigating a bug",
+        [
+            Turn::FromPrompt(write_either_root_cause),
+            Turn::text("found it"),
+        ],
+    );
+    bench.api.rule(
+        "Write a regression test that fails",
+        [Turn::FromPrompt(fix_either), Turn::text("DONE")],
+    );
+    let out = bench
+        .reins(&[
+            "run",
+            "fix-issues",
+            "--no-input",
+            "--input",
+            r#"issues=["the greeting is misspelt", "the farewell is misspelt"]"#,
+        ])
+        .timeout(std::time::Duration::from_secs(300))
+        .run();
+    assert_code(&out, 3);
+    let run = bench.repo.status("last")["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Two children, each in a worktree of its own, each fixing its own bug; nothing committed.
+    let mut trees = Vec::new();
+    for (key, file, good) in [("0", "greeting", "hello"), ("1", "farewell", "bye")] {
+        let node = bench.repo.node(&run, &format!("fix[{key}]"));
+        assert_eq!(node["status"], "success", "{node:#}");
+        let child = node["child_run"].as_str().unwrap().to_string();
+        assert_eq!(bench.repo.status(&child)["status"], "success");
+        let dir = PathBuf::from(bench.repo.status(&child)["dir"].as_str().unwrap());
+        let manifest: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+        let tree = PathBuf::from(manifest["worktree"].as_str().expect("a worktree"));
+        assert_eq!(
+            std::fs::read_to_string(tree.join(format!("{file}.txt"))).unwrap(),
+            format!("{good}\n")
+        );
+        assert!(tree.join(format!("tests/{file}.sh")).is_file());
+        trees.push((tree, file, child));
+    }
+    let (first, second) = (&trees[0].0, &trees[1].0);
+    assert_ne!(first, second);
+    assert_eq!(
+        std::fs::read_to_string(first.join("farewell.txt")).unwrap(),
+        "by\n"
+    );
+    assert_eq!(
+        bench.repo.read("greeting.txt"),
+        "helo\n",
+        "this checkout is untouched"
+    );
+    assert_eq!(bench.repo.node(&run, "approve")["status"], "waiting");
+    assert_eq!(bench.repo.node(&run, "commit")["status"], "pending");
+
+    // One gate, then each fix is committed on its worktree's branch.
+    let out = bench.run(&["approve", &run, "approve", "--resume"]);
+    assert_code(&out, 0);
+    let committed = bench.repo.node(&run, "commit")["output"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for (tree, file, child) in &trees {
+        let branch = git(tree, &["rev-parse", "--abbrev-ref", "HEAD"]);
+        assert_eq!(branch.trim(), format!("reins/fix-issue-{child}"));
+        assert!(
+            committed.contains(&format!("on reins/fix-issue-{child}")),
+            "{committed}"
+        );
+        let files = git(tree, &["show", "--name-only", "--format=%s", "HEAD"]);
+        assert!(files.starts_with("fix-issues: fix from run"), "{files}");
+        assert!(files.contains(&format!("{file}.txt")), "{files}");
+        assert!(files.contains(&format!("tests/{file}.sh")), "{files}");
+        assert_eq!(git(tree, &["status", "--porcelain"]), "");
+    }
+    // This checkout has no fix and no commit of its own.
+    assert_eq!(git(bench.repo.path(), &["diff", "HEAD", "--stat"]), "");
+    assert_eq!(
+        git(bench.repo.path(), &["rev-list", "--count", "HEAD"]).trim(),
+        "1"
+    );
+}

@@ -68,3 +68,53 @@ fn plain_progress_summary_status_and_logs() {
     out.code(1);
     snapshot("resume_after_rejection", &out.stdout);
 }
+
+/// Twelve instances, one at a time (so the lines come in one order): `k9` fails.
+const FAN: &str = r#"concurrency: 1
+nodes:
+  - id: review
+    for_each: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    key: "k{{item}}"
+    continue_on_error: true
+    bash: |
+      echo "reviewed {{item}}"
+      test "{{item}}" != 9
+  - id: pair
+    for_each: [a, b]
+    bash: echo pair {{item}}
+  - id: report
+    depends_on: [review, pair]
+    trigger: all_done
+    bash: echo done
+"#;
+
+#[test]
+fn a_fan_out_of_many_is_counted_in_status_logs_and_dry_run() {
+    let repo = Repo::new().workflow("fan", FAN);
+    let out = repo.reins(["run", "fan", "--dry-run"]).run();
+    out.code(0);
+    snapshot("fan_out_dry_run", &out.stdout);
+    let out = repo.reins(["graph", "fan"]).run();
+    out.code(0);
+    snapshot("fan_out_graph", &out.stdout);
+
+    repo.reins(["run", "fan"]).run().code(0);
+    let run = repo.the_run();
+    let out = repo.reins(["status", &run]).run();
+    out.code(0);
+    snapshot("fan_out_status", &out.stdout);
+    let out = repo.reins(["logs", &run]).run();
+    out.code(0);
+    snapshot("fan_out_logs_all_nodes", &out.stdout);
+    // The fan-out's own logs are its instances', each under a header.
+    let out = repo.reins(["logs", &run, "pair"]).run();
+    out.code(0);
+    snapshot("fan_out_logs_of_the_fan_out", &out.stdout);
+    let out = repo.reins(["logs", "-f", &run, "review"]).run();
+    out.code(2);
+    assert!(
+        out.stderr.contains("`review` is a fan-out"),
+        "{}",
+        out.stderr
+    );
+}

@@ -162,6 +162,31 @@ fn failing_instances_fail_the_fan_out_unless_min_success_allows() {
 }
 
 #[test]
+fn a_fan_out_after_a_fan_out_whose_last_instance_failed_still_expands() {
+    // The instance that fails settles last: the fan-out after it is expanded then (it was
+    // once left unexpanded, and the run never ended).
+    let repo = Repo::new().workflow(
+        "chain",
+        r#"nodes:
+  - id: first
+    for_each: [ok, late]
+    continue_on_error: true
+    bash: |
+      if [ "{{item}}" = late ]; then sleep 0.3; exit 1; fi
+  - id: second
+    depends_on: [first]
+    trigger: all_done
+    for_each: [x, y]
+    bash: echo second-{{item}}
+"#,
+    );
+    repo.reins(["run", "chain"]).run().code(0);
+    let run = repo.the_run();
+    assert_eq!(status(&repo, &run, "first"), "failed");
+    assert_eq!(output(&repo, &run, "second"), r#"["second-x","second-y"]"#);
+}
+
+#[test]
 fn an_empty_list_succeeds_with_no_outputs_and_bad_keys_fail_before_any_instance() {
     let repo = Repo::new().workflow(
         "edge",
@@ -387,6 +412,63 @@ nodes:
             .count(),
         1,
         "a resume never expands again"
+    );
+    // The fan-out ran again from the resume: it has a start, an end and a duration.
+    let each = repo.node(&run, "each");
+    assert!(
+        each["started_at"].is_string() && each["finished_at"].is_string(),
+        "{each:#}"
+    );
+    let shown = repo.reins(["status", &run]).run();
+    let line = shown
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("each "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.split_whitespace()
+            .nth(2)
+            .is_some_and(|d| d.ends_with('s')),
+        "a duration: {line:?}\n{}",
+        shown.stdout
+    );
+}
+
+#[test]
+fn resume_from_a_fan_out_expands_it_again_from_its_source() {
+    let repo = Repo::new()
+        .file("items/a", "")
+        .file("items/b", "")
+        .workflow(
+            "files",
+            r#"nodes:
+  - id: each
+    for_each: { files: ["items/*"] }
+    bash: echo "{{item}}" | tee -a effects.txt
+  - id: after
+    depends_on: [each]
+    bash: echo {{nodes.each.outputs}}
+"#,
+        );
+    repo.reins(["run", "files"]).run().code(0);
+    let run = repo.the_run();
+    std::fs::remove_file(repo.join("items/a")).unwrap();
+    repo.write("items/c", "");
+    // A plain resume of a finished run does nothing; `--from` runs the fan-out again, over
+    // the files there are now.
+    repo.reins(["resume", &run, "--from", "each"]).run().code(0);
+    let effects = repo.lines("effects.txt");
+    assert_eq!(effects, ["items/a", "items/b", "items/b", "items/c"]);
+    let all = ids(&repo, &run);
+    assert_eq!(all, ["each", "each[0]", "each[1]", "after"]);
+    assert_eq!(output(&repo, &run, "after"), r#"["items/b","items/c"]"#);
+    assert_eq!(
+        repo.events(&run)
+            .iter()
+            .filter(|e| e["type"] == "fan_out_expanded")
+            .count(),
+        2
     );
 }
 

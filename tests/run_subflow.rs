@@ -342,6 +342,58 @@ fn a_gate_in_a_child_is_answered_with_the_childs_id_while_the_parent_runs() {
     assert_eq!(count(&repo, "after"), 1);
 }
 
+#[test]
+fn a_gate_timing_out_in_a_child_settles_the_branch_of_a_live_parent() {
+    let repo = Repo::new()
+        .workflow(
+            "gated",
+            r#"nodes:
+  - id: ok
+    approval: { message: Go on?, timeout: 1s }
+  - id: fin
+    depends_on: [ok]
+    bash: echo child-fin >> ran.txt
+"#,
+        )
+        .workflow(
+            "parent",
+            r#"nodes:
+  - id: sub
+    workflow: gated
+  - id: side
+    bash: |
+      while [ ! -f go ]; do sleep 0.05; done
+      echo side >> ran.txt
+  - id: after
+    depends_on: [sub]
+    bash: echo after >> ran.txt
+"#,
+        );
+    let running = repo.reins(["run", "parent"]).spawn();
+    // The parent runs on (`side` waits); the child's gate times out meanwhile, and the parent
+    // notices without any answer or resume: the child's gate is rejected, its branch settles.
+    repo.wait_for(
+        "the parent to settle `sub`",
+        Duration::from_secs(30),
+        || {
+            let (parents, _) = split_runs(&repo);
+            parents.len() == 1 && repo.node(&parents[0], "sub")["status"] == "failed"
+        },
+    );
+    let (parent, child) = tree(&repo);
+    let gate = repo.node(&child, "ok");
+    assert_eq!(gate["status"], "failed", "{gate:#}");
+    assert_eq!(
+        gate["approval"]["answer"]["comment"],
+        "timed out after 1.0s"
+    );
+    assert_eq!(repo.node(&parent, "after")["status"], "skipped");
+    repo.write("go", "");
+    running.wait().code(1);
+    assert_eq!(count(&repo, "side"), 1);
+    assert_eq!(count(&repo, "child-fin"), 0);
+}
+
 /// A child whose second node runs until killed.
 const SLOW_CHILD: &str = r#"nodes:
   - id: a

@@ -490,3 +490,88 @@ fn a_workflow_node_links_to_its_child_run_and_the_child_to_its_parent() {
     let js = server.get("/assets/app.js");
     assert!(js.body.contains("child-run") && js.body.contains("parent-run"));
 }
+
+#[test]
+fn a_fan_out_lists_its_instances_and_each_instance_has_its_own_node_view() {
+    let repo = Repo::new().workflow(
+        "fan",
+        r#"nodes:
+  - id: review
+    for_each: [api, web, "c/l i"]
+    key: "k{{item_index}}"
+    continue_on_error: true
+    bash: |
+      echo "review {{item}}"
+      test "{{item}}" != web
+  - id: gate
+    depends_on: [review]
+    trigger: all_done
+    for_each: [one]
+    approval: "Ship {{item}}?"
+"#,
+    );
+    repo.reins(["run", "fan", "--no-input"]).run().code(3);
+    let run = repo.run_ids().last().unwrap().clone();
+    let server = Server::start(&repo, &[]);
+
+    let view = server.get(&format!("/api/runs/{run}")).json();
+    let review = &view["graph"][0];
+    assert_eq!(review["id"], "review");
+    assert_eq!(review["for_each"], "a list of 3 items");
+    let instances = review["instances"].as_array().unwrap();
+    let summary: Vec<(&str, &str, &str, &str)> = instances
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap(),
+                i["key"].as_str().unwrap(),
+                i["item"].as_str().unwrap(),
+                i["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("review[k0]", "k0", "api", "success"),
+            ("review[k1]", "k1", "web", "failed"),
+            ("review[k2]", "k2", "c/l i", "success"),
+        ]
+    );
+    assert!(instances[0]["duration_ms"].is_u64(), "{review:#}");
+    // Instances are not nodes of the graph: they are listed under their fan-out.
+    assert_eq!(view["graph"].as_array().unwrap().len(), 2);
+
+    // An instance's own view: its item, its fan-out, its command and logs (the id URL-encoded).
+    let node = server.get(&format!("/api/runs/{run}/nodes/review%5Bk1%5D"));
+    assert_eq!(node.status, 200, "{}", node.body);
+    let node = node.json();
+    assert_eq!(node["node"]["id"], "review[k1]");
+    assert_eq!(node["node"]["instance_of"], "review");
+    assert_eq!(node["item"]["value"], "web");
+    assert_eq!(node["item"]["index"], 1);
+    assert_eq!(node["state"]["status"], "failed");
+    assert!(
+        node["command"].as_str().unwrap().contains("review"),
+        "{node:#}"
+    );
+    let logs = server
+        .get(&format!("/api/runs/{run}/nodes/review%5Bk1%5D/logs"))
+        .json();
+    assert_eq!(logs["chunk"]["text"], "review web\n");
+    // The fan-out's own view lists its instances too.
+    let fan = server.get(&format!("/api/runs/{run}/nodes/review")).json();
+    assert_eq!(fan["node"]["instances"].as_array().unwrap().len(), 3);
+    // An instance that was never expanded, or a key that could name another folder, is 404.
+    for missing in ["review%5Bk9%5D", "review%5B..%5D", "nope%5Bk0%5D"] {
+        let r = server.get(&format!("/api/runs/{run}/nodes/{missing}"));
+        assert_eq!(r.status, 404, "{missing}: {}", r.body);
+    }
+    // A gate instance is answered through the API like any gate.
+    assert_eq!(view["gates"][0]["node"], "gate[0]");
+    let answer = server.post(
+        &format!("/api/runs/{run}/gates/gate%5B0%5D/approve"),
+        r#"{"comment": "ok"}"#,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}

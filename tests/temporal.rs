@@ -253,6 +253,83 @@ fn a_worker_killed_mid_node_and_restarted_completes_every_run_and_reruns_no_sett
     }
 }
 
+const DECIDED: &str = "nodes:
+  - id: list
+    bash: printf 'a\\nb\\nc\\n'
+  - id: each
+    depends_on: [list]
+    for_each: '{{nodes.list.output}}'
+    max_parallel: 2
+    bash: echo \"$REINS_ITEM\" >> fan
+  - id: flaky
+    retries: 2
+    bash: n=$(cat tries 2>/dev/null || echo 0); n=$((n+1)); echo $n > tries; test $n -ge 2
+  - id: never
+    depends_on: [list]
+    when: \"{{eq nodes.list.output 'nope'}}\"
+    bash: echo never >> never
+  - id: count
+    loop:
+      bash: echo \"$REINS_LOOP_ITERATION\" >> iterations
+      until_bash: '[ \"$REINS_LOOP_ITERATION\" -ge 3 ]'
+      max_iterations: 5
+";
+
+/// The workflow drives the engine's machine: a fan-out expands on the worker and gathers its
+/// instances, a retry waits on a durable timer, a false `when` skips, a loop runs its
+/// iterations; the worker's log records it all with the events of a local run.
+#[test]
+fn fan_out_retries_when_and_loops_are_decided_by_the_machine_in_the_workflow() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let queue = "decided";
+    let w = Worker::start(&server, queue);
+    let submitter = Repo::new().workflow("decided", DECIDED);
+    let run = submit(&submitter, &server, queue, "decided", &[]);
+    let v = wait_phase(
+        &submitter,
+        &server,
+        &run,
+        &["success", "failed"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(phase(&v), "success", "{v:#}");
+    assert_eq!(v["nodes"]["never"], "skipped", "{v:#}");
+    assert_eq!(v["nodes"]["each"], "success", "{v:#}");
+    assert_eq!(v["nodes"]["each[1]"], "success", "{v:#}");
+    let mut fan: Vec<String> = w.repo.read("fan").lines().map(String::from).collect();
+    fan.sort();
+    assert_eq!(fan, ["a", "b", "c"], "each item once");
+    assert_eq!(w.repo.read("iterations").lines().count(), 3);
+    assert!(!w.repo.join("never").exists());
+    assert_eq!(w.events(&run, "node_skipped"), ["never"]);
+    assert_eq!(w.events(&run, "fan_out_expanded"), ["each"]);
+    let flaky: Vec<Value> = w
+        .repo
+        .events(&run)
+        .into_iter()
+        .filter(|e| e["node"] == "flaky")
+        .collect();
+    let kinds: Vec<(&str, bool)> = flaky
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["will_retry"] == true))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("node_started", false),
+            ("node_failed", true),
+            ("node_started", false),
+            ("node_succeeded", false)
+        ],
+        "{flaky:#?}"
+    );
+    let status = w.repo.reins(["status", &run]).run();
+    status.code(0);
+    assert!(status.stdout.contains("success"), "{}", status.stdout);
+}
+
 const GATES: &str = "nodes:
   - id: yes
     approval: {message: Ship it?}

@@ -168,3 +168,37 @@ fn a_gate_of_a_child_run_is_asked_at_the_prompt_by_its_path() {
         "parent got shipped through the parent"
     );
 }
+
+#[test]
+fn the_live_view_counts_a_fan_out_of_many_on_one_line() {
+    // Twelve instances: nine succeed, one fails, two run until `go` exists.
+    let repo = Repo::new().workflow(
+        "fan",
+        r#"nodes:
+  - id: review
+    for_each: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    key: "k{{item}}"
+    continue_on_error: true
+    bash: |
+      if [ "{{item}}" = 9 ]; then exit 1; fi
+      if [ "{{item}}" -ge 10 ]; then while [ ! -f go ]; do sleep 0.05; done; fi
+"#,
+    );
+    let mut term = repo.terminal(&["run", "fan", "--no-input"], PLAIN);
+    term.wait_for("9 ✓ · 2 running · 1 ✗");
+    let screen = term.screen();
+    assert!(screen.contains("  review ×12 "), "{screen}");
+    // The running instances stand under their fan-out's line; those that succeeded scroll
+    // no line, the one that failed does.
+    assert!(screen.contains("    review[k10]"), "{screen}");
+    assert!(screen.contains("✗ review[k9] failed in"), "{screen}");
+    assert!(!screen.contains("review[k3] succeeded"), "{screen}");
+    repo.write("go", "");
+    assert_eq!(term.wait(), 0, "{}", term.screen());
+    let screen = term.screen();
+    assert!(screen.contains("✗ review failed in"), "{screen}");
+    assert!(
+        screen.contains("12 instances: 1 failed, 11 success"),
+        "{screen}"
+    );
+}

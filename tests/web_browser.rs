@@ -2,7 +2,8 @@
 //! (`tests/web/e2e.mjs`): the run list, the DAG, approving and rejecting gates, a run finishing
 //! live, an agent's transcript with its tool calls' durations (the real Claude CLI against the
 //! offline stand-in API), an artifact, cancelling, resuming a failed run and resuming from a
-//! node, and a second browser seeing the answer.
+//! node, a fan-out's instances counted and opened one by one as they settle, and a second
+//! browser seeing the answer.
 //!
 //! Needs Debian's `chromium` (or `REINS_TEST_CHROMIUM`), node, and `npm ci` in `tests/web`;
 //! on CI (`CI` set) a missing one fails the test, locally it is skipped with a notice.
@@ -65,6 +66,22 @@ nodes:
     bash: sleep 1; echo deployed
 "#;
 
+/// A fan-out of twelve: `k9` fails, `k10` and `k11` wait for `GO_FLAG`; eleven must succeed.
+const FAN: &str = r#"
+nodes:
+  - id: review
+    for_each: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    key: "k{{item}}"
+    min_success: 11
+    bash: |
+      if [ "{{item}}" = 9 ]; then echo "review of item 9 failed"; exit 1; fi
+      if [ "{{item}}" -ge 10 ]; then while [ ! -f 'GO_FLAG' ]; do sleep 0.1; done; fi
+      echo "reviewed item {{item}}"
+  - id: report
+    depends_on: [review]
+    bash: echo {{nodes.review.outputs}}
+"#;
+
 const FLAKY: &str = r#"
 nodes:
   - id: prepare
@@ -98,6 +115,11 @@ fn the_web_view_in_chromium() {
         .workflow("gated", GATED)
         .workflow("slow", "nodes: [{id: work, bash: sleep 300}]")
         .workflow("flaky", FLAKY);
+    let go = repo.join("go.flag");
+    repo.write(
+        ".workflows/fan.yaml",
+        &FAN.replace("GO_FLAG", &go.display().to_string()),
+    );
     repo.write(
         ".workflows/agent.yaml",
         &format!(
@@ -150,6 +172,32 @@ fn the_web_view_in_chromium() {
         new_run().is_some_and(|id| repo.events(&id).iter().any(|e| e["type"] == "node_started"))
     });
     let run_live = new_run().unwrap();
+    // Twelve instances: nine succeed, one fails, two wait for `go.flag` (written by the page
+    // test), so the page sees the counts change live.
+    let fan = repo
+        .reins(["run", "fan", "--no-input", "--worktree"])
+        .timeout(Duration::from_secs(300))
+        .spawn();
+    let fan_run = || {
+        repo.run_ids()
+            .into_iter()
+            .find(|id| !before.contains(id) && *id != run_live)
+    };
+    repo.wait_for(
+        "the fan-out to settle 10 instances",
+        Duration::from_secs(30),
+        || {
+            fan_run().is_some_and(|id| {
+                let events = repo.events(&id);
+                let settled = |e: &&serde_json::Value| {
+                    e["type"] == "node_succeeded"
+                        || (e["type"] == "node_failed" && e["will_retry"] == false)
+                };
+                events.iter().filter(settled).count() >= 10
+            })
+        },
+    );
+    let run_fan = fan_run().unwrap();
 
     let server = Server::start(&repo, &[]);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-screenshots");
@@ -162,6 +210,8 @@ fn the_web_view_in_chromium() {
         .env("RUN_LIVE", &run_live)
         .env("RUN_AGENT", &run_agent)
         .env("RUN_FAILED", &run_failed)
+        .env("RUN_FAN", &run_fan)
+        .env("GO_FLAG", &go)
         .env("CHROMIUM", &chromium)
         .env("SHOTS", &shots)
         .output()
@@ -175,6 +225,8 @@ fn the_web_view_in_chromium() {
     );
     let live_out = live.wait();
     assert_eq!(live_out.code, 130, "cancelled: {live_out:?}");
+    let fan_out = fan.wait();
+    assert_eq!(fan_out.code, 0, "the fan-out run finished: {fan_out:?}");
     if let Some(line) = stdout.lines().find(|l| l.starts_with("RESULT ")) {
         eprintln!("web view measurements: {}", &line[7..]);
     }
@@ -206,6 +258,7 @@ fn the_web_view_in_chromium() {
         "run-page.png",
         "agent-node.png",
         "resumed-run.png",
+        "fan-out.png",
     ] {
         assert!(shots.join(shot).is_file(), "{shot}");
     }

@@ -294,10 +294,16 @@ function runPage(id) {
 
   function renderDag() {
     const states = new Map(data.state.nodes.map((n) => [n.id, n]));
+    const base = fanOutOf(selected) || selected;
     const g = new dagre.graphlib.Graph();
     g.setGraph({ rankdir: "TB", nodesep: 28, ranksep: 46, marginx: 12, marginy: 12 });
     g.setDefaultEdgeLabel(() => ({}));
-    for (const n of data.graph) g.setNode(n.id, { width: Math.max(120, 24 + 7.6 * n.id.length + 22), height: 44 });
+    const subs = new Map(data.graph.map((n) => [n.id, nodeSub(n, states.get(n.id) || { status: "pending", iterations: [] })]));
+    for (const n of data.graph) {
+      const label = n.id + (n.instances ? ` ×${n.instances.length}` : "");
+      const sub = subs.get(n.id).map((p) => p.text).join("");
+      g.setNode(n.id, { label, width: Math.max(120, 46 + 7.6 * label.length, 46 + 6.6 * sub.length), height: 44 });
+    }
     for (const n of data.graph) for (const d of n.depends_on) if (g.hasNode(d)) g.setEdge(d, n.id);
     dagre.layout(g);
     const { width, height } = g.graph();
@@ -313,21 +319,24 @@ function runPage(id) {
     for (const n of data.graph) {
       const pos = g.node(n.id);
       const st = states.get(n.id) || { status: "pending", iterations: [] };
-      const grp = sv("g", { class: "node" + (n.id === selected ? " selected" : ""), "data-node": n.id, "data-status": st.status, "data-kind": n.kind, transform: `translate(${pos.x - pos.width / 2},${pos.y - pos.height / 2})`, tabindex: 0 });
+      const grp = sv("g", { class: "node" + (n.id === base ? " selected" : ""), "data-node": n.id, "data-status": st.status, "data-kind": n.kind, transform: `translate(${pos.x - pos.width / 2},${pos.y - pos.height / 2})`, tabindex: 0 });
+      if (n.for_each) grp.setAttribute("data-fan-out", n.instances ? n.instances.length : "");
       grp.append(sv("rect", { width: pos.width, height: pos.height }));
       const glyph = { bash: "$", prompt: "✦", command: "✦", approval: "◆", loop: "↻" }[n.kind] || "•";
-      const gl = sv("text", { x: 10, y: 27, class: "glyph" }); gl.textContent = glyph; grp.append(gl);
-      const label = sv("text", { x: 28, y: 20 }); label.textContent = n.id; grp.append(label);
-      let sub = st.status;
-      if (n.kind === "loop") sub += ` · ${(st.iterations || []).length}/${n.max_iterations}`;
-      if (st.attempt > 1) sub += ` · try ${st.attempt}`;
-      const subt = sv("text", { x: 28, y: 35, class: "sub" }); subt.textContent = sub; grp.append(subt);
-      const tip = sv("title"); tip.textContent = `${n.id} (${n.kind}${n.body ? " of " + n.body : ""}): ${st.status}`; grp.append(tip);
+      const gl = sv("text", { x: 10, y: 27, class: "glyph" }); gl.textContent = n.for_each ? "⋔" : glyph; grp.append(gl);
+      const label = sv("text", { x: 28, y: 20 }); label.textContent = pos.label; grp.append(label);
+      const subt = sv("text", { x: 28, y: 35, class: "sub", "data-testid": "node-sub" });
+      for (const part of subs.get(n.id)) {
+        const t = sv("tspan", part.status ? { class: `c-${part.status}`, "data-count": part.status } : {});
+        t.textContent = part.text; subt.append(t);
+      }
+      grp.append(subt);
+      const tip = sv("title"); tip.textContent = `${n.id} (${n.kind}${n.body ? " of " + n.body : ""}${n.for_each ? ", for each of " + n.for_each : ""}): ${st.status}`; grp.append(tip);
       grp.addEventListener("click", () => openNode(n.id));
       grp.addEventListener("keydown", (e) => { if (e.key === "Enter") openNode(n.id); });
       svg.append(grp);
     }
-    const legend = el("div", { class: "legend" }, "$ bash · ✦ agent · ◆ gate · ↻ loop");
+    const legend = el("div", { class: "legend" }, "$ bash · ✦ agent · ◆ gate · ↻ loop · ⋔ fan-out");
     dag.replaceChildren(svg, legend);
   }
 
@@ -335,9 +344,10 @@ function runPage(id) {
     selected = node;
     const q = new URLSearchParams(location.search); q.set("node", node);
     history.replaceState(null, "", `${location.pathname}?${q}`);
-    dag.querySelectorAll(".node").forEach((g) => g.classList.toggle("selected", g.dataset.node === node));
+    const base = fanOutOf(node) || node;
+    dag.querySelectorAll(".node").forEach((g) => g.classList.toggle("selected", g.dataset.node === base));
     if (nodePanel) nodePanel.stop();
-    nodePanel = nodeView(id, node, panel);
+    nodePanel = nodeView(id, node, panel, openNode);
   }
 
   const loadArtifacts = coalesce(async () => {
@@ -374,8 +384,37 @@ function runPage(id) {
   load();
 }
 
+// The fan-out `ID` of an instance id `ID[KEY]`, else null.
+function fanOutOf(id) {
+  const m = id && id.match(/^([^[\]]+)\[(.+)\]$/);
+  return m ? m[1] : null;
+}
+
+// The text under a node in the DAG, in parts (a part with a status is coloured): its status,
+// or for an expanded fan-out its instances counted by status, like `9 ✓ 2 running 1 ✗`.
+const countOrder = ["success", "running", "waiting", "pending", "skipped", "cancelled", "failed"];
+const countMark = { success: "✓", failed: "✗" };
+function nodeSub(n, st) {
+  if (n.instances) {
+    if (!n.instances.length) return [{ text: `no items · ${st.status}` }];
+    const counts = {};
+    for (const i of n.instances) counts[i.status] = (counts[i.status] || 0) + 1;
+    const parts = [];
+    for (const s of countOrder.filter((s) => counts[s])) {
+      if (parts.length) parts.push({ text: " " });
+      parts.push({ status: s, text: `${counts[s]} ${countMark[s] || s}` });
+    }
+    return parts;
+  }
+  let sub = st.status;
+  if (n.for_each) sub += " · for each";
+  if (n.kind === "loop") sub += ` · ${(st.iterations || []).length}/${n.max_iterations}`;
+  if (st.attempt > 1) sub += ` · try ${st.attempt}`;
+  return [{ text: sub }];
+}
+
 // ---------- node panel ----------
-function nodeView(runId, nodeId, panel) {
+function nodeView(runId, nodeId, panel, open) {
   let stopped = false;
   const offsets = new Map();
   const logs = new Map();
@@ -389,7 +428,7 @@ function nodeView(runId, nodeId, panel) {
     render(n);
     await pollLogs(n);
     clearTimeout(timer);
-    if (n.state.status === "running") timer = setTimeout(refresh, 700);
+    if (n.state.status === "running") timer = setTimeout(refresh, n.node.instances ? 1500 : 700);
   });
   async function pollLogs(n) {
     for (const f of n.files.filter((f) => f.path.endsWith(".log"))) {
@@ -420,6 +459,26 @@ function nodeView(runId, nodeId, panel) {
       st.error ? [el("dt", { text: "failure" }), el("dd", { class: "error-text", "data-testid": "failure", text: st.error })] : null,
       st.iterations && st.iterations.length ? [el("dt", { text: "iterations" }), el("dd", { text: st.iterations.map((i) => `${i.iteration}: ${i.status}`).join(", ") })] : null);
     const parts = [el("h2", { class: "mono", text: nodeId }), facts];
+    if (n.node.instance_of) {
+      facts.append(el("dt", { text: "instance of" }), el("dd", {},
+        el("a", { href: "#", class: "mono", "data-testid": "fan-out-link", onclick: (e) => { e.preventDefault(); open(n.node.instance_of); } }, n.node.instance_of),
+        n.item ? ` · item ${n.item.index}, key ${n.item.key}` : ""));
+      if (n.item) parts.push(el("h2", { text: "Item" }), el("pre", { class: "box light", "data-testid": "item", text: typeof n.item.value === "string" ? n.item.value : JSON.stringify(n.item.value, null, 2) }));
+    }
+    if (n.node.for_each) {
+      facts.append(el("dt", { text: "for each" }), el("dd", { class: "mono", text: n.node.for_each }));
+      parts.push(el("h2", { text: n.node.instances ? `Instances (${n.node.instances.length})` : "Instances" }));
+      if (!n.node.instances) parts.push(el("p", { class: "muted", text: "not expanded yet: the items are listed once the fan-out's dependencies settle" }));
+      else if (!n.node.instances.length) parts.push(el("p", { class: "muted", text: "no items" }));
+      else parts.push(el("table", { class: "instances", "data-testid": "instances" },
+        el("thead", {}, el("tr", {}, ["Key", "Item", "Status", "Duration"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, n.node.instances.map((i) => el("tr", { "data-instance": i.id, "data-status": i.status, tabindex: 0,
+          onclick: () => open(i.id), onkeydown: (e) => { if (e.key === "Enter") open(i.id); } },
+          el("td", { class: "mono" }, el("a", { href: "#", onclick: (e) => e.preventDefault(), text: i.key })),
+          el("td", { class: "item", title: i.item, text: i.item }),
+          el("td", {}, badge(i.status)),
+          el("td", { class: "num", text: duration(i.duration_ms) }))))));
+    }
     if (n.gate) {
       parts.push(el("h2", { text: "Question" }));
       const q = el("div", { class: "markdown" }); q.innerHTML = n.gate.message_html; parts.push(q);

@@ -3,7 +3,9 @@
 //! With a node: its stdout log on stdout and its stderr log on stderr (then any other log a
 //! runner left), and an agent's transcript as readable lines: what the assistant said, the
 //! tools it called, denials, retries and the result (`--raw`: the JSON lines themselves).
-//! Without one: every node's logs under headers. With `-f`, a node's logs and transcript are
+//! Without one: every node's logs under headers (a fan-out of many: its instances counted, and
+//! the logs of those that did not succeed). With a fan-out: each instance's logs under a
+//! header. With `-f`, a node's logs and transcript are
 //! followed until the node settles; without a node, the run's events are followed as plain
 //! lines until the run ends.
 
@@ -15,11 +17,11 @@ use std::time::Duration;
 use super::args::LogsArgs;
 use super::common::{resolve_run, say};
 use super::error::{self, Error, Outcome};
-use super::progress::describe;
+use super::progress::{describe, instance_counts, SHOWN_INSTANCES};
 use crate::diagnostic::suggestion;
 use crate::engine::subflow::descend;
 use crate::store::log::Tail;
-use crate::store::{Event, RunDir, RunState};
+use crate::store::{Event, NodeStatus, RunDir, RunState};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -53,20 +55,81 @@ pub fn run(args: LogsArgs) -> error::Result {
                     run.id
                 )));
             }
-            if args.follow {
-                follow_node(&run, &node, args.raw)
-            } else {
-                print_node(&run, &node, true, args.raw);
-                Ok(Outcome::Success)
+            let instances = instances_of(&state, &node);
+            match (instances, args.follow) {
+                (Some(_), true) => Err(Error::usage(format!(
+                    "`{node}` is a fan-out: follow one of its instances (`reins logs -f {} '{node}[KEY]'`) or the whole run (`reins logs -f {}`)",
+                    run.id, run.id
+                ))),
+                // A fan-out prints nothing itself: its instances' logs, each under a header.
+                (Some(ids), false) => {
+                    for id in ids {
+                        print_node(&run, &id, false, args.raw);
+                    }
+                    Ok(Outcome::Success)
+                }
+                (None, true) => follow_node(&run, &node, args.raw),
+                (None, false) => {
+                    print_node(&run, &node, true, args.raw);
+                    Ok(Outcome::Success)
+                }
             }
         }
         None if args.follow => follow_run(&run),
         None => {
-            for n in &state.nodes {
-                print_node(&run, &n.id, false, args.raw);
-            }
+            print_run(&run, &state, args.raw);
             Ok(Outcome::Success)
         }
+    }
+}
+
+/// The instances of fan-out `node`, when it is one that was expanded.
+fn instances_of(state: &RunState, node: &str) -> Option<Vec<String>> {
+    let items = state.node(node)?.fan_out.as_ref()?;
+    Some(
+        items
+            .iter()
+            .map(|i| crate::engine::fanout::instance_id(node, &i.key))
+            .collect(),
+    )
+}
+
+/// Every node's logs under headers. A fan-out of more than [`SHOWN_INSTANCES`] instances is
+/// one header with its instances counted, then the logs of at most that many of those that
+/// did not succeed (`reins logs RUN FAN_OUT` prints them all).
+fn print_run(run: &RunDir, state: &RunState, raw: bool) {
+    let many = |id: &str| {
+        state
+            .node(id)
+            .and_then(|n| n.fan_out.as_ref())
+            .is_some_and(|items| items.len() > SHOWN_INSTANCES)
+    };
+    let mut shown: std::collections::HashMap<&str, usize> = Default::default();
+    for n in &state.nodes {
+        if many(&n.id) {
+            say!(
+                "==> {}: {}; the logs of those that did not succeed follow (`reins logs {} {}` prints them all) <==",
+                n.id,
+                instance_counts(state, n),
+                run.id,
+                n.id
+            );
+            continue;
+        }
+        if let Some((fan_out, _)) = crate::engine::fanout::split_instance_id(&n.id) {
+            if many(fan_out) {
+                let quiet = matches!(
+                    n.status,
+                    NodeStatus::Success | NodeStatus::Pending | NodeStatus::Skipped
+                );
+                let count = shown.entry(fan_out).or_default();
+                if quiet || *count >= SHOWN_INSTANCES {
+                    continue;
+                }
+                *count += 1;
+            }
+        }
+        print_node(run, &n.id, false, raw);
     }
 }
 

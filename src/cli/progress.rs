@@ -4,7 +4,10 @@
 //!   above it with a coloured mark (✓ succeeded, ✗ failed, - skipped, ? waits), then one line
 //!   per running node with its elapsed time and, for an agent, its current tool
 //!   (`Bash: cargo test`), then the counts (done, running, waiting, failed), the elapsed time
-//!   and what agents cost so far. `NO_COLOR` turns the colours off.
+//!   and what agents cost so far. A fan-out of more than [`SHOWN_INSTANCES`] instances is one
+//!   line of counts (`review ×200  150 ✓ · 6 running · 40 pending · 4 ✗`) over its running
+//!   instances, and its instances that succeed scroll no line (those that fail do).
+//!   `NO_COLOR` turns the colours off.
 //! * Otherwise: one plain line per event on stdout, each with a UTC timestamp.
 //! * With `--json`: the event stream itself, one JSON object per line on stdout, exactly as
 //!   `events.jsonl` holds it.
@@ -170,7 +173,11 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
             if *will_retry {
                 format!("{node} failed: {error}; retrying")
             } else {
-                let mut text = format!("{node} failed in {}: {error}", elapsed(node));
+                // A fan-out whose items could not be listed never started: no time to give.
+                let mut text = match elapsed(node) {
+                    took if took.is_empty() => format!("{node} failed: {error}"),
+                    took => format!("{node} failed in {took}: {error}"),
+                };
                 text.push_str(&failure_lines(&state.run_id, log_tail, log.as_deref()));
                 text
             }
@@ -292,9 +299,87 @@ struct RunningNode {
     waiting_for_slot: bool,
 }
 
+/// A fan-out of more than [`SHOWN_INSTANCES`] instances, which the live view shows as one
+/// line of counts (its running instances below it) rather than an instance a line.
+#[derive(Default)]
+struct ManyFanOut {
+    id: String,
+    items: usize,
+    /// Each instance's last status, by id.
+    status: std::collections::HashMap<String, NodeStatus>,
+    /// Instances by status.
+    counts: std::collections::BTreeMap<&'static str, usize>,
+}
+
+impl ManyFanOut {
+    fn new(state: &RunState, id: &str) -> Option<Self> {
+        let items = state.node(id)?.fan_out.as_ref()?;
+        if items.len() <= SHOWN_INSTANCES {
+            return None;
+        }
+        let mut many = ManyFanOut {
+            id: id.to_string(),
+            items: items.len(),
+            ..Default::default()
+        };
+        for item in items {
+            let iid = crate::engine::fanout::instance_id(id, &item.key);
+            let status = state.node(&iid).map(|n| n.status).unwrap_or_default();
+            *many.counts.entry(status.as_str()).or_default() += 1;
+            many.status.insert(iid, status);
+        }
+        Some(many)
+    }
+
+    /// Takes in instance `iid`'s status now.
+    fn update(&mut self, iid: &str, now: NodeStatus) {
+        if let Some(before) = self.status.get_mut(iid) {
+            if *before != now {
+                if let Some(n) = self.counts.get_mut(before.as_str()) {
+                    *n -= 1;
+                }
+                *self.counts.entry(now.as_str()).or_default() += 1;
+                *before = now;
+            }
+        }
+    }
+
+    /// `review ×200  150 ✓ · 6 running · 40 pending · 4 ✗`.
+    fn line(&self, color: bool) -> String {
+        let mut parts = Vec::new();
+        for status in [
+            "success",
+            "running",
+            "waiting",
+            "pending",
+            "skipped",
+            "cancelled",
+            "failed",
+        ] {
+            let n = self.counts.get(status).copied().unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            parts.push(match status {
+                "success" => paint(color, GREEN, &format!("{n} ✓")),
+                "failed" => paint(color, RED, &format!("{n} ✗")),
+                "waiting" => paint(color, YELLOW, &format!("{n} waiting")),
+                other => format!("{n} {other}"),
+            });
+        }
+        format!(
+            "  {} {}",
+            pad(&format!("{} ×{}", self.id, self.items), 24),
+            parts.join(" · ")
+        )
+    }
+}
+
 #[derive(Default)]
 struct LiveState {
     running: Vec<RunningNode>,
+    /// Fan-outs of many instances still running, in the order they expanded.
+    many: Vec<ManyFanOut>,
     counts: Counts,
     cost_usd: f64,
     started: Option<Instant>,
@@ -391,13 +476,34 @@ impl Live {
                 "nodes",
                 move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
                     let mut s = lines.lock().unwrap_or_else(|e| e.into_inner());
+                    let s = &mut *s;
                     let run_dir = s.run_dir.clone();
                     let width = terminal_width();
-                    let shown = s.running.len().min(MAX_LIVE_LINES);
-                    for node in s.running.iter_mut().take(shown) {
+                    // Nodes (and instances of small fan-outs) a line each; then each fan-out
+                    // of many as a line of counts over its running instances.
+                    let fan_out_of = |id: &str| {
+                        crate::engine::fanout::split_instance_id(id)
+                            .map(|(f, _)| f)
+                            .filter(|f| s.many.iter().any(|m| m.id == *f))
+                            .map(str::to_string)
+                    };
+                    let groups: Vec<Option<String>> =
+                        s.running.iter().map(|n| fan_out_of(&n.id)).collect();
+                    let mut budget = MAX_LIVE_LINES;
+                    let mut hidden = 0;
+                    let mut out: Vec<String> = Vec::new();
+                    let mut draw = |node: &mut RunningNode, indent: &str, out: &mut Vec<String>| {
+                        if budget == 0 {
+                            hidden += 1;
+                            return;
+                        }
+                        budget -= 1;
                         node.refresh_tool(&run_dir);
-                        let mut line =
-                            format!("  {} {:>6}", pad(&node.id, 24), clock(node.since.elapsed()));
+                        let mut line = format!(
+                            "  {indent}{} {:>6}",
+                            pad(&node.id, 24 - indent.len()),
+                            clock(node.since.elapsed())
+                        );
                         if node.attempt > 1 {
                             let _ = write!(line, " (attempt {})", node.attempt);
                         }
@@ -406,11 +512,26 @@ impl Live {
                         } else if let Some(tool) = &node.tool {
                             let _ = write!(line, "  {tool}");
                         }
-                        let line = clip(&line, width);
-                        let _ = writeln!(w, "{}", paint(color, DIM, &line));
+                        out.push(paint(color, DIM, &clip(&line, width)));
+                    };
+                    for (node, group) in s.running.iter_mut().zip(&groups) {
+                        if group.is_none() {
+                            draw(node, "", &mut out);
+                        }
                     }
-                    if s.running.len() > MAX_LIVE_LINES {
-                        let _ = writeln!(w, "  ... and {} more", s.running.len() - MAX_LIVE_LINES);
+                    for many in &s.many {
+                        out.push(many.line(color));
+                        for (node, group) in s.running.iter_mut().zip(&groups) {
+                            if group.as_deref() == Some(many.id.as_str()) {
+                                draw(node, "  ", &mut out);
+                            }
+                        }
+                    }
+                    for line in out {
+                        let _ = writeln!(w, "{line}");
+                    }
+                    if hidden > 0 {
+                        let _ = writeln!(w, "  ... and {hidden} more");
                     }
                 },
             )
@@ -538,7 +659,30 @@ impl Observer for Live {
             s.counts = Counts::of(state);
             s.cost_usd = state.total_usage().cost_usd;
             s.started.get_or_insert_with(Instant::now);
+            if let Some(node) = record.event.node() {
+                if let Some((f, _)) = crate::engine::fanout::split_instance_id(node) {
+                    let now = state.node(node).map(|n| n.status).unwrap_or_default();
+                    if let Some(many) = s.many.iter_mut().find(|m| m.id == f) {
+                        many.update(node, now);
+                    }
+                }
+            }
             match &record.event {
+                Event::FanOutExpanded { node, .. } => {
+                    s.many.retain(|m| &m.id != node);
+                    if let Some(many) = ManyFanOut::new(state, node) {
+                        s.many.push(many);
+                    }
+                }
+                Event::RunResumed { .. } => {
+                    // Fan-outs taken up again run over the items they recorded.
+                    s.many = state
+                        .nodes
+                        .iter()
+                        .filter(|n| n.status == NodeStatus::Running)
+                        .filter_map(|n| ManyFanOut::new(state, &n.id))
+                        .collect();
+                }
                 Event::NodeStarted { node, attempt } => {
                     s.running.retain(|n| &n.id != node);
                     s.running.push(RunningNode::new(node, *attempt));
@@ -548,10 +692,14 @@ impl Observer for Live {
                 | Event::NodeCancelled { node }
                 | Event::ApprovalRequested { node, .. } => {
                     s.running.retain(|n| &n.id != node);
+                    s.many.retain(|m| &m.id != node);
                 }
                 Event::NodeFailed {
                     node, will_retry, ..
-                } if !will_retry => s.running.retain(|n| &n.id != node),
+                } if !will_retry => {
+                    s.running.retain(|n| &n.id != node);
+                    s.many.retain(|m| &m.id != node);
+                }
                 Event::AgentSlotWait { node, .. } | Event::AgentSlotTaken { node, .. } => {
                     let waits = matches!(record.event, Event::AgentSlotWait { .. });
                     if let Some(n) = s.running.iter_mut().find(|n| &n.id == node) {
@@ -561,9 +709,19 @@ impl Observer for Live {
                 _ => {}
             }
         }
+        // An instance of a fan-out of many that succeeds is counted above, not a line.
+        let counted = |node: &str| {
+            crate::engine::fanout::split_instance_id(node).is_some_and(|(f, _)| {
+                state
+                    .node(f)
+                    .and_then(|n| n.fan_out.as_ref())
+                    .is_some_and(|items| items.len() > SHOWN_INSTANCES)
+            })
+        };
         let line = match &record.event {
             Event::NodeStarted { .. } => None,
             Event::RunFinished { .. } => None,
+            Event::NodeSucceeded { node, .. } if counted(node) => None,
             _ => describe(record, state),
         };
         if let Some(line) = line {

@@ -568,35 +568,15 @@ fn dry_fan_out(
 ) -> (String, Option<(serde_json::Value, usize, String)>) {
     use crate::engine::fanout;
     use crate::workflow::ForEach;
-    let node = &plan.workflow.nodes[i];
-    let values = match &node.for_each {
-        Some(ForEach::List(list)) => Ok(list.value.clone()),
-        Some(ForEach::Template(t)) if !t.value.contains("nodes.") => {
-            fanout::items_from_template(plan, &t.value, ctx)
-        }
-        Some(ForEach::Template(t)) => {
+    if let Some(ForEach::Template(t)) = &plan.workflow.nodes[i].for_each {
+        if t.value.contains("nodes.") {
             return (
                 format!("the items of `{}`, known at run time", t.value.trim()),
                 None,
-            )
+            );
         }
-        Some(ForEach::Files(set)) => fanout::files(root, set),
-        _ => Err("`for_each` is not valid".into()),
-    };
-    let keyed = values.and_then(|values| {
-        if !plan.has(i, TemplateField::Key) {
-            return fanout::keyed(values, None);
-        }
-        let mut key = |index: usize, item: &serde_json::Value| {
-            plan.render(
-                i,
-                TemplateField::Key,
-                &fanout::with_item(ctx.clone(), item, index),
-            )
-            .map_err(String::from)
-        };
-        fanout::keyed(values, Some(&mut key))
-    });
+    }
+    let keyed = fanout::expand(plan, i, ctx, root);
     let items = match keyed {
         Ok(items) => items,
         Err(e) => return (format!("(the fan-out would fail: {e})"), None),

@@ -9,32 +9,15 @@ use super::common::{current_store, say};
 use super::error::{self, Error, Outcome};
 use crate::engine::approval::os_user;
 use crate::engine::Plan;
-use crate::exit;
 use crate::temporal::activities::Host;
 use crate::temporal::client::{self, Ended};
 use crate::temporal::config::{Endpoint, Given};
 use crate::temporal::types::{Answer, FrozenSource, Submission, View};
 
-/// Prints an error and returns its exit code.
-fn fail(message: &str, code: u8) -> u8 {
-    eprintln!("error: {message}");
-    code
-}
-
-/// A command's exit code as the command line's result (every message is printed already).
-fn done(code: u8) -> error::Result {
-    match code {
-        exit::SUCCESS => Ok(Outcome::Success),
-        exit::NODE_FAILED => Ok(Outcome::Failed),
-        exit::WAITING_FOR_APPROVAL => Ok(Outcome::Waiting),
-        exit::CANCELLED => Ok(Outcome::Cancelled),
-        _ => Err(Error::Invalid),
-    }
-}
-
-fn printed(e: Error) -> u8 {
-    e.print();
-    e.exit_code()
+/// A failure talking to Temporal: reins could not do its part (the server is down, a call
+/// failed), not a mistake in the command line.
+fn server(e: crate::temporal::TemporalError) -> Error {
+    Error::internal(e.message)
 }
 
 /// Seconds without a heartbeat before a worker counts as dead, unless
@@ -42,7 +25,7 @@ fn printed(e: Error) -> u8 {
 const HEARTBEAT_TIMEOUT_SECS: u64 = 10;
 
 /// The Temporal endpoint the flags, the environment and the user config name; `None`: local.
-pub fn endpoint(args: &TemporalArgs) -> Result<Option<Endpoint>, u8> {
+pub fn endpoint(args: &TemporalArgs) -> error::Result<Option<Endpoint>> {
     let given = Given {
         address: args.temporal.clone(),
         namespace: args.namespace.clone(),
@@ -50,20 +33,15 @@ pub fn endpoint(args: &TemporalArgs) -> Result<Option<Endpoint>, u8> {
     };
     let config = crate::engine::agent_slots::config_path();
     Endpoint::resolve(&given, |k| std::env::var(k).ok(), config.as_deref())
-        .map_err(|e| fail(&e.0, exit::USAGE))
+        .map_err(|e| Error::usage(e.0))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+fn runtime() -> error::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| {
-            fail(
-                &format!("cannot start the async runtime: {e}"),
-                exit::NODE_FAILED,
-            )
-        })
+        .map_err(|e| Error::io("cannot start the async runtime", e))
 }
 
 fn host_name() -> String {
@@ -84,37 +62,22 @@ fn flags(e: &Endpoint) -> String {
 /// `reins run WF --temporal ...`: validates here (an invalid workflow never reaches Temporal),
 /// submits, and returns or follows.
 pub fn run(args: RunArgs, endpoint: Endpoint) -> error::Result {
-    done(run_code(args, endpoint))
-}
-
-fn run_code(args: RunArgs, endpoint: Endpoint) -> u8 {
     if args.dry_run {
-        return fail(
+        return Err(Error::usage(
             "`--dry-run` renders a run here; leave out `--temporal` (or REINS_TEMPORAL) for it",
-            exit::USAGE,
-        );
+        ));
     }
-    let super::load::Valid { workflow, commands } =
-        match super::load::valid_workflow(&args.workflow) {
-            Ok(valid) => valid,
-            Err(e) => return printed(e),
-        };
-    let inputs = match super::run::with_value(&workflow, args.value.as_deref(), &args.inputs) {
-        Ok(i) => i,
-        Err(message) => return fail(&message, exit::USAGE),
-    };
-    if let Err(e) = crate::engine::launch::resolve_inputs(&workflow, &inputs) {
-        return fail(&e.message, exit::USAGE);
-    }
+    let super::load::Valid { workflow, commands } = super::load::valid_workflow(&args.workflow)?;
+    let inputs = super::run::with_value(&workflow, args.value.as_deref(), &args.inputs)
+        .map_err(Error::usage)?;
+    crate::engine::launch::resolve_inputs(&workflow, &inputs)
+        .map_err(|e| Error::usage(e.message))?;
     let name = workflow.name.value.clone();
     let source = FrozenSource {
         path: workflow.source.path.display().to_string(),
         text: workflow.source.text.clone(),
     };
-    let plan = match Plan::new(workflow, &commands) {
-        Ok(p) => p,
-        Err(e) => return fail(&e.to_string(), exit::USAGE),
-    };
+    let plan = Plan::new(workflow, &commands).map_err(|e| Error::usage(e.to_string()))?;
     let heartbeat_timeout_secs = std::env::var("REINS_TEMPORAL_HEARTBEAT_TIMEOUT")
         .ok()
         .and_then(|t| crate::workflow::duration::parse(&t).ok())
@@ -157,18 +120,14 @@ fn run_code(args: RunArgs, endpoint: Endpoint) -> u8 {
         by: os_user(),
         heartbeat_timeout_secs,
     };
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let rt = runtime()?;
     rt.block_on(async {
-        let c = match client::connect(&endpoint, &format!("reins run {}", os_user())).await {
-            Ok(c) => c,
-            Err(e) => return fail(&e.message, exit::NODE_FAILED),
-        };
-        if let Err(e) = client::submit(&c, &endpoint, submission).await {
-            return fail(&e.message, exit::NODE_FAILED);
-        }
+        let c = client::connect(&endpoint, &format!("reins run {}", os_user()))
+            .await
+            .map_err(server)?;
+        client::submit(&c, &endpoint, submission)
+            .await
+            .map_err(server)?;
         let f = flags(&endpoint);
         say!(
             "run {run_id} of `{name}` submitted to Temporal at {} (namespace {}, task queue {})",
@@ -178,13 +137,13 @@ fn run_code(args: RunArgs, endpoint: Endpoint) -> u8 {
         );
         if !args.follow {
             say!("follow it with `reins status {run_id} {f}`; its logs: `reins logs {run_id} {f}`");
-            return exit::SUCCESS;
+            return Ok(Outcome::Success);
         }
         follow(&c, &run_id, &f).await
     })
 }
 
-async fn follow(c: &temporalio_client::Client, run_id: &str, f: &str) -> u8 {
+async fn follow(c: &temporalio_client::Client, run_id: &str, f: &str) -> error::Result {
     let mut announced = Vec::new();
     let result = client::follow(c, run_id);
     tokio::pin!(result);
@@ -195,21 +154,21 @@ async fn follow(c: &temporalio_client::Client, run_id: &str, f: &str) -> u8 {
                     Ok(Ended::Success(done)) => {
                         let host = done.placement.map(|p| p.host).unwrap_or_default();
                         say!("run {run_id}: success (on {host})");
-                        exit::SUCCESS
+                        Ok(Outcome::Success)
                     }
                     Ok(Ended::Failed(why)) => {
                         say!("run {run_id}: failed: {why}");
-                        exit::NODE_FAILED
+                        Ok(Outcome::Failed)
                     }
                     Ok(Ended::Cancelled) => {
                         say!("run {run_id}: cancelled");
-                        exit::CANCELLED
+                        Ok(Outcome::Cancelled)
                     }
                     Ok(Ended::Stopped(why)) => {
                         say!("run {run_id}: {why}");
-                        exit::NODE_FAILED
+                        Ok(Outcome::Failed)
                     }
-                    Err(e) => fail(&e.message, exit::NODE_FAILED),
+                    Err(e) => Err(server(e)),
                 };
             }
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
@@ -231,39 +190,24 @@ async fn follow(c: &temporalio_client::Client, run_id: &str, f: &str) -> u8 {
 
 /// `reins worker`.
 pub fn worker(args: WorkerArgs) -> error::Result {
-    done(worker_code(args))
-}
-
-fn worker_code(args: WorkerArgs) -> u8 {
-    let endpoint = match endpoint(&args.temporal) {
-        Ok(Some(e)) => e,
-        Ok(None) => {
-            return fail(
-                "`reins worker` needs a Temporal server: pass `--temporal HOST:PORT` (or set REINS_TEMPORAL)",
-                exit::USAGE,
-            )
-        }
-        Err(code) => return code,
+    let Some(endpoint) = endpoint(&args.temporal)? else {
+        return Err(Error::usage(
+            "`reins worker` needs a Temporal server: pass `--temporal HOST:PORT` (or set REINS_TEMPORAL)",
+        ));
     };
-    let store = match current_store() {
-        Ok(s) => s,
-        Err(e) => return printed(e),
-    };
-    if let Err(e) = store.check_dir() {
-        return fail(&e.to_string(), exit::USAGE);
-    }
+    let store = current_store()?;
+    store.check_dir().map_err(|e| Error::usage(e.to_string()))?;
     let hostname = host_name();
     let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
     let queue = crate::temporal::worker::own_queue(&endpoint.task_queue, &hostname, &root);
     let config = crate::engine::agent_slots::config_path();
-    let agent_slots = match crate::engine::agent_slots::resolve_max(
+    let (max, _) = crate::engine::agent_slots::resolve_max(
         args.max_agents,
         |k| std::env::var(k).ok(),
         config.as_deref(),
-    ) {
-        Ok((max, _)) => crate::engine::agent_slots::AgentSlots::for_user(max),
-        Err(e) => return fail(&e.to_string(), exit::USAGE),
-    };
+    )
+    .map_err(|e| Error::usage(e.to_string()))?;
+    let agent_slots = crate::engine::agent_slots::AgentSlots::for_user(max);
     let watchdog = match crate::process::Watchdog::start() {
         Ok(w) => Some(Arc::new(w)),
         Err(e) => {
@@ -280,18 +224,12 @@ fn worker_code(args: WorkerArgs) -> u8 {
         watchdog,
         agent_slots,
     ));
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let code = rt.block_on(async {
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return fail("cannot listen for Ctrl-C", exit::NODE_FAILED);
-        };
+        let (mut int, mut term) = signal(SignalKind::interrupt())
+            .and_then(|i| Ok((i, signal(SignalKind::terminate())?)))
+            .map_err(|e| Error::io("cannot listen for Ctrl-C", e))?;
         say!(
             "worker {queue} on {hostname}, in {}: polling `{}` and its own queue at {} (namespace {}); {slots} run(s) at once",
             root.display(),
@@ -304,50 +242,37 @@ fn worker_code(args: WorkerArgs) -> u8 {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
-            eprintln!("stopping the worker: running stretches finish, or are retried when a worker for this checkout returns");
+            eprintln!("stopping the worker: running node attempts are retried when a worker for this checkout returns");
         };
-        match crate::temporal::worker::run(&endpoint, host, stop).await {
-            Ok(()) => exit::SUCCESS,
-            Err(e) => fail(&e.message, exit::NODE_FAILED),
-        }
+        crate::temporal::worker::run(&endpoint, host, stop)
+            .await
+            .map(|()| Outcome::Success)
+            .map_err(server)
     });
-    // Running stretches of runs hold threads of their own; the watchdog kills their process
-    // groups when this process exits.
+    // The watchdog kills the process groups of nodes still running when this process exits.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
-    code
+    result
 }
 
 /// `reins approve|reject RUN [GATE] --temporal ...`.
 pub fn answer(args: AnswerArgs, approved: bool, endpoint: Endpoint) -> error::Result {
-    done(answer_code(args, approved, endpoint))
-}
-
-fn answer_code(args: AnswerArgs, approved: bool, endpoint: Endpoint) -> u8 {
     let verb = if approved { "approve" } else { "reject" };
     if std::env::var("REINS_RUN_ID").is_ok_and(|id| id == args.run) {
-        return fail(
-            &format!(
-                "refusing to {verb} a gate of run {} from inside that run (REINS_RUN_ID is {}); a gate is answered by a human from outside the run it guards, never by one of its nodes",
-                args.run, args.run
-            ),
-            exit::USAGE,
-        );
+        return Err(Error::usage(format!(
+            "refusing to {verb} a gate of run {} from inside that run (REINS_RUN_ID is {}); a gate is answered by a human from outside the run it guards, never by one of its nodes",
+            args.run, args.run
+        )));
     }
     if args.resume {
-        return fail(
+        return Err(Error::usage(
             "`--resume` continues a local run; a run on Temporal goes on by itself once answered",
-            exit::USAGE,
-        );
+        ));
     }
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let rt = runtime()?;
     rt.block_on(async {
-        let c = match client::connect(&endpoint, &format!("reins {verb} {}", os_user())).await {
-            Ok(c) => c,
-            Err(e) => return fail(&e.message, exit::NODE_FAILED),
-        };
+        let c = client::connect(&endpoint, &format!("reins {verb} {}", os_user()))
+            .await
+            .map_err(server)?;
         let answer = Answer {
             gate: args.node.clone(),
             request: None,
@@ -355,64 +280,45 @@ fn answer_code(args: AnswerArgs, approved: bool, endpoint: Endpoint) -> u8 {
             by: os_user(),
             comment: args.message.clone(),
         };
-        match client::answer(&c, &args.run, answer).await {
-            Ok(a) => {
-                say!(
-                    "{} `{}` of run {} (by {}, request {}); the run goes on on its worker",
-                    if approved { "approved" } else { "rejected" },
-                    a.gate,
-                    args.run,
-                    a.by,
-                    a.request
-                );
-                exit::SUCCESS
-            }
-            Err(e) => fail(&e.message, exit::USAGE),
-        }
+        // A refusal (first answer wins, no such gate) is the asker's mistake.
+        let a = client::answer(&c, &args.run, answer)
+            .await
+            .map_err(|e| Error::usage(e.message))?;
+        say!(
+            "{} `{}` of run {} (by {}, request {}); the run goes on on its worker",
+            if approved { "approved" } else { "rejected" },
+            a.gate,
+            args.run,
+            a.by,
+            a.request
+        );
+        Ok(Outcome::Success)
     })
 }
 
 /// `reins cancel RUN --temporal ...`.
 pub fn cancel(run: &str, endpoint: Endpoint) -> error::Result {
-    done(cancel_code(run, endpoint))
-}
-
-fn cancel_code(run: &str, endpoint: Endpoint) -> u8 {
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let rt = runtime()?;
     rt.block_on(async {
-        let c = match client::connect(&endpoint, &format!("reins cancel {}", os_user())).await {
-            Ok(c) => c,
-            Err(e) => return fail(&e.message, exit::NODE_FAILED),
-        };
-        if let Err(e) = client::cancel(&c, run).await {
-            return fail(&e.message, exit::NODE_FAILED);
-        }
+        let c = client::connect(&endpoint, &format!("reins cancel {}", os_user()))
+            .await
+            .map_err(server)?;
+        client::cancel(&c, run).await.map_err(server)?;
         say!("cancelling run {run}: its worker stops the running nodes");
-        exit::SUCCESS
+        Ok(Outcome::Success)
     })
 }
 
 /// `reins status RUN --temporal ...`.
 pub fn status(run: &str, json: bool, endpoint: Endpoint) -> error::Result {
-    done(status_code(run, json, endpoint))
-}
-
-fn status_code(run: &str, json: bool, endpoint: Endpoint) -> u8 {
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let found = rt.block_on(async {
-        let c = client::connect(&endpoint, "reins status").await?;
-        client::status(&c, run).await
-    });
-    let (view, temporal) = match found {
-        Ok(v) => v,
-        Err(e) => return fail(&e.message, exit::USAGE),
-    };
+    let rt = runtime()?;
+    let c = rt
+        .block_on(client::connect(&endpoint, "reins status"))
+        .map_err(server)?;
+    // An unknown run is the asker's mistake.
+    let (view, temporal) = rt
+        .block_on(client::status(&c, run))
+        .map_err(|e| Error::usage(e.message))?;
     if json {
         let mut value = serde_json::to_value(&view).unwrap_or_default();
         value["temporal_status"] = serde_json::Value::String(temporal);
@@ -420,10 +326,10 @@ fn status_code(run: &str, json: bool, endpoint: Endpoint) -> u8 {
             "{}",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
-        return exit::SUCCESS;
+        return Ok(Outcome::Success);
     }
     print_view(&view, &temporal, &flags(&endpoint));
-    exit::SUCCESS
+    Ok(Outcome::Success)
 }
 
 fn print_view(view: &View, temporal: &str, f: &str) {
@@ -468,14 +374,12 @@ fn print_view(view: &View, temporal: &str, f: &str) {
 /// `reins logs RUN [NODE] --temporal ...`: the logs live in the worker's checkout; shown here
 /// when that checkout is on this machine, else where to find them.
 pub fn logs(args: LogsArgs, endpoint: Endpoint) -> error::Result {
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return done(code),
-    };
-    let found = rt.block_on(async {
-        let c = client::connect(&endpoint, "reins logs").await?;
-        client::status(&c, &args.run).await
-    });
+    let rt = runtime()?;
+    let c = rt
+        .block_on(client::connect(&endpoint, "reins logs"))
+        .map_err(server)?;
+    let found = rt.block_on(client::status(&c, &args.run));
+    drop(c);
     drop(rt);
     let view = found.map_err(|e| Error::usage(e.message))?.0;
     let Some(p) = view.placement else {

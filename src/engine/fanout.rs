@@ -3,16 +3,153 @@
 //! A fan-out node `ID` is expanded once, when its dependencies have settled and its trigger
 //! rule and `when` let it run: its source becomes a list of [`Item`]s, each the instance
 //! `ID[KEY]` (see [`instance_id`]). The list is recorded (`fan_out_expanded`) before any
-//! instance starts, so a resume uses it rather than expanding again. Everything here is pure
-//! but [`files`], which walks the working tree.
+//! instance starts, so a plain resume uses it rather than expanding again (`--from` expands
+//! again). Everything here is pure but [`files`] (and so [`expand`]), which walks the working
+//! tree: the scheduler runs [`expand`] off its driver, on a blocking thread.
 
+use std::fmt;
 use std::path::Path;
 
 use serde_json::Value as Json;
 
 use super::plan::Plan;
 use crate::store::NodeStatus;
-use crate::workflow::{FileSet, ForEach, MAX_ITEMS};
+use crate::workflow::template::RenderError;
+use crate::workflow::{FileSet, ForEach, TemplateField, MAX_ITEMS};
+
+/// Why a fan-out has no items: the run records it as the fan-out's failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FanOutError {
+    /// `for_each` was not valid (the loader reported it; `reins validate` says why).
+    Invalid,
+    /// The `for_each` template did not render.
+    Render(RenderError),
+    /// The value a lone `{{path}}` names is not a list (nor text of one).
+    NotAList {
+        /// The path, like `nodes.plan.json.items`.
+        path: String,
+        /// What it is instead, like `a number`.
+        what: &'static str,
+    },
+    /// The value a lone `{{path}}` names did not read back as JSON.
+    NotJson(String),
+    /// A glob pattern is refused or does not parse.
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        why: String,
+    },
+    /// The patterns did not build into one set.
+    BadPatterns(String),
+    /// The working tree could not be listed.
+    Walk(String),
+    /// More than [`MAX_ITEMS`] items.
+    TooMany {
+        /// How many (at least, when `at_least`: a walk stops at the first one too many).
+        count: usize,
+        /// `count` is a lower bound.
+        at_least: bool,
+    },
+    /// The `key:` of an item did not render.
+    KeyRender {
+        /// The item's index.
+        index: usize,
+        /// Why.
+        error: RenderError,
+    },
+    /// A key that cannot name an instance (see [`key_problem`]).
+    BadKey {
+        /// The item's index.
+        index: usize,
+        /// The key's first 40 characters.
+        shown: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The expansion panicked (a bug in reins).
+    Panicked,
+    /// The worker that lists the items for a Temporal run said why it could not: its message.
+    OnWorker(String),
+    /// Two items with one key.
+    SameKey {
+        /// The first item with it.
+        first: usize,
+        /// The second.
+        index: usize,
+        /// The key.
+        key: String,
+    },
+}
+
+impl fmt::Display for FanOutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FanOutError::Invalid => write!(f, "`for_each` is not valid (run `reins validate`)"),
+            FanOutError::Render(e) => write!(f, "cannot render `for_each`: {e}"),
+            FanOutError::NotAList { path, what } => {
+                write!(f, "`for_each` reads `{path}`, which is {what}, not a list")
+            }
+            FanOutError::NotJson(e) => write!(f, "cannot read `for_each` as JSON: {e}"),
+            FanOutError::BadPattern { pattern, why } => {
+                write!(f, "bad file pattern `{pattern}`: {why}")
+            }
+            FanOutError::BadPatterns(e) => write!(f, "bad file patterns: {e}"),
+            FanOutError::Walk(e) => write!(f, "cannot list the files for `for_each`: {e}"),
+            FanOutError::TooMany { count, at_least } => write!(
+                f,
+                "`for_each` gives {}{} items; a fan-out may have at most {MAX_ITEMS}",
+                if *at_least { "more than " } else { "" },
+                crate::workflow::validate::thousands(if *at_least { count - 1 } else { *count })
+            ),
+            FanOutError::KeyRender { index, error } => {
+                write!(f, "cannot render `key` of item {index}: {error}")
+            }
+            FanOutError::BadKey { index, shown, why } => write!(
+                f,
+                "the key of item {index}, {shown:?}, {why}; a key names the instance `ID[KEY]` and its folder, so it must be at most {MAX_KEY_LEN} bytes without `/`, `\\`, `..`, `[`, `]` or control characters"
+            ),
+            FanOutError::Panicked => {
+                write!(f, "internal error: listing the items ended abnormally")
+            }
+            FanOutError::OnWorker(e) => write!(f, "{e}"),
+            FanOutError::SameKey { first, index, key } => write!(
+                f,
+                "items {first} and {index} have the same key {key:?}; every instance needs its own key (set `key:` to a field that differs, or leave it out to use the index)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FanOutError {}
+
+/// The items of fan-out `node` of `plan`, with their keys: its list, its template rendered
+/// against `context` (the fan-out's own context, without an item), or the files its globs
+/// match under `root`. It may walk the working tree: run it where blocking is fine.
+pub fn expand(
+    plan: &Plan,
+    node: usize,
+    context: &Json,
+    root: &Path,
+) -> Result<Vec<Item>, FanOutError> {
+    let values = match &plan.workflow.nodes[node].for_each {
+        Some(ForEach::List(list)) => list.value.clone(),
+        Some(ForEach::Template(t)) => items_from_template(plan, &t.value, context)?,
+        Some(ForEach::Files(set)) => files(root, set)?,
+        Some(ForEach::Invalid(_)) | None => return Err(FanOutError::Invalid),
+    };
+    if !plan.has(node, TemplateField::Key) {
+        return keyed(values, None);
+    }
+    let mut key = |index: usize, item: &Json| {
+        plan.render(
+            node,
+            TemplateField::Key,
+            &with_item(context.clone(), item, index),
+        )
+    };
+    keyed(values, Some(&mut key))
+}
 
 /// The longest key, in bytes.
 pub const MAX_KEY_LEN: usize = 100;
@@ -71,27 +208,27 @@ pub fn items_from_template(
     plan: &Plan,
     template: &str,
     context: &Json,
-) -> Result<Vec<Json>, String> {
+) -> Result<Vec<Json>, FanOutError> {
     use crate::workflow::template::Mode;
     let renderer = plan.renderer();
     if let Some(path) = single_path(template) {
         let json = renderer
             .render_text(&format!("{{{{json {path}}}}}"), Mode::Plain, context)
-            .map_err(|e| format!("cannot render `for_each`: {e}"))?;
+            .map_err(FanOutError::Render)?;
         return match serde_json::from_str::<Json>(&json) {
             Ok(Json::Array(items)) => Ok(items),
             Ok(Json::String(text)) => Ok(items_from_text(&text)),
             Ok(Json::Null) => Ok(Vec::new()),
-            Ok(other) => Err(format!(
-                "`for_each` reads `{path}`, which is {}, not a list",
-                describe(&other)
-            )),
-            Err(e) => Err(format!("cannot read `for_each` as JSON: {e}")),
+            Ok(other) => Err(FanOutError::NotAList {
+                path: path.to_string(),
+                what: describe(&other),
+            }),
+            Err(e) => Err(FanOutError::NotJson(e.to_string())),
         };
     }
     let text = renderer
         .render_text(template, Mode::Plain, context)
-        .map_err(|e| format!("cannot render `for_each`: {e}"))?;
+        .map_err(FanOutError::Render)?;
     Ok(items_from_text(&text))
 }
 
@@ -110,20 +247,23 @@ fn describe(v: &Json) -> &'static str {
 /// separators, sorted. `.git` and `.reins` are never walked, links are not followed, and
 /// `.gitignore`d files are left out unless the set says `gitignored: true`. More than
 /// [`MAX_ITEMS`] matches is an error.
-pub fn files(root: &Path, set: &FileSet) -> Result<Vec<Json>, String> {
+pub fn files(root: &Path, set: &FileSet) -> Result<Vec<Json>, FanOutError> {
     let mut globs = globset::GlobSetBuilder::new();
     for pattern in &set.files {
-        crate::workflow::validate::glob_problem(&pattern.value)
-            .map_err(|why| format!("bad file pattern `{}`: {why}", pattern.value))?;
+        let bad = |why: String| FanOutError::BadPattern {
+            pattern: pattern.value.clone(),
+            why,
+        };
+        crate::workflow::validate::glob_problem(&pattern.value).map_err(|p| bad(p.to_string()))?;
         let glob = globset::GlobBuilder::new(&pattern.value)
             .literal_separator(true)
             .build()
-            .map_err(|e| format!("bad file pattern `{}`: {e}", pattern.value))?;
+            .map_err(|e| bad(e.to_string()))?;
         globs.add(glob);
     }
     let globs = globs
         .build()
-        .map_err(|e| format!("bad file patterns: {e}"))?;
+        .map_err(|e| FanOutError::BadPatterns(e.to_string()))?;
     let respect = !set.gitignored.as_ref().is_some_and(|g| g.value);
     let walker = ignore::WalkBuilder::new(root)
         .hidden(false)
@@ -140,7 +280,7 @@ pub fn files(root: &Path, set: &FileSet) -> Result<Vec<Json>, String> {
         .build();
     let mut found = Vec::new();
     for entry in walker {
-        let entry = entry.map_err(|e| format!("cannot list the files for `for_each`: {e}"))?;
+        let entry = entry.map_err(|e| FanOutError::Walk(e.to_string()))?;
         if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
         }
@@ -153,21 +293,16 @@ pub fn files(root: &Path, set: &FileSet) -> Result<Vec<Json>, String> {
         let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
         if globs.is_match(&rel) {
             if found.len() == MAX_ITEMS {
-                return Err(too_many(MAX_ITEMS + 1, true));
+                return Err(FanOutError::TooMany {
+                    count: MAX_ITEMS + 1,
+                    at_least: true,
+                });
             }
             found.push(rel);
         }
     }
     found.sort();
     Ok(found.into_iter().map(Json::String).collect())
-}
-
-fn too_many(n: usize, at_least: bool) -> String {
-    format!(
-        "`for_each` gives {}{} items; a fan-out may have at most {MAX_ITEMS}",
-        if at_least { "more than " } else { "" },
-        crate::workflow::validate::thousands(if at_least { n - 1 } else { n })
-    )
 }
 
 /// Why a key cannot name an instance (its folder is `nodes/ID[KEY]`), if it cannot.
@@ -190,14 +325,17 @@ pub fn key_problem(key: &str) -> Option<&'static str> {
 }
 
 /// Renders the key of item `index`.
-pub type KeyFn<'a> = dyn FnMut(usize, &Json) -> Result<String, String> + 'a;
+pub type KeyFn<'a> = dyn FnMut(usize, &Json) -> Result<String, RenderError> + 'a;
 
 /// The items of a fan-out from its values, with their keys: the index, or what `key(index,
 /// item)` renders, trimmed. Too many items, a key that cannot name an instance, and two
 /// items with one key are errors.
-pub fn keyed(values: Vec<Json>, mut key: Option<&mut KeyFn>) -> Result<Vec<Item>, String> {
+pub fn keyed(values: Vec<Json>, mut key: Option<&mut KeyFn>) -> Result<Vec<Item>, FanOutError> {
     if values.len() > MAX_ITEMS {
-        return Err(too_many(values.len(), false));
+        return Err(FanOutError::TooMany {
+            count: values.len(),
+            at_least: false,
+        });
     }
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let mut items = Vec::with_capacity(values.len());
@@ -205,20 +343,19 @@ pub fn keyed(values: Vec<Json>, mut key: Option<&mut KeyFn>) -> Result<Vec<Item>
         let key = match key.as_mut() {
             None => index.to_string(),
             Some(render) => render(index, &value)
-                .map_err(|e| format!("cannot render `key` of item {index}: {e}"))?
+                .map_err(|error| FanOutError::KeyRender { index, error })?
                 .trim()
                 .to_string(),
         };
         if let Some(why) = key_problem(&key) {
-            let shown: String = key.chars().take(40).collect();
-            return Err(format!(
-                "the key of item {index}, {shown:?}, {why}; a key names the instance `ID[KEY]` and its folder, so it must be at most {MAX_KEY_LEN} bytes without `/`, `\\`, `..`, `[`, `]` or control characters"
-            ));
+            return Err(FanOutError::BadKey {
+                index,
+                shown: key.chars().take(40).collect(),
+                why,
+            });
         }
         if let Some(first) = seen.insert(key.clone(), index) {
-            return Err(format!(
-                "items {first} and {index} have the same key {key:?}; every instance needs its own key (set `key:` to a field that differs, or leave it out to use the index)"
-            ));
+            return Err(FanOutError::SameKey { first, index, key });
         }
         items.push(Item { key, value });
     }
@@ -265,9 +402,39 @@ pub fn item_env(item: &Json, index: usize, key: &str) -> Vec<(String, String)> {
     env
 }
 
+/// Too few instances of a fan-out succeeded: how many of how many, and what was needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shortfall {
+    /// Instances that succeeded.
+    pub succeeded: usize,
+    /// Instances in all.
+    pub total: usize,
+    /// Instances that failed.
+    pub failed: usize,
+    /// The fan-out's `min_success`, if set (else every instance had to succeed).
+    pub min_success: Option<u32>,
+}
+
+impl fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of {} instances succeeded",
+            self.succeeded, self.total
+        )?;
+        if self.failed > 0 {
+            write!(f, " ({} failed)", self.failed)?;
+        }
+        match self.min_success {
+            Some(m) => write!(f, "; `min_success` is {m}"),
+            None => write!(f, "; a fan-out needs all of them (or set `min_success`)"),
+        }
+    }
+}
+
 /// How a fan-out ends, given its instances' statuses: success when all succeeded, or at least
-/// `min_success`; else failed, with why.
-pub fn outcome(statuses: &[NodeStatus], min_success: Option<u32>) -> Result<(), String> {
+/// `min_success`; else failed, with how far short it fell.
+pub fn outcome(statuses: &[NodeStatus], min_success: Option<u32>) -> Result<(), Shortfall> {
     let total = statuses.len();
     let succeeded = statuses
         .iter()
@@ -281,15 +448,12 @@ pub fn outcome(statuses: &[NodeStatus], min_success: Option<u32>) -> Result<(), 
         .iter()
         .filter(|s| **s == NodeStatus::Failed)
         .count();
-    let mut why = format!("{succeeded} of {total} instances succeeded");
-    if failed > 0 {
-        why.push_str(&format!(" ({failed} failed)"));
-    }
-    match min_success {
-        Some(m) => why.push_str(&format!("; `min_success` is {m}")),
-        None => why.push_str("; a fan-out needs all of them (or set `min_success`)"),
-    }
-    Err(why)
+    Err(Shortfall {
+        succeeded,
+        total,
+        failed,
+        min_success,
+    })
 }
 
 /// A fan-out's output: the JSON array of its instances' outputs, in item order.
@@ -344,7 +508,7 @@ mod tests {
                 value: json!("b")
             }
         );
-        let mut by_value = |_: usize, v: &Json| Ok(item_text(v));
+        let mut by_value = |_: usize, v: &Json| Ok::<_, RenderError>(item_text(v));
         let items = keyed(vec![json!("x"), json!(" y ")], Some(&mut by_value)).unwrap();
         assert_eq!(items[1].key, "y");
         for bad in [
@@ -358,14 +522,20 @@ mod tests {
             "",
             &"k".repeat(101),
         ] {
-            let mut same = |_: usize, _: &Json| Ok(bad.to_string());
-            let err = keyed(vec![json!(1)], Some(&mut same)).unwrap_err();
+            let mut same = |_: usize, _: &Json| Ok::<_, RenderError>(bad.to_string());
+            let err = keyed(vec![json!(1)], Some(&mut same))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("the key of item 0"), "{bad:?}: {err}");
         }
-        let mut same = |_: usize, _: &Json| Ok("k".to_string());
-        let err = keyed(vec![json!(1), json!(2)], Some(&mut same)).unwrap_err();
+        let mut same = |_: usize, _: &Json| Ok::<_, RenderError>("k".to_string());
+        let err = keyed(vec![json!(1), json!(2)], Some(&mut same))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("items 0 and 1 have the same key"), "{err}");
-        let err = keyed(vec![json!(0); MAX_ITEMS + 1], None).unwrap_err();
+        let err = keyed(vec![json!(0); MAX_ITEMS + 1], None)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("10,001 items") && err.contains("at most 10000"),
             "{err}"
@@ -385,7 +555,9 @@ mod tests {
         use NodeStatus::*;
         assert!(outcome(&[], None).is_ok());
         assert!(outcome(&[Success, Success], None).is_ok());
-        let err = outcome(&[Success, Failed, Skipped], None).unwrap_err();
+        let err = outcome(&[Success, Failed, Skipped], None)
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "1 of 3 instances succeeded (1 failed); a fan-out needs all of them (or set `min_success`)");
         assert!(outcome(&[Success, Failed], Some(1)).is_ok());
         assert!(outcome(&[Success, Failed], Some(2)).is_err());

@@ -450,12 +450,38 @@ pub fn resume_child(store: &Store, run: RunDir, runners: &Runners) -> Result<Res
     resume_run(store, run, None, runners, true)
 }
 
+/// Prepares to take up a run whose executing process died or let it go (a Temporal worker
+/// restarted, or a run paused at gates going on): unlike [`resume`], only the nodes that were
+/// running are reset (they run again: at least once); every settled node, skipped and failed
+/// ones too, stays as it is, because the decisions about them were taken elsewhere (in the
+/// Temporal workflow) and stand.
+pub fn reopen(store: &Store, run: RunDir, runners: &Runners) -> Result<Prepared, LaunchError> {
+    match resume_mode(store, run, None, runners, false, true)? {
+        Resumed::Ready(p) => Ok(*p),
+        Resumed::AlreadySucceeded(run) => Err(LaunchError::usage(format!(
+            "run {} already succeeded",
+            run.id
+        ))),
+    }
+}
+
 fn resume_run(
     store: &Store,
     run: RunDir,
     from: Option<&str>,
     runners: &Runners,
     as_child: bool,
+) -> Result<Resumed, LaunchError> {
+    resume_mode(store, run, from, runners, as_child, false)
+}
+
+fn resume_mode(
+    store: &Store,
+    run: RunDir,
+    from: Option<&str>,
+    runners: &Runners,
+    as_child: bool,
+    reopen: bool,
 ) -> Result<Resumed, LaunchError> {
     store
         .check_dir()
@@ -524,7 +550,7 @@ fn resume_run(
         for (d, below) in plan.dag.descendants(i).into_iter().enumerate() {
             rerun[d] |= below;
         }
-    } else if state.status == RunStatus::Success {
+    } else if state.status == RunStatus::Success && !reopen {
         return Ok(Resumed::AlreadySucceeded(run));
     }
     let mut reset = Vec::new();
@@ -564,11 +590,16 @@ fn resume_run(
             });
         // A failure that `continue_on_error` accepted is as settled as a success.
         let accepted = status == NodeStatus::Failed && plan.settings[i].continue_on_error;
-        let again = rerun[i]
-            || !(asked
-                || matches!(status, NodeStatus::Success | NodeStatus::Waiting)
-                || status == NodeStatus::Failed && rejected
-                || accepted);
+        let again = if reopen {
+            // Only what was running: a fan-out whose instances run keeps its items.
+            status == NodeStatus::Running && node.is_some_and(|n| n.fan_out.is_none())
+        } else {
+            rerun[i]
+                || !(asked
+                    || matches!(status, NodeStatus::Success | NodeStatus::Waiting)
+                    || status == NodeStatus::Failed && rejected
+                    || accepted)
+        };
         if again && status != NodeStatus::Pending {
             reset.push(id.clone());
         }
@@ -691,6 +722,35 @@ impl Prepared {
         watchdog: Option<Arc<Watchdog>>,
         canceller: Canceller,
     ) -> Report {
+        let begun = match self.begin(observer) {
+            Ok(b) => b,
+            Err(report) => return report,
+        };
+        let Begun {
+            plan,
+            run,
+            recorder,
+            locks,
+        } = begun;
+        let status = scheduler::execute(Execution {
+            plan,
+            run,
+            recorder: recorder.clone(),
+            runners,
+            options,
+            watchdog,
+            canceller,
+        })
+        .await;
+        let state = recorder.state();
+        drop(recorder);
+        drop(locks);
+        Report { status, state }
+    }
+
+    /// Records `run_started`/`run_resumed` and renders the workflow's `env:`: the run is ready
+    /// for its nodes. A workflow `env:` that cannot be rendered ends the run (failed, recorded).
+    pub fn begin(self, observer: Box<dyn Observer>) -> Result<Begun, Report> {
         let Prepared {
             run,
             manifest,
@@ -729,28 +789,32 @@ impl Prepared {
                     });
                     let _ = recorder.flush();
                     drop(locks);
-                    return Report {
+                    return Err(Report {
                         status: RunStatus::Failed,
                         state: recorder.state(),
-                    };
+                    });
                 }
             }
         }
-        let status = scheduler::execute(Execution {
+        Ok(Begun {
             plan,
             run: Arc::new(info),
-            recorder: recorder.clone(),
-            runners,
-            options,
-            watchdog,
-            canceller,
+            recorder,
+            locks,
         })
-        .await;
-        let state = recorder.state();
-        drop(recorder);
-        drop(locks);
-        Report { status, state }
     }
+}
+
+/// A run that has begun ([`Prepared::begin`]): what its nodes need, and its locks.
+pub struct Begun {
+    /// The workflow, ready to execute.
+    pub plan: Arc<Plan>,
+    /// The run.
+    pub run: Arc<RunInfo>,
+    /// Where its events go.
+    pub recorder: Recorder,
+    /// The run's lock (and the working tree's): released when this is dropped.
+    pub locks: Vec<RunLock>,
 }
 
 /// Reads a run's state from its log.

@@ -24,6 +24,7 @@
 
 use std::collections::BinaryHeap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,7 +77,7 @@ pub enum Input {
         /// The fan-out.
         node: usize,
         /// Its items in order, or what went wrong.
-        items: Result<Vec<FanOutItem>, String>,
+        items: Result<Vec<FanOutItem>, super::fanout::FanOutError>,
     },
     /// A waiting gate has its answer (or its timeout passed): look at it again.
     GateReady {
@@ -99,6 +100,9 @@ pub enum Ended {
         output: String,
         /// Set when the output holds less than the node printed.
         truncated: Option<Truncation>,
+        /// The artifacts folder of a `workflow:` node's child run, which the driver looked up
+        /// ([`super::subflow::noted_artifacts`]): the machine itself reads no files.
+        artifacts: Option<PathBuf>,
     },
     /// It failed; whether another attempt follows is the machine's decision
     /// ([`Decision::Retry`] first among the decisions, or none: it failed for good).
@@ -109,6 +113,8 @@ pub enum Ended {
         output: String,
         /// Set when the output holds less than the node printed.
         truncated: Option<Truncation>,
+        /// As for [`Ended::Settled`].
+        artifacts: Option<PathBuf>,
     },
     /// It is a gate waiting for its answer.
     Waiting,
@@ -444,6 +450,7 @@ impl Machine {
                 match items {
                     Ok(items) => self.add_instances(node, items, None),
                     Err(error) => {
+                        let error = error.to_string();
                         out.push(Decision::Fail { node, error });
                         self.settle(node, NodeStatus::Failed, String::new(), None);
                     }
@@ -468,19 +475,18 @@ impl Machine {
                         status,
                         output,
                         truncated,
+                        artifacts,
                     } => {
                         self.release(node);
-                        self.settle(node, status, output, truncated);
+                        self.settle_with(node, status, output, truncated, artifacts);
                     }
                     Ended::Failed {
                         retryable,
                         output,
                         truncated,
+                        artifacts,
                     } => {
-                        if retryable
-                            && attempt <= self.plan.settings[self.template[node]].retries
-                            && !self.cancelled
-                        {
+                        if retryable && self.retries_left(node, attempt) && !self.cancelled {
                             out.push(Decision::Retry {
                                 node,
                                 attempt: attempt + 1,
@@ -488,7 +494,13 @@ impl Machine {
                             });
                         } else {
                             self.release(node);
-                            self.settle(node, NodeStatus::Failed, output, truncated);
+                            self.settle_with(
+                                node,
+                                NodeStatus::Failed,
+                                output,
+                                truncated,
+                                artifacts,
+                            );
                         }
                     }
                     Ended::Waiting => {
@@ -622,7 +634,7 @@ impl Machine {
                 .map(|m| m.value);
             let (status, error) = match super::fanout::outcome(&statuses, min) {
                 Ok(()) => (NodeStatus::Success, None),
-                Err(why) => (NodeStatus::Failed, Some(why)),
+                Err(why) => (NodeStatus::Failed, Some(why.to_string())),
             };
             out.push(Decision::FanOutSettled {
                 node: f,
@@ -634,15 +646,27 @@ impl Machine {
         }
     }
 
+    /// True when a retryable failure of attempt `attempt` of node `i` is retried: the node's
+    /// `retries` allow another attempt (and the run is not cancelled meanwhile). A driver that
+    /// records the failure before the machine sees it (a Temporal worker) asks this first.
+    pub fn retries_left(&self, i: usize, attempt: u32) -> bool {
+        attempt <= self.plan.settings[self.template[i]].retries
+    }
+
     fn settle(&mut self, i: usize, status: NodeStatus, output: String, t: Option<Truncation>) {
+        self.settle_with(i, status, output, t, None);
+    }
+
+    fn settle_with(
+        &mut self,
+        i: usize,
+        status: NodeStatus,
+        output: String,
+        t: Option<Truncation>,
+        artifacts: Option<PathBuf>,
+    ) {
         self.status[i] = status;
         let file = output_path(&self.plan, &self.dir, i, status);
-        let artifacts = match &self.plan.workflow.nodes[self.template(i)].kind {
-            crate::workflow::NodeKind::Workflow(_) => {
-                super::subflow::noted_artifacts(&self.dir, self.id(i))
-            }
-            _ => None,
-        };
         let value = NodeValue::new(status, output)
             .with_file(file, t)
             .with_artifacts(artifacts);
@@ -885,6 +909,7 @@ mod tests {
             status,
             output: output.into(),
             truncated: None,
+            artifacts: None,
         }
     }
 
@@ -897,6 +922,7 @@ mod tests {
             retryable,
             output: String::new(),
             truncated: None,
+            artifacts: None,
         }
     }
 
@@ -1267,12 +1293,15 @@ mod tests {
         let node = index(&m, "f");
         let d = m.step(Input::Expanded {
             node,
-            items: Err("too many".into()),
+            items: Err(crate::engine::fanout::FanOutError::TooMany {
+                count: 10_001,
+                at_least: false,
+            }),
         });
         assert_eq!(
             said(&m, d),
             [
-                "fail f: too many",
+                "fail f: `for_each` gives 10,001 items; a fan-out may have at most 10000",
                 "skip g: dependency `f` failed (trigger `all_success`)",
                 "finish failed"
             ]

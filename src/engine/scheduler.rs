@@ -131,8 +131,14 @@ struct Scheduler {
     tasks: JoinSet<(usize, u32, Attempt)>,
     task_nodes: HashMap<tokio::task::Id, (usize, u32)>,
     ended: Option<RunStatus>,
-    /// Fan-outs the machine asked to expand, answered once its current decisions are out.
+    /// Fan-outs the machine asked to expand, started once its current decisions are out.
     to_expand: Vec<usize>,
+    /// Expansions under way, each on a blocking thread (a glob may walk a large tree): the
+    /// driver goes on meanwhile.
+    expansions: JoinSet<(
+        usize,
+        Result<Vec<crate::store::FanOutItem>, fanout::FanOutError>,
+    )>,
 }
 
 impl Scheduler {
@@ -166,6 +172,7 @@ impl Scheduler {
             task_nodes: HashMap::new(),
             ended: None,
             to_expand: Vec::new(),
+            expansions: JoinSet::new(),
         }
     }
 
@@ -176,7 +183,7 @@ impl Scheduler {
             if let Some(status) = self.ended {
                 return status;
             }
-            if self.tasks.is_empty() {
+            if self.tasks.is_empty() && self.expansions.is_empty() {
                 // The machine ends the run once nothing runs; this is a last resort.
                 debug_assert!(false, "nothing runs but the run did not end");
                 return self.finish(RunStatus::Failed);
@@ -184,6 +191,9 @@ impl Scheduler {
             let gates_wait = self.machine.has_waiting();
             tokio::select! {
                 _ = tokio::time::sleep(GATE_POLL), if gates_wait => self.wake_answered_gates(),
+                Some(expanded) = self.expansions.join_next(), if !self.expansions.is_empty() => {
+                    self.expanded(expanded);
+                }
                 joined = self.tasks.join_next_with_id() => match joined {
                     Some(Ok((id, (i, attempt, ended)))) => {
                         self.task_nodes.remove(&id);
@@ -222,46 +232,46 @@ impl Scheduler {
         for decision in self.machine.step(input) {
             self.carry_out(decision);
         }
+        self.spawn_expansions();
+    }
+
+    /// Starts the expansions the machine asked for, each on a blocking thread with what it
+    /// reads: the plan, the fan-out's context and the working tree.
+    fn spawn_expansions(&mut self) {
         while let Some(node) = self.to_expand.pop() {
-            let items = self.expand(node);
-            if let Ok(items) = &items {
-                self.x.recorder.record(Event::FanOutExpanded {
-                    node: self.x.plan.id(node).to_string(),
-                    items: items.clone(),
-                });
-            }
-            for decision in self.machine.step(Input::Expanded { node, items }) {
-                self.carry_out(decision);
-            }
+            let plan = self.x.plan.clone();
+            let context = self.machine.context(node);
+            let root = self.x.run.root.clone();
+            self.expansions.spawn_blocking(move || {
+                let expand = || fanout::expand(&plan, node, &context, &root);
+                let items = std::panic::catch_unwind(std::panic::AssertUnwindSafe(expand))
+                    .unwrap_or(Err(fanout::FanOutError::Panicked));
+                (node, items)
+            });
         }
     }
 
-    /// The items of fan-out `node`, with their keys: its list, its template rendered now, or
-    /// the files its globs match in the working tree.
-    fn expand(&self, node: usize) -> Result<Vec<crate::store::FanOutItem>, String> {
-        use crate::workflow::ForEach;
-        let plan = &self.x.plan;
-        let context = self.machine.context(node);
-        let values = match &plan.workflow.nodes[node].for_each {
-            Some(ForEach::List(list)) => list.value.clone(),
-            Some(ForEach::Template(t)) => fanout::items_from_template(plan, &t.value, &context)?,
-            Some(ForEach::Files(set)) => fanout::files(&self.x.run.root, set)?,
-            Some(ForEach::Invalid(_)) | None => {
-                return Err("`for_each` is not valid (run `reins validate`)".into())
-            }
-        };
-        if !plan.has(node, TemplateField::Key) {
-            return fanout::keyed(values, None);
+    /// An expansion ended: its items are recorded (`fan_out_expanded`) before the machine
+    /// starts any instance.
+    fn expanded(
+        &mut self,
+        joined: Result<
+            (
+                usize,
+                Result<Vec<crate::store::FanOutItem>, fanout::FanOutError>,
+            ),
+            tokio::task::JoinError,
+        >,
+    ) {
+        // A panic is caught in the thread; only the runtime shutting down gets here.
+        let Ok((node, items)) = joined else { return };
+        if let Ok(items) = &items {
+            self.x.recorder.record(Event::FanOutExpanded {
+                node: self.x.plan.id(node).to_string(),
+                items: items.clone(),
+            });
         }
-        let mut key = |index: usize, item: &serde_json::Value| {
-            plan.render(
-                node,
-                TemplateField::Key,
-                &fanout::with_item(context.clone(), item, index),
-            )
-            .map_err(String::from)
-        };
-        fanout::keyed(values, Some(&mut key))
+        self.step(Input::Expanded { node, items });
     }
 
     fn carry_out(&mut self, decision: Decision) {
@@ -358,9 +368,10 @@ impl Scheduler {
 
     /// A node settled: its output file is kept, then the machine decides what follows.
     fn settled(&mut self, i: usize, attempt: u32, status: NodeStatus, output: String) {
-        let truncated = self.truncation(i);
+        let truncated = truncation(&self.x, &self.machine, i);
         let plan = self.x.plan.clone();
         keep_output(&plan, &self.x.run, i, status, &output, truncated, true);
+        let artifacts = child_artifacts(&self.x, &self.machine, i);
         self.step(Input::AttemptEnded {
             node: i,
             attempt,
@@ -368,15 +379,9 @@ impl Scheduler {
                 status,
                 output,
                 truncated,
+                artifacts,
             },
         });
-    }
-
-    fn truncation(&self, i: usize) -> Option<crate::store::Truncation> {
-        let id = self.machine.id(i);
-        self.x
-            .recorder
-            .with_state(|s| s.node(id).and_then(|n| n.output_truncated))
     }
 
     fn attempt_ended(&mut self, i: usize, attempt: u32, ended: Attempt) {
@@ -390,7 +395,7 @@ impl Scheduler {
             }),
             Attempt::Failed(f) => {
                 self.sync_cancel();
-                let truncated = self.truncation(i);
+                let truncated = truncation(&self.x, &self.machine, i);
                 let decisions = self.machine.step(Input::AttemptEnded {
                     node: i,
                     attempt,
@@ -398,49 +403,16 @@ impl Scheduler {
                         retryable: f.retryable,
                         output: f.output.clone(),
                         truncated,
+                        artifacts: child_artifacts(&self.x, &self.machine, i),
                     },
                 });
                 let will_retry =
                     matches!(decisions.first(), Some(Decision::Retry { node, .. }) if *node == i);
-                let plan = self.x.plan.clone();
-                let id = self.machine.id(i).to_string();
-                let id = id.as_str();
-                let (log_tail, log) = if will_retry {
-                    (Vec::new(), None)
-                } else {
-                    failure_log(
-                        &plan,
-                        self.machine.template(i),
-                        id,
-                        &self.x.run.dir.path,
-                        &self.x.run.dir.node_dir(id),
-                        f.log_start,
-                    )
-                };
-                self.x.recorder.record(Event::NodeFailed {
-                    node: id.to_string(),
-                    error: f.error,
-                    exit_code: f.exit_code,
-                    will_retry,
-                    output: f.output.clone(),
-                    usage: f.usage,
-                    log_tail,
-                    log,
-                });
-                if !will_retry {
-                    keep_output(
-                        &plan,
-                        &self.x.run,
-                        i,
-                        NodeStatus::Failed,
-                        &f.output,
-                        truncated,
-                        true,
-                    );
-                }
+                record_failed(&self.x, &self.machine, i, f, will_retry, truncated);
                 for decision in decisions {
                     self.carry_out(decision);
                 }
+                self.spawn_expansions();
             }
         }
     }
@@ -473,7 +445,6 @@ impl Scheduler {
         let plan = self.x.plan.clone();
         let template = self.machine.template(i);
         let node = &plan.workflow.nodes[template];
-        let id = self.machine.id(i).to_string();
         if self.started.len() < self.machine.len() {
             self.started.resize(self.machine.len(), None);
         }
@@ -488,104 +459,268 @@ impl Scheduler {
         let started = match (&self.started[i], attempt) {
             (Some(s), a) if a > 1 => s.clone(),
             _ => {
-                let (prior, sessions) = self
-                    .x
-                    .recorder
-                    .with_state(|s| (s.node(&id).cloned().unwrap_or_default(), s.sessions.clone()));
-                self.note_cut_outputs(template, &id);
-                let s = Arc::new(Started { prior, sessions });
+                let s = first_started(&self.x, &self.machine, i);
                 self.started[i] = Some(s.clone());
                 s
             }
         };
-        let upstream = self.machine.upstream(i);
-        let mut reins_env = self.x.run.reins_env(&id, upstream);
-        if let (Some((item, index)), Some((_, key))) =
-            (self.machine.item(i), fanout::split_instance_id(&id))
-        {
-            reins_env.extend(fanout::item_env(item, index, key));
-        }
-        let task = Task {
-            slot: i,
-            index: template,
-            attempt,
-            delay,
-            id,
-            plan: plan.clone(),
-            run: self.x.run.clone(),
-            recorder: self.x.recorder.clone(),
-            runner,
-            context: self.machine.context(i),
-            reins_env,
-            started,
-            canceller: self.x.canceller.clone(),
-            watchdog: self.x.watchdog.clone(),
-            options: self.x.options.clone(),
-        };
+        let task = task(&self.x, &self.machine, i, attempt, delay, runner, started);
         let handle = self.tasks.spawn(task.run(self.x.run.env.clone()));
         self.task_nodes.insert(handle.id(), (i, attempt));
     }
+}
 
-    /// Before node `i` starts: for each upstream output it reads that holds less than the
-    /// node printed (truncated, or too large for `REINS_NODE_<ID>_OUTPUT`), a note at the top
-    /// of its `stderr.log` saying so and where the whole output is.
-    fn note_cut_outputs(&self, i: usize, me: &str) {
-        let plan = &self.x.plan;
-        let texts = plan.template_texts(i);
-        let mut notes = String::new();
-        for a in plan.ancestors.of(i) {
-            let Some(v) = self.machine.value(a) else {
-                continue;
-            };
-            let id = plan.id(a);
-            let Some(file) = &v.output_file else { continue };
-            let key = crate::workflow::env_suffix(id);
-            let reads = |needle: &str, longer: &str| {
-                texts.iter().any(|t| {
-                    t.match_indices(needle)
-                        .any(|(at, _)| !t[at..].starts_with(longer))
-                })
-            };
-            let in_template = reads(
-                &format!("nodes.{id}.output"),
-                &format!("nodes.{id}.output_file"),
-            );
-            let env_var = format!("REINS_NODE_{key}_OUTPUT");
-            let in_env = reads(&env_var, &format!("{env_var}_FILE"));
-            let file = file.display();
-            if let Some(t) = v.truncated.filter(|_| in_template || in_env) {
-                notes.push_str(&format!(
-                    "reins: the output of `{id}` was cut: {}; `{{{{nodes.{id}.output}}}}` holds the first part, the whole output is in {file} (`{{{{nodes.{id}.output_file}}}}`, ${env_var}_FILE)\n",
-                    t.describe(),
-                ));
-            } else if in_env && v.output.len() > super::context::ENV_VALUE_LIMIT {
-                notes.push_str(&format!(
-                    "reins: ${env_var} is not set: the output of `{id}` is {}, more than one environment variable may hold; read {file} (${env_var}_FILE)\n",
-                    crate::store::state::size_text(v.output.len() as u64),
-                ));
-            }
-        }
-        if notes.is_empty() {
-            return;
-        }
-        let base = &self.x.run.dir.path;
-        let log = self.x.run.dir.node_dir(me).join("stderr.log");
-        // Never through a link a node planted in the run directory.
-        let written = crate::store::safe_fs::relative(base, &log).and_then(|rel| {
-            use std::io::Write;
-            crate::store::safe_fs::open(base, rel, crate::store::safe_fs::Access::Append)?
-                .write_all(notes.as_bytes())
-        });
-        if let Err(e) = written {
-            tracing::warn!("cannot write to the log of `{me}`: {e}");
+/// Before node `i` starts: for each upstream output it reads that holds less than the
+/// node printed (truncated, or too large for `REINS_NODE_<ID>_OUTPUT`), a note at the top
+/// of its `stderr.log` saying so and where the whole output is.
+fn note_cut_outputs(x: &Execution, machine: &Machine, i: usize, me: &str) {
+    let plan = &x.plan;
+    let texts = plan.template_texts(i);
+    let mut notes = String::new();
+    for a in plan.ancestors.of(i) {
+        let Some(v) = machine.value(a) else {
+            continue;
+        };
+        let id = plan.id(a);
+        let Some(file) = &v.output_file else { continue };
+        let key = crate::workflow::env_suffix(id);
+        let reads = |needle: &str, longer: &str| {
+            texts.iter().any(|t| {
+                t.match_indices(needle)
+                    .any(|(at, _)| !t[at..].starts_with(longer))
+            })
+        };
+        let in_template = reads(
+            &format!("nodes.{id}.output"),
+            &format!("nodes.{id}.output_file"),
+        );
+        let env_var = format!("REINS_NODE_{key}_OUTPUT");
+        let in_env = reads(&env_var, &format!("{env_var}_FILE"));
+        let file = file.display();
+        if let Some(t) = v.truncated.filter(|_| in_template || in_env) {
+            notes.push_str(&format!(
+                "reins: the output of `{id}` was cut: {}; `{{{{nodes.{id}.output}}}}` holds the first part, the whole output is in {file} (`{{{{nodes.{id}.output_file}}}}`, ${env_var}_FILE)\n",
+                t.describe(),
+            ));
+        } else if in_env && v.output.len() > super::context::ENV_VALUE_LIMIT {
+            notes.push_str(&format!(
+                "reins: ${env_var} is not set: the output of `{id}` is {}, more than one environment variable may hold; read {file} (${env_var}_FILE)\n",
+                crate::store::state::size_text(v.output.len() as u64),
+            ));
         }
     }
+    if notes.is_empty() {
+        return;
+    }
+    let base = &x.run.dir.path;
+    let log = x.run.dir.node_dir(me).join("stderr.log");
+    // Never through a link a node planted in the run directory.
+    let written = crate::store::safe_fs::relative(base, &log).and_then(|rel| {
+        use std::io::Write;
+        crate::store::safe_fs::open(base, rel, crate::store::safe_fs::Access::Append)?
+            .write_all(notes.as_bytes())
+    });
+    if let Err(e) = written {
+        tracing::warn!("cannot write to the log of `{me}`: {e}");
+    }
+}
+
+/// What the attempts of node `i` share, taken as its first attempt starts: its state before
+/// (a resume's, a gate's request) and the agent sessions so far. Notes cut upstream outputs
+/// in its log.
+fn first_started(x: &Execution, machine: &Machine, i: usize) -> Arc<Started> {
+    let id = machine.id(i).to_string();
+    let (prior, sessions) = x
+        .recorder
+        .with_state(|s| (s.node(&id).cloned().unwrap_or_default(), s.sessions.clone()));
+    note_cut_outputs(x, machine, machine.template(i), &id);
+    Arc::new(Started { prior, sessions })
+}
+
+/// Attempt `attempt` of node `i`, to run after `delay`.
+fn task(
+    x: &Execution,
+    machine: &Machine,
+    i: usize,
+    attempt: u32,
+    delay: Duration,
+    runner: Arc<dyn NodeRunner>,
+    started: Arc<Started>,
+) -> Task {
+    let id = machine.id(i).to_string();
+    let upstream = machine.upstream(i);
+    let mut reins_env = x.run.reins_env(&id, upstream);
+    if let (Some((item, index)), Some((_, key))) = (machine.item(i), fanout::split_instance_id(&id))
+    {
+        reins_env.extend(fanout::item_env(item, index, key));
+    }
+    Task {
+        slot: i,
+        index: machine.template(i),
+        attempt,
+        delay,
+        id,
+        plan: x.plan.clone(),
+        run: x.run.clone(),
+        recorder: x.recorder.clone(),
+        runner,
+        context: machine.context(i),
+        reins_env,
+        started,
+        canceller: x.canceller.clone(),
+        watchdog: x.watchdog.clone(),
+        options: x.options.clone(),
+    }
+}
+
+/// How much of node `i`'s output its state says was kept.
+fn truncation(x: &Execution, machine: &Machine, i: usize) -> Option<crate::store::Truncation> {
+    let id = machine.id(i);
+    x.recorder
+        .with_state(|s| s.node(id).and_then(|n| n.output_truncated))
+}
+
+/// The artifacts folder of the child run of node `i`, when it is a `workflow:` node.
+fn child_artifacts(x: &Execution, machine: &Machine, i: usize) -> Option<std::path::PathBuf> {
+    match &x.plan.workflow.nodes[machine.template(i)].kind {
+        crate::workflow::NodeKind::Workflow(_) => {
+            super::subflow::noted_artifacts(&x.run.dir, machine.id(i))
+        }
+        _ => None,
+    }
+}
+
+/// Records a failed attempt (`node_failed`, with the tail of its log when it fails for good)
+/// and, when no attempt follows, keeps its output for the nodes after it.
+fn record_failed(
+    x: &Execution,
+    machine: &Machine,
+    i: usize,
+    f: Failure,
+    will_retry: bool,
+    truncated: Option<crate::store::Truncation>,
+) {
+    let plan = &x.plan;
+    let id = machine.id(i);
+    let (log_tail, log) = if will_retry {
+        (Vec::new(), None)
+    } else {
+        failure_log(
+            plan,
+            machine.template(i),
+            id,
+            &x.run.dir.path,
+            &x.run.dir.node_dir(id),
+            f.log_start,
+        )
+    };
+    x.recorder.record(Event::NodeFailed {
+        node: id.to_string(),
+        error: f.error,
+        exit_code: f.exit_code,
+        will_retry,
+        output: f.output.clone(),
+        usage: f.usage,
+        log_tail,
+        log,
+    });
+    if !will_retry {
+        keep_output(
+            plan,
+            &x.run,
+            i,
+            NodeStatus::Failed,
+            &f.output,
+            truncated,
+            true,
+        );
+    }
+}
+
+/// How one attempt run by [`run_one`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Single {
+    /// It succeeded with this output (`node_succeeded` is recorded).
+    Succeeded(String),
+    /// It failed (`node_failed` is recorded, `will_retry` as asked).
+    Failed {
+        /// Another attempt could help.
+        retryable: bool,
+        /// What it printed.
+        output: String,
+    },
+    /// A gate waits for its answer.
+    Waiting,
+    /// The run was cancelled while it ran (`node_cancelled` is recorded).
+    Cancelled,
+}
+
+/// Runs attempt `attempt` of node `i` of `machine` exactly as the local scheduler runs it —
+/// same task, same runner, same events — for a driver that keeps the machine elsewhere (a
+/// Temporal worker: the machine that decides lives in the Temporal workflow; `machine` here is
+/// rebuilt from the run's log and only gives the node's context). A failure is recorded with
+/// `will_retry` set when `retry` (the deciding machine's [`Machine::retries_left`]) and the
+/// failure is retryable. The recorder is flushed before it returns: what it reports is on
+/// disk.
+pub async fn run_one(
+    x: &Execution,
+    machine: &Machine,
+    i: usize,
+    attempt: u32,
+    retry: bool,
+) -> Single {
+    let node = &x.plan.workflow.nodes[machine.template(i)];
+    let Some(runner) = x.runners.get(&node.kind) else {
+        x.recorder.record(Event::NodeFailed {
+            node: machine.id(i).to_string(),
+            error: format!("reins has no runner for `{}` nodes", node.kind.name()),
+            exit_code: None,
+            will_retry: false,
+            output: String::new(),
+            usage: None,
+            log_tail: Vec::new(),
+            log: None,
+        });
+        let _ = x.recorder.flush();
+        return Single::Failed {
+            retryable: false,
+            output: String::new(),
+        };
+    };
+    let started = first_started(x, machine, i);
+    let t = task(x, machine, i, attempt, Duration::ZERO, runner, started);
+    let (_, _, ended) = t.run(x.run.env.clone()).await;
+    let truncated = truncation(x, machine, i);
+    let single = match ended {
+        Attempt::Succeeded(output) => {
+            keep_output(
+                &x.plan,
+                &x.run,
+                i,
+                NodeStatus::Success,
+                &output,
+                truncated,
+                true,
+            );
+            Single::Succeeded(output)
+        }
+        Attempt::Cancelled => Single::Cancelled,
+        Attempt::Waiting => Single::Waiting,
+        Attempt::Failed(f) => {
+            let retryable = f.retryable;
+            let output = f.output.clone();
+            record_failed(x, machine, i, f, retry && retryable, truncated);
+            Single::Failed { retryable, output }
+        }
+    };
+    let _ = x.recorder.flush();
+    single
 }
 
 /// Writes the file with the whole output of node `i` ([`machine::output_path`]) unless the
 /// runner already kept it there (a truncated output) or, on a resume (`fresh` false), it is
 /// there already.
-fn keep_output(
+pub(crate) fn keep_output(
     plan: &Plan,
     run: &RunInfo,
     i: usize,

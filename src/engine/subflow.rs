@@ -114,8 +114,9 @@ pub fn sibling(run: &RunDir, id: &str) -> Option<RunDir> {
 }
 
 /// True when the child run of a waiting `workflow:` node (`node_dir` is the parent's
-/// `nodes/<id>/`) has a gate with an answer waiting to be looked at, in it or in one of its
-/// own children: the node starts again and resumes the child.
+/// `nodes/<id>/`) has a gate with an answer waiting to be looked at, or whose timeout has
+/// passed, in it or in one of its own children: the node starts again and resumes the child
+/// (which rejects a gate that timed out).
 pub fn child_ready(state: &NodeState, node_dir: &Path) -> bool {
     let Some(child) = state.child_run.as_deref() else {
         return false;
@@ -145,11 +146,17 @@ fn answered_inside(run: &RunDir, depth: usize) -> bool {
     let Ok(state) = launch::read_state(run) else {
         return false;
     };
+    // The child's workflow, read once a gate of it could have timed out.
+    let mut workflow: Option<Option<crate::workflow::Workflow>> = None;
     state.nodes.iter().any(|n| {
         n.status == NodeStatus::Waiting
             && if n.approval.is_some() {
                 let dir = run.node_dir(&n.id);
                 std::fs::symlink_metadata(super::approval::answer_path(&dir)).is_ok()
+                    || workflow
+                        .get_or_insert_with(|| frozen_workflow(run))
+                        .as_ref()
+                        .is_some_and(|wf| timed_out(wf, n))
             } else {
                 n.child_run
                     .as_deref()
@@ -157,6 +164,27 @@ fn answered_inside(run: &RunDir, depth: usize) -> bool {
                     .is_some_and(|c| answered_inside(&c, depth + 1))
             }
     })
+}
+
+/// True when gate `n` (a node or a fan-out's instance) of a run of `wf` has a timeout that
+/// has passed: looked at again, it is rejected.
+fn timed_out(wf: &crate::workflow::Workflow, n: &NodeState) -> bool {
+    let id = super::fanout::split_instance_id(&n.id).map_or(n.id.as_str(), |(f, _)| f);
+    wf.nodes
+        .iter()
+        .find(|x| x.id.value == id)
+        .and_then(|node| super::approval::deadline(node, n))
+        .is_some_and(|d| std::time::SystemTime::now() >= d)
+}
+
+/// The workflow frozen in a run's `run.json`, if it reads.
+fn frozen_workflow(run: &RunDir) -> Option<crate::workflow::Workflow> {
+    let m = run.manifest().ok()?;
+    crate::workflow::load_source(crate::source::SourceFile::new(
+        m.workflow_path,
+        m.workflow_text,
+    ))
+    .workflow
 }
 
 /// The child run of a `workflow:` node as the parent's log has it now.
@@ -327,12 +355,7 @@ fn spent(state: &RunState) -> Option<crate::store::Usage> {
 
 /// The node whose output is a child run's result, from its frozen workflow.
 fn result_of(run: &RunDir) -> Option<String> {
-    let m = run.manifest().ok()?;
-    let loaded = crate::workflow::load_source(crate::source::SourceFile::new(
-        m.workflow_path,
-        m.workflow_text,
-    ));
-    loaded.workflow?.result_node().map(str::to_string)
+    frozen_workflow(run)?.result_node().map(str::to_string)
 }
 
 fn success(child: &RunDir, state: &RunState, result: Option<String>) -> Outcome {

@@ -171,6 +171,7 @@ async fn run(State(app): State<Shared>, Path(id): Path<String>) -> Reply {
     let now = SystemTime::now();
     let wf = summary.manifest.as_ref().and_then(view::frozen_workflow);
     let graph = wf.as_ref().map(view::graph).unwrap_or_default();
+    let graph = view::with_instances(graph, &summary.state, now);
     let gates = view::gates(wf.as_ref(), &summary.state, &summary.run);
     let owner = live_owner(&summary.run.lock_path());
     let live = owner.is_some();
@@ -221,12 +222,13 @@ struct AfterQuery {
     after: Option<u64>,
 }
 
-/// The run and one of its nodes (of its frozen workflow), or 404.
+/// The run and one of its nodes (of its frozen workflow, or an instance `ID[KEY]` of one of
+/// its fan-outs), or 404.
 fn find_node(app: &Shared, id: &str, node: &str) -> Result<(RunSummary, view::GraphNode), Refused> {
     let summary = load_run(app, id)?;
     let wf = summary.manifest.as_ref().and_then(view::frozen_workflow);
     let graph = wf.as_ref().map(view::graph).unwrap_or_default();
-    match graph.into_iter().find(|g| g.id == node) {
+    match view::find(graph, &summary.state, node) {
         Some(g) => Ok((summary, g)),
         None => Err(error(
             StatusCode::NOT_FOUND,
@@ -247,7 +249,17 @@ fn read_text(base: &std::path::Path, rel: &str) -> Option<String> {
 }
 
 async fn node(State(app): State<Shared>, Path((id, node)): Path<(String, String)>) -> Reply {
-    let (summary, graph) = find_node(&app, &id, &node)?;
+    let (summary, mut graph) = find_node(&app, &id, &node)?;
+    let now = SystemTime::now();
+    if graph.for_each.is_some() {
+        graph.instances = view::instances(&summary.state, &node, now);
+    }
+    let item = graph.instance_of.as_ref().and_then(|f| {
+        let key = crate::engine::fanout::split_instance_id(&node)?.1;
+        let items = summary.state.node(f)?.fan_out.as_ref()?;
+        let index = items.iter().position(|i| i.key == key)?;
+        Some(json!({ "key": key, "index": index, "value": items[index].value }))
+    });
     let dir = summary.run.node_dir(&node);
     let listed = files::list_files(&dir, 500);
     let mut transcript = Vec::new();
@@ -270,9 +282,9 @@ async fn node(State(app): State<Shared>, Path((id, node)): Path<(String, String)
         .into_iter()
         .find(|g| g.node == node);
     let state = view::node_or_pending(&summary.state, &node);
-    let now = SystemTime::now();
     Ok(Json(json!({
         "node": graph,
+        "item": item,
         "state": state,
         "elapsed_ms": state.elapsed(now).map(|d| d.as_millis() as u64),
         "files": listed,

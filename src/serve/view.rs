@@ -12,7 +12,7 @@ use crate::agent::events::{self, AgentEvent, Assistant};
 use crate::engine::approval;
 use crate::source::SourceFile;
 use crate::store::{time, Manifest, NodeState, RunDir, RunState};
-use crate::workflow::{self, LoopBody, NodeKind, Workflow};
+use crate::workflow::{self, ForEach, LoopBody, NodeKind, Workflow};
 
 /// One node of the DAG.
 #[derive(Debug, Serialize)]
@@ -31,7 +31,36 @@ pub struct GraphNode {
     /// For a loop, its `max_iterations`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_iterations: Option<u32>,
+    /// For a fan-out (`for_each`), where its items come from: `a list of 3`, the template, or
+    /// the glob patterns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// For a fan-out once expanded, its instances in item order (see [`with_instances`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Vec<InstanceView>>,
+    /// For an instance `ID[KEY]` (the node view only): its fan-out `ID`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_of: Option<String>,
 }
+
+/// One instance of a fan-out as the page lists it.
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    /// Its id, `ID[KEY]`.
+    pub id: String,
+    /// Its key.
+    pub key: String,
+    /// Its item as text (a string as is, anything else as JSON), cut to [`ITEM_SHOWN`]
+    /// characters.
+    pub item: String,
+    /// Where it stands.
+    pub status: crate::store::NodeStatus,
+    /// How long its current (or last) attempt took, or has taken so far.
+    pub duration_ms: Option<u64>,
+}
+
+/// The most characters of an instance's item the run view carries.
+pub const ITEM_SHOWN: usize = 200;
 
 /// The workflow frozen in a run, if it can be read.
 pub fn frozen_workflow(manifest: &Manifest) -> Option<Workflow> {
@@ -68,9 +97,95 @@ pub fn graph(wf: &Workflow) -> Vec<GraphNode> {
                 depends_on: n.depends_on.iter().map(|d| d.value.clone()).collect(),
                 source,
                 max_iterations,
+                for_each: n.for_each.as_ref().map(for_each_source),
+                instances: None,
+                instance_of: None,
             }
         })
         .collect()
+}
+
+/// Where a fan-out's items come from, in a few words.
+fn for_each_source(for_each: &ForEach) -> String {
+    match for_each {
+        ForEach::List(list) => {
+            let n = list.value.len();
+            format!("a list of {n} item{}", if n == 1 { "" } else { "s" })
+        }
+        ForEach::Template(t) => t.value.trim().to_string(),
+        ForEach::Files(set) => {
+            let patterns: Vec<&str> = set.files.iter().map(|p| p.value.as_str()).collect();
+            format!("files {}", patterns.join(", "))
+        }
+        ForEach::Invalid(_) => "an invalid `for_each`".into(),
+    }
+}
+
+/// The graph with each expanded fan-out's instances, as `state` has them now.
+pub fn with_instances(
+    mut graph: Vec<GraphNode>,
+    state: &RunState,
+    now: SystemTime,
+) -> Vec<GraphNode> {
+    for g in graph.iter_mut().filter(|g| g.for_each.is_some()) {
+        g.instances = instances(state, &g.id, now);
+    }
+    graph
+}
+
+/// The instances of fan-out `id` in item order, once it was expanded.
+pub fn instances(state: &RunState, id: &str, now: SystemTime) -> Option<Vec<InstanceView>> {
+    let items = state.node(id)?.fan_out.as_ref()?;
+    Some(
+        items
+            .iter()
+            .map(|item| {
+                let iid = crate::engine::fanout::instance_id(id, &item.key);
+                let n = node_or_pending(state, &iid);
+                InstanceView {
+                    item: crate::engine::fanout::item_text(&item.value)
+                        .chars()
+                        .take(ITEM_SHOWN)
+                        .collect(),
+                    key: item.key.clone(),
+                    status: n.status,
+                    duration_ms: match n.status {
+                        crate::store::NodeStatus::Pending | crate::store::NodeStatus::Skipped => {
+                            None
+                        }
+                        _ => n.elapsed(now).map(|d| d.as_millis() as u64),
+                    },
+                    id: iid,
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The graph node of `id` in a run: a node of its workflow, or an instance `ID[KEY]` of one
+/// of its fan-outs that the run expanded (its fan-out's node, under its own id).
+pub fn find(graph: Vec<GraphNode>, state: &RunState, id: &str) -> Option<GraphNode> {
+    let (fan_out, key) = match crate::engine::fanout::split_instance_id(id) {
+        Some(split) if crate::engine::fanout::key_problem(split.1).is_none() => split,
+        Some(_) => return None,
+        None => return graph.into_iter().find(|g| g.id == id),
+    };
+    let expanded = state
+        .node(fan_out)?
+        .fan_out
+        .as_ref()?
+        .iter()
+        .any(|item| item.key == key);
+    if !expanded {
+        return None;
+    }
+    let mut g = graph
+        .into_iter()
+        .find(|g| g.id == fan_out && g.for_each.is_some())?;
+    g.instance_of = Some(g.id.clone());
+    g.id = id.to_string();
+    g.for_each = None;
+    Some(g)
 }
 
 /// A gate as the page shows it.

@@ -258,12 +258,21 @@ impl RunState {
                 for id in reset {
                     let node = self.node_mut(id);
                     let keep_iterations = std::mem::take(&mut node.iterations);
-                    // A child run is taken up again, unless `--from` asks for the node anew.
+                    // A child run is taken up again, and a fan-out runs over the items it
+                    // recorded, unless `--from` asks for the node anew (it is expanded again).
                     let child_run = node.child_run.take().filter(|_| from.is_none());
-                    let fan_out = node.fan_out.take();
+                    let fan_out = node.fan_out.take().filter(|_| from.is_none());
+                    // A fan-out taken up again runs from now: its instances are re-added
+                    // without a new `fan_out_expanded`.
+                    let (status, started_at) = match fan_out {
+                        Some(_) => (NodeStatus::Running, Some(ts)),
+                        None => (NodeStatus::Pending, None),
+                    };
                     *node = NodeState {
                         iterations: keep_iterations,
                         fan_out,
+                        status,
+                        started_at,
                         usage: node.usage,
                         session_id: node.session_id.take(),
                         child_run,
@@ -353,23 +362,35 @@ impl RunState {
                 }
                 n.finished_at = None;
                 n.fan_out = Some(items.clone());
-                // The instances stand right after their fan-out, in item order.
-                let at = self.index[node.as_str()] + 1;
+                // The instances stand right after their fan-out, in item order; those of an
+                // earlier expansion (`--from` expands again) give way to the new list, each
+                // keeping its state if its key is in it.
+                let prefix = format!("{node}[");
+                let mut old: HashMap<String, NodeState> = HashMap::new();
+                self.nodes.retain(|n| {
+                    let mine = n.id.starts_with(&prefix) && n.id.ends_with(']');
+                    if mine {
+                        old.insert(n.id.clone(), n.clone());
+                    }
+                    !mine
+                });
+                let at = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.id == *node)
+                    .map_or(self.nodes.len(), |i| i + 1);
                 let new: Vec<NodeState> = items
                     .iter()
                     .map(|item| format!("{node}[{}]", item.key))
-                    .filter(|id| !self.index.contains_key(id))
-                    .map(|id| NodeState::new(&id))
+                    .map(|id| old.remove(&id).unwrap_or_else(|| NodeState::new(&id)))
                     .collect();
-                if !new.is_empty() {
-                    self.nodes.splice(at..at, new);
-                    self.index = self
-                        .nodes
-                        .iter()
-                        .enumerate()
-                        .map(|(i, n)| (n.id.clone(), i))
-                        .collect();
-                }
+                self.nodes.splice(at..at, new);
+                self.index = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.id.clone(), i))
+                    .collect();
             }
             Event::AgentSession {
                 node,

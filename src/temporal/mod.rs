@@ -1,22 +1,27 @@
 //! Running reins workflows on Temporal: workers on many hosts, gates as workflow updates.
 //!
 //! A run submitted with `reins run --temporal` is a Temporal workflow execution whose id is the
-//! reins run id ([`workflow::ReinsRun`]). Its first activity, [`activities::Activities::place`],
-//! runs on the *shared* task queue: whichever worker takes it pins the run to that worker's own
-//! queue, because the run's working tree, artifacts and agent sessions live on that host. Every
-//! later activity runs there:
+//! reins run id ([`workflow::ReinsRun`]). The workflow is the run's scheduler: it drives
+//! [`crate::engine::machine`], the decision machine the local scheduler drives, built from the
+//! frozen workflow text the submission carries. Its first activity,
+//! [`activities::Activities::place`], runs on the *shared* task queue: whichever worker takes it
+//! pins the run to that worker's own queue, because the run's working tree, artifacts and agent
+//! sessions live on that host. Every later activity runs there:
 //!
-//! * [`activities::Activities::execute`] executes the run in the worker's checkout with the
-//!   same engine as a local run (launch, scheduler, node runners, event log in
-//!   `.reins/runs/<id>/`) until it ends or pauses at gates, heartbeating all along; a retried
-//!   attempt (the worker died) resumes the run by the local resume rule: settled nodes are
-//!   never run again, the node that was running runs again (at least once);
-//! * [`activities::Activities::answer`] writes a gate's answer with the same code as
-//!   `reins approve` (first answer wins, never implicit).
+//! * `open` creates the run in the worker's checkout (`run.json`, `run_started`), or takes it
+//!   up again after a restart or a pause (`run_resumed`);
+//! * `node` runs one attempt of one node (bash, an agent turn, a whole loop, a gate looked at)
+//!   with the engine's own task and runner, heartbeating; a cancellation from Temporal kills the
+//!   node's process group;
+//! * `expand` lists a fan-out's items; `record` records the events of the machine's decisions
+//!   (skips, a fan-out settling, the run pausing or ending);
+//! * `answer` writes a gate's answer with the same code as `reins approve` (first answer wins,
+//!   never implicit).
 //!
-//! The workflow waits at gates for an answer (a Temporal *update*, so the one who answers learns
-//! at once whether the answer was taken) or for the gate's timeout (a durable timer), and shows
-//! each waiting gate in its memo, its current details and the `status` query.
+//! Each is idempotent against the worker's event log (see [`activities`]). The workflow waits at
+//! gates for an answer (a Temporal *update*, so the one who answers learns at once whether the
+//! answer was taken) or for the gate's timeout (a durable timer), and shows each waiting gate in
+//! its memo, its current details and the `status` query.
 //!
 //! * [`config`]: where the server is (`--temporal`, `REINS_TEMPORAL`, the user config), TLS
 //!   and API keys;

@@ -1,5 +1,6 @@
 //! What crosses Temporal: the workflow's input, activity inputs and results, the answer update
-//! and the status query. All of it is JSON in the workflow's history.
+//! and the status query. All of it is JSON in the workflow's history, so it is kept small:
+//! node attempts name their node and the worker reads the rest from the run's log.
 
 use std::collections::BTreeMap;
 
@@ -68,24 +69,85 @@ pub struct Gate {
     pub deadline_ms: Option<u64>,
 }
 
-/// How a stretch of the run on its worker ended: what the `execute` activity returned.
+/// The run as its worker opened it: what the `open` activity returns, and all the workflow's
+/// machine needs besides the submission (it reads nothing else, so it replays the same).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Segment {
-    /// `success`, `failed`, `cancelled` or `waiting`.
-    pub status: String,
-    /// With `waiting`: the gates that wait.
-    pub waiting: Vec<Gate>,
-    /// Node statuses at the end of the stretch, by node id.
-    pub nodes: BTreeMap<String, String>,
-    /// What went wrong, when the run failed before any node did.
+pub struct Opened {
+    /// The run's folder on the worker.
+    pub run_dir: String,
+    /// The working tree its nodes run in (the checkout, or the run's worktree).
+    pub root: String,
+    /// The inputs, defaults applied.
+    pub inputs: BTreeMap<String, String>,
+    /// The `{{env.X}}` values the workflow's `when` conditions read (only those: the rest of
+    /// the worker's environment never reaches Temporal's history).
+    pub env: BTreeMap<String, String>,
+    /// Wait before a node's first retry, in milliseconds (the worker's `REINS_RETRY_DELAY`).
+    pub retry_delay_ms: u64,
+    /// Set when the run ended before any node (its workflow `env:` does not render).
     pub error: Option<String>,
 }
 
-/// The input of the `execute` activity.
+/// The input of the `node` activity: one attempt of one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecuteInput {
+pub struct NodeInput {
     /// The run.
-    pub submission: Submission,
+    pub run_id: String,
+    /// The node: its id, or `ID[KEY]` for an instance of a fan-out.
+    pub node: String,
+    /// The attempt, from 1 (the machine's count, not Temporal's).
+    pub attempt: u32,
+    /// A retryable failure of this attempt is retried (the machine's `retries_left`): the
+    /// worker records the failure so.
+    pub retry: bool,
+}
+
+/// How an attempt of a node ended: what the `node` activity returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeResult {
+    /// `success`, `failed`, `cancelled` or `waiting`.
+    pub status: String,
+    /// Its output (`{{nodes.ID.output}}`), or what it printed before failing.
+    pub output: String,
+    /// With `failed`: another attempt could help.
+    pub retryable: bool,
+    /// Bytes kept and printed, when the output holds less than the node printed.
+    pub truncated: Option<(u64, u64)>,
+    /// The artifacts folder of a `workflow:` node's child run.
+    pub artifacts: Option<String>,
+    /// With `waiting`: the gate's request.
+    pub gate: Option<Gate>,
+    /// True when the store had settled the node already and it did not run again.
+    pub recorded: bool,
+}
+
+/// The input of the `expand` activity: list a fan-out's items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpandInput {
+    /// The run.
+    pub run_id: String,
+    /// The fan-out's id.
+    pub node: String,
+}
+
+/// A fan-out's items (recorded as `fan_out_expanded`), or why there are none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expanded {
+    /// The items, in order.
+    pub items: Vec<crate::store::FanOutItem>,
+    /// What went wrong (the fan-out then fails).
+    pub error: Option<String>,
+}
+
+/// The input of the `record` activity: events the machine's decisions stand for (a skip, a
+/// failure without an attempt, a fan-out settling, the run pausing or ending), recorded on the
+/// worker in order, each at most once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordInput {
+    /// The run.
+    pub run_id: String,
+    /// The events.
+    pub events: Vec<crate::store::Event>,
 }
 
 /// An answer to a gate: the `answer` update's argument.
@@ -127,13 +189,6 @@ pub struct AnswerInput {
     pub answer: Accepted,
 }
 
-/// The input of the `cancelled` activity: a run cancelled while no stretch of it executed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CancelInput {
-    /// The run.
-    pub run_id: String,
-}
-
 /// What the `status` query returns: the run as Temporal knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
@@ -149,10 +204,11 @@ pub struct View {
     pub waiting: Vec<Gate>,
     /// Answers taken, in order.
     pub answers: Vec<Accepted>,
-    /// Node statuses after the last stretch.
+    /// Node statuses, instances of fan-outs included, as the machine has them.
     pub nodes: BTreeMap<String, String>,
-    /// Stretches executed (1 + resumes after answers, timeouts and worker deaths).
-    pub segments: u32,
+    /// Node attempts started as activities so far (retries and gates looked at again
+    /// included).
+    pub attempts: u32,
     /// Why the run failed, when no node says.
     pub error: Option<String>,
 }

@@ -2,7 +2,7 @@
 //!
 //! It polls two task queues: the shared one (workflow tasks of every run, and placements) and
 //! its own, `<shared>@<host>-<checkout digest>`, where the activities of the runs placed on it
-//! go. The own queue's name depends only on the host and the checkout's path, so a worker
+//! go (node attempts, fan-out listings, records, answers). The own queue's name depends only on the host and the checkout's path, so a worker
 //! restarted in the same checkout picks up exactly the work its predecessor left.
 
 use std::future::Future;

@@ -1,10 +1,11 @@
 // End-to-end test of `reins serve` in headless Chromium, driven by tests/web_browser.rs, which
 // prepares the repository and its runs, starts the server and passes them in the environment:
 // REINS_URL, RUN_WAITING (approve), RUN_REJECT, RUN_LIVE (cancel), RUN_AGENT, RUN_FAILED
-// (resume, then resume from a node), CHROMIUM, SHOTS.
+// (resume, then resume from a node), RUN_FAN (a live fan-out whose last two instances wait for
+// the file GO_FLAG), CHROMIUM, SHOTS.
 // Prints one line `RESULT {json}` with the measurements; exits non-zero on any failure.
 import { chromium } from "playwright-core";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
@@ -13,6 +14,7 @@ const env = (name) => { const v = process.env[name]; if (!v) throw new Error(`${
 const url = env("REINS_URL");
 const runWaiting = env("RUN_WAITING"), runReject = env("RUN_REJECT"), runLive = env("RUN_LIVE"), runAgent = env("RUN_AGENT");
 const runFailed = env("RUN_FAILED");
+const runFan = env("RUN_FAN"), goFlag = env("GO_FLAG");
 const shots = env("SHOTS");
 mkdirSync(shots, { recursive: true });
 // The flags Chromium needs as root in a container, and nothing reaching the network.
@@ -43,7 +45,7 @@ try {
   await a.goto(url + "/");
   await a.waitForSelector("table.runs tbody tr[data-run]");
   const order = await a.$$eval("table.runs tbody tr[data-run]", (rows) => rows.map((r) => [r.dataset.run, r.dataset.status]));
-  assert.equal(order.length, 5, JSON.stringify(order));
+  assert.equal(order.length, 6, JSON.stringify(order));
   assert.deepEqual(order[0], [runWaiting, "waiting"]);
   assert.deepEqual(order[1], [runReject, "waiting"]);
   assert.ok(await a.isVisible(`[data-count=waiting] >> text=2`), "live counts show 2 waiting");
@@ -118,6 +120,39 @@ try {
   result.bash_tool_ms = Number(await took.getAttribute("data-duration-ms"));
   await a.click(`[data-testid=transcript] details summary:has-text("Write")`);
   await a.screenshot({ path: join(shots, "agent-node.png"), fullPage: true });
+
+  step("a fan-out is one node, its instances counted by status");
+  await a.goto(`${url}/runs/${runFan}`);
+  await a.waitForSelector(`.dag .node[data-node=review][data-fan-out="12"][data-status=running]`);
+  assert.equal(await a.$$eval(".dag .node", (n) => n.length), 2, "twelve instances, one box");
+  const counts = () => a.$eval(".dag .node[data-node=review] [data-testid=node-sub]", (t) =>
+    Object.fromEntries([...t.querySelectorAll("tspan[data-count]")].map((s) => [s.dataset.count, s.textContent])));
+  assert.deepEqual(await counts(), { success: "9 ✓", running: "2 running", failed: "1 ✗" });
+  assert.ok((await a.textContent(".dag .node[data-node=review]")).includes("review ×12"), await a.textContent(".dag .node[data-node=review]"));
+
+  step("its panel lists the instances; one opens its own logs");
+  await a.click(".dag .node[data-node=review]");
+  await a.waitForSelector(`[data-testid=instances] tr[data-instance="review[k9]"][data-status=failed]`);
+  assert.equal(await a.$$eval("[data-testid=instances] tbody tr", (r) => r.length), 12);
+  const row = await a.$$eval(`[data-testid=instances] tr[data-instance="review[k3]"] td`, (tds) => tds.map((td) => td.textContent));
+  assert.deepEqual(row.slice(0, 3), ["k3", "3", "success"], JSON.stringify(row));
+  assert.match(row[3], /^\d+(\.\d+)?(ms|s)$/, JSON.stringify(row));
+  await a.click(`[data-testid=instances] tr[data-instance="review[k9]"]`);
+  await a.waitForSelector(`pre[data-log="stdout.log"]:has-text("review of item 9 failed")`);
+  assert.equal(await a.textContent("[data-testid=node-panel] h2"), "review[k9]");
+  assert.ok((await a.textContent("[data-testid=failure]")).includes("exited with code 1"));
+  assert.equal(await a.textContent("[data-testid=item]"), "9");
+  assert.ok(new URL(a.url()).searchParams.get("node") === "review[k9]", a.url());
+  await a.screenshot({ path: join(shots, "fan-out.png"), fullPage: true });
+
+  step("the counts change live as the last instances settle");
+  await a.click("[data-testid=fan-out-link]");
+  await a.waitForSelector(`[data-testid=instances] tr[data-instance="review[k10]"][data-status=running]`);
+  writeFileSync(goFlag, "");
+  await a.waitForSelector(`[data-testid=instances] tr[data-instance="review[k11]"][data-status=success]`, { timeout: 60000 });
+  await a.waitForSelector(".run-head .badge[data-status=success]", { timeout: 60000 });
+  assert.deepEqual(await counts(), { success: "11 ✓", failed: "1 ✗" });
+  assert.equal(await a.getAttribute(".dag .node[data-node=review]", "data-status"), "success");
 
   step("reject a gate in another run: a reason is required");
   await a.goto(`${url}/runs/${runReject}`);
