@@ -412,7 +412,7 @@ fn fix_issues_fixes_each_issue_in_its_own_worktree_and_commits_them_after_one_ga
         ])
         .timeout(std::time::Duration::from_secs(300))
         .run();
-    assert_code(&out, 3);
+    out.code(3);
     let run = bench.repo.status("last")["run_id"]
         .as_str()
         .unwrap()
@@ -451,7 +451,7 @@ fn fix_issues_fixes_each_issue_in_its_own_worktree_and_commits_them_after_one_ga
 
     // One gate, then each fix is committed on its worktree's branch.
     let out = bench.run(&["approve", &run, "approve", "--resume"]);
-    assert_code(&out, 0);
+    out.code(0);
     let committed = bench.repo.node(&run, "commit")["output"]
         .as_str()
         .unwrap_or_default()
