@@ -225,6 +225,45 @@ fn other_nodes_run_on_while_a_fan_out_lists_its_files() {
 }
 
 #[test]
+fn ctrl_c_ends_a_run_whose_items_can_never_be_listed() {
+    // A FIFO with no writer where the walk reads a `.gitignore` (a node, an agent above all,
+    // can make one): the listing never ends, yet Ctrl-C ends the run, and nothing is lost.
+    let repo = Repo::new().file("a.txt", "").workflow(
+        "stuck",
+        r#"nodes:
+  - id: each
+    for_each: { files: ["*.txt"] }
+    bash: echo "{{item}}"
+  - id: other
+    bash: echo done
+"#,
+    );
+    std::fs::create_dir_all(repo.join("d")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(repo.join("d/.gitignore"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let running = repo
+        .reins(["run", "stuck"])
+        .timeout(Duration::from_secs(30))
+        .spawn();
+    repo.wait_for("`other` to settle", Duration::from_secs(20), || {
+        repo.run_ids().first().is_some_and(|run| {
+            repo.events(run)
+                .iter()
+                .any(|e| e["type"] == "node_succeeded" && e["node"] == "other")
+        })
+    });
+    running.signal(Signal::SIGINT);
+    running.wait().code(130);
+    let run = repo.the_run();
+    assert_eq!(status(&repo, &run, "each"), "cancelled");
+    assert_eq!(status(&repo, &run, "other"), "success");
+    assert_eq!(repo.status(&run)["status"], "cancelled");
+}
+
+#[test]
 fn an_empty_list_succeeds_with_no_outputs_and_bad_keys_fail_before_any_instance() {
     let repo = Repo::new().workflow(
         "edge",
