@@ -31,8 +31,9 @@ use uuid::Uuid;
 struct Agent<'a> {
     /// The heading of its figures.
     title: &'static str,
-    /// How its rows name the bare CLI, a fresh session and a resumed turn.
-    labels: [&'static str; 3],
+    /// How its rows name the bare CLI, a fresh session and a resumed turn, and its ratio
+    /// line a fresh one.
+    labels: [&'static str; 4],
     /// Builds the invocation of a prompt (program, harness, environment, folders).
     invocation: &'a dyn Fn(&str, SessionMode) -> AgentInvocation,
     /// What a successful bare run prints.
@@ -61,7 +62,7 @@ fn main() {
             |prompt: &str, session| invocation(&claude, &sandbox, &env, prompt, session);
         let agent = Agent {
             title: "agent overhead",
-            labels: ["claude bare", "fresh session", "--resume turn"],
+            labels: ["claude bare", "fresh session", "--resume turn", "fresh"],
             invocation: &invocation,
             success: r#""subtype":"success""#,
             id_key: r#""session_id":""#,
@@ -82,7 +83,7 @@ fn main() {
         };
         let agent = Agent {
             title: "codex turn overhead",
-            labels: ["codex exec bare", "new thread", "resume turn"],
+            labels: ["codex exec bare", "new thread", "resume turn", "new"],
             invocation: &invocation,
             success: "turn.completed",
             id_key: r#""thread_id":""#,
@@ -159,7 +160,7 @@ fn compare(agent: &Agent, sandbox: &Sandbox, runtime: &tokio::runtime::Runtime, 
         s.sort();
         s
     });
-    let [cli, new, resumed] = agent.labels;
+    let [cli, new, resumed, new_ratio] = agent.labels;
     println!("{}, {iterations} runs each (median, min..max)", agent.title);
     for (name, s) in [
         (format!("{cli}, {new}"), &bare_fresh),
@@ -175,7 +176,7 @@ fn compare(agent: &Agent, sandbox: &Sandbox, runtime: &tokio::runtime::Runtime, 
         );
     }
     for (name, reins, bare) in [
-        ("fresh", &reins_fresh, &bare_fresh),
+        (new_ratio, &reins_fresh, &bare_fresh),
         ("resume", &reins_resume, &bare_resume),
     ] {
         let (r, b) = (median(reins), median(bare));

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use support::agents::{artifacts_in, git, Bundled};
-use support::run_repo::{Output, Repo};
+use support::run_repo::Repo;
 use support::{MockApi, Turn};
 
 /// A repository with one commit, the Claude CLI on `PATH` and the stand-in API behind it.
@@ -31,14 +31,6 @@ fn write_artifact(prompt: &str, name: &str, content: &str) -> Turn {
     )
 }
 
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.code, code,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
-}
-
 fn node_status(bench: &Bench, node: &str) -> String {
     bench.repo.node("last", node)["status"]
         .as_str()
@@ -55,7 +47,7 @@ fn validate_runs_the_detected_lint_and_tests_in_parallel() {
         "test:\n\t@echo tested > tested.txt\nlint:\n\t@echo linted > linted.txt\n",
     );
     let out = repo.reins(["run", "validate"]).run();
-    assert_code(&out, 0);
+    out.code(0);
     assert!(repo.exists("tested.txt") && repo.exists("linted.txt"));
     let report = std::fs::read_to_string(last_artifacts(&repo).join("validate.txt")).unwrap();
     assert_eq!(report.trim(), "lint: success, tests: success");
@@ -63,7 +55,7 @@ fn validate_runs_the_detected_lint_and_tests_in_parallel() {
     // A failing test target fails the run, and the report says which check failed.
     repo.write("Makefile", "test:\n\t@exit 3\nlint:\n\t@true\n");
     let out = repo.reins(["run", "validate"]).run();
-    assert_code(&out, 1);
+    out.code(1);
     let report = std::fs::read_to_string(last_artifacts(&repo).join("validate.txt")).unwrap();
     assert_eq!(report.trim(), "lint: success, tests: failed");
 
@@ -78,7 +70,7 @@ fn validate_runs_the_detected_lint_and_tests_in_parallel() {
             "lint_command=none",
         ])
         .run();
-    assert_code(&out, 0);
+    out.code(0);
     let report = std::fs::read_to_string(last_artifacts(&repo).join("validate.txt")).unwrap();
     assert_eq!(report.trim(), "lint: skipped, tests: success");
 }
@@ -102,7 +94,7 @@ fn review_runs_four_read_only_reviewers_and_merges_their_reports() {
         [Turn::text("verdict: approve\nall four reviewers approve")],
     );
     let out = bench.run(&["run", "review"]);
-    assert_code(&out, 0);
+    out.code(0);
     let artifacts = bench.artifacts();
     for focus in ["correctness", "security", "tests", "docs"] {
         let report = std::fs::read_to_string(artifacts.join(format!("review-{focus}.md"))).unwrap();
@@ -171,7 +163,7 @@ fn fix_issue_writes_the_root_cause_then_fixes_until_the_tests_pass() {
         "--input",
         "test_command=grep -qx hello greeting.txt",
     ]);
-    assert_code(&out, 0);
+    out.code(0);
     // It says where the fix is: in this checkout, not a worktree of its own.
     let summary = bench.repo.node("last", "summary");
     let said = summary["output"].as_str().unwrap_or_default();
@@ -222,14 +214,14 @@ fn refactor_safely_checks_a_green_baseline_waits_for_approval_then_steps() {
         "--input",
         "test_command=test -f a.txt",
     ]);
-    assert_code(&out, 3);
+    out.code(3);
     assert!(
         !bench.repo.exists("b.txt"),
         "nothing is refactored before the plan is approved"
     );
     assert!(bench.artifacts().join("baseline.txt").exists());
     let out = bench.run(&["approve", "last", "approve-plan", "--resume"]);
-    assert_code(&out, 0);
+    out.code(0);
     assert!(bench.repo.exists("b.txt"));
     let plan = std::fs::read_to_string(bench.artifacts().join("plan.md")).unwrap();
     assert!(!plan.contains("- [ ]"), "{plan}");
@@ -290,12 +282,12 @@ fn plan_to_pr_goes_from_task_to_a_committed_branch_behind_two_gates() {
         "test_command=test -f feature.txt",
     ];
     let out = bench.run(&run);
-    assert_code(&out, 3);
+    out.code(3);
     assert_eq!(node_status(&bench, "approve-plan"), "waiting");
     assert_eq!(node_status(&bench, "implement"), "pending");
 
     let out = bench.run(&["approve", "last", "approve-plan", "-m", "go", "--resume"]);
-    assert_code(&out, 3);
+    out.code(3);
     assert_eq!(node_status(&bench, "approve-pr"), "waiting");
     assert_eq!(node_status(&bench, "commit"), "pending");
     // The last gate names the worktree, the branch and the PR command it would run.
@@ -313,7 +305,7 @@ fn plan_to_pr_goes_from_task_to_a_committed_branch_behind_two_gates() {
     }
 
     let out = bench.run(&["approve", "last", "approve-pr", "--resume"]);
-    assert_code(&out, 0);
+    out.code(0);
     let run_id = bench.repo.status("last")["run_id"]
         .as_str()
         .unwrap_or_default()
@@ -420,7 +412,7 @@ fn fix_issues_fixes_each_issue_in_its_own_worktree_and_commits_them_after_one_ga
         ])
         .timeout(std::time::Duration::from_secs(300))
         .run();
-    assert_code(&out, 3);
+    out.code(3);
     let run = bench.repo.status("last")["run_id"]
         .as_str()
         .unwrap()
@@ -459,7 +451,7 @@ fn fix_issues_fixes_each_issue_in_its_own_worktree_and_commits_them_after_one_ga
 
     // One gate, then each fix is committed on its worktree's branch.
     let out = bench.run(&["approve", &run, "approve", "--resume"]);
-    assert_code(&out, 0);
+    out.code(0);
     let committed = bench.repo.node(&run, "commit")["output"]
         .as_str()
         .unwrap_or_default()

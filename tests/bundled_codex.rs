@@ -5,19 +5,10 @@
 mod support;
 
 use support::agents::{artifacts_in, git, Bundled};
-use support::run_repo::Output;
 use support::{Reply, ResponsesApi};
 
 /// A repository with one commit, Codex on `PATH` as `codex` and the stand-in behind it.
 type Bench = Bundled<ResponsesApi>;
-
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.code, code,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
-}
 
 #[test]
 fn review_runs_on_codex() {
@@ -38,7 +29,7 @@ fn review_runs_on_codex() {
         [Reply::text("verdict: approve\nall four reviewers approve")],
     );
     let out = bench.run(&["run", "review", "--agent", "codex"]);
-    assert_code(&out, 0);
+    out.code(0);
     let artifacts = bench.artifacts();
     for focus in ["correctness", "security", "tests", "docs"] {
         let report = std::fs::read_to_string(artifacts.join(format!("review-{focus}.md"))).unwrap();
@@ -91,7 +82,7 @@ fn fix_issue_runs_on_codex() {
         "--input",
         "test_command=grep -qx hello greeting.txt",
     ]);
-    assert_code(&out, 0);
+    out.code(0);
     assert_eq!(bench.repo.read("greeting.txt"), "hello\n");
     let cause = std::fs::read_to_string(bench.artifacts().join("root-cause.md")).unwrap();
     assert!(cause.contains("should say hello"));

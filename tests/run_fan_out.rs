@@ -187,6 +187,83 @@ fn a_fan_out_after_a_fan_out_whose_last_instance_failed_still_expands() {
 }
 
 #[test]
+fn other_nodes_run_on_while_a_fan_out_lists_its_files() {
+    // The walk for `files` reads `d/.gitignore`, a FIFO: it blocks until `unblock` writes to
+    // it, and `unblock` starts only after `first` settles. Were the items listed on the
+    // scheduler's driver, nothing would settle or start meanwhile: the run would never end.
+    let repo = Repo::new().file("a.txt", "").workflow(
+        "walk",
+        r#"nodes:
+  - id: each
+    for_each: { files: ["*.txt"] }
+    bash: echo "{{item}}"
+  - id: first
+    bash: "true"
+  - id: unblock
+    depends_on: [first]
+    bash: echo '*.log' > d/.gitignore
+"#,
+    );
+    std::fs::create_dir_all(repo.join("d")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(repo.join("d/.gitignore"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    repo.reins(["run", "walk"])
+        .timeout(Duration::from_secs(60))
+        .run()
+        .code(0);
+    let run = repo.the_run();
+    assert_eq!(output(&repo, &run, "each"), r#"["a.txt"]"#);
+    // `unblock` started before the items were recorded.
+    let events = repo.events(&run);
+    let at = |pred: &dyn Fn(&Value) -> bool| events.iter().position(pred).unwrap();
+    let started = at(&|e| e["type"] == "node_started" && e["node"] == "unblock");
+    let expanded = at(&|e| e["type"] == "fan_out_expanded");
+    assert!(started < expanded, "{events:#?}");
+}
+
+#[test]
+fn ctrl_c_ends_a_run_whose_items_can_never_be_listed() {
+    // A FIFO with no writer where the walk reads a `.gitignore` (a node, an agent above all,
+    // can make one): the listing never ends, yet Ctrl-C ends the run, and nothing is lost.
+    let repo = Repo::new().file("a.txt", "").workflow(
+        "stuck",
+        r#"nodes:
+  - id: each
+    for_each: { files: ["*.txt"] }
+    bash: echo "{{item}}"
+  - id: other
+    bash: echo done
+"#,
+    );
+    std::fs::create_dir_all(repo.join("d")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(repo.join("d/.gitignore"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let running = repo
+        .reins(["run", "stuck"])
+        .timeout(Duration::from_secs(30))
+        .spawn();
+    repo.wait_for("`other` to settle", Duration::from_secs(20), || {
+        repo.run_ids().first().is_some_and(|run| {
+            repo.events(run)
+                .iter()
+                .any(|e| e["type"] == "node_succeeded" && e["node"] == "other")
+        })
+    });
+    running.signal(Signal::SIGINT);
+    running.wait().code(130);
+    let run = repo.the_run();
+    assert_eq!(status(&repo, &run, "each"), "cancelled");
+    assert_eq!(status(&repo, &run, "other"), "success");
+    assert_eq!(repo.status(&run)["status"], "cancelled");
+}
+
+#[test]
 fn an_empty_list_succeeds_with_no_outputs_and_bad_keys_fail_before_any_instance() {
     let repo = Repo::new().workflow(
         "edge",
@@ -458,7 +535,11 @@ fn resume_from_a_fan_out_expands_it_again_from_its_source() {
     // A plain resume of a finished run does nothing; `--from` runs the fan-out again, over
     // the files there are now.
     repo.reins(["resume", &run, "--from", "each"]).run().code(0);
-    let effects = repo.lines("effects.txt");
+    // The instances of each execution run in parallel: each pair in any order.
+    let mut effects = repo.lines("effects.txt");
+    assert_eq!(effects.len(), 4, "{effects:?}");
+    effects[..2].sort();
+    effects[2..].sort();
     assert_eq!(effects, ["items/a", "items/b", "items/b", "items/c"]);
     let all = ids(&repo, &run);
     assert_eq!(all, ["each", "each[0]", "each[1]", "after"]);

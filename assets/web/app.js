@@ -414,6 +414,8 @@ function nodeSub(n, st) {
 }
 
 // ---------- node panel ----------
+// The most instances a fan-out's panel lists (a fan-out may have 10,000).
+const maxRows = 1000;
 function nodeView(runId, nodeId, panel, open) {
   let stopped = false;
   const offsets = new Map();
@@ -472,12 +474,13 @@ function nodeView(runId, nodeId, panel, open) {
       else if (!n.node.instances.length) parts.push(el("p", { class: "muted", text: "no items" }));
       else parts.push(el("table", { class: "instances", "data-testid": "instances" },
         el("thead", {}, el("tr", {}, ["Key", "Item", "Status", "Duration"].map((h) => el("th", { text: h })))),
-        el("tbody", {}, n.node.instances.map((i) => el("tr", { "data-instance": i.id, "data-status": i.status, tabindex: 0,
+        el("tbody", {}, n.node.instances.slice(0, maxRows).map((i) => el("tr", { "data-instance": i.id, "data-status": i.status, tabindex: 0,
           onclick: () => open(i.id), onkeydown: (e) => { if (e.key === "Enter") open(i.id); } },
           el("td", { class: "mono" }, el("a", { href: "#", onclick: (e) => e.preventDefault(), text: i.key })),
           el("td", { class: "item", title: i.item, text: i.item }),
           el("td", {}, badge(i.status)),
           el("td", { class: "num", text: duration(i.duration_ms) }))))));
+      if (n.node.instances.length > maxRows) parts.push(el("p", { class: "muted", text: `the first ${maxRows} of ${n.node.instances.length} shown; open any instance by its id with ?node=ID[KEY]` }));
     }
     if (n.gate) {
       parts.push(el("h2", { text: "Question" }));

@@ -125,11 +125,17 @@ pub fn describe(record: &Record, state: &RunState) -> Option<String> {
                 .map(|f| format!(" from `{f}`"))
                 .unwrap_or_default();
             // What this execution runs: every node not settled yet (those set back to pending
-            // and those that never started), and gates that wait for (or got) an answer.
+            // and those that never started, a fan-out taken up again), and gates that wait for
+            // (or got) an answer.
             let to_run: Vec<&str> = state
                 .nodes
                 .iter()
-                .filter(|n| matches!(n.status, NodeStatus::Pending | NodeStatus::Waiting))
+                .filter(|n| {
+                    matches!(
+                        n.status,
+                        NodeStatus::Pending | NodeStatus::Waiting | NodeStatus::Running
+                    )
+                })
                 .map(|n| n.id.as_str())
                 .collect();
             let mut names: Vec<String> = to_run.iter().take(5).map(|n| format!("`{n}`")).collect();

@@ -302,7 +302,9 @@ fn drive(
             .execute(observer, runners, options, watchdog.clone(), canceller)
             .await
     });
-    drop(runtime);
+    // A blocking task still running (a listing of items stuck on a FIFO, say) must not keep
+    // reins from exiting: the run has ended and recorded so.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     drop(watchdog);
     let paused = report.status == crate::store::RunStatus::Waiting;
     if view != View::Json && !(ask_next && paused) {

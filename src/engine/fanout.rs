@@ -7,7 +7,6 @@
 //! again). Everything here is pure but [`files`] (and so [`expand`]), which walks the working
 //! tree: the scheduler runs [`expand`] off its driver, on a blocking thread.
 
-use std::fmt;
 use std::path::Path;
 
 use serde_json::Value as Json;
@@ -18,13 +17,16 @@ use crate::workflow::template::RenderError;
 use crate::workflow::{FileSet, ForEach, TemplateField, MAX_ITEMS};
 
 /// Why a fan-out has no items: the run records it as the fan-out's failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FanOutError {
     /// `for_each` was not valid (the loader reported it; `reins validate` says why).
+    #[error("`for_each` is not valid (run `reins validate`)")]
     Invalid,
     /// The `for_each` template did not render.
-    Render(RenderError),
+    #[error("cannot render `for_each`: {0}")]
+    Render(#[source] RenderError),
     /// The value a lone `{{path}}` names is not a list (nor text of one).
+    #[error("`for_each` reads `{path}`, which is {what}, not a list")]
     NotAList {
         /// The path, like `nodes.plan.json.items`.
         path: String,
@@ -32,8 +34,10 @@ pub enum FanOutError {
         what: &'static str,
     },
     /// The value a lone `{{path}}` names did not read back as JSON.
+    #[error("cannot read `for_each` as JSON: {0}")]
     NotJson(String),
     /// A glob pattern is refused or does not parse.
+    #[error("bad file pattern `{pattern}`: {why}")]
     BadPattern {
         /// The pattern.
         pattern: String,
@@ -41,10 +45,17 @@ pub enum FanOutError {
         why: String,
     },
     /// The patterns did not build into one set.
+    #[error("bad file patterns: {0}")]
     BadPatterns(String),
     /// The working tree could not be listed.
+    #[error("cannot list the files for `for_each`: {0}")]
     Walk(String),
     /// More than [`MAX_ITEMS`] items.
+    #[error(
+        "`for_each` gives {}{} items; a fan-out may have at most {MAX_ITEMS}",
+        if *at_least { "more than " } else { "" },
+        crate::workflow::validate::thousands(if *at_least { count - 1 } else { *count })
+    )]
     TooMany {
         /// How many (at least, when `at_least`: a walk stops at the first one too many).
         count: usize,
@@ -52,13 +63,18 @@ pub enum FanOutError {
         at_least: bool,
     },
     /// The `key:` of an item did not render.
+    #[error("cannot render `key` of item {index}: {error}")]
     KeyRender {
         /// The item's index.
         index: usize,
         /// Why.
+        #[source]
         error: RenderError,
     },
     /// A key that cannot name an instance (see [`key_problem`]).
+    #[error(
+        "the key of item {index}, {shown:?}, {why}; a key names the instance `ID[KEY]` and its folder, so it must be at most {MAX_KEY_LEN} bytes without `/`, `\\`, `..`, `[`, `]` or control characters"
+    )]
     BadKey {
         /// The item's index.
         index: usize,
@@ -68,10 +84,15 @@ pub enum FanOutError {
         why: &'static str,
     },
     /// The expansion panicked (a bug in reins).
+    #[error("internal error: listing the items ended abnormally")]
     Panicked,
     /// The worker that lists the items for a Temporal run said why it could not: its message.
+    #[error("{0}")]
     OnWorker(String),
     /// Two items with one key.
+    #[error(
+        "items {first} and {index} have the same key {key:?}; every instance needs its own key (set `key:` to a field that differs, or leave it out to use the index)"
+    )]
     SameKey {
         /// The first item with it.
         first: usize,
@@ -81,47 +102,6 @@ pub enum FanOutError {
         key: String,
     },
 }
-
-impl fmt::Display for FanOutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FanOutError::Invalid => write!(f, "`for_each` is not valid (run `reins validate`)"),
-            FanOutError::Render(e) => write!(f, "cannot render `for_each`: {e}"),
-            FanOutError::NotAList { path, what } => {
-                write!(f, "`for_each` reads `{path}`, which is {what}, not a list")
-            }
-            FanOutError::NotJson(e) => write!(f, "cannot read `for_each` as JSON: {e}"),
-            FanOutError::BadPattern { pattern, why } => {
-                write!(f, "bad file pattern `{pattern}`: {why}")
-            }
-            FanOutError::BadPatterns(e) => write!(f, "bad file patterns: {e}"),
-            FanOutError::Walk(e) => write!(f, "cannot list the files for `for_each`: {e}"),
-            FanOutError::TooMany { count, at_least } => write!(
-                f,
-                "`for_each` gives {}{} items; a fan-out may have at most {MAX_ITEMS}",
-                if *at_least { "more than " } else { "" },
-                crate::workflow::validate::thousands(if *at_least { count - 1 } else { *count })
-            ),
-            FanOutError::KeyRender { index, error } => {
-                write!(f, "cannot render `key` of item {index}: {error}")
-            }
-            FanOutError::BadKey { index, shown, why } => write!(
-                f,
-                "the key of item {index}, {shown:?}, {why}; a key names the instance `ID[KEY]` and its folder, so it must be at most {MAX_KEY_LEN} bytes without `/`, `\\`, `..`, `[`, `]` or control characters"
-            ),
-            FanOutError::Panicked => {
-                write!(f, "internal error: listing the items ended abnormally")
-            }
-            FanOutError::OnWorker(e) => write!(f, "{e}"),
-            FanOutError::SameKey { first, index, key } => write!(
-                f,
-                "items {first} and {index} have the same key {key:?}; every instance needs its own key (set `key:` to a field that differs, or leave it out to use the index)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for FanOutError {}
 
 /// The items of fan-out `node` of `plan`, with their keys: its list, its template rendered
 /// against `context` (the fan-out's own context, without an item), or the files its globs
@@ -254,7 +234,7 @@ pub fn files(root: &Path, set: &FileSet) -> Result<Vec<Json>, FanOutError> {
             pattern: pattern.value.clone(),
             why,
         };
-        crate::workflow::validate::glob_problem(&pattern.value).map_err(|p| bad(p.to_string()))?;
+        crate::workflow::validate::glob_problem(&pattern.value).map_err(|e| bad(e.to_string()))?;
         let glob = globset::GlobBuilder::new(&pattern.value)
             .literal_separator(true)
             .build()
@@ -403,7 +383,15 @@ pub fn item_env(item: &Json, index: usize, key: &str) -> Vec<(String, String)> {
 }
 
 /// Too few instances of a fan-out succeeded: how many of how many, and what was needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{succeeded} of {total} instances succeeded{}; {}",
+    if *failed > 0 { format!(" ({failed} failed)") } else { String::new() },
+    match min_success {
+        Some(m) => format!("`min_success` is {m}"),
+        None => "a fan-out needs all of them (or set `min_success`)".to_string(),
+    }
+)]
 pub struct Shortfall {
     /// Instances that succeeded.
     pub succeeded: usize,
@@ -413,23 +401,6 @@ pub struct Shortfall {
     pub failed: usize,
     /// The fan-out's `min_success`, if set (else every instance had to succeed).
     pub min_success: Option<u32>,
-}
-
-impl fmt::Display for Shortfall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} of {} instances succeeded",
-            self.succeeded, self.total
-        )?;
-        if self.failed > 0 {
-            write!(f, " ({} failed)", self.failed)?;
-        }
-        match self.min_success {
-            Some(m) => write!(f, "; `min_success` is {m}"),
-            None => write!(f, "; a fan-out needs all of them (or set `min_success`)"),
-        }
-    }
 }
 
 /// How a fan-out ends, given its instances' statuses: success when all succeeded, or at least

@@ -724,7 +724,7 @@ impl Prepared {
     ) -> Report {
         let begun = match self.begin(observer) {
             Ok(b) => b,
-            Err(report) => return *report,
+            Err(report) => return report,
         };
         let Begun {
             plan,
@@ -750,7 +750,8 @@ impl Prepared {
 
     /// Records `run_started`/`run_resumed` and renders the workflow's `env:`: the run is ready
     /// for its nodes. A workflow `env:` that cannot be rendered ends the run (failed, recorded).
-    pub fn begin(self, observer: Box<dyn Observer>) -> Result<Begun, Box<Report>> {
+    #[allow(clippy::result_large_err)] // the run's final report, returned once per run
+    pub fn begin(self, observer: Box<dyn Observer>) -> Result<Begun, Report> {
         let Prepared {
             run,
             manifest,
@@ -789,10 +790,10 @@ impl Prepared {
                     });
                     let _ = recorder.flush();
                     drop(locks);
-                    return Err(Box::new(Report {
+                    return Err(Report {
                         status: RunStatus::Failed,
                         state: recorder.state(),
-                    }));
+                    });
                 }
             }
         }

@@ -543,13 +543,17 @@ impl Machine {
             }
             self.ready.extend(held);
         }
-        if self.running > 0 || self.expanding > 0 {
+        // A cancelled run does not wait for a listing of items: that may never end (a walk
+        // blocked on a FIFO), and a late answer is ignored (the fan-out has settled).
+        if self.running > 0 || (self.expanding > 0 && !self.cancelled) {
             return;
         }
         if self.cancelled {
-            // A fan-out cut short is cancelled; a resume runs its instances that did not finish.
+            // A fan-out cut short, or whose items were still being listed, is cancelled; a
+            // resume runs its instances that did not finish (or lists its items then).
             for f in 0..self.plan.len() {
-                if self.fan_outs[f].is_some() && self.status[f] == NodeStatus::Running {
+                let fans_out = self.fan_outs[f].is_some() || self.plan.workflow.nodes[f].fans_out();
+                if fans_out && self.status[f] == NodeStatus::Running {
                     self.status[f] = NodeStatus::Cancelled;
                     out.push(Decision::FanOutSettled {
                         node: f,
@@ -1364,6 +1368,20 @@ mod tests {
             ended(&mut m, "f[0]", 1, settled(NodeStatus::Cancelled, "")),
             ["fan-out f cancelled ", "finish cancelled"]
         );
+    }
+
+    #[test]
+    fn a_cancel_does_not_wait_for_a_listing_of_items() {
+        let mut m = machine(
+            "nodes:\n  - {id: f, bash: x, for_each: [1, 2]}\n",
+            1,
+            vec![],
+        );
+        assert_eq!(begin(&mut m), ["expand f"]);
+        let d = m.step(Input::Cancel);
+        assert_eq!(said(&m, d), ["fan-out f cancelled ", "finish cancelled"]);
+        // The listing ends late: nothing more happens.
+        assert_eq!(expanded(&mut m, "f", &["0", "1"]), Vec::<String>::new());
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl Scheduler {
                 Some(expanded) = self.expansions.join_next(), if !self.expansions.is_empty() => {
                     self.expanded(expanded);
                 }
-                joined = self.tasks.join_next_with_id() => match joined {
+                joined = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => match joined {
                     Some(Ok((id, (i, attempt, ended)))) => {
                         self.task_nodes.remove(&id);
                         self.attempt_ended(i, attempt, ended);

@@ -112,6 +112,7 @@ impl Live {
 }
 
 /// Where a run stands on this worker.
+#[allow(clippy::large_enum_variant)] // one per request, never stored
 enum Found {
     /// Open, ready for work.
     Open(Arc<Live>),
@@ -556,6 +557,7 @@ impl Activities {
         for event in input.events {
             let state = live.recorder.state();
             let settled = |node: &str| state.node(node).is_some_and(|n| n.status.is_settled());
+            #[allow(clippy::collapsible_match)] // one arm per kind of event reads best
             match &event {
                 Event::NodeSkipped { node, .. }
                 | Event::NodeSucceeded { node, .. }

@@ -90,6 +90,7 @@ type Attempt<'a> = Pin<Box<dyn Future<Output = (usize, u32, Came)> + 'a>>;
 type Timer<'a> = Pin<Box<dyn Future<Output = TimerResult> + 'a>>;
 
 /// What woke the workflow up.
+#[allow(clippy::large_enum_variant)] // one at a time, never stored
 enum Woke {
     Cancel,
     Done(usize, u32, Box<Came>),

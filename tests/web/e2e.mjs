@@ -58,7 +58,11 @@ try {
   step("open the run: the DAG, top-down");
   await a.click(`a[href="/runs/${runWaiting}"]`);
   await a.waitForSelector(`.dag .node[data-node=gate][data-status=waiting]`);
-  const ys = await a.$$eval(".dag .node", (nodes) => Object.fromEntries(nodes.map((n) => [n.dataset.node, n.getBoundingClientRect().top])));
+  // Positions are read once the page has laid the graph out (under load a measure taken while
+  // the page swaps views can see no boxes yet).
+  const tops = () => a.$$eval(".dag .node", (nodes) => Object.fromEntries(nodes.map((n) => [n.dataset.node, n.getBoundingClientRect().top])));
+  await a.waitForFunction(() => [...document.querySelectorAll(".dag .node")].every((n) => n.getBoundingClientRect().height > 0), null, { timeout: 10000 }).catch(() => {});
+  const ys = await tops();
   assert.ok(ys.build < ys.gate && ys.gate < ys.deploy, `top-down: ${JSON.stringify(ys)}`);
   assert.equal(await a.getAttribute(".dag .node[data-node=build]", "data-status"), "success");
   assert.equal(await a.getAttribute(".dag .node[data-node=deploy]", "data-status"), "pending");
