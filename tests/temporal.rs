@@ -541,3 +541,21 @@ fn an_invalid_workflow_never_reaches_temporal() {
         .code(2);
     assert_eq!(server.executions(), 0, "something reached Temporal");
 }
+
+#[test]
+fn a_worker_whose_server_is_gone_still_stops_on_sigterm() {
+    let Some(server) = DevServer::start() else {
+        return;
+    };
+    let mut worker = Worker::start(&server, "orphaned");
+    drop(server);
+    let running = worker.running.take().unwrap();
+    let pid = running.pid();
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    // Bounded, not timed: a worker waiting forever for a server that went away never ends.
+    wait_for("the worker to exit", Duration::from_secs(60), || {
+        !process_alive(pid)
+    });
+    let out = running.wait();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

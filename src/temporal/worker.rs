@@ -76,6 +76,19 @@ pub async fn run(
             stop_own();
         }
     }
-    ran.await
-        .map_err(|e| TemporalError::new(format!("the worker stopped: {e}")))
+    // A graceful shutdown waits for the server to hear of it; with the server gone it would
+    // wait forever. Node attempts still running are retried when a worker for this checkout
+    // returns, so the worker need not wait long.
+    match tokio::time::timeout(SHUTDOWN_LIMIT, ran).await {
+        Ok(r) => r.map_err(|e| TemporalError::new(format!("the worker stopped: {e}"))),
+        Err(_) => {
+            tracing::warn!(
+                "the worker did not shut down within {SHUTDOWN_LIMIT:?}; leaving without waiting for the server"
+            );
+            Ok(())
+        }
+    }
 }
+
+/// How long a stopping worker waits for its graceful shutdown.
+pub const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
