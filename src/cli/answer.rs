@@ -13,7 +13,7 @@ use crate::engine::launch::read_state;
 use crate::store::RunDir;
 
 /// Runs `reins approve` (`approved`) or `reins reject`.
-pub fn run(args: AnswerArgs, approved: bool) -> error::Result {
+pub(super) fn run(args: AnswerArgs, approved: bool) -> error::Result {
     let (store, run) = resolve_run(&args.run)?;
     let given = Given {
         gate: args.node.clone(),
@@ -56,7 +56,7 @@ pub fn run(args: AnswerArgs, approved: bool) -> error::Result {
 
 /// What came of asking at the gates on the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Asked {
+pub(super) enum Asked {
     /// At least one gate was answered (here, or from another shell meanwhile): resume.
     Answered,
     /// Ctrl-C at the prompt: the run keeps waiting.
@@ -76,7 +76,7 @@ enum Reply {
 /// Asks at each waiting gate of a paused run on the terminal (`approve GATE? [y/N]`, then an
 /// optional comment) and records the answers. Ctrl-C ends the prompt (the run keeps waiting);
 /// an answer given meanwhile from another shell (`reins approve`) ends it with who answered.
-pub fn ask_inline(run: &RunDir) -> Asked {
+pub(super) fn ask_inline(run: &RunDir) -> Asked {
     use std::io::Write;
     if read_state(run).is_err() {
         return Asked::Nothing;

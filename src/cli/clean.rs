@@ -18,7 +18,7 @@ use crate::engine::worktree;
 use crate::store::{RunLock, RunStatus, RunSummary, Store, Swept, STAGED_MIN_AGE};
 
 /// Runs `reins clean`.
-pub fn run(args: CleanArgs) -> error::Result {
+pub(super) fn run(args: CleanArgs) -> error::Result {
     if args.runs {
         return clean_runs(&args);
     }

@@ -19,7 +19,7 @@ use super::error::{self, Outcome};
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An agent CLI reins can drive, and how to tell it is ready.
-pub struct AgentCli {
+pub(super) struct AgentCli {
     /// The program looked up on `PATH`.
     pub program: &'static str,
     /// How to install it.
@@ -35,7 +35,7 @@ pub struct AgentCli {
 }
 
 /// Every agent CLI `doctor` checks. Add one here to check a second harness.
-pub const AGENT_CLIS: &[AgentCli] = &[
+pub(super) const AGENT_CLIS: &[AgentCli] = &[
     AgentCli {
         program: "claude",
         install: "npm install -g @anthropic-ai/claude-code",
@@ -63,7 +63,7 @@ pub const AGENT_CLIS: &[AgentCli] = &[
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Level {
+pub(super) enum Level {
     /// Ready.
     Ok,
     /// Missing, but only some workflows need it.
@@ -74,7 +74,7 @@ pub enum Level {
 
 /// One check.
 #[derive(Debug, Clone, Serialize)]
-pub struct Check {
+pub(super) struct Check {
     /// What was checked, like `claude` or `git repository`.
     pub name: String,
     /// How it came out.
@@ -111,7 +111,7 @@ impl Check {
 }
 
 /// Runs `reins doctor`.
-pub fn run(args: DoctorArgs) -> error::Result {
+pub(super) fn run(args: DoctorArgs) -> error::Result {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let checks = checks(&cwd);
     let failed = checks.iter().any(|c| c.status == Level::Fail);
@@ -161,7 +161,7 @@ fn paint(color: bool, code: &str, text: &str) -> String {
 }
 
 /// Every check, seen from `cwd`.
-pub fn checks(cwd: &Path) -> Vec<Check> {
+pub(super) fn checks(cwd: &Path) -> Vec<Check> {
     let mut per_cli: Vec<Vec<Check>> = AGENT_CLIS.iter().map(agent_checks).collect();
     // One agent CLI ready (found, credentials and all) is enough: what the others lack is only
     // a warning, for workflows that use them.

@@ -63,7 +63,7 @@ pub enum Error {
 }
 
 /// What commands return.
-pub type Result<T = Outcome> = std::result::Result<T, Error>;
+pub(super) type Result<T = Outcome> = std::result::Result<T, Error>;
 
 impl Error {
     /// A usage error.

@@ -11,7 +11,7 @@ use crate::graph::{Dag, DEFAULT_WEIGHT};
 use crate::workflow::{duration, Workflow};
 
 /// Runs `reins graph`.
-pub fn run(args: GraphArgs) -> error::Result {
+pub(super) fn run(args: GraphArgs) -> error::Result {
     let valid = valid_workflow(&args.workflow)?;
     let shape = Shape::of(&valid.workflow);
     let out = match args.format {

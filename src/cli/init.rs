@@ -14,7 +14,7 @@ enum Written {
 }
 
 /// Runs `reins init`.
-pub fn init(args: InitArgs) -> error::Result {
+pub(super) fn init(args: InitArgs) -> error::Result {
     let root = match args.dir {
         Some(dir) => dir,
         None => project_root(),
@@ -62,7 +62,7 @@ pub fn init(args: InitArgs) -> error::Result {
 }
 
 /// Runs `reins new NAME`.
-pub fn new(args: NewArgs) -> error::Result {
+pub(super) fn new(args: NewArgs) -> error::Result {
     let name = &args.name;
     if name.is_empty()
         || !name
@@ -138,7 +138,7 @@ fn read_workflow(name_or_path: &str) -> Result<String, Error> {
 }
 
 /// Runs `reins show WORKFLOW`: the file as it is, bundled ones included.
-pub fn show(args: ShowArgs) -> error::Result {
+pub(super) fn show(args: ShowArgs) -> error::Result {
     let mut text = read_workflow(&args.workflow)?;
     if !text.ends_with('\n') {
         text.push('\n');
@@ -243,7 +243,7 @@ fn project_root() -> PathBuf {
 }
 
 /// The project's test command, from the files that name one.
-pub fn detect_test_command(root: &Path) -> Option<String> {
+pub(super) fn detect_test_command(root: &Path) -> Option<String> {
     let has = |name: &str| root.join(name).exists();
     let contains = |name: &str, needle: &str| {
         std::fs::read_to_string(root.join(name))

@@ -18,7 +18,7 @@ struct Row {
 }
 
 /// Runs `reins list`.
-pub fn run(args: ListArgs) -> error::Result {
+pub(super) fn run(args: ListArgs) -> error::Result {
     let search = SearchPath::from_env();
     let rows = rows(&search);
     let out = match args.format {

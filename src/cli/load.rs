@@ -8,7 +8,7 @@ use crate::workflow::discover::{self, SearchPath};
 use crate::workflow::{validate, Workflow};
 
 /// A workflow that passed validation, with where it came from.
-pub struct Valid {
+pub(super) struct Valid {
     /// The workflow.
     pub workflow: Workflow,
     /// Where its command files are looked up.
@@ -17,7 +17,7 @@ pub struct Valid {
 
 /// Resolves a workflow name or path, loads and validates it. Diagnostics (warnings too) go to
 /// stderr; an unknown or invalid workflow is a usage error.
-pub fn valid_workflow(name_or_path: &str) -> Result<Valid, Error> {
+pub(super) fn valid_workflow(name_or_path: &str) -> Result<Valid, Error> {
     let found = discover::resolve_workflow(name_or_path)
         .map_err(|e| Error::usage_with_help(e.to_string(), e.help().map(|h| h.to_string())))?;
     let loaded = found.load_workflow();

@@ -26,7 +26,7 @@ use crate::store::{Event, NodeStatus, RunDir, RunState};
 const POLL: Duration = Duration::from_millis(100);
 
 /// Runs `reins logs`.
-pub fn run(args: LogsArgs) -> error::Result {
+pub(super) fn run(args: LogsArgs) -> error::Result {
     let (_, run) = resolve_run(&args.run)?;
     // `NODE/CHILD_NODE`: a node of a `workflow:` node's child run.
     let (run, node) = match args.node.as_deref().map(|n| descend(&run, n)) {

@@ -25,7 +25,7 @@ use crate::store::{Event, IterationStatus, NodeStatus, Record, RunState, RunStat
 use crate::workflow::duration;
 
 /// Whether stdout gets colours (see [`super::use_color`]).
-pub fn colors_on_stdout() -> bool {
+pub(super) fn colors_on_stdout() -> bool {
     use std::io::IsTerminal;
     super::use_color(std::io::stdout().is_terminal())
 }
@@ -35,7 +35,7 @@ const MAX_LIVE_LINES: usize = 12;
 
 /// Which view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
+pub(super) enum View {
     /// Live view on a terminal.
     Live,
     /// Plain timestamped lines.
@@ -46,7 +46,7 @@ pub enum View {
 
 impl View {
     /// The view for this process: JSON if asked, live if stderr is a terminal, else plain.
-    pub fn detect(json: bool) -> View {
+    pub(super) fn detect(json: bool) -> View {
         use std::io::IsTerminal;
         if json {
             View::Json
@@ -61,7 +61,7 @@ impl View {
 }
 
 /// Builds the observer of a view of the run in `run_dir`.
-pub fn observer(view: View, run_dir: &Path) -> (Box<dyn Observer>, Option<ProgressBar>) {
+pub(super) fn observer(view: View, run_dir: &Path) -> (Box<dyn Observer>, Option<ProgressBar>) {
     match view {
         View::Json => (Box::new(JsonLines), None),
         View::Plain => (Box::new(PlainLines), None),
@@ -100,7 +100,7 @@ impl Observer for PlainLines {
 }
 
 /// One line about an event, or nothing for events not worth a line.
-pub fn describe(record: &Record, state: &RunState) -> Option<String> {
+pub(super) fn describe(record: &Record, state: &RunState) -> Option<String> {
     let elapsed = |node: &str| {
         state
             .node(node)
@@ -394,7 +394,7 @@ struct LiveState {
 
 /// How many nodes are where, for the live view's status line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
+pub(super) struct Counts {
     /// Nodes in the run.
     pub total: usize,
     /// Succeeded or skipped.
@@ -409,7 +409,7 @@ pub struct Counts {
 
 impl Counts {
     /// The counts of a run's state.
-    pub fn of(state: &RunState) -> Counts {
+    pub(super) fn of(state: &RunState) -> Counts {
         let mut c = Counts {
             total: state.nodes.len(),
             ..Counts::default()
@@ -428,7 +428,7 @@ impl Counts {
 }
 
 /// The live view's status line: `3/9 done · 2 running · 1 waiting · 0 failed · 12.3s · $0.0123`.
-pub fn status_line(c: Counts, elapsed: Duration, cost_usd: f64, color: bool) -> String {
+pub(super) fn status_line(c: Counts, elapsed: Duration, cost_usd: f64, color: bool) -> String {
     let failed = format!("{} failed", c.failed);
     let failed = if c.failed > 0 {
         paint(color, RED, &failed)
@@ -641,7 +641,7 @@ fn newest_transcript(dir: &Path) -> Option<PathBuf> {
 }
 
 /// A tool call in a few words: `Bash: cargo test`, `Edit: src/lib.rs`, `Grep: fn main`.
-pub fn tool_label(tool: &crate::agent::events::ToolUse) -> String {
+pub(super) fn tool_label(tool: &crate::agent::events::ToolUse) -> String {
     let get = |key: &str| tool.input.get(key).and_then(serde_json::Value::as_str);
     let detail = match tool.name.as_str() {
         "Bash" => get("command"),
@@ -781,7 +781,7 @@ fn terminal_width() -> usize {
 
 /// The final summary: one line per node with its status, duration and what to know, then
 /// where the logs are.
-pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -> String {
+pub(super) fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -> String {
     let now = SystemTime::now();
     let mut out = String::new();
     let elapsed = state.elapsed(now).map(duration::format).unwrap_or_default();
@@ -819,7 +819,7 @@ pub fn summary(state: &RunState, status: RunStatus, run_dir: &std::path::Path) -
 
 /// What to do next with a run in `status`: how to continue it, answer its gates, or ask a
 /// rejected gate again. Shared by the summary and `reins status`.
-pub fn next_steps(state: &RunState, status: RunStatus) -> Vec<String> {
+pub(super) fn next_steps(state: &RunState, status: RunStatus) -> Vec<String> {
     let id = &state.run_id;
     let mut out = Vec::new();
     let rejected: Vec<&str> = state
@@ -888,7 +888,7 @@ pub fn next_steps(state: &RunState, status: RunStatus) -> Vec<String> {
 }
 
 /// The lines under a failed node: the last lines of its log, then where the whole log is.
-pub fn failure_lines(run_id: &str, tail: &[String], log: Option<&str>) -> String {
+pub(super) fn failure_lines(run_id: &str, tail: &[String], log: Option<&str>) -> String {
     let mut out = String::new();
     for line in tail {
         let _ = write!(out, "\n    │ {line}");
@@ -900,7 +900,7 @@ pub fn failure_lines(run_id: &str, tail: &[String], log: Option<&str>) -> String
 }
 
 /// `output truncated: 1 MiB of 2.9 MiB kept`.
-pub fn truncation_text(kept: u64, total: u64) -> String {
+pub(super) fn truncation_text(kept: u64, total: u64) -> String {
     crate::store::Truncation {
         kept_bytes: kept,
         total_bytes: total,
@@ -915,7 +915,7 @@ fn gate_answer(n: &crate::store::NodeState) -> Option<bool> {
 
 /// A node's state in words: its status, except for a gate answered while no process ran the
 /// run, which is `approved (resume to continue)` (or rejected) rather than `waiting`.
-pub fn status_label(n: &crate::store::NodeState) -> String {
+pub(super) fn status_label(n: &crate::store::NodeState) -> String {
     match (n.status, gate_answer(n)) {
         (NodeStatus::Waiting, Some(true)) => "approved (resume to continue)".into(),
         (NodeStatus::Waiting, Some(false)) => "rejected (resume to continue)".into(),
@@ -924,7 +924,7 @@ pub fn status_label(n: &crate::store::NodeState) -> String {
 }
 
 /// What agents used: cost, turns and tokens, like `$0.0123 · 2 turns · 24 in / 10 out tokens`.
-pub fn usage_text(usage: &crate::store::Usage) -> String {
+pub(super) fn usage_text(usage: &crate::store::Usage) -> String {
     // A cost the agent did not report (Codex) is never shown as a number.
     let cost = match (usage.unpriced, usage.cost_usd > 0.0) {
         (false, _) => format!("${:.4} · ", usage.cost_usd),
@@ -942,10 +942,10 @@ pub fn usage_text(usage: &crate::store::Usage) -> String {
 
 /// Instances of a fan-out shown one by one; past this many, they are counted, and only
 /// those not succeeded, pending or skipped are listed (this many at most).
-pub const SHOWN_INSTANCES: usize = 8;
+pub(super) const SHOWN_INSTANCES: usize = 8;
 
 /// `200 instances: 190 success, 6 running, 4 failed (those not succeeded are listed below)`.
-pub fn instance_counts(state: &RunState, fan_out: &crate::store::NodeState) -> String {
+pub(super) fn instance_counts(state: &RunState, fan_out: &crate::store::NodeState) -> String {
     let items = fan_out.fan_out.as_deref().unwrap_or_default();
     let mut counts: Vec<(NodeStatus, usize)> = Vec::new();
     for item in items {
@@ -963,7 +963,7 @@ pub fn instance_counts(state: &RunState, fan_out: &crate::store::NodeState) -> S
 
 /// One line per node: id, status, duration, attempts, agent usage, and the error or skip
 /// reason.
-pub fn node_table(state: &RunState, now: SystemTime) -> String {
+pub(super) fn node_table(state: &RunState, now: SystemTime) -> String {
     let width = state
         .nodes
         .iter()

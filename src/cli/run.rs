@@ -21,7 +21,7 @@ use crate::workflow::TemplateField;
 use crate::workflow::{self, NodeKind};
 
 /// Runs `reins run`.
-pub fn run(args: RunArgs) -> error::Result {
+pub(super) fn run(args: RunArgs) -> error::Result {
     let store = current_store()?;
     let super::load::Valid {
         workflow, commands, ..
@@ -167,7 +167,7 @@ fn print_summary(run: &crate::store::RunDir) {
 }
 
 /// Runs `reins resume`.
-pub fn resume(args: ResumeArgs) -> error::Result {
+pub(super) fn resume(args: ResumeArgs) -> error::Result {
     let (store, run) = resolve_run(&args.run)?;
     let json = args.wants_json();
     let runners = Runners::new();

@@ -17,7 +17,7 @@ use crate::store::{
 use crate::workflow::duration;
 
 /// Runs `reins runs`.
-pub fn list(args: RunsArgs) -> error::Result {
+pub(super) fn list(args: RunsArgs) -> error::Result {
     let store = current_store()?;
     let runs = match store.list() {
         Ok(r) => r,
@@ -123,7 +123,7 @@ fn tree_order(runs: &[RunSummary]) -> Vec<(usize, &RunSummary)> {
 }
 
 /// Runs `reins status`.
-pub fn status(args: StatusArgs) -> error::Result {
+pub(super) fn status(args: StatusArgs) -> error::Result {
     let (store, run) = resolve_run(&args.run)?;
     let summary = read_summary(&store, &run)?;
     let now = SystemTime::now();
@@ -152,7 +152,7 @@ pub fn status(args: StatusArgs) -> error::Result {
 
 /// What `reins status` prints for a run: its header, one line per node, the error, and what to
 /// do next.
-pub fn status_text(summary: &RunSummary, now: SystemTime) -> String {
+pub(super) fn status_text(summary: &RunSummary, now: SystemTime) -> String {
     use std::fmt::Write as _;
     let state = &summary.state;
     let run = &summary.run;
@@ -222,7 +222,7 @@ fn child_tables(out: &mut String, run: &RunDir, state: &RunState, now: SystemTim
 }
 
 /// Runs `reins cancel`.
-pub fn cancel(args: CancelArgs) -> error::Result {
+pub(super) fn cancel(args: CancelArgs) -> error::Result {
     let (store, run) = resolve_run(&args.run)?;
     // Runs of a tree (`workflow:` nodes) are cancelled together, from its top.
     let top = crate::engine::approval::top_of(&run);

@@ -8,7 +8,7 @@ use super::error::{self, Error, Outcome};
 use crate::serve::{self, guard, registry, Config};
 
 /// Runs `reins serve`.
-pub fn run(args: ServeArgs) -> error::Result {
+pub(super) fn run(args: ServeArgs) -> error::Result {
     let store = current_store()?;
     let token = match (&args.token, args.bind.is_loopback()) {
         (Some(t), _) if t.len() < 16 || !t.chars().all(|c| c.is_ascii_graphic()) => {
@@ -60,7 +60,6 @@ pub fn run(args: ServeArgs) -> error::Result {
         }
         let store_dir = store.dir().to_path_buf();
         let config = Config {
-            addr,
             token,
             read_only: args.read_only,
             exe,

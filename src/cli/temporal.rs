@@ -25,7 +25,7 @@ fn server(e: crate::temporal::TemporalError) -> Error {
 const HEARTBEAT_TIMEOUT_SECS: u64 = 10;
 
 /// The Temporal endpoint the flags, the environment and the user config name; `None`: local.
-pub fn endpoint(args: &TemporalArgs) -> error::Result<Option<Endpoint>> {
+pub(super) fn endpoint(args: &TemporalArgs) -> error::Result<Option<Endpoint>> {
     let given = Given {
         address: args.temporal.clone(),
         namespace: args.namespace.clone(),
@@ -61,7 +61,7 @@ fn flags(e: &Endpoint) -> String {
 
 /// `reins run WF --temporal ...`: validates here (an invalid workflow never reaches Temporal),
 /// submits, and returns or follows.
-pub fn run(args: RunArgs, endpoint: Endpoint) -> error::Result {
+pub(super) fn run(args: RunArgs, endpoint: Endpoint) -> error::Result {
     if args.dry_run {
         return Err(Error::usage(
             "`--dry-run` renders a run here; leave out `--temporal` (or REINS_TEMPORAL) for it",
@@ -189,7 +189,7 @@ async fn follow(c: &temporalio_client::Client, run_id: &str, f: &str) -> error::
 }
 
 /// `reins worker`.
-pub fn worker(args: WorkerArgs) -> error::Result {
+pub(super) fn worker(args: WorkerArgs) -> error::Result {
     let Some(endpoint) = endpoint(&args.temporal)? else {
         return Err(Error::usage(
             "`reins worker` needs a Temporal server: pass `--temporal HOST:PORT` (or set REINS_TEMPORAL)",
@@ -255,7 +255,7 @@ pub fn worker(args: WorkerArgs) -> error::Result {
 }
 
 /// `reins approve|reject RUN [GATE] --temporal ...`.
-pub fn answer(args: AnswerArgs, approved: bool, endpoint: Endpoint) -> error::Result {
+pub(super) fn answer(args: AnswerArgs, approved: bool, endpoint: Endpoint) -> error::Result {
     let verb = if approved { "approve" } else { "reject" };
     if std::env::var("REINS_RUN_ID").is_ok_and(|id| id == args.run) {
         return Err(Error::usage(format!(
@@ -297,7 +297,7 @@ pub fn answer(args: AnswerArgs, approved: bool, endpoint: Endpoint) -> error::Re
 }
 
 /// `reins cancel RUN --temporal ...`.
-pub fn cancel(run: &str, endpoint: Endpoint) -> error::Result {
+pub(super) fn cancel(run: &str, endpoint: Endpoint) -> error::Result {
     let rt = runtime()?;
     rt.block_on(async {
         let c = client::connect(&endpoint, &format!("reins cancel {}", os_user()))
@@ -310,7 +310,7 @@ pub fn cancel(run: &str, endpoint: Endpoint) -> error::Result {
 }
 
 /// `reins status RUN --temporal ...`.
-pub fn status(run: &str, json: bool, endpoint: Endpoint) -> error::Result {
+pub(super) fn status(run: &str, json: bool, endpoint: Endpoint) -> error::Result {
     let rt = runtime()?;
     let c = rt
         .block_on(client::connect(&endpoint, "reins status"))
@@ -373,7 +373,7 @@ fn print_view(view: &View, temporal: &str, f: &str) {
 
 /// `reins logs RUN [NODE] --temporal ...`: the logs live in the worker's checkout; shown here
 /// when that checkout is on this machine, else where to find them.
-pub fn logs(args: LogsArgs, endpoint: Endpoint) -> error::Result {
+pub(super) fn logs(args: LogsArgs, endpoint: Endpoint) -> error::Result {
     let rt = runtime()?;
     let c = rt
         .block_on(client::connect(&endpoint, "reins logs"))

@@ -9,7 +9,7 @@ use crate::diagnostic::render_all;
 use crate::workflow;
 
 /// Runs `reins validate`.
-pub fn run(args: ValidateArgs) -> error::Result {
+pub(super) fn run(args: ValidateArgs) -> error::Result {
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".workflows")]
     } else {

@@ -35,7 +35,7 @@ use crate::workflow::{LoopBody, Node, NodeKind, Workflow};
 use crate::workflow::{BUILTIN_AGENT, BUILTIN_AGENTS};
 
 /// Runs `prompt` and `command` nodes.
-pub struct AgentRunner;
+pub(crate) struct AgentRunner;
 
 impl NodeRunner for AgentRunner {
     fn run(&self, job: Job) -> BoxFuture<Outcome> {
@@ -60,7 +60,7 @@ impl SessionLocks {
 
 /// An agent profile with its `use:` chain merged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Profile {
+pub(crate) struct Profile {
     /// The CLI: the harness of the built-in profile the chain ends at (`claude`, `codex`).
     pub harness: HarnessKind,
     /// Codex's sandbox (`read-only`, `workspace-write`, `danger-full-access`, `none`).
@@ -89,7 +89,7 @@ pub struct Profile {
 /// later (more specific) profile overrides `program`, `model`, `permission_mode` and
 /// `max_turns`; tool lists, `args` and `env` add up, the base's first. A profile of the
 /// workflow named `claude` refines the built-in one.
-pub fn resolve_profile(wf: &Workflow, name: &str) -> Profile {
+pub(crate) fn resolve_profile(wf: &Workflow, name: &str) -> Profile {
     let mut chain = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     let mut current = name;
@@ -152,7 +152,7 @@ pub struct UnknownAgent {
 /// Makes `agent` the run's default agent (`reins run WF --agent NAME`): nodes without an
 /// `agent` of their own run on it, and so do profiles that `use:` the workflow's default
 /// (`defaults.agent`, else `claude`). Fails on a name that is neither built in nor a profile.
-pub fn switch_default_agent(wf: &mut Workflow, agent: &str) -> Result<(), UnknownAgent> {
+pub(crate) fn switch_default_agent(wf: &mut Workflow, agent: &str) -> Result<(), UnknownAgent> {
     let known = BUILTIN_AGENTS.contains(&agent) || wf.agents.get(agent).is_some();
     if !known {
         return Err(UnknownAgent {
@@ -199,7 +199,7 @@ pub fn switch_default_agent(wf: &mut Workflow, agent: &str) -> Result<(), Unknow
 }
 
 /// The profile name a node runs on: its `agent`, else `defaults.agent`, else `claude`.
-pub fn profile_name<'a>(wf: &'a Workflow, node: &'a Node) -> &'a str {
+pub(crate) fn profile_name<'a>(wf: &'a Workflow, node: &'a Node) -> &'a str {
     node.agent
         .as_ref()
         .or(wf.defaults.agent.as_ref())
@@ -407,7 +407,7 @@ fn judge(o: AgentOutcome) -> Outcome {
 
 /// Why an agent node's prompt, or its profile's environment, could not be rendered.
 #[derive(Debug, thiserror::Error)]
-pub enum PromptError {
+pub(crate) enum PromptError {
     /// The `prompt:` (or the body of a `command:` without a command file).
     #[error("cannot render the prompt: {0}")]
     Prompt(#[source] RenderError),
@@ -520,7 +520,7 @@ fn invocation(job: &Job) -> Result<AgentInvocation, PromptError> {
 /// The rendered prompt of node `i`: `prompt:`, or the command file's body (frontmatter
 /// stripped) with `{{args.NAME}}`: the node's `args:` rendered, the frontmatter's defaults for
 /// the rest. Also what `reins run --dry-run` shows.
-pub fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, PromptError> {
+pub(crate) fn render_prompt(plan: &Plan, i: usize, context: &Json) -> Result<String, PromptError> {
     let node = &plan.workflow.nodes[i];
     let command = match &node.kind {
         NodeKind::Command(name) => Some(&name.value),

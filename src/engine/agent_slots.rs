@@ -47,7 +47,7 @@ pub struct Slot {
 
 /// Where the cap came from, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// `--max-agents`.
     Flag,
     /// `REINS_MAX_AGENTS`.
@@ -127,7 +127,7 @@ impl AgentSlots {
 /// Holds a slot for one agent attempt (see the module docs); `Err(Outcome::Cancelled)` when
 /// the run was cancelled while it waited. Slot files that cannot be used do not stop the run:
 /// it goes on without the cap, with a warning in the debug log.
-pub async fn hold(job: &super::runner::Job) -> Result<Option<Slot>, super::runner::Outcome> {
+pub(crate) async fn hold(job: &super::runner::Job) -> Result<Option<Slot>, super::runner::Outcome> {
     let Some(slots) = &job.limits.agent_slots else {
         return Ok(None);
     };
@@ -168,7 +168,7 @@ pub async fn hold(job: &super::runner::Job) -> Result<Option<Slot>, super::runne
 
 /// The default cap: half the machine's memory at [`MEMORY_PER_AGENT`] each, from 1 to 16
 /// (4 when the memory cannot be read).
-pub fn default_max() -> usize {
+pub(crate) fn default_max() -> usize {
     match total_memory() {
         Some(bytes) => ((bytes / 2 / MEMORY_PER_AGENT) as usize).clamp(1, MOST_AGENTS_BY_DEFAULT),
         None => 4,
@@ -191,7 +191,7 @@ fn total_memory() -> Option<u64> {
 /// Why the cap on agent sessions could not be worked out: a setting that is not a positive
 /// number, or a config file that cannot be read.
 #[derive(Debug, thiserror::Error)]
-pub enum MaxAgentsError {
+pub(crate) enum MaxAgentsError {
     /// `REINS_MAX_AGENTS` is not a positive whole number.
     #[error("REINS_MAX_AGENTS is `{0}`; set it to a whole number of agent sessions, 1 or more")]
     Env(String),
@@ -232,7 +232,7 @@ pub enum MaxAgentsError {
 /// Works out the cap: the flag, else `REINS_MAX_AGENTS`, else the user config file, else
 /// [`default_max`]. A value that is not a positive number is an error naming where it came
 /// from.
-pub fn resolve_max(
+pub(crate) fn resolve_max(
     flag: Option<u32>,
     env: impl Fn(&str) -> Option<String>,
     config: Option<&Path>,
@@ -255,7 +255,7 @@ pub fn resolve_max(
 }
 
 /// The user config file: `config.yaml` in the user-global folder.
-pub fn config_path() -> Option<PathBuf> {
+pub(crate) fn config_path() -> Option<PathBuf> {
     crate::workflow::discover::user_dir(|k| std::env::var_os(k)).map(|d| d.join("config.yaml"))
 }
 

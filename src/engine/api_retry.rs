@@ -17,7 +17,7 @@ use crate::store::Event;
 const PROBE_LIMIT: Duration = Duration::from_secs(1);
 
 /// Reports the retries of one agent attempt.
-pub struct RetryReporter {
+pub(crate) struct RetryReporter {
     /// `host:port` of the model API.
     address: String,
     /// What the probe found, once it ran.
@@ -27,7 +27,7 @@ pub struct RetryReporter {
 impl RetryReporter {
     /// For an agent whose environment is `env` (its `ANTHROPIC_BASE_URL`, else reins' own,
     /// else the public API).
-    pub fn new(env: &[(String, String)]) -> Self {
+    pub(crate) fn new(env: &[(String, String)]) -> Self {
         let url = env
             .iter()
             .rev()
@@ -43,7 +43,7 @@ impl RetryReporter {
     }
 
     /// Records one retry of the CLI as an `agent_retry` event of the job's node.
-    pub async fn report(&mut self, job: &Job, retry: &ApiRetry) {
+    pub(crate) async fn report(&mut self, job: &Job, retry: &ApiRetry) {
         let kind = retry.error.as_deref().filter(|k| *k != "unknown");
         let reason = match (retry.error_status, kind) {
             (Some(status), Some(kind)) => format!("HTTP {status} {}", kind.replace('_', " ")),

@@ -39,11 +39,11 @@ use crate::workflow::TemplateField;
 use crate::workflow::{self, duration, Node, NodeKind};
 
 /// Who answers for reins itself (a timed-out gate).
-pub const REINS: &str = "reins";
+pub(crate) const REINS: &str = "reins";
 
 /// An answer, as kept in `nodes/<gate>/answer.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AnswerFile {
+pub(crate) struct AnswerFile {
     /// Approved or rejected.
     pub approved: bool,
     /// Who answered: the OS user, or `reins` for a timeout.
@@ -60,7 +60,7 @@ pub struct AnswerFile {
 
 impl AnswerFile {
     /// An answer to `request` given now by `by`.
-    pub fn now(
+    pub(crate) fn now(
         approved: bool,
         by: impl Into<String>,
         comment: Option<String>,
@@ -76,7 +76,7 @@ impl AnswerFile {
     }
 
     /// The event that records it.
-    pub fn event(&self, node: &str) -> Event {
+    pub(crate) fn event(&self, node: &str) -> Event {
         Event::ApprovalAnswered {
             node: node.to_string(),
             approved: self.approved,
@@ -88,18 +88,18 @@ impl AnswerFile {
 
     /// True when it answers `request` (any answer counts for a request recorded before
     /// requests had ids).
-    pub fn answers(&self, request: &str) -> bool {
+    pub(crate) fn answers(&self, request: &str) -> bool {
         request.is_empty() || self.request == request
     }
 }
 
 /// A fresh request id.
-pub fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// The answer file of a gate, given its node folder.
-pub fn answer_path(node_dir: &Path) -> PathBuf {
+pub(crate) fn answer_path(node_dir: &Path) -> PathBuf {
     node_dir.join("answer.json")
 }
 
@@ -112,7 +112,7 @@ fn answer_rel(run: &RunDir, gate: &str) -> PathBuf {
 
 /// What a gate's answer file holds.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Found {
+pub(crate) enum Found {
     /// No file.
     Nothing,
     /// An answer to the request asked.
@@ -123,7 +123,7 @@ pub enum Found {
 }
 
 /// Reads a gate's answer file (never through a symlink) and checks it answers `request`.
-pub fn find_answer(run: &RunDir, gate: &str, request: &str) -> Found {
+pub(crate) fn find_answer(run: &RunDir, gate: &str, request: &str) -> Found {
     let rel = answer_rel(run, gate);
     let mut text = String::new();
     let read = safe_fs::open(&run.path, &rel, Access::Read)
@@ -170,7 +170,7 @@ fn set_aside(run: &RunDir, gate: &str, tag: &str) -> std::io::Result<()> {
 
 /// Why an answer was not written.
 #[derive(Debug)]
-pub enum WriteError {
+pub(crate) enum WriteError {
     /// Someone answered this request first: their answer.
     AlreadyAnswered(Option<AnswerFile>),
     /// The file could not be written.
@@ -179,7 +179,11 @@ pub enum WriteError {
 
 /// Writes a gate's answer unless the request has one already (the first answer wins). A file
 /// there that does not answer this request is set aside first.
-pub fn write_answer(run: &RunDir, gate: &str, answer: &AnswerFile) -> Result<(), WriteError> {
+pub(crate) fn write_answer(
+    run: &RunDir,
+    gate: &str,
+    answer: &AnswerFile,
+) -> Result<(), WriteError> {
     let rel = answer_rel(run, gate);
     for _ in 0..3 {
         let mut file = match safe_fs::open(&run.path, &rel, Access::CreateNew) {
@@ -220,7 +224,7 @@ pub fn write_answer(run: &RunDir, gate: &str, answer: &AnswerFile) -> Result<(),
 
 /// Moves an old answer aside (`answer.N.json`) so the gate can be asked again
 /// (`reins resume --from`). Nothing is deleted.
-pub fn retire_answer(node_dir: &Path) -> std::io::Result<()> {
+pub(crate) fn retire_answer(node_dir: &Path) -> std::io::Result<()> {
     let path = answer_path(node_dir);
     if std::fs::symlink_metadata(&path).is_err() {
         return Ok(());
@@ -237,7 +241,7 @@ pub fn retire_answer(node_dir: &Path) -> std::io::Result<()> {
 
 /// How long a gate waits: its `approval.timeout`, else its node `timeout` (never the
 /// workflow's default timeout, which is meant for work, not for humans).
-pub fn gate_timeout(node: &Node) -> Option<Duration> {
+pub(crate) fn gate_timeout(node: &Node) -> Option<Duration> {
     match &node.kind {
         NodeKind::Approval(a) => a
             .timeout
@@ -249,13 +253,13 @@ pub fn gate_timeout(node: &Node) -> Option<Duration> {
 }
 
 /// When a waiting gate times out, if it has a timeout and was asked.
-pub fn deadline(node: &Node, state: &NodeState) -> Option<SystemTime> {
+pub(crate) fn deadline(node: &Node, state: &NodeState) -> Option<SystemTime> {
     let asked = state.approval.as_ref()?.requested_at?;
     Some(asked + gate_timeout(node)?)
 }
 
 /// The rejection reins gives a gate whose timeout passed.
-pub fn timed_out(node: &Node, request: &str) -> AnswerFile {
+pub(crate) fn timed_out(node: &Node, request: &str) -> AnswerFile {
     let after = gate_timeout(node).map(duration::format).unwrap_or_default();
     AnswerFile::now(
         false,
@@ -266,7 +270,7 @@ pub fn timed_out(node: &Node, request: &str) -> AnswerFile {
 }
 
 /// The OS user answering: the account name, else `$USER`, else the uid.
-pub fn os_user() -> String {
+pub(crate) fn os_user() -> String {
     let uid = nix::unistd::getuid();
     if let Ok(Some(user)) = nix::unistd::User::from_uid(uid) {
         return user.name;
@@ -280,7 +284,7 @@ pub fn os_user() -> String {
 /// True when a gate has an answer file waiting to be looked at (the runner checks it answers
 /// the request), or its timeout has passed; for a waiting `workflow:` node, when a gate of its
 /// child run has one.
-pub fn ready_to_settle(node: &Node, state: &NodeState, node_dir: &Path) -> bool {
+pub(crate) fn ready_to_settle(node: &Node, state: &NodeState, node_dir: &Path) -> bool {
     if let NodeKind::Workflow(_) = node.kind {
         return super::subflow::child_ready(state, node_dir);
     }
@@ -290,7 +294,7 @@ pub fn ready_to_settle(node: &Node, state: &NodeState, node_dir: &Path) -> bool 
 
 /// An answer someone gives to a run's gate (`reins approve`/`reject`, or the web view).
 #[derive(Debug, Clone)]
-pub struct Given {
+pub(crate) struct Given {
     /// The gate; `None` picks the only gate waiting.
     pub gate: Option<String>,
     /// Approve or reject.
@@ -303,7 +307,7 @@ pub struct Given {
 
 /// An answer that was written.
 #[derive(Debug, Clone)]
-pub struct Answered {
+pub(crate) struct Answered {
     /// The gate answered.
     pub gate: String,
     /// The answer as written.
@@ -318,7 +322,7 @@ pub struct Answered {
 
 /// Why an answer was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// Not an answer that can be given (no such gate, already answered, from inside the run,
     /// a tampered run...).
     Usage(String),
@@ -339,7 +343,7 @@ impl std::error::Error for Refused {}
 /// Answers a waiting gate of `run`: refuses from inside the run and on a tampered run, picks
 /// the gate, writes the answer (the first answer to a request wins) and records it in the log
 /// unless a live process executes the run (which then records it and goes on by itself).
-pub fn answer(store: &Store, run: &RunDir, given: Given) -> Result<Answered, Refused> {
+pub(crate) fn answer(store: &Store, run: &RunDir, given: Given) -> Result<Answered, Refused> {
     let verb = if given.approved { "approve" } else { "reject" };
     // A gate of a child run, named from its parent: `NODE/GATE` (at any depth).
     let named = match given.gate.clone() {
@@ -462,7 +466,7 @@ fn parent_of(run: &RunDir) -> Option<RunDir> {
 }
 
 /// The run at the top of `run`'s tree (`run` itself when it has no parent).
-pub fn top_of(run: &RunDir) -> RunDir {
+pub(crate) fn top_of(run: &RunDir) -> RunDir {
     let mut top = run.clone();
     for _ in 0..MAX_DEPTH {
         match parent_of(&top) {
@@ -490,13 +494,13 @@ fn inside_ancestors(run: &RunDir) -> Option<String> {
 }
 
 /// The gates waiting in `run` and in its child runs, as paths from it: `GATE`, `NODE/GATE`.
-pub fn waiting_gates(run: &RunDir) -> Vec<String> {
+pub(crate) fn waiting_gates(run: &RunDir) -> Vec<String> {
     waiting_gates_in(run).into_iter().map(|g| g.path).collect()
 }
 
 /// A gate waiting in a run's tree.
 #[derive(Debug, Clone)]
-pub struct TreeGate {
+pub(crate) struct TreeGate {
     /// The run the gate belongs to (the run asked about, or one of its child runs).
     pub run: RunDir,
     /// The gate's state there.
@@ -506,7 +510,7 @@ pub struct TreeGate {
 }
 
 /// The gates waiting in `run` and in its child runs, depth first in node order.
-pub fn waiting_gates_in(run: &RunDir) -> Vec<TreeGate> {
+pub(crate) fn waiting_gates_in(run: &RunDir) -> Vec<TreeGate> {
     fn walk(run: &RunDir, prefix: &str, depth: usize, out: &mut Vec<TreeGate>) {
         let Ok(state) = super::launch::read_state(run) else {
             return;
@@ -536,7 +540,7 @@ pub fn waiting_gates_in(run: &RunDir) -> Vec<TreeGate> {
 /// node of the run (`REINS_RUN_ID`, `REINS_RUN_DIR`), or the process executing the run is
 /// among its ancestors. A node can unset variables, and a process that detaches from its
 /// parents (double fork) escapes the second test; `docs/security.md` says what that means.
-pub fn inside_run(run: &RunDir) -> Option<String> {
+pub(crate) fn inside_run(run: &RunDir) -> Option<String> {
     if std::env::var("REINS_RUN_ID").is_ok_and(|id| id == run.id) {
         return Some(format!("REINS_RUN_ID is {}", run.id));
     }
@@ -700,7 +704,7 @@ fn recorded_answer(n: &NodeState) -> Option<AnswerFile> {
 }
 
 /// A gate that asked and has no answer yet (an answer file for another request does not count).
-pub fn is_waiting(n: &NodeState, run: &RunDir) -> bool {
+pub(crate) fn is_waiting(n: &NodeState, run: &RunDir) -> bool {
     let Some(a) = &n.approval else { return false };
     matches!(n.status, NodeStatus::Waiting | NodeStatus::Running)
         && a.answer.is_none()
@@ -728,7 +732,7 @@ fn already_answered(gate: &str, run: &RunDir, first: Option<&AnswerFile>) -> Str
 }
 
 /// Runs `approval` nodes.
-pub struct ApprovalRunner;
+pub(crate) struct ApprovalRunner;
 
 impl NodeRunner for ApprovalRunner {
     fn run(&self, job: Job) -> BoxFuture<Outcome> {

@@ -19,7 +19,7 @@ use crate::workflow::TemplateField;
 const INLINE_SCRIPT_LIMIT: usize = 96 * 1024;
 
 /// Runs `bash` nodes.
-pub struct BashRunner;
+pub(crate) struct BashRunner;
 
 impl NodeRunner for BashRunner {
     fn run(&self, job: Job) -> BoxFuture<Outcome> {

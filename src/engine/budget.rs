@@ -96,7 +96,7 @@ impl Spent {
 
 /// Whose budget.
 #[derive(Debug, Clone, Copy)]
-pub enum Scope<'a> {
+pub(crate) enum Scope<'a> {
     /// The node's `budget:`.
     Node(&'a str),
     /// The workflow's top-level `budget:`.
@@ -105,7 +105,12 @@ pub enum Scope<'a> {
 
 /// The first limit of `budget` that `spent` reached (`at_limit`) or went over, as the words
 /// after "budget exceeded: ".
-pub fn over(budget: &Budget, spent: Spent, scope: Scope<'_>, at_limit: bool) -> Option<String> {
+pub(crate) fn over(
+    budget: &Budget,
+    spent: Spent,
+    scope: Scope<'_>,
+    at_limit: bool,
+) -> Option<String> {
     let whose = match scope {
         Scope::Node(id) => format!("node `{id}`"),
         Scope::Run => "the run".to_string(),
@@ -140,7 +145,7 @@ pub fn over(budget: &Budget, spent: Spent, scope: Scope<'_>, at_limit: bool) -> 
 }
 
 /// Why a new turn of `node` may not start, if a budget says so, given what was spent.
-pub fn check_before(
+pub(crate) fn check_before(
     node_budget: Option<&Budget>,
     run_budget: Option<&Budget>,
     node: &str,
@@ -156,7 +161,7 @@ pub fn check_before(
 }
 
 /// Why the node fails after a turn that went over a budget, if it did.
-pub fn check_after(
+pub(crate) fn check_after(
     node_budget: Option<&Budget>,
     run_budget: Option<&Budget>,
     node: &str,
@@ -169,7 +174,7 @@ pub fn check_after(
 }
 
 /// Dollars left before the first limit on cost, for a CLI that can stop itself there.
-pub fn dollars_left(
+pub(crate) fn dollars_left(
     node_budget: Option<&Budget>,
     run_budget: Option<&Budget>,
     (node_spent, run_spent): (Spent, Spent),

@@ -106,7 +106,7 @@ pub enum FanOutError {
 /// The items of fan-out `node` of `plan`, with their keys: its list, its template rendered
 /// against `context` (the fan-out's own context, without an item), or the files its globs
 /// match under `root`. It may walk the working tree: run it where blocking is fine.
-pub fn expand(
+pub(crate) fn expand(
     plan: &Plan,
     node: usize,
     context: &Json,
@@ -132,18 +132,18 @@ pub fn expand(
 }
 
 /// The longest key, in bytes.
-pub const MAX_KEY_LEN: usize = 100;
+pub(crate) const MAX_KEY_LEN: usize = 100;
 
 /// One item of a fan-out, with the key of its instance (recorded in `fan_out_expanded`).
-pub use crate::store::FanOutItem as Item;
+pub(crate) use crate::store::FanOutItem as Item;
 
 /// The id of the instance of `node` for `key`: `node[key]`.
-pub fn instance_id(node: &str, key: &str) -> String {
+pub(crate) fn instance_id(node: &str, key: &str) -> String {
     format!("{node}[{key}]")
 }
 
 /// The fan-out node and key of an instance id (`review[web]` -> `review`, `web`).
-pub fn split_instance_id(id: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_instance_id(id: &str) -> Option<(&str, &str)> {
     let open = id.find('[')?;
     let key = id[open + 1..].strip_suffix(']')?;
     Some((&id[..open], key))
@@ -151,7 +151,7 @@ pub fn split_instance_id(id: &str) -> Option<(&str, &str)> {
 
 /// The items of a text: a JSON array (each element an item), else one item per line, blank
 /// lines left out.
-pub fn items_from_text(text: &str) -> Vec<Json> {
+pub(crate) fn items_from_text(text: &str) -> Vec<Json> {
     let trimmed = text.trim();
     if trimmed.starts_with('[') {
         if let Ok(Json::Array(items)) = serde_json::from_str::<Json>(trimmed) {
@@ -167,7 +167,7 @@ pub fn items_from_text(text: &str) -> Vec<Json> {
 
 /// The path a `for_each` template names when it is nothing but one `{{path}}` (like
 /// `{{nodes.plan.json.packages}}`): its value is then read as is, a JSON array staying one.
-pub fn single_path(template: &str) -> Option<&str> {
+pub(crate) fn single_path(template: &str) -> Option<&str> {
     let inner = template
         .trim()
         .strip_prefix("{{")?
@@ -184,7 +184,7 @@ pub fn single_path(template: &str) -> Option<&str> {
 
 /// The items of a `for_each` template rendered against `context` (the fan-out's own context,
 /// without an item).
-pub fn items_from_template(
+pub(crate) fn items_from_template(
     plan: &Plan,
     template: &str,
     context: &Json,
@@ -227,7 +227,7 @@ fn describe(v: &Json) -> &'static str {
 /// separators, sorted. `.git` and `.reins` are never walked, links are not followed, and
 /// `.gitignore`d files are left out unless the set says `gitignored: true`. More than
 /// [`MAX_ITEMS`] matches is an error.
-pub fn files(root: &Path, set: &FileSet) -> Result<Vec<Json>, FanOutError> {
+pub(crate) fn files(root: &Path, set: &FileSet) -> Result<Vec<Json>, FanOutError> {
     let mut globs = globset::GlobSetBuilder::new();
     for pattern in &set.files {
         let bad = |why: String| FanOutError::BadPattern {
@@ -286,7 +286,7 @@ pub fn files(root: &Path, set: &FileSet) -> Result<Vec<Json>, FanOutError> {
 }
 
 /// Why a key cannot name an instance (its folder is `nodes/ID[KEY]`), if it cannot.
-pub fn key_problem(key: &str) -> Option<&'static str> {
+pub(crate) fn key_problem(key: &str) -> Option<&'static str> {
     if key.is_empty() {
         Some("is empty")
     } else if key.len() > MAX_KEY_LEN {
@@ -305,12 +305,15 @@ pub fn key_problem(key: &str) -> Option<&'static str> {
 }
 
 /// Renders the key of item `index`.
-pub type KeyFn<'a> = dyn FnMut(usize, &Json) -> Result<String, RenderError> + 'a;
+pub(crate) type KeyFn<'a> = dyn FnMut(usize, &Json) -> Result<String, RenderError> + 'a;
 
 /// The items of a fan-out from its values, with their keys: the index, or what `key(index,
 /// item)` renders, trimmed. Too many items, a key that cannot name an instance, and two
 /// items with one key are errors.
-pub fn keyed(values: Vec<Json>, mut key: Option<&mut KeyFn>) -> Result<Vec<Item>, FanOutError> {
+pub(crate) fn keyed(
+    values: Vec<Json>,
+    mut key: Option<&mut KeyFn>,
+) -> Result<Vec<Item>, FanOutError> {
     if values.len() > MAX_ITEMS {
         return Err(FanOutError::TooMany {
             count: values.len(),
@@ -342,16 +345,8 @@ pub fn keyed(values: Vec<Json>, mut key: Option<&mut KeyFn>) -> Result<Vec<Item>
     Ok(items)
 }
 
-/// The values of a static source (a YAML list), or `None` for one known only at run time.
-pub fn static_values(for_each: &ForEach) -> Option<Vec<Json>> {
-    match for_each {
-        ForEach::List(list) => Some(list.value.clone()),
-        _ => None,
-    }
-}
-
 /// Adds what an instance reads to its context: `item` and `item_index`.
-pub fn with_item(mut context: Json, item: &Json, index: usize) -> Json {
+pub(crate) fn with_item(mut context: Json, item: &Json, index: usize) -> Json {
     if let Some(map) = context.as_object_mut() {
         map.insert("item".into(), item.clone());
         map.insert("item_index".into(), Json::from(index));
@@ -360,7 +355,7 @@ pub fn with_item(mut context: Json, item: &Json, index: usize) -> Json {
 }
 
 /// An item as text: a string as is, anything else as JSON.
-pub fn item_text(item: &Json) -> String {
+pub(crate) fn item_text(item: &Json) -> String {
     match item {
         Json::String(s) => s.clone(),
         other => other.to_string(),
@@ -370,7 +365,7 @@ pub fn item_text(item: &Json) -> String {
 /// The variables a bash instance also finds its item in. An item no environment can hold
 /// (a NUL byte, or more than [`super::context::ENV_VALUE_LIMIT`]) is left out of
 /// `REINS_ITEM`; `{{item}}` still reads it.
-pub fn item_env(item: &Json, index: usize, key: &str) -> Vec<(String, String)> {
+pub(crate) fn item_env(item: &Json, index: usize, key: &str) -> Vec<(String, String)> {
     let text = item_text(item);
     let mut env = vec![
         ("REINS_ITEM_INDEX".into(), index.to_string()),
@@ -392,7 +387,7 @@ pub fn item_env(item: &Json, index: usize, key: &str) -> Vec<(String, String)> {
         None => "a fan-out needs all of them (or set `min_success`)".to_string(),
     }
 )]
-pub struct Shortfall {
+pub(crate) struct Shortfall {
     /// Instances that succeeded.
     pub succeeded: usize,
     /// Instances in all.
@@ -405,7 +400,7 @@ pub struct Shortfall {
 
 /// How a fan-out ends, given its instances' statuses: success when all succeeded, or at least
 /// `min_success`; else failed, with how far short it fell.
-pub fn outcome(statuses: &[NodeStatus], min_success: Option<u32>) -> Result<(), Shortfall> {
+pub(crate) fn outcome(statuses: &[NodeStatus], min_success: Option<u32>) -> Result<(), Shortfall> {
     let total = statuses.len();
     let succeeded = statuses
         .iter()
@@ -428,7 +423,7 @@ pub fn outcome(statuses: &[NodeStatus], min_success: Option<u32>) -> Result<(), 
 }
 
 /// A fan-out's output: the JSON array of its instances' outputs, in item order.
-pub fn outputs(outputs: &[&str]) -> String {
+pub(crate) fn outputs(outputs: &[&str]) -> String {
     Json::Array(
         outputs
             .iter()

@@ -29,7 +29,7 @@ use crate::workflow::NodeKind;
 use crate::workflow::TemplateField;
 
 /// Runs `loop` nodes around the runner of their body's kind.
-pub struct LoopRunner {
+pub(crate) struct LoopRunner {
     /// The runner of the body's kind.
     pub body: std::sync::Arc<dyn NodeRunner>,
 }

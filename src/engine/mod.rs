@@ -15,26 +15,26 @@
 //!   child processes themselves, is told to stop).
 //! * [`worktree`]: fresh git worktrees for isolated runs.
 
-pub mod agent;
-pub mod agent_slots;
-pub mod api_retry;
-pub mod approval;
-pub mod bash;
-pub mod budget;
-pub mod cancel;
+pub(crate) mod agent;
+pub(crate) mod agent_slots;
+pub(crate) mod api_retry;
+pub(crate) mod approval;
+pub(crate) mod bash;
+pub(crate) mod budget;
+pub(crate) mod cancel;
 pub mod context;
-pub mod fanout;
+pub(crate) mod fanout;
 pub mod launch;
-pub mod loops;
+pub(crate) mod loops;
 pub mod machine;
 pub mod plan;
-pub mod recorder;
-pub mod runner;
-pub mod runners;
-pub mod scheduler;
-pub mod subflow;
-pub mod trigger;
-pub mod worktree;
+pub(crate) mod recorder;
+pub(crate) mod runner;
+pub(crate) mod runners;
+pub(crate) mod scheduler;
+pub(crate) mod subflow;
+pub(crate) mod trigger;
+pub(crate) mod worktree;
 
 pub use cancel::{CancelLevel, CancelToken, Canceller};
 pub use launch::{resume, start, LaunchError, LaunchErrorKind, Prepared, Report, Resumed};

@@ -40,7 +40,7 @@ const GATE_POLL: Duration = Duration::from_millis(200);
 /// Nodes running at once unless `concurrency:` or `--concurrency` says otherwise. Nodes mostly
 /// wait (on agents, the network, `sleep`), so this is not the number of CPUs; it only keeps a
 /// fan-out of hundreds from using up file descriptors.
-pub const DEFAULT_CONCURRENCY: usize = 64;
+pub(crate) const DEFAULT_CONCURRENCY: usize = 64;
 
 /// How a run executes.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ impl Default for Options {
 }
 
 /// Everything an execution needs.
-pub struct Execution {
+pub(crate) struct Execution {
     /// The workflow, ready to execute.
     pub plan: Arc<Plan>,
     /// The run.
@@ -111,7 +111,7 @@ struct Failure {
 
 /// Executes a run to its end and records how it ended (`run_finished` or `run_paused`).
 /// The caller records `run_started` or `run_resumed` first.
-pub async fn execute(x: Execution) -> RunStatus {
+pub(crate) async fn execute(x: Execution) -> RunStatus {
     let mut s = Scheduler::new(x);
     s.run().await
 }
@@ -638,8 +638,9 @@ fn record_failed(
 }
 
 /// How one attempt run by [`run_one`] ended.
+#[cfg(feature = "temporal")]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Single {
+pub(crate) enum Single {
     /// It succeeded with this output (`node_succeeded` is recorded).
     Succeeded(String),
     /// It failed (`node_failed` is recorded, `will_retry` as asked).
@@ -662,7 +663,8 @@ pub enum Single {
 /// `will_retry` set when `retry` (the deciding machine's [`Machine::retries_left`]) and the
 /// failure is retryable. The recorder is flushed before it returns: what it reports is on
 /// disk.
-pub async fn run_one(
+#[cfg(feature = "temporal")]
+pub(crate) async fn run_one(
     x: &Execution,
     machine: &Machine,
     i: usize,

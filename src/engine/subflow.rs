@@ -38,7 +38,7 @@ impl Observer for Unseen {
 }
 
 /// The runner of `workflow:` nodes.
-pub struct SubflowRunner;
+pub(crate) struct SubflowRunner;
 
 impl NodeRunner for SubflowRunner {
     fn run(&self, job: Job) -> BoxFuture<Outcome> {
@@ -48,7 +48,7 @@ impl NodeRunner for SubflowRunner {
 
 /// The artifacts folder of a `workflow:` node's child run (`{{nodes.ID.artifacts}}`), from
 /// the parent's state.
-pub fn child_artifacts(run: &RunDir, node: &NodeState) -> Option<PathBuf> {
+pub(crate) fn child_artifacts(run: &RunDir, node: &NodeState) -> Option<PathBuf> {
     let child = node.child_run.as_deref()?;
     Some(sibling(run, child)?.artifacts_dir())
 }
@@ -56,7 +56,7 @@ pub fn child_artifacts(run: &RunDir, node: &NodeState) -> Option<PathBuf> {
 /// The artifacts folder of the child run a `workflow:` node (`node`, of `run`) noted in
 /// `nodes/<node>/child-run` as it started it: read never through a link, and only a run whose
 /// `run.json` names this run and node as its parent counts.
-pub fn noted_artifacts(run: &RunDir, node: &str) -> Option<PathBuf> {
+pub(crate) fn noted_artifacts(run: &RunDir, node: &str) -> Option<PathBuf> {
     use std::io::Read;
     let file = run.node_dir(node).join("child-run");
     let rel = safe_fs::relative(&run.path, &file).ok()?;
@@ -72,7 +72,7 @@ pub fn noted_artifacts(run: &RunDir, node: &str) -> Option<PathBuf> {
 }
 
 /// The child run of `run`'s `workflow:` node `node`, or why there is none.
-pub fn child_of(run: &RunDir, node: &str) -> Result<RunDir, String> {
+pub(crate) fn child_of(run: &RunDir, node: &str) -> Result<RunDir, String> {
     let state = launch::read_state(run).map_err(|e| format!("cannot read run {}: {e}", run.id))?;
     let Some(n) = state.node(node) else {
         let hint = crate::diagnostic::suggestion(node, state.nodes.iter().map(|n| n.id.as_str()))
@@ -91,7 +91,7 @@ pub fn child_of(run: &RunDir, node: &str) -> Result<RunDir, String> {
 
 /// Follows a path of `workflow:` nodes from `run` (`NODE/CHILD_NODE/...`): the run the last
 /// name belongs to, and that name.
-pub fn descend(run: &RunDir, path: &str) -> Result<(RunDir, String), String> {
+pub(crate) fn descend(run: &RunDir, path: &str) -> Result<(RunDir, String), String> {
     let mut run = run.clone();
     let mut rest = path;
     while let Some((node, tail)) = rest.split_once('/') {
@@ -102,7 +102,7 @@ pub fn descend(run: &RunDir, path: &str) -> Result<(RunDir, String), String> {
 }
 
 /// A run of the same store as `run`, if `id` is a run id (what a log says is never a path).
-pub fn sibling(run: &RunDir, id: &str) -> Option<RunDir> {
+pub(crate) fn sibling(run: &RunDir, id: &str) -> Option<RunDir> {
     if !crate::store::id::is_run_id(id) {
         return None;
     }
@@ -117,7 +117,7 @@ pub fn sibling(run: &RunDir, id: &str) -> Option<RunDir> {
 /// `nodes/<id>/`) has a gate with an answer waiting to be looked at, or whose timeout has
 /// passed, in it or in one of its own children: the node starts again and resumes the child
 /// (which rejects a gate that timed out).
-pub fn child_ready(state: &NodeState, node_dir: &Path) -> bool {
+pub(crate) fn child_ready(state: &NodeState, node_dir: &Path) -> bool {
     let Some(child) = state.child_run.as_deref() else {
         return false;
     };

@@ -5,7 +5,7 @@ use crate::workflow::Trigger;
 
 /// What a node's trigger rule says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Run it.
     Run,
     /// Skip it, for this reason.
@@ -14,7 +14,7 @@ pub enum Decision {
 
 /// Applies a trigger rule to the settled dependencies (id and status) of a node. A node
 /// without dependencies always runs.
-pub fn decide(trigger: Trigger, deps: &[(&str, NodeStatus)]) -> Decision {
+pub(crate) fn decide(trigger: Trigger, deps: &[(&str, NodeStatus)]) -> Decision {
     if deps.is_empty() {
         return Decision::Run;
     }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// A worktree created for a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Worktree {
+pub(crate) struct Worktree {
     /// Where it is checked out.
     pub path: PathBuf,
     /// The branch it is on, `reins/<workflow>-<run-id>`.
@@ -15,11 +15,11 @@ pub struct Worktree {
     pub base_commit: String,
 }
 
-pub use crate::store::run::branch_name;
+pub(crate) use crate::store::run::branch_name;
 
 /// Why a worktree could not be created or removed.
 #[derive(Debug, thiserror::Error)]
-pub enum WorktreeError {
+pub(crate) enum WorktreeError {
     /// The repository has no commit to branch from.
     #[error(
         "the repository has no commit yet; `--worktree` needs one to branch from (make a first commit)"
@@ -54,17 +54,17 @@ pub enum WorktreeError {
 }
 
 /// Where the worktree of a run lives: `<repo>/.reins/worktrees/<run-id>`.
-pub fn path_for(repo_root: &Path, run_id: &str) -> PathBuf {
+pub(crate) fn path_for(repo_root: &Path, run_id: &str) -> PathBuf {
     repo_root.join(".reins").join("worktrees").join(run_id)
 }
 
 /// The commit checked out in `dir`, if it is in a git repository with a commit.
-pub fn head(dir: &Path) -> Option<String> {
+pub(crate) fn head(dir: &Path) -> Option<String> {
     git(dir, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).ok()
 }
 
 /// Creates a worktree for a run on a new branch cut from `base` (default `HEAD`).
-pub fn create(
+pub(crate) fn create(
     repo_root: &Path,
     workflow: &str,
     run_id: &str,
@@ -113,14 +113,14 @@ pub fn create(
 }
 
 /// True when the worktree has uncommitted changes (tracked or untracked files).
-pub fn is_dirty(path: &Path) -> Result<bool, WorktreeError> {
+pub(crate) fn is_dirty(path: &Path) -> Result<bool, WorktreeError> {
     git(path, &["status", "--porcelain", "--untracked-files=normal"])
         .map(|out| !out.trim().is_empty())
 }
 
 /// Removes a worktree; its branch (and the commits on it) stay. Refuses a dirty worktree
 /// unless `force`.
-pub fn remove(repo_root: &Path, path: &Path, force: bool) -> Result<(), WorktreeError> {
+pub(crate) fn remove(repo_root: &Path, path: &Path, force: bool) -> Result<(), WorktreeError> {
     if !path.exists() {
         // Already gone: let git forget about it.
         let _ = git(repo_root, &["worktree", "prune"]);

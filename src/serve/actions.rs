@@ -19,11 +19,11 @@ use super::Shared;
 
 /// Runs the server started and still waits for.
 #[derive(Debug, Default)]
-pub struct Owned(Mutex<HashSet<String>>);
+pub(crate) struct Owned(Mutex<HashSet<String>>);
 
 impl Owned {
     /// True while the server's child executes `run`.
-    pub fn contains(&self, run: &str) -> bool {
+    pub(crate) fn contains(&self, run: &str) -> bool {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -42,7 +42,7 @@ impl Owned {
 
 /// How a command ended.
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Its exit code.
     pub code: i32,
     /// What it printed on stdout.
@@ -53,13 +53,13 @@ pub struct Outcome {
 
 impl Outcome {
     /// True when it exited 0.
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.code == 0
     }
 }
 
 /// Runs `reins ARGS` in the working tree and waits for it.
-pub async fn run_cli(app: &Shared, args: &[String]) -> std::io::Result<Outcome> {
+pub(crate) async fn run_cli(app: &Shared, args: &[String]) -> std::io::Result<Outcome> {
     let out = tokio::process::Command::new(&app.config.exe)
         .args(args)
         .current_dir(app.store.root())
@@ -81,13 +81,13 @@ pub async fn run_cli(app: &Shared, args: &[String]) -> std::io::Result<Outcome> 
 }
 
 /// Where the output of a run the server continued goes.
-pub fn resume_log(app: &Shared, run: &str) -> PathBuf {
+pub(crate) fn resume_log(app: &Shared, run: &str) -> PathBuf {
     app.store.dir().join("serve").join(format!("{run}.log"))
 }
 
 /// Starts `reins resume ARGS -- RUN` as the server's child, detached from the request; the
 /// server reaps it when it ends.
-pub fn spawn_resume(app: &Shared, run: &str, from: Option<&str>) -> std::io::Result<u32> {
+pub(crate) fn spawn_resume(app: &Shared, run: &str, from: Option<&str>) -> std::io::Result<u32> {
     let log_path = resume_log(app, run);
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)?;

@@ -18,7 +18,7 @@ use crate::store::lock::live_owner;
 use crate::store::{NodeStatus, RunStatus, RunSummary};
 
 /// The API's routes.
-pub fn router(app: Shared) -> axum::Router<Shared> {
+pub(crate) fn router(app: Shared) -> axum::Router<Shared> {
     let _ = app;
     Router::new()
         .route("/api/info", get(info))
@@ -43,7 +43,7 @@ async fn not_found() -> Response {
 
 /// The response refusing a request, boxed: a handler returns `Result<Response, Refused>` and
 /// every check is one `?`.
-pub struct Refused(Box<Response>);
+pub(crate) struct Refused(Box<Response>);
 
 impl From<Response> for Refused {
     fn from(response: Response) -> Self {
@@ -105,7 +105,7 @@ fn waiting_gates(summary: &RunSummary) -> Vec<String> {
 
 /// A run as an item of the run list: `reins runs --format json`'s item, plus the gates that
 /// wait and whether a process executes it.
-pub fn list_item(summary: &RunSummary, now: SystemTime) -> Value {
+pub(crate) fn list_item(summary: &RunSummary, now: SystemTime) -> Value {
     let mut item = summary.to_json(now);
     item["waiting_gates"] = json!(waiting_gates(summary));
     item["live"] = json!(summary.status == RunStatus::Running);

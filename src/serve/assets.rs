@@ -17,7 +17,7 @@ const DAGRE_JS: &str = include_str!("../../assets/web/vendor/dagre-3.1.3.min.js"
 const DAGRE_LICENSE: &str = include_str!("../../assets/web/vendor/dagre-LICENSE.txt");
 
 /// The routes of the page and its files.
-pub fn router() -> Router<Shared> {
+pub(crate) fn router() -> Router<Shared> {
     Router::new()
         .route("/", get(index))
         .route("/runs/{*rest}", get(index))

@@ -16,10 +16,10 @@ use nix::sys::stat::Mode;
 use serde::Serialize;
 
 /// The longest piece of a file one request returns.
-pub const MAX_CHUNK: u64 = 1 << 20;
+pub(crate) const MAX_CHUNK: u64 = 1 << 20;
 
 /// The plain names of a relative path, or `None` when it is not one.
-pub fn components(rel: &str) -> Option<Vec<&str>> {
+pub(crate) fn components(rel: &str) -> Option<Vec<&str>> {
     if rel.is_empty() || rel.len() > 4096 || rel.contains(['\\', '\0']) || rel.starts_with('/') {
         return None;
     }
@@ -31,7 +31,7 @@ pub fn components(rel: &str) -> Option<Vec<&str>> {
 }
 
 /// Opens the regular file `rel` below `base`, following no symbolic link.
-pub fn open_inside(base: &Path, rel: &str) -> io::Result<File> {
+pub(crate) fn open_inside(base: &Path, rel: &str) -> io::Result<File> {
     let not_found = || io::Error::new(io::ErrorKind::NotFound, "no such file");
     let parts = components(rel).ok_or_else(not_found)?;
     let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -56,7 +56,7 @@ pub fn open_inside(base: &Path, rel: &str) -> io::Result<File> {
 
 /// A piece of a file: from `offset`, at most [`MAX_CHUNK`] bytes.
 #[derive(Debug, Serialize)]
-pub struct Chunk {
+pub(crate) struct Chunk {
     /// Where the piece starts.
     pub offset: u64,
     /// Where the next one starts.
@@ -68,7 +68,7 @@ pub struct Chunk {
 }
 
 /// Reads a piece of a file.
-pub fn read_chunk(mut file: File, offset: u64) -> io::Result<Chunk> {
+pub(crate) fn read_chunk(mut file: File, offset: u64) -> io::Result<Chunk> {
     let size = file.metadata()?.len();
     let offset = offset.min(size);
     file.seek(SeekFrom::Start(offset))?;
@@ -92,7 +92,7 @@ pub fn read_chunk(mut file: File, offset: u64) -> io::Result<Chunk> {
 
 /// One entry of a folder listing.
 #[derive(Debug, Serialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The path relative to the folder listed, `/`-separated.
     pub path: String,
     /// Size in bytes.
@@ -100,7 +100,7 @@ pub struct Entry {
 }
 
 /// The regular files below `base` (symbolic links left out), sorted, at most `limit`.
-pub fn list_files(base: &Path, limit: usize) -> Vec<Entry> {
+pub(crate) fn list_files(base: &Path, limit: usize) -> Vec<Entry> {
     let mut out = Vec::new();
     let mut stack = vec![(base.to_path_buf(), String::new(), 0usize)];
     while let Some((dir, prefix, depth)) = stack.pop() {

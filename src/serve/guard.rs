@@ -22,15 +22,15 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::Shared;
 
 /// The header a request that changes something must carry.
-pub const REQUEST_HEADER: &str = "x-reins-request";
+pub(crate) const REQUEST_HEADER: &str = "x-reins-request";
 /// The cookie that carries the token.
-pub const COOKIE: &str = "reins_token";
+pub(crate) const COOKIE: &str = "reins_token";
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The middleware: refuses what is not allowed, then adds the security headers.
-pub async fn check(State(app): State<Shared>, request: Request, next: Next) -> Response {
+pub(crate) async fn check(State(app): State<Shared>, request: Request, next: Next) -> Response {
     let mut response = match refusal(&app, &request) {
         Some(refused) => refused,
         None => next.run(request).await,
@@ -126,7 +126,7 @@ fn refusal(app: &Shared, request: &Request) -> Option<Response> {
 }
 
 /// A JSON error response: `{"error": "..."}`.
-pub fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
@@ -179,7 +179,7 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// A new random token: 32 hex digits (122 random bits).
-pub fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 

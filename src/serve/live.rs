@@ -20,7 +20,7 @@ use crate::store::log::Tail;
 use crate::store::{RunState, RunStatus, RunSummary, Store};
 
 /// How often the logs are looked at.
-pub const POLL: Duration = Duration::from_millis(50);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 #[derive(Clone, PartialEq)]
 struct Stamp {
@@ -34,7 +34,7 @@ struct Cached {
 }
 
 /// The summaries of a store's runs, kept up to date.
-pub struct Runs {
+pub(crate) struct Runs {
     store: Store,
     cache: Mutex<HashMap<String, Cached>>,
     changes: broadcast::Sender<String>,
@@ -42,7 +42,7 @@ pub struct Runs {
 
 impl Runs {
     /// An empty cache over `store`.
-    pub fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Store) -> Self {
         Self {
             store,
             cache: Mutex::new(HashMap::new()),
@@ -51,13 +51,13 @@ impl Runs {
     }
 
     /// Every run, fresh, oldest first.
-    pub fn all(&self) -> Vec<RunSummary> {
+    pub(crate) fn all(&self) -> Vec<RunSummary> {
         let (runs, _) = self.refresh();
         runs
     }
 
     /// One run, fresh; `None` when it does not exist.
-    pub fn one(&self, id: &str) -> Option<RunSummary> {
+    pub(crate) fn one(&self, id: &str) -> Option<RunSummary> {
         if !crate::store::id::is_run_id(id) {
             return None;
         }
@@ -90,7 +90,7 @@ impl Runs {
     }
 
     /// Ids of the runs that change from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<String> {
         self.changes.subscribe()
     }
 }
@@ -146,7 +146,7 @@ fn fresh(
 }
 
 /// Looks at every log every [`POLL`] and announces the runs that changed.
-pub async fn watch(app: Shared) {
+pub(crate) async fn watch(app: Shared) {
     let mut closing = app.closing.clone();
     let mut first = true;
     loop {
@@ -171,7 +171,7 @@ pub async fn watch(app: Shared) {
 }
 
 /// The run list's stream: a `run` event with the list item of each run that changes.
-pub fn runs_stream(app: Shared) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+pub(crate) fn runs_stream(app: Shared) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let changes = app.runs.subscribe();
     let closing = app.closing.clone();
     let stream = stream::unfold(
@@ -219,7 +219,7 @@ struct Follow {
 
 /// A run's stream: each event record (`record`, with `id:` its `seq`) after `after`, and a
 /// `status` event whenever the run's status changes without an event (its process died).
-pub fn run_events(
+pub(crate) fn run_events(
     app: Shared,
     id: String,
     after: u64,

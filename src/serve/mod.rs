@@ -15,17 +15,16 @@
 //! * [`registry`]: `.reins/serve.json`, so a run stopping at a gate can print the gate's URL;
 //! * [`assets`]: the page, embedded in the binary.
 
-pub mod actions;
-pub mod api;
-pub mod assets;
-pub mod files;
-pub mod guard;
-pub mod live;
-pub mod registry;
-pub mod view;
+pub(crate) mod actions;
+pub(crate) mod api;
+pub(crate) mod assets;
+pub(crate) mod files;
+pub(crate) mod guard;
+pub(crate) mod live;
+pub(crate) mod registry;
+pub(crate) mod view;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,9 +32,7 @@ use crate::store::Store;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
-pub struct Config {
-    /// The address it listens on.
-    pub addr: SocketAddr,
+pub(crate) struct Config {
     /// The token every request must carry; `None` only on a loopback address.
     pub token: Option<String>,
     /// Serve no action: no answer, cancel or resume.
@@ -45,7 +42,7 @@ pub struct Config {
 }
 
 /// What every request handler shares.
-pub struct App {
+pub(crate) struct App {
     /// The working tree's store.
     pub store: Store,
     /// The configuration.
@@ -59,10 +56,10 @@ pub struct App {
 }
 
 /// Shared state of the handlers.
-pub type Shared = Arc<App>;
+pub(crate) type Shared = Arc<App>;
 
 /// Serves the API and the page on `listener` until `shutdown` completes.
-pub async fn serve(
+pub(crate) async fn serve(
     store: Store,
     config: Config,
     listener: tokio::net::TcpListener,

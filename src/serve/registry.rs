@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// The contents of `.reins/serve.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Registration {
+pub(crate) struct Registration {
     /// The page, like `http://127.0.0.1:7878`.
     pub url: String,
     /// The server's process.
@@ -18,12 +18,12 @@ pub struct Registration {
 }
 
 /// `.reins/serve.json` of a store folder (`.reins/`).
-pub fn path(store_dir: &Path) -> PathBuf {
+pub(crate) fn path(store_dir: &Path) -> PathBuf {
     store_dir.join("serve.json")
 }
 
 /// Announces the server (through a temporary file and a rename).
-pub fn register(store_dir: &Path, url: &str) -> std::io::Result<()> {
+pub(crate) fn register(store_dir: &Path, url: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(store_dir)?;
     let reg = Registration {
         url: url.trim_end_matches('/').to_string(),
@@ -38,14 +38,14 @@ pub fn register(store_dir: &Path, url: &str) -> std::io::Result<()> {
 }
 
 /// Removes the announcement, if it is this process's.
-pub fn unregister(store_dir: &Path) {
+pub(crate) fn unregister(store_dir: &Path) {
     if read(store_dir).is_some_and(|r| r.pid == std::process::id()) {
         let _ = std::fs::remove_file(path(store_dir));
     }
 }
 
 /// The live server of a store folder, if any.
-pub fn live(store_dir: &Path) -> Option<Registration> {
+pub(crate) fn live(store_dir: &Path) -> Option<Registration> {
     let reg = read(store_dir)?;
     let pid = i32::try_from(reg.pid).ok().filter(|p| *p > 0)?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).ok()?;
@@ -59,7 +59,7 @@ fn read(store_dir: &Path) -> Option<Registration> {
 
 /// The page of a gate, when a server shows the runs of the run folder `run_dir`
 /// (`.reins/runs/<id>`).
-pub fn gate_url(run_dir: &Path, run_id: &str, gate: &str) -> Option<String> {
+pub(crate) fn gate_url(run_dir: &Path, run_id: &str, gate: &str) -> Option<String> {
     let store_dir = run_dir.parent()?.parent()?;
     let reg = live(store_dir)?;
     Some(format!("{}/runs/{run_id}?node={gate}", reg.url))

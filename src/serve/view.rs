@@ -16,7 +16,7 @@ use crate::workflow::{self, ForEach, LoopBody, NodeKind, Workflow};
 
 /// One node of the DAG.
 #[derive(Debug, Serialize)]
-pub struct GraphNode {
+pub(crate) struct GraphNode {
     /// The node id.
     pub id: String,
     /// `bash`, `prompt`, `command`, `approval` or `loop`.
@@ -45,7 +45,7 @@ pub struct GraphNode {
 
 /// One instance of a fan-out as the page lists it.
 #[derive(Debug, Serialize)]
-pub struct InstanceView {
+pub(crate) struct InstanceView {
     /// Its id, `ID[KEY]`.
     pub id: String,
     /// Its key.
@@ -60,10 +60,10 @@ pub struct InstanceView {
 }
 
 /// The most characters of an instance's item the run view carries.
-pub const ITEM_SHOWN: usize = 200;
+pub(crate) const ITEM_SHOWN: usize = 200;
 
 /// The workflow frozen in a run, if it can be read.
-pub fn frozen_workflow(manifest: &Manifest) -> Option<Workflow> {
+pub(crate) fn frozen_workflow(manifest: &Manifest) -> Option<Workflow> {
     workflow::load_source(SourceFile::new(
         manifest.workflow_path.clone(),
         manifest.workflow_text.clone(),
@@ -72,7 +72,7 @@ pub fn frozen_workflow(manifest: &Manifest) -> Option<Workflow> {
 }
 
 /// The DAG of a workflow, node by node in the workflow's order.
-pub fn graph(wf: &Workflow) -> Vec<GraphNode> {
+pub(crate) fn graph(wf: &Workflow) -> Vec<GraphNode> {
     wf.nodes
         .iter()
         .map(|n| {
@@ -122,7 +122,7 @@ fn for_each_source(for_each: &ForEach) -> String {
 }
 
 /// The graph with each expanded fan-out's instances, as `state` has them now.
-pub fn with_instances(
+pub(crate) fn with_instances(
     mut graph: Vec<GraphNode>,
     state: &RunState,
     now: SystemTime,
@@ -134,7 +134,7 @@ pub fn with_instances(
 }
 
 /// The instances of fan-out `id` in item order, once it was expanded.
-pub fn instances(state: &RunState, id: &str, now: SystemTime) -> Option<Vec<InstanceView>> {
+pub(crate) fn instances(state: &RunState, id: &str, now: SystemTime) -> Option<Vec<InstanceView>> {
     let items = state.node(id)?.fan_out.as_ref()?;
     Some(
         items
@@ -164,7 +164,7 @@ pub fn instances(state: &RunState, id: &str, now: SystemTime) -> Option<Vec<Inst
 
 /// The graph node of `id` in a run: a node of its workflow, or an instance `ID[KEY]` of one
 /// of its fan-outs that the run expanded (its fan-out's node, under its own id).
-pub fn find(graph: Vec<GraphNode>, state: &RunState, id: &str) -> Option<GraphNode> {
+pub(crate) fn find(graph: Vec<GraphNode>, state: &RunState, id: &str) -> Option<GraphNode> {
     let (fan_out, key) = match crate::engine::fanout::split_instance_id(id) {
         Some(split) if crate::engine::fanout::key_problem(split.1).is_none() => split,
         Some(_) => return None,
@@ -190,7 +190,7 @@ pub fn find(graph: Vec<GraphNode>, state: &RunState, id: &str) -> Option<GraphNo
 
 /// A gate as the page shows it.
 #[derive(Debug, Serialize)]
-pub struct Gate {
+pub(crate) struct Gate {
     /// The node id.
     pub node: String,
     /// The question, as rendered when it was asked.
@@ -208,7 +208,7 @@ pub struct Gate {
 }
 
 /// The gates of a run that have asked their question.
-pub fn gates(wf: Option<&Workflow>, state: &RunState, run: &RunDir) -> Vec<Gate> {
+pub(crate) fn gates(wf: Option<&Workflow>, state: &RunState, run: &RunDir) -> Vec<Gate> {
     state
         .nodes
         .iter()
@@ -244,7 +244,7 @@ pub fn gates(wf: Option<&Workflow>, state: &RunState, run: &RunDir) -> Vec<Gate>
 
 /// Markdown as HTML that cannot run anything: raw HTML is shown as text and links to
 /// `javascript:`, `data:` or `vbscript:` lose their target.
-pub fn markdown(text: &str) -> String {
+pub(crate) fn markdown(text: &str) -> String {
     let options =
         Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     let events = Parser::new_ext(text, options).map(|event| match event {
@@ -297,7 +297,7 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
 /// One entry of an agent's transcript.
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Entry {
+pub(crate) enum Entry {
     /// What the assistant said.
     Text {
         /// The text.
@@ -339,7 +339,7 @@ pub enum Entry {
 /// joined to their calls. `times` is its sidecar of arrival times
 /// ([`crate::agent::session::TIMES_FILE`]), when there is one: entries get the time reins
 /// read them, tool calls the time from the call to its result.
-pub fn transcript(text: &str, times: Option<&str>) -> Vec<Entry> {
+pub(crate) fn transcript(text: &str, times: Option<&str>) -> Vec<Entry> {
     let times = times
         .map(crate::agent::session::read_times)
         .unwrap_or_default();
@@ -430,7 +430,7 @@ pub fn transcript(text: &str, times: Option<&str>) -> Vec<Entry> {
 }
 
 /// The node's state, for a node the state does not know yet (never started).
-pub fn node_or_pending(state: &RunState, id: &str) -> NodeState {
+pub(crate) fn node_or_pending(state: &RunState, id: &str) -> NodeState {
     state.node(id).cloned().unwrap_or_else(|| NodeState {
         id: id.to_string(),
         ..NodeState::default()

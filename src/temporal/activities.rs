@@ -51,7 +51,7 @@ use crate::workflow;
 const PLACEMENT_HOLD: Duration = Duration::from_secs(30);
 
 /// One worker: its checkout, its own task queue, and the runs it holds.
-pub struct Host {
+pub(crate) struct Host {
     /// The checkout the worker runs in.
     pub store: Store,
     /// The worker's own task queue.
@@ -122,7 +122,7 @@ enum Found {
 
 impl Host {
     /// A worker's host state.
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         queue: String,
         host: String,
@@ -236,7 +236,7 @@ impl crate::engine::Observer for Silent {
 }
 
 /// The activities of `reins worker`.
-pub struct Activities {
+pub(crate) struct Activities {
     /// The worker they run on.
     pub host: Arc<Host>,
 }
@@ -317,7 +317,7 @@ impl Activities {
     /// Pins a run to this worker: returns the worker's own queue, or fails (to be retried,
     /// perhaps elsewhere) when the worker has no room for another run.
     #[activity]
-    pub async fn place(
+    pub(crate) async fn place(
         self: Arc<Self>,
         _ctx: ActivityContext,
         run_id: String,
@@ -339,7 +339,7 @@ impl Activities {
     /// Opens the run: creates it in this checkout from the frozen workflow the first time
     /// (`run_started`), takes it up again after that.
     #[activity]
-    pub async fn open(
+    pub(crate) async fn open(
         self: Arc<Self>,
         _ctx: ActivityContext,
         submission: Submission,
@@ -396,7 +396,7 @@ impl Activities {
     /// Runs one attempt of one node with the engine's own task and runner, heartbeating; a
     /// node the log has settled returns its recorded result and does not run again.
     #[activity]
-    pub async fn node(
+    pub(crate) async fn node(
         self: Arc<Self>,
         ctx: ActivityContext,
         input: NodeInput,
@@ -498,7 +498,7 @@ impl Activities {
     /// Lists a fan-out's items on this worker (a template rendered against the run's values,
     /// or files in its working tree) and records them (`fan_out_expanded`), once.
     #[activity]
-    pub async fn expand(
+    pub(crate) async fn expand(
         self: Arc<Self>,
         _ctx: ActivityContext,
         input: ExpandInput,
@@ -544,7 +544,7 @@ impl Activities {
     /// Records the events of the workflow's decisions, each unless the log reflects it
     /// already; a run that pauses or ends is let go (its locks released).
     #[activity]
-    pub async fn record(
+    pub(crate) async fn record(
         self: Arc<Self>,
         _ctx: ActivityContext,
         input: RecordInput,
@@ -617,7 +617,7 @@ impl Activities {
     /// Writes an answer to a waiting gate, by the same rules as `reins approve` (first answer
     /// wins); the gate's next attempt records it.
     #[activity]
-    pub async fn answer(
+    pub(crate) async fn answer(
         self: Arc<Self>,
         _ctx: ActivityContext,
         input: AnswerInput,
@@ -703,14 +703,16 @@ fn opened_of(live: &Live) -> Opened {
 
 /// The submitted workflow, loaded and validated again from the frozen text (a worker never
 /// trusts that the submitter did; the workflow code builds its plan from the same text).
-pub fn frozen_workflow(
+pub(crate) fn frozen_workflow(
     submission: &Submission,
 ) -> Result<(workflow::Workflow, FrozenCommands), ActivityError> {
     frozen(submission).map_err(fatal)
 }
 
 /// [`frozen_workflow`], its error in words.
-pub fn frozen(submission: &Submission) -> Result<(workflow::Workflow, FrozenCommands), String> {
+pub(crate) fn frozen(
+    submission: &Submission,
+) -> Result<(workflow::Workflow, FrozenCommands), String> {
     let frozen = |files: &BTreeMap<String, FrozenSource>| {
         files
             .iter()

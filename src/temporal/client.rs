@@ -14,7 +14,7 @@ use super::workflow::ReinsRun;
 use super::TemporalError;
 
 /// Connects to the server `endpoint` names, as `identity`.
-pub async fn connect(endpoint: &Endpoint, identity: &str) -> Result<Client, TemporalError> {
+pub(crate) async fn connect(endpoint: &Endpoint, identity: &str) -> Result<Client, TemporalError> {
     let url = temporalio_client::Url::parse(&endpoint.url()).map_err(|e| {
         TemporalError::new(format!(
             "`{}` is not a Temporal address ({e}); give HOST:PORT",
@@ -67,7 +67,7 @@ pub async fn connect(endpoint: &Endpoint, identity: &str) -> Result<Client, Temp
 }
 
 /// Starts the workflow execution of a run; its workflow id is the run id.
-pub async fn submit(
+pub(crate) async fn submit(
     client: &Client,
     endpoint: &Endpoint,
     submission: Submission,
@@ -85,7 +85,7 @@ pub async fn submit(
 
 /// How a run on Temporal ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ended {
+pub(crate) enum Ended {
     /// It succeeded.
     Success(Finished),
     /// It failed, with why.
@@ -97,7 +97,7 @@ pub enum Ended {
 }
 
 /// Waits for the run to end.
-pub async fn follow(client: &Client, run_id: &str) -> Result<Ended, TemporalError> {
+pub(crate) async fn follow(client: &Client, run_id: &str) -> Result<Ended, TemporalError> {
     let handle = client.get_workflow_handle::<ReinsRun>(run_id.to_string());
     match handle
         .get_result(WorkflowGetResultOptions::builder().build())
@@ -118,7 +118,7 @@ pub async fn follow(client: &Client, run_id: &str) -> Result<Ended, TemporalErro
 
 /// Answers a waiting gate. The workflow refuses an answer to a gate that does not wait or was
 /// answered already (first answer wins), with a message saying so.
-pub async fn answer(
+pub(crate) async fn answer(
     client: &Client,
     run_id: &str,
     answer: Answer,
@@ -147,7 +147,7 @@ fn not_found(run_id: &str) -> TemporalError {
 }
 
 /// Asks Temporal to cancel the run: its worker stops the running nodes and their processes.
-pub async fn cancel(client: &Client, run_id: &str) -> Result<(), TemporalError> {
+pub(crate) async fn cancel(client: &Client, run_id: &str) -> Result<(), TemporalError> {
     let handle = client.get_workflow_handle::<ReinsRun>(run_id.to_string());
     handle
         .cancel(
@@ -160,7 +160,7 @@ pub async fn cancel(client: &Client, run_id: &str) -> Result<(), TemporalError> 
 }
 
 /// Where the run stands: the workflow's own view (the `status` query) and its Temporal status.
-pub async fn status(client: &Client, run_id: &str) -> Result<(View, String), TemporalError> {
+pub(crate) async fn status(client: &Client, run_id: &str) -> Result<(View, String), TemporalError> {
     let handle = client.get_workflow_handle::<ReinsRun>(run_id.to_string());
     let described = handle
         .describe(WorkflowDescribeOptions::default())

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 /// How to reach a Temporal server.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// `HOST:PORT` (or a URL).
     pub address: String,
     /// The namespace.
@@ -34,7 +34,7 @@ pub struct Endpoint {
 
 /// TLS settings: PEM files, all optional.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Tls {
+pub(crate) struct Tls {
     /// The CA that signed the server's certificate (default: the system's roots).
     pub ca: Option<PathBuf>,
     /// The client certificate, for mTLS.
@@ -47,7 +47,7 @@ pub struct Tls {
 
 /// Why the endpoint cannot be worked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointError(pub String);
+pub(crate) struct EndpointError(pub String);
 
 impl std::fmt::Display for EndpointError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,7 +106,7 @@ fn read_section(path: Option<&Path>) -> Result<Section, EndpointError> {
 
 /// What the command line gave.
 #[derive(Debug, Clone, Default)]
-pub struct Given {
+pub(crate) struct Given {
     /// `--temporal`.
     pub address: Option<String>,
     /// `--namespace`.
@@ -118,7 +118,7 @@ pub struct Given {
 impl Endpoint {
     /// The endpoint from the flags, then `env`, then the config file at `config`; `None` when
     /// none of them names a server (the run is local).
-    pub fn resolve(
+    pub(crate) fn resolve(
         given: &Given,
         env: impl Fn(&str) -> Option<String>,
         config: Option<&Path>,
@@ -185,7 +185,8 @@ impl Endpoint {
     }
 
     /// The server's URL.
-    pub fn url(&self) -> String {
+    #[cfg(feature = "temporal")]
+    pub(crate) fn url(&self) -> String {
         if self.address.contains("://") {
             return self.address.clone();
         }

@@ -29,33 +29,32 @@
 //! * [`worker`]: `reins worker`.
 
 #[cfg(feature = "temporal")]
-pub mod activities;
+pub(crate) mod activities;
 #[cfg(feature = "temporal")]
-pub mod client;
-pub mod config;
-pub mod types;
+pub(crate) mod client;
+pub(crate) mod config;
 #[cfg(feature = "temporal")]
-pub mod worker;
+pub(crate) mod types;
 #[cfg(feature = "temporal")]
-pub mod workflow;
+pub(crate) mod worker;
+#[cfg(feature = "temporal")]
+pub(crate) mod workflow;
 
-pub use config::{Endpoint, EndpointError};
-
-/// The Temporal workflow type of a reins run.
-pub const WORKFLOW_TYPE: &str = "reins-run";
+pub(crate) use config::Endpoint;
 
 /// The shared task queue when `--task-queue` is not given.
-pub const DEFAULT_TASK_QUEUE: &str = "reins";
+pub(crate) const DEFAULT_TASK_QUEUE: &str = "reins";
 
 /// Why talking to Temporal failed.
+#[cfg(feature = "temporal")]
 #[derive(Debug)]
-pub struct TemporalError {
+pub(crate) struct TemporalError {
     /// What failed, in words.
     pub message: String,
 }
 
+#[cfg(feature = "temporal")]
 impl TemporalError {
-    #[cfg(feature = "temporal")]
     pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
@@ -63,10 +62,12 @@ impl TemporalError {
     }
 }
 
+#[cfg(feature = "temporal")]
 impl std::fmt::Display for TemporalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
     }
 }
 
+#[cfg(feature = "temporal")]
 impl std::error::Error for TemporalError {}

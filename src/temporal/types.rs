@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// A frozen file: a workflow or one of its command files, as the submitter read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FrozenSource {
+pub(crate) struct FrozenSource {
     /// Where it was read from (shown in messages).
     pub path: String,
     /// Its text.
@@ -18,7 +18,7 @@ pub struct FrozenSource {
 /// A run submitted to Temporal: the workflow's input. The submitter validated the workflow;
 /// the worker freezes exactly this text and these command files in the run's `run.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Submission {
+pub(crate) struct Submission {
     /// The reins run id, also the workflow id.
     pub run_id: String,
     /// The workflow's name.
@@ -47,7 +47,7 @@ pub struct Submission {
 
 /// Where a run executes: what the placement activity returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
+pub(crate) struct Placement {
     /// The worker's own task queue: every later activity of the run goes there.
     pub queue: String,
     /// The worker's host name.
@@ -58,7 +58,7 @@ pub struct Placement {
 
 /// A gate that waits for an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Gate {
+pub(crate) struct Gate {
     /// The gate's node id.
     pub node: String,
     /// The request id of `approval_requested`: an answer names it.
@@ -72,7 +72,7 @@ pub struct Gate {
 /// The run as its worker opened it: what the `open` activity returns, and all the workflow's
 /// machine needs besides the submission (it reads nothing else, so it replays the same).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Opened {
+pub(crate) struct Opened {
     /// The run's folder on the worker.
     pub run_dir: String,
     /// The working tree its nodes run in (the checkout, or the run's worktree).
@@ -90,7 +90,7 @@ pub struct Opened {
 
 /// The input of the `node` activity: one attempt of one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeInput {
+pub(crate) struct NodeInput {
     /// The run.
     pub run_id: String,
     /// The node: its id, or `ID[KEY]` for an instance of a fan-out.
@@ -104,7 +104,7 @@ pub struct NodeInput {
 
 /// How an attempt of a node ended: what the `node` activity returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeResult {
+pub(crate) struct NodeResult {
     /// `success`, `failed`, `cancelled` or `waiting`.
     pub status: String,
     /// Its output (`{{nodes.ID.output}}`), or what it printed before failing.
@@ -123,7 +123,7 @@ pub struct NodeResult {
 
 /// The input of the `expand` activity: list a fan-out's items.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExpandInput {
+pub(crate) struct ExpandInput {
     /// The run.
     pub run_id: String,
     /// The fan-out's id.
@@ -132,7 +132,7 @@ pub struct ExpandInput {
 
 /// A fan-out's items (recorded as `fan_out_expanded`), or why there are none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Expanded {
+pub(crate) struct Expanded {
     /// The items, in order.
     pub items: Vec<crate::store::FanOutItem>,
     /// What went wrong (the fan-out then fails).
@@ -143,7 +143,7 @@ pub struct Expanded {
 /// failure without an attempt, a fan-out settling, the run pausing or ending), recorded on the
 /// worker in order, each at most once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordInput {
+pub(crate) struct RecordInput {
     /// The run.
     pub run_id: String,
     /// The events.
@@ -152,7 +152,7 @@ pub struct RecordInput {
 
 /// An answer to a gate: the `answer` update's argument.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// The gate (`None`: the only waiting one).
     pub gate: Option<String>,
     /// The request it answers (`None`: the gate's current one).
@@ -167,7 +167,7 @@ pub struct Answer {
 
 /// An answer the workflow took, for a gate it knows waits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// The gate.
     pub gate: String,
     /// The request answered.
@@ -182,7 +182,7 @@ pub struct Accepted {
 
 /// The input of the `answer` activity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AnswerInput {
+pub(crate) struct AnswerInput {
     /// The run.
     pub run_id: String,
     /// The answer.
@@ -191,7 +191,7 @@ pub struct AnswerInput {
 
 /// What the `status` query returns: the run as Temporal knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct View {
+pub(crate) struct View {
     /// The run id.
     pub run_id: String,
     /// The workflow's name.
@@ -215,7 +215,7 @@ pub struct View {
 
 /// What the workflow returns when the run ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finished {
+pub(crate) struct Finished {
     /// `success`, `failed` or `cancelled`.
     pub status: String,
     /// Where it ran.

@@ -18,7 +18,7 @@ use super::workflow::ReinsRun;
 use super::TemporalError;
 
 /// The own task queue of a worker on `host` in the checkout at `root`.
-pub fn own_queue(shared: &str, host: &str, root: &std::path::Path) -> String {
+pub(crate) fn own_queue(shared: &str, host: &str, root: &std::path::Path) -> String {
     let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
     let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
     format!("{shared}@{host}-{short}")
@@ -26,7 +26,7 @@ pub fn own_queue(shared: &str, host: &str, root: &std::path::Path) -> String {
 
 /// Runs the worker until `stop` completes (then it shuts down: running activities finish or
 /// are retried elsewhere) or a worker fails.
-pub async fn run(
+pub(crate) async fn run(
     endpoint: &Endpoint,
     host: Arc<Host>,
     stop: impl Future<Output = ()>,
@@ -91,4 +91,4 @@ pub async fn run(
 }
 
 /// How long a stopping worker waits for its graceful shutdown.
-pub const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -51,7 +51,7 @@ use crate::store::{Event, NodeStatus, RunDir, RunState, RunStatus, Truncation};
 
 /// A reins run as a Temporal workflow.
 #[workflow]
-pub struct ReinsRun {
+pub(crate) struct ReinsRun {
     submission: Submission,
     view: View,
     /// Answers taken by the update, not yet written on the worker.
@@ -497,7 +497,7 @@ fn failed(machine: &Machine, node: usize, error: String) -> Event {
 #[workflow_methods]
 impl ReinsRun {
     #[init]
-    pub fn new(_ctx: &WorkflowContextView, submission: Submission) -> Self {
+    pub(crate) fn new(_ctx: &WorkflowContextView, submission: Submission) -> Self {
         let view = View {
             run_id: submission.run_id.clone(),
             workflow: submission.workflow.clone(),
@@ -512,7 +512,7 @@ impl ReinsRun {
     }
 
     #[run(name = "reins-run")]
-    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<Finished> {
+    pub(crate) async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<Finished> {
         let ctx: &WorkflowContext<Self> = ctx;
         let submission = ctx.state(|s| s.submission.clone());
         let run_id = submission.run_id.clone();
@@ -664,7 +664,11 @@ impl ReinsRun {
 
     /// Takes an answer to a waiting gate; the run writes it on its worker and goes on.
     #[update]
-    pub fn answer(&mut self, _ctx: &mut SyncWorkflowContext<Self>, answer: Answer) -> Accepted {
+    pub(crate) fn answer(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        answer: Answer,
+    ) -> Accepted {
         let gate = self.pick(&answer).expect("validated");
         let accepted = Accepted {
             gate: gate.node.clone(),
@@ -680,7 +684,7 @@ impl ReinsRun {
 
     /// The run as the workflow knows it: placement, phase, waiting gates, answers, nodes.
     #[query]
-    pub fn status(&self, _ctx: &WorkflowContextView) -> View {
+    pub(crate) fn status(&self, _ctx: &WorkflowContextView) -> View {
         self.view.clone()
     }
 }
