@@ -31,7 +31,7 @@ pub(super) fn run(args: LogsArgs) -> error::Result {
     // `NODE/CHILD_NODE`: a node of a `workflow:` node's child run.
     let (run, node) = match args.node.as_deref().map(|n| descend(&run, n)) {
         Some(Ok((run, node))) => (run, Some(node)),
-        Some(Err(e)) => return Err(Error::usage(e)),
+        Some(Err(e)) => return Err(Error::usage(e.to_string())),
         None => (run, None),
     };
     let state = crate::engine::launch::read_state(&run).unwrap_or_default();

@@ -361,7 +361,7 @@ pub(crate) fn answer(store: &Store, run: &RunDir, given: Given) -> Result<Answer
                 run.id
             )));
         }
-        let child = child_of(run, node).map_err(Refused::Usage)?;
+        let child = child_of(run, node).map_err(|e| Refused::Usage(e.to_string()))?;
         let mut answered = answer(
             store,
             &child,

@@ -71,27 +71,65 @@ pub(crate) fn noted_artifacts(run: &RunDir, node: &str) -> Option<PathBuf> {
     (parent.run_id == run.id && parent.node == node).then(|| child.artifacts_dir())
 }
 
+/// Why a `NODE/CHILD_NODE` path names no child run.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChildError {
+    /// The run's log could not be read.
+    #[error("cannot read run {run}: {source}")]
+    Unreadable {
+        /// The run.
+        run: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The run has no such node.
+    #[error("run {run} has no node `{node}`{hint}")]
+    NoNode {
+        /// The run.
+        run: String,
+        /// The name asked for.
+        node: String,
+        /// `; did you mean ...?`, or nothing.
+        hint: String,
+    },
+    /// The node has no child run.
+    #[error("node `{node}` of run {run} has no child run (only a `workflow:` node that started has one)")]
+    NoChild {
+        /// The run.
+        run: String,
+        /// The node.
+        node: String,
+    },
+}
+
 /// The child run of `run`'s `workflow:` node `node`, or why there is none.
-pub(crate) fn child_of(run: &RunDir, node: &str) -> Result<RunDir, String> {
-    let state = launch::read_state(run).map_err(|e| format!("cannot read run {}: {e}", run.id))?;
+pub(crate) fn child_of(run: &RunDir, node: &str) -> Result<RunDir, ChildError> {
+    let state = launch::read_state(run).map_err(|source| ChildError::Unreadable {
+        run: run.id.clone(),
+        source,
+    })?;
     let Some(n) = state.node(node) else {
         let hint = crate::diagnostic::suggestion(node, state.nodes.iter().map(|n| n.id.as_str()))
             .map(|h| format!("; {h}"))
             .unwrap_or_default();
-        return Err(format!("run {} has no node `{node}`{hint}", run.id));
+        return Err(ChildError::NoNode {
+            run: run.id.clone(),
+            node: node.to_string(),
+            hint,
+        });
     };
-    match n.child_run.as_deref() {
-        Some(id) if sibling(run, id).is_some() => Ok(sibling(run, id).expect("checked")),
-        _ => Err(format!(
-            "node `{node}` of run {} has no child run (only a `workflow:` node that started has one)",
-            run.id
-        )),
+    match n.child_run.as_deref().and_then(|id| sibling(run, id)) {
+        Some(child) => Ok(child),
+        None => Err(ChildError::NoChild {
+            run: run.id.clone(),
+            node: node.to_string(),
+        }),
     }
 }
 
 /// Follows a path of `workflow:` nodes from `run` (`NODE/CHILD_NODE/...`): the run the last
 /// name belongs to, and that name.
-pub(crate) fn descend(run: &RunDir, path: &str) -> Result<(RunDir, String), String> {
+pub(crate) fn descend(run: &RunDir, path: &str) -> Result<(RunDir, String), ChildError> {
     let mut run = run.clone();
     let mut rest = path;
     while let Some((node, tail)) = rest.split_once('/') {
