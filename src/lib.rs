@@ -14,9 +14,14 @@
 //! * [`agent`]: coding-agent harnesses (Claude Code, Codex) in pseudo-terminal sessions;
 //! * [`engine`]: the decisions and scheduling: runs the DAG on a ready queue, each node on its
 //!   runner;
-//! * [`temporal`]: the same workflows on Temporal: workers on many hosts, gates as updates;
-//! * [`serve`]: shows runs in the browser and answers gates there (`reins serve`);
+//! * `temporal`: the same workflows on Temporal: workers on many hosts, gates as updates;
+//! * `serve`: shows runs in the browser and answers gates there (`reins serve`);
 //! * [`cli`]: the thin command-line layer over all of it.
+//!
+//! `pub` is the library's API: loading and validating workflows, the store, the engine's entry
+//! points and its decision machine, the agent harnesses and the process layer. Everything only
+//! the crate uses is `pub(crate)` (the `unreachable_pub` lint keeps it so), and `serve` and
+//! `temporal` are reached through [`cli`].
 
 pub mod agent;
 pub mod cli;

@@ -9,7 +9,7 @@
 //! * [`claude`]: Claude Code (`claude -p … --output-format stream-json`);
 //! * [`codex`]: Codex (`codex exec --json`);
 //! * [`invocation`]: what to run: prompt, session, folders, permissions, limits;
-//! * [`pty`]: the child in a pseudo-terminal, its process group, its death;
+//! * [`crate::process::pty`]: the child in a pseudo-terminal, its process group, its death;
 //! * [`events`]: the common events of a turn (Claude's stream-json lines, typed);
 //! * [`outcome`]: the success rules and what a failure says;
 //! * [`session`]: one run, start to verdict, with timeouts, cancel and transcript;
