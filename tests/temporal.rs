@@ -328,6 +328,45 @@ fn fan_out_retries_when_and_loops_are_decided_by_the_machine_in_the_workflow() {
     let status = w.repo.reins(["status", &run]).run();
     status.code(0);
     assert!(status.stdout.contains("success"), "{}", status.stdout);
+    // Each of the loop's iterations was its own `node` activity...
+    assert_eq!(
+        server.node_activities(&run, "count"),
+        3,
+        "one activity per iteration"
+    );
+    assert_eq!(server.node_activities(&run, "flaky"), 2, "one per attempt");
+    // ...and the worker's log tells the loop as a local run's does.
+    let local = Repo::new().workflow("decided", DECIDED);
+    local.reins(["run", "decided"]).run().code(0);
+    let of_loop = |events: Vec<Value>| -> Vec<Value> {
+        events
+            .into_iter()
+            .filter(|e| e["node"] == "count")
+            .map(|e| {
+                serde_json::json!([
+                    e["type"],
+                    e["attempt"],
+                    e["iteration"],
+                    e["status"],
+                    e["output"]
+                ])
+            })
+            .collect()
+    };
+    let here = of_loop(w.repo.events(&run));
+    assert_eq!(here, of_loop(local.events(&local.the_run())), "{here:#?}");
+    assert_eq!(
+        here.iter()
+            .map(|e| e[0].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        [
+            "node_started",
+            "loop_iteration",
+            "loop_iteration",
+            "loop_iteration",
+            "node_succeeded"
+        ]
+    );
 }
 
 const GATES: &str = "nodes:

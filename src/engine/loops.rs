@@ -13,6 +13,9 @@
 //!   to its output. A loop that had finished (a `done` iteration, or `max_iterations` used up)
 //!   starts over at 1 when it runs again (`resume` of the failed loop, `resume --from`).
 //! * `timeout` applies to each iteration.
+//! * A job with [`Job::new_iterations`] runs that many iterations at most, then, when the loop
+//!   goes on, ends with [`Outcome::Continues`]: the next call picks up after them, as a
+//!   resume does (a Temporal worker runs each iteration as its own activity so).
 //! * When the iteration whose output becomes the node's (the last one run) printed more than
 //!   the output limit, the loop records `output_truncated` for the node and keeps that
 //!   iteration's whole output as the node's `output.txt`, as a bash node does.
@@ -78,7 +81,8 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
         }
     };
     let (mut n, mut previous) = start_point(&job, max);
-    let mut usage: Option<Usage> = None;
+    let mut usage: Option<Usage> = job.usage_before;
+    let mut ran = 0u32;
     // The whole output of the last iteration run, when it was cut to the limit.
     let mut cut: Option<std::path::PathBuf> = None;
     loop {
@@ -101,6 +105,8 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
         let mut iteration = job.clone();
         iteration.context = context.clone();
         iteration.iteration = Some(n);
+        iteration.new_iterations = None;
+        iteration.usage_before = None;
         iteration.session = session.clone();
         iteration.dir = job.dir.join(format!("iteration-{n}"));
         iteration
@@ -111,6 +117,7 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
         let whole = super::context::output_file(&iteration_dir);
         let _ = std::fs::remove_file(&whole);
         let outcome = body.run(iteration).await;
+        ran += 1;
         // The node's output is the last iteration's: so is its truncation.
         cut = std::fs::symlink_metadata(&whole)
             .is_ok_and(|m| m.is_file())
@@ -151,6 +158,10 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
                 }
                 record(&output, IterationStatus::Continue);
                 previous = output;
+                // Past `max_iterations` the next turn fails the node: that is not a pause.
+                if n < max && job.new_iterations.is_some_and(|cap| ran >= cap) {
+                    return Outcome::Continues { usage };
+                }
             }
             Outcome::Failure {
                 error,
@@ -171,8 +182,10 @@ async fn run(body: std::sync::Arc<dyn NodeRunner>, job: Job) -> Outcome {
                 };
             }
             Outcome::Cancelled => return Outcome::Cancelled,
-            Outcome::Waiting => {
-                return Outcome::fatal("internal error: a loop body cannot wait for approval")
+            Outcome::Waiting | Outcome::Continues { .. } => {
+                return Outcome::fatal(
+                    "internal error: a loop body cannot wait for approval or loop itself",
+                )
             }
         }
     }

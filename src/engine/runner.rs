@@ -70,6 +70,12 @@ pub enum Outcome {
     Waiting,
     /// The run was cancelled while it ran.
     Cancelled,
+    /// A loop ran the iterations [`Job::new_iterations`] allowed and goes on: the attempt is
+    /// not over (nothing settles the node); the next call runs the next iteration.
+    Continues {
+        /// Tokens and cost of this attempt's iterations so far.
+        usage: Option<Usage>,
+    },
 }
 
 impl Outcome {
@@ -130,6 +136,13 @@ pub struct Job {
     pub session: SessionChoice,
     /// In a loop body: the iteration (from 1).
     pub iteration: Option<u32>,
+    /// In a loop node: run at most this many new iterations, then, when the loop goes on, end
+    /// with [`Outcome::Continues`] (a Temporal worker runs each iteration as an activity).
+    /// `None`: iterate until the loop ends.
+    pub new_iterations: Option<u32>,
+    /// Tokens and cost earlier iterations of this attempt used (run by earlier calls, see
+    /// [`Job::new_iterations`]): the loop adds them to what it reports.
+    pub usage_before: Option<Usage>,
     /// Records the runner's own events.
     pub recorder: Recorder,
     /// Cancellation of the run.

@@ -96,6 +96,9 @@ enum Attempt {
     Waiting,
     /// The run was cancelled (`node_cancelled` is recorded).
     Cancelled,
+    /// A loop ran the iterations it was allowed and goes on (nothing is recorded for the
+    /// node: the attempt is not over). Only an attempt with `new_iterations` ends so.
+    Continues(Option<crate::store::Usage>),
 }
 
 /// A failed attempt, as the runner told it.
@@ -393,6 +396,18 @@ impl Scheduler {
                 attempt,
                 ended: Ended::Waiting,
             }),
+            Attempt::Continues(usage) => {
+                // The local scheduler never caps a loop's iterations: not a way to end.
+                let f = Failure {
+                    error: "internal error: the attempt ended before its node did".into(),
+                    exit_code: None,
+                    output: String::new(),
+                    usage,
+                    retryable: false,
+                    log_start: [0, 0],
+                };
+                self.attempt_ended(i, attempt, Attempt::Failed(f))
+            }
             Attempt::Failed(f) => {
                 self.sync_cancel();
                 let truncated = truncation(&self.x, &self.machine, i);
@@ -570,6 +585,9 @@ fn task(
         canceller: x.canceller.clone(),
         watchdog: x.watchdog.clone(),
         options: x.options.clone(),
+        new_iterations: None,
+        usage_before: None,
+        under_way: false,
     }
 }
 
@@ -639,7 +657,7 @@ fn record_failed(
 
 /// How one attempt run by [`run_one`] ended.
 #[cfg(feature = "temporal")]
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Single {
     /// It succeeded with this output (`node_succeeded` is recorded).
     Succeeded(String),
@@ -654,6 +672,12 @@ pub(crate) enum Single {
     Waiting,
     /// The run was cancelled while it ran (`node_cancelled` is recorded).
     Cancelled,
+    /// A loop ran its `new_iterations` and goes on: nothing settles the node, the attempt is
+    /// not over (call again for the same attempt to run the next iteration).
+    Continues {
+        /// Tokens and cost of the attempt's iterations so far (pass them on to the next call).
+        usage: Option<crate::store::Usage>,
+    },
 }
 
 /// Runs attempt `attempt` of node `i` of `machine` exactly as the local scheduler runs it —
@@ -663,6 +687,11 @@ pub(crate) enum Single {
 /// `will_retry` set when `retry` (the deciding machine's [`Machine::retries_left`]) and the
 /// failure is retryable. The recorder is flushed before it returns: what it reports is on
 /// disk.
+///
+/// A loop runs at most `new_iterations` new iterations (`None`: to its end), then reports
+/// [`Single::Continues`]; the next call for the same attempt picks up after the iterations the
+/// log holds, adds `usage_before` (what earlier calls reported) to the node's usage, and does
+/// not record `node_started` again while the log shows the attempt running.
 #[cfg(feature = "temporal")]
 pub(crate) async fn run_one(
     x: &Execution,
@@ -670,6 +699,8 @@ pub(crate) async fn run_one(
     i: usize,
     attempt: u32,
     retry: bool,
+    new_iterations: Option<u32>,
+    usage_before: Option<crate::store::Usage>,
 ) -> Single {
     let node = &x.plan.workflow.nodes[machine.template(i)];
     let Some(runner) = x.runners.get(&node.kind) else {
@@ -690,7 +721,13 @@ pub(crate) async fn run_one(
         };
     };
     let started = first_started(x, machine, i);
-    let t = task(x, machine, i, attempt, Duration::ZERO, runner, started);
+    let under_way = started.prior.status == NodeStatus::Running
+        && started.prior.attempt == attempt
+        && started.prior.error.is_none();
+    let mut t = task(x, machine, i, attempt, Duration::ZERO, runner, started);
+    t.new_iterations = new_iterations;
+    t.usage_before = usage_before;
+    t.under_way = under_way;
     let (_, _, ended) = t.run(x.run.env.clone()).await;
     let truncated = truncation(x, machine, i);
     let single = match ended {
@@ -708,6 +745,7 @@ pub(crate) async fn run_one(
         }
         Attempt::Cancelled => Single::Cancelled,
         Attempt::Waiting => Single::Waiting,
+        Attempt::Continues(usage) => Single::Continues { usage },
         Attempt::Failed(f) => {
             let retryable = f.retryable;
             let output = f.output.clone();
@@ -843,6 +881,12 @@ struct Task {
     canceller: Canceller,
     watchdog: Option<Arc<Watchdog>>,
     options: Options,
+    /// In a loop: new iterations this call may run ([`Job::new_iterations`]).
+    new_iterations: Option<u32>,
+    /// Tokens and cost the attempt's earlier calls used ([`Job::usage_before`]).
+    usage_before: Option<crate::store::Usage>,
+    /// The attempt is under way already (an earlier call recorded its `node_started`).
+    under_way: bool,
 }
 
 impl Task {
@@ -870,7 +914,7 @@ impl Task {
             }
             return self.cancelled();
         }
-        if !(gate_asked_before && attempt == 1) {
+        if !(gate_asked_before && attempt == 1 || self.under_way) {
             self.recorder.record(Event::NodeStarted {
                 node: self.id.clone(),
                 attempt,
@@ -896,6 +940,8 @@ impl Task {
                     sessions: self.started.sessions.clone(),
                     session: SessionChoice::of(&self.plan.workflow.nodes[i]),
                     iteration: None,
+                    new_iterations: self.new_iterations,
+                    usage_before: self.usage_before,
                     recorder: self.recorder.clone(),
                     cancel: token.clone(),
                     watchdog: self.watchdog.clone(),
@@ -917,6 +963,17 @@ impl Task {
             }
             Outcome::Waiting => Attempt::Waiting,
             Outcome::Cancelled => return self.cancelled(),
+            Outcome::Continues { usage } if self.new_iterations.is_some() => {
+                Attempt::Continues(usage)
+            }
+            Outcome::Continues { usage } => Attempt::Failed(Failure {
+                error: "internal error: the runner ended the attempt before the node".into(),
+                exit_code: None,
+                output: String::new(),
+                usage,
+                retryable: false,
+                log_start,
+            }),
             Outcome::Failure {
                 error,
                 exit_code,

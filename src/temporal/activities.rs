@@ -301,6 +301,7 @@ fn recorded(state: &RunState, node: &str, attempt: u32) -> Option<NodeResult> {
         artifacts: None,
         gate: None,
         recorded: true,
+        usage: None,
     };
     match n.status {
         NodeStatus::Success => Some(result("success", false)),
@@ -394,7 +395,9 @@ impl Activities {
     }
 
     /// Runs one attempt of one node with the engine's own task and runner, heartbeating; a
-    /// node the log has settled returns its recorded result and does not run again.
+    /// node the log has settled returns its recorded result and does not run again. A loop
+    /// runs one iteration (after those the log holds) and, when it goes on, returns
+    /// `continues`: the workflow calls again for the same attempt.
     #[activity]
     pub(crate) async fn node(
         self: Arc<Self>,
@@ -445,7 +448,16 @@ impl Activities {
         let single = beating(
             &ctx,
             &canceller,
-            scheduler::run_one(&x, &machine, i, input.attempt, input.retry),
+            // A loop runs one iteration per activity; other nodes ignore the cap.
+            scheduler::run_one(
+                &x,
+                &machine,
+                i,
+                input.attempt,
+                input.retry,
+                Some(1),
+                input.usage,
+            ),
         )
         .await;
         let state = live.recorder.state();
@@ -468,10 +480,15 @@ impl Activities {
             artifacts: artifacts.as_ref().map(|a| a.display().to_string()),
             gate: None,
             recorded: false,
+            usage: None,
         };
         Ok(match single {
             Single::Succeeded(output) => result("success", output, false),
             Single::Failed { retryable, output } => result("failed", output, retryable),
+            Single::Continues { usage } => NodeResult {
+                usage,
+                ..result("continues", String::new(), false)
+            },
             Single::Cancelled => {
                 if ctx.is_cancelled() {
                     return Err(ActivityError::cancelled());

@@ -89,7 +89,7 @@ pub(crate) struct Opened {
 }
 
 /// The input of the `node` activity: one attempt of one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NodeInput {
     /// The run.
     pub run_id: String,
@@ -100,12 +100,17 @@ pub(crate) struct NodeInput {
     /// A retryable failure of this attempt is retried (the machine's `retries_left`): the
     /// worker records the failure so.
     pub retry: bool,
+    /// A loop's attempt runs one iteration per activity: tokens and cost of the iterations
+    /// this attempt's earlier activities ran (the last one's [`NodeResult::usage`]).
+    #[serde(default)]
+    pub usage: Option<crate::store::Usage>,
 }
 
 /// How an attempt of a node ended: what the `node` activity returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NodeResult {
-    /// `success`, `failed`, `cancelled` or `waiting`.
+    /// `success`, `failed`, `cancelled` or `waiting`; `continues` when a loop ran one
+    /// iteration and goes on (the attempt is not over: the workflow runs the activity again).
     pub status: String,
     /// Its output (`{{nodes.ID.output}}`), or what it printed before failing.
     pub output: String,
@@ -119,6 +124,9 @@ pub(crate) struct NodeResult {
     pub gate: Option<Gate>,
     /// True when the store had settled the node already and it did not run again.
     pub recorded: bool,
+    /// With `continues`: tokens and cost of the attempt's iterations so far.
+    #[serde(default)]
+    pub usage: Option<crate::store::Usage>,
 }
 
 /// The input of the `expand` activity: list a fan-out's items.

@@ -150,27 +150,49 @@ impl<'a> Driver<'a> {
     fn start(&mut self, i: usize, attempt: u32, delay: Duration) {
         let ctx = self.ctx;
         let id = self.machine.id(i).to_string();
-        let input = NodeInput {
+        let mut input = NodeInput {
             run_id: self.run_id.clone(),
             node: id.clone(),
             attempt,
             retry: self.machine.retries_left(i, attempt),
+            usage: None,
         };
-        let mut options = self.on_worker(
-            Duration::from_secs(366 * 24 * 3600),
-            format!("{id} #{attempt}"),
-        );
-        options.heartbeat_timeout = Some(self.heartbeat);
-        options.cancellation_type = ActivityCancellationType::WaitCancellationCompleted;
+        let options = |part: u32| {
+            let summary = match part {
+                1 => format!("{id} #{attempt}"),
+                _ => format!("{id} #{attempt}, next iteration"),
+            };
+            let mut options = self.on_worker(Duration::from_secs(366 * 24 * 3600), summary);
+            options.heartbeat_timeout = Some(self.heartbeat);
+            options.cancellation_type = ActivityCancellationType::WaitCancellationCompleted;
+            options
+        };
+        let first = options(1);
+        let later = options(2);
         ctx.state_mut(|s| s.view.attempts += 1);
         self.running.push(Box::pin(async move {
             if !delay.is_zero() && ctx.timer(delay).await == TimerResult::Cancelled {
                 return (i, attempt, Came::Cancelled);
             }
-            let came = match ctx.execute_activity(Activities::node, input, options).await {
-                Ok(r) => Came::Result(r),
-                Err(ActivityExecutionError::Cancelled(_)) => Came::Cancelled,
-                Err(e) => Came::Error(e.to_string()),
+            // A loop runs one iteration per activity: while it goes on, the same attempt's
+            // next iteration is another activity.
+            let mut options = first;
+            let came = loop {
+                match ctx
+                    .execute_activity(Activities::node, input.clone(), options)
+                    .await
+                {
+                    Ok(r) if r.status == "continues" => {
+                        if ctx.cancellation_token().is_cancelled() {
+                            break Came::Cancelled;
+                        }
+                        input.usage = r.usage;
+                        options = later.clone();
+                    }
+                    Ok(r) => break Came::Result(r),
+                    Err(ActivityExecutionError::Cancelled(_)) => break Came::Cancelled,
+                    Err(e) => break Came::Error(e.to_string()),
+                }
             };
             (i, attempt, came)
         }));

@@ -139,6 +139,36 @@ impl DevServer {
         ))
     }
 
+    /// How many `node` activities of workflow `id` completed for node `node` (the activity's
+    /// input names it), from the workflow's history.
+    pub fn node_activities(&self, id: &str, node: &str) -> usize {
+        let (ok, out) = self
+            .cli(&["workflow", "show", "--workflow-id", id, "--output", "json"])
+            .expect("temporal workflow show");
+        assert!(ok, "temporal workflow show failed: {out}");
+        let history: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let events = history["events"].as_array().cloned().unwrap_or_default();
+        let scheduled: Vec<String> = events
+            .iter()
+            .filter_map(|e| {
+                let a = &e["activityTaskScheduledEventAttributes"];
+                let data = a["input"]["payloads"][0]["data"]
+                    .as_str()
+                    .unwrap_or_default();
+                let input: serde_json::Value =
+                    serde_json::from_slice(&base64(data)).unwrap_or_default();
+                (a["activityType"]["name"] == "Activities::node" && input["node"] == node)
+                    .then(|| e["eventId"].as_str().unwrap_or_default().to_string())
+            })
+            .collect();
+        events
+            .iter()
+            .filter_map(|e| e["activityTaskCompletedEventAttributes"]["scheduledEventId"].as_str())
+            .filter(|id| scheduled.iter().any(|s| s == id))
+            .count()
+    }
+
     /// How many workflow executions the server has.
     pub fn executions(&self) -> usize {
         let (ok, out) = self
@@ -157,4 +187,27 @@ impl Drop for DevServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Decodes standard base64 (how the Temporal CLI prints payloads); other bytes are skipped.
+fn base64(text: &str) -> Vec<u8> {
+    let (mut bits, mut held, mut out) = (0u32, 0, Vec::new());
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => continue,
+        };
+        bits = bits << 6 | u32::from(v);
+        held += 6;
+        if held >= 8 {
+            held -= 8;
+            out.push((bits >> held) as u8);
+            bits &= (1 << held) - 1;
+        }
+    }
+    out
 }
