@@ -77,7 +77,7 @@ fn failure(message: String) -> WorkflowTermination {
 /// How an attempt came back.
 enum Came {
     /// The activity's result.
-    Result(NodeResult),
+    Result(Box<NodeResult>),
     /// Cancelled (the run was).
     Cancelled,
     /// The activity failed for good (not the node: the worker could not run it).
@@ -189,7 +189,7 @@ impl<'a> Driver<'a> {
                         input.usage = r.usage;
                         options = later.clone();
                     }
-                    Ok(r) => break Came::Result(r),
+                    Ok(r) => break Came::Result(Box::new(r)),
                     Err(ActivityExecutionError::Cancelled(_)) => break Came::Cancelled,
                     Err(e) => break Came::Error(e.to_string()),
                 }
