@@ -10,9 +10,10 @@
 //!
 //! * `open` creates the run in the worker's checkout (`run.json`, `run_started`), or takes it
 //!   up again after a restart or a pause (`run_resumed`);
-//! * `node` runs one attempt of one node (bash, an agent turn, a whole loop, a gate looked at)
-//!   with the engine's own task and runner, heartbeating; a cancellation from Temporal kills the
-//!   node's process group;
+//! * `node` runs one attempt of one node (bash, an agent turn, a gate looked at) with the
+//!   engine's own task and runner, heartbeating; a cancellation from Temporal kills the node's
+//!   process group. A loop's attempt is one `node` activity per iteration: each runs the next
+//!   iteration and says whether the loop goes on (`continues`: the workflow runs the next);
 //! * `expand` lists a fan-out's items; `record` records the events of the machine's decisions
 //!   (skips, a fan-out settling, the run pausing or ending);
 //! * `answer` writes a gate's answer with the same code as `reins approve` (first answer wins,

@@ -7,7 +7,8 @@
 //! machine's decisions:
 //!
 //! * `Start` → a `node` activity on the run's worker queue (one attempt of one node: a bash
-//!   script, an agent turn, a whole loop, a gate looked at), heartbeating;
+//!   script, an agent turn, a gate looked at), heartbeating; a loop's attempt is one such
+//!   activity per iteration, run again while the worker answers `continues`;
 //! * `Retry` → a durable timer for the backoff, then the next attempt;
 //! * `Expand` → an `expand` activity that lists the fan-out's items on the worker;
 //! * `Skip`, `Fail`, `FanOutSettled`, `Pause`, `Finish` → their events, recorded on the worker
