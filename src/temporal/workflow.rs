@@ -158,18 +158,19 @@ impl<'a> Driver<'a> {
             retry: self.machine.retries_left(i, attempt),
             usage: None,
         };
-        let options = |part: u32| {
-            let summary = match part {
-                1 => format!("{id} #{attempt}"),
-                _ => format!("{id} #{attempt}, next iteration"),
+        let options = |first: bool| {
+            let summary = if first {
+                format!("{id} #{attempt}")
+            } else {
+                format!("{id} #{attempt}, next iteration")
             };
             let mut options = self.on_worker(Duration::from_secs(366 * 24 * 3600), summary);
             options.heartbeat_timeout = Some(self.heartbeat);
             options.cancellation_type = ActivityCancellationType::WaitCancellationCompleted;
             options
         };
-        let first = options(1);
-        let later = options(2);
+        let first = options(true);
+        let later = options(false);
         ctx.state_mut(|s| s.view.attempts += 1);
         self.running.push(Box::pin(async move {
             if !delay.is_zero() && ctx.timer(delay).await == TimerResult::Cancelled {
