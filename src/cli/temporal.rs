@@ -230,13 +230,6 @@ pub(super) fn worker(args: WorkerArgs) -> error::Result {
         let (mut int, mut term) = signal(SignalKind::interrupt())
             .and_then(|i| Ok((i, signal(SignalKind::terminate())?)))
             .map_err(|e| Error::io("cannot listen for Ctrl-C", e))?;
-        say!(
-            "worker {queue} on {hostname}, in {}: polling `{}` and its own queue at {} (namespace {}); {slots} run(s) at once",
-            root.display(),
-            endpoint.task_queue,
-            endpoint.address,
-            endpoint.namespace
-        );
         let stop = async move {
             tokio::select! {
                 _ = int.recv() => {}
@@ -244,7 +237,16 @@ pub(super) fn worker(args: WorkerArgs) -> error::Result {
             }
             eprintln!("stopping the worker: running node attempts are retried when a worker for this checkout returns");
         };
-        crate::temporal::worker::run(&endpoint, host, stop)
+        let ready = || {
+            say!(
+                "worker {queue} on {hostname}, in {}: polling `{}` and its own queue at {} (namespace {}); {slots} run(s) at once",
+                root.display(),
+                endpoint.task_queue,
+                endpoint.address,
+                endpoint.namespace
+            );
+        };
+        crate::temporal::worker::run(&endpoint, host, ready, stop)
             .await
             .map(|()| Outcome::Success)
             .map_err(server)

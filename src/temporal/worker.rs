@@ -25,10 +25,12 @@ pub(crate) fn own_queue(shared: &str, host: &str, root: &std::path::Path) -> Str
 }
 
 /// Runs the worker until `stop` completes (then it shuts down: running activities finish or
-/// are retried elsewhere) or a worker fails.
+/// are retried elsewhere) or a worker fails. `ready` is called once it is connected and about
+/// to poll.
 pub(crate) async fn run(
     endpoint: &Endpoint,
     host: Arc<Host>,
+    ready: impl FnOnce(),
     stop: impl Future<Output = ()>,
 ) -> Result<(), TemporalError> {
     let runtime = Runtime::from_current_tokio(Default::default())
@@ -62,6 +64,7 @@ pub(crate) async fn run(
     let mut own = make(&host.queue, false)?;
     let stop_shared = shared.shutdown_handle();
     let stop_own = own.shutdown_handle();
+    ready();
     let ran = async {
         let (a, b) = tokio::join!(shared.run(), own.run());
         a.and(b)
