@@ -723,13 +723,24 @@ fn opened_of(live: &Live) -> Opened {
 pub(crate) fn frozen_workflow(
     submission: &Submission,
 ) -> Result<(workflow::Workflow, FrozenCommands), ActivityError> {
-    frozen(submission).map_err(fatal)
+    frozen(submission).map_err(|e| fatal(e.to_string()))
 }
 
-/// [`frozen_workflow`], its error in words.
+/// Why a submitted workflow cannot run here.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FrozenError {
+    /// It does not validate with this worker's reins: the first error's message.
+    #[error("the submitted workflow is not valid for this worker's reins: {0}")]
+    Invalid(String),
+    /// It does not load at all.
+    #[error("the submitted workflow cannot be read")]
+    Unreadable,
+}
+
+/// [`frozen_workflow`], with a typed error.
 pub(crate) fn frozen(
     submission: &Submission,
-) -> Result<(workflow::Workflow, FrozenCommands), String> {
+) -> Result<(workflow::Workflow, FrozenCommands), FrozenError> {
     let frozen = |files: &BTreeMap<String, FrozenSource>| {
         files
             .iter()
@@ -753,11 +764,8 @@ pub(crate) fn frozen(
     let first = diagnostics.iter().find(|d| d.is_error());
     match (loaded.workflow, first) {
         (Some(wf), None) => Ok((wf, commands)),
-        (_, Some(d)) => Err(format!(
-            "the submitted workflow is not valid for this worker's reins: {}",
-            d.message
-        )),
-        (None, None) => Err("the submitted workflow cannot be read".into()),
+        (_, Some(d)) => Err(FrozenError::Invalid(d.message.clone())),
+        (None, None) => Err(FrozenError::Unreadable),
     }
 }
 

@@ -541,7 +541,7 @@ impl ReinsRun {
         let submission = ctx.state(|s| s.submission.clone());
         let run_id = submission.run_id.clone();
         // The plan, from the frozen text the submission carries: the same on every replay.
-        let (mut wf, commands) = frozen(&submission).map_err(failure)?;
+        let (mut wf, commands) = frozen(&submission).map_err(|e| failure(e.to_string()))?;
         if let Some(agent) = &submission.agent {
             crate::engine::agent::switch_default_agent(&mut wf, agent)
                 .map_err(|e| failure(e.to_string()))?;
