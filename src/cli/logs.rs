@@ -17,11 +17,11 @@ use std::time::Duration;
 use super::args::LogsArgs;
 use super::common::{resolve_run, say};
 use super::error::{self, Error, Outcome};
-use super::progress::{describe, instance_counts, SHOWN_INSTANCES};
+use super::progress::{describe, instance_counts, InstanceFilter};
 use crate::diagnostic::suggestion;
 use crate::engine::subflow::descend;
 use crate::store::log::Tail;
-use crate::store::{Event, NodeStatus, RunDir, RunState};
+use crate::store::{Event, RunDir, RunState};
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -94,19 +94,13 @@ fn instances_of(state: &RunState, node: &str) -> Option<Vec<String>> {
     )
 }
 
-/// Every node's logs under headers. A fan-out of more than [`SHOWN_INSTANCES`] instances is
+/// Every node's logs under headers. A fan-out of more than [`super::progress::SHOWN_INSTANCES`] instances is
 /// one header with its instances counted, then the logs of at most that many of those that
 /// did not succeed (`reins logs RUN FAN_OUT` prints them all).
 fn print_run(run: &RunDir, state: &RunState, raw: bool) {
-    let many = |id: &str| {
-        state
-            .node(id)
-            .and_then(|n| n.fan_out.as_ref())
-            .is_some_and(|items| items.len() > SHOWN_INSTANCES)
-    };
-    let mut shown: std::collections::HashMap<&str, usize> = Default::default();
+    let mut filter = InstanceFilter::new(state);
     for n in &state.nodes {
-        if many(&n.id) {
+        if filter.many(&n.id) {
             say!(
                 "==> {}: {}; the logs of those that did not succeed follow (`reins logs {} {}` prints them all) <==",
                 n.id,
@@ -116,18 +110,8 @@ fn print_run(run: &RunDir, state: &RunState, raw: bool) {
             );
             continue;
         }
-        if let Some((fan_out, _)) = crate::engine::fanout::split_instance_id(&n.id) {
-            if many(fan_out) {
-                let quiet = matches!(
-                    n.status,
-                    NodeStatus::Success | NodeStatus::Pending | NodeStatus::Skipped
-                );
-                let count = shown.entry(fan_out).or_default();
-                if quiet || *count >= SHOWN_INSTANCES {
-                    continue;
-                }
-                *count += 1;
-            }
+        if filter.hides(n) {
+            continue;
         }
         print_node(run, &n.id, false, raw);
     }

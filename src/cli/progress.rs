@@ -961,6 +961,50 @@ pub(super) fn instance_counts(state: &RunState, fan_out: &crate::store::NodeStat
     format!("{} instances: {}", items.len(), parts.join(", "))
 }
 
+/// Which instances of a fan-out of more than [`SHOWN_INSTANCES`] are listed one by one: at
+/// most that many of those worth a look (running, waiting, failed, cancelled), in order.
+pub(super) struct InstanceFilter<'a> {
+    state: &'a RunState,
+    shown: std::collections::HashMap<&'a str, usize>,
+}
+
+impl<'a> InstanceFilter<'a> {
+    pub(super) fn new(state: &'a RunState) -> Self {
+        InstanceFilter {
+            state,
+            shown: Default::default(),
+        }
+    }
+
+    /// True when node `id` is a fan-out of more than [`SHOWN_INSTANCES`] instances.
+    pub(super) fn many(&self, id: &str) -> bool {
+        self.state
+            .node(id)
+            .and_then(|f| f.fan_out.as_ref())
+            .is_some_and(|items| items.len() > SHOWN_INSTANCES)
+    }
+
+    /// True when `n`, an instance of a fan-out of many, is left out of the list.
+    pub(super) fn hides(&mut self, n: &'a crate::store::NodeState) -> bool {
+        let Some((fan_out, _)) = crate::engine::fanout::split_instance_id(&n.id) else {
+            return false;
+        };
+        if !self.many(fan_out) {
+            return false;
+        }
+        let quiet = matches!(
+            n.status,
+            NodeStatus::Success | NodeStatus::Pending | NodeStatus::Skipped
+        );
+        let count = self.shown.entry(fan_out).or_default();
+        if quiet || *count >= SHOWN_INSTANCES {
+            return true;
+        }
+        *count += 1;
+        false
+    }
+}
+
 /// One line per node: id, status, duration, attempts, agent usage, and the error or skip
 /// reason.
 pub(super) fn node_table(state: &RunState, now: SystemTime) -> String {
@@ -975,26 +1019,10 @@ pub(super) fn node_table(state: &RunState, now: SystemTime) -> String {
     let label_width = labels.iter().map(|l| l.len()).max().unwrap_or(9).max(9);
     let mut out = String::new();
     // A fan-out of many: its instances as counts, and only those worth a look one by one.
-    let many = |id: &str| {
-        state
-            .node(id)
-            .and_then(|f| f.fan_out.as_ref())
-            .is_some_and(|items| items.len() > SHOWN_INSTANCES)
-    };
-    let mut shown: std::collections::HashMap<&str, usize> = Default::default();
+    let mut filter = InstanceFilter::new(state);
     for (n, label) in state.nodes.iter().zip(&labels) {
-        if let Some((fan_out, _)) = crate::engine::fanout::split_instance_id(&n.id) {
-            if many(fan_out) {
-                let quiet = matches!(
-                    n.status,
-                    NodeStatus::Success | NodeStatus::Pending | NodeStatus::Skipped
-                );
-                let count = shown.entry(fan_out).or_default();
-                if quiet || *count >= SHOWN_INSTANCES {
-                    continue;
-                }
-                *count += 1;
-            }
+        if filter.hides(n) {
+            continue;
         }
         let took = match n.status {
             NodeStatus::Pending | NodeStatus::Skipped => String::new(),
@@ -1040,7 +1068,7 @@ pub(super) fn node_table(state: &RunState, now: SystemTime) -> String {
             note.lines().next().unwrap_or("")
         );
         let _ = writeln!(out, "{}", line.trim_end());
-        if many(&n.id) {
+        if filter.many(&n.id) {
             let _ = writeln!(out, "  {:<width$}  {}", "", instance_counts(state, n));
         }
         if n.status == NodeStatus::Failed {

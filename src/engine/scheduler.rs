@@ -357,16 +357,9 @@ impl Scheduler {
 
     /// Records a failure that no attempt reported (no runner, `when`, a task that died).
     fn record_failure(&self, i: usize, error: String) {
-        self.x.recorder.record(Event::NodeFailed {
-            node: self.machine.id(i).to_string(),
-            error,
-            exit_code: None,
-            will_retry: false,
-            output: String::new(),
-            usage: None,
-            log_tail: Vec::new(),
-            log: None,
-        });
+        self.x
+            .recorder
+            .record(Event::failed_unrun(self.machine.id(i), error));
     }
 
     /// A node settled: its output file is kept, then the machine decides what follows.
@@ -704,16 +697,8 @@ pub(crate) async fn run_one(
 ) -> Single {
     let node = &x.plan.workflow.nodes[machine.template(i)];
     let Some(runner) = x.runners.get(&node.kind) else {
-        x.recorder.record(Event::NodeFailed {
-            node: machine.id(i).to_string(),
-            error: format!("reins has no runner for `{}` nodes", node.kind.name()),
-            exit_code: None,
-            will_retry: false,
-            output: String::new(),
-            usage: None,
-            log_tail: Vec::new(),
-            log: None,
-        });
+        let error = format!("reins has no runner for `{}` nodes", node.kind.name());
+        x.recorder.record(Event::failed_unrun(machine.id(i), error));
         let _ = x.recorder.flush();
         return Single::Failed {
             retryable: false,

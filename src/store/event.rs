@@ -246,6 +246,21 @@ pub struct FanOutItem {
 }
 
 impl Event {
+    /// `node_failed` for a node that failed without an attempt that could record it (no
+    /// runner, a `when` that does not render, a task that died): no exit code, output or log.
+    pub fn failed_unrun(node: impl Into<String>, error: String) -> Event {
+        Event::NodeFailed {
+            node: node.into(),
+            error,
+            exit_code: None,
+            will_retry: false,
+            output: String::new(),
+            usage: None,
+            log_tail: Vec::new(),
+            log: None,
+        }
+    }
+
     /// The node the event is about, if any.
     pub fn node(&self) -> Option<&str> {
         match self {

@@ -222,7 +222,7 @@ impl<'a> Driver<'a> {
                         reason,
                     }),
                     Decision::Fail { node, error } => {
-                        events.push(failed(&self.machine, node, error))
+                        events.push(Event::failed_unrun(self.machine.id(node), error))
                     }
                     Decision::Expand { node } => expand.push(node),
                     Decision::FanOutSettled {
@@ -320,7 +320,8 @@ impl<'a> Driver<'a> {
             Came::Error(error) => {
                 let message = format!("the worker could not run `{id}`: {error}");
                 self.ctx.state_mut(|s| s.view.error = Some(message.clone()));
-                self.record(vec![failed(&self.machine, i, message)]).await?;
+                self.record(vec![Event::failed_unrun(self.machine.id(i), message)])
+                    .await?;
                 Ended::Settled {
                     status: NodeStatus::Failed,
                     output: String::new(),
@@ -501,20 +502,6 @@ impl<'a> Driver<'a> {
             self.step(Input::GateReady { node }).await?;
         }
         Ok(())
-    }
-}
-
-/// `node_failed` for a node that failed without an attempt that could record it.
-fn failed(machine: &Machine, node: usize, error: String) -> Event {
-    Event::NodeFailed {
-        node: machine.id(node).to_string(),
-        error,
-        exit_code: None,
-        will_retry: false,
-        output: String::new(),
-        usage: None,
-        log_tail: Vec::new(),
-        log: None,
     }
 }
 
