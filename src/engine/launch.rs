@@ -299,12 +299,23 @@ pub fn start_as(
             .map_err(|e| LaunchError::io(format!("cannot write the run lock: {e}")))?;
     }
     locks.push(run_lock);
-    // `run.json` and the run's folder are durable already (`create_run`).
+    fresh(store, run, manifest, plan, locks)
+}
+
+/// A new run ready to begin: its event log created, `run_started` its first event.
+/// `run.json` and the run's folder are durable already (`create_run`).
+fn fresh(
+    store: &Store,
+    run: RunDir,
+    manifest: Manifest,
+    plan: Plan,
+    locks: Vec<RunLock>,
+) -> Result<Prepared, LaunchError> {
     let log = EventLog::create(&run.events_path(), Vec::new())
         .map_err(|e| LaunchError::io(format!("cannot create the event log: {e}")))?;
     let first = Event::RunStarted {
         run_id: run.id.clone(),
-        workflow: name,
+        workflow: manifest.workflow.clone(),
         nodes: plan.dag.ids.clone(),
         inputs: manifest.inputs.clone(),
         pid: std::process::id(),
@@ -409,27 +420,7 @@ pub fn start_child(store: &Store, spec: ChildSpec) -> Result<Prepared, LaunchErr
             CreateError::Io(_) => LaunchError::io(e.to_string()),
             _ => LaunchError::usage(e.to_string()),
         })?;
-    let log = EventLog::create(&run.events_path(), Vec::new())
-        .map_err(|e| LaunchError::io(format!("cannot create the event log: {e}")))?;
-    let first = Event::RunStarted {
-        run_id: run.id.clone(),
-        workflow: manifest.workflow.clone(),
-        nodes: plan.dag.ids.clone(),
-        inputs: manifest.inputs.clone(),
-        pid: std::process::id(),
-        digest: manifest.digest.clone(),
-    };
-    Ok(Prepared {
-        store: store.clone(),
-        run,
-        manifest,
-        plan: Arc::new(plan),
-        changed: Vec::new(),
-        locks: vec![run_lock],
-        log,
-        state: RunState::new(),
-        first,
-    })
+    fresh(store, run, manifest, plan, vec![run_lock])
 }
 
 /// Prepares a resume of `run`: nodes that succeeded (or failed with `continue_on_error`) stay
